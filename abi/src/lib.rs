@@ -1,0 +1,2 @@
+//! The contract between the Enigma kernel and its user programs.
+#![no_std]

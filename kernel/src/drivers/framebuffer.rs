@@ -1,0 +1,1 @@
+//! Framebuffer text console.

@@ -1,0 +1,2 @@
+//! Device-independent drivers: the framebuffer text console.
+pub mod framebuffer;
