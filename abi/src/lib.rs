@@ -1,2 +1,156 @@
 //! The contract between the Enigma kernel and its user programs.
+//!
+//! This crate is the one place where syscall numbers, errno values, exit statuses, the user
+//! address-space layout and the structs both sides exchange are defined. The kernel's
+//! dispatch table and `userlib`'s wrappers are both written against it, so the two can never
+//! disagree about a number.
+//!
+//! Register convention (both `syscall` and `int 0x80`): `rax` holds the number; arguments go
+//! in `rdi, rsi, rdx, r10, r8, r9`; the result comes back in `rax`. A result `>= 0` is
+//! success, a negative result is `-errno`.
 #![no_std]
+
+pub mod errno;
+pub mod memory;
+pub mod status;
+pub mod syscall;
+
+/// A string or byte buffer passed by reference in an argument array (for example `spawn`'s
+/// argv): a user pointer and a length. Strings are UTF-8 and not NUL-terminated.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserStr {
+    /// Address of the first byte in the caller's address space.
+    pub ptr: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Longest process name the kernel keeps, in bytes.
+pub const NAME_MAX: usize = 32;
+
+/// Most arguments `spawn` accepts, including the program name as argv\[0\].
+pub const ARGV_MAX: usize = 32;
+
+/// Most bytes of argument text (all of argv together) `spawn` accepts.
+pub const ARGV_BYTES_MAX: usize = 4096;
+
+/// The state of a process as `process_list` reports it.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Waiting in the run queue.
+    Ready = 0,
+    /// On the CPU (the caller of `process_list` is always in this state).
+    Running = 1,
+    /// Off the run queue until an event (console input, a child's exit, a timer).
+    Blocked = 2,
+    /// Exited; its status waits for the parent's `wait`.
+    Zombie = 3,
+}
+
+impl ProcessState {
+    /// Decodes the `state` field of a [`ProcessInfo`].
+    pub fn from_u32(value: u32) -> Option<Self> {
+        match value {
+            0 => Some(Self::Ready),
+            1 => Some(Self::Running),
+            2 => Some(Self::Blocked),
+            3 => Some(Self::Zombie),
+            _ => None,
+        }
+    }
+
+    /// A short lower-case label for listings.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Running => "running",
+            Self::Blocked => "blocked",
+            Self::Zombie => "zombie",
+        }
+    }
+}
+
+/// One row of `process_list`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Parent's process id (0 for the first process).
+    pub parent: u32,
+    /// A [`ProcessState`] as `u32`.
+    pub state: u32,
+    /// Bytes of `name` in use.
+    pub name_len: u32,
+    /// The program name, UTF-8, `name_len` bytes long.
+    pub name: [u8; NAME_MAX],
+    /// User memory mapped by the process, in bytes (code, data, heap, stack).
+    pub memory_bytes: u64,
+}
+
+impl ProcessInfo {
+    /// An all-zero row, for sizing buffers.
+    pub const EMPTY: Self = Self { pid: 0, parent: 0, state: 0, name_len: 0, name: [0; NAME_MAX], memory_bytes: 0 };
+
+    /// The name as text (lossy only if the kernel sent invalid UTF-8, which it never does).
+    pub fn name(&self) -> &str {
+        let len = (self.name_len as usize).min(NAME_MAX);
+        core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+}
+
+/// System-wide figures from `sysinfo`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysInfo {
+    /// Physical frames (4 KiB) the frame allocator manages.
+    pub total_frames: u64,
+    /// Of those, frames currently free. Compared before and after a test, it reveals leaks.
+    pub free_frames: u64,
+    /// Kernel heap size in bytes.
+    pub heap_size: u64,
+    /// Kernel heap bytes in use.
+    pub heap_used: u64,
+    /// Nanoseconds since boot.
+    pub uptime_ns: u64,
+    /// Processes in the table, zombies included.
+    pub processes: u32,
+    /// The most processes the table holds.
+    pub max_processes: u32,
+    /// Most user memory one process may map, in bytes.
+    pub max_process_memory: u64,
+    /// Hardware protections in force: a bit set of `PROTECTION_*`.
+    pub protections: u32,
+    /// Timer interrupts per second.
+    pub timer_hz: u32,
+}
+
+/// `SysInfo::protections`: supervisor-mode execution prevention is on.
+pub const PROTECTION_SMEP: u32 = 1 << 0;
+/// `SysInfo::protections`: supervisor-mode access prevention is on.
+pub const PROTECTION_SMAP: u32 = 1 << 1;
+/// `SysInfo::protections`: user-mode instruction prevention is on.
+pub const PROTECTION_UMIP: u32 = 1 << 2;
+/// `SysInfo::protections`: no-execute pages are on.
+pub const PROTECTION_NX: u32 = 1 << 3;
+/// `SysInfo::protections`: the kernel honours read-only pages (CR0.WP).
+pub const PROTECTION_WP: u32 = 1 << 4;
+
+/// `mmap`/`mprotect` protection bit: readable. Every mapping is readable.
+pub const PROT_READ: u64 = 1 << 0;
+/// `mmap`/`mprotect` protection bit: writable. Never together with [`PROT_EXEC`].
+pub const PROT_WRITE: u64 = 1 << 1;
+/// `mmap`/`mprotect` protection bit: executable. Never together with [`PROT_WRITE`].
+pub const PROT_EXEC: u64 = 1 << 2;
+
+/// `wait`'s pid argument meaning "any child".
+pub const WAIT_ANY: i64 = -1;
+
+/// `console_mode` argument: the kernel's line discipline edits lines, echoes and handles
+/// Ctrl-C (the default).
+pub const CONSOLE_COOKED: u64 = 0;
+/// `console_mode` argument: every input byte goes to the reader as typed, without echo. Ctrl-C
+/// still kills the foreground process. Arrow keys arrive as ANSI sequences (`ESC [ A`..`D`).
+pub const CONSOLE_RAW: u64 = 1;

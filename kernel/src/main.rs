@@ -1,11 +1,38 @@
-#![no_std]
-#![no_main]
-use bootloader_api::{entry_point, BootInfo};
-entry_point!(kmain);
-fn kmain(_b: &'static mut BootInfo) -> ! {
-    unsafe { core::arch::asm!("out dx, al", in("dx") 0x3f8u16, in("al") b'E'); }
-    unsafe { core::arch::asm!("out dx, eax", in("dx") 0xf4u16, in("eax") 0u32); }
-    loop {}
+//! The kernel binary: the bootloader's entry point and the panic handler. Everything else is
+//! in the library (`lib.rs`). On the host (for `cargo test`/`cargo bench` of the library)
+//! this compiles to an empty program.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod entry {
+    use bootloader_api::config::{BootloaderConfig, Mapping};
+    use bootloader_api::{BootInfo, entry_point};
+    use kernel::mm;
+
+    /// What the kernel asks of the bootloader: all physical memory mapped at a fixed
+    /// upper-half offset, every dynamic mapping (kernel image, stack, boot info,
+    /// framebuffer) in the upper half so the lower half stays empty for processes, and a
+    /// 128 KiB boot stack (with a guard page).
+    pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+        let mut config = BootloaderConfig::new_default();
+        config.mappings.physical_memory = Some(Mapping::FixedAddress(mm::paging::PHYSICAL_MEMORY_OFFSET));
+        config.mappings.dynamic_range_start = Some(mm::DYNAMIC_RANGE_START);
+        config.mappings.dynamic_range_end = Some(mm::DYNAMIC_RANGE_END);
+        config.kernel_stack_size = 128 * 1024;
+        config
+    };
+
+    entry_point!(start, config = &BOOTLOADER_CONFIG);
+
+    fn start(boot_info: &'static mut BootInfo) -> ! {
+        kernel::boot::kernel_main(boot_info)
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        kernel::boot::panic(info)
+    }
 }
-#[panic_handler]
-fn panic(_i: &core::panic::PanicInfo) -> ! { loop {} }
+
+#[cfg(not(target_os = "none"))]
+fn main() {}

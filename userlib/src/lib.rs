@@ -1,7 +1,56 @@
 //! The library Enigma user programs are written against.
+//!
+//! A program is a `#![no_std]`, `#![no_main]` binary in `userspace/src/bin/` that names its
+//! main function with [`main!`]:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! userlib::main!(main);
+//! fn main() -> i32 {
+//!     userlib::println!("hello, {}", userlib::args().get(1).copied().unwrap_or("world"));
+//!     0
+//! }
+//! ```
+//!
+//! `userlib` supplies the entry point (`_start`: arguments, then `main`, then `exit` with its
+//! status), a panic handler (message, then exit status 101), `print!`/`println!`, a global
+//! allocator growing the heap with `brk` (so `alloc`'s `Vec`, `String` and `Box` work), and a
+//! wrapper for every syscall in [`sys`], over both entry paths (`syscall` by default,
+//! `int 0x80` on request).
 #![no_std]
 
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
+extern crate alloc;
+
+mod heap;
+pub mod io;
+mod rt;
+pub mod sys;
+
+pub use abi;
+pub use rt::{Termination, args, program_name};
+
+/// Declares the program's main function: `fn() -> i32`, or `fn()` for status 0.
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        fn __enigma_main() -> i32 {
+            $crate::Termination::status($main())
+        }
+    };
+}
+
+/// The privilege level the code runs at, read from the CS selector (3 in user programs).
+pub fn privilege_level() -> u16 {
+    let cs: u16;
+    // SAFETY: reading CS has no side effects.
+    unsafe { core::arch::asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
+    cs & 3
+}
+
+/// Reads the time-stamp counter (guest instructions under QEMU's `-icount shift=0`).
+pub fn timestamp() -> u64 {
+    // SAFETY: `rdtsc` has no side effects and is allowed in ring 3 (CR4.TSD is clear).
+    unsafe { core::arch::x86_64::_rdtsc() }
 }

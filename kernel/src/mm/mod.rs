@@ -1,2 +1,66 @@
-//! Memory management: physical frames, page tables, address spaces and the kernel heap.
+//! Memory management: physical frames, page tables, process address spaces, kernel stacks
+//! and the kernel heap.
+//!
+//! Kernel-half layout (every process shares it):
+//!
+//! | PML4 entry | start                   | what                                             |
+//! |------------|-------------------------|--------------------------------------------------|
+//! | 256        | `0xffff_8000_0000_0000` | all physical memory ([`paging::PHYSICAL_MEMORY_OFFSET`]) |
+//! | 272..288   | `0xffff_8800_0000_0000` | the bootloader's dynamic range: kernel image, boot stack, boot info, framebuffer |
+//! | 288        | `0xffff_9000_0000_0000` | the kernel heap ([`HEAP_START`], [`HEAP_SIZE`])   |
+//! | 304        | `0xffff_9800_0000_0000` | kernel stacks with guard pages ([`kernel_stack`]) |
+//!
+//! The lower half is empty in the kernel's own table and private to each process.
+pub mod address_space;
+pub mod frame;
 pub mod heap;
+pub mod kernel_stack;
+pub mod paging;
+pub mod user_memory;
+
+use ::x86_64::VirtAddr;
+use ::x86_64::structures::paging::{Page, PageTableFlags};
+use bootloader_api::info::MemoryRegions;
+
+/// Start of the bootloader's dynamic range (see `BOOTLOADER_CONFIG` in `main.rs`).
+pub const DYNAMIC_RANGE_START: u64 = 0xffff_8800_0000_0000;
+/// Last address of the bootloader's dynamic range.
+pub const DYNAMIC_RANGE_END: u64 = 0xffff_8fff_ffff_ffff;
+/// Start of the kernel heap.
+pub const HEAP_START: u64 = 0xffff_9000_0000_0000;
+/// Size of the kernel heap: 16 MiB, mapped at boot.
+pub const HEAP_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The kernel's global allocator: a fixed-size-block allocator over the heap region.
+#[cfg(target_os = "none")]
+#[global_allocator]
+static HEAP: heap::Locked<heap::FixedSizeBlockAllocator> = heap::Locked::new(heap::FixedSizeBlockAllocator::new());
+
+/// Heap figures for `sysinfo` and the boot log.
+pub fn heap_stats() -> heap::HeapStats {
+    #[cfg(target_os = "none")]
+    {
+        crate::arch::x86_64::cpu::without_interrupts(|| HEAP.lock().stats())
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        heap::HeapStats { heap_size: 0, used_bytes: 0 }
+    }
+}
+
+/// Sets up frames, the kernel's page table and the heap, in that order.
+pub fn init(regions: &MemoryRegions) {
+    frame::init(regions);
+    paging::init();
+    let first = Page::containing_address(VirtAddr::new(HEAP_START));
+    for index in 0..HEAP_SIZE / frame::FRAME_SIZE {
+        paging::map_kernel_page(first + index, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)
+            .expect("out of memory while mapping the kernel heap");
+    }
+    #[cfg(target_os = "none")]
+    // SAFETY: the heap range was just mapped writable, is used by nothing else, and stays
+    // mapped forever.
+    unsafe {
+        HEAP.lock().init(HEAP_START as usize, HEAP_SIZE as usize)
+    };
+}

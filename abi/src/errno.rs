@@ -1,0 +1,49 @@
+//! Error numbers. A syscall that fails returns `-errno` in `rax`. The values are Linux's, so
+//! they read familiarly in a debugger.
+
+/// Operation not permitted.
+pub const EPERM: i64 = 1;
+/// No such program or file.
+pub const ENOENT: i64 = 2;
+/// No such process.
+pub const ESRCH: i64 = 3;
+/// Interrupted: the caller was killed while it waited.
+pub const EINTR: i64 = 4;
+/// Argument list too long.
+pub const E2BIG: i64 = 7;
+/// Bad file descriptor.
+pub const EBADF: i64 = 9;
+/// No child process to wait for.
+pub const ECHILD: i64 = 10;
+/// A limit is reached (for example the process table is full); try again later.
+pub const EAGAIN: i64 = 11;
+/// Out of memory, or over the per-process memory limit.
+pub const ENOMEM: i64 = 12;
+/// A pointer or range is not valid, mapped user memory with the needed rights.
+pub const EFAULT: i64 = 14;
+/// An argument is out of its domain.
+pub const EINVAL: i64 = 22;
+/// A name is too long.
+pub const ENAMETOOLONG: i64 = 36;
+/// No such syscall.
+pub const ENOSYS: i64 = 38;
+
+/// The symbolic name of an errno value, for messages.
+pub fn name(errno: i64) -> &'static str {
+    match errno {
+        EPERM => "EPERM",
+        ENOENT => "ENOENT",
+        ESRCH => "ESRCH",
+        EINTR => "EINTR",
+        E2BIG => "E2BIG",
+        EBADF => "EBADF",
+        ECHILD => "ECHILD",
+        EAGAIN => "EAGAIN",
+        ENOMEM => "ENOMEM",
+        EFAULT => "EFAULT",
+        EINVAL => "EINVAL",
+        ENAMETOOLONG => "ENAMETOOLONG",
+        ENOSYS => "ENOSYS",
+        _ => "E?",
+    }
+}

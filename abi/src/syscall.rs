@@ -1,0 +1,130 @@
+//! Syscall numbers and a description of every syscall's arguments.
+//!
+//! [`SYSCALLS`] is read top to bottom as the list of what the kernel offers. Each entry names
+//! the number, the name, and the kind of every argument, so a fuzzer can draw arguments that
+//! are plausible for each syscall. The kernel's table has 256 slots; numbers not listed here
+//! (and numbers ≥ 256) return `-ENOSYS`.
+
+/// What an argument means, for generating arguments and for documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// A plain integer (exit status, flags).
+    Int,
+    /// A file descriptor: 0 is console input, 1 and 2 console output.
+    Fd,
+    /// A process id, or `-1` where "any" is allowed.
+    Pid,
+    /// A user pointer the kernel reads from; the next `Len` argument is its length.
+    InPtr,
+    /// A user pointer the kernel writes to; its length is the next `Len`/`Count` argument or
+    /// the size of the struct the syscall documents.
+    OutPtr,
+    /// A byte length.
+    Len,
+    /// An element count.
+    Count,
+    /// A user virtual address (page-aligned where the syscall says so).
+    Addr,
+    /// `PROT_*` bits.
+    Prot,
+    /// A duration in nanoseconds.
+    Nanos,
+}
+
+/// One syscall: its number, name and arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct Syscall {
+    /// The value in `rax`.
+    pub number: u64,
+    /// Its name, as `userlib` calls it.
+    pub name: &'static str,
+    /// Its arguments, in register order.
+    pub args: &'static [Arg],
+}
+
+macro_rules! syscalls {
+    ($($(#[$doc:meta])* $constant:ident = $number:literal, $name:literal, [$($arg:ident),*];)*) => {
+        $($(#[$doc])* pub const $constant: u64 = $number;)*
+        /// Every assigned syscall, in number order.
+        pub const SYSCALLS: &[Syscall] = &[
+            $(Syscall { number: $number, name: $name, args: &[$(Arg::$arg),*] },)*
+        ];
+    };
+}
+
+syscalls! {
+    /// `exit(status) -> !`: ends the caller with `status`.
+    EXIT = 0, "exit", [Int];
+    /// `write(fd, buf, len) -> bytes`: writes to the console (fd 1 or 2).
+    WRITE = 1, "write", [Fd, InPtr, Len];
+    /// `read(fd, buf, len) -> bytes`: blocks until the console (fd 0) has a line (cooked mode)
+    /// or at least one byte (raw mode); returns at most `len` bytes.
+    READ = 2, "read", [Fd, OutPtr, Len];
+    /// `getpid() -> pid`.
+    GETPID = 3, "getpid", [];
+    /// `yield() -> 0`: gives up the rest of the time slice.
+    YIELD = 4, "yield", [];
+    /// `uptime() -> ns`: nanoseconds since boot, monotonic.
+    UPTIME = 5, "uptime", [];
+    /// `brk(addr) -> brk`: moves the end of the heap to `addr` (0 only queries) and returns
+    /// the new end. The heap starts at the first page after the program image.
+    BRK = 6, "brk", [Addr];
+    /// `mmap(addr, len, prot) -> addr`: maps zeroed anonymous memory. `addr` 0 lets the
+    /// kernel choose; otherwise it must be page-aligned and free. W+X is refused.
+    MMAP = 7, "mmap", [Addr, Len, Prot];
+    /// `munmap(addr, len) -> 0`: unmaps whole pages of earlier `mmap`s.
+    MUNMAP = 8, "munmap", [Addr, Len];
+    /// `mprotect(addr, len, prot) -> 0`: changes the rights of `mmap`ed pages. W+X is refused.
+    MPROTECT = 9, "mprotect", [Addr, Len, Prot];
+    /// `spawn(name, name_len, argv, argc) -> pid`: starts the embedded program `name` with
+    /// `argc` [`crate::UserStr`] arguments read from `argv` (argv\[0\] is the name).
+    SPAWN = 10, "spawn", [InPtr, Len, InPtr, Count];
+    /// `wait(pid, status_out) -> pid`: waits for the child `pid` (or any child for -1) to
+    /// exit, reaps it, and stores its status at `status_out` (an `i32`) unless that is 0.
+    WAIT = 11, "wait", [Pid, OutPtr];
+    /// `kill(pid) -> 0`: ends the process; its status becomes `status::KILLED`.
+    KILL = 12, "kill", [Pid];
+    /// `sleep(ns) -> 0`: blocks for at least `ns` nanoseconds (rounded up to timer ticks).
+    SLEEP = 13, "sleep", [Nanos];
+    /// `process_list(buf, count) -> n`: fills up to `count` [`crate::ProcessInfo`] rows and
+    /// returns how many processes there are.
+    PROCESS_LIST = 14, "process_list", [OutPtr, Count];
+    /// `shutdown(status) -> !`: powers the machine off; QEMU exits with `status`.
+    SHUTDOWN = 15, "shutdown", [Int];
+    /// `sysinfo(out) -> 0`: fills a [`crate::SysInfo`].
+    SYSINFO = 16, "sysinfo", [OutPtr];
+    /// `programs(buf, len) -> bytes`: writes the names of the embedded programs, one per
+    /// line, and returns the full length (which may exceed `len`; the copy is truncated).
+    PROGRAMS = 17, "programs", [OutPtr, Len];
+    /// `set_foreground(pid) -> 0`: makes `pid` (a child of the caller, or 0 for none) the
+    /// process Ctrl-C kills.
+    SET_FOREGROUND = 18, "set_foreground", [Pid];
+    /// `console_mode(mode) -> 0`: `CONSOLE_COOKED` or `CONSOLE_RAW`.
+    CONSOLE_MODE = 19, "console_mode", [Int];
+    /// `getppid() -> pid`: the parent's pid (0 for the first process).
+    GETPPID = 20, "getppid", [];
+}
+
+/// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.
+pub const TABLE_SIZE: usize = 256;
+
+/// Looks up a syscall by number.
+pub fn by_number(number: u64) -> Option<&'static Syscall> {
+    SYSCALLS.iter().find(|syscall| syscall.number == number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_unique_sorted_and_fit_the_table() {
+        for pair in SYSCALLS.windows(2) {
+            assert!(pair[0].number < pair[1].number, "{} and {}", pair[0].name, pair[1].name);
+        }
+        assert!(SYSCALLS.iter().all(|syscall| (syscall.number as usize) < TABLE_SIZE));
+        assert!(SYSCALLS.iter().all(|syscall| syscall.args.len() <= 6));
+        assert_eq!(by_number(SPAWN).map(|syscall| syscall.name), Some("spawn"));
+        assert!(by_number(255).is_none());
+    }
+}

@@ -1,0 +1,30 @@
+//! Generates the table of embedded user programs: one entry per file in
+//! `userspace/src/bin/`, each pointing at that binary as built for x86_64-unknown-none (an
+//! artifact dependency of this crate). Adding a program is adding a file there.
+
+use std::fmt::Write;
+use std::path::Path;
+
+fn main() {
+    let bin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../userspace/src/bin");
+    println!("cargo:rerun-if-changed={}", bin_dir.display());
+    let mut names: Vec<String> = std::fs::read_dir(&bin_dir)
+        .expect("reading userspace/src/bin")
+        .filter_map(|entry| {
+            let path = entry.expect("reading a directory entry").path();
+            (path.extension()? == "rs").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    let mut table = String::from("/// Every embedded program, sorted by name.\npub static PROGRAMS: &[Program] = &[\n");
+    for name in &names {
+        writeln!(
+            table,
+            "    Program {{ name: {name:?}, image: include_bytes!(env!(\"CARGO_BIN_FILE_USERSPACE_{name}\")) }},"
+        )
+        .expect("writing to a string");
+    }
+    table.push_str("];\n");
+    let out = Path::new(&std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo")).join("programs.rs");
+    std::fs::write(out, table).expect("writing programs.rs");
+}

@@ -1,0 +1,187 @@
+//! CPU features, per-CPU data, interrupt masking and the user-memory access window.
+//!
+//! Enigma runs on one CPU. Its per-CPU block sits behind `GS` while the kernel runs (the
+//! `syscall` stub finds the kernel stack there), and behind `KERNEL_GS_BASE` while user code
+//! runs; every entry from and exit to ring 3 swaps the two with `swapgs`.
+
+use core::arch::asm;
+use core::arch::x86_64::{__cpuid, __cpuid_count};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ::x86_64::VirtAddr;
+use ::x86_64::instructions::interrupts;
+use ::x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+use ::x86_64::registers::model_specific::{Efer, EferFlags, GsBase, KernelGsBase};
+
+/// Whether SMAP is on. The entry stubs read it to decide whether to run `clac`, and the
+/// user-access window whether to run `stac`/`clac` (both fault on CPUs without SMAP).
+pub(super) static SMAP_ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// The hardware protections that are on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Protections {
+    /// No-execute pages (EFER.NXE).
+    pub nx: bool,
+    /// Ring 0 honours read-only pages (CR0.WP).
+    pub write_protect: bool,
+    /// Ring 0 cannot execute user pages (CR4.SMEP).
+    pub smep: bool,
+    /// Ring 0 cannot touch user pages outside a `stac` window (CR4.SMAP).
+    pub smap: bool,
+    /// Ring 3 cannot run `sgdt`, `sidt`, `sldt`, `smsw`, `str` (CR4.UMIP).
+    pub umip: bool,
+}
+
+impl Protections {
+    /// The protections as `abi::PROTECTION_*` bits.
+    pub fn bits(self) -> u32 {
+        let mut bits = 0;
+        for (on, bit) in [
+            (self.nx, abi::PROTECTION_NX),
+            (self.write_protect, abi::PROTECTION_WP),
+            (self.smep, abi::PROTECTION_SMEP),
+            (self.smap, abi::PROTECTION_SMAP),
+            (self.umip, abi::PROTECTION_UMIP),
+        ] {
+            if on {
+                bits |= bit;
+            }
+        }
+        bits
+    }
+}
+
+static PROTECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Turns on every protection the CPU offers and returns what is on. The bootloader hands
+/// over with only PAE (and NX for its own mappings) set, so nothing else can be assumed.
+pub fn enable_protections() -> Protections {
+    let max_leaf = __cpuid(0).eax;
+    let leaf7 = (max_leaf >= 7).then(|| __cpuid_count(7, 0));
+    // The extended leaf 0x8000_0001 exists on every x86_64 CPU.
+    let nx_supported = __cpuid(0x8000_0001).edx & (1 << 20) != 0;
+    let smep = leaf7.is_some_and(|leaf| leaf.ebx & (1 << 7) != 0);
+    let smap = leaf7.is_some_and(|leaf| leaf.ebx & (1 << 20) != 0);
+    let umip = leaf7.is_some_and(|leaf| leaf.ecx & (1 << 2) != 0);
+
+    if nx_supported {
+        // SAFETY: enabling NXE only makes the NO_EXECUTE bit meaningful; the kernel's own
+        // mappings already carry correct NX bits from the bootloader.
+        unsafe { Efer::update(|flags| flags.insert(EferFlags::NO_EXECUTE_ENABLE)) };
+    }
+    // SAFETY: write protection makes ring 0 honour read-only pages; the kernel never writes
+    // through a read-only mapping on purpose.
+    unsafe { Cr0::update(|flags| flags.insert(Cr0Flags::WRITE_PROTECT)) };
+    let mut cr4 = Cr4Flags::empty();
+    if smep {
+        cr4 |= Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION;
+    }
+    if smap {
+        cr4 |= Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION;
+    }
+    if umip {
+        cr4 |= Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION;
+    }
+    // SAFETY: the kernel never executes user pages, touches user memory only inside
+    // `with_user_access`, and never runs the instructions UMIP restricts from ring 3.
+    unsafe { Cr4::update(|flags| flags.insert(cr4)) };
+    SMAP_ACTIVE.store(smap, Ordering::Relaxed);
+
+    let protections = Protections { nx: nx_supported, write_protect: true, smep, smap, umip };
+    PROTECTIONS.store(u64::from(protections.bits()), Ordering::Relaxed);
+    protections
+}
+
+/// The protections as `abi::PROTECTION_*` bits, as `enable_protections` left them.
+pub fn protection_bits() -> u32 {
+    PROTECTIONS.load(Ordering::Relaxed) as u32
+}
+
+/// The per-CPU block. The `syscall` entry stub reads it through `GS` at the byte offsets
+/// below, so the layout is fixed.
+#[repr(C)]
+pub(super) struct PerCpu {
+    /// Top of the current process's kernel stack (also in TSS.RSP0).
+    kernel_stack_top: AtomicU64,
+    /// The user stack pointer, parked here by the `syscall` stub while it switches stacks.
+    user_stack_scratch: AtomicU64,
+}
+
+/// Byte offset of `PerCpu::kernel_stack_top`.
+pub(super) const PER_CPU_KERNEL_STACK: usize = 0;
+/// Byte offset of `PerCpu::user_stack_scratch`.
+pub(super) const PER_CPU_USER_STACK: usize = 8;
+
+static PER_CPU: PerCpu = PerCpu { kernel_stack_top: AtomicU64::new(0), user_stack_scratch: AtomicU64::new(0) };
+
+/// Points `GS` at the per-CPU block. The kernel runs with this `GS` base from now on; user
+/// code starts with base 0, swapped in by the first return to ring 3.
+pub fn init_per_cpu() {
+    GsBase::write(VirtAddr::from_ptr(&PER_CPU));
+    KernelGsBase::write(VirtAddr::zero());
+}
+
+/// Makes `top` the stack the CPU switches to on the next entry from ring 3, through both
+/// the TSS (interrupts, exceptions, `int 0x80`) and the per-CPU block (`syscall`).
+pub fn set_kernel_stack(top: VirtAddr) {
+    PER_CPU.kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
+    super::gdt::set_privilege_stack(top);
+}
+
+/// Runs `f` with interrupts masked, restoring the previous state afterwards.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    interrupts::without_interrupts(f)
+}
+
+/// Masks interrupts.
+pub fn disable_interrupts() {
+    interrupts::disable();
+}
+
+/// Whether interrupts are currently unmasked.
+pub fn interrupts_enabled() -> bool {
+    interrupts::are_enabled()
+}
+
+/// Unmasks interrupts and halts in one step (`sti; hlt`), so an interrupt that arrives
+/// between the two cannot be missed; masks them again after the wake-up.
+pub fn wait_for_interrupt() {
+    interrupts::enable_and_hlt();
+    interrupts::disable();
+}
+
+/// Unmasks interrupts.
+pub fn enable_interrupts() {
+    interrupts::enable();
+}
+
+/// Halts forever with interrupts masked: the end of a panic.
+pub fn halt_forever() -> ! {
+    loop {
+        interrupts::disable();
+        ::x86_64::instructions::hlt();
+    }
+}
+
+/// Runs `f` inside a user-memory access window: with SMAP on, ring 0 may touch user pages
+/// only between `stac` and `clac`, so the window is opened around the copy alone.
+pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
+    let smap = SMAP_ACTIVE.load(Ordering::Relaxed);
+    if smap {
+        // SAFETY: `stac` only sets RFLAGS.AC; it exists because SMAP is on.
+        unsafe { asm!("stac", options(nomem, nostack)) };
+    }
+    let result = f();
+    if smap {
+        // SAFETY: `clac` only clears RFLAGS.AC, closing the window opened above.
+        unsafe { asm!("clac", options(nomem, nostack)) };
+    }
+    result
+}
+
+/// Reads the time-stamp counter. Under QEMU's `-icount shift=0` it counts guest
+/// instructions.
+pub fn read_timestamp() -> u64 {
+    // SAFETY: `rdtsc` has no side effects; CR4.TSD is clear, so it is allowed everywhere.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

@@ -1,0 +1,25 @@
+//! x86_64 support: the CPU's tables and entry paths, and the legacy PC devices reached by
+//! port I/O.
+//!
+//! - [`cpu`]: protection features (NX, WP, SMEP, SMAP, UMIP), per-CPU data behind `GS`,
+//!   interrupt masking and halting, user-memory access windows (`stac`/`clac`).
+//! - [`gdt`]: segments in the order `sysret` needs, the TSS with `RSP0` and the double-fault
+//!   stack.
+//! - [`trap`]: the trap frame, one entry stub per vector, the IDT and the dispatcher.
+//! - [`syscall_entry`]: the `syscall` instruction's MSRs and its entry stub.
+//! - [`context`]: kernel-stack switching between processes.
+//! - [`paging`]: CR3, TLB and the boot page table.
+//! - Devices: [`serial`] (COM1), [`pic`] (8259 pair), [`pit`] (timer), [`ps2`] (keyboard
+//!   data port), [`fw_cfg`] (QEMU's configuration files), [`qemu`] (`isa-debug-exit`).
+pub mod context;
+pub mod cpu;
+pub mod fw_cfg;
+pub mod gdt;
+pub mod paging;
+pub mod pic;
+pub mod pit;
+pub mod ps2;
+pub mod qemu;
+pub mod serial;
+pub mod syscall_entry;
+pub mod trap;

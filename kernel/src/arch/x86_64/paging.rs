@@ -1,0 +1,39 @@
+//! The page-table root register and the TLB.
+
+use ::x86_64::VirtAddr;
+use ::x86_64::instructions::tlb;
+use ::x86_64::registers::control::{Cr3, Cr3Flags};
+use ::x86_64::structures::paging::PhysFrame;
+
+/// The physical frame of the active top-level page table.
+pub fn active_root() -> PhysFrame {
+    Cr3::read().0
+}
+
+/// Makes `root` the active top-level page table (a CR3 write, which also flushes every
+/// non-global TLB entry).
+///
+/// # Safety
+/// `root` must hold a valid top-level page table that maps the kernel (the upper half) the
+/// same way the current one does, so the code and stack in use stay mapped.
+pub unsafe fn switch_root(root: PhysFrame) {
+    if active_root() != root {
+        // SAFETY: guaranteed by the caller.
+        unsafe { Cr3::write(root, Cr3Flags::empty()) };
+    }
+}
+
+/// Drops any cached translation of the page containing `address`.
+pub fn flush_page(address: VirtAddr) {
+    tlb::flush(address);
+}
+
+/// Reloads CR3 with the active root, flushing every non-global translation.
+///
+/// # Safety
+/// The active root must still map the running code and stack.
+pub unsafe fn reload_root() {
+    let (root, flags) = Cr3::read();
+    // SAFETY: the same root, which the caller guarantees is still valid.
+    unsafe { Cr3::write(root, flags) };
+}

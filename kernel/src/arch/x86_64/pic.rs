@@ -1,0 +1,65 @@
+//! The two 8259 programmable interrupt controllers, remapped to vectors 32..48, and the
+//! routing of each hardware interrupt to its driver.
+//!
+//! Lines in use: IRQ 0 (PIT timer), IRQ 1 (PS/2 keyboard), IRQ 2 (the cascade), IRQ 4 (COM1).
+//! Every handled interrupt is acknowledged with an end-of-interrupt before anything that may
+//! switch processes runs, so a switch never leaves the controller waiting.
+
+use pic8259::ChainedPics;
+use spin::Mutex;
+
+use super::trap::IRQ_BASE;
+
+const TIMER_IRQ: u8 = 0;
+const KEYBOARD_IRQ: u8 = 1;
+const CASCADE_IRQ: u8 = 2;
+const COM1_IRQ: u8 = 4;
+const PRIMARY_SPURIOUS_IRQ: u8 = 7;
+const SECONDARY_SPURIOUS_IRQ: u8 = 15;
+
+// SAFETY: 32..48 are free vectors (the exceptions end at 31), and the offsets are 8 apart.
+static PICS: Mutex<ChainedPics> = Mutex::new(unsafe { ChainedPics::new(IRQ_BASE, IRQ_BASE + 8) });
+
+/// Remaps both controllers and unmasks the lines Enigma uses.
+pub fn init() {
+    let mut pics = PICS.lock();
+    let unmasked = (1u8 << TIMER_IRQ) | (1 << KEYBOARD_IRQ) | (1 << CASCADE_IRQ) | (1 << COM1_IRQ);
+    // SAFETY: the IDT has handlers for all sixteen vectors before interrupts are enabled.
+    unsafe {
+        pics.initialize();
+        pics.write_masks(!unmasked, 0xff);
+    }
+}
+
+fn end_of_interrupt(irq: u8) {
+    // SAFETY: `irq` is the line being handled, so acknowledging it is correct.
+    unsafe { PICS.lock().notify_end_of_interrupt(IRQ_BASE + irq) };
+}
+
+/// Handles hardware interrupt line `irq`; `from_user` says whether ring 3 was interrupted.
+pub(super) fn handle_interrupt(irq: u8, from_user: bool) {
+    match irq {
+        TIMER_IRQ => {
+            crate::time::tick();
+            end_of_interrupt(irq);
+            crate::task::on_timer_tick(from_user);
+        }
+        KEYBOARD_IRQ => {
+            let scancode = super::ps2::read_scancode();
+            end_of_interrupt(irq);
+            crate::console::input::push_scancode(scancode);
+        }
+        COM1_IRQ => {
+            super::serial::drain_received(crate::console::input::push_serial_byte);
+            end_of_interrupt(irq);
+        }
+        // A spurious interrupt from the primary controller must not be acknowledged; one from
+        // the secondary is acknowledged on the primary only (the cascade line did fire).
+        PRIMARY_SPURIOUS_IRQ => {}
+        SECONDARY_SPURIOUS_IRQ => end_of_interrupt(CASCADE_IRQ),
+        other => {
+            log::warn!("unexpected IRQ {other}");
+            end_of_interrupt(other);
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! COM1, the first 16550 UART: the serial console's output and input.
+//!
+//! Output is written synchronously; `\n` becomes `\r\n` for terminals. Input raises IRQ 4
+//! for every received byte (FIFO trigger level one), and the interrupt handler drains the
+//! receive FIFO into the console's input queue.
+
+use spin::Mutex;
+use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::FifoTriggerLevel;
+use uart_16550::spec::registers::IER;
+use uart_16550::{Config, Uart16550};
+
+const COM1_BASE: u16 = 0x3f8;
+
+static COM1: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+
+/// Programs COM1 (115200 8N1, FIFO on, receive interrupt on). Returns whether a UART answered.
+pub fn init() -> bool {
+    // SAFETY: 0x3f8..0x400 are COM1's registers on every PC, and this module is their only
+    // user.
+    let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1_BASE) }) else {
+        return false;
+    };
+    let config = Config {
+        interrupts: IER::DATA_READY,
+        fifo_trigger_level: Some(FifoTriggerLevel::One),
+        ..Config::DEFAULT
+    };
+    if uart.init(config).is_err() {
+        return false;
+    }
+    *COM1.lock() = Some(uart);
+    true
+}
+
+/// Sends `bytes`, turning each `\n` into `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
+    if let Some(uart) = COM1.lock().as_mut() {
+        send_translated(uart, bytes);
+    }
+}
+
+fn send_translated(uart: &mut Uart16550<PioBackend>, bytes: &[u8]) {
+    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
+        match line.strip_suffix(b"\n") {
+            Some(text) => {
+                uart.send_bytes_exact(text);
+                uart.send_bytes_exact(b"\r\n");
+            }
+            None => uart.send_bytes_exact(line),
+        }
+    }
+}
+
+/// Hands every byte waiting in the receive FIFO to `sink`.
+pub fn drain_received(mut sink: impl FnMut(u8)) {
+    if let Some(uart) = COM1.lock().as_mut() {
+        while let Ok(byte) = uart.try_receive_byte() {
+            sink(byte);
+        }
+    }
+}
+
+/// Writes `bytes` to COM1 without the lock, for the panic path: the panic handler never
+/// returns to whatever context may hold the lock, so it can take the port over.
+pub fn write_bytes_for_panic(bytes: &[u8]) {
+    // SAFETY: COM1 was initialised at boot; the panicking CPU (the only one) never returns
+    // to a holder of `COM1`'s lock, so no other user of the port runs again.
+    if let Ok(mut uart) = unsafe { Uart16550::new_port(COM1_BASE) } {
+        send_translated(&mut uart, bytes);
+    }
+}

@@ -1,0 +1,44 @@
+//! The `log` facade's backend: `[   1.234] INFO  message` lines on both consoles, with the
+//! level coloured.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+struct ConsoleLogger;
+
+static LOGGER: ConsoleLogger = ConsoleLogger;
+
+/// Installs the logger. Messages at `Info` and above are shown.
+pub(super) fn init() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+}
+
+impl Log for ConsoleLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let colour = match record.level() {
+            Level::Error => "31",
+            Level::Warn => "33",
+            Level::Info => "32",
+            Level::Debug => "36",
+            Level::Trace => "90",
+        };
+        let uptime = crate::time::uptime_ns();
+        crate::println!(
+            "[{:>4}.{:03}] \x1b[{colour}m{:<5}\x1b[0m {}",
+            uptime / 1_000_000_000,
+            uptime / 1_000_000 % 1000,
+            record.level(),
+            record.args()
+        );
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,74 @@
+//! Console syscalls: `write`, `read`, `set_foreground`, `console_mode`.
+
+use abi::errno::{EBADF, EINTR, EINVAL, ESRCH};
+
+use super::usercopy::UserSlice;
+use super::{Args, SyscallResult};
+use crate::console::input;
+use crate::console::line_discipline::{LINE_MAX, Mode};
+use crate::task::scheduler;
+
+const STDIN: u64 = 0;
+const STDOUT: u64 = 1;
+const STDERR: u64 = 2;
+
+/// Bytes copied from user memory per step of a `write`, so a large write never needs a
+/// large kernel buffer.
+const WRITE_CHUNK: u64 = 4096;
+
+/// `write(fd, buf, len) -> len`: to the console for fd 1 and 2.
+pub fn write(args: &Args) -> SyscallResult {
+    let (fd, buffer) = (args[0], UserSlice::new(args[1], args[2]));
+    if fd != STDOUT && fd != STDERR {
+        return Err(EBADF);
+    }
+    buffer.check_readable()?;
+    let mut chunk = [0u8; WRITE_CHUNK as usize];
+    let mut offset = 0;
+    while offset < buffer.len() {
+        let piece = buffer.window(offset, WRITE_CHUNK);
+        let bytes = &mut chunk[..piece.len() as usize];
+        piece.read_into(bytes)?;
+        crate::console::write_bytes(bytes);
+        offset += piece.len();
+    }
+    Ok(buffer.len())
+}
+
+/// `read(0, buf, len) -> bytes`: blocks until the console has input; 0 at end of input.
+pub fn read(args: &Args) -> SyscallResult {
+    let (fd, buffer) = (args[0], UserSlice::new(args[1], args[2]));
+    if fd != STDIN {
+        return Err(EBADF);
+    }
+    buffer.check_writable()?;
+    if buffer.is_empty() {
+        return Ok(0);
+    }
+    let mut kernel_buffer = [0u8; LINE_MAX + 1];
+    let wanted = (buffer.len() as usize).min(kernel_buffer.len());
+    let count = scheduler::wait_for_console(|| input::take_input(&mut kernel_buffer[..wanted])).map_err(|()| EINTR)?;
+    buffer.write_from(&kernel_buffer[..count])?;
+    Ok(count as u64)
+}
+
+/// `set_foreground(pid) -> 0`: `pid` must be a live child of the caller, or 0.
+pub fn set_foreground(args: &Args) -> SyscallResult {
+    let pid = u32::try_from(args[0]).map_err(|_| ESRCH)?;
+    if pid != 0 && !scheduler::is_child(pid) {
+        return Err(ESRCH);
+    }
+    input::set_foreground(pid);
+    Ok(0)
+}
+
+/// `console_mode(mode) -> 0`.
+pub fn console_mode(args: &Args) -> SyscallResult {
+    let mode = match args[0] {
+        abi::CONSOLE_COOKED => Mode::Cooked,
+        abi::CONSOLE_RAW => Mode::Raw,
+        _ => return Err(EINVAL),
+    };
+    input::set_mode(mode);
+    Ok(0)
+}

@@ -1,0 +1,28 @@
+//! System calls: one table behind both entry paths, and the handlers, one file per group.
+//!
+//! `arch` decodes the registers (number in `rax`, arguments in `rdi, rsi, rdx, r10, r8,
+//! r9`) from either `int 0x80` or `syscall` and calls [`dispatch`]; the result goes back in
+//! `rax`, `>= 0` for success and `-errno` for failure. Handlers see arguments as plain
+//! integers and reach user memory only through [`usercopy`].
+pub mod usercopy;
+
+#[deny(unsafe_code)]
+mod io;
+#[deny(unsafe_code)]
+mod memory;
+#[deny(unsafe_code)]
+mod process;
+#[deny(unsafe_code)]
+mod system;
+#[deny(unsafe_code)]
+mod table;
+#[deny(unsafe_code)]
+mod time;
+
+pub use table::dispatch;
+
+/// What a handler returns: a non-negative value, or a positive errno.
+pub type SyscallResult = Result<u64, i64>;
+
+/// The arguments of a syscall, in register order.
+pub type Args = [u64; 6];

@@ -1,0 +1,46 @@
+//! System syscalls: `sysinfo`, `programs`, `shutdown`.
+
+use alloc::string::String;
+
+use abi::SysInfo;
+
+use super::usercopy::{UserPtr, UserSlice};
+use super::{Args, SyscallResult};
+use crate::mm::address_space::MAX_USER_PAGES;
+use crate::mm::frame;
+use crate::task::{programs, scheduler};
+
+/// `sysinfo(out) -> 0`.
+pub fn sysinfo(args: &Args) -> SyscallResult {
+    let heap = crate::mm::heap_stats();
+    let info = SysInfo {
+        total_frames: frame::total_count() as u64,
+        free_frames: frame::free_count() as u64,
+        heap_size: heap.heap_size as u64,
+        heap_used: heap.used_bytes as u64,
+        uptime_ns: crate::time::uptime_ns(),
+        processes: scheduler::process_count() as u32,
+        max_processes: scheduler::MAX_PROCESSES as u32,
+        max_process_memory: MAX_USER_PAGES * frame::FRAME_SIZE,
+        protections: crate::arch::x86_64::cpu::protection_bits(),
+        timer_hz: crate::time::TIMER_HZ as u32,
+    };
+    UserPtr::new(args[0]).write(&info)?;
+    Ok(0)
+}
+
+/// `programs(buf, len) -> total`: the embedded program names, one per line.
+pub fn programs(args: &Args) -> SyscallResult {
+    let listing: String = programs::PROGRAMS.iter().flat_map(|program| [program.name, "\n"]).collect();
+    let buffer = UserSlice::new(args[0], args[1]);
+    let fitting = (buffer.len().min(listing.len() as u64)) as usize;
+    buffer.write_from(&listing.as_bytes()[..fitting])?;
+    Ok(listing.len() as u64)
+}
+
+/// `shutdown(status) -> !`.
+pub fn shutdown(args: &Args) -> SyscallResult {
+    let status = args[0] as i32;
+    log::info!("shutdown requested by pid {} with status {status}", scheduler::current_pid());
+    crate::arch::x86_64::qemu::exit(status)
+}

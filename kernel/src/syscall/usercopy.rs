@@ -1,0 +1,195 @@
+//! Checked copies between the kernel and the calling process's memory: the only way a
+//! syscall handler touches user memory.
+//!
+//! A [`UserSlice`] or [`UserPtr`] is just an address and a length until it is used. Every
+//! read or write first checks, with checked arithmetic, that the whole range lies in the
+//! user half and that every page of it is mapped user-accessible (and writable, for writes)
+//! in the caller's address space, then copies inside a `stac`/`clac` window. A failed check
+//! is `EFAULT` and copies nothing: there is no partial copy, and since the kernel runs with
+//! interrupts masked on one CPU, nothing can unmap a page between the check and the copy.
+
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::mem::size_of;
+
+use abi::errno::EFAULT;
+
+use crate::arch::x86_64::cpu::with_user_access;
+use crate::task::scheduler::with_current_memory;
+
+/// Data that may be copied byte for byte to and from user memory.
+///
+/// # Safety
+/// Implementors must be plain old data: `repr(C)` (or primitive), `Copy`, with no padding
+/// bytes that could leak kernel memory on a write, and valid for every bit pattern (so any
+/// bytes a process supplies form a valid value).
+pub unsafe trait Plain: Copy {}
+
+// SAFETY: integers are valid for every bit pattern and have no padding.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for i32 {}
+// SAFETY: as above.
+unsafe impl Plain for u64 {}
+// SAFETY: two u64 fields, `repr(C)`, no padding, any bits valid.
+unsafe impl Plain for abi::UserStr {}
+// SAFETY: `repr(C)`: four u32, a 32-byte array, then a u64 at offset 48; no padding, and
+// every field accepts any bits.
+unsafe impl Plain for abi::ProcessInfo {}
+// SAFETY: `repr(C)`: u64 fields, then two u32 (offset 40), a u64 (48), and two u32 (56, 60);
+// no padding, any bits valid.
+unsafe impl Plain for abi::SysInfo {}
+
+const _: () = assert!(size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 64);
+
+/// Whether the caller may access `[address, address + len)` (writing too, if `write`).
+fn accessible(address: u64, len: u64, write: bool) -> bool {
+    with_current_memory(|memory| memory.space().check_user_access(address, len, write))
+}
+
+/// A byte range in the caller's memory.
+#[derive(Clone, Copy, Debug)]
+pub struct UserSlice {
+    address: u64,
+    len: u64,
+}
+
+impl UserSlice {
+    /// The range `[address, address + len)`; nothing is checked until it is used.
+    pub fn new(address: u64, len: u64) -> Self {
+        Self { address, len }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Checks that the whole range is readable, or `EFAULT`.
+    pub fn check_readable(&self) -> Result<(), i64> {
+        if accessible(self.address, self.len, false) { Ok(()) } else { Err(EFAULT) }
+    }
+
+    /// Checks that the whole range is writable, or `EFAULT`.
+    pub fn check_writable(&self) -> Result<(), i64> {
+        if accessible(self.address, self.len, true) { Ok(()) } else { Err(EFAULT) }
+    }
+
+    /// The sub-range of `len` bytes starting `offset` bytes in (clamped to this range).
+    pub fn window(&self, offset: u64, len: u64) -> Self {
+        let offset = offset.min(self.len);
+        Self { address: self.address.saturating_add(offset), len: len.min(self.len - offset) }
+    }
+
+    /// Copies the whole range into `out`, whose length must equal the range's.
+    pub fn read_into(&self, out: &mut [u8]) -> Result<(), i64> {
+        if out.len() as u64 != self.len {
+            return Err(EFAULT);
+        }
+        self.check_readable()?;
+        // SAFETY: the range is mapped, user-accessible and readable in the active address
+        // space (checked just above, with interrupts masked so it cannot change); `out` is a
+        // distinct kernel buffer of the same length.
+        with_user_access(|| unsafe {
+            core::ptr::copy_nonoverlapping(self.address as *const u8, out.as_mut_ptr(), out.len());
+        });
+        Ok(())
+    }
+
+    /// Reads the whole range into a new vector. The caller bounds `len` before calling, so
+    /// the allocation is never sized by an unchecked user value; the range is checked before
+    /// anything is allocated.
+    pub fn read_to_vec(&self) -> Result<Vec<u8>, i64> {
+        self.check_readable()?;
+        let mut bytes = alloc::vec![0; self.len as usize];
+        self.read_into(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Copies `data` to the start of the range; `data` must fit in it.
+    pub fn write_from(&self, data: &[u8]) -> Result<(), i64> {
+        if data.len() as u64 > self.len {
+            return Err(EFAULT);
+        }
+        let target = self.window(0, data.len() as u64);
+        target.check_writable()?;
+        // SAFETY: the target range is mapped, user-accessible and writable in the active
+        // address space (checked just above); `data` is kernel memory of the same length.
+        with_user_access(|| unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), target.address as *mut u8, data.len());
+        });
+        Ok(())
+    }
+}
+
+/// A pointer to one `T` in the caller's memory.
+#[derive(Debug)]
+pub struct UserPtr<T: Plain> {
+    address: u64,
+    _type: PhantomData<T>,
+}
+
+impl<T: Plain> UserPtr<T> {
+    /// The pointer `address`; nothing is checked until it is used.
+    pub fn new(address: u64) -> Self {
+        Self { address, _type: PhantomData }
+    }
+
+    /// Whether it is the null pointer (which some syscalls accept as "no output").
+    pub fn is_null(&self) -> bool {
+        self.address == 0
+    }
+
+    fn bytes(&self) -> UserSlice {
+        UserSlice::new(self.address, size_of::<T>() as u64)
+    }
+
+    /// Checks that the pointee is writable, or `EFAULT`.
+    pub fn check_writable(&self) -> Result<(), i64> {
+        self.bytes().check_writable()
+    }
+
+    /// Reads the value.
+    pub fn read(&self) -> Result<T, i64> {
+        let mut value = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: a `T` is `size_of::<T>()` initialisable bytes; `read_into` fills all of
+        // them or fails.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+        self.bytes().read_into(bytes)?;
+        // SAFETY: every byte was written, and `T: Plain` is valid for any bytes.
+        Ok(unsafe { value.assume_init() })
+    }
+
+    /// Writes `value`.
+    pub fn write(&self, value: &T) -> Result<(), i64> {
+        // SAFETY: `T: Plain` has no padding, so all its bytes are initialised.
+        let bytes = unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
+        self.bytes().write_from(bytes)
+    }
+}
+
+/// Reads `count` values of `T` from an array at `address`, checking the whole array first;
+/// `max` bounds `count` before anything is allocated.
+pub fn read_array<T: Plain + Default>(address: u64, count: u64, max: usize) -> Result<Vec<T>, i64> {
+    if count > max as u64 {
+        return Err(abi::errno::E2BIG);
+    }
+    let size = count.checked_mul(size_of::<T>() as u64).ok_or(EFAULT)?;
+    UserSlice::new(address, size).check_readable()?;
+    (0..count).map(|index| UserPtr::<T>::new(address + index * size_of::<T>() as u64).read()).collect()
+}
+
+/// Writes `values` to an array at `address`, checking the whole array first.
+pub fn write_array<T: Plain>(address: u64, values: &[T]) -> Result<(), i64> {
+    let size = (values.len() as u64).checked_mul(size_of::<T>() as u64).ok_or(EFAULT)?;
+    UserSlice::new(address, size).check_writable()?;
+    for (index, value) in values.iter().enumerate() {
+        UserPtr::<T>::new(address + (index * size_of::<T>()) as u64).write(value)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The ELF loader: validates a program image, then builds its address space.
+//!
+//! [`validate`] checks everything before a single page is mapped: a 64-bit little-endian
+//! x86_64 executable (`ET_EXEC`); a bounded number of program headers that lie inside the
+//! file; every `PT_LOAD` inside the user half with `filesz ≤ memsz` and its file bytes inside
+//! the file, all computed with checked arithmetic; no segment both writable and executable;
+//! no two segments sharing a page; and an entry point inside an executable segment. Any
+//! violation is a [`LoadError`], never a panic. [`load`] then maps each segment with the
+//! rights from its `p_flags` (text RX, rodata R, data and bss RW + NX), copies the file
+//! bytes (the rest is already zero, which is the bss), and builds the stack: argument
+//! strings, then the `argv` pointer array and `argc`, with an unmapped guard gap below.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use ::x86_64::VirtAddr;
+use abi::memory::{PAGE_SIZE, USER_STACK_SIZE, USER_STACK_TOP};
+use goblin::elf::header::{EI_CLASS, EI_DATA, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC};
+use goblin::elf::program_header::{PF_W, PF_X, PT_LOAD};
+use goblin::elf64::header::{Header, SIZEOF_EHDR};
+use goblin::elf64::program_header::{ProgramHeader, SIZEOF_PHDR};
+use scroll::{LE, Pread};
+
+use crate::mm::address_space::{AddressSpace, MemoryError, UserRights};
+use crate::mm::user_memory::{UserMemory, stack_range};
+
+/// Most program headers accepted.
+const MAX_PROGRAM_HEADERS: u16 = 64;
+
+/// Why a program image was refused or could not be loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// The image is not a well-formed ELF file of the kind Enigma runs; says what is wrong.
+    Invalid(&'static str),
+    /// Memory ran out, or the image is bigger than a process may be.
+    Memory(MemoryError),
+    /// The arguments do not fit on the initial stack.
+    ArgumentsTooLong,
+}
+
+impl From<MemoryError> for LoadError {
+    fn from(error: MemoryError) -> Self {
+        Self::Memory(error)
+    }
+}
+
+/// A loadable segment, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// First virtual address.
+    pub address: u64,
+    /// Bytes in memory (`memsz`).
+    pub memory_size: u64,
+    /// Bytes of the file to copy to `address`.
+    pub file_bytes: Range<usize>,
+    /// Page rights.
+    pub rights: UserRights,
+}
+
+impl Segment {
+    fn page_range(&self) -> (u64, u64) {
+        let start = self.address & !(PAGE_SIZE - 1);
+        // `validate` checked that address + memory_size fits in the user half.
+        let end = (self.address + self.memory_size).next_multiple_of(PAGE_SIZE);
+        (start, end)
+    }
+}
+
+/// A checked image: its entry point and loadable segments, sorted by address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidImage {
+    /// Where execution starts.
+    pub entry: u64,
+    /// The `PT_LOAD` segments.
+    pub segments: Vec<Segment>,
+}
+
+/// Checks `image` without mapping anything.
+pub fn validate(image: &[u8]) -> Result<ValidImage, LoadError> {
+    let invalid = LoadError::Invalid;
+    if image.len() < SIZEOF_EHDR || image[..4] != *b"\x7fELF" {
+        return Err(invalid("not an ELF file"));
+    }
+    if image[EI_CLASS] != ELFCLASS64 || image[EI_DATA] != ELFDATA2LSB {
+        return Err(invalid("not a 64-bit little-endian ELF file"));
+    }
+    let header: Header = image.pread_with(0, LE).map_err(|_| invalid("truncated ELF header"))?;
+    if header.e_machine != EM_X86_64 {
+        return Err(invalid("not an x86_64 program"));
+    }
+    if header.e_type != ET_EXEC {
+        return Err(invalid("not an executable (ET_EXEC)"));
+    }
+    if header.e_phnum == 0 || header.e_phnum > MAX_PROGRAM_HEADERS {
+        return Err(invalid("bad number of program headers"));
+    }
+    if usize::from(header.e_phentsize) != SIZEOF_PHDR {
+        return Err(invalid("bad program header size"));
+    }
+    let table_start = usize::try_from(header.e_phoff).map_err(|_| invalid("program headers outside the file"))?;
+    let table_end = usize::from(header.e_phnum)
+        .checked_mul(SIZEOF_PHDR)
+        .and_then(|size| size.checked_add(table_start))
+        .filter(|&end| end <= image.len())
+        .ok_or(invalid("program headers outside the file"))?;
+
+    let mut segments = Vec::new();
+    for offset in (table_start..table_end).step_by(SIZEOF_PHDR) {
+        let program_header: ProgramHeader =
+            image.pread_with(offset, LE).map_err(|_| invalid("truncated program header"))?;
+        if program_header.p_type == PT_LOAD && program_header.p_memsz > 0 {
+            segments.push(check_segment(&program_header, image.len())?);
+        }
+    }
+    if segments.is_empty() {
+        return Err(invalid("no loadable segment"));
+    }
+    segments.sort_by_key(|segment| segment.address);
+    for pair in segments.windows(2) {
+        if pair[0].page_range().1 > pair[1].page_range().0 {
+            return Err(invalid("segments share a page"));
+        }
+    }
+    let entry_is_code = segments.iter().any(|segment| {
+        segment.rights == UserRights::ReadExecute
+            && (segment.address..segment.address + segment.memory_size).contains(&header.e_entry)
+    });
+    if !entry_is_code {
+        return Err(invalid("entry point outside the executable segments"));
+    }
+    Ok(ValidImage { entry: header.e_entry, segments })
+}
+
+fn check_segment(header: &ProgramHeader, image_len: usize) -> Result<Segment, LoadError> {
+    let invalid = LoadError::Invalid;
+    if header.p_filesz > header.p_memsz {
+        return Err(invalid("segment file size exceeds its memory size"));
+    }
+    if !abi::memory::is_user_range(header.p_vaddr, header.p_memsz) {
+        return Err(invalid("segment outside the user half"));
+    }
+    let (stack_start, _) = stack_range();
+    if header.p_vaddr + header.p_memsz > stack_start {
+        return Err(invalid("segment overlaps the stack area"));
+    }
+    let file_start = usize::try_from(header.p_offset).map_err(|_| invalid("segment outside the file"))?;
+    let file_end = usize::try_from(header.p_filesz)
+        .ok()
+        .and_then(|size| file_start.checked_add(size))
+        .filter(|&end| end <= image_len)
+        .ok_or(invalid("segment outside the file"))?;
+    let rights = match (header.p_flags & PF_W != 0, header.p_flags & PF_X != 0) {
+        (true, true) => return Err(invalid("segment both writable and executable")),
+        (true, false) => UserRights::ReadWrite,
+        (false, true) => UserRights::ReadExecute,
+        (false, false) => UserRights::ReadOnly,
+    };
+    Ok(Segment { address: header.p_vaddr, memory_size: header.p_memsz, file_bytes: file_start..file_end, rights })
+}
+
+/// A loaded program, ready to run.
+#[derive(Debug)]
+pub struct LoadedProgram {
+    /// Its memory.
+    pub memory: UserMemory,
+    /// Where it starts.
+    pub entry: u64,
+    /// Its initial stack pointer, pointing at `argc`.
+    pub stack_pointer: u64,
+}
+
+/// Validates `image` and builds a new address space with it and a stack holding `args`.
+pub fn load(image: &[u8], args: &[&str]) -> Result<LoadedProgram, LoadError> {
+    let valid = validate(image)?;
+    let mut space = AddressSpace::new()?;
+    let mut image_end = 0;
+    for segment in &valid.segments {
+        let (start, end) = segment.page_range();
+        space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, segment.rights)?;
+        space.write(VirtAddr::new(segment.address), &image[segment.file_bytes.clone()])?;
+        image_end = image_end.max(end);
+    }
+    let (stack_start, stack_end) = stack_range();
+    space.map_zeroed(VirtAddr::new(stack_start), (stack_end - stack_start) / PAGE_SIZE, UserRights::ReadWrite)?;
+    let stack_pointer = write_arguments(&mut space, args)?;
+    Ok(LoadedProgram { memory: UserMemory::new(space, image_end), entry: valid.entry, stack_pointer })
+}
+
+/// Lays out the initial stack, top down: the argument strings (each NUL-terminated as a
+/// courtesy to C-minded readers), padding to 16 bytes, then `argc`, the `argv` pointers and
+/// a null pointer, so the stack pointer is 16-byte aligned and points at `argc`.
+fn write_arguments(space: &mut AddressSpace, args: &[&str]) -> Result<u64, LoadError> {
+    let strings_size: usize = args.iter().map(|arg| arg.len() + 1).sum();
+    let words = 1 + args.len() + 1;
+    let total = (strings_size + words * 8).next_multiple_of(16) as u64;
+    // Leave most of the stack for the program.
+    if total > USER_STACK_SIZE / 4 {
+        return Err(LoadError::ArgumentsTooLong);
+    }
+    let base = USER_STACK_TOP - total;
+    let mut string_address = base + (words * 8) as u64;
+    let mut table = Vec::with_capacity(words);
+    table.push(args.len() as u64);
+    for arg in args {
+        table.push(string_address);
+        space.write(VirtAddr::new(string_address), arg.as_bytes())?;
+        string_address += arg.len() as u64 + 1;
+    }
+    table.push(0);
+    let table_bytes: Vec<u8> = table.iter().flat_map(|word| word.to_le_bytes()).collect();
+    space.write(VirtAddr::new(base), &table_bytes)?;
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Vec<u8> {
+        include_bytes!(env!("CARGO_BIN_FILE_USERSPACE_hello")).to_vec()
+    }
+
+    fn phdr_offset(image: &[u8], index: usize) -> usize {
+        let header: Header = image.pread_with(0, LE).unwrap();
+        header.e_phoff as usize + index * SIZEOF_PHDR
+    }
+
+    fn first_load_index(image: &[u8]) -> usize {
+        (0..64)
+            .find(|&index| {
+                let header: ProgramHeader = image.pread_with(phdr_offset(image, index), LE).unwrap();
+                header.p_type == PT_LOAD
+            })
+            .unwrap()
+    }
+
+    /// Overwrites a u64 field (at `field` bytes into the first PT_LOAD header).
+    fn patch_load_u64(image: &mut [u8], field: usize, value: u64) {
+        let at = phdr_offset(image, first_load_index(image)) + field;
+        image[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+
+    const P_FLAGS: usize = 4;
+    const P_OFFSET: usize = 8;
+    const P_VADDR: usize = 16;
+    const P_FILESZ: usize = 32;
+    
+    #[test]
+    fn the_real_user_program_validates() {
+        let valid = validate(&hello()).expect("hello must validate");
+        assert!(valid.segments.iter().any(|segment| segment.rights == UserRights::ReadExecute));
+        assert!(valid.segments.iter().all(|segment| segment.address >= abi::memory::USER_START));
+    }
+
+    #[test]
+    fn wrong_kinds_of_file_are_refused() {
+        assert_eq!(validate(b"hello"), Err(LoadError::Invalid("not an ELF file")));
+        let mut image = hello();
+        image[EI_CLASS] = 1;
+        assert_eq!(validate(&image), Err(LoadError::Invalid("not a 64-bit little-endian ELF file")));
+        let mut image = hello();
+        image[18] = 3; // e_machine = EM_386
+        image[19] = 0;
+        assert_eq!(validate(&image), Err(LoadError::Invalid("not an x86_64 program")));
+        let mut image = hello();
+        image[16] = 3; // e_type = ET_DYN
+        assert_eq!(validate(&image), Err(LoadError::Invalid("not an executable (ET_EXEC)")));
+    }
+
+    #[test]
+    fn truncation_into_headers_or_segment_data_is_an_error_not_a_panic() {
+        let image = hello();
+        let valid = validate(&image).unwrap();
+        let needed = valid.segments.iter().map(|segment| segment.file_bytes.end).max().unwrap();
+        for length in 0..image.len() {
+            let result = validate(&image[..length]);
+            if length < needed {
+                assert!(result.is_err(), "truncated to {length} bytes (data ends at {needed}) but accepted");
+            } else {
+                assert_eq!(result.as_ref(), Ok(&valid), "truncated to {length} bytes, past all segment data");
+            }
+        }
+    }
+
+    #[test]
+    fn program_headers_outside_the_file_are_refused() {
+        let mut image = hello();
+        image[32..40].copy_from_slice(&u64::MAX.to_le_bytes()); // e_phoff
+        assert_eq!(validate(&image), Err(LoadError::Invalid("program headers outside the file")));
+        let mut image = hello();
+        image[56..58].copy_from_slice(&1000u16.to_le_bytes()); // e_phnum
+        assert_eq!(validate(&image), Err(LoadError::Invalid("bad number of program headers")));
+    }
+
+    #[test]
+    fn bad_segments_are_refused() {
+        let cases: [(usize, u64, &str); 5] = [
+            (P_VADDR, 0xffff_8000_0000_0000, "segment outside the user half"),
+            (P_VADDR, u64::MAX - 10, "segment outside the user half"),
+            (P_VADDR, abi::memory::USER_STACK_TOP - 0x1000, "segment overlaps the stack area"),
+            (P_OFFSET, u64::MAX - 1, "segment outside the file"),
+            (P_FILESZ, u64::MAX, "segment file size exceeds its memory size"),
+        ];
+        for (field, value, expected) in cases {
+            let mut image = hello();
+            patch_load_u64(&mut image, field, value);
+            assert_eq!(validate(&image), Err(LoadError::Invalid(expected)), "field {field} = {value:#x}");
+        }
+    }
+
+    #[test]
+    fn writable_and_executable_segment_is_refused() {
+        let mut image = hello();
+        let at = phdr_offset(&image, first_load_index(&image)) + P_FLAGS;
+        image[at..at + 4].copy_from_slice(&(PF_W | PF_X | 4).to_le_bytes());
+        assert_eq!(validate(&image), Err(LoadError::Invalid("segment both writable and executable")));
+    }
+
+    #[test]
+    fn entry_outside_code_is_refused() {
+        let mut image = hello();
+        image[24..32].copy_from_slice(&0x7000_0000u64.to_le_bytes()); // e_entry
+        assert_eq!(validate(&image), Err(LoadError::Invalid("entry point outside the executable segments")));
+    }
+
+    #[test]
+    fn random_corruption_never_panics() {
+        let original = hello();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let mut image = original.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // The headers and program headers sit in the first few hundred bytes.
+                let at = (state >> 8) as usize % image.len().min(512);
+                image[at] = (state >> 24) as u8;
+            }
+            let _ = validate(&image);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Tasks: user processes (the process table and scheduler, the ELF loader, the embedded
+//! programs) and the kernel's own async tasks (the executor).
+pub mod executor;
+pub mod loader;
+pub mod process;
+pub mod programs;
+pub mod scheduler;
+
+pub use scheduler::{
+    before_user_return, kill, kill_current_for_fault, on_timer_tick, start_user, wake_console_readers,
+};

@@ -1,0 +1,561 @@
+//! The process table and the scheduler: preemptive round-robin over ready processes.
+//!
+//! - **Run queue**: ready processes in FIFO order. A process runs for up to
+//!   [`TIME_SLICE_TICKS`] timer ticks (10 ms); when its slice is used up while it is in
+//!   ring 3, it goes to the back of the queue on its way out of the timer interrupt.
+//! - **Blocking**: `read` on the console, `wait` and `sleep` mark the process blocked and
+//!   switch away; the console's input task, a child's exit or the timer makes it ready again.
+//!   When nothing is ready the CPU goes back to the idle loop, which runs the async executor
+//!   and halts until the next interrupt.
+//! - **Kill**: `kill` only marks the process; a blocked one is woken, its blocking call
+//!   returns `EINTR`, and the process exits on its way back to ring 3, after every kernel
+//!   frame it had unwound normally, so nothing it held leaks.
+//! - **Exit**: memory is freed at once; the kernel stack, which the exiting code still runs
+//!   on, is freed right after the switch away; the table slot when the parent reaps it.
+//!   Children of an exiting process are given to pid 1. When the first process exits, the
+//!   machine shuts down with its status.
+//!
+//! The kernel runs with interrupts masked (except in the idle loop's halt), so on one CPU
+//! the scheduler lock is never contended; no lock is ever held across a switch.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use abi::ProcessInfo;
+use spin::Mutex;
+
+use super::executor;
+use super::loader::{self, LoadError};
+use super::process::{BlockReason, Pid, Process, State};
+use super::programs;
+use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
+use crate::mm::kernel_stack::{self, Context, KernelStack};
+
+/// Most processes in the table, zombies included.
+pub const MAX_PROCESSES: usize = 64;
+/// Timer ticks a process may run before another ready process gets the CPU.
+pub const TIME_SLICE_TICKS: u64 = 10;
+/// The process orphans are given to.
+pub const INIT_PID: Pid = 1;
+
+/// Ready processes in round-robin order.
+#[derive(Debug, Default)]
+pub struct RunQueue {
+    queue: VecDeque<Pid>,
+}
+
+impl RunQueue {
+    /// Appends `pid` unless it is already queued.
+    pub fn push(&mut self, pid: Pid) {
+        if !self.queue.contains(&pid) {
+            self.queue.push_back(pid);
+        }
+    }
+
+    /// Takes the first queued pid that `is_ready` still accepts, dropping stale entries.
+    pub fn pop_ready(&mut self, mut is_ready: impl FnMut(Pid) -> bool) -> Option<Pid> {
+        while let Some(pid) = self.queue.pop_front() {
+            if is_ready(pid) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// Why `spawn` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// No embedded program has that name.
+    NotFound,
+    /// The process table (or the kernel-stack pool) is full.
+    TooManyProcesses,
+    /// The image could not be loaded.
+    Load(LoadError),
+}
+
+impl SpawnError {
+    /// The errno `spawn` returns.
+    pub fn errno(self) -> i64 {
+        use abi::errno::*;
+        match self {
+            Self::NotFound => ENOENT,
+            Self::TooManyProcesses => EAGAIN,
+            Self::Load(LoadError::Memory(error)) => error.errno(),
+            Self::Load(LoadError::ArgumentsTooLong) => E2BIG,
+            Self::Load(LoadError::Invalid(_)) => EINVAL,
+        }
+    }
+}
+
+/// Why `wait` returned without a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitError {
+    /// The caller has no such child (or no children at all).
+    NoChild,
+    /// The caller was killed while waiting.
+    Interrupted,
+}
+
+/// Why `kill` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillError {
+    /// No live process has that pid.
+    NoSuchProcess,
+    /// Pid 1 cannot be killed.
+    NotPermitted,
+}
+
+struct Scheduler {
+    processes: BTreeMap<Pid, Process>,
+    run_queue: RunQueue,
+    current: Option<Pid>,
+    /// The context running now (the boot context while idle). Kept apart from `current`
+    /// because an exiting process's stack has already left its `Process`.
+    running: Context,
+    next_pid: Pid,
+    first_pid: Option<Pid>,
+    slice_left: u64,
+    /// The earliest tick a sleeper wants to wake at (`u64::MAX`: none).
+    next_wake_tick: u64,
+    /// Stacks of exited processes, freed right after the switch away from them.
+    dead_stacks: Vec<KernelStack>,
+}
+
+static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
+    processes: BTreeMap::new(),
+    run_queue: RunQueue { queue: VecDeque::new() },
+    current: None,
+    running: Context::Boot,
+    next_pid: 1,
+    first_pid: None,
+    slice_left: TIME_SLICE_TICKS,
+    next_wake_tick: u64::MAX,
+    dead_stacks: Vec::new(),
+});
+
+/// The running process's pid (0 while idle), readable without the lock.
+static CURRENT_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Set when the running process must look at its state before returning to ring 3: its
+/// slice is used up, or it was killed. Keeps the common return path to one load.
+static ATTENTION: AtomicBool = AtomicBool::new(false);
+
+fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    cpu::without_interrupts(|| f(&mut SCHEDULER.lock()))
+}
+
+impl Scheduler {
+    fn current_process(&mut self) -> &mut Process {
+        let pid = self.current.expect("no current process");
+        self.processes.get_mut(&pid).expect("current process missing from the table")
+    }
+
+    fn make_ready(&mut self, pid: Pid) {
+        if let Some(process) = self.processes.get_mut(&pid) {
+            if matches!(process.state, State::Blocked(_)) {
+                process.state = State::Ready;
+                self.run_queue.push(pid);
+            }
+        }
+    }
+
+    fn wake_all(&mut self, reason: BlockReason) {
+        let blocked: Vec<Pid> =
+            self.processes.values().filter(|process| process.state == State::Blocked(reason)).map(|process| process.pid).collect();
+        for pid in blocked {
+            self.make_ready(pid);
+        }
+    }
+
+    fn wake_sleepers(&mut self, now: u64) {
+        if now < self.next_wake_tick {
+            return;
+        }
+        let mut next = u64::MAX;
+        let mut due = Vec::new();
+        for process in self.processes.values() {
+            if let State::Blocked(BlockReason::Sleep { until_tick }) = process.state {
+                if until_tick <= now {
+                    due.push(process.pid);
+                } else {
+                    next = next.min(until_tick);
+                }
+            }
+        }
+        self.next_wake_tick = next;
+        for pid in due {
+            self.make_ready(pid);
+        }
+    }
+
+    /// Picks what runs next and prepares the switch to it; `None` when the running context
+    /// simply continues.
+    fn choose_next(&mut self) -> Option<(Context, Context)> {
+        let from = self.running;
+        let processes = &self.processes;
+        let next = self.run_queue.pop_ready(|pid| processes.get(&pid).is_some_and(|process| process.state == State::Ready));
+        let to = match next {
+            Some(pid) => {
+                self.slice_left = TIME_SLICE_TICKS;
+                let process = self.processes.get_mut(&pid).expect("queued pid is in the table");
+                process.state = State::Running;
+                if process.killed {
+                    ATTENTION.store(true, Ordering::Relaxed);
+                }
+                if self.current == Some(pid) {
+                    return None;
+                }
+                let stack = process.kernel_stack.as_ref().expect("a ready process has a kernel stack");
+                process.memory.as_ref().expect("a ready process has memory").activate();
+                cpu::set_kernel_stack(stack.top());
+                self.current = Some(pid);
+                stack.context()
+            }
+            None if self.current.is_none() => return None,
+            None => {
+                self.current = None;
+                Context::Boot
+            }
+        };
+        CURRENT_PID.store(self.current.unwrap_or(0), Ordering::Relaxed);
+        self.running = to;
+        Some((from, to))
+    }
+}
+
+/// Switches to whatever should run next, if that is not the running context. The caller
+/// has already put the running process in its new state.
+fn reschedule() {
+    if let Some((from, to)) = with_scheduler(Scheduler::choose_next) {
+        kernel_stack::switch(from, to);
+        after_switch();
+    }
+}
+
+/// Bookkeeping right after a switch, on the new stack: frees the stacks of processes that
+/// exited. Also the first thing a new process runs.
+pub extern "C" fn after_switch() {
+    let dead = with_scheduler(|scheduler| core::mem::take(&mut scheduler.dead_stacks));
+    drop(dead);
+}
+
+/// The first Rust code a new process runs on its kernel stack, before its first entry to
+/// ring 3: it may have been killed before it ever ran.
+pub extern "C" fn start_user() {
+    after_switch();
+    before_user_return();
+}
+
+/// The pid of the running process (0 while idle).
+pub fn current_pid() -> Pid {
+    CURRENT_PID.load(Ordering::Relaxed)
+}
+
+/// The parent of the running process.
+pub fn parent_pid() -> Pid {
+    with_scheduler(|scheduler| scheduler.current_process().parent)
+}
+
+/// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`.
+pub fn spawn(name: &str, args: &[&str], parent: Pid) -> Result<Pid, SpawnError> {
+    if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
+        return Err(SpawnError::TooManyProcesses);
+    }
+    let program = programs::find(name).ok_or(SpawnError::NotFound)?;
+    let loaded = loader::load(program.image, args).map_err(SpawnError::Load)?;
+    let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
+    let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
+    Ok(with_scheduler(|scheduler| {
+        let pid = scheduler.next_pid;
+        scheduler.next_pid += 1;
+        scheduler.first_pid.get_or_insert(pid);
+        let process = Process {
+            pid,
+            parent,
+            name: String::from(name),
+            state: State::Ready,
+            memory: Some(loaded.memory),
+            kernel_stack: Some(stack),
+            killed: false,
+        };
+        scheduler.processes.insert(pid, process);
+        scheduler.run_queue.push(pid);
+        pid
+    }))
+}
+
+/// Runs `f` on the running process's memory.
+pub fn with_current_memory<R>(f: impl FnOnce(&mut crate::mm::user_memory::UserMemory) -> R) -> R {
+    with_scheduler(|scheduler| f(scheduler.current_process().memory.as_mut().expect("a running process has memory")))
+}
+
+/// The idle loop, on the boot stack: runs ready kernel tasks, hands the CPU to ready
+/// processes, and halts when there is nothing to do.
+pub fn run_idle_loop() -> ! {
+    loop {
+        executor::run_ready();
+        reschedule();
+        // Interrupts are masked here, so nothing can become ready between this check and
+        // the `sti; hlt` pair, which enables interrupts and halts as one step.
+        let idle = !executor::has_ready() && with_scheduler(|scheduler| scheduler.run_queue.is_empty());
+        if idle {
+            cpu::wait_for_interrupt();
+        }
+    }
+}
+
+/// Timer interrupt: wakes due sleepers and charges the running process's time slice.
+pub fn on_timer_tick(from_user: bool) {
+    let now = crate::time::ticks();
+    with_scheduler(|scheduler| {
+        scheduler.wake_sleepers(now);
+        if from_user && scheduler.current.is_some() {
+            scheduler.slice_left = scheduler.slice_left.saturating_sub(1);
+            if scheduler.slice_left == 0 {
+                ATTENTION.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
+/// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
+/// gives up the CPU when the time slice is used up.
+pub fn before_user_return() {
+    if executor::has_ready() {
+        executor::run_ready();
+    }
+    if !ATTENTION.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let (killed, slice_used) =
+        with_scheduler(|scheduler| (scheduler.current_process().killed, scheduler.slice_left == 0));
+    if killed {
+        exit_current(abi::status::KILLED);
+    }
+    if slice_used {
+        yield_now();
+    }
+}
+
+/// Puts the running process at the back of the run queue and runs the next one.
+pub fn yield_now() {
+    with_scheduler(|scheduler| {
+        let pid = scheduler.current.expect("yield with no current process");
+        scheduler.current_process().state = State::Ready;
+        scheduler.run_queue.push(pid);
+    });
+    reschedule();
+}
+
+/// Blocks the running process for `reason` unless `done` (checked under the lock) says
+/// the wait is over. Returns `Err(())` if the process was killed.
+fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> bool) -> Result<(), ()> {
+    loop {
+        let outcome = with_scheduler(|scheduler| {
+            if done(scheduler) {
+                return Some(Ok(()));
+            }
+            if scheduler.current_process().killed {
+                return Some(Err(()));
+            }
+            scheduler.current_process().state = State::Blocked(reason);
+            if let BlockReason::Sleep { until_tick } = reason {
+                scheduler.next_wake_tick = scheduler.next_wake_tick.min(until_tick);
+            }
+            None
+        });
+        match outcome {
+            Some(result) => return result,
+            None => reschedule(),
+        }
+    }
+}
+
+/// Blocks until `take` produces a value (it is retried every time console input arrives),
+/// or the process is killed.
+pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, ()> {
+    let mut taken = None;
+    block_unless(BlockReason::ConsoleRead, |_| {
+        taken = take();
+        taken.is_some()
+    })?;
+    taken.ok_or(())
+}
+
+/// Wakes every process blocked reading the console.
+pub fn wake_console_readers() {
+    with_scheduler(|scheduler| scheduler.wake_all(BlockReason::ConsoleRead));
+}
+
+/// Sleeps for at least `ticks` timer ticks.
+pub fn sleep_ticks(ticks: u64) -> Result<(), ()> {
+    let until_tick = crate::time::ticks().saturating_add(ticks);
+    block_unless(BlockReason::Sleep { until_tick }, |_| crate::time::ticks() >= until_tick)
+}
+
+/// Waits for a child (`Some(pid)`: that one) to exit and reaps it: returns its pid and
+/// status and removes it from the table.
+pub fn wait(target: Option<Pid>) -> Result<(Pid, i32), WaitError> {
+    let me = current_pid();
+    let mut result = Err(WaitError::NoChild);
+    let outcome = block_unless(BlockReason::WaitChild, |scheduler| {
+        let mut children = scheduler
+            .processes
+            .values()
+            .filter(|process| process.parent == me && target.is_none_or(|pid| process.pid == pid))
+            .peekable();
+        if children.peek().is_none() {
+            return true;
+        }
+        let zombie = children.find_map(|process| match process.state {
+            State::Zombie(status) => Some((process.pid, status)),
+            _ => None,
+        });
+        match zombie {
+            Some((pid, status)) => {
+                scheduler.processes.remove(&pid);
+                result = Ok((pid, status));
+                true
+            }
+            None => false,
+        }
+    });
+    match outcome {
+        Ok(()) => result,
+        Err(()) => Err(WaitError::Interrupted),
+    }
+}
+
+/// Marks `pid` killed; it ends before it next returns to ring 3.
+pub fn kill(pid: Pid) -> Result<(), KillError> {
+    with_scheduler(|scheduler| {
+        let is_first = scheduler.first_pid == Some(pid);
+        let process = scheduler.processes.get_mut(&pid).filter(|process| !process.is_zombie());
+        let process = process.ok_or(KillError::NoSuchProcess)?;
+        if is_first {
+            return Err(KillError::NotPermitted);
+        }
+        process.killed = true;
+        scheduler.make_ready(pid);
+        if scheduler.current == Some(pid) {
+            ATTENTION.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    })
+}
+
+/// Whether `pid` is a live child of the running process.
+pub fn is_child(pid: Pid) -> bool {
+    let me = current_pid();
+    with_scheduler(|scheduler| {
+        scheduler.processes.get(&pid).is_some_and(|process| process.parent == me && !process.is_zombie())
+    })
+}
+
+/// Ends the running process with `status`.
+pub fn exit_current(status: i32) -> ! {
+    let pid = current_pid();
+    let (memory, shut_down) = with_scheduler(|scheduler| {
+        let process = scheduler.current_process();
+        process.state = State::Zombie(status);
+        let memory = process.memory.take();
+        let parent = process.parent;
+        if let Some(stack) = process.kernel_stack.take() {
+            scheduler.dead_stacks.push(stack);
+        }
+        let mut orphaned_zombie = false;
+        for child in scheduler.processes.values_mut().filter(|process| process.parent == pid) {
+            child.parent = INIT_PID;
+            orphaned_zombie |= child.is_zombie();
+        }
+        if orphaned_zombie && scheduler.processes.get(&INIT_PID).is_some_and(|init| init.state == State::Blocked(BlockReason::WaitChild)) {
+            scheduler.make_ready(INIT_PID);
+        }
+        if scheduler.processes.get(&parent).is_some_and(|parent| parent.state == State::Blocked(BlockReason::WaitChild)) {
+            scheduler.make_ready(parent);
+        }
+        (memory, scheduler.first_pid == Some(pid))
+    });
+    crate::console::input::clear_foreground(pid);
+    drop(memory);
+    if shut_down {
+        log::info!("first process (pid {pid}) exited with status {status}; shutting down");
+        crate::arch::x86_64::qemu::exit(status);
+    }
+    reschedule();
+    unreachable!("an exited process was resumed");
+}
+
+/// Ends the running process after a CPU fault in ring 3, saying why on the console.
+pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
+    let pid = current_pid();
+    let name = with_scheduler(|scheduler| scheduler.current_process().name.clone());
+    crate::println!("pid {pid} ({name}) killed: {fault}");
+    exit_current(abi::status::FAULT);
+}
+
+/// A row for every process, in pid order.
+pub fn process_list() -> Vec<ProcessInfo> {
+    with_scheduler(|scheduler| scheduler.processes.values().map(Process::info).collect())
+}
+
+/// How many processes are in the table.
+pub fn process_count() -> usize {
+    with_scheduler(|scheduler| scheduler.processes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_queue_is_fifo_without_duplicates() {
+        let mut queue = RunQueue::default();
+        for pid in [3, 1, 3, 2] {
+            queue.push(pid);
+        }
+        let order: Vec<Pid> = core::iter::from_fn(|| queue.pop_ready(|_| true)).collect();
+        assert_eq!(order, [3, 1, 2]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn run_queue_skips_entries_that_are_no_longer_ready() {
+        let mut queue = RunQueue::default();
+        for pid in 1..=4 {
+            queue.push(pid);
+        }
+        assert_eq!(queue.pop_ready(|pid| pid % 2 == 0), Some(2));
+        assert_eq!(queue.pop_ready(|pid| pid == 4), Some(4));
+        assert_eq!(queue.pop_ready(|_| true), None);
+    }
+
+    #[test]
+    fn requeued_pid_goes_to_the_back() {
+        let mut queue = RunQueue::default();
+        queue.push(1);
+        queue.push(2);
+        let first = queue.pop_ready(|_| true).unwrap();
+        queue.push(first);
+        assert_eq!(queue.pop_ready(|_| true), Some(2));
+        assert_eq!(queue.pop_ready(|_| true), Some(1));
+    }
+
+    #[test]
+    fn spawn_errors_map_to_documented_errnos() {
+        assert_eq!(SpawnError::NotFound.errno(), abi::errno::ENOENT);
+        assert_eq!(SpawnError::TooManyProcesses.errno(), abi::errno::EAGAIN);
+        let memory = LoadError::Memory(crate::mm::address_space::MemoryError::OutOfMemory);
+        assert_eq!(SpawnError::Load(memory).errno(), abi::errno::ENOMEM);
+        assert_eq!(SpawnError::Load(LoadError::Invalid("x")).errno(), abi::errno::EINVAL);
+    }
+}

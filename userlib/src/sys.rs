@@ -1,0 +1,239 @@
+//! Syscalls: the raw stubs for both entry paths, and a wrapper for every syscall.
+//!
+//! The wrappers use the `syscall` instruction. [`raw`] takes an [`EntryPath`] so a program
+//! (the test suite, the benchmark) can reach the same table through `int 0x80` instead.
+//! Wrappers that take Rust references are safe; the few that can invalidate memory the
+//! program still uses (`brk`, `munmap`, `mprotect`) are `unsafe`.
+
+use abi::syscall::*;
+use abi::{ProcessInfo, SysInfo, UserStr};
+use core::arch::asm;
+use core::fmt;
+
+/// A failed syscall's error number (positive; see `abi::errno`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i64);
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(abi::errno::name(self.0))
+    }
+}
+
+/// The result of a wrapper.
+pub type Result<T> = core::result::Result<T, Errno>;
+
+/// A process id.
+pub type Pid = u32;
+
+/// Which instruction enters the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryPath {
+    /// The `syscall` instruction (the default).
+    Syscall,
+    /// The `int 0x80` software interrupt.
+    Int80,
+}
+
+/// Makes syscall `number` with `args` through `path`; returns `rax` as the kernel left it.
+///
+/// # Safety
+/// The kernel reads and writes memory the arguments point to, and some syscalls change the
+/// address space (`brk`, `munmap`, `mprotect`) or end the process; the caller must make sure
+/// that whatever the call does leaves the program's own memory in a state it expects.
+#[inline(always)]
+pub unsafe fn raw(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
+    let result: i64;
+    match path {
+        // SAFETY: the kernel's `syscall` path preserves every register except rax (the
+        // result), rcx and r11 (clobbered by the instruction itself); memory effects are the
+        // caller's responsibility.
+        EntryPath::Syscall => unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") number as i64 => result,
+                in("rdi") args[0], in("rsi") args[1], in("rdx") args[2],
+                in("r10") args[3], in("r8") args[4], in("r9") args[5],
+                lateout("rcx") _, lateout("r11") _,
+                options(nostack),
+            );
+        },
+        // SAFETY: `int 0x80` returns through `iretq` with every register but rax restored.
+        EntryPath::Int80 => unsafe {
+            asm!(
+                "int 0x80",
+                inlateout("rax") number as i64 => result,
+                in("rdi") args[0], in("rsi") args[1], in("rdx") args[2],
+                in("r10") args[3], in("r8") args[4], in("r9") args[5],
+                options(nostack),
+            );
+        },
+    }
+    result
+}
+
+fn check(result: i64) -> Result<u64> {
+    if result < 0 { Err(Errno(-result)) } else { Ok(result as u64) }
+}
+
+/// A syscall through `syscall` whose arguments are plain values or references the kernel
+/// only reads or writes within their bounds.
+fn call(number: u64, args: [u64; 6]) -> Result<u64> {
+    // SAFETY: every caller passes pointers to live buffers with their true lengths (or no
+    // pointers), and none of these syscalls unmaps memory.
+    check(unsafe { raw(EntryPath::Syscall, number, args) })
+}
+
+/// `exit`: ends the process with `status`.
+pub fn exit(status: i32) -> ! {
+    let _ = call(EXIT, [status as u64, 0, 0, 0, 0, 0]);
+    unreachable!("exit returned")
+}
+
+/// `write`: writes `bytes` to the console (`fd` 1 or 2).
+pub fn write(fd: u64, bytes: &[u8]) -> Result<usize> {
+    call(WRITE, [fd, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0]).map(|count| count as usize)
+}
+
+/// `read`: reads console input (`fd` 0) into `buffer`; blocks until there is some.
+pub fn read(fd: u64, buffer: &mut [u8]) -> Result<usize> {
+    call(READ, [fd, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
+}
+
+/// `getpid`.
+pub fn getpid() -> Pid {
+    call(GETPID, [0; 6]).map_or(0, |pid| pid as Pid)
+}
+
+/// `getppid`.
+pub fn getppid() -> Pid {
+    call(GETPPID, [0; 6]).map_or(0, |pid| pid as Pid)
+}
+
+/// `yield`: lets other ready processes run.
+pub fn yield_now() {
+    let _ = call(YIELD, [0; 6]);
+}
+
+/// `uptime`: nanoseconds since boot.
+pub fn uptime_ns() -> u64 {
+    call(UPTIME, [0; 6]).unwrap_or(0)
+}
+
+/// `brk(0)`: the current end of the heap.
+pub fn heap_end() -> usize {
+    call(BRK, [0; 6]).unwrap_or(0) as usize
+}
+
+/// `brk`: moves the end of the heap; returns the new end.
+///
+/// Only the global allocator may call this: shrinking the heap under it unmaps live blocks.
+pub(crate) fn set_heap_end(end: usize) -> Result<usize> {
+    call(BRK, [end as u64, 0, 0, 0, 0, 0]).map(|end| end as usize)
+}
+
+/// `brk` with any address, for tests of the syscall itself.
+///
+/// # Safety
+/// Moving the heap end below memory the global allocator handed out unmaps live blocks; the
+/// caller must only move it above the allocator's top, or back to where it was.
+pub unsafe fn brk(end: u64) -> Result<u64> {
+    // SAFETY: forwarded to the caller.
+    check(unsafe { raw(EntryPath::Syscall, BRK, [end, 0, 0, 0, 0, 0]) })
+}
+
+/// `mmap`: maps `length` bytes of zeroed memory with `prot` (`abi::PROT_*`) at `address`
+/// (0: the kernel chooses); returns the address.
+pub fn mmap(address: u64, length: u64, prot: u64) -> Result<u64> {
+    call(MMAP, [address, length, prot, 0, 0, 0])
+}
+
+/// `munmap`: unmaps `mmap`ed pages.
+///
+/// # Safety
+/// Nothing may still use the memory.
+pub unsafe fn munmap(address: u64, length: u64) -> Result<()> {
+    // SAFETY: forwarded to the caller.
+    check(unsafe { raw(EntryPath::Syscall, MUNMAP, [address, length, 0, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `mprotect`: changes the rights of `mmap`ed pages.
+///
+/// # Safety
+/// Nothing may still use the memory in a way the new rights forbid.
+pub unsafe fn mprotect(address: u64, length: u64, prot: u64) -> Result<()> {
+    // SAFETY: forwarded to the caller.
+    check(unsafe { raw(EntryPath::Syscall, MPROTECT, [address, length, prot, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `spawn`: starts the embedded program `name` with `args` (argv\[0\] first; empty means
+/// just the name).
+pub fn spawn(name: &str, args: &[&str]) -> Result<Pid> {
+    let mut argv = [UserStr::default(); abi::ARGV_MAX];
+    if args.len() > argv.len() {
+        return Err(Errno(abi::errno::E2BIG));
+    }
+    for (slot, arg) in argv.iter_mut().zip(args) {
+        *slot = UserStr { ptr: arg.as_ptr() as u64, len: arg.len() as u64 };
+    }
+    call(SPAWN, [name.as_ptr() as u64, name.len() as u64, argv.as_ptr() as u64, args.len() as u64, 0, 0])
+        .map(|pid| pid as Pid)
+}
+
+/// `wait`: waits for the child `pid` (or any child with `None`) to exit; returns its pid and
+/// exit status.
+pub fn wait(pid: Option<Pid>) -> Result<(Pid, i32)> {
+    let mut status = 0i32;
+    let target = pid.map_or(abi::WAIT_ANY as u64, u64::from);
+    let reaped = call(WAIT, [target, &raw mut status as u64, 0, 0, 0, 0])?;
+    Ok((reaped as Pid, status))
+}
+
+/// `kill`: ends process `pid` with status `abi::status::KILLED`.
+pub fn kill(pid: Pid) -> Result<()> {
+    call(KILL, [u64::from(pid), 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `sleep`: blocks for at least `ns` nanoseconds.
+pub fn sleep_ns(ns: u64) -> Result<()> {
+    call(SLEEP, [ns, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `sleep` in milliseconds.
+pub fn sleep_ms(ms: u64) -> Result<()> {
+    sleep_ns(ms.saturating_mul(1_000_000))
+}
+
+/// `process_list`: fills `rows` and returns how many processes exist (may exceed the rows).
+pub fn process_list(rows: &mut [ProcessInfo]) -> Result<usize> {
+    call(PROCESS_LIST, [rows.as_mut_ptr() as u64, rows.len() as u64, 0, 0, 0, 0]).map(|count| count as usize)
+}
+
+/// `shutdown`: powers off; QEMU exits with `status`.
+pub fn shutdown(status: i32) -> ! {
+    let _ = call(SHUTDOWN, [status as u64, 0, 0, 0, 0, 0]);
+    unreachable!("shutdown returned")
+}
+
+/// `sysinfo`: system-wide figures.
+pub fn sysinfo() -> Result<SysInfo> {
+    let mut info = SysInfo::default();
+    call(SYSINFO, [&raw mut info as u64, 0, 0, 0, 0, 0])?;
+    Ok(info)
+}
+
+/// `programs`: the embedded program names, one per line, into `buffer`; returns the full
+/// length of the list.
+pub fn programs(buffer: &mut [u8]) -> Result<usize> {
+    call(PROGRAMS, [buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0, 0]).map(|length| length as usize)
+}
+
+/// `set_foreground`: makes child `pid` (0: none) the process Ctrl-C kills.
+pub fn set_foreground(pid: Pid) -> Result<()> {
+    call(SET_FOREGROUND, [u64::from(pid), 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `console_mode`: `abi::CONSOLE_COOKED` or `abi::CONSOLE_RAW`.
+pub fn console_mode(mode: u64) -> Result<()> {
+    call(CONSOLE_MODE, [mode, 0, 0, 0, 0, 0]).map(|_| ())
+}
