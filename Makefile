@@ -1,0 +1,48 @@
+# Enigma's two commands: `make run` boots it in QEMU, `make test` runs every test.
+# Both first install whatever is missing: the pinned Rust toolchain (rust-toolchain.toml)
+# and QEMU with OVMF (apt-get). A second call installs nothing.
+
+TOOLCHAIN := $(shell sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Extra launcher flags for `make run`, e.g. `make run ARGS='--init "hello one two"'`.
+ARGS ?=
+# Seed and length of `make fuzz`.
+SEED ?= 7
+CALLS ?= 200000
+
+.PHONY: run test deps toolchain qemu bench-alloc fuzz clean
+
+run: deps
+	cargo run --release -- $(ARGS)
+
+test: deps
+	cargo test --release -p abi -p kernel -p enigma
+
+# Enigma's heap allocators against linked_list_allocator and talc, on the host.
+bench-alloc: toolchain
+	cargo bench -p kernel --bench alloc
+
+# A long syscall-fuzzing run; a kernel panic would end it with status 101.
+fuzz: deps
+	cargo run --release -- --headless --timeout 3600 --init "fuzz --seed $(SEED) --calls $(CALLS)"
+
+deps: toolchain qemu
+
+toolchain:
+	@if ! rustup toolchain list | grep -q "^$(TOOLCHAIN)" \
+	    || ! rustup component list --toolchain $(TOOLCHAIN) --installed | grep -q '^rust-src' \
+	    || ! rustup component list --toolchain $(TOOLCHAIN) --installed | grep -q '^llvm-tools' \
+	    || ! rustup target list --toolchain $(TOOLCHAIN) --installed | grep -q '^x86_64-unknown-none$$'; then \
+	    echo "make: installing Rust $(TOOLCHAIN) with rust-src, llvm-tools and x86_64-unknown-none (rust-toolchain.toml)"; \
+	    rustup toolchain install; \
+	fi
+
+qemu:
+	@if ! command -v qemu-system-x86_64 >/dev/null || [ ! -f /usr/share/OVMF/OVMF_CODE.fd ]; then \
+	    echo "make: installing qemu-system-x86 and ovmf with apt-get"; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 ovmf; \
+	fi
+
+clean:
+	cargo clean
