@@ -1,0 +1,112 @@
+//! End-to-end tests of the foundation, through the launcher: the boot banner (BIOS and
+//! UEFI), the command line, console echo of serial and keyboard input, text on the
+//! framebuffer, the in-kernel tests, the double-fault stack, and a kernel panic's status.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Vm, run};
+
+/// Upper bound for a boot plus a short program under TCG on a loaded 2-core machine.
+const BOOT: Duration = Duration::from_secs(90);
+
+fn banner() -> String {
+    format!("Enigma {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn headless_bios_boot_shows_the_banner_and_exits_with_the_programs_status() {
+    let (status, output) = run(&["--init", "hello"], "", BOOT);
+    assert!(output.contains(&banner()), "no banner in:\n{output}");
+    assert!(output.contains("Hello from ring 3"), "hello did not run:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+#[test]
+fn uefi_boot_reaches_the_banner() {
+    let (status, output) = run(&["--uefi", "--init", "hello"], "", BOOT);
+    assert!(output.contains(&banner()), "no banner in:\n{output}");
+    assert!(output.contains("Hello from ring 3"), "hello did not run:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+#[test]
+fn the_command_line_reaches_the_kernel_and_the_program() {
+    let (status, output) = run(&["--init", "hello one,two  three"], "", BOOT);
+    assert!(output.contains("cmdline: hello one,two  three"), "cmdline not logged:\n{output}");
+    assert!(output.contains("args: hello one,two three"), "arguments not passed:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+#[test]
+fn a_missing_first_program_ends_with_status_127() {
+    let (status, output) = run(&["--init", "no-such-program"], "", BOOT);
+    assert!(output.contains("cannot start no-such-program"), "output:\n{output}");
+    assert_eq!(status, 127, "output:\n{output}");
+}
+
+#[test]
+fn the_in_kernel_tests_pass() {
+    let (status, output) = run(&["--ktest", "all"], "", BOOT);
+    let summary = output.lines().find(|line| line.starts_with("ktest: ")).unwrap_or_else(|| panic!("no summary:\n{output}"));
+    let passed: usize = summary["ktest: ".len()..].split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(passed >= 13 && summary.ends_with(" 0 failed"), "summary {summary:?}:\n{output}");
+    assert!(!output.contains("FAILED"), "output:\n{output}");
+    assert!(output.contains("breakpoint at "), "the breakpoint handler did not report:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+#[test]
+fn a_kernel_stack_overflow_reaches_the_double_fault_handler() {
+    let (status, output) = run(&["--ktest", "stack_overflow"], "", BOOT);
+    assert!(output.contains("double fault caught on its own stack"), "output:\n{output}");
+    assert!(output.contains("ktest stack_overflow ... ok"), "output:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+#[test]
+fn a_kernel_panic_exits_with_status_101() {
+    let (status, output) = run(&["--ktest", "panic"], "", BOOT);
+    assert!(output.contains("KERNEL PANIC"), "output:\n{output}");
+    assert!(output.contains("deliberate panic"), "the panic message is missing:\n{output}");
+    assert_eq!(status, 101, "output:\n{output}");
+}
+
+#[test]
+fn serial_input_is_echoed_and_read_line_by_line() {
+    let mut vm = Vm::boot(&["--init", "cat"]);
+    vm.wait_for("started cat", BOOT);
+    vm.send("ping-serial\n");
+    // Once echoed by the line discipline, once written back by `cat` after it read the line.
+    let output = vm.wait_for("ping-serial\r\nping-serial", BOOT);
+    assert_eq!(count(&output, "ping-serial"), 2, "output:\n{output}");
+    vm.send("\x04");
+    let (status, output) = vm.wait_exit(BOOT);
+    assert_eq!(status, 0, "cat did not end at Ctrl-D:\n{output}");
+}
+
+#[test]
+fn keyboard_input_is_echoed() {
+    let vm = Vm::boot_with_monitor(&["--init", "cat"]);
+    vm.wait_for("started cat", BOOT);
+    vm.sendkeys("key-echo\n");
+    let output = vm.wait_for("key-echo\r\nkey-echo", BOOT);
+    assert_eq!(count(&output, "key-echo"), 2, "output:\n{output}");
+}
+
+#[test]
+fn the_framebuffer_shows_the_console_text() {
+    let vm = Vm::boot_with_monitor(&["--init", "cat"]);
+    vm.wait_for("started cat", BOOT);
+    let screen = vm.screendump();
+    assert_eq!((screen.width, screen.height), (1280, 720), "unexpected screen size");
+    let drawn = screen.non_background_fraction();
+    // A dozen lines of text cover a small part of the screen; a blank screen covers none.
+    assert!((0.002..0.5).contains(&drawn), "{:.4} of the screen is drawn", drawn);
+    assert!(screen.distinct_colours() > 2, "only {} colours: no coloured text", screen.distinct_colours());
+}
