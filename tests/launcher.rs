@@ -165,7 +165,7 @@ fn screen_metrics_of_a_known_picture() {
 #[test]
 #[should_panic(expected = "the VM exited waiting for \"never printed\"")]
 fn wait_for_fails_fast_when_the_vm_exits() {
-    Vm::boot(&[]).wait_for("never printed", UEFI_BOOT);
+    Vm::boot(&["--init", "hello"]).wait_for("never printed", UEFI_BOOT);
 }
 
 #[test]
