@@ -65,44 +65,27 @@ impl<A> Locked<A> {
     }
 }
 
-// SAFETY: `allocate` returns either null or a block of at least `layout.size()` bytes aligned to
-// `layout.align()` that overlaps no other live block, and the lock serialises every access.
-unsafe impl GlobalAlloc for Locked<BumpAllocator> {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.lock().allocate(layout)
-    }
+/// Makes `Locked<A>` a [`GlobalAlloc`] for each allocator type `A`.
+macro_rules! global_alloc_for_locked {
+    ($($allocator:ty),*) => {$(
+        // SAFETY: `allocate` returns either null or a block of at least `layout.size()` bytes
+        // aligned to `layout.align()` that overlaps no other live block, and the lock
+        // serialises every access.
+        unsafe impl GlobalAlloc for Locked<$allocator> {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                self.lock().allocate(layout)
+            }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the `GlobalAlloc` contract makes `ptr` a live block allocated here with `layout`.
-        unsafe { self.lock().deallocate(ptr, layout) }
-    }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: the `GlobalAlloc` contract makes `ptr` a live block allocated here
+                // with `layout`.
+                unsafe { self.lock().deallocate(ptr, layout) }
+            }
+        }
+    )*};
 }
 
-// SAFETY: `allocate` returns either null or a block of at least `layout.size()` bytes aligned to
-// `layout.align()` that overlaps no other live block, and the lock serialises every access.
-unsafe impl GlobalAlloc for Locked<LinkedListAllocator> {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.lock().allocate(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the `GlobalAlloc` contract makes `ptr` a live block allocated here with `layout`.
-        unsafe { self.lock().deallocate(ptr, layout) }
-    }
-}
-
-// SAFETY: `allocate` returns either null or a block of at least `layout.size()` bytes aligned to
-// `layout.align()` that overlaps no other live block, and the lock serialises every access.
-unsafe impl GlobalAlloc for Locked<FixedSizeBlockAllocator> {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.lock().allocate(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the `GlobalAlloc` contract makes `ptr` a live block allocated here with `layout`.
-        unsafe { self.lock().deallocate(ptr, layout) }
-    }
-}
+global_alloc_for_locked!(BumpAllocator, LinkedListAllocator, FixedSizeBlockAllocator);
 
 /// Helpers shared by the allocators' unit tests: an aligned arena, a seeded generator and the
 /// checks that every allocator must pass.
