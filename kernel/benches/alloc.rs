@@ -5,7 +5,9 @@
 //! allocator on `mixed`, and fixed_size_block's throughput ratio against the two crates on
 //! `small`. Run with `cargo bench -p kernel --bench alloc`.
 
-use kernel::mm::heap::{BumpAllocator, FixedSizeBlockAllocator, LinkedListAllocator};
+use kernel::mm::heap::{
+    BumpAllocator, FixedSizeBlockAllocator, HeapAllocator, LinkedListAllocator,
+};
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::ptr::{self, NonNull};
@@ -309,63 +311,37 @@ trait BenchHeap {
     }
 }
 
-impl BenchHeap for BumpAllocator {
-    const NAME: &'static str = "bump";
+/// One of Enigma's allocators, driven through [`HeapAllocator`]. A wrapper rather than an impl
+/// for every `HeapAllocator`, which the coherence rules would not allow next to the impls for
+/// the two crates' foreign types.
+struct Enigma<A>(A);
+
+/// Enigma's bump allocator.
+type Bump = Enigma<BumpAllocator>;
+/// Enigma's linked-list allocator.
+type LinkedList = Enigma<LinkedListAllocator>;
+/// Enigma's fixed-size-block allocator.
+type FixedSizeBlock = Enigma<FixedSizeBlockAllocator>;
+/// The `talc` crate's allocator, over memory it is given by hand.
+type TalcHeap = Talc<Manual, DefaultBinning>;
+
+impl<A: HeapAllocator> BenchHeap for Enigma<A> {
+    const NAME: &'static str = A::NAME;
 
     unsafe fn create(start: *mut u8, size: usize) -> Self {
-        let mut heap = Self::new();
+        let mut heap = A::EMPTY;
         // SAFETY: the caller's guarantees.
         unsafe { heap.init(start.expose_provenance(), size) };
-        heap
+        Self(heap)
     }
 
     fn alloc(&mut self, layout: Layout) -> *mut u8 {
-        self.allocate(layout)
+        self.0.allocate(layout)
     }
 
     unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's guarantees.
-        unsafe { self.deallocate(ptr, layout) }
-    }
-}
-
-impl BenchHeap for LinkedListAllocator {
-    const NAME: &'static str = "linked_list";
-
-    unsafe fn create(start: *mut u8, size: usize) -> Self {
-        let mut heap = Self::new();
-        // SAFETY: the caller's guarantees.
-        unsafe { heap.init(start.expose_provenance(), size) };
-        heap
-    }
-
-    fn alloc(&mut self, layout: Layout) -> *mut u8 {
-        self.allocate(layout)
-    }
-
-    unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.deallocate(ptr, layout) }
-    }
-}
-
-impl BenchHeap for FixedSizeBlockAllocator {
-    const NAME: &'static str = "fixed_size_block";
-
-    unsafe fn create(start: *mut u8, size: usize) -> Self {
-        let mut heap = Self::new();
-        // SAFETY: the caller's guarantees.
-        unsafe { heap.init(start.expose_provenance(), size) };
-        heap
-    }
-
-    fn alloc(&mut self, layout: Layout) -> *mut u8 {
-        self.allocate(layout)
-    }
-
-    unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.deallocate(ptr, layout) }
+        unsafe { self.0.deallocate(ptr, layout) }
     }
 }
 
@@ -390,7 +366,7 @@ impl BenchHeap for linked_list_allocator::Heap {
     }
 }
 
-impl BenchHeap for Talc<Manual, DefaultBinning> {
+impl BenchHeap for TalcHeap {
     const NAME: &'static str = "talc";
 
     unsafe fn create(start: *mut u8, size: usize) -> Self {
@@ -624,11 +600,11 @@ fn show(value: Option<f64>, decimals: usize) -> String {
 /// allocators in the order of [`ALLOCATORS`].
 fn bench_all(arena: &Arena, workload: &Workload) -> [Option<f64>; 5] {
     let results = [
-        bench::<BumpAllocator>(arena, workload),
-        bench::<LinkedListAllocator>(arena, workload),
-        bench::<FixedSizeBlockAllocator>(arena, workload),
+        bench::<Bump>(arena, workload),
+        bench::<LinkedList>(arena, workload),
+        bench::<FixedSizeBlock>(arena, workload),
         bench::<linked_list_allocator::Heap>(arena, workload),
-        bench::<Talc<Manual, DefaultBinning>>(arena, workload),
+        bench::<TalcHeap>(arena, workload),
     ];
     for (name, result) in ALLOCATORS.iter().zip(results) {
         println!("alloc-bench {name} {} {}", workload.name, show(result, 1));
@@ -638,11 +614,11 @@ fn bench_all(arena: &Arena, workload: &Workload) -> [Option<f64>; 5] {
 
 /// The allocators' names, in the order of [`bench_all`].
 const ALLOCATORS: [&str; 5] = [
-    BumpAllocator::NAME,
-    LinkedListAllocator::NAME,
-    FixedSizeBlockAllocator::NAME,
-    <linked_list_allocator::Heap as BenchHeap>::NAME,
-    <Talc<Manual, DefaultBinning> as BenchHeap>::NAME,
+    Bump::NAME,
+    LinkedList::NAME,
+    FixedSizeBlock::NAME,
+    linked_list_allocator::Heap::NAME,
+    TalcHeap::NAME,
 ];
 
 fn main() {
@@ -656,11 +632,11 @@ fn main() {
     bench_all(&arena, &realloc);
 
     let efficiencies = [
-        efficiency::<BumpAllocator>(&arena, &mixed),
-        efficiency::<LinkedListAllocator>(&arena, &mixed),
-        efficiency::<FixedSizeBlockAllocator>(&arena, &mixed),
+        efficiency::<Bump>(&arena, &mixed),
+        efficiency::<LinkedList>(&arena, &mixed),
+        efficiency::<FixedSizeBlock>(&arena, &mixed),
         efficiency::<linked_list_allocator::Heap>(&arena, &mixed),
-        efficiency::<Talc<Manual, DefaultBinning>>(&arena, &mixed),
+        efficiency::<TalcHeap>(&arena, &mixed),
     ];
     for (name, ratio) in ALLOCATORS.iter().zip(efficiencies) {
         println!("alloc-efficiency {name} mixed {}", show(ratio, 3));

@@ -40,7 +40,7 @@ static HEAP: heap::Locked<heap::FixedSizeBlockAllocator> = heap::Locked::new(hea
 pub fn heap_stats() -> heap::HeapStats {
     #[cfg(target_os = "none")]
     {
-        crate::arch::x86_64::cpu::without_interrupts(|| HEAP.lock().stats())
+        crate::arch::x86_64::cpu::without_interrupts(|| heap::HeapAllocator::stats(&*HEAP.lock()))
     }
     #[cfg(not(target_os = "none"))]
     {
@@ -61,6 +61,6 @@ pub fn init(regions: &MemoryRegions) {
     // SAFETY: the heap range was just mapped writable, is used by nothing else, and stays
     // mapped forever.
     unsafe {
-        HEAP.lock().init(HEAP_START as usize, HEAP_SIZE as usize)
+        heap::HeapAllocator::init(&mut *HEAP.lock(), HEAP_START as usize, HEAP_SIZE as usize)
     };
 }

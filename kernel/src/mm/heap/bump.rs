@@ -2,7 +2,7 @@
 //! back at once, when the last live allocation is freed. The cheapest allocator there is, for
 //! phases whose allocations all die together.
 
-use super::{HeapStats, align_up};
+use super::{HeapAllocator, HeapStats, align_up};
 use core::alloc::Layout;
 use core::ptr;
 
@@ -18,24 +18,22 @@ pub struct BumpAllocator {
     allocations: usize,
 }
 
-impl BumpAllocator {
-    /// An empty allocator, with no heap until [`init`](Self::init).
-    pub const fn new() -> Self {
-        Self {
-            heap_start: 0,
-            heap_end: 0,
-            next: 0,
-            allocations: 0,
-        }
-    }
+// SAFETY: `allocate` hands out `[start, end)` inside the heap, with `start` aligned, and
+// moves `next` past it; blocks below `next` are never handed out again while any is live,
+// because `next` only returns to the start of the heap once no block is live.
+unsafe impl HeapAllocator for BumpAllocator {
+    const NAME: &'static str = "bump";
+
+    const EMPTY: Self = Self {
+        heap_start: 0,
+        heap_end: 0,
+        next: 0,
+        allocations: 0,
+    };
 
     /// Gives the allocator the heap `[heap_start, heap_start + heap_size)`, forgetting any
     /// previous heap. A range running past the end of the address space is cut short.
-    ///
-    /// # Safety
-    /// The range must be valid, writable memory that nothing else uses, and it must stay so
-    /// for as long as the allocator (or any block it handed out) is in use.
-    pub unsafe fn init(&mut self, heap_start: usize, heap_size: usize) {
+    unsafe fn init(&mut self, heap_start: usize, heap_size: usize) {
         self.heap_start = heap_start;
         self.heap_end = heap_start.saturating_add(heap_size);
         self.next = heap_start;
@@ -44,7 +42,7 @@ impl BumpAllocator {
 
     /// Allocates a block for `layout`, or returns null if the rest of the heap cannot hold it.
     /// A zero-sized request takes one byte, so that every block has its own address.
-    pub fn allocate(&mut self, layout: Layout) -> *mut u8 {
+    fn allocate(&mut self, layout: Layout) -> *mut u8 {
         let Some(start) = align_up(self.next, layout.align()) else {
             return ptr::null_mut();
         };
@@ -60,11 +58,7 @@ impl BumpAllocator {
     }
 
     /// Frees a block; once no block is live any more, the whole heap is free again.
-    ///
-    /// # Safety
-    /// `ptr` must be a live block returned by [`allocate`](Self::allocate) on this allocator,
-    /// freed only once.
-    pub unsafe fn deallocate(&mut self, _ptr: *mut u8, _layout: Layout) {
+    unsafe fn deallocate(&mut self, _ptr: *mut u8, _layout: Layout) {
         self.allocations = self.allocations.saturating_sub(1);
         if self.allocations == 0 {
             self.next = self.heap_start;
@@ -72,7 +66,7 @@ impl BumpAllocator {
     }
 
     /// The heap's size and the bytes consumed since it was last empty (see [`HeapStats`]).
-    pub fn stats(&self) -> HeapStats {
+    fn stats(&self) -> HeapStats {
         HeapStats {
             heap_size: self.heap_end - self.heap_start,
             used_bytes: self.next - self.heap_start,
@@ -80,21 +74,12 @@ impl BumpAllocator {
     }
 }
 
-impl Default for BumpAllocator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::BumpAllocator;
-    use crate::mm::heap::test_support::{Arena, TestHeap, check_alignments, random_workload};
-    use core::alloc::Layout;
-
-    fn layout(size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).expect("layout")
-    }
+    use super::{BumpAllocator, HeapAllocator};
+    use crate::mm::heap::test_support::{
+        Arena, TestHeap, check_alignments, check_uninitialised, layout, random_workload,
+    };
 
     #[test]
     fn honours_every_alignment_up_to_4096() {
@@ -105,8 +90,8 @@ mod tests {
     fn hands_out_consecutive_blocks_and_counts_padding() {
         let arena = Arena::new(4096);
         let mut heap = BumpAllocator::over(&arena);
-        let a = heap.alloc(layout(3, 1));
-        let b = heap.alloc(layout(8, 8));
+        let a = heap.allocate(layout(3, 1));
+        let b = heap.allocate(layout(8, 8));
         assert_eq!(a.addr(), arena.start());
         assert_eq!(
             b.addr(),
@@ -121,15 +106,15 @@ mod tests {
     fn reuses_memory_once_every_block_is_freed() {
         let arena = Arena::new(4096);
         let mut heap = BumpAllocator::over(&arena);
-        let a = heap.alloc(layout(100, 8));
-        let b = heap.alloc(layout(100, 8));
+        let a = heap.allocate(layout(100, 8));
+        let b = heap.allocate(layout(100, 8));
         heap.free(a, layout(100, 8));
-        let c = heap.alloc(layout(100, 8));
+        let c = heap.allocate(layout(100, 8));
         assert_ne!(c, a, "a block must not be reused while another is live");
         heap.free(b, layout(100, 8));
         heap.free(c, layout(100, 8));
         assert_eq!(heap.stats().used_bytes, 0);
-        let d = heap.alloc(layout(100, 8));
+        let d = heap.allocate(layout(100, 8));
         assert_eq!(d, a, "the heap restarts from its beginning once empty");
     }
 
@@ -137,31 +122,22 @@ mod tests {
     fn exhaustion_returns_null_and_recovers_after_frees() {
         let arena = Arena::new(4096);
         let mut heap = BumpAllocator::over(&arena);
-        let mut blocks = Vec::new();
-        loop {
-            let ptr = heap.alloc(layout(100, 4));
-            if ptr.is_null() {
-                break;
-            }
-            blocks.push(ptr);
-        }
+        let mut blocks = heap.allocate_until_full(layout(100, 4));
         assert_eq!(blocks.len(), 40, "4096 / 100 blocks fit");
-        assert!(heap.alloc(layout(isize::MAX as usize, 1)).is_null());
-        assert!(heap.alloc(layout(1, 1 << 40)).is_null());
+        assert!(heap.allocate(layout(isize::MAX as usize, 1)).is_null());
+        assert!(heap.allocate(layout(1, 1 << 40)).is_null());
         for ptr in blocks.drain(..) {
             heap.free(ptr, layout(100, 4));
         }
         assert!(
-            !heap.alloc(layout(4096, 1)).is_null(),
+            !heap.allocate(layout(4096, 1)).is_null(),
             "the whole heap is free again"
         );
     }
 
     #[test]
     fn uninitialised_allocator_returns_null() {
-        let mut heap = BumpAllocator::new();
-        assert!(heap.allocate(layout(1, 1)).is_null());
-        assert_eq!(heap.stats().heap_size, 0);
+        check_uninitialised::<BumpAllocator>();
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! is used up, so refills are rare and cost one fallback allocation for many blocks. Freed blocks
 //! return to their class's list, never to the fallback.
 
-use super::{HeapStats, LinkedListAllocator};
+use super::{HeapAllocator, HeapStats, LinkedListAllocator};
 use core::alloc::Layout;
 use core::mem::{align_of, size_of};
 use core::ptr;
@@ -89,22 +89,60 @@ pub struct FixedSizeBlockAllocator {
 unsafe impl Send for FixedSizeBlockAllocator {}
 
 impl FixedSizeBlockAllocator {
-    /// An empty allocator, with no heap until [`init`](Self::init).
+    /// An empty allocator, with no heap until [`init`](HeapAllocator::init):
+    /// [`EMPTY`](HeapAllocator::EMPTY) as a `const fn`, which the kernel's `static` heap is
+    /// initialised with (a trait's functions cannot be `const`).
     pub const fn new() -> Self {
-        Self {
-            classes: [Class::EMPTY; CLASSES],
-            fallback: LinkedListAllocator::new(),
-            used: 0,
+        Self::EMPTY
+    }
+
+    /// Gets a new chunk for class `index` from the fallback, as large as it can spare up to
+    /// [`CHUNK_BLOCKS`] blocks, returns its first block and keeps the rest as the class's tail.
+    /// Returns null if the fallback cannot spare even one block.
+    #[cold]
+    fn refill(&mut self, index: usize) -> *mut u8 {
+        let size = class_size(index);
+        let mut chunk_size = size.saturating_mul(CHUNK_BLOCKS).min(MAX_CHUNK);
+        loop {
+            let chunk = Layout::from_size_align(chunk_size, size)
+                .map_or(ptr::null_mut(), |layout| self.fallback.allocate(layout));
+            if !chunk.is_null() {
+                let class = &mut self.classes[index];
+                // SAFETY: the chunk is `chunk_size` bytes long and `size <= chunk_size`.
+                class.tail = unsafe { chunk.add(size) };
+                class.tail_len = chunk_size - size;
+                return chunk;
+            }
+            if chunk_size == size {
+                return ptr::null_mut();
+            }
+            chunk_size /= 2;
         }
     }
+}
+
+impl Default for FixedSizeBlockAllocator {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+// SAFETY: a small block is a whole block of its class, carved from a chunk the fallback handed
+// out or taken back from the class's list, and the class's size covers both `layout.size()`
+// and `layout.align()`; a large block comes from the fallback, whose guarantees it keeps. A
+// block leaves its list or tail when handed out, and only `deallocate` puts it back.
+unsafe impl HeapAllocator for FixedSizeBlockAllocator {
+    const NAME: &'static str = "fixed_size_block";
+
+    const EMPTY: Self = Self {
+        classes: [Class::EMPTY; CLASSES],
+        fallback: LinkedListAllocator::EMPTY,
+        used: 0,
+    };
 
     /// Gives the allocator the heap `[heap_start, heap_start + heap_size)`, forgetting any
     /// previous heap and every block of it.
-    ///
-    /// # Safety
-    /// The range must be valid, writable memory that nothing else uses, and it must stay so
-    /// for as long as the allocator (or any block it handed out) is in use.
-    pub unsafe fn init(&mut self, heap_start: usize, heap_size: usize) {
+    unsafe fn init(&mut self, heap_start: usize, heap_size: usize) {
         self.classes = [Class::EMPTY; CLASSES];
         self.used = 0;
         // SAFETY: the caller's guarantees are the fallback's.
@@ -112,7 +150,7 @@ impl FixedSizeBlockAllocator {
     }
 
     /// Allocates a block for `layout`, or returns null if the heap cannot provide one.
-    pub fn allocate(&mut self, layout: Layout) -> *mut u8 {
+    fn allocate(&mut self, layout: Layout) -> *mut u8 {
         let Some(index) = class_of(layout) else {
             let before = self.fallback.stats().used_bytes;
             let block = self.fallback.allocate(layout);
@@ -143,36 +181,8 @@ impl FixedSizeBlockAllocator {
         block
     }
 
-    /// Gets a new chunk for class `index` from the fallback, as large as it can spare up to
-    /// [`CHUNK_BLOCKS`] blocks, returns its first block and keeps the rest as the class's tail.
-    /// Returns null if the fallback cannot spare even one block.
-    #[cold]
-    fn refill(&mut self, index: usize) -> *mut u8 {
-        let size = class_size(index);
-        let mut chunk_size = size.saturating_mul(CHUNK_BLOCKS).min(MAX_CHUNK);
-        loop {
-            let chunk = Layout::from_size_align(chunk_size, size)
-                .map_or(ptr::null_mut(), |layout| self.fallback.allocate(layout));
-            if !chunk.is_null() {
-                let class = &mut self.classes[index];
-                // SAFETY: the chunk is `chunk_size` bytes long and `size <= chunk_size`.
-                class.tail = unsafe { chunk.add(size) };
-                class.tail_len = chunk_size - size;
-                return chunk;
-            }
-            if chunk_size == size {
-                return ptr::null_mut();
-            }
-            chunk_size /= 2;
-        }
-    }
-
     /// Frees a block: a small one goes back on its class's list, a large one to the fallback.
-    ///
-    /// # Safety
-    /// `ptr` must be a live block returned by [`allocate`](Self::allocate) on this allocator
-    /// with this same `layout`, freed only once.
-    pub unsafe fn deallocate(&mut self, ptr: *mut u8, layout: Layout) {
+    unsafe fn deallocate(&mut self, ptr: *mut u8, layout: Layout) {
         let Some(index) = class_of(layout) else {
             let before = self.fallback.stats().used_bytes;
             // SAFETY: the caller's guarantees are the fallback's, which allocated the block.
@@ -192,7 +202,7 @@ impl FixedSizeBlockAllocator {
     }
 
     /// The heap's size and the bytes in live blocks (see [`HeapStats`]).
-    pub fn stats(&self) -> HeapStats {
+    fn stats(&self) -> HeapStats {
         HeapStats {
             heap_size: self.fallback.stats().heap_size,
             used_bytes: self.used,
@@ -200,21 +210,12 @@ impl FixedSizeBlockAllocator {
     }
 }
 
-impl Default for FixedSizeBlockAllocator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{CLASSES, FixedSizeBlockAllocator, MAX_BLOCK, class_of, class_size};
-    use crate::mm::heap::test_support::{Arena, TestHeap, check_alignments, random_workload};
-    use core::alloc::Layout;
-
-    fn layout(size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).expect("layout")
-    }
+    use super::{CLASSES, FixedSizeBlockAllocator, HeapAllocator, MAX_BLOCK, class_of, class_size};
+    use crate::mm::heap::test_support::{
+        Arena, TestHeap, check_alignments, check_uninitialised, layout, random_workload,
+    };
 
     #[test]
     fn picks_the_smallest_class_covering_size_and_alignment() {
@@ -237,8 +238,8 @@ mod tests {
     fn sends_alignment_beyond_the_classes_to_the_fallback() {
         let arena = Arena::new(64 * 1024);
         let mut heap = FixedSizeBlockAllocator::over(&arena);
-        let first = heap.alloc(layout(8, 8));
-        let aligned = heap.alloc(layout(8, 2 * MAX_BLOCK));
+        let first = heap.allocate(layout(8, 8));
+        let aligned = heap.allocate(layout(8, 2 * MAX_BLOCK));
         assert!(!aligned.is_null());
         assert_eq!(aligned.addr() % (2 * MAX_BLOCK), 0);
         assert!(arena.contains(aligned, 8));
@@ -254,20 +255,20 @@ mod tests {
     fn reuses_a_freed_block_of_the_same_class() {
         let arena = Arena::new(64 * 1024);
         let mut heap = FixedSizeBlockAllocator::over(&arena);
-        let a = heap.alloc(layout(40, 8));
-        let b = heap.alloc(layout(40, 8));
+        let a = heap.allocate(layout(40, 8));
+        let b = heap.allocate(layout(40, 8));
         assert_eq!(heap.stats().used_bytes, 128, "two 64-byte blocks");
         heap.free(a, layout(40, 8));
         assert_eq!(
-            heap.alloc(layout(64, 8)),
+            heap.allocate(layout(64, 8)),
             a,
             "the freed block is reused first"
         );
         assert_ne!(a, b);
-        let big = heap.alloc(layout(5000, 8));
+        let big = heap.allocate(layout(5000, 8));
         heap.free(big, layout(5000, 8));
         assert_eq!(
-            heap.alloc(layout(5000, 8)),
+            heap.allocate(layout(5000, 8)),
             big,
             "the fallback reuses its block"
         );
@@ -277,9 +278,9 @@ mod tests {
     fn carves_consecutive_blocks_from_a_chunk() {
         let arena = Arena::new(64 * 1024);
         let mut heap = FixedSizeBlockAllocator::over(&arena);
-        let first = heap.alloc(layout(32, 8));
+        let first = heap.allocate(layout(32, 8));
         for i in 1..100 {
-            assert_eq!(heap.alloc(layout(32, 8)).addr(), first.addr() + 32 * i);
+            assert_eq!(heap.allocate(layout(32, 8)).addr(), first.addr() + 32 * i);
         }
     }
 
@@ -287,43 +288,38 @@ mod tests {
     fn exhaustion_returns_null_and_recovers_after_frees() {
         let arena = Arena::new(64 * 1024);
         let mut heap = FixedSizeBlockAllocator::over(&arena);
-        let mut blocks = Vec::new();
-        loop {
-            let ptr = heap.alloc(layout(512, 8));
-            if ptr.is_null() {
-                break;
-            }
-            blocks.push(ptr);
-        }
+        let mut blocks = heap.allocate_until_full(layout(512, 8));
         assert_eq!(blocks.len(), 128, "shrinking chunks use the whole heap");
-        assert!(heap.alloc(layout(8, 8)).is_null());
-        assert!(heap.alloc(layout(4096, 8)).is_null());
-        assert!(heap.alloc(layout(isize::MAX as usize, 1)).is_null());
-        assert!(heap.alloc(layout(1, 1 << 40)).is_null());
+        assert!(heap.allocate(layout(8, 8)).is_null());
+        assert!(heap.allocate(layout(4096, 8)).is_null());
+        assert!(heap.allocate(layout(isize::MAX as usize, 1)).is_null());
+        assert!(heap.allocate(layout(1, 1 << 40)).is_null());
         for ptr in blocks.drain(..) {
             heap.free(ptr, layout(512, 8));
         }
         assert_eq!(heap.stats().used_bytes, 0);
         for _ in 0..128 {
             assert!(
-                !heap.alloc(layout(512, 8)).is_null(),
+                !heap.allocate(layout(512, 8)).is_null(),
                 "freed blocks are handed out again"
             );
         }
-        assert!(heap.alloc(layout(512, 8)).is_null());
+        assert!(heap.allocate(layout(512, 8)).is_null());
     }
 
     #[test]
     fn fallback_merges_freed_neighbours() {
         let arena = Arena::new(64 * 1024);
         let mut heap = FixedSizeBlockAllocator::over(&arena);
-        let blocks: Vec<_> = (0..4).map(|_| heap.alloc(layout(16 * 1024, 8))).collect();
+        let blocks: Vec<_> = (0..4)
+            .map(|_| heap.allocate(layout(16 * 1024, 8)))
+            .collect();
         assert!(blocks.iter().all(|ptr| !ptr.is_null()));
-        assert!(heap.alloc(layout(4096, 8)).is_null(), "the heap is full");
+        assert!(heap.allocate(layout(4096, 8)).is_null(), "the heap is full");
         heap.free(blocks[1], layout(16 * 1024, 8));
         heap.free(blocks[2], layout(16 * 1024, 8));
         assert_eq!(
-            heap.alloc(layout(32 * 1024, 8)),
+            heap.allocate(layout(32 * 1024, 8)),
             blocks[1],
             "the neighbours merged"
         );
@@ -332,9 +328,7 @@ mod tests {
 
     #[test]
     fn uninitialised_allocator_returns_null() {
-        let mut heap = FixedSizeBlockAllocator::new();
-        assert!(heap.allocate(layout(1, 1)).is_null());
-        assert!(heap.allocate(layout(10_000, 1)).is_null());
+        check_uninitialised::<FixedSizeBlockAllocator>();
     }
 
     #[test]

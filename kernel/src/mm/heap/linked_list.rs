@@ -8,7 +8,7 @@
 //! block carved out of a free region is either nothing or big enough to stay in the list, and
 //! no byte is ever lost to a remainder too small to track.
 
-use super::{HeapStats, align_down, align_up};
+use super::{HeapAllocator, HeapStats, align_down, align_up};
 use core::alloc::Layout;
 use core::mem::{align_of, size_of};
 use core::ptr;
@@ -47,75 +47,6 @@ pub struct LinkedListAllocator {
 unsafe impl Send for LinkedListAllocator {}
 
 impl LinkedListAllocator {
-    /// An empty allocator, with no heap until [`init`](Self::init).
-    pub const fn new() -> Self {
-        Self {
-            head: ptr::null_mut(),
-            heap_size: 0,
-            used: 0,
-        }
-    }
-
-    /// Gives the allocator the heap `[heap_start, heap_start + heap_size)`, forgetting any
-    /// previous heap. Both ends are trimmed inwards to granule boundaries; a range running past
-    /// the end of the address space is cut short.
-    ///
-    /// # Safety
-    /// The range must be valid, writable memory that nothing else uses, and it must stay so
-    /// for as long as the allocator (or any block it handed out) is in use.
-    pub unsafe fn init(&mut self, heap_start: usize, heap_size: usize) {
-        self.head = ptr::null_mut();
-        self.heap_size = 0;
-        self.used = 0;
-        let end = align_down(heap_start.saturating_add(heap_size), GRANULE);
-        let Some(start) = align_up(heap_start, GRANULE) else {
-            return;
-        };
-        if end <= start {
-            return;
-        }
-        let region: *mut FreeRegion = ptr::with_exposed_provenance_mut(start);
-        // SAFETY: the caller hands us `[start, end)`, which is granule-aligned and at least one
-        // granule long, so it holds a node.
-        unsafe {
-            region.write(FreeRegion {
-                size: end - start,
-                next: ptr::null_mut(),
-            });
-        }
-        self.head = region;
-        self.heap_size = end - start;
-    }
-
-    /// Allocates a block for `layout` from the first free region that can hold it, or returns
-    /// null if none can.
-    pub fn allocate(&mut self, layout: Layout) -> *mut u8 {
-        let Some(size) = block_size(layout.size()) else {
-            return ptr::null_mut();
-        };
-        let align = layout.align().max(GRANULE);
-        let mut prev: *mut FreeRegion = ptr::null_mut();
-        let mut region = self.head;
-        while !region.is_null() {
-            // SAFETY: `region` is a node of the list: initialised, aligned, inside the heap.
-            let (region_size, next) = unsafe { ((*region).size, (*region).next) };
-            let region_start = region.addr();
-            let region_end = region_start.saturating_add(region_size);
-            let fit = align_up(region_start, align)
-                .and_then(|start| Some((start, start.checked_add(size)?)))
-                .filter(|&(_, end)| end <= region_end);
-            if let Some((start, end)) = fit {
-                // SAFETY: `[start, end)` lies within `region`, which `prev` links to.
-                unsafe { self.carve(prev, region, start, end) };
-                self.used = self.used.saturating_add(size);
-                return region.cast::<u8>().with_addr(start);
-            }
-            prev = region;
-            region = next;
-        }
-        ptr::null_mut()
-    }
-
     /// Takes the granule-aligned `[start, end)` out of the free `region`, whose predecessor is
     /// `prev` (null if `region` is the head), keeping whatever is left in front and behind.
     ///
@@ -160,14 +91,79 @@ impl LinkedListAllocator {
             unsafe { (*prev).next = rest };
         }
     }
+}
+
+// SAFETY: `allocate` hands out a granule-aligned range carved out of a free region, which lies
+// inside the heap, aligned to at least `layout.align()` and at least `layout.size()` bytes long;
+// the range leaves the free list, and only `deallocate` puts it back.
+unsafe impl HeapAllocator for LinkedListAllocator {
+    const NAME: &'static str = "linked_list";
+
+    const EMPTY: Self = Self {
+        head: ptr::null_mut(),
+        heap_size: 0,
+        used: 0,
+    };
+
+    /// Gives the allocator the heap `[heap_start, heap_start + heap_size)`, forgetting any
+    /// previous heap. Both ends are trimmed inwards to granule boundaries; a range running past
+    /// the end of the address space is cut short.
+    unsafe fn init(&mut self, heap_start: usize, heap_size: usize) {
+        self.head = ptr::null_mut();
+        self.heap_size = 0;
+        self.used = 0;
+        let end = align_down(heap_start.saturating_add(heap_size), GRANULE);
+        let Some(start) = align_up(heap_start, GRANULE) else {
+            return;
+        };
+        if end <= start {
+            return;
+        }
+        let region: *mut FreeRegion = ptr::with_exposed_provenance_mut(start);
+        // SAFETY: the caller hands us `[start, end)`, which is granule-aligned and at least one
+        // granule long, so it holds a node.
+        unsafe {
+            region.write(FreeRegion {
+                size: end - start,
+                next: ptr::null_mut(),
+            });
+        }
+        self.head = region;
+        self.heap_size = end - start;
+    }
+
+    /// Allocates a block for `layout` from the first free region that can hold it, or returns
+    /// null if none can.
+    fn allocate(&mut self, layout: Layout) -> *mut u8 {
+        let Some(size) = block_size(layout.size()) else {
+            return ptr::null_mut();
+        };
+        let align = layout.align().max(GRANULE);
+        let mut prev: *mut FreeRegion = ptr::null_mut();
+        let mut region = self.head;
+        while !region.is_null() {
+            // SAFETY: `region` is a node of the list: initialised, aligned, inside the heap.
+            let (region_size, next) = unsafe { ((*region).size, (*region).next) };
+            let region_start = region.addr();
+            let region_end = region_start.saturating_add(region_size);
+            let fit = align_up(region_start, align)
+                .and_then(|start| Some((start, start.checked_add(size)?)))
+                .filter(|&(_, end)| end <= region_end);
+            if let Some((start, end)) = fit {
+                // SAFETY: `[start, end)` lies within `region`, which `prev` links to.
+                unsafe { self.carve(prev, region, start, end) };
+                self.used = self.used.saturating_add(size);
+                return region.cast::<u8>().with_addr(start);
+            }
+            prev = region;
+            region = next;
+        }
+        ptr::null_mut()
+    }
 
     /// Returns a block to the free list, merging it with the free regions right before and
     /// right after it.
-    ///
-    /// # Safety
-    /// `ptr` must be a live block returned by [`allocate`](Self::allocate) on this allocator
-    /// with this same `layout`, freed only once.
-    pub unsafe fn deallocate(&mut self, ptr: *mut u8, layout: Layout) {
+    unsafe fn deallocate(&mut self, ptr: *mut u8, layout: Layout) {
         let Some(size) = block_size(layout.size()) else {
             return;
         };
@@ -226,7 +222,7 @@ impl LinkedListAllocator {
     }
 
     /// The heap's size and the bytes in live blocks (see [`HeapStats`]).
-    pub fn stats(&self) -> HeapStats {
+    fn stats(&self) -> HeapStats {
         HeapStats {
             heap_size: self.heap_size,
             used_bytes: self.used,
@@ -234,21 +230,12 @@ impl LinkedListAllocator {
     }
 }
 
-impl Default for LinkedListAllocator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{GRANULE, LinkedListAllocator};
-    use crate::mm::heap::test_support::{Arena, TestHeap, check_alignments, random_workload};
-    use core::alloc::Layout;
-
-    fn layout(size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).expect("layout")
-    }
+    use super::{GRANULE, HeapAllocator, LinkedListAllocator};
+    use crate::mm::heap::test_support::{
+        Arena, Rng, TestHeap, check_alignments, check_uninitialised, layout, random_workload,
+    };
 
     #[test]
     fn honours_every_alignment_up_to_4096() {
@@ -260,8 +247,8 @@ mod tests {
         let arena = Arena::new(4096);
         let mut heap = LinkedListAllocator::over(&arena);
         assert_eq!(heap.stats().heap_size, 4096);
-        let a = heap.alloc(layout(1, 1));
-        let b = heap.alloc(layout(GRANULE + 1, 1));
+        let a = heap.allocate(layout(1, 1));
+        let b = heap.allocate(layout(GRANULE + 1, 1));
         assert_eq!(heap.stats().used_bytes, 3 * GRANULE);
         assert_eq!(b.addr(), a.addr() + GRANULE);
     }
@@ -270,10 +257,10 @@ mod tests {
     fn reuses_a_freed_block() {
         let arena = Arena::new(4096);
         let mut heap = LinkedListAllocator::over(&arena);
-        let a = heap.alloc(layout(100, 8));
-        let b = heap.alloc(layout(100, 8));
+        let a = heap.allocate(layout(100, 8));
+        let b = heap.allocate(layout(100, 8));
         heap.free(a, layout(100, 8));
-        let c = heap.alloc(layout(100, 8));
+        let c = heap.allocate(layout(100, 8));
         assert_eq!(c, a, "the freed block is the first fit");
         assert_ne!(c, b);
     }
@@ -282,10 +269,10 @@ mod tests {
     fn alignment_gap_in_front_stays_free() {
         let arena = Arena::new(8192);
         let mut heap = LinkedListAllocator::over(&arena);
-        let small = heap.alloc(layout(16, 16));
-        let aligned = heap.alloc(layout(64, 4096));
+        let small = heap.allocate(layout(16, 16));
+        let aligned = heap.allocate(layout(64, 4096));
         assert_eq!(aligned.addr(), arena.start() + 4096);
-        let in_gap = heap.alloc(layout(4096 - 2 * GRANULE, 1));
+        let in_gap = heap.allocate(layout(4096 - 2 * GRANULE, 1));
         assert_eq!(
             in_gap.addr(),
             small.addr() + GRANULE,
@@ -297,23 +284,16 @@ mod tests {
     fn exhaustion_returns_null_and_recovers_after_frees() {
         let arena = Arena::new(4096);
         let mut heap = LinkedListAllocator::over(&arena);
-        let mut blocks = Vec::new();
-        loop {
-            let ptr = heap.alloc(layout(200, 8));
-            if ptr.is_null() {
-                break;
-            }
-            blocks.push(ptr);
-        }
+        let mut blocks = heap.allocate_until_full(layout(200, 8));
         assert_eq!(blocks.len(), 4096 / 208, "as many 208-byte blocks as fit");
-        assert!(heap.alloc(layout(isize::MAX as usize, 1)).is_null());
-        assert!(heap.alloc(layout(1, 1 << 40)).is_null());
+        assert!(heap.allocate(layout(isize::MAX as usize, 1)).is_null());
+        assert!(heap.allocate(layout(1, 1 << 40)).is_null());
         for ptr in blocks.drain(..) {
             heap.free(ptr, layout(200, 8));
         }
         assert_eq!(heap.stats().used_bytes, 0);
         assert!(
-            !heap.alloc(layout(4096, 1)).is_null(),
+            !heap.allocate(layout(4096, 1)).is_null(),
             "every region merged back into one"
         );
     }
@@ -322,12 +302,12 @@ mod tests {
     fn merges_freed_neighbours() {
         let arena = Arena::new(4096);
         let mut heap = LinkedListAllocator::over(&arena);
-        let blocks: Vec<_> = (0..4).map(|_| heap.alloc(layout(1024, 8))).collect();
+        let blocks: Vec<_> = (0..4).map(|_| heap.allocate(layout(1024, 8))).collect();
         assert!(blocks.iter().all(|ptr| !ptr.is_null()));
-        assert!(heap.alloc(layout(1, 1)).is_null(), "the heap is full");
+        assert!(heap.allocate(layout(1, 1)).is_null(), "the heap is full");
         heap.free(blocks[2], layout(1024, 8));
         heap.free(blocks[1], layout(1024, 8));
-        let joined = heap.alloc(layout(2048, 8));
+        let joined = heap.allocate(layout(2048, 8));
         assert_eq!(
             joined, blocks[1],
             "the two freed neighbours merged into one region"
@@ -336,7 +316,7 @@ mod tests {
         heap.free(blocks[0], layout(1024, 8));
         heap.free(blocks[3], layout(1024, 8));
         assert_eq!(
-            heap.alloc(layout(4096, 8)),
+            heap.allocate(layout(4096, 8)),
             blocks[0],
             "merged with both neighbours"
         );
@@ -345,19 +325,17 @@ mod tests {
     #[test]
     fn trims_an_unaligned_heap() {
         let arena = Arena::new(4096);
-        let mut heap = LinkedListAllocator::new();
+        let mut heap = LinkedListAllocator::EMPTY;
         // SAFETY: the range lies inside the arena, which outlives the allocator.
         unsafe { heap.init(arena.start() + 3, 4000) };
         assert_eq!(heap.stats().heap_size, 4003 / GRANULE * GRANULE - GRANULE);
-        let ptr = heap.alloc(layout(1, 1));
+        let ptr = heap.allocate(layout(1, 1));
         assert_eq!(ptr.addr(), arena.start() + GRANULE);
     }
 
     #[test]
     fn uninitialised_allocator_returns_null() {
-        let mut heap = LinkedListAllocator::new();
-        assert!(heap.allocate(layout(1, 1)).is_null());
-        assert_eq!(heap.stats().heap_size, 0);
+        check_uninitialised::<LinkedListAllocator>();
     }
 
     #[test]
@@ -374,11 +352,11 @@ mod tests {
         let arena = Arena::new(1 << 16);
         let mut heap = LinkedListAllocator::over(&arena);
         let mut live = Vec::new();
-        let mut rng = crate::mm::heap::test_support::Rng::new(7);
+        let mut rng = Rng::new(7);
         for _ in 0..2000 {
             if live.is_empty() || rng.below(2) == 0 {
                 let l = layout(1 + rng.below(300), 1 << rng.below(7));
-                let ptr = heap.alloc(l);
+                let ptr = heap.allocate(l);
                 if !ptr.is_null() {
                     live.push((ptr, l));
                 }
@@ -391,7 +369,7 @@ mod tests {
             heap.free(ptr, l);
         }
         assert_eq!(
-            heap.alloc(layout(1 << 16, 8)).addr(),
+            heap.allocate(layout(1 << 16, 8)).addr(),
             arena.start(),
             "one region again"
         );

@@ -1,7 +1,7 @@
 //! The kernel's heap allocators: Enigma's own bump, linked-list and fixed-size-block
-//! allocators, the [`HeapStats`] they report, and the [`Locked`] wrapper through which each of
-//! them serves as a [`GlobalAlloc`]. Nothing here is specific to x86: the same code is unit-tested
-//! on the host over an ordinary memory arena.
+//! allocators, the [`HeapAllocator`] interface they share, the [`HeapStats`] they report, and
+//! the [`Locked`] wrapper through which each of them serves as a [`GlobalAlloc`]. Nothing here is
+//! specific to x86: the same code is unit-tested on the host over an ordinary memory arena.
 
 mod bump;
 mod fixed_size_block;
@@ -65,33 +65,66 @@ impl<A> Locked<A> {
     }
 }
 
-/// Makes `Locked<A>` a [`GlobalAlloc`] for each allocator type `A`.
-macro_rules! global_alloc_for_locked {
-    ($($allocator:ty),*) => {$(
-        // SAFETY: `allocate` returns either null or a block of at least `layout.size()` bytes
-        // aligned to `layout.align()` that overlaps no other live block, and the lock
-        // serialises every access.
-        unsafe impl GlobalAlloc for Locked<$allocator> {
-            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-                self.lock().allocate(layout)
-            }
+/// The interface of Enigma's heap allocators, through which [`Locked`] makes any of them a
+/// [`GlobalAlloc`] and the tests and the benchmark drive all three alike.
+///
+/// # Safety
+/// [`allocate`](Self::allocate) must return either null or a block of at least `layout.size()`
+/// bytes, aligned to `layout.align()`, inside the heap given to [`init`](Self::init), that
+/// overlaps no other live block; a block stays valid until it is passed to
+/// [`deallocate`](Self::deallocate) or the heap is replaced by another `init`.
+pub unsafe trait HeapAllocator: Sized {
+    /// The allocator's name in the benchmark's output.
+    const NAME: &'static str;
 
-            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-                // SAFETY: the `GlobalAlloc` contract makes `ptr` a live block allocated here
-                // with `layout`.
-                unsafe { self.lock().deallocate(ptr, layout) }
-            }
-        }
-    )*};
+    /// An allocator with no heap, on which every allocation fails until
+    /// [`init`](Self::init). A constant rather than a function so that it can initialise a
+    /// `static`.
+    const EMPTY: Self;
+
+    /// Gives the allocator the heap `[heap_start, heap_start + heap_size)`, forgetting any
+    /// previous heap and every block of it.
+    ///
+    /// # Safety
+    /// The range must be valid, writable memory that nothing else uses, and it must stay so
+    /// for as long as the allocator (or any block it handed out) is in use.
+    unsafe fn init(&mut self, heap_start: usize, heap_size: usize);
+
+    /// Allocates a block for `layout`, or returns null if the heap cannot provide one.
+    fn allocate(&mut self, layout: Layout) -> *mut u8;
+
+    /// Frees a block, making its memory available to later allocations.
+    ///
+    /// # Safety
+    /// `ptr` must be a live block returned by [`allocate`](Self::allocate) on this allocator
+    /// with this same `layout`, freed only once.
+    unsafe fn deallocate(&mut self, ptr: *mut u8, layout: Layout);
+
+    /// The heap's size and the bytes in use (see [`HeapStats`]).
+    fn stats(&self) -> HeapStats;
 }
 
-global_alloc_for_locked!(BumpAllocator, LinkedListAllocator, FixedSizeBlockAllocator);
+// SAFETY: `HeapAllocator::allocate` returns either null or a block of at least `layout.size()`
+// bytes aligned to `layout.align()` that overlaps no other live block, and the lock serialises
+// every access.
+unsafe impl<A: HeapAllocator> GlobalAlloc for Locked<A> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.lock().allocate(layout)
+    }
 
-/// Helpers shared by the allocators' unit tests: an aligned arena, a seeded generator and the
-/// checks that every allocator must pass.
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the `GlobalAlloc` contract makes `ptr` a live block allocated here with
+        // `layout`.
+        unsafe { self.lock().deallocate(ptr, layout) }
+    }
+}
+
+/// Helpers shared by the allocators' unit tests: an aligned arena, a seeded generator, a
+/// layout shorthand, what the tests add to every [`HeapAllocator`] and the checks that every
+/// allocator must pass.
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::{BumpAllocator, FixedSizeBlockAllocator, HeapStats, LinkedListAllocator};
+    use super::HeapAllocator;
     use core::alloc::Layout;
     use std::collections::BTreeMap;
 
@@ -166,49 +199,37 @@ pub(crate) mod test_support {
         }
     }
 
-    /// The allocator interface the shared checks drive.
-    pub trait TestHeap {
+    /// The layout of `size` bytes aligned to `align`, which must be a valid pair.
+    pub fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).expect("layout")
+    }
+
+    /// What the tests add to every [`HeapAllocator`]: creation over an arena, and a safe free.
+    pub trait TestHeap: HeapAllocator {
         /// Creates the allocator over `arena`.
-        fn over(arena: &Arena) -> Self;
-        /// Allocates `layout`, null on failure.
-        fn alloc(&mut self, layout: Layout) -> *mut u8;
-        /// Frees a block returned by `alloc` with the same layout.
-        fn free(&mut self, ptr: *mut u8, layout: Layout);
-        /// The allocator's statistics.
-        fn stats(&self) -> HeapStats;
+        fn over(arena: &Arena) -> Self {
+            let mut heap = Self::EMPTY;
+            // SAFETY: the arena is valid, writable and unused, and every test drops the
+            // allocator before the arena.
+            unsafe { heap.init(arena.start(), arena.size()) };
+            heap
+        }
+
+        /// Frees a block returned by `allocate` with the same layout.
+        fn free(&mut self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the tests only free live blocks, with the layout they were allocated
+            // with.
+            unsafe { self.deallocate(ptr, layout) }
+        }
+
+        /// Allocates blocks of `layout` until an allocation fails; returns the blocks.
+        fn allocate_until_full(&mut self, layout: Layout) -> Vec<*mut u8> {
+            std::iter::from_fn(|| Some(self.allocate(layout)).filter(|ptr| !ptr.is_null()))
+                .collect()
+        }
     }
 
-    macro_rules! impl_test_heap {
-        ($ty:ty) => {
-            impl TestHeap for $ty {
-                fn over(arena: &Arena) -> Self {
-                    let mut heap = <$ty>::new();
-                    // SAFETY: the arena is valid, writable and unused, and every test drops
-                    // the allocator before the arena.
-                    unsafe { heap.init(arena.start(), arena.size()) };
-                    heap
-                }
-
-                fn alloc(&mut self, layout: Layout) -> *mut u8 {
-                    self.allocate(layout)
-                }
-
-                fn free(&mut self, ptr: *mut u8, layout: Layout) {
-                    // SAFETY: the tests only free live blocks, with the layout they were
-                    // allocated with.
-                    unsafe { self.deallocate(ptr, layout) }
-                }
-
-                fn stats(&self) -> HeapStats {
-                    <$ty>::stats(self)
-                }
-            }
-        };
-    }
-
-    impl_test_heap!(BumpAllocator);
-    impl_test_heap!(LinkedListAllocator);
-    impl_test_heap!(FixedSizeBlockAllocator);
+    impl<A: HeapAllocator> TestHeap for A {}
 
     /// Writes `tag`-derived bytes over the block.
     pub fn fill(ptr: *mut u8, size: usize, tag: u8) {
@@ -231,6 +252,15 @@ pub(crate) mod test_support {
         }
     }
 
+    /// Asserts that an allocator without a heap reports none and fails small and large
+    /// allocations alike.
+    pub fn check_uninitialised<H: HeapAllocator>() {
+        let mut heap = H::EMPTY;
+        assert!(heap.allocate(layout(1, 1)).is_null());
+        assert!(heap.allocate(layout(10_000, 1)).is_null());
+        assert_eq!(heap.stats().heap_size, 0);
+    }
+
     /// Allocates blocks of every power-of-two alignment from 1 to 4096, two sizes each, and
     /// asserts that each is aligned, inside the arena and intact, then frees them all.
     pub fn check_alignments<H: TestHeap>(arena_size: usize) {
@@ -240,8 +270,8 @@ pub(crate) mod test_support {
         for shift in 0..=12 {
             let align = 1usize << shift;
             for size in [1, align + 3] {
-                let layout = Layout::from_size_align(size, align).expect("layout");
-                let ptr = heap.alloc(layout);
+                let layout = layout(size, align);
+                let ptr = heap.allocate(layout);
                 assert!(!ptr.is_null(), "allocation of {layout:?} failed");
                 assert_eq!(ptr.addr() % align, 0, "{ptr:p} is not aligned to {align}");
                 assert!(arena.contains(ptr, size), "{ptr:p} is outside the arena");
@@ -302,8 +332,8 @@ pub(crate) mod test_support {
                     1..=4 => 1 << rng.below(7),
                     _ => 8,
                 };
-                let layout = Layout::from_size_align(size, align).expect("layout");
-                let ptr = heap.alloc(layout);
+                let layout = layout(size, align);
+                let ptr = heap.allocate(layout);
                 if ptr.is_null() {
                     failures += 1;
                     continue;
@@ -359,12 +389,12 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::Arena;
+    use super::test_support::{Arena, TestHeap, layout};
     use super::{
-        BumpAllocator, FixedSizeBlockAllocator, HeapStats, LinkedListAllocator, Locked, align_down,
-        align_up,
+        BumpAllocator, FixedSizeBlockAllocator, HeapAllocator, LinkedListAllocator, Locked,
+        align_down, align_up,
     };
-    use core::alloc::{GlobalAlloc, Layout};
+    use core::alloc::GlobalAlloc;
 
     #[test]
     fn aligns_addresses_without_overflowing() {
@@ -375,43 +405,31 @@ mod tests {
         assert_eq!(align_down(15, 8), 8);
     }
 
-    /// Allocates and frees through `GlobalAlloc`, as the kernel's `#[global_allocator]` will.
-    fn global_alloc_round_trip<A>(heap: &Locked<A>, stats: impl Fn(&A) -> HeapStats)
-    where
-        Locked<A>: GlobalAlloc,
-    {
-        let small = Layout::from_size_align(24, 8).expect("layout");
-        let large = Layout::from_size_align(10_000, 64).expect("layout");
+    /// Allocates and frees through `GlobalAlloc`, as the kernel's `#[global_allocator]` does,
+    /// with an `A` over a fresh 64 KiB arena.
+    fn global_alloc_round_trip<A: HeapAllocator>() {
+        let arena = Arena::new(64 * 1024);
+        let heap = Locked::new(A::over(&arena));
+        assert_eq!(heap.lock().stats().heap_size, 64 * 1024);
+        let small = layout(24, 8);
+        let large = layout(10_000, 64);
         // SAFETY: both layouts have a non-zero size.
         let (a, b) = unsafe { (heap.alloc(small), heap.alloc(large)) };
         assert!(!a.is_null() && !b.is_null());
         assert_eq!(b.addr() % 64, 0);
-        assert!(stats(&heap.lock()).used_bytes >= 10_024);
+        assert!(heap.lock().stats().used_bytes >= 10_024);
         // SAFETY: `a` and `b` are live blocks allocated above with these layouts.
         unsafe {
             heap.dealloc(a, small);
             heap.dealloc(b, large);
         }
-        assert_eq!(stats(&heap.lock()).used_bytes, 0);
+        assert_eq!(heap.lock().stats().used_bytes, 0);
     }
 
     #[test]
     fn locked_allocators_serve_as_global_allocators() {
-        let arena = Arena::new(64 * 1024);
-        let bump = Locked::new(BumpAllocator::new());
-        // SAFETY: the arena is valid, writable and unused, and outlives the allocator's use.
-        unsafe { bump.lock().init(arena.start(), arena.size()) };
-        global_alloc_round_trip(&bump, BumpAllocator::stats);
-
-        let list = Locked::new(LinkedListAllocator::new());
-        // SAFETY: as above; the bump allocator is done with the arena.
-        unsafe { list.lock().init(arena.start(), arena.size()) };
-        global_alloc_round_trip(&list, LinkedListAllocator::stats);
-
-        let blocks = Locked::new(FixedSizeBlockAllocator::new());
-        // SAFETY: as above; the linked-list allocator is done with the arena.
-        unsafe { blocks.lock().init(arena.start(), arena.size()) };
-        global_alloc_round_trip(&blocks, FixedSizeBlockAllocator::stats);
-        assert_eq!(blocks.lock().stats().heap_size, 64 * 1024);
+        global_alloc_round_trip::<BumpAllocator>();
+        global_alloc_round_trip::<LinkedListAllocator>();
+        global_alloc_round_trip::<FixedSizeBlockAllocator>();
     }
 }
