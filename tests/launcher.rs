@@ -165,6 +165,7 @@ fn screen_metrics_of_a_known_picture() {
 #[test]
 #[should_panic(expected = "the VM exited waiting for \"never printed\"")]
 fn wait_for_fails_fast_when_the_vm_exits() {
+    // The default init keeps a shell running and never exits; `hello` exits at once.
     Vm::boot(&["--init", "hello"]).wait_for("never printed", UEFI_BOOT);
 }
 

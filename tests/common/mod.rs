@@ -137,12 +137,23 @@ impl Vm {
     /// serial output ends without `needle`. The whole output is searched, so a needle that has
     /// already appeared matches at once.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_after(0, needle, timeout)
+    }
+
+    /// Like [`Vm::wait_for`], but searches only the serial output from byte `start` on (a value
+    /// of [`Vm::output_len`] taken earlier), so only a `needle` that appeared since counts: for
+    /// example the next prompt of an interactive program after typing a command.
+    pub fn wait_for_after(&self, start: usize, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         let mut captured = self.shared.lock();
         loop {
-            let stdout = String::from_utf8_lossy(&captured.stdout).into_owned();
-            if stdout.contains(needle) {
-                return stdout;
+            let searched = captured.stdout.get(start..).unwrap_or_default();
+            let found = needle.is_empty()
+                || searched
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes());
+            if found {
+                return String::from_utf8_lossy(&captured.stdout).into_owned();
             }
             let now = Instant::now();
             if captured.stdout_closed || now >= deadline {
@@ -152,7 +163,10 @@ impl Vm {
                     format!("timed out after {timeout:?}")
                 };
                 drop(captured);
-                panic!("{why} waiting for {needle:?}\n{}", self.transcript());
+                panic!(
+                    "{why} waiting for {needle:?} (from byte {start} on)\n{}",
+                    self.transcript()
+                );
             }
             captured = self
                 .shared
@@ -161,6 +175,11 @@ impl Vm {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// The length of the serial output so far in bytes, for [`Vm::wait_for_after`].
+    pub fn output_len(&self) -> usize {
+        self.shared.lock().stdout.len()
     }
 
     /// Writes `text` to the serial console's input. If the VM has already exited the text is

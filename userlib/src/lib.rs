@@ -18,14 +18,25 @@
 //! allocator growing the heap with `brk` (so `alloc`'s `Vec`, `String` and `Box` work), and a
 //! wrapper for every syscall in [`sys`], over both entry paths (`syscall` by default,
 //! `int 0x80` on request).
-#![no_std]
+//!
+//! Beyond the syscalls it carries what several programs share: [`process`] (the process table,
+//! the program list, how a process ended), [`line_editor`] (interactive line input with
+//! history, as the shell reads commands) and [`time`] (durations as programs take them).
+//!
+//! Under `cargo test` on the host the crate builds with `std`, without the entry point, panic
+//! handler and allocator, so the pure logic (line editing, duration parsing) is unit-tested.
+#![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+#[cfg(not(test))]
 mod heap;
 pub mod io;
+pub mod line_editor;
+pub mod process;
 mod rt;
 pub mod sys;
+pub mod time;
 
 pub use abi;
 pub use rt::{Termination, args, program_name};

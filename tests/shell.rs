@@ -1,0 +1,355 @@
+//! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running, the shell's
+//! programs and built-ins, its line editing and history, Ctrl-C, background jobs, and shell
+//! restarts, typed on the serial console or on the keyboard through the QEMU monitor. Every
+//! test boots its own VM with the default first program (`init`, no `--init`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Screen, Vm};
+
+/// The shell's prompt.
+const PROMPT: &str = "enigma$ ";
+/// Upper bound for booting to the first prompt (nominal 1-2 s; TCG on a loaded machine).
+const BOOT: Duration = Duration::from_secs(60);
+/// Upper bound for one command to finish.
+const STEP: Duration = Duration::from_secs(30);
+
+/// Boots with no `--init` and waits for the shell's first prompt.
+fn boot_to_prompt() -> Vm {
+    let vm = Vm::boot(&[]);
+    vm.wait_for(PROMPT, BOOT);
+    vm
+}
+
+/// Waits for the first prompt that starts a line in the serial output from byte `start` on, and
+/// returns the output from `start` up to that prompt.
+fn until_prompt(vm: &Vm, start: usize) -> String {
+    let needle = format!("\r\n{PROMPT}");
+    let output = vm.wait_for_after(start, &needle, STEP);
+    let since = &output[start..];
+    let end = since
+        .find(&needle)
+        .expect("wait_for_after found the prompt");
+    since[..end].to_owned()
+}
+
+/// Types `line` and Enter on the serial console and returns what the shell printed until its
+/// next prompt: the echoed line, then the command's output.
+fn run(vm: &mut Vm, line: &str) -> String {
+    let start = vm.output_len();
+    vm.send(&format!("{line}\n"));
+    until_prompt(vm, start)
+}
+
+/// Types `line` and Enter on the keyboard (QEMU `sendkey`) and returns what the shell printed
+/// until its next prompt.
+fn type_on_keyboard(vm: &Vm, line: &str) -> String {
+    let start = vm.output_len();
+    vm.sendkeys(&format!("{line}\n"));
+    until_prompt(vm, start)
+}
+
+/// The number right after the first `prefix` in `text`.
+fn number_after(text: &str, prefix: &str) -> u32 {
+    let (_, rest) = text
+        .split_once(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text:?}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {prefix:?} in {text:?}"))
+}
+
+/// One row of `ps`.
+#[derive(Debug)]
+struct Row {
+    pid: u32,
+    parent: u32,
+    state: String,
+    name: String,
+}
+
+/// The rows of the `ps` table in `output`: the lines after its header.
+fn ps_rows(output: &str) -> Vec<Row> {
+    let lines = output
+        .lines()
+        .skip_while(|line| !line.contains("PID PARENT"))
+        .skip(1);
+    lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [pid, parent, state, _memory, "KiB", name] = fields[..] else {
+                panic!("not a ps row: {line:?} in {output:?}");
+            };
+            Row {
+                pid: pid.parse().expect("pid"),
+                parent: parent.parse().expect("parent"),
+                state: state.to_owned(),
+                name: name.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The fraction of pixels that differ between two screenshots of the same size.
+fn changed_fraction(before: &Screen, after: &Screen) -> f64 {
+    assert_eq!((before.width, before.height), (after.width, after.height));
+    let pixels = |screen: &Screen| screen.rgb.as_chunks::<3>().0.to_vec();
+    let (old, new) = (pixels(before), pixels(after));
+    let changed = old.iter().zip(&new).filter(|(old, new)| old != new).count();
+    changed as f64 / (before.width * before.height) as f64
+}
+
+#[test]
+fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
+    let mut vm = boot_to_prompt();
+
+    let hello = run(&mut vm, "hello shell-arg");
+    assert!(hello.contains("Hello from ring 3"), "{hello:?}");
+    assert!(hello.contains("args: hello shell-arg"), "{hello:?}");
+
+    let ps = run(&mut vm, "ps");
+    let rows = ps_rows(&ps);
+    assert!(
+        rows.iter()
+            .any(|row| (row.pid, row.parent, row.name.as_str()) == (1, 0, "init")),
+        "{ps:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|row| row.parent == 1 && row.name == "sh" && row.state == "running"),
+        "{ps:?}"
+    );
+    assert_eq!(
+        rows.len(),
+        2,
+        "only init and the shell should be left: {ps:?}"
+    );
+
+    assert_eq!(run(&mut vm, "echo a b c"), "echo a b c\r\na b c");
+    assert_eq!(run(&mut vm, "nosuch"), "nosuch\r\nsh: nosuch: not found");
+
+    let help = run(&mut vm, "help");
+    for builtin in [
+        "help",
+        "ps",
+        "kill PID",
+        "uptime",
+        "shutdown [STATUS]",
+        "exit [STATUS]",
+    ] {
+        assert!(
+            help.lines()
+                .any(|line| line.trim_start().starts_with(builtin)),
+            "{builtin}: {help:?}"
+        );
+    }
+    let programs = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Programs"))
+        .nth(1)
+        .unwrap_or("");
+    for program in ["echo", "hello", "init", "sh", "sleep", "spin", "yes"] {
+        assert!(
+            programs.split_whitespace().any(|name| name == program),
+            "{program}: {help:?}"
+        );
+    }
+
+    vm.send("shutdown\n");
+    let (code, output) = vm.wait_exit(STEP);
+    assert_eq!(code, 0, "{output}");
+}
+
+#[test]
+fn keyboard_session_through_sendkey_runs_commands_and_draws_them_on_the_framebuffer() {
+    let vm = Vm::boot_with_monitor(&[]);
+    vm.wait_for(PROMPT, BOOT);
+    let before = vm.screendump();
+
+    let hello = type_on_keyboard(&vm, "hello shell-arg");
+    assert!(
+        hello.contains("Hello from ring 3") && hello.contains("args: hello shell-arg"),
+        "{hello:?}"
+    );
+    let ps = type_on_keyboard(&vm, "ps");
+    let names: Vec<String> = ps_rows(&ps).into_iter().map(|row| row.name).collect();
+    assert!(
+        names.contains(&"init".to_owned()) && names.contains(&"sh".to_owned()),
+        "{ps:?}"
+    );
+    assert_eq!(type_on_keyboard(&vm, "echo a b c"), "echo a b c\r\na b c");
+    assert_eq!(
+        type_on_keyboard(&vm, "nosuch"),
+        "nosuch\r\nsh: nosuch: not found"
+    );
+    let scrolled = type_on_keyboard(&vm, "yes -n 40 the shell draws on the framebuffer");
+    assert_eq!(
+        scrolled
+            .matches("the shell draws on the framebuffer\r\n")
+            .count(),
+        40,
+        "{scrolled:?}"
+    );
+
+    let after = vm.screendump();
+    let changed = changed_fraction(&before, &after);
+    assert!(
+        changed > 0.02,
+        "only {changed} of the pixels changed while the shell ran"
+    );
+    assert!(
+        after.distinct_colours() > 2,
+        "{} colours",
+        after.distinct_colours()
+    );
+    let text = after.non_background_fraction();
+    assert!(
+        (0.03..0.5).contains(&text),
+        "text covers {text} of the screen"
+    );
+
+    vm.sendkeys("shutdown\n");
+    let (code, output) = vm.wait_exit(STEP);
+    assert_eq!(code, 0, "{output}");
+}
+
+#[test]
+fn ctrl_c_kills_the_foreground_program_and_the_shell_survives() {
+    let mut vm = boot_to_prompt();
+    let start = vm.output_len();
+    vm.send("spin\n");
+    let output = vm.wait_for_after(start, "spinning until killed", STEP);
+    let pid = number_after(&output[start..], "spin: pid ");
+
+    vm.send("\x03");
+    let interrupted = until_prompt(&vm, start);
+    assert!(
+        interrupted.contains(&format!("^C\r\n[pid {pid} killed]")),
+        "{interrupted:?}"
+    );
+
+    assert_eq!(run(&mut vm, "echo alive"), "echo alive\r\nalive");
+    let ps = run(&mut vm, "ps");
+    assert!(ps_rows(&ps).iter().all(|row| row.name != "spin"), "{ps:?}");
+}
+
+#[test]
+fn background_jobs_return_the_prompt_at_once_and_are_reported_when_done() {
+    let mut vm = boot_to_prompt();
+    let shell = number_after(&vm.output(), "Enigma shell, pid ");
+
+    let started = run(&mut vm, "spin 1 &");
+    let timed = number_after(&started, "[pid ");
+    assert!(
+        !started.contains("done"),
+        "the prompt came back only after the job: {started:?}"
+    );
+    let forever = number_after(&run(&mut vm, "spin &"), "[pid ");
+
+    let ps = run(&mut vm, "ps");
+    for pid in [timed, forever] {
+        let row = ps_rows(&ps).into_iter().find(|row| row.pid == pid);
+        let row = row.unwrap_or_else(|| panic!("pid {pid} missing: {ps:?}"));
+        assert_eq!((row.parent, row.name.as_str()), (shell, "spin"), "{ps:?}");
+        assert_ne!(row.state, "zombie", "{ps:?}");
+    }
+
+    let start = vm.output_len();
+    let kill = run(&mut vm, &format!("kill {forever}"));
+    assert!(!kill.contains("sh: kill"), "{kill:?}");
+    vm.wait_for(&format!("spin: pid {timed} done"), STEP);
+    // A job is reported at the first prompt after it has exited: press Enter until both are.
+    let reports = [
+        format!("[pid {timed} done, status 0]"),
+        format!("[pid {forever} done, status 110]"),
+    ];
+    let deadline = Instant::now() + STEP;
+    while !reports
+        .iter()
+        .all(|report| vm.output()[start..].contains(report.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "jobs not reported: {:?}",
+            &vm.output()[start..]
+        );
+        run(&mut vm, "");
+    }
+    let ps = run(&mut vm, "ps");
+    assert_eq!(ps_rows(&ps).len(), 2, "the jobs should be reaped: {ps:?}");
+}
+
+#[test]
+fn init_starts_a_new_shell_after_exit_ctrl_d_and_kill() {
+    let mut vm = boot_to_prompt();
+    let first = number_after(&vm.output(), "Enigma shell, pid ");
+
+    let exited = run(&mut vm, "exit 7");
+    assert!(
+        exited.contains(&format!(
+            "init: sh (pid {first}) exited with status 7; starting a new one"
+        )),
+        "{exited:?}"
+    );
+    let second = number_after(&exited, "Enigma shell, pid ");
+    assert_eq!(run(&mut vm, "echo again"), "echo again\r\nagain");
+    let ps = run(&mut vm, "ps");
+    let shells: Vec<(u32, u32)> = ps_rows(&ps)
+        .iter()
+        .filter(|row| row.name == "sh")
+        .map(|row| (row.pid, row.parent))
+        .collect();
+    assert_eq!(shells, [(second, 1)], "{ps:?}");
+
+    let start = vm.output_len();
+    vm.send("\x04");
+    let ended = until_prompt(&vm, start);
+    assert!(
+        ended.contains(&format!(
+            "exit\r\ninit: sh (pid {second}) exited with status 0; starting a new one"
+        )),
+        "{ended:?}"
+    );
+    let third = number_after(&ended, "Enigma shell, pid ");
+
+    let killed = run(&mut vm, &format!("kill {third}"));
+    assert!(
+        killed.contains(&format!(
+            "init: sh (pid {third}) killed; starting a new one"
+        )),
+        "{killed:?}"
+    );
+    assert_eq!(
+        run(&mut vm, "echo still here"),
+        "echo still here\r\nstill here"
+    );
+}
+
+#[test]
+fn line_editing_history_quotes_and_ctrl_c_at_the_prompt_work_over_serial() {
+    let mut vm = boot_to_prompt();
+    // Both Backspace codes erase; Left moves the insertion point.
+    assert!(run(&mut vm, "echo vwz\x08\x7fxy").ends_with("\r\nvxy"));
+    assert!(run(&mut vm, "echo ac\x1b[Db").ends_with("\r\nabc"));
+    // Up twice recalls the line before last.
+    assert!(run(&mut vm, "\x1b[A\x1b[A").ends_with("\r\nvxy"));
+    // Quotes keep spaces and make empty words.
+    assert!(run(&mut vm, "echo 'a  b' \"\" c").ends_with("\r\na  b  c"));
+
+    // Ctrl-C abandons the line: nothing runs.
+    let start = vm.output_len();
+    vm.send("echo never\x03");
+    let abandoned = until_prompt(&vm, start);
+    assert_eq!(abandoned, "echo never^C");
+
+    // `\r\n` from a serial terminal is one Enter: one command, one new prompt.
+    let start = vm.output_len();
+    vm.send("echo crlf\r\n");
+    until_prompt(&vm, start);
+    run(&mut vm, "echo after");
+    let since = &vm.output()[start..];
+    assert_eq!(since.matches(PROMPT).count(), 2, "{since:?}");
+}

@@ -1,0 +1,112 @@
+//! Processes as programs present them: a whole snapshot of the process table, the list of
+//! embedded programs, a `ps`-style table, and how a process ended in words.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use abi::{ProcessInfo, ProcessState};
+
+use crate::sys;
+
+/// Every process in the table, zombies included, in pid order.
+pub fn list() -> sys::Result<Vec<ProcessInfo>> {
+    let mut rows = vec![ProcessInfo::EMPTY; 16];
+    loop {
+        let total = sys::process_list(&mut rows)?;
+        if total <= rows.len() {
+            rows.truncate(total);
+            return Ok(rows);
+        }
+        // The table grew between the calls; ask again with room to spare.
+        rows.resize(total + 8, ProcessInfo::EMPTY);
+    }
+}
+
+/// The names of the embedded programs, sorted.
+pub fn programs() -> sys::Result<Vec<String>> {
+    let mut buffer = vec![0u8; 256];
+    loop {
+        let length = sys::programs(&mut buffer)?;
+        if length <= buffer.len() {
+            let listing = String::from_utf8_lossy(&buffer[..length]);
+            return Ok(listing.lines().map(String::from).collect());
+        }
+        buffer.resize(length, 0);
+    }
+}
+
+/// Formats rows of the process table as `ps` shows them: a header line, then one line per
+/// process (pid, parent, state, user memory in KiB, name).
+pub struct Table<'a>(pub &'a [ProcessInfo]);
+
+impl fmt::Display for Table<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:>5} {:>6}  {:<8} {:>8}  NAME", "PID", "PARENT", "STATE", "MEMORY")?;
+        for row in self.0 {
+            let state = ProcessState::from_u32(row.state).map_or("?", ProcessState::label);
+            let memory = alloc::format!("{} KiB", row.memory_bytes / 1024);
+            writeln!(f, "{:>5} {:>6}  {:<8} {:>8}  {}", row.pid, row.parent, state, memory, row.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// How a process with this exit status ended, in words: `exited with status 3`, `killed`,
+/// `panicked`, `killed by a fault` (the statuses of `abi::status` have their own words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ending(pub i32);
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use abi::status::{FAULT, KILLED, PANIC, describe};
+        match self.0 {
+            KILLED | FAULT | PANIC => f.write_str(describe(self.0)),
+            status => write!(f, "exited with status {status}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::ToString;
+
+    use super::*;
+
+    fn row(pid: u32, parent: u32, state: ProcessState, name: &str, memory_bytes: u64) -> ProcessInfo {
+        let mut info = ProcessInfo::EMPTY;
+        info.pid = pid;
+        info.parent = parent;
+        info.state = state as u32;
+        info.name[..name.len()].copy_from_slice(name.as_bytes());
+        info.name_len = name.len() as u32;
+        info.memory_bytes = memory_bytes;
+        info
+    }
+
+    #[test]
+    fn table_has_a_header_and_one_aligned_line_per_process() {
+        let rows =
+            [row(1, 0, ProcessState::Blocked, "init", 90 * 1024), row(12, 1, ProcessState::Running, "sh", 1 << 20)];
+        let text = Table(&rows).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "  PID PARENT  STATE      MEMORY  NAME",
+                "    1      0  blocked    90 KiB  init",
+                "   12      1  running  1024 KiB  sh"
+            ]
+        );
+    }
+
+    #[test]
+    fn endings_name_the_special_statuses() {
+        assert_eq!(Ending(0).to_string(), "exited with status 0");
+        assert_eq!(Ending(3).to_string(), "exited with status 3");
+        assert_eq!(Ending(abi::status::KILLED).to_string(), "killed");
+        assert_eq!(Ending(abi::status::FAULT).to_string(), "killed by a fault");
+        assert_eq!(Ending(abi::status::PANIC).to_string(), "panicked");
+    }
+}
