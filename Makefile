@@ -16,7 +16,7 @@ run: deps
 	cargo run --release -- $(ARGS)
 
 test: deps
-	cargo test --release -p abi -p kernel -p enigma
+	cargo test --release -p abi -p kernel -p userlib -p enigma
 
 # Enigma's heap allocators against linked_list_allocator and talc, on the host.
 bench-alloc: toolchain
