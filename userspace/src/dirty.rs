@@ -2,10 +2,12 @@
 //! shared by `usertests` and `fuzz` (each includes this file as a module).
 //!
 //! [`Call::run`] saves the caller's registers, loads all sixteen from [`Call`] (the number in
-//! `rax`, the arguments in `rdi, rsi, rdx, r10, r8, r9`, anything at all in the rest), enters
-//! the kernel through `syscall` or `int 0x80`, records all sixteen as the kernel left them,
-//! and restores the caller's. The kernel may neither rely on the caller's stack pointer nor
-//! hand back anything but the result: [`Call::clobbered`] names a register it changed.
+//! `rax`, the arguments in `rdi, rsi, rdx, r10, r8, r9`, anything at all in the rest) and the
+//! RFLAGS bits ring 3 may set (DF, AC and NT included, TF never), enters the kernel through
+//! `syscall` or `int 0x80`, records all sixteen registers as the kernel left them, and
+//! restores the caller's registers and clean flags. The kernel may neither rely on the
+//! caller's stack pointer or flags nor hand back anything but the result:
+//! [`Call::clobbered`] names a register it changed.
 
 use core::arch::naked_asm;
 
@@ -30,11 +32,19 @@ pub struct Call {
     after: [u64; 16],
     /// Non-zero to enter through `int 0x80` instead of `syscall`.
     int80: u64,
+    /// RFLAGS for the call.
+    flags: u64,
 }
 
 /// Byte offsets of `Call`'s fields, used by the assembly.
 const AFTER: usize = 16 * 8;
 const INT80: usize = 32 * 8;
+const FLAGS: usize = 33 * 8;
+/// RFLAGS bits a call may ask for: CF, PF, AF, ZF, SF, DF, OF, NT, AC and ID (IF and bit 1
+/// are always set; TF would kill the caller on the first instruction after the call).
+const CHOOSABLE_FLAGS: u64 = 0x0024_4cd5;
+/// IF and the always-one bit 1: the flags of a plain call, and what `enter` leaves behind.
+const CLEAN_FLAGS: u64 = 0x202;
 
 /// The `Call` being run, for the assembly after the kernel returns (no register survives
 /// that the assembly could keep it in, and the stack pointer may be anything).
@@ -43,6 +53,9 @@ static mut CURRENT: u64 = 0;
 static mut RETURNED_RDI: u64 = 0;
 /// The caller's callee-saved registers and stack pointer: rbx, rsp, rbp, r12..r15.
 static mut SAVED: [u64; 7] = [0; 7];
+/// Where `enter` jumps to enter the kernel: chosen before the flags are loaded, since
+/// choosing changes them.
+static mut ENTRY: u64 = 0;
 
 impl Call {
     /// Syscall `number` with `args` through `path`; every other register, `rsp` included,
@@ -53,7 +66,13 @@ impl Call {
         for (register, value) in ARGUMENT_REGISTERS.into_iter().zip(args) {
             before[register] = value;
         }
-        Self { before, after: [0; 16], int80: u64::from(path == EntryPath::Int80) }
+        Self { before, after: [0; 16], int80: u64::from(path == EntryPath::Int80), flags: CLEAN_FLAGS }
+    }
+
+    /// The same call made with the RFLAGS bits of `flags` that a call may choose (see
+    /// [`CHOOSABLE_FLAGS`]); the others stay as in a plain call.
+    pub fn with_flags(self, flags: u64) -> Self {
+        Self { flags: CLEAN_FLAGS | (flags & CHOOSABLE_FLAGS), ..self }
     }
 
     /// Makes the call.
@@ -84,9 +103,9 @@ impl Call {
     }
 }
 
-/// Loads `call.before`, enters the kernel, stores `call.after`. Only `call.before`, the
-/// caller's registers and the statics above are touched; the caller's callee-saved registers
-/// and stack pointer come back unchanged.
+/// Loads `call.before` and `call.flags`, enters the kernel, stores `call.after`. Only
+/// `call`, the caller's registers and the statics above are touched; the caller's
+/// callee-saved registers and stack pointer come back unchanged, and the flags clean.
 #[unsafe(naked)]
 unsafe extern "sysv64" fn enter(call: *mut Call) {
     naked_asm!(
@@ -98,8 +117,14 @@ unsafe extern "sysv64" fn enter(call: *mut Call) {
         "mov [rip + {saved} + 32], r13",
         "mov [rip + {saved} + 40], r14",
         "mov [rip + {saved} + 48], r15",
-        // `mov` leaves the flags alone, so this comparison picks the entry path below.
         "cmp qword ptr [rdi + {int80}], 0",
+        "lea rax, [rip + 2f]",
+        "lea rcx, [rip + 3f]",
+        "cmovne rax, rcx",
+        "mov [rip + {entry}], rax",
+        "push qword ptr [rdi + {flags}]",
+        "popfq",
+        // From here to the kernel, only `mov` and an indirect `jmp`: the flags stay.
         "mov rax, [rdi]",
         "mov rcx, [rdi + 8]",
         "mov rdx, [rdi + 16]",
@@ -116,12 +141,13 @@ unsafe extern "sysv64" fn enter(call: *mut Call) {
         "mov r14, [rdi + 112]",
         "mov r15, [rdi + 120]",
         "mov rdi, [rdi + 56]",
-        "jne 2f",
-        "syscall",
-        "jmp 3f",
+        "jmp qword ptr [rip + {entry}]",
         "2:",
-        "int 0x80",
+        "syscall",
+        "jmp 4f",
         "3:",
+        "int 0x80",
+        "4:",
         "mov [rip + {returned_rdi}], rdi",
         "mov rdi, [rip + {current}]",
         "mov [rdi + {after}], rax",
@@ -148,11 +174,16 @@ unsafe extern "sysv64" fn enter(call: *mut Call) {
         "mov r13, [rip + {saved} + 32]",
         "mov r14, [rip + {saved} + 40]",
         "mov r15, [rip + {saved} + 48]",
+        "push {clean}",
+        "popfq",
         "ret",
         current = sym CURRENT,
         returned_rdi = sym RETURNED_RDI,
         saved = sym SAVED,
+        entry = sym ENTRY,
         int80 = const INT80,
+        flags = const FLAGS,
         after = const AFTER,
+        clean = const CLEAN_FLAGS,
     );
 }

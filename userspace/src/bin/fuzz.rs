@@ -33,13 +33,13 @@ extern crate alloc;
 #[path = "../dirty.rs"]
 mod dirty;
 
-use abi::errno::{EAGAIN, ENOSYS};
+use abi::errno::{EAGAIN, EFAULT, ENOSYS};
 use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USER_STACK_TOP, USER_START};
 use abi::syscall::{
-    Arg, BRK, EXIT, GETPID, GETPPID, KILL, MMAP, MPROTECT, MUNMAP, READ, SHUTDOWN, SLEEP, SPAWN, SYSCALLS, TABLE_SIZE,
-    UPTIME, WRITE,
+    Arg, BRK, EXIT, GETPID, GETPPID, KILL, MMAP, MPROTECT, MUNMAP, PROCESS_LIST, PROGRAMS, READ, SHUTDOWN, SLEEP,
+    SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
-use abi::{PROT_EXEC, PROT_READ, PROT_WRITE, UserStr};
+use abi::{PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::println;
 use userlib::sys::{self, EntryPath, Pid};
 
@@ -53,6 +53,9 @@ const MS: u64 = 1_000_000;
 const BATCH: u64 = 5_000;
 /// Calls when `--calls` is not given.
 const DEFAULT_CALLS: u64 = 10_000;
+/// Spawned `fuzz --exit N` children get an N below this, so a status at or above it (but
+/// `KILLED`) means something ended them that should not have.
+const CHILD_STATUSES: u64 = 100;
 /// One call in this many is a one-shot `exit` or `kill` of the caller.
 const RISKY_ONE_IN: u64 = 400;
 /// Most problems one worker reports in its exit status.
@@ -185,7 +188,7 @@ fn coordinate(args: &[&str]) -> i32 {
         let status = loop {
             match sys::wait(None) {
                 Ok((pid, status)) if pid == worker => break status,
-                Ok(_) => {}
+                Ok((pid, status)) => problems += check_orphan(pid, status),
                 Err(errno) => {
                     println!("fuzz: wait for the worker failed: {errno}");
                     return 1;
@@ -206,7 +209,9 @@ fn coordinate(args: &[&str]) -> i32 {
         }
         first += count;
     }
-    while sys::wait(None).is_ok() {}
+    while let Ok((pid, status)) = sys::wait(None) {
+        problems += check_orphan(pid, status);
+    }
     let _ = sys::console_mode(abi::CONSOLE_COOKED);
     let _ = sys::set_foreground(0);
     match frames() {
@@ -224,6 +229,16 @@ fn coordinate(args: &[&str]) -> i32 {
     }
     println!("fuzz: {calls} calls, seed {seed}, kernel intact");
     0
+}
+
+/// Checks the status of a worker's child that was orphaned to this process: a `fuzz --exit N`
+/// child, which ends with N or is killed. Returns 1 for a problem, else 0.
+fn check_orphan(pid: Pid, status: i32) -> i32 {
+    if (0..CHILD_STATUSES as i32).contains(&status) || status == abi::status::KILLED {
+        return 0;
+    }
+    println!("fuzz: orphan {pid} ended with status {status} ({})", abi::status::describe(status));
+    1
 }
 
 /// Free frames plus this process's own pages.
@@ -342,8 +357,9 @@ struct Worker {
     /// Recent successful `mmap`s, for `munmap` and `mprotect` to aim at.
     scratch: [(u64, u64); 32],
     scratch_next: usize,
-    /// Recently spawned children, for `wait`, `kill` and `set_foreground`.
-    children: [Pid; 16],
+    /// Recently spawned children and the status each will exit with, for `wait`, `kill` and
+    /// `set_foreground`, and to check what `wait` reports.
+    children: [(Pid, i32); 16],
     children_next: usize,
     last_uptime: u64,
     problems: i32,
@@ -356,6 +372,8 @@ struct Planned {
     path: EntryPath,
     /// Junk for every register, or `None` for a plain call.
     noise: Option<[u64; 16]>,
+    /// RFLAGS bits for a call with junk registers.
+    flags: u64,
 }
 
 impl Worker {
@@ -379,7 +397,7 @@ impl Worker {
             heap_end: heap,
             scratch: [(0, 0); 32],
             scratch_next: 0,
-            children: [0; 16],
+            children: [(0, 0); 16],
             children_next: 0,
             last_uptime: 0,
             problems: 0,
@@ -430,6 +448,7 @@ impl Worker {
     fn plan(&mut self, rng: &mut Rng) -> Planned {
         let path = if rng.below(2) == 0 { EntryPath::Syscall } else { EntryPath::Int80 };
         let noise = (rng.below(10) == 0).then(|| core::array::from_fn(|_| rng.next()));
+        let flags = rng.next();
         let mut args: [u64; 6] = core::array::from_fn(|_| rng.next());
         let number = if rng.below(10) == 0 {
             match rng.below(4) {
@@ -457,7 +476,7 @@ impl Worker {
             syscall.number
         };
         self.make_safe(rng, number, &mut args);
-        Planned { number, args, path, noise }
+        Planned { number, args, path, noise, flags }
     }
 
     /// An argument of `kind` for syscall `number`; `previous` is the argument before it (the
@@ -547,7 +566,7 @@ impl Worker {
             2 => 1,
             3 => u64::from(self.me),
             4 => u64::from(self.parent),
-            5 | 6 => u64::from(self.children[rng.below(self.children.len() as u64) as usize]),
+            5 | 6 => u64::from(self.children[rng.below(self.children.len() as u64) as usize].0),
             7 => rng.below(200),
             8 => 1 << 32 | u64::from(self.me),
             _ => rng.next(),
@@ -622,7 +641,10 @@ impl Worker {
             }
             SLEEP if args[0] > MS => args[0] %= MS + 1,
             KILL if args[0] == u64::from(self.me) || args[0] == u64::from(self.parent) => args[0] = 0,
-            KILL if args[0] > 1 && !self.children.contains(&(args[0] as Pid)) && args[0] < 1 << 32 => {
+            KILL if args[0] > 1
+                && args[0] < 1 << 32
+                && !self.children.iter().any(|&(pid, _)| u64::from(pid) == args[0]) =>
+            {
                 args[0] |= 1 << 31
             }
             SPAWN => self.spawn_arguments(rng, args),
@@ -654,7 +676,7 @@ impl Worker {
 
     /// Makes the call and checks the result.
     fn make(&mut self, index: u64, planned: &Planned) {
-        let exit_status = Decimal::new(planned.args[4] % 256);
+        let exit_status = Decimal::new(planned.args[4] % CHILD_STATUSES);
         let argv = [user_str(FUZZ_NAME), user_str(b"--exit"), user_str(exit_status.as_str().as_bytes())];
         let mut args = planned.args;
         if planned.number == SPAWN && args[0] == FUZZ_NAME.as_ptr() as u64 {
@@ -664,7 +686,7 @@ impl Worker {
         }
         let result = match planned.noise {
             Some(noise) => {
-                let mut call = Call::new(planned.path, planned.number, args, noise);
+                let mut call = Call::new(planned.path, planned.number, args, noise).with_flags(planned.flags);
                 // SAFETY: `make_safe` rules out the calls that end the worker, block it for
                 // good or unmap its buffers; what the kernel writes lands in `OUTPUT` or
                 // `INPUT` (sized for it), in scratch mappings, or nowhere.
@@ -677,17 +699,23 @@ impl Worker {
             // SAFETY: as above.
             None => unsafe { sys::raw(planned.path, planned.number, args) },
         };
-        self.check(index, planned.number, &args, result);
+        self.check(index, planned, &args, result);
     }
 
     /// Checks what can be checked about a result, and remembers what later calls aim at.
-    fn check(&mut self, index: u64, number: u64, args: &[u64; 6], result: i64) {
+    fn check(&mut self, index: u64, planned: &Planned, args: &[u64; 6], result: i64) {
+        let number = planned.number;
         if result < 0 && !KNOWN_ERRNOS.contains(&-result) {
             self.problem(index, format_args!("syscall {number:#x} returned {result}, not an errno"));
         }
         if abi::syscall::by_number(number).is_none() && result != -ENOSYS {
             self.problem(index, format_args!("unassigned syscall {number:#x} returned {result}"));
             return;
+        }
+        if let Some(errno) = required_error(number, args)
+            && result != -errno
+        {
+            self.problem(index, format_args!("syscall {number} returned {result} for a buffer it must refuse"));
         }
         match number {
             GETPID if result != i64::from(self.me) => self.problem(index, format_args!("getpid returned {result}")),
@@ -705,10 +733,30 @@ impl Worker {
                 self.scratch_next = (self.scratch_next + 1) % self.scratch.len();
             }
             SPAWN if result > 0 => {
-                self.children[self.children_next] = result as Pid;
+                self.children[self.children_next] = (result as Pid, (planned.args[4] % CHILD_STATUSES) as i32);
                 self.children_next = (self.children_next + 1) % self.children.len();
             }
+            WAIT if result > 0 => self.check_reaped(index, result as Pid, args[1]),
             _ => {}
+        }
+    }
+}
+
+impl Worker {
+    /// Checks the status `wait` stored at `status_at` for child `pid`, when the worker knows
+    /// what it should be and `status_at` is in one of its buffers: the status the child was
+    /// told to exit with, or `KILLED`.
+    fn check_reaped(&mut self, index: u64, pid: Pid, status_at: u64) {
+        let Some(&(_, expected)) = self.children.iter().find(|&&(child, _)| child == pid) else { return };
+        let in_buffer = |buffer: u64| status_at >= buffer && status_at + 4 <= buffer + BUFFER as u64;
+        if !in_buffer((&raw const INPUT) as u64) && !in_buffer((&raw const OUTPUT) as u64) {
+            return;
+        }
+        // SAFETY: the four bytes lie in one of the worker's static buffers, which the kernel
+        // wrote during the `wait` that just returned; nothing else writes them.
+        let status = unsafe { core::ptr::read_unaligned(status_at as *const i32) };
+        if status != expected && status != abi::status::KILLED {
+            self.problem(index, format_args!("child {pid} ended with status {status}, expected {expected}"));
         }
     }
 }
@@ -720,6 +768,21 @@ static MISSING_NAME: &[u8] = b"no_such_program";
 
 fn user_str(text: &[u8]) -> UserStr {
     UserStr { ptr: text.as_ptr() as u64, len: text.len() as u64 }
+}
+
+/// The error a call must fail with because its buffer is surely bad (see
+/// [`surely_unreadable`]), where nothing is checked before the buffer; `None` if unknown.
+fn required_error(number: u64, args: &[u64; 6]) -> Option<i64> {
+    let (pointer, len) = match number {
+        WRITE if args[0] == 1 || args[0] == 2 => (args[1], args[2]),
+        READ if args[0] == 0 => (args[1], args[2]),
+        PROGRAMS => (args[0], args[1]),
+        PROCESS_LIST => (args[0], args[1].saturating_mul(size_of::<ProcessInfo>() as u64)),
+        SYSINFO => (args[0], size_of::<SysInfo>() as u64),
+        _ => return None,
+    };
+    let refused = if number == WRITE { surely_unreadable(pointer, len) } else { surely_unwritable(pointer, len) };
+    (len > 0 && refused).then_some(EFAULT)
 }
 
 /// Whether the kernel must refuse to read `[pointer, pointer + len)`: it leaves the user

@@ -1319,8 +1319,9 @@ fn noise(seed: u64, rsp: u64) -> [u64; 16] {
     values
 }
 
-/// Runs a few syscalls through `path` with junk in every register and checks each result
-/// and that no register but the result came back changed.
+/// Runs a few syscalls through `path` with junk in every register and every flag ring 3 may
+/// set (DF, AC and NT among them), and checks each result and that no register but the
+/// result came back changed.
 fn garbage_registers(path: EntryPath) -> Outcome {
     let me = i64::from(sys::getpid());
     let calls: [(u64, [u64; 6], Option<i64>, i64); 5] = [
@@ -1332,7 +1333,8 @@ fn garbage_registers(path: EntryPath) -> Outcome {
     ];
     for (round, rsp) in [0xdead_beef_dead_beef, 0, PHYSICAL_MAP_OFFSET, u64::MAX].into_iter().enumerate() {
         for (number, args, value, errno) in calls {
-            let mut entry = Call::new(path, number, args, noise(0x0123_4567_89ab_cdef ^ round as u64, rsp));
+            let junk = noise(0x0123_4567_89ab_cdef ^ round as u64, rsp);
+            let mut entry = Call::new(path, number, args, junk).with_flags(u64::MAX);
             // SAFETY: none of these calls writes memory (their pointers are refused) or ends
             // the process.
             unsafe { entry.run() };
