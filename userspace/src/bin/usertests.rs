@@ -292,6 +292,7 @@ const CASES: &[Case] = cases![
     Here wait_null_status,
     Here kill_spinning_child,
     Here kill_sleeping_child,
+    Here kill_reading_child,
     Here kill_waiting_child,
     Here kill_unstarted_child,
     Here kill_zombie,
@@ -327,6 +328,7 @@ const HELPERS: &[(&str, Helper)] = &[
     ("spinner", helper_spinner),
     ("spin_window", helper_spin_window),
     ("interrupts_off_spinner", helper_interrupts_off_spinner),
+    ("console_reader", helper_console_reader),
     ("report_pid", helper_report_pid),
     ("report_ppid", helper_report_ppid),
     ("echo_args", helper_echo_args),
@@ -1238,9 +1240,12 @@ fn spawn_bad_argv() -> Outcome {
     let argv = [good; ARGV_MAX + 1];
     let argv_ptr = argv.as_ptr() as u64;
     expect_errno("argc ARGV_MAX + 1", raw_spawn(name_ptr, name_len, argv_ptr, ARGV_MAX as u64 + 1), E2BIG)?;
+    let heap_before = info()?.heap_used;
     for argc in [u64::MAX, 1 << 61, 1 << 32] {
         expect_errno(&format!("argc {argc:#x}"), raw_spawn(name_ptr, name_len, argv_ptr, argc), E2BIG)?;
     }
+    let heap_after = info()?.heap_used;
+    check!(heap_after <= heap_before + 4096, "the kernel heap grew from {heap_before} to {heap_after} bytes");
     let argv = [good, UserStr { ptr: name_ptr, len: u64::MAX }];
     expect_errno("an argument of length u64::MAX", raw_spawn(name_ptr, name_len, argv.as_ptr() as u64, 2), E2BIG)?;
     let argv = [UserStr { ptr: name_ptr, len: 1 << 63 }, UserStr { ptr: name_ptr, len: 1 << 63 }];
@@ -2235,6 +2240,14 @@ fn kill_sleeping_child() -> Outcome {
     Ok(())
 }
 
+fn kill_reading_child() -> Outcome {
+    let child = spawn_child("console_reader", &[])?;
+    let blocked = wait_until(CHILD_LIMIT_MS, || Ok(state_of(child)? == Some(ProcessState::Blocked)))?;
+    kill_and_reap(&[child])?;
+    check!(blocked, "the reader never blocked in read");
+    Ok(())
+}
+
 fn kill_waiting_child() -> Outcome {
     let (child, grandchild) = start_parent_of_sleeper()?;
     sleep_ms(5)?;
@@ -2568,6 +2581,13 @@ fn helper_interrupts_off_spinner(_: &[&str]) -> i32 {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// `console_reader`: reads the console, which nobody types on; exits 3 if the read returns.
+fn helper_console_reader(_: &[&str]) -> i32 {
+    let mut buffer = [0u8; 16];
+    let _ = sys::read(0, &mut buffer);
+    NO_FAULT
 }
 
 /// `report_pid`: exits with its pid.
