@@ -307,7 +307,7 @@ const CASES: &[Case] = cases![
     Here spawn_limit,
     Here spawn_bomb,
     Here orphan_reparented,
-    Here nested_suite,
+    Here orphan_reaped_by_init,
     Here preemption,
     Here preemption_with_interrupts_cleared,
     Here sleep_accuracy,
@@ -2412,7 +2412,10 @@ fn orphan_reparented() -> Outcome {
     Ok(())
 }
 
-fn nested_suite() -> Outcome {
+/// Runs `usertests orphan_reparented` as a child suite, where the orphan's grandparent is not
+/// pid 1; when this suite is pid 1, the orphan comes to it and must be reaped here, with the
+/// status that says it saw pid 1 as its parent.
+fn orphan_reaped_by_init() -> Outcome {
     let suite = sys::spawn("usertests", &["usertests", "orphan_reparented"]).context("spawn of a nested suite")?;
     let status = finish_within(suite, "the nested suite", CHILD_LIMIT_MS)?;
     check!(status == 0, "the nested suite {}", describe_status(status));
