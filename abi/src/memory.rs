@@ -1,7 +1,9 @@
 //! The address-space layout both sides rely on.
 //!
 //! The lower half belongs to the process, the upper half to the kernel. A user pointer is
-//! valid only inside `USER_START..USER_END`; everything else is refused with `EFAULT`.
+//! valid only inside `USER_START..USER_END`; everything else is refused with `EFAULT`. A
+//! buffer of length 0 is never accessed, so its pointer is not checked (an empty Rust slice
+//! points at `0x1`).
 
 /// Size of a page and of a physical frame.
 pub const PAGE_SIZE: u64 = 4096;

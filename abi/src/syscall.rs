@@ -87,7 +87,7 @@ syscalls! {
     /// `sleep(ns) -> 0`: blocks for at least `ns` nanoseconds (rounded up to timer ticks).
     SLEEP = 13, "sleep", [Nanos];
     /// `process_list(buf, count) -> n`: fills up to `count` [`crate::ProcessInfo`] rows and
-    /// returns how many processes there are.
+    /// returns how many processes there are. All `count` rows of `buf` must be writable.
     PROCESS_LIST = 14, "process_list", [OutPtr, Count];
     /// `shutdown(status) -> !`: powers the machine off; QEMU exits with `status`.
     SHUTDOWN = 15, "shutdown", [Int];
@@ -95,6 +95,7 @@ syscalls! {
     SYSINFO = 16, "sysinfo", [OutPtr];
     /// `programs(buf, len) -> bytes`: writes the names of the embedded programs, one per
     /// line, and returns the full length (which may exceed `len`; the copy is truncated).
+    /// All `len` bytes of `buf` must be writable.
     PROGRAMS = 17, "programs", [OutPtr, Len];
     /// `set_foreground(pid) -> 0`: makes `pid` (a child of the caller, or 0 for none) the
     /// process Ctrl-C kills.

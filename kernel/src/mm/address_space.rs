@@ -11,7 +11,7 @@
 
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::mapper::{MapToError, TranslateResult};
-use ::x86_64::structures::paging::{Mapper, Page, PageTableFlags, PhysFrame, Size4KiB, Translate};
+use ::x86_64::structures::paging::{Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate};
 
 use super::frame::{self, FRAME_SIZE, GlobalFrames};
 use super::paging::{FIRST_KERNEL_ENTRY, kernel_root, mapper_for, phys_to_virt, points_to_table, table_at};
@@ -169,7 +169,9 @@ impl AddressSpace {
     }
 
     /// Unmaps every mapped page in `pages` pages from `start` and frees their frames; pages
-    /// that are not mapped are skipped.
+    /// that are not mapped are skipped. Page tables left empty are freed as well, so mapping
+    /// and unmapping pages all over the user half cannot pile up tables, which the per-process
+    /// page limit does not count.
     pub fn unmap(&mut self, start: VirtAddr, pages: u64) -> Result<(), MemoryError> {
         for page in user_pages(start, pages)? {
             let mut mapper = self.mapper();
@@ -177,6 +179,17 @@ impl AddressSpace {
                 flush.flush();
                 frame::free(frame);
                 self.user_pages -= 1;
+            }
+        }
+        if pages > 0 {
+            let (first, end) = (start.as_u64(), start.as_u64() + pages * FRAME_SIZE);
+            // SAFETY: the root is this address space's top-level table, and `&mut self` rules
+            // out any mapper or other reference to its tables while this runs.
+            let root = unsafe { table_at(self.root) };
+            if free_empty_tables(root, 4, 0, first, end) {
+                // Paging-structure caches may still hold entries that lead to the freed
+                // tables; `invlpg` drops all of them, whatever the address.
+                crate::arch::x86_64::paging::flush_page(start);
             }
         }
         Ok(())
@@ -278,6 +291,43 @@ impl Drop for AddressSpace {
         }
         frame::free(self.root);
     }
+}
+
+/// Bytes one entry of a table at `level` (4 = the root .. 1 = a page table) covers.
+const fn entry_span(level: u8) -> u64 {
+    FRAME_SIZE << (9 * (level as u64 - 1))
+}
+
+/// In `table` (at `level`, 4 = the root .. 2 = a page directory, covering addresses from
+/// `base`), frees every lower-level table under the user range `[start, end)` that no longer
+/// maps anything, deepest first, and clears the entries that pointed to them. Returns whether
+/// any table was freed. Tables that also cover addresses outside the range are freed only if
+/// they are empty all the same.
+fn free_empty_tables(table: &mut PageTable, level: u8, base: u64, start: u64, end: u64) -> bool {
+    let span = entry_span(level);
+    let first = ((start - base) / span) as usize;
+    let last = (((end - 1) - base) / span) as usize;
+    let mut freed = false;
+    for index in first..=last.min(511) {
+        let entry = &mut table[index];
+        if !points_to_table(entry) {
+            continue;
+        }
+        let child_frame = PhysFrame::containing_address(entry.addr());
+        // SAFETY: the entry points to a lower-level table of this address space, which the
+        // caller has exclusive access to; no other reference to that table exists here.
+        let child = unsafe { table_at(child_frame) };
+        if level > 2 {
+            let child_base = base + index as u64 * span;
+            freed |= free_empty_tables(child, level - 1, child_base, start.max(child_base), end.min(child_base + span));
+        }
+        if child.iter().all(|child_entry| child_entry.is_unused()) {
+            entry.set_unused();
+            frame::free(child_frame);
+            freed = true;
+        }
+    }
+    freed
 }
 
 /// Frees the table at physical `table_address` (at `level`, 3 = PDPT .. 1 = PT), every table

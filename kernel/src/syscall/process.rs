@@ -4,8 +4,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use abi::errno::{E2BIG, ECHILD, EINTR, EINVAL, ENAMETOOLONG, EPERM, ESRCH};
-use abi::{ARGV_BYTES_MAX, ARGV_MAX, NAME_MAX, UserStr, WAIT_ANY};
+use abi::errno::{E2BIG, ECHILD, EFAULT, EINTR, EINVAL, ENAMETOOLONG, EPERM, ESRCH};
+use abi::{ARGV_BYTES_MAX, ARGV_MAX, NAME_MAX, ProcessInfo, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_array};
 use super::{Args, SyscallResult};
@@ -88,8 +88,12 @@ pub fn kill(args: &Args) -> SyscallResult {
     })
 }
 
-/// `process_list(buf, count) -> total`: fills up to `count` rows.
+/// `process_list(buf, count) -> total`: fills up to `count` rows. The whole buffer of
+/// `count` rows must be writable, however few rows there are to write, so a count the
+/// buffer cannot hold (or whose size overflows) is `EFAULT`, as for any other buffer.
 pub fn process_list(args: &Args) -> SyscallResult {
+    let bytes = args[1].checked_mul(size_of::<ProcessInfo>() as u64).ok_or(EFAULT)?;
+    UserSlice::new(args[0], bytes).check_writable()?;
     let rows = scheduler::process_list();
     let fitting = (args[1].min(rows.len() as u64)) as usize;
     write_array(args[0], &rows[..fitting])?;

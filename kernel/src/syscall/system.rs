@@ -29,10 +29,12 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
     Ok(0)
 }
 
-/// `programs(buf, len) -> total`: the embedded program names, one per line.
+/// `programs(buf, len) -> total`: the embedded program names, one per line. The whole
+/// buffer of `len` bytes must be writable, however short the list is.
 pub fn programs(args: &Args) -> SyscallResult {
-    let listing: String = programs::PROGRAMS.iter().flat_map(|program| [program.name, "\n"]).collect();
     let buffer = UserSlice::new(args[0], args[1]);
+    buffer.check_writable()?;
+    let listing: String = programs::PROGRAMS.iter().flat_map(|program| [program.name, "\n"]).collect();
     let fitting = (buffer.len().min(listing.len() as u64)) as usize;
     buffer.write_from(&listing.as_bytes()[..fitting])?;
     Ok(listing.len() as u64)

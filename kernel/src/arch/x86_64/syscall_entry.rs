@@ -1,8 +1,11 @@
 //! The `syscall` instruction: its MSRs and its entry stub.
 //!
 //! `syscall` loads CS/SS from `STAR`, jumps to `LSTAR`, saves the user RIP in `rcx` and
-//! RFLAGS in `r11`, and masks RFLAGS with `SFMASK` (IF, TF, DF and AC are cleared, so the
+//! RFLAGS in `r11`, and masks RFLAGS with `SFMASK` (IF, TF, DF, AC and NT are cleared, so the
 //! stub runs with interrupts off, no single-stepping, forward string ops and SMAP armed).
+//! NT matters because ring 3 may set it with `popfq` and the kernel does not save RFLAGS
+//! across a process switch: left set, it would follow the kernel into the next process's
+//! return path, whose `iretq` faults on NT in 64-bit mode and would kill that process.
 //! It does not switch stacks: the stub swaps in the kernel `GS`, parks the user RSP in the
 //! per-CPU block and loads the process's kernel stack from it, then builds the same
 //! [`TrapFrame`] an `int 0x80` would, so both paths share one dispatcher and one table.
@@ -28,7 +31,13 @@ pub fn init() {
     Star::write(selectors.user_code, selectors.user_data, selectors.kernel_code, selectors.kernel_data)
         .expect("GDT order does not match what sysret needs");
     LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
-    SFMask::write(RFlags::INTERRUPT_FLAG | RFlags::TRAP_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK);
+    SFMask::write(
+        RFlags::INTERRUPT_FLAG
+            | RFlags::TRAP_FLAG
+            | RFlags::DIRECTION_FLAG
+            | RFlags::ALIGNMENT_CHECK
+            | RFlags::NESTED_TASK,
+    );
     // SAFETY: STAR, LSTAR and SFMASK are programmed above, so `syscall` lands in the stub
     // with a masked RFLAGS.
     unsafe { Efer::update(|flags| flags.insert(EferFlags::SYSTEM_CALL_EXTENSIONS)) };
