@@ -98,9 +98,11 @@ syscalls! {
     /// All `len` bytes of `buf` must be writable.
     PROGRAMS = 17, "programs", [OutPtr, Len];
     /// `set_foreground(pid) -> 0`: makes `pid` (a child of the caller, or 0 for none) the
-    /// process Ctrl-C kills.
+    /// process Ctrl-C kills. Only the foreground process itself or its parent may replace it
+    /// (`EPERM` otherwise).
     SET_FOREGROUND = 18, "set_foreground", [Pid];
-    /// `console_mode(mode) -> 0`: `CONSOLE_COOKED` or `CONSOLE_RAW`.
+    /// `console_mode(mode) -> previous mode`: `CONSOLE_COOKED` or `CONSOLE_RAW`. When the
+    /// process that chose raw mode exits, the console goes back to cooked mode.
     CONSOLE_MODE = 19, "console_mode", [Int];
     /// `getppid() -> pid`: the parent's pid (0 for the first process).
     GETPPID = 20, "getppid", [];

@@ -67,7 +67,7 @@ impl LineEditor {
         let input = self.edit(prompt);
         let cooked = sys::console_mode(abi::CONSOLE_COOKED);
         let input = input?;
-        cooked.map(|()| input)
+        cooked.map(|_| input)
     }
 
     fn edit(&mut self, prompt: &str) -> sys::Result<Input> {

@@ -72,12 +72,6 @@ pub unsafe fn raw(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
     result
 }
 
-/// The address to give the kernel for `slice`. An empty slice may carry a dangling pointer
-/// outside the user half, which the kernel refuses with `EFAULT` even for a zero length; any
-/// user-half address does for it, as nothing is read or written there.
-fn address_of<T>(slice: &[T]) -> u64 {
-    if slice.is_empty() { abi::memory::USER_START } else { slice.as_ptr() as u64 }
-}
 
 fn check(result: i64) -> Result<u64> {
     if result < 0 { Err(Errno(-result)) } else { Ok(result as u64) }
@@ -99,12 +93,12 @@ pub fn exit(status: i32) -> ! {
 
 /// `write`: writes `bytes` to the console (`fd` 1 or 2).
 pub fn write(fd: u64, bytes: &[u8]) -> Result<usize> {
-    call(WRITE, [fd, address_of(bytes), bytes.len() as u64, 0, 0, 0]).map(|count| count as usize)
+    call(WRITE, [fd, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }
 
 /// `read`: reads console input (`fd` 0) into `buffer`; blocks until there is some.
 pub fn read(fd: u64, buffer: &mut [u8]) -> Result<usize> {
-    call(READ, [fd, address_of(buffer), buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
+    call(READ, [fd, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }
 
 /// `getpid`.
@@ -183,9 +177,9 @@ pub fn spawn(name: &str, args: &[&str]) -> Result<Pid> {
         return Err(Errno(abi::errno::E2BIG));
     }
     for (slot, arg) in argv.iter_mut().zip(args) {
-        *slot = UserStr { ptr: address_of(arg.as_bytes()), len: arg.len() as u64 };
+        *slot = UserStr { ptr: arg.as_ptr() as u64, len: arg.len() as u64 };
     }
-    call(SPAWN, [address_of(name.as_bytes()), name.len() as u64, argv.as_ptr() as u64, args.len() as u64, 0, 0])
+    call(SPAWN, [name.as_ptr() as u64, name.len() as u64, argv.as_ptr() as u64, args.len() as u64, 0, 0])
         .map(|pid| pid as Pid)
 }
 
@@ -215,7 +209,7 @@ pub fn sleep_ms(ms: u64) -> Result<()> {
 
 /// `process_list`: fills `rows` and returns how many processes exist (may exceed the rows).
 pub fn process_list(rows: &mut [ProcessInfo]) -> Result<usize> {
-    call(PROCESS_LIST, [address_of(rows), rows.len() as u64, 0, 0, 0, 0]).map(|count| count as usize)
+    call(PROCESS_LIST, [rows.as_mut_ptr() as u64, rows.len() as u64, 0, 0, 0, 0]).map(|count| count as usize)
 }
 
 /// `shutdown`: powers off; QEMU exits with `status`.
@@ -234,7 +228,7 @@ pub fn sysinfo() -> Result<SysInfo> {
 /// `programs`: the embedded program names, one per line, into `buffer`; returns the full
 /// length of the list.
 pub fn programs(buffer: &mut [u8]) -> Result<usize> {
-    call(PROGRAMS, [address_of(buffer), buffer.len() as u64, 0, 0, 0, 0]).map(|length| length as usize)
+    call(PROGRAMS, [buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0, 0]).map(|length| length as usize)
 }
 
 /// `set_foreground`: makes child `pid` (0: none) the process Ctrl-C kills.
@@ -242,7 +236,7 @@ pub fn set_foreground(pid: Pid) -> Result<()> {
     call(SET_FOREGROUND, [u64::from(pid), 0, 0, 0, 0, 0]).map(|_| ())
 }
 
-/// `console_mode`: `abi::CONSOLE_COOKED` or `abi::CONSOLE_RAW`.
-pub fn console_mode(mode: u64) -> Result<()> {
-    call(CONSOLE_MODE, [mode, 0, 0, 0, 0, 0]).map(|_| ())
+/// `console_mode`: `abi::CONSOLE_COOKED` or `abi::CONSOLE_RAW`; returns the previous mode.
+pub fn console_mode(mode: u64) -> Result<u64> {
+    call(CONSOLE_MODE, [mode, 0, 0, 0, 0, 0])
 }

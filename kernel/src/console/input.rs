@@ -80,6 +80,9 @@ static DISCIPLINE: Mutex<LineDiscipline> = Mutex::new(LineDiscipline::new());
 /// The process Ctrl-C kills (0: none).
 static FOREGROUND: AtomicU32 = AtomicU32::new(0);
 
+/// The process that last put the console in raw mode (0: the console is cooked).
+static RAW_MODE_OWNER: AtomicU32 = AtomicU32::new(0);
+
 /// Called by the keyboard interrupt handler.
 pub fn push_scancode(scancode: u8) {
     KEYBOARD_QUEUE.push(scancode);
@@ -136,9 +139,18 @@ pub fn take_input(out: &mut [u8]) -> Option<usize> {
     cpu::without_interrupts(|| DISCIPLINE.lock().take(out))
 }
 
-/// Switches the line discipline between cooked and raw mode.
-pub fn set_mode(mode: Mode) {
-    cpu::without_interrupts(|| DISCIPLINE.lock().set_mode(mode));
+/// Switches the line discipline between cooked and raw mode at the request of `pid`, which
+/// becomes responsible for raw mode: if it exits, the console returns to cooked mode.
+/// Returns the mode before the switch.
+pub fn set_mode(mode: Mode, pid: u32) -> Mode {
+    let previous = cpu::without_interrupts(|| {
+        let mut discipline = DISCIPLINE.lock();
+        let previous = discipline.mode();
+        discipline.set_mode(mode);
+        previous
+    });
+    RAW_MODE_OWNER.store(if mode == Mode::Raw { pid } else { 0 }, Ordering::Relaxed);
+    previous
 }
 
 /// Makes `pid` (0 for none) the process Ctrl-C kills.
@@ -146,7 +158,16 @@ pub fn set_foreground(pid: u32) {
     FOREGROUND.store(pid, Ordering::Relaxed);
 }
 
-/// Forgets `pid` as the foreground process if it is (called when a process exits).
-pub fn clear_foreground(pid: u32) {
+/// The process Ctrl-C kills (0: none).
+pub fn foreground() -> u32 {
+    FOREGROUND.load(Ordering::Relaxed)
+}
+
+/// Called when `pid` exits: it stops being the foreground process, and if it had put the
+/// console in raw mode, the console goes back to cooked mode.
+pub fn forget_process(pid: u32) {
     let _ = FOREGROUND.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed);
+    if RAW_MODE_OWNER.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        cpu::without_interrupts(|| DISCIPLINE.lock().set_mode(Mode::Cooked));
+    }
 }

@@ -97,10 +97,10 @@ pub fn print_panic(args: fmt::Arguments) {
     impl Write for PanicSink {
         fn write_str(&mut self, text: &str) -> fmt::Result {
             serial::write_bytes_for_panic(text.as_bytes());
-            if let Some(mut screen) = SCREEN.try_lock() {
-                if let Some(screen) = screen.as_mut() {
-                    screen.write_bytes(text.as_bytes());
-                }
+            if let Some(mut screen) = SCREEN.try_lock()
+                && let Some(screen) = screen.as_mut()
+            {
+                screen.write_bytes(text.as_bytes());
             }
             Ok(())
         }

@@ -134,13 +134,11 @@ impl AddressSpace {
         if self.user_pages.checked_add(pages).is_none_or(|total| total > MAX_USER_PAGES) {
             return Err(MemoryError::LimitReached);
         }
-        let mut mapped = 0;
-        for page in range {
+        for (mapped, page) in (0..).zip(range) {
             if let Err(error) = self.map_one(page, rights) {
                 self.unmap(start, mapped).expect("unmapping pages just mapped");
                 return Err(error);
             }
-            mapped += 1;
         }
         Ok(())
     }

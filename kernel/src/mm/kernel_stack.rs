@@ -66,11 +66,11 @@ pub fn switch(from: Context, to: Context) {
     }
     let target = to.saved().swap(0, Ordering::AcqRel);
     assert_ne!(target, 0, "switching to a context with no saved state");
-    // SAFETY: `target` was saved by an earlier `switch` (or laid out by `new_for_user`) for a
-    // stack that is still mapped (its slot is in use, or it is the boot stack) and that no one
-    // runs on (its saved value was non-zero, and is zeroed now that it runs again);
-    // `from.saved()` is a static, valid for the write; the scheduler calls with interrupts
-    // masked.
+    // The target's state was saved by an earlier `switch` (or laid out by `new_for_user`) on a
+    // stack that is still mapped (slot in use, or the boot stack) and that nothing runs on
+    // (its saved value was non-zero, and is zero now that it runs again).
+    // SAFETY: as above; `from.saved()` is a static, valid for the write; interrupts are
+    // masked (the scheduler's callers run with them off).
     unsafe { switch_context(from.saved().as_ptr(), target) };
 }
 
@@ -79,6 +79,22 @@ pub fn switch(from: Context, to: Context) {
 #[derive(Debug)]
 pub struct KernelStack {
     slot: usize,
+}
+
+/// Creates the page tables that cover the whole kernel-stack region, so that creating and
+/// freeing stacks later never allocates or keeps table frames: a process's life leaves the
+/// free-frame count exactly where it was, from the first process on.
+pub fn init() {
+    let region_end = KERNEL_STACKS_START + MAX_STACKS as u64 * SLOT_PAGES * FRAME_SIZE;
+    let table_span = 512 * FRAME_SIZE;
+    let mut address = KERNEL_STACKS_START;
+    while address < region_end {
+        let page = Page::containing_address(VirtAddr::new(address));
+        map_kernel_page(page, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)
+            .expect("out of memory while preparing the kernel-stack tables");
+        unmap_kernel_page(page).expect("unmapping a page just mapped");
+        address += table_span;
+    }
 }
 
 impl KernelStack {

@@ -52,6 +52,7 @@ pub fn heap_stats() -> heap::HeapStats {
 pub fn init(regions: &MemoryRegions) {
     frame::init(regions);
     paging::init();
+    kernel_stack::init();
     let first = Page::containing_address(VirtAddr::new(HEAP_START));
     for index in 0..HEAP_SIZE / frame::FRAME_SIZE {
         paging::map_kernel_page(first + index, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)

@@ -179,7 +179,7 @@ impl UserMemory {
     /// Checks an `mmap`/`munmap`/`mprotect` range: page-aligned start, non-zero length,
     /// inside the user half. Returns the page-aligned end.
     fn checked_range(start: u64, length: u64) -> Result<u64, MemoryError> {
-        if length == 0 || start % PAGE_SIZE != 0 {
+        if length == 0 || !start.is_multiple_of(PAGE_SIZE) {
             return Err(MemoryError::BadRange);
         }
         let end = start.checked_add(length).and_then(page_ceil).ok_or(MemoryError::BadRange)?;

@@ -1,6 +1,6 @@
 //! Console syscalls: `write`, `read`, `set_foreground`, `console_mode`.
 
-use abi::errno::{EBADF, EINTR, EINVAL, ESRCH};
+use abi::errno::{EBADF, EINTR, EINVAL, EPERM, ESRCH};
 
 use super::usercopy::UserSlice;
 use super::{Args, SyscallResult};
@@ -12,11 +12,13 @@ const STDIN: u64 = 0;
 const STDOUT: u64 = 1;
 const STDERR: u64 = 2;
 
-/// Bytes copied from user memory per step of a `write`, so a large write never needs a
-/// large kernel buffer.
-const WRITE_CHUNK: u64 = 4096;
+/// Bytes copied from user memory and drawn per step of a `write`. Between steps the process
+/// may be preempted or killed, so a huge write neither stalls the machine nor needs a large
+/// kernel buffer; a step of newlines costs the framebuffer that many scrolls.
+const WRITE_CHUNK: u64 = 256;
 
-/// `write(fd, buf, len) -> len`: to the console for fd 1 and 2.
+/// `write(fd, buf, len) -> len`: to the console for fd 1 and 2. A process killed part-way
+/// gets the count written so far (or `EINTR` if nothing was).
 pub fn write(args: &Args) -> SyscallResult {
     let (fd, buffer) = (args[0], UserSlice::new(args[1], args[2]));
     if fd != STDOUT && fd != STDERR {
@@ -26,8 +28,12 @@ pub fn write(args: &Args) -> SyscallResult {
     let mut chunk = [0u8; WRITE_CHUNK as usize];
     let mut offset = 0;
     while offset < buffer.len() {
+        if offset > 0 && scheduler::preemption_point().is_err() {
+            return Ok(offset);
+        }
         let piece = buffer.window(offset, WRITE_CHUNK);
         let bytes = &mut chunk[..piece.len() as usize];
+        // The whole range was checked up front, so a bad tail fails before anything is written.
         piece.read_into(bytes)?;
         crate::console::write_bytes(bytes);
         offset += piece.len();
@@ -47,28 +53,36 @@ pub fn read(args: &Args) -> SyscallResult {
     }
     let mut kernel_buffer = [0u8; LINE_MAX + 1];
     let wanted = (buffer.len() as usize).min(kernel_buffer.len());
-    let count = scheduler::wait_for_console(|| input::take_input(&mut kernel_buffer[..wanted])).map_err(|()| EINTR)?;
+    let count = scheduler::wait_for_console(|| input::take_input(&mut kernel_buffer[..wanted])).map_err(|_| EINTR)?;
     buffer.write_from(&kernel_buffer[..count])?;
     Ok(count as u64)
 }
 
-/// `set_foreground(pid) -> 0`: `pid` must be a live child of the caller, or 0.
+/// `set_foreground(pid) -> 0`: `pid` must be a live child of the caller, or 0. Only the
+/// foreground process itself or its parent may replace it (`EPERM` otherwise), so a
+/// background job cannot take Ctrl-C away from the program in front.
 pub fn set_foreground(args: &Args) -> SyscallResult {
     let pid = u32::try_from(args[0]).map_err(|_| ESRCH)?;
     if pid != 0 && !scheduler::is_child(pid) {
         return Err(ESRCH);
     }
+    let current = input::foreground();
+    if current != 0 && current != scheduler::current_pid() && !scheduler::is_child(current) {
+        return Err(EPERM);
+    }
     input::set_foreground(pid);
     Ok(0)
 }
 
-/// `console_mode(mode) -> 0`.
+/// `console_mode(mode) -> previous mode`.
 pub fn console_mode(args: &Args) -> SyscallResult {
     let mode = match args[0] {
         abi::CONSOLE_COOKED => Mode::Cooked,
         abi::CONSOLE_RAW => Mode::Raw,
         _ => return Err(EINVAL),
     };
-    input::set_mode(mode);
-    Ok(0)
+    Ok(match input::set_mode(mode, scheduler::current_pid()) {
+        Mode::Cooked => abi::CONSOLE_COOKED,
+        Mode::Raw => abi::CONSOLE_RAW,
+    })
 }

@@ -17,5 +17,5 @@ pub fn sleep(args: &Args) -> SyscallResult {
     if ticks == 0 {
         return Ok(0);
     }
-    scheduler::sleep_ticks(ticks).map(|()| 0).map_err(|()| EINTR)
+    scheduler::sleep_ticks(ticks).map(|()| 0).map_err(|_| EINTR)
 }

@@ -7,5 +7,6 @@ pub mod programs;
 pub mod scheduler;
 
 pub use scheduler::{
-    before_user_return, kill, kill_current_for_fault, on_timer_tick, start_user, wake_console_readers,
+    before_user_return, kill, kill_current_for_fault, on_timer_tick, preemption_point, start_user,
+    wake_console_readers,
 };

@@ -160,11 +160,11 @@ impl Scheduler {
     }
 
     fn make_ready(&mut self, pid: Pid) {
-        if let Some(process) = self.processes.get_mut(&pid) {
-            if matches!(process.state, State::Blocked(_)) {
-                process.state = State::Ready;
-                self.run_queue.push(pid);
-            }
+        if let Some(process) = self.processes.get_mut(&pid)
+            && matches!(process.state, State::Blocked(_))
+        {
+            process.state = State::Ready;
+            self.run_queue.push(pid);
         }
     }
 
@@ -313,12 +313,14 @@ pub fn run_idle_loop() -> ! {
     }
 }
 
-/// Timer interrupt: wakes due sleepers and charges the running process's time slice.
-pub fn on_timer_tick(from_user: bool) {
+/// Timer interrupt: wakes due sleepers and charges the running process's time slice. A
+/// process is charged whether the tick found it in ring 3 or at a preemption point in a long
+/// syscall (the kernel takes no other interrupts while a process is current).
+pub fn on_timer_tick() {
     let now = crate::time::ticks();
     with_scheduler(|scheduler| {
         scheduler.wake_sleepers(now);
-        if from_user && scheduler.current.is_some() {
+        if scheduler.current.is_some() {
             scheduler.slice_left = scheduler.slice_left.saturating_sub(1);
             if scheduler.slice_left == 0 {
                 ATTENTION.store(true, Ordering::Relaxed);
@@ -330,20 +332,42 @@ pub fn on_timer_tick(from_user: bool) {
 /// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
 /// gives up the CPU when the time slice is used up.
 pub fn before_user_return() {
+    if let Err(Killed) = reschedule_if_needed() {
+        exit_current(abi::status::KILLED);
+    }
+}
+
+/// The running process was killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Killed;
+
+/// A point inside a long syscall where the process may be preempted: interrupts that are
+/// pending are taken (so the clock and input keep up), input is decoded, and the CPU goes to
+/// another process if the time slice is used up. Holds no lock. Returns `Err(Killed)` if the
+/// process was killed; the syscall should then return at once.
+pub fn preemption_point() -> Result<(), Killed> {
+    cpu::take_pending_interrupts();
+    reschedule_if_needed()
+}
+
+fn reschedule_if_needed() -> Result<(), Killed> {
     if executor::has_ready() {
         executor::run_ready();
     }
     if !ATTENTION.swap(false, Ordering::Relaxed) {
-        return;
+        return Ok(());
     }
     let (killed, slice_used) =
         with_scheduler(|scheduler| (scheduler.current_process().killed, scheduler.slice_left == 0));
     if killed {
-        exit_current(abi::status::KILLED);
+        // Keep the flag for the return to ring 3, which ends the process.
+        ATTENTION.store(true, Ordering::Relaxed);
+        return Err(Killed);
     }
     if slice_used {
         yield_now();
     }
+    Ok(())
 }
 
 /// Puts the running process at the back of the run queue and runs the next one.
@@ -357,15 +381,15 @@ pub fn yield_now() {
 }
 
 /// Blocks the running process for `reason` unless `done` (checked under the lock) says
-/// the wait is over. Returns `Err(())` if the process was killed.
-fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> bool) -> Result<(), ()> {
+/// the wait is over. Returns `Err(Killed)` if the process was killed.
+fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> bool) -> Result<(), Killed> {
     loop {
         let outcome = with_scheduler(|scheduler| {
             if done(scheduler) {
                 return Some(Ok(()));
             }
             if scheduler.current_process().killed {
-                return Some(Err(()));
+                return Some(Err(Killed));
             }
             scheduler.current_process().state = State::Blocked(reason);
             if let BlockReason::Sleep { until_tick } = reason {
@@ -382,13 +406,13 @@ fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> boo
 
 /// Blocks until `take` produces a value (it is retried every time console input arrives),
 /// or the process is killed.
-pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, ()> {
+pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, Killed> {
     let mut taken = None;
     block_unless(BlockReason::ConsoleRead, |_| {
         taken = take();
         taken.is_some()
     })?;
-    taken.ok_or(())
+    taken.ok_or(Killed)
 }
 
 /// Wakes every process blocked reading the console.
@@ -397,7 +421,7 @@ pub fn wake_console_readers() {
 }
 
 /// Sleeps for at least `ticks` timer ticks.
-pub fn sleep_ticks(ticks: u64) -> Result<(), ()> {
+pub fn sleep_ticks(ticks: u64) -> Result<(), Killed> {
     let until_tick = crate::time::ticks().saturating_add(ticks);
     block_unless(BlockReason::Sleep { until_tick }, |_| crate::time::ticks() >= until_tick)
 }
@@ -431,7 +455,7 @@ pub fn wait(target: Option<Pid>) -> Result<(Pid, i32), WaitError> {
     });
     match outcome {
         Ok(()) => result,
-        Err(()) => Err(WaitError::Interrupted),
+        Err(Killed) => Err(WaitError::Interrupted),
     }
 }
 
@@ -485,7 +509,7 @@ pub fn exit_current(status: i32) -> ! {
         }
         (memory, scheduler.first_pid == Some(pid))
     });
-    crate::console::input::clear_foreground(pid);
+    crate::console::input::forget_process(pid);
     drop(memory);
     if shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");

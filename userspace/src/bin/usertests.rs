@@ -14,9 +14,8 @@
 //! it left no child behind.
 //!
 //! The `leak` case compares the free-frame count after everything else with a baseline taken
-//! before the first case. Before the baseline the suite fills the process table once, so the
-//! kernel's one-time allocations (page tables for the kernel-stack area) are already made, and
-//! grows its own heap, so its later allocations need no new frames.
+//! before the first case. Before the baseline the suite grows its own heap, so its later
+//! allocations need no new frames.
 #![no_std]
 #![no_main]
 
@@ -162,7 +161,10 @@ const CASES: &[Case] = cases![
     Here programs_list,
     Here programs_truncates,
     Here set_foreground,
+    Here foreground_kept_from_others,
     Here console_mode,
+    Here raw_mode_released_on_exit,
+    Here long_write_preemptible,
     // Syscall numbers and entry paths.
     Here unassigned_numbers,
     Here numbers_beyond_table,
@@ -343,6 +345,9 @@ const HELPERS: &[(&str, Helper)] = &[
     ("int80_sleeper", helper_int80_sleeper),
     ("mmx_writer", helper_mmx_writer),
     ("mmx_reader", helper_mmx_reader),
+    ("raw_mode_then_exit", helper_raw_mode_then_exit),
+    ("clear_foreground", helper_clear_foreground),
+    ("long_writer", helper_long_writer),
 ];
 
 fn main() -> i32 {
@@ -470,10 +475,9 @@ fn call(number: u64, args: [u64; 6]) -> i64 {
 /// memory map or end the process; `read` only with arguments the kernel refuses at once.
 fn call_via(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
     assert!(![EXIT, abi::syscall::BRK, abi::syscall::MUNMAP, abi::syscall::MPROTECT, SHUTDOWN].contains(&number));
-    // SAFETY: none of the syscalls allowed here unmaps memory or ends the process, and the
-    // kernel writes only through pointer arguments, which the cases point either at buffers
-    // they own (with their true sizes) or at memory the kernel must refuse, which is what
-    // they check.
+    // The kernel writes only through pointer arguments, which the cases point at buffers they
+    // own (with their true sizes) or at memory the kernel must refuse, which they check.
+    // SAFETY: as above, and none of the syscalls allowed here unmaps memory or ends the process.
     unsafe { sys::raw(path, number, args) }
 }
 
@@ -660,12 +664,9 @@ fn fill_process_table() -> Result<(Vec<Pid>, Errno), String> {
     }
 }
 
-/// Fills the process table once (so the kernel's one-time page tables for kernel stacks
-/// exist), grows this process's heap (so later allocations need no frames), and records the
-/// frame baseline for `leak`.
+/// Grows this process's heap (so later allocations need no frames) and records the frame
+/// baseline for `leak`.
 fn take_baseline() -> Outcome {
-    let (pids, _) = fill_process_table()?;
-    kill_and_reap(&pids)?;
     drop(black_box(vec![0u8; 512 * 1024]));
     BASELINE.store(system_frames()?, Ordering::Relaxed);
     Ok(())
@@ -996,8 +997,50 @@ fn console_mode() -> Outcome {
     for mode in [2, 3, 1 << 32, u64::MAX] {
         expect_errno(&format!("console_mode({mode:#x})"), call(CONSOLE_MODE, [mode, 0, 0, 0, 0, 0]), EINVAL)?;
     }
-    expect_value("console_mode(RAW)", call(CONSOLE_MODE, [abi::CONSOLE_RAW, 0, 0, 0, 0, 0]), 0)?;
-    expect_value("console_mode(COOKED)", call(CONSOLE_MODE, [abi::CONSOLE_COOKED, 0, 0, 0, 0, 0]), 0)
+    let cooked = abi::CONSOLE_COOKED as i64;
+    let raw = abi::CONSOLE_RAW as i64;
+    expect_value("console_mode(COOKED) from cooked", call(CONSOLE_MODE, [abi::CONSOLE_COOKED, 0, 0, 0, 0, 0]), cooked)?;
+    expect_value("console_mode(RAW) returns the old mode", call(CONSOLE_MODE, [abi::CONSOLE_RAW, 0, 0, 0, 0, 0]), cooked)?;
+    expect_value("console_mode(COOKED) returns the old mode", call(CONSOLE_MODE, [abi::CONSOLE_COOKED, 0, 0, 0, 0, 0]), raw)
+}
+
+fn raw_mode_released_on_exit() -> Outcome {
+    let child = spawn_child("raw_mode_then_exit", &[])?;
+    let status = wait_for(child)?;
+    check!(status == 0, "raw_mode_then_exit {}", describe_status(status));
+    // The kernel must have put the console back in cooked mode when the child exited.
+    expect_value(
+        "console_mode(COOKED) after the raw-mode owner exited",
+        call(CONSOLE_MODE, [abi::CONSOLE_COOKED, 0, 0, 0, 0, 0]),
+        abi::CONSOLE_COOKED as i64,
+    )
+}
+
+fn foreground_kept_from_others() -> Outcome {
+    let sleeper = spawn_child("sleeper", &["forever"])?;
+    let outcome: Outcome = (|| {
+        expect_value("set_foreground(sleeper)", call(SET_FOREGROUND, [u64::from(sleeper), 0, 0, 0, 0, 0]), 0)?;
+        // A sibling is neither the foreground process nor its parent.
+        let sibling = spawn_child("clear_foreground", &[])?;
+        let status = wait_for(sibling)?;
+        check!(status == 0, "a sibling's set_foreground(0) was not refused with EPERM ({})", describe_status(status));
+        expect_value("set_foreground(0) by the parent", call(SET_FOREGROUND, [0; 6]), 0)
+    })();
+    kill_and_reap(&[sleeper])?;
+    outcome
+}
+
+fn long_write_preemptible() -> Outcome {
+    let writer = spawn_child("long_writer", &[])?;
+    let start = sys::uptime_ns();
+    sys::sleep_ms(20).context("sleep")?;
+    let slept_ms = (sys::uptime_ns() - start) / 1_000_000;
+    sys::kill(writer).context("kill of the writer")?;
+    let status = wait_for(writer)?;
+    // A write that could not be preempted would hold the CPU for seconds.
+    check!(slept_ms < 100, "a 20 ms sleep took {slept_ms} ms while another process was in a long write");
+    check!(status == KILLED, "the writer {} instead of being killed mid-write", describe_status(status));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2591,6 +2634,30 @@ fn helper_console_reader(_: &[&str]) -> i32 {
     let mut buffer = [0u8; 16];
     let _ = sys::read(0, &mut buffer);
     NO_FAULT
+}
+
+/// `raw_mode_then_exit`: puts the console in raw mode and exits without restoring it.
+fn helper_raw_mode_then_exit(_: &[&str]) -> i32 {
+    match sys::console_mode(abi::CONSOLE_RAW) {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// `clear_foreground`: tries to clear a foreground process that is not its own; exits 0 when
+/// the kernel refuses with EPERM.
+fn helper_clear_foreground(_: &[&str]) -> i32 {
+    if call(SET_FOREGROUND, [0; 6]) == -EPERM { 0 } else { 1 }
+}
+
+/// `long_writer`: one 1 MiB write of NUL bytes, which no console shows but each costs a
+/// serial port write (seconds under emulation), then exit 0.
+fn helper_long_writer(_: &[&str]) -> i32 {
+    let text = alloc::vec![0u8; 1024 * 1024];
+    match sys::write(userlib::io::STDOUT, &text) {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
 }
 
 /// `report_pid`: exits with its pid.

@@ -157,9 +157,12 @@ pub fn wait_for_interrupt() {
     interrupts::disable();
 }
 
-/// Unmasks interrupts.
-pub fn enable_interrupts() {
-    interrupts::enable();
+/// Lets interrupts that are pending be taken, then masks them again: `sti; nop; cli` (the
+/// `nop` matters, since `sti` delays interrupts by one instruction).
+pub fn take_pending_interrupts() {
+    // SAFETY: the caller holds no lock an interrupt handler takes (the kernel's preemption
+    // points), so the handlers may run here; the flags end up as they started, masked.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
 }
 
 /// Halts forever with interrupts masked: the end of a panic.

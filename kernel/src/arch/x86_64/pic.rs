@@ -36,13 +36,13 @@ fn end_of_interrupt(irq: u8) {
     unsafe { PICS.lock().notify_end_of_interrupt(IRQ_BASE + irq) };
 }
 
-/// Handles hardware interrupt line `irq`; `from_user` says whether ring 3 was interrupted.
-pub(super) fn handle_interrupt(irq: u8, from_user: bool) {
+/// Handles hardware interrupt line `irq`.
+pub(super) fn handle_interrupt(irq: u8) {
     match irq {
         TIMER_IRQ => {
             crate::time::tick();
             end_of_interrupt(irq);
-            crate::task::on_timer_tick(from_user);
+            crate::task::on_timer_tick();
         }
         KEYBOARD_IRQ => {
             let scancode = super::ps2::read_scancode();

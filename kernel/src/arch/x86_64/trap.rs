@@ -114,7 +114,7 @@ pub struct CpuFault {
 
 impl CpuFault {
     fn from_frame(frame: &TrapFrame) -> Self {
-        let address = (frame.vector == 14).then(|| Cr2::read_raw());
+        let address = (frame.vector == 14).then(Cr2::read_raw);
         Self { vector: frame.vector, error_code: frame.error_code, instruction: frame.rip, address }
     }
 
@@ -355,7 +355,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             crate::task::kill_current_for_fault(&CpuFault::from_frame(frame));
         }
         0..=31 => kernel_exception(frame),
-        vector @ 32..=47 => super::pic::handle_interrupt((vector - u64::from(IRQ_BASE)) as u8, from_user),
+        vector @ 32..=47 => super::pic::handle_interrupt((vector - u64::from(IRQ_BASE)) as u8),
         vector => log::warn!("unexpected trap vector {vector:#x}"),
     }
     if from_user {
