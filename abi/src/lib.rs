@@ -154,3 +154,18 @@ pub const CONSOLE_COOKED: u64 = 0;
 /// `console_mode` argument: every input byte goes to the reader as typed, without echo. Ctrl-C
 /// still kills the foreground process. Arrow keys arrive as ANSI sequences (`ESC [ A`..`D`).
 pub const CONSOLE_RAW: u64 = 1;
+
+/// The control bytes of console input: what the keyboard driver and a serial terminal send,
+/// what the kernel's line discipline and `userlib`'s line editor act on.
+pub mod keys {
+    /// Ctrl-C: interrupt.
+    pub const CTRL_C: u8 = 0x03;
+    /// Ctrl-D: end of input on an empty line.
+    pub const CTRL_D: u8 = 0x04;
+    /// Backspace (also echoed to move the cursor one column left).
+    pub const BACKSPACE: u8 = 0x08;
+    /// Delete, which terminals send for the Backspace key.
+    pub const DELETE: u8 = 0x7f;
+    /// Escape: starts an ANSI sequence such as `ESC [ A` (arrow up).
+    pub const ESCAPE: u8 = 0x1b;
+}

@@ -21,6 +21,7 @@
 //! The editing itself is a state machine from input bytes to echo bytes, unit-tested on the
 //! host; [`LineEditor`] adds the console around it.
 
+use abi::keys::{BACKSPACE, CTRL_C, CTRL_D, DELETE, ESCAPE};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -30,11 +31,6 @@ use crate::{io, sys};
 /// Most characters a line may hold; further typing is ignored.
 pub const LINE_MAX: usize = 1024;
 
-const CTRL_C: u8 = 0x03;
-const CTRL_D: u8 = 0x04;
-const BACKSPACE: u8 = 0x08;
-const DELETE: u8 = 0x7f;
-const ESCAPE: u8 = 0x1b;
 
 /// What [`LineEditor::read_line`] got.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 //!
 //! This is pure logic, unit-tested on the host; `console::input` runs it.
 
+use abi::keys::{BACKSPACE, CTRL_C, CTRL_D, DELETE, ESCAPE};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -24,11 +25,6 @@ const LINES_MAX: usize = 64;
 /// Most bytes waiting to be read in raw mode.
 const RAW_MAX: usize = 4096;
 
-const CTRL_C: u8 = 0x03;
-const CTRL_D: u8 = 0x04;
-const BACKSPACE: u8 = 0x08;
-const DELETE: u8 = 0x7f;
-const ESCAPE: u8 = 0x1b;
 
 /// How input is delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,7 +21,9 @@ use ::x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use ::x86_64::registers::rflags::RFlags;
 
 use super::cpu::{PER_CPU_KERNEL_STACK, PER_CPU_USER_STACK};
-use super::trap::{SYSCALL_INSTRUCTION_VECTOR, TrapFrame, return_to_user};
+use super::trap::{
+    SYSCALL_INSTRUCTION_VECTOR, TrapFrame, pop_general_registers, push_general_registers, return_to_user,
+};
 
 /// Programs EFER.SCE, STAR, LSTAR and SFMASK.
 pub fn init() {
@@ -58,12 +60,10 @@ unsafe extern "C" fn syscall_entry() {
         "push rcx",
         "push 0",
         "push {vector}",
-        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
-        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+        push_general_registers!(),
         "mov rdi, rsp",
         "call {dispatch}",
-        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
-        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+        pop_general_registers!(),
         "add rsp, 16",
         // Now at the interrupt frame: RIP, CS, RFLAGS, RSP, SS.
         "mov rcx, [rsp]",

@@ -61,6 +61,25 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+/// Pushes the fifteen general registers so that they end up in [`TrapFrame`] order (the
+/// last pushed, r15, at the lowest address). Every entry stub saves registers with this.
+macro_rules! push_general_registers {
+    () => {
+        "push rax\npush rbx\npush rcx\npush rdx\npush rsi\npush rdi\npush rbp\npush r8\n\
+         push r9\npush r10\npush r11\npush r12\npush r13\npush r14\npush r15"
+    };
+}
+pub(super) use push_general_registers;
+
+/// Pops what [`push_general_registers`] pushed. Leaves the flags alone.
+macro_rules! pop_general_registers {
+    () => {
+        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\n\
+         pop rbp\npop rdi\npop rsi\npop rdx\npop rcx\npop rbx\npop rax"
+    };
+}
+pub(super) use pop_general_registers;
+
 /// Byte offset of `TrapFrame::cs`, used by the stubs to tell ring 3 from ring 0.
 const FRAME_CS_OFFSET: usize = 18 * 8;
 
@@ -227,8 +246,7 @@ trap_stubs! {
 #[unsafe(naked)]
 unsafe extern "C" fn trap_common() {
     naked_asm!(
-        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
-        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+        push_general_registers!(),
         "test qword ptr [rsp + {cs}], 3",
         "jz 2f",
         "swapgs",
@@ -255,8 +273,7 @@ pub(super) unsafe extern "C" fn trap_return() {
     naked_asm!(
         // `test` sets ZF for "returning to ring 0"; `pop` and `lea` leave the flags alone.
         "test qword ptr [rsp + {cs}], 3",
-        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
-        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+        pop_general_registers!(),
         "lea rsp, [rsp + 16]",
         "jnz {to_user}",
         "iretq",
