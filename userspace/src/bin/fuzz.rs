@@ -1,9 +1,8 @@
 //! `fuzz [--seed N] [--calls N]`: makes random syscalls, which the kernel must survive.
 //!
-//! The first process (the coordinator) prints the seed, fills the process table once so the
-//! kernel's one-time allocations are made, and records the free-frame count. It then hands
-//! out the calls in batches to worker children (`fuzz --worker SEED FIRST COUNT`), one at a
-//! time, reaping every child that ends meanwhile; a worker that dies is reported and the next
+//! The first process (the coordinator) prints the seed and records the free-frame count. It
+//! then hands out the calls in batches to worker children (`fuzz --worker SEED FIRST COUNT`),
+//! one at a time, reaping every child that ends meanwhile; a worker that dies is reported and the next
 //! batch goes to a new one. At the end it checks that every frame came back and prints
 //! `fuzz: N calls, seed S, kernel intact`. A kernel panic shows as launcher status 101
 //! instead; the seed printed at the start replays the run.
@@ -108,10 +107,6 @@ fn main() -> i32 {
             let _ = sys::sleep_ns(MS);
             number(2).map_or_else(usage, |status| status as i32)
         }
-        Some("--hold") => {
-            let _ = sys::sleep_ns(u64::MAX);
-            0
-        }
         _ => coordinate(args),
     }
 }
@@ -168,8 +163,8 @@ fn coordinate(args: &[&str]) -> i32 {
     }
     println!("fuzz: seed {seed}, {calls} calls (replay with `fuzz --seed {seed} --calls {calls}`)");
     let start = sys::uptime_ns();
-    let Some(baseline) = warm_up() else {
-        println!("fuzz: cannot fill the process table for the warm-up");
+    let Some(baseline) = frames() else {
+        println!("fuzz: cannot read the free-frame count");
         return 1;
     };
     let mut problems = 0;
@@ -249,29 +244,6 @@ fn frames() -> Option<u64> {
     let count = sys::process_list(&mut rows).ok()?.min(rows.len());
     let mine = rows[..count].iter().find(|row| row.pid == me)?.memory_bytes;
     Some(info.free_frames + mine / PAGE)
-}
-
-/// Fills the process table with `fuzz --hold` children, ends them, and returns the frame
-/// count afterwards.
-fn warm_up() -> Option<u64> {
-    let mut held = [0 as Pid; 64];
-    let mut count = 0;
-    while count < held.len() {
-        match sys::spawn("fuzz", &["fuzz", "--hold"]) {
-            Ok(pid) => {
-                held[count] = pid;
-                count += 1;
-            }
-            Err(_) => break,
-        }
-    }
-    for &pid in &held[..count] {
-        let _ = sys::kill(pid);
-    }
-    for &pid in &held[..count] {
-        sys::wait(Some(pid)).ok()?;
-    }
-    frames()
 }
 
 /// A number as decimal text, without the heap.
