@@ -2,8 +2,8 @@
 //!
 //! The first process (the coordinator) prints the seed and records the free-frame count. It
 //! then hands out the calls in batches to worker children (`fuzz --worker SEED FIRST COUNT`),
-//! one at a time, reaping every child that ends meanwhile; a worker that dies is reported and the next
-//! batch goes to a new one. At the end it checks that every frame came back and prints
+//! one at a time, reaping every child that ends meanwhile; a worker that dies is reported
+//! and the next batch goes to a new one. At the end it checks that every frame came back and prints
 //! `fuzz: N calls, seed S, kernel intact`. A kernel panic shows as launcher status 101
 //! instead; the seed printed at the start replays the run.
 //!
