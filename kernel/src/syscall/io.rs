@@ -24,21 +24,20 @@ pub fn write(args: &Args) -> SyscallResult {
     if fd != STDOUT && fd != STDERR {
         return Err(EBADF);
     }
-    buffer.check_readable()?;
+    // The whole range is checked up front, so a bad tail fails before anything is written.
+    let source = buffer.check_readable()?;
     let mut chunk = [0u8; WRITE_CHUNK as usize];
     let mut offset = 0;
-    while offset < buffer.len() {
+    while offset < source.len() {
         if offset > 0 && scheduler::preemption_point().is_err() {
             return Ok(offset);
         }
-        let piece = buffer.window(offset, WRITE_CHUNK);
-        let bytes = &mut chunk[..piece.len() as usize];
-        // The whole range was checked up front, so a bad tail fails before anything is written.
-        piece.read_into(bytes)?;
+        let bytes = &mut chunk[..WRITE_CHUNK.min(source.len() - offset) as usize];
+        source.copy_to(offset, bytes);
         crate::console::write_bytes(bytes);
-        offset += piece.len();
+        offset += bytes.len() as u64;
     }
-    Ok(buffer.len())
+    Ok(source.len())
 }
 
 /// `read(0, buf, len) -> bytes`: blocks until the console has input; 0 at end of input.
@@ -47,14 +46,14 @@ pub fn read(args: &Args) -> SyscallResult {
     if fd != STDIN {
         return Err(EBADF);
     }
-    buffer.check_writable()?;
+    let target = buffer.check_writable()?;
     if buffer.is_empty() {
         return Ok(0);
     }
     let mut kernel_buffer = [0u8; LINE_MAX + 1];
     let wanted = (buffer.len() as usize).min(kernel_buffer.len());
     let count = scheduler::wait_for_console(|| input::take_input(&mut kernel_buffer[..wanted])).map_err(|_| EINTR)?;
-    buffer.write_from(&kernel_buffer[..count])?;
+    target.copy_from(0, &kernel_buffer[..count]);
     Ok(count as u64)
 }
 

@@ -76,19 +76,13 @@ impl UserSlice {
     }
 
     /// Checks that the whole range is readable, or `EFAULT`.
-    pub fn check_readable(&self) -> Result<(), i64> {
-        if accessible(self.address, self.len, false) { Ok(()) } else { Err(EFAULT) }
+    pub fn check_readable(&self) -> Result<ReadableSlice, i64> {
+        if accessible(self.address, self.len, false) { Ok(ReadableSlice(*self)) } else { Err(EFAULT) }
     }
 
     /// Checks that the whole range is writable, or `EFAULT`.
-    pub fn check_writable(&self) -> Result<(), i64> {
-        if accessible(self.address, self.len, true) { Ok(()) } else { Err(EFAULT) }
-    }
-
-    /// The sub-range of `len` bytes starting `offset` bytes in (clamped to this range).
-    pub fn window(&self, offset: u64, len: u64) -> Self {
-        let offset = offset.min(self.len);
-        Self { address: self.address.saturating_add(offset), len: len.min(self.len - offset) }
+    pub fn check_writable(&self) -> Result<WritableSlice, i64> {
+        if accessible(self.address, self.len, true) { Ok(WritableSlice(*self)) } else { Err(EFAULT) }
     }
 
     /// Copies the whole range into `out`, whose length must equal the range's.
@@ -96,16 +90,7 @@ impl UserSlice {
         if out.len() as u64 != self.len {
             return Err(EFAULT);
         }
-        if out.is_empty() {
-            return Ok(());
-        }
-        self.check_readable()?;
-        // SAFETY: the range is mapped, user-accessible and readable in the active address
-        // space (checked just above, with interrupts masked so it cannot change); `out` is a
-        // distinct kernel buffer of the same length.
-        with_user_access(|| unsafe {
-            core::ptr::copy_nonoverlapping(self.address as *const u8, out.as_mut_ptr(), out.len());
-        });
+        self.check_readable()?.copy_to(0, out);
         Ok(())
     }
 
@@ -113,9 +98,9 @@ impl UserSlice {
     /// the allocation is never sized by an unchecked user value; the range is checked before
     /// anything is allocated.
     pub fn read_to_vec(&self) -> Result<Vec<u8>, i64> {
-        self.check_readable()?;
+        let source = self.check_readable()?;
         let mut bytes = alloc::vec![0; self.len as usize];
-        self.read_into(&mut bytes)?;
+        source.copy_to(0, &mut bytes);
         Ok(bytes)
     }
 
@@ -124,18 +109,82 @@ impl UserSlice {
         if data.len() as u64 > self.len {
             return Err(EFAULT);
         }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let target = self.window(0, data.len() as u64);
-        target.check_writable()?;
-        // SAFETY: the target range is mapped, user-accessible and writable in the active
-        // address space (checked just above); `data` is kernel memory of the same length.
-        with_user_access(|| unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), target.address as *mut u8, data.len());
-        });
+        UserSlice::new(self.address, data.len() as u64).check_writable()?.copy_from(0, data);
         Ok(())
     }
+}
+
+// A checked range stays valid until the syscall returns, across preemption points too: a
+// process's mappings change only through its own syscalls, the caller is inside one, and no
+// other process can change them. So copies through a checked range need no second walk of
+// the page tables.
+
+/// A user range checked readable; made by [`UserSlice::check_readable`].
+#[derive(Clone, Copy, Debug)]
+pub struct ReadableSlice(UserSlice);
+
+impl ReadableSlice {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.0.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// Copies `out.len()` bytes from `offset` bytes into the range. Reaching past its end is
+    /// a kernel bug and panics.
+    pub fn copy_to(&self, offset: u64, out: &mut [u8]) {
+        assert!(offset.checked_add(out.len() as u64).is_some_and(|end| end <= self.0.len), "copy past a checked range");
+        if out.is_empty() {
+            return;
+        }
+        // SAFETY: the bytes lie inside a range checked mapped, user-accessible and readable
+        // in the active address space, which has not changed since (see above); `out` is a
+        // distinct kernel buffer of the same length.
+        with_user_access(|| unsafe {
+            core::ptr::copy_nonoverlapping((self.0.address + offset) as *const u8, out.as_mut_ptr(), out.len());
+        });
+    }
+
+    /// Reads a `T` from `offset` bytes into the range.
+    fn read_plain<T: Plain>(&self, offset: u64) -> T {
+        let mut value = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: a `T` is `size_of::<T>()` initialisable bytes, all written by `copy_to`.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+        self.copy_to(offset, bytes);
+        // SAFETY: every byte was written, and `T: Plain` is valid for any bytes.
+        unsafe { value.assume_init() }
+    }
+}
+
+/// A user range checked writable; made by [`UserSlice::check_writable`].
+#[derive(Clone, Copy, Debug)]
+pub struct WritableSlice(UserSlice);
+
+impl WritableSlice {
+    /// Copies `data` to `offset` bytes into the range. Reaching past its end is a kernel bug
+    /// and panics.
+    pub fn copy_from(&self, offset: u64, data: &[u8]) {
+        assert!(offset.checked_add(data.len() as u64).is_some_and(|end| end <= self.0.len), "copy past a checked range");
+        if data.is_empty() {
+            return;
+        }
+        // SAFETY: the bytes lie inside a range checked mapped, user-accessible and writable
+        // in the active address space, which has not changed since (see above); `data` is
+        // kernel memory of the same length.
+        with_user_access(|| unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), (self.0.address + offset) as *mut u8, data.len());
+        });
+    }
+}
+
+/// The bytes of a plain value.
+fn bytes_of<T: Plain>(value: &T) -> &[u8] {
+    // SAFETY: `T: Plain` has no padding, so all its `size_of::<T>()` bytes are initialised.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
 /// A pointer to one `T` in the caller's memory.
@@ -162,45 +211,38 @@ impl<T: Plain> UserPtr<T> {
 
     /// Checks that the pointee is writable, or `EFAULT`.
     pub fn check_writable(&self) -> Result<(), i64> {
-        self.bytes().check_writable()
+        self.bytes().check_writable().map(|_| ())
     }
 
     /// Reads the value.
     pub fn read(&self) -> Result<T, i64> {
-        let mut value = core::mem::MaybeUninit::<T>::uninit();
-        // SAFETY: a `T` is `size_of::<T>()` initialisable bytes; `read_into` fills all of
-        // them or fails.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
-        self.bytes().read_into(bytes)?;
-        // SAFETY: every byte was written, and `T: Plain` is valid for any bytes.
-        Ok(unsafe { value.assume_init() })
+        Ok(self.bytes().check_readable()?.read_plain(0))
     }
 
     /// Writes `value`.
     pub fn write(&self, value: &T) -> Result<(), i64> {
-        // SAFETY: `T: Plain` has no padding, so all its bytes are initialised.
-        let bytes = unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
-        self.bytes().write_from(bytes)
+        self.bytes().check_writable()?.copy_from(0, bytes_of(value));
+        Ok(())
     }
 }
 
 /// Reads `count` values of `T` from an array at `address`, checking the whole array first;
 /// `max` bounds `count` before anything is allocated.
-pub fn read_array<T: Plain + Default>(address: u64, count: u64, max: usize) -> Result<Vec<T>, i64> {
+pub fn read_array<T: Plain>(address: u64, count: u64, max: usize) -> Result<Vec<T>, i64> {
     if count > max as u64 {
         return Err(abi::errno::E2BIG);
     }
-    let size = count.checked_mul(size_of::<T>() as u64).ok_or(EFAULT)?;
-    UserSlice::new(address, size).check_readable()?;
-    (0..count).map(|index| UserPtr::<T>::new(address + index * size_of::<T>() as u64).read()).collect()
+    let size = size_of::<T>() as u64;
+    let source = UserSlice::new(address, count.checked_mul(size).ok_or(EFAULT)?).check_readable()?;
+    Ok((0..count).map(|index| source.read_plain(index * size)).collect())
 }
 
 /// Writes `values` to an array at `address`, checking the whole array first.
 pub fn write_array<T: Plain>(address: u64, values: &[T]) -> Result<(), i64> {
-    let size = (values.len() as u64).checked_mul(size_of::<T>() as u64).ok_or(EFAULT)?;
-    UserSlice::new(address, size).check_writable()?;
-    for (index, value) in values.iter().enumerate() {
-        UserPtr::<T>::new(address + (index * size_of::<T>()) as u64).write(value)?;
+    let size = size_of::<T>() as u64;
+    let target = UserSlice::new(address, (values.len() as u64).checked_mul(size).ok_or(EFAULT)?).check_writable()?;
+    for (index, value) in (0..).zip(values) {
+        target.copy_from(index * size, bytes_of(value));
     }
     Ok(())
 }
