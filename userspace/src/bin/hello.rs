@@ -2,6 +2,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use userlib::{args, println, sys};
 
 userlib::main!(main);
@@ -9,13 +11,6 @@ userlib::main!(main);
 fn main() -> i32 {
     println!("Hello from ring 3");
     println!("pid={} cpl={}", sys::getpid(), userlib::privilege_level());
-    let mut line = alloc::string::String::from("args:");
-    for arg in args() {
-        line.push(' ');
-        line.push_str(arg);
-    }
-    println!("{line}");
+    println!("args: {}", args().join(" "));
     0
 }
-
-extern crate alloc;
