@@ -72,6 +72,50 @@ fn a_kernel_stack_overflow_reaches_the_double_fault_handler() {
 }
 
 #[test]
+fn a_process_kernel_stack_overflow_is_reported_as_that_stack() {
+    let (status, output) = run(&["--ktest", "process_stack_overflow"], "", BOOT);
+    assert!(output.contains("kernel stack overflow: the stack in slot"), "the report does not name the stack:\n{output}");
+    assert!(output.contains("running context"), "the report does not say it was the running stack:\n{output}");
+    assert!(output.contains("ktest process_stack_overflow ... ok"), "output:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+#[test]
+fn freeing_the_kernel_stack_the_cpu_runs_on_panics() {
+    let (status, output) = run(&["--ktest", "free_running_stack"], "", BOOT);
+    assert!(output.contains("freeing the kernel stack the CPU is running on"), "output:\n{output}");
+    assert!(!output.contains("FAILED"), "output:\n{output}");
+    assert_eq!(status, 101, "output:\n{output}");
+}
+
+#[test]
+fn a_machine_check_ends_the_kernel_with_a_report() {
+    let (status, output) = run(&["--ktest", "machine_check"], "", BOOT);
+    assert!(output.contains("KERNEL PANIC"), "output:\n{output}");
+    assert!(output.contains("kernel machine check"), "the report does not name the machine check:\n{output}");
+    assert!(!output.contains("FAILED"), "output:\n{output}");
+    assert_eq!(status, 101, "output:\n{output}");
+}
+
+#[test]
+fn non_maskable_interrupts_are_survived_while_the_console_is_busy() {
+    let mut vm = Vm::boot_with_monitor(&["--init", "sh"]);
+    vm.wait_for("enigma$ ", BOOT);
+    // `yes` keeps the kernel inside console writes (holding their locks) most of the time.
+    vm.send("yes\n");
+    vm.wait_for("y\r\ny\r\ny\r\n", BOOT);
+    for _ in 0..5 {
+        vm.monitor("nmi");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    vm.send("\x03");
+    vm.wait_for("non-maskable interrupt (5 so far)", BOOT);
+    vm.send("echo still-alive\n");
+    let output = vm.wait_for("still-alive\r\n", BOOT);
+    assert!(!output.contains("KERNEL PANIC"), "output:\n{output}");
+}
+
+#[test]
 fn a_kernel_panic_exits_with_status_101() {
     let (status, output) = run(&["--ktest", "panic"], "", BOOT);
     assert!(output.contains("KERNEL PANIC"), "output:\n{output}");

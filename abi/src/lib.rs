@@ -86,7 +86,8 @@ pub struct ProcessInfo {
     pub name_len: u32,
     /// The program name, UTF-8, `name_len` bytes long.
     pub name: [u8; NAME_MAX],
-    /// User memory mapped by the process, in bytes (code, data, heap, stack).
+    /// Memory charged to the process, in bytes: its user pages (code, data, heap, stack,
+    /// `mmap`) and its page tables. This is what the per-process limit counts.
     pub memory_bytes: u64,
 }
 
@@ -119,7 +120,8 @@ pub struct SysInfo {
     pub processes: u32,
     /// The most processes the table holds.
     pub max_processes: u32,
-    /// Most user memory one process may map, in bytes.
+    /// Most memory one process may be charged for, in bytes: its user pages and its page
+    /// tables together.
     pub max_process_memory: u64,
     /// Hardware protections in force: a bit set of `PROTECTION_*`.
     pub protections: u32,

@@ -1,19 +1,25 @@
 //! The boot sequence, and the kernel's last words (panics and double faults).
 //!
 //! Order: serial console and logger → banner → framebuffer console → GDT and TSS → per-CPU
-//! data → IDT → CPU protections → memory (frames, page tables, heap) → PIC, timer →
-//! `syscall` MSRs → command line → (in-kernel tests, if asked) → console input tasks → the
-//! first process → the idle loop.
+//! data → IDT and the kernel's trap hooks → CPU protections → memory (frames, page tables,
+//! heap) → guarded interrupt stacks → ACPI, clock (HPET/TSC), PIC and timer → `syscall` MSRs
+//! → command line → (in-kernel tests, if asked) → console input tasks → the first process →
+//! the idle loop.
+//!
+//! The trap hooks ([`HOOKS`]) are where the CPU's reports reach the rest of the kernel.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use bootloader_api::BootInfo;
 
+use crate::arch::x86_64::hooks::{self, KernelHooks};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
-use crate::arch::x86_64::{cpu, fw_cfg, gdt, pic, qemu, syscall_entry, trap};
-use crate::{console, ktest, mm, println, task, time};
+use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, pic, ps2, qemu, serial, syscall_entry, trap};
+use crate::mm::kernel_stack;
+use crate::{console, ktest, mm, println, syscall, task, time};
 
 /// The kernel's version, as the banner shows it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -23,6 +29,16 @@ const DEFAULT_INIT: &str = "init";
 
 /// Exit status when the first program cannot be started (like a shell's "not found").
 const FIRST_PROGRAM_FAILED: i32 = 127;
+
+/// The kernel's answers to the CPU's traps.
+static HOOKS: KernelHooks = KernelHooks {
+    syscall: syscall::dispatch_frame,
+    user_fault: task::kill_current_for_fault,
+    before_user_return: task::before_user_return,
+    device_interrupt,
+    fatal_fault,
+    process_start: task::start_user,
+};
 
 /// The kernel's entry point, called by `main.rs` with the bootloader's hand-over.
 pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
@@ -35,6 +51,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     gdt::init();
     cpu::init_per_cpu();
+    hooks::install(&HOOKS);
     trap::init();
     let protections = cpu::enable_protections();
     log::info!(
@@ -57,8 +74,16 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         heap.heap_size / 1024
     );
 
+    kernel_stack::install_interrupt_stacks();
+
+    let platform = boot_info.rsdp_addr.into_option().map(acpi::discover).unwrap_or_default();
+    let hpet = platform.hpet.as_ref().and_then(hpet::start);
     pic::init();
-    time::start();
+    let clock = time::start(hpet);
+    match clock {
+        time::ClockSource::Ticks => log::warn!("no HPET: uptime counts timer ticks and loses time while interrupts are masked"),
+        source => log::info!("clock: {source:?}"),
+    }
     syscall_entry::init();
     log::info!("timer {} Hz, syscalls via int 0x80 and syscall", time::TIMER_HZ);
 
@@ -70,7 +95,37 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     console::input::start();
     start_first_program(command_line.as_deref().unwrap_or(DEFAULT_INIT));
+    // Boot ran with interrupts masked throughout; what is measured from here on is what
+    // processes cause.
+    cpu::reset_longest_masked();
     task::scheduler::run_idle_loop()
+}
+
+/// NMIs reported so far. The NMI handler itself takes no lock (it may have interrupted a
+/// holder), so the report waits for the next timer interrupt, which only arrives where the
+/// kernel holds none.
+static NMIS_REPORTED: AtomicU64 = AtomicU64::new(0);
+
+fn report_new_nmis() {
+    let count = trap::nmi_count();
+    if NMIS_REPORTED.swap(count, Ordering::Relaxed) != count {
+        log::warn!("non-maskable interrupt ({count} so far)");
+    }
+}
+
+/// Device interrupts: the timer drives the clock's checks and the scheduler; keyboard and
+/// COM1 feed the console's input queues.
+fn device_interrupt(line: u8) {
+    match line {
+        pic::TIMER_IRQ => {
+            time::tick();
+            task::on_timer_tick();
+            report_new_nmis();
+        }
+        pic::KEYBOARD_IRQ => console::input::push_scancode(ps2::read_scancode()),
+        pic::COM1_IRQ => serial::drain_received(console::input::push_serial_byte),
+        _ => {}
+    }
 }
 
 fn on_off(on: bool) -> &'static str {
@@ -100,12 +155,24 @@ pub fn panic(info: &PanicInfo) -> ! {
     qemu::exit(abi::status::PANIC)
 }
 
-/// Reports a double fault (on its own stack). Ends the kernel, successfully only when the
-/// stack-overflow test is waiting for exactly this.
-pub fn double_fault(fault: &CpuFault, frame: &TrapFrame) -> ! {
-    if ktest::expecting_double_fault() {
-        println!("double fault caught on its own stack: {fault} (rsp {:#x})", frame.rsp);
-        ktest::finish_double_fault_test();
+/// Reports a fault the kernel cannot survive (a CPU exception in ring 0, a double fault, a
+/// machine check) and ends the kernel. A double fault whose stack pointer lies in a kernel
+/// stack's guard page is named as that stack overflowing; the stack-overflow tests end
+/// successfully here when they are waiting for exactly that.
+fn fatal_fault(fault: &CpuFault, frame: &TrapFrame) -> ! {
+    let overflowed_slot = kernel_stack::guard_page_slot(::x86_64::VirtAddr::new_truncate(frame.rsp));
+    if frame.vector == 8 {
+        if let Some(slot) = overflowed_slot {
+            console::print_panic(format_args!(
+                "kernel stack overflow: the stack in slot {slot} ran into its guard page (rsp {:#x}, {} context)\n",
+                frame.rsp,
+                if kernel_stack::running() == kernel_stack::Context::Stack(slot) { "running" } else { "another" },
+            ));
+        }
+        if ktest::expecting_double_fault() {
+            println!("double fault caught on its own stack: {fault} (rsp {:#x})", frame.rsp);
+            ktest::finish_double_fault_test(overflowed_slot);
+        }
     }
-    panic!("double fault: {fault}\n{frame:#x?}");
+    panic!("kernel {fault}\n{frame:#x?}");
 }

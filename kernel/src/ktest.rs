@@ -2,16 +2,19 @@
 //! double-fault stack), run in QEMU instead of the first process.
 //!
 //! The launcher's `--ktest NAME` passes `NAME` through fw_cfg: `all` runs every test in
-//! [`TESTS`], another name runs that test alone, `stack_overflow` overflows the kernel stack
-//! (it ends the boot, so it needs its own), and `panic` panics on purpose. Each test prints
-//! `ktest NAME ... ok` or `... FAILED: why`; the run ends with `ktest: N passed, M failed`
-//! and exit status 0 only when nothing failed.
+//! [`TESTS`], another name runs that test alone. Some tests end the boot, so each needs its
+//! own: `stack_overflow` overflows the boot stack and `process_stack_overflow` a process-type
+//! kernel stack (both must end in a double fault on its own stack, reported as such),
+//! `free_running_stack` frees the kernel stack it runs on (which must panic),
+//! `machine_check` raises vector 18 (which must end in a panic naming it), and `panic`
+//! panics on purpose. Each test prints `ktest NAME ... ok` or `... FAILED: why`; the run
+//! ends with `ktest: N passed, M failed` and exit status 0 only when nothing failed.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PageTableFlags;
@@ -19,7 +22,7 @@ use ::x86_64::structures::paging::PageTableFlags;
 use crate::arch::x86_64::{cpu, qemu, trap};
 use crate::console::input::{QUEUE_CAPACITY, SERIAL_QUEUE};
 use crate::mm::address_space::{AddressSpace, UserRights};
-use crate::mm::kernel_stack::KernelStack;
+use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::paging::ScratchPage;
 use crate::mm::{frame, paging};
 use crate::task::executor;
@@ -53,15 +56,35 @@ pub const TESTS: &[Test] = &[
     ("kernel_stack_frees_every_frame", kernel_stack_frees_every_frame),
     ("kernel_stack_has_guard_page", kernel_stack_has_guard_page),
     ("user_pages_never_writable_and_executable", user_pages_never_writable_and_executable),
+    ("kernel_debug_trap_continues", kernel_debug_trap_continues),
+    ("nmi_vector_counts_and_returns", nmi_vector_counts_and_returns),
+    ("interrupt_stacks_have_guard_pages", interrupt_stacks_have_guard_pages),
+    ("kernel_stack_knows_when_it_runs", kernel_stack_knows_when_it_runs),
+    ("clock_keeps_time_with_interrupts_masked", clock_keeps_time_with_interrupts_masked),
 ];
 
-static EXPECT_DOUBLE_FAULT: AtomicBool = AtomicBool::new(false);
+/// Which overflow a stack-overflow test is waiting for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum ExpectedOverflow {
+    None = 0,
+    BootStack = 1,
+    ProcessStack = 2,
+}
+
+static EXPECTED_OVERFLOW: AtomicU8 = AtomicU8::new(ExpectedOverflow::None as u8);
+
+/// The stack `free_running_stack` runs on and frees.
+static STACK_TO_FREE: spin::Mutex<Option<KernelStack>> = spin::Mutex::new(None);
 
 /// Runs the selected tests and ends QEMU with the result.
 pub fn run(selection: &str) -> ! {
     let selection = selection.trim();
     match selection {
         "stack_overflow" => stack_overflow(),
+        "process_stack_overflow" => process_stack_overflow(),
+        "free_running_stack" => free_running_stack(),
+        "machine_check" => machine_check(),
         "panic" => panic!("deliberate panic requested by --ktest panic"),
         _ => {}
     }
@@ -84,29 +107,86 @@ pub fn run(selection: &str) -> ! {
     qemu::exit(if failed == 0 { 0 } else { 1 })
 }
 
-/// Whether the stack-overflow test is running (the double-fault handler asks).
+/// Whether a stack-overflow test is running (the double-fault handler asks).
 pub fn expecting_double_fault() -> bool {
-    EXPECT_DOUBLE_FAULT.load(Ordering::Relaxed)
+    EXPECTED_OVERFLOW.load(Ordering::Relaxed) != ExpectedOverflow::None as u8
 }
 
-/// Ends the stack-overflow test successfully.
-pub fn finish_double_fault_test() -> ! {
-    println!("ktest stack_overflow ... ok");
-    println!("ktest: 1 passed, 0 failed");
-    qemu::exit(0)
+/// Ends a stack-overflow test: it passes if the double fault was reported for the stack it
+/// overflowed (`overflowed_slot`: the kernel stack whose guard page the stack pointer hit).
+/// Runs in the double-fault handler, so it prints without taking the console's locks.
+pub fn finish_double_fault_test(overflowed_slot: Option<usize>) -> ! {
+    let (name, passed) = match EXPECTED_OVERFLOW.load(Ordering::Relaxed) {
+        expected if expected == ExpectedOverflow::ProcessStack as u8 => (
+            "process_stack_overflow",
+            overflowed_slot.is_some_and(|slot| kernel_stack::running() == Context::Stack(slot)),
+        ),
+        _ => ("stack_overflow", overflowed_slot.is_none()),
+    };
+    if passed {
+        crate::console::print_panic(format_args!("ktest {name} ... ok\nktest: 1 passed, 0 failed\n"));
+        qemu::exit(0)
+    }
+    crate::console::print_panic(format_args!(
+        "ktest {name} ... FAILED: the double fault named slot {overflowed_slot:?}\nktest: 0 passed, 1 failed\n"
+    ));
+    qemu::exit(1)
+}
+
+/// Recurses until the stack runs out.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 16];
+    core::hint::black_box(&frame);
+    recurse(depth + 1) + frame[3]
 }
 
 fn stack_overflow() -> ! {
-    #[allow(unconditional_recursion)]
-    fn recurse(depth: u64) -> u64 {
-        let frame = [depth; 16];
-        core::hint::black_box(&frame);
-        recurse(depth + 1) + frame[3]
-    }
-    EXPECT_DOUBLE_FAULT.store(true, Ordering::Relaxed);
+    EXPECTED_OVERFLOW.store(ExpectedOverflow::BootStack as u8, Ordering::Relaxed);
     println!("ktest stack_overflow: recursing until the guard page");
     let depth = recurse(0);
     panic!("recursion returned {depth} instead of overflowing");
+}
+
+/// Overflows a kernel stack of the kind every process gets (same pool, same guard page):
+/// deep recursion on it must end in a double fault that names that stack.
+fn process_stack_overflow() -> ! {
+    extern "C" fn overflow() -> ! {
+        let depth = recurse(0);
+        panic!("recursion returned {depth} instead of overflowing");
+    }
+    EXPECTED_OVERFLOW.store(ExpectedOverflow::ProcessStack as u8, Ordering::Relaxed);
+    println!("ktest process_stack_overflow: recursing on a process kernel stack until its guard page");
+    let stack = KernelStack::new_for_kernel(overflow).expect("no kernel stack for the test");
+    let context = stack.context();
+    core::mem::forget(stack);
+    kernel_stack::switch_to(context);
+    unreachable!("the overflowing context came back");
+}
+
+/// Frees the kernel stack the CPU runs on, which must panic instead of unmapping it.
+fn free_running_stack() -> ! {
+    extern "C" fn free_own_stack() -> ! {
+        let stack = STACK_TO_FREE.lock().take();
+        println!("ktest free_running_stack: freeing the stack this code runs on");
+        drop(stack);
+        println!("ktest free_running_stack ... FAILED: the running stack was freed");
+        qemu::exit(1)
+    }
+    let stack = KernelStack::new_for_kernel(free_own_stack).expect("no kernel stack for the test");
+    let context = stack.context();
+    *STACK_TO_FREE.lock() = Some(stack);
+    kernel_stack::switch_to(context);
+    unreachable!("the freeing context came back");
+}
+
+/// Raises the machine-check vector, which runs on its own stack and must end the kernel with
+/// a report that names it.
+fn machine_check() -> ! {
+    println!("ktest machine_check: raising vector 18");
+    trap::raise_machine_check_for_test();
+    println!("ktest machine_check ... FAILED: the kernel carried on after a machine check");
+    qemu::exit(1)
 }
 
 fn heap_box() -> TestResult {
@@ -187,11 +267,11 @@ fn timer_ticks_advance() -> TestResult {
 }
 
 fn executor_future_woken_by_interrupt() -> TestResult {
-    static DONE: AtomicBool = AtomicBool::new(false);
-    let target = time::ticks() + 3;
+    static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    let target = time::uptime_ns() + 3_000_000;
     let tasks_before = executor::task_count();
     executor::spawn(async move {
-        time::tick_reached(target).await;
+        time::time_reached(target).await;
         DONE.store(true, Ordering::Relaxed);
     });
     let deadline = time::ticks() + 1000;
@@ -227,7 +307,7 @@ fn address_space_frees_every_frame() -> TestResult {
         let mut space = AddressSpace::new().map_err(|error| format!("{error:?}"))?;
         // Spread over several page tables: two far-apart ranges.
         for start in [0x40_0000u64, 0x7f00_0000_0000] {
-            space.map_zeroed(VirtAddr::new(start), 40, UserRights::ReadWrite).map_err(|error| format!("{error:?}"))?;
+            space.map_zeroed(VirtAddr::new(start), 40, UserRights::ReadWrite, &mut || {}).map_err(|error| format!("{error:?}"))?;
             space.write(VirtAddr::new(start + 100), b"enigma").map_err(|error| format!("{error:?}"))?;
         }
         ensure!(space.check_user_access(0x40_0000, 40 * 4096, true), "mapped range not accessible");
@@ -268,7 +348,7 @@ fn user_pages_never_writable_and_executable() -> TestResult {
     let base = 0x40_0000u64;
     for (index, rights) in [UserRights::ReadOnly, UserRights::ReadWrite, UserRights::ReadExecute].into_iter().enumerate() {
         let address = base + index as u64 * 4096;
-        space.map_zeroed(VirtAddr::new(address), 1, rights).map_err(|error| format!("{error:?}"))?;
+        space.map_zeroed(VirtAddr::new(address), 1, rights, &mut || {}).map_err(|error| format!("{error:?}"))?;
         let flags = space.page_flags(VirtAddr::new(address)).ok_or("mapped page has no flags")?;
         let writable = flags.contains(PageTableFlags::WRITABLE);
         let executable = !flags.contains(PageTableFlags::NO_EXECUTE);
@@ -277,5 +357,63 @@ fn user_pages_never_writable_and_executable() -> TestResult {
         ensure!(executable == (rights == UserRights::ReadExecute), "{rights:?} page executable = {executable}");
         ensure!(flags.contains(PageTableFlags::USER_ACCESSIBLE), "{rights:?} page not user-accessible");
     }
+    Ok(())
+}
+
+fn kernel_debug_trap_continues() -> TestResult {
+    let before = trap::kernel_debug_traps();
+    trap::single_step_one_instruction_for_test();
+    let after = trap::kernel_debug_traps();
+    ensure!(after == before + 1, "{} kernel debug traps counted for one single step", after - before);
+    ensure!(!cpu::interrupts_enabled(), "interrupts came back enabled");
+    Ok(())
+}
+
+fn nmi_vector_counts_and_returns() -> TestResult {
+    let before = trap::nmi_count();
+    trap::raise_nmi_vector_for_test();
+    ensure!(trap::nmi_count() == before + 1, "the NMI handler did not count the NMI");
+    Ok(())
+}
+
+fn interrupt_stacks_have_guard_pages() -> TestResult {
+    for which in crate::arch::x86_64::gdt::InterruptStack::ALL {
+        let top = crate::arch::x86_64::gdt::interrupt_stack_top(which);
+        ensure!(paging::kernel_translate(top - 8u64).is_some(), "{which:?} stack top {top:?} is not mapped");
+        let guard = top - (kernel_stack::STACK_PAGES + 1) * 4096;
+        ensure!(
+            kernel_stack::guard_page_slot(guard).is_some(),
+            "{which:?} stack (top {top:?}) is not a kernel stack with a guard page"
+        );
+        ensure!(paging::kernel_translate(guard).is_none(), "{which:?} stack's guard page {guard:?} is mapped");
+    }
+    Ok(())
+}
+
+fn kernel_stack_knows_when_it_runs() -> TestResult {
+    let stack = KernelStack::new_for_user(trap::TrapFrame::new_user(0x40_0000, 0x7fff_0000_0000))
+        .ok_or("kernel stack allocation failed")?;
+    ensure!(!stack.is_running(), "a stack nothing runs on claims to be running");
+    ensure!(kernel_stack::running() == Context::Boot, "the tests do not run on the boot stack");
+    Ok(())
+}
+
+fn clock_keeps_time_with_interrupts_masked() -> TestResult {
+    // With interrupts masked no timer tick arrives, yet the clock must advance by the time
+    // that really passed. Spin for 30 ms measured by the TSC (calibrated at boot) and compare.
+    let ticks_before = time::ticks();
+    let start = time::uptime_ns();
+    let start_cycles = cpu::read_timestamp();
+    while time::cycles_to_ns(cpu::read_timestamp() - start_cycles) < 30_000_000 {
+        core::hint::spin_loop();
+    }
+    let elapsed = time::uptime_ns() - start;
+    ensure!(time::ticks() == ticks_before, "timer ticks arrived with interrupts masked");
+    ensure!((27_000_000..33_000_000).contains(&elapsed), "the clock says {elapsed} ns passed in a 30 ms spin");
+    // Now let the pending tick in and check that uptime did not jump: it never depended on it.
+    let before_ticks = time::uptime_ns();
+    cpu::wait_for_interrupt();
+    let after_ticks = time::uptime_ns();
+    ensure!(after_ticks - before_ticks < 5_000_000, "uptime jumped by {} ns when a tick arrived", after_ticks - before_ticks);
     Ok(())
 }

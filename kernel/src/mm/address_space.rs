@@ -3,21 +3,39 @@
 //! An [`AddressSpace`] owns a top-level table whose 256 upper entries are copies of the
 //! kernel root's (so the kernel is mapped identically everywhere) and whose lower half holds
 //! only this process's pages. Switching processes is a CR3 write. Dropping an address space
-//! walks the lower half and frees every page, every page table and the root, so creating and
-//! destroying one leaves the free-frame count where it was.
+//! (or releasing it step by step, [`AddressSpace::release_step`]) frees every page it owns,
+//! every page table and the root, so creating and destroying one leaves the free-frame count
+//! where it was.
+//!
+//! **Charging.** Every frame an address space causes to exist is charged to it: its user
+//! pages and its page tables, the root included. A process may be charged at most
+//! [`MAX_PROCESS_FRAMES`] frames (64 MiB); a mapping that would go past it fails, so mapping
+//! single pages far apart (one page, and three tables for it) cannot use more than the limit.
+//!
+//! **Failure leaves no trace.** A mapping that fails part-way unmaps what it mapped and frees
+//! the page tables it made, so the address space is exactly as it was.
 //!
 //! User pages get their rights from [`UserRights`], which has no writable-and-executable
 //! variant, so no user page can ever be W+X.
 
-use ::x86_64::VirtAddr;
-use ::x86_64::structures::paging::mapper::{MapToError, TranslateResult};
-use ::x86_64::structures::paging::{Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate};
+use ::x86_64::structures::paging::page_table::PageTableEntry;
+use ::x86_64::structures::paging::{FrameAllocator, Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB};
+use ::x86_64::{PhysAddr, VirtAddr};
 
-use super::frame::{self, FRAME_SIZE, GlobalFrames};
+use super::frame::{FRAME_SIZE, Frame};
 use super::paging::{FIRST_KERNEL_ENTRY, kernel_root, mapper_for, phys_to_virt, points_to_table, table_at};
 
-/// Most user pages one process may map (code, data, heap, stack, `mmap`): 64 MiB.
-pub const MAX_USER_PAGES: u64 = 16 * 1024;
+/// Most frames one process may be charged for: its user pages (code, data, heap, stack,
+/// `mmap`) and its page tables together, 64 MiB.
+pub const MAX_PROCESS_FRAMES: u64 = 16 * 1024;
+
+/// Pages mapped or unmapped between two calls of the caller's `pause`, so that a long
+/// operation lets interrupts in (zeroing 64 pages is about 300,000 instructions).
+pub const PAGES_PER_STEP: u64 = 64;
+
+/// Page-table flags of the entries that lead to user pages.
+const USER_TABLE_FLAGS: PageTableFlags =
+    PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE).union(PageTableFlags::USER_ACCESSIBLE);
 
 /// The rights of a user page. There is deliberately no writable-and-executable variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +78,7 @@ impl UserRights {
 pub enum MemoryError {
     /// No free physical frame.
     OutOfMemory,
-    /// The process would go past [`MAX_USER_PAGES`].
+    /// The process would go past [`MAX_PROCESS_FRAMES`].
     LimitReached,
     /// A page in the range is already mapped.
     AlreadyMapped,
@@ -84,7 +102,8 @@ impl MemoryError {
 #[derive(Debug)]
 pub struct AddressSpace {
     root: PhysFrame,
-    user_pages: u64,
+    /// Frames charged: user pages and page tables, the root included.
+    charged: u64,
 }
 
 /// The pages of a user range: checked to be page-aligned and inside the user half.
@@ -97,46 +116,95 @@ fn user_pages(start: VirtAddr, pages: u64) -> Result<impl Iterator<Item = Page>,
     Ok((0..pages).map(move |index| first + index))
 }
 
+/// Page tables for new mappings, charged to an address space and refused past its limit.
+struct ChargedTables<'a> {
+    charged: &'a mut u64,
+}
+
+// SAFETY: every frame returned is free, zeroed and owned by the address space from then on
+// (it becomes one of its page tables, freed with it).
+unsafe impl FrameAllocator<Size4KiB> for ChargedTables<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        if *self.charged >= MAX_PROCESS_FRAMES {
+            return None;
+        }
+        let frame = Frame::allocate_zeroed()?;
+        *self.charged += 1;
+        Some(frame.into_raw())
+    }
+}
+
 impl AddressSpace {
     /// A new address space: an empty lower half and the kernel half.
     pub fn new() -> Result<Self, MemoryError> {
-        let root = frame::allocate_zeroed().ok_or(MemoryError::OutOfMemory)?;
+        let root = Frame::allocate_zeroed().ok_or(MemoryError::OutOfMemory)?.into_raw();
         // SAFETY: `root` is a fresh zeroed frame only this function uses, and the kernel root
         // is only read here; the two are different frames.
         let (table, kernel) = unsafe { (table_at(root), table_at(kernel_root())) };
         for index in FIRST_KERNEL_ENTRY..512 {
             table[index] = kernel[index].clone();
         }
-        Ok(Self { root, user_pages: 0 })
+        Ok(Self { root, charged: 1 })
     }
 
-    /// Makes this address space the active one.
-    pub fn activate(&self) {
-        // SAFETY: the root's upper half is the kernel's, so the running kernel code and
-        // stacks stay mapped across the switch.
-        unsafe { crate::arch::x86_64::paging::switch_root(self.root) };
+    /// The top-level table (to be activated while `self` lives; see `ProcessMemory`).
+    pub(super) fn root(&self) -> PhysFrame {
+        self.root
     }
 
-    /// Bytes of user memory mapped.
-    pub fn user_bytes(&self) -> u64 {
-        self.user_pages * FRAME_SIZE
+    /// Makes the kernel's own table the active one (before this address space goes away).
+    pub fn deactivate(&self) {
+        if crate::arch::x86_64::paging::active_root() == self.root {
+            // SAFETY: the kernel root maps the kernel half identically.
+            unsafe { crate::arch::x86_64::paging::switch_root(kernel_root()) };
+        }
     }
 
-    fn mapper(&mut self) -> ::x86_64::structures::paging::OffsetPageTable<'static> {
-        // SAFETY: `self.root` is a valid top-level table owned by this address space, and
-        // `&mut self` guarantees no other mapper over it is live.
-        unsafe { mapper_for(self.root) }
+    /// Frames charged to this address space: user pages and page tables.
+    pub fn charged_frames(&self) -> u64 {
+        self.charged
     }
 
-    /// Maps `pages` zeroed pages from `start` with `rights`. On failure nothing stays mapped.
-    pub fn map_zeroed(&mut self, start: VirtAddr, pages: u64, rights: UserRights) -> Result<(), MemoryError> {
+    /// The level-1 entry that maps `page`, if the tables leading to it exist.
+    fn leaf_entry(&mut self, page: Page) -> Option<&mut PageTableEntry> {
+        let indices = [page.p4_index(), page.p3_index(), page.p2_index()];
+        // SAFETY: the root belongs to this address space and `&mut self` rules out any other
+        // reference to its tables while the returned entry is borrowed.
+        let mut table = unsafe { table_at(self.root) };
+        for index in indices {
+            let entry = &table[index];
+            if !points_to_table(entry) {
+                return None;
+            }
+            let next = PhysFrame::containing_address(entry.addr());
+            // SAFETY: the entry leads to a lower-level table of this address space; the parent
+            // reference is not used again.
+            table = unsafe { table_at(next) };
+        }
+        Some(&mut table[page.p1_index()])
+    }
+
+    /// Maps `pages` zeroed pages from `start` with `rights`, calling `pause` every
+    /// [`PAGES_PER_STEP`] pages. Every page of the range must be unmapped. On failure
+    /// nothing stays mapped and no page table made for it is kept.
+    pub fn map_zeroed(
+        &mut self,
+        start: VirtAddr,
+        pages: u64,
+        rights: UserRights,
+        pause: &mut dyn FnMut(),
+    ) -> Result<(), MemoryError> {
         let range = user_pages(start, pages)?;
-        if self.user_pages.checked_add(pages).is_none_or(|total| total > MAX_USER_PAGES) {
+        if self.charged.checked_add(pages).is_none_or(|total| total > MAX_PROCESS_FRAMES) {
             return Err(MemoryError::LimitReached);
         }
         for (mapped, page) in (0..).zip(range) {
+            if mapped > 0 && mapped % PAGES_PER_STEP == 0 {
+                pause();
+            }
             if let Err(error) = self.map_one(page, rights) {
-                self.unmap(start, mapped).expect("unmapping pages just mapped");
+                self.unmap_pages(start, mapped, pause);
+                self.free_empty_tables(start, pages);
                 return Err(error);
             }
         }
@@ -144,53 +212,80 @@ impl AddressSpace {
     }
 
     fn map_one(&mut self, page: Page, rights: UserRights) -> Result<(), MemoryError> {
-        let frame = frame::allocate_zeroed().ok_or(MemoryError::OutOfMemory)?;
-        let parents = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
-        let mut mapper = self.mapper();
+        if self.charged >= MAX_PROCESS_FRAMES {
+            return Err(MemoryError::LimitReached);
+        }
+        let frame = Frame::allocate_zeroed().ok_or(MemoryError::OutOfMemory)?;
+        // SAFETY: `self.root` is a valid top-level table owned by this address space, and
+        // `&mut self` guarantees no other mapper over it is live.
+        let mut mapper = unsafe { mapper_for(self.root) };
+        let mut tables = ChargedTables { charged: &mut self.charged };
         // SAFETY: the frame is fresh and owned by this address space from now on; the page is
         // in the private lower half, so the mapping aliases nothing else.
-        let result = unsafe { mapper.map_to_with_table_flags(page, frame, rights.flags(), parents, &mut GlobalFrames) };
+        let result = unsafe { mapper.map_to_with_table_flags(page, frame.phys(), rights.flags(), USER_TABLE_FLAGS, &mut tables) };
         match result {
             Ok(flush) => {
                 flush.flush();
-                self.user_pages += 1;
+                // The page table owns the frame now; unmapping gives it back.
+                frame.into_raw();
+                self.charged += 1;
                 Ok(())
             }
-            Err(error) => {
-                frame::free(frame);
-                Err(match error {
-                    MapToError::FrameAllocationFailed => MemoryError::OutOfMemory,
-                    MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage => MemoryError::AlreadyMapped,
-                })
-            }
+            Err(_) if self.charged >= MAX_PROCESS_FRAMES => Err(MemoryError::LimitReached),
+            Err(::x86_64::structures::paging::mapper::MapToError::FrameAllocationFailed) => Err(MemoryError::OutOfMemory),
+            Err(_) => Err(MemoryError::AlreadyMapped),
         }
     }
 
-    /// Unmaps every mapped page in `pages` pages from `start` and frees their frames; pages
-    /// that are not mapped are skipped. Page tables left empty are freed as well, so mapping
-    /// and unmapping pages all over the user half cannot pile up tables, which the per-process
-    /// page limit does not count.
-    pub fn unmap(&mut self, start: VirtAddr, pages: u64) -> Result<(), MemoryError> {
-        for page in user_pages(start, pages)? {
-            let mut mapper = self.mapper();
-            if let Ok((frame, flush)) = mapper.unmap(page) {
-                flush.flush();
-                frame::free(frame);
-                self.user_pages -= 1;
-            }
-        }
-        if pages > 0 {
-            let (first, end) = (start.as_u64(), start.as_u64() + pages * FRAME_SIZE);
-            // SAFETY: the root is this address space's top-level table, and `&mut self` rules
-            // out any mapper or other reference to its tables while this runs.
-            let root = unsafe { table_at(self.root) };
-            if free_empty_tables(root, 4, 0, first, end) {
-                // Paging-structure caches may still hold entries that lead to the freed
-                // tables; `invlpg` drops all of them, whatever the address.
-                crate::arch::x86_64::paging::flush_page(start);
-            }
-        }
+    /// Unmaps every mapped page in `pages` pages from `start` and frees their frames,
+    /// calling `pause` every [`PAGES_PER_STEP`] pages; pages that are not mapped are skipped.
+    /// Page tables left empty are freed as well, so mapping and unmapping pages all over the
+    /// user half cannot pile up tables.
+    pub fn unmap(&mut self, start: VirtAddr, pages: u64, pause: &mut dyn FnMut()) -> Result<(), MemoryError> {
+        let _checked = user_pages(start, pages)?;
+        self.unmap_pages(start, pages, pause);
+        self.free_empty_tables(start, pages);
         Ok(())
+    }
+
+    /// The page-by-page part of [`unmap`](Self::unmap), for a range already checked.
+    fn unmap_pages(&mut self, start: VirtAddr, pages: u64, pause: &mut dyn FnMut()) {
+        let first = Page::<Size4KiB>::containing_address(start);
+        for index in 0..pages {
+            if index > 0 && index % PAGES_PER_STEP == 0 {
+                pause();
+            }
+            let page = first + index;
+            let Some(entry) = self.leaf_entry(page) else { continue };
+            if entry.is_unused() {
+                continue;
+            }
+            let frame = PhysFrame::containing_address(entry.addr());
+            entry.set_unused();
+            crate::arch::x86_64::paging::flush_page(page.start_address());
+            // SAFETY: the frame was mapped by `map_one`, which handed it to this page table,
+            // and its only mapping was just removed and flushed.
+            drop(unsafe { Frame::from_raw(frame) });
+            self.charged -= 1;
+        }
+    }
+
+    /// Frees the page tables under `[start, start + pages)` that map nothing any more.
+    fn free_empty_tables(&mut self, start: VirtAddr, pages: u64) {
+        if pages == 0 {
+            return;
+        }
+        let (first, end) = (start.as_u64(), start.as_u64() + pages * FRAME_SIZE);
+        // SAFETY: the root is this address space's top-level table, and `&mut self` rules
+        // out any mapper or other reference to its tables while this runs.
+        let root = unsafe { table_at(self.root) };
+        let freed = free_empty_tables(root, 4, 0, first, end);
+        if freed > 0 {
+            self.charged -= freed;
+            // Paging-structure caches may still hold entries that lead to the freed tables;
+            // `invlpg` drops all of them, whatever the address.
+            crate::arch::x86_64::paging::flush_page(start);
+        }
     }
 
     /// Gives every page in the range `rights`. Every page must be mapped.
@@ -200,11 +295,10 @@ impl AddressSpace {
             return Err(MemoryError::NotMapped);
         }
         for page in range {
-            let mut mapper = self.mapper();
-            // SAFETY: the page is a mapped user page of this address space; changing its
-            // rights cannot affect kernel memory.
-            let flush = unsafe { mapper.update_flags(page, rights.flags()) }.map_err(|_| MemoryError::NotMapped)?;
-            flush.flush();
+            let entry = self.leaf_entry(page).ok_or(MemoryError::NotMapped)?;
+            let frame = PhysFrame::<Size4KiB>::containing_address(entry.addr());
+            entry.set_frame(frame, rights.flags());
+            crate::arch::x86_64::paging::flush_page(page.start_address());
         }
         Ok(())
     }
@@ -218,10 +312,12 @@ impl AddressSpace {
 
     /// The flags of the user page containing `address`, if one is mapped there.
     pub fn page_flags(&mut self, address: VirtAddr) -> Option<PageTableFlags> {
-        match self.mapper().translate(address) {
-            TranslateResult::Mapped { flags, .. } if flags.contains(PageTableFlags::USER_ACCESSIBLE) => Some(flags),
-            _ => None,
+        if !abi::memory::is_user_range(address.as_u64(), 1) {
+            return None;
         }
+        let entry = self.leaf_entry(Page::containing_address(address))?;
+        let flags = entry.flags();
+        flags.contains(PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE).then_some(flags)
     }
 
     /// Whether all of `[start, start + len)` is user memory, mapped, and writable too when
@@ -241,6 +337,13 @@ impl AddressSpace {
         })
     }
 
+    /// The physical address behind the mapped user address `address`.
+    fn physical(&mut self, address: VirtAddr) -> Option<PhysAddr> {
+        self.page_flags(address)?;
+        let entry = self.leaf_entry(Page::containing_address(address))?;
+        Some(entry.addr() + address.as_u64() % FRAME_SIZE)
+    }
+
     /// Copies `bytes` into this address space at `address` through the kernel's physical
     /// map, whatever the pages' user rights (the loader fills read-only text this way). Every
     /// page must already be mapped.
@@ -248,12 +351,7 @@ impl AddressSpace {
         let mut done = 0;
         while done < bytes.len() {
             let target = address + done as u64;
-            let physical = match self.mapper().translate(target) {
-                TranslateResult::Mapped { frame, offset, flags } if flags.contains(PageTableFlags::USER_ACCESSIBLE) => {
-                    frame.start_address() + offset
-                }
-                _ => return Err(MemoryError::NotMapped),
-            };
+            let physical = self.physical(target).ok_or(MemoryError::NotMapped)?;
             let room = (FRAME_SIZE - target.as_u64() % FRAME_SIZE) as usize;
             let chunk = room.min(bytes.len() - done);
             // SAFETY: `physical..physical + chunk` lies inside one frame owned by this address
@@ -270,24 +368,30 @@ impl AddressSpace {
         }
         Ok(())
     }
+
+    /// Frees up to `budget` pages (and the tables they leave empty) of the lower half, for
+    /// tearing a large address space down in steps; returns whether everything is gone. The
+    /// address space must not be active.
+    pub fn release_step(&mut self, budget: u64) -> bool {
+        assert_ne!(crate::arch::x86_64::paging::active_root(), self.root, "releasing the active address space");
+        let mut left = budget;
+        let mut released = Released::default();
+        // SAFETY: the root belongs to this address space and is not active, so only this
+        // code reaches its tables.
+        let root = unsafe { table_at(self.root) };
+        let done = release_tree(root, 4, &mut left, &mut released);
+        self.charged -= released.tables + released.pages;
+        done
+    }
 }
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
-        if crate::arch::x86_64::paging::active_root() == self.root {
-            // SAFETY: the kernel root maps the kernel half identically.
-            unsafe { crate::arch::x86_64::paging::switch_root(kernel_root()) };
-        }
-        // SAFETY: the root belongs to this address space, which is being destroyed, and it
-        // is no longer active, so nothing else uses its tables.
-        let table = unsafe { table_at(self.root) };
-        for entry in table.iter_mut().take(FIRST_KERNEL_ENTRY) {
-            if points_to_table(entry) {
-                free_table_tree(entry.addr().as_u64(), 3);
-            }
-            entry.set_unused();
-        }
-        frame::free(self.root);
+        self.deactivate();
+        while !self.release_step(u64::MAX) {}
+        // SAFETY: the root came from `Frame::into_raw` in `new`, the address space is no
+        // longer active and its lower half is empty, so nothing refers to it any more.
+        drop(unsafe { Frame::from_raw(self.root) });
     }
 }
 
@@ -298,14 +402,14 @@ const fn entry_span(level: u8) -> u64 {
 
 /// In `table` (at `level`, 4 = the root .. 2 = a page directory, covering addresses from
 /// `base`), frees every lower-level table under the user range `[start, end)` that no longer
-/// maps anything, deepest first, and clears the entries that pointed to them. Returns whether
-/// any table was freed. Tables that also cover addresses outside the range are freed only if
+/// maps anything, deepest first, and clears the entries that pointed to them. Returns how many
+/// tables were freed. Tables that also cover addresses outside the range are freed only if
 /// they are empty all the same.
-fn free_empty_tables(table: &mut PageTable, level: u8, base: u64, start: u64, end: u64) -> bool {
+fn free_empty_tables(table: &mut PageTable, level: u8, base: u64, start: u64, end: u64) -> u64 {
     let span = entry_span(level);
     let first = ((start - base) / span) as usize;
     let last = (((end - 1) - base) / span) as usize;
-    let mut freed = false;
+    let mut freed = 0;
     for index in first..=last.min(511) {
         let entry = &mut table[index];
         if !points_to_table(entry) {
@@ -317,33 +421,56 @@ fn free_empty_tables(table: &mut PageTable, level: u8, base: u64, start: u64, en
         let child = unsafe { table_at(child_frame) };
         if level > 2 {
             let child_base = base + index as u64 * span;
-            freed |= free_empty_tables(child, level - 1, child_base, start.max(child_base), end.min(child_base + span));
+            freed += free_empty_tables(child, level - 1, child_base, start.max(child_base), end.min(child_base + span));
         }
-        if child.iter().all(|child_entry| child_entry.is_unused()) {
+        if child.iter().all(PageTableEntry::is_unused) {
             entry.set_unused();
-            frame::free(child_frame);
-            freed = true;
+            // SAFETY: the table was allocated for this address space by `ChargedTables`,
+            // and the only entry pointing to it was just cleared.
+            drop(unsafe { Frame::from_raw(child_frame) });
+            freed += 1;
         }
     }
     freed
 }
 
-/// Frees the table at physical `table_address` (at `level`, 3 = PDPT .. 1 = PT), every table
-/// below it, and every page the level-1 tables map.
-fn free_table_tree(table_address: u64, level: u8) {
-    let table_frame = PhysFrame::containing_address(::x86_64::PhysAddr::new(table_address));
-    // SAFETY: the frame is a page table of an address space being destroyed; nothing else
-    // references it any more.
-    let table = unsafe { table_at(table_frame) };
-    for entry in table.iter() {
-        if !entry.flags().contains(PageTableFlags::PRESENT) {
+/// What [`release_tree`] freed.
+#[derive(Default)]
+struct Released {
+    pages: u64,
+    tables: u64,
+}
+
+/// Frees the pages mapped under `table` (at `level`, 4 = the root, whose kernel half is left
+/// alone, .. 1 = a page table), at most `budget` of them, and every table that becomes
+/// empty. Returns whether nothing is left under `table`.
+fn release_tree(table: &mut PageTable, level: u8, budget: &mut u64, released: &mut Released) -> bool {
+    let entries = if level == 4 { FIRST_KERNEL_ENTRY } else { 512 };
+    for entry in table.iter_mut().take(entries) {
+        if entry.is_unused() {
             continue;
         }
-        if level == 1 {
-            frame::free(PhysFrame::containing_address(entry.addr()));
-        } else if points_to_table(entry) {
-            free_table_tree(entry.addr().as_u64(), level - 1);
+        if *budget == 0 {
+            return false;
         }
+        let frame = PhysFrame::containing_address(entry.addr());
+        if level == 1 {
+            *budget -= 1;
+            released.pages += 1;
+        } else {
+            // SAFETY: the entry leads to a lower-level table of an address space being torn
+            // down; nothing else references it.
+            let child = unsafe { table_at(frame) };
+            if !release_tree(child, level - 1, budget, released) {
+                return false;
+            }
+            released.tables += 1;
+        }
+        entry.set_unused();
+        // SAFETY: the frame (a user page or a page table) belonged to this address space and
+        // its only entry was just cleared; the address space is not active, so no stale
+        // translation can be used.
+        drop(unsafe { Frame::from_raw(frame) });
     }
-    frame::free(table_frame);
+    true
 }

@@ -161,22 +161,53 @@ fn with_frames<R>(f: impl FnOnce(&mut FrameAllocatorState) -> R) -> R {
     })
 }
 
-/// Takes a free frame and fills it with zeros.
-pub fn allocate_zeroed() -> Option<PhysFrame> {
-    let index = with_frames(|state| state.bitmap.allocate())?;
-    let frame = PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE));
-    // SAFETY: the frame was free, so nothing else refers to it; the physical-memory map
-    // covers it, and a frame is exactly one page long.
-    unsafe { core::ptr::write_bytes(phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(), 0, FRAME_SIZE as usize) };
-    Some(frame)
+/// A physical frame that belongs to whoever holds this value: it came from the allocator,
+/// nothing else refers to it, and dropping it gives it back. The only ways to turn a frame
+/// into something the allocator forgets are [`Frame::into_raw`] (handing it to a page
+/// table, which must give it back through [`Frame::from_raw`]) and leaking it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame(PhysFrame);
+
+impl Frame {
+    /// Takes a free frame and fills it with zeros.
+    pub fn allocate_zeroed() -> Option<Self> {
+        let index = with_frames(|state| state.bitmap.allocate())?;
+        let frame = PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE));
+        // SAFETY: the frame was free, so nothing else refers to it; the physical-memory map
+        // covers it, and a frame is exactly one page long.
+        unsafe { core::ptr::write_bytes(phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(), 0, FRAME_SIZE as usize) };
+        Some(Self(frame))
+    }
+
+    /// The frame's physical address range.
+    pub fn phys(&self) -> PhysFrame {
+        self.0
+    }
+
+    /// Gives up ownership without freeing the frame: the caller stores it (in a page-table
+    /// entry, say) and is responsible for returning it through [`Frame::from_raw`].
+    pub fn into_raw(self) -> PhysFrame {
+        let frame = self.0;
+        core::mem::forget(self);
+        frame
+    }
+
+    /// Takes ownership of `frame` back, e.g. after unmapping it.
+    ///
+    /// # Safety
+    /// `frame` must have come from [`Frame::into_raw`] (or [`GlobalFrames`]), and nothing may
+    /// refer to it any more: no mapping, no other `Frame`, no reference into its memory.
+    pub unsafe fn from_raw(frame: PhysFrame) -> Self {
+        Self(frame)
+    }
 }
 
-/// Returns `frame` to the allocator. A frame that is already free, or that the allocator
-/// never owned, is a kernel bug and panics.
-pub fn free(frame: PhysFrame) {
-    let index = (frame.start_address().as_u64() / FRAME_SIZE) as usize;
-    if let Err(error) = with_frames(|state| state.bitmap.free(index)) {
-        panic!("freeing {frame:?}: {error:?}");
+impl Drop for Frame {
+    fn drop(&mut self) {
+        let index = (self.0.start_address().as_u64() / FRAME_SIZE) as usize;
+        if let Err(error) = with_frames(|state| state.bitmap.free(index)) {
+            panic!("freeing {:?}: {error:?}", self.0);
+        }
     }
 }
 
@@ -197,14 +228,15 @@ pub struct GlobalFrames;
 // SAFETY: every frame returned is free, zeroed and owned by the caller from then on.
 unsafe impl FrameAllocator<Size4KiB> for GlobalFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        allocate_zeroed()
+        Frame::allocate_zeroed().map(Frame::into_raw)
     }
 }
 
 impl FrameDeallocator<Size4KiB> for GlobalFrames {
     // SAFETY: (of the trait) callers pass frames they own and no longer use.
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame<Size4KiB>) {
-        free(frame);
+        // SAFETY: forwarded from the trait's contract.
+        drop(unsafe { Frame::from_raw(frame) });
     }
 }
 

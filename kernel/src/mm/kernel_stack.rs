@@ -7,17 +7,20 @@
 //! interrupt stack, which reports it.
 //!
 //! Each slot has a saved stack pointer, and so does the boot stack (the idle loop's). A
-//! [`Context`] names one of them. [`switch`] suspends the running context and resumes
-//! another; it checks that the target is a live stack with a saved state, and a stack cannot
-//! be freed while the CPU runs on it, so the scheduler can switch without `unsafe`.
+//! [`Context`] names one of them. [`switch_to`] suspends the running context (which it
+//! tracks itself, so no caller can name the wrong one) and resumes another; it checks that
+//! the target is a live stack with a saved state, and a stack cannot be freed while the CPU
+//! runs on it, so the scheduler can switch without `unsafe`.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::{Page, PageTableFlags};
 use spin::Mutex;
 
-use crate::arch::x86_64::context::{prepare_kernel_stack, switch_context};
+use crate::arch::x86_64::context::{prepare_kernel_entry, prepare_kernel_stack, switch_context};
+use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::gdt::{self, InterruptStack};
 use crate::arch::x86_64::trap::TrapFrame;
 
 use super::frame::FRAME_SIZE;
@@ -55,23 +58,54 @@ impl Context {
             Self::Stack(slot) => &SAVED_STACK_POINTERS[slot],
         }
     }
+
+    fn encode(self) -> usize {
+        match self {
+            Self::Boot => MAX_STACKS,
+            Self::Stack(slot) => slot,
+        }
+    }
+
+    fn decode(value: usize) -> Self {
+        if value == MAX_STACKS { Self::Boot } else { Self::Stack(value) }
+    }
 }
 
-/// Suspends `from` (which must be the running context) and resumes `to`. Returns when
-/// something switches back to `from`.
-pub fn switch(from: Context, to: Context) {
+/// The context the CPU runs now (as [`Context::encode`] writes it); the boot context at first.
+static RUNNING: AtomicUsize = AtomicUsize::new(MAX_STACKS);
+
+/// The context the CPU runs now.
+pub fn running() -> Context {
+    Context::decode(RUNNING.load(Ordering::Relaxed))
+}
+
+/// Suspends the running context and resumes `to`. Returns when something switches back.
+/// Interrupts must be masked (the kernel runs with them masked).
+pub fn switch_to(to: Context) {
+    let from = running();
     assert_ne!(from, to, "switching a context to itself");
     if let Context::Stack(slot) = to {
         assert!(SLOTS_IN_USE.lock()[slot], "switching to a freed kernel stack");
     }
     let target = to.saved().swap(0, Ordering::AcqRel);
     assert_ne!(target, 0, "switching to a context with no saved state");
-    // The target's state was saved by an earlier `switch` (or laid out by `new_for_user`) on a
-    // stack that is still mapped (slot in use, or the boot stack) and that nothing runs on
-    // (its saved value was non-zero, and is zero now that it runs again).
+    debug_assert!(!cpu::interrupts_enabled(), "switching with interrupts enabled");
+    RUNNING.store(to.encode(), Ordering::Relaxed);
+    // The target's state was saved by an earlier switch (or laid out by `new_for_user` or
+    // `new_for_kernel`) on a stack that is still mapped (slot in use, or the boot stack) and
+    // that nothing runs on (its saved value was non-zero, and is zero now that it runs
+    // again). `from` is the running context, tracked here, so its save slot is the right one.
     // SAFETY: as above; `from.saved()` is a static, valid for the write; interrupts are
-    // masked (the scheduler's callers run with them off).
+    // masked (the kernel runs with them masked; checked above in debug builds).
     unsafe { switch_context(from.saved().as_ptr(), target) };
+}
+
+/// Which kernel stack's guard page holds `address`, if any: a fault there is that stack
+/// overflowing.
+pub fn guard_page_slot(address: VirtAddr) -> Option<usize> {
+    let offset = address.as_u64().checked_sub(KERNEL_STACKS_START)?;
+    let slot = usize::try_from(offset / (SLOT_PAGES * FRAME_SIZE)).ok().filter(|&slot| slot < MAX_STACKS)?;
+    (offset % (SLOT_PAGES * FRAME_SIZE) < FRAME_SIZE).then_some(slot)
 }
 
 /// A mapped kernel stack. Dropping it unmaps the pages and frees their frames; it must not be
@@ -92,7 +126,8 @@ pub fn init() {
         let page = Page::containing_address(VirtAddr::new(address));
         map_kernel_page(page, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)
             .expect("out of memory while preparing the kernel-stack tables");
-        unmap_kernel_page(page).expect("unmapping a page just mapped");
+        // SAFETY: the page was mapped just above and nothing has seen it.
+        unsafe { unmap_kernel_page(page) }.expect("unmapping a page just mapped");
         address += table_span;
     }
 }
@@ -103,6 +138,16 @@ impl KernelStack {
     pub fn new_for_user(frame: TrapFrame) -> Option<Self> {
         let mut stack = Self::new()?;
         let stack_pointer = prepare_kernel_stack(stack.words_mut(), frame);
+        stack.context().saved().store(stack_pointer, Ordering::Release);
+        Some(stack)
+    }
+
+    /// Maps a new stack whose first switch calls `entry` (which never returns), or `None`
+    /// when no slot or not enough memory is free. For kernel work that needs a stack of its
+    /// own, such as the in-kernel tests of stack overflow.
+    pub fn new_for_kernel(entry: extern "C" fn() -> !) -> Option<Self> {
+        let mut stack = Self::new()?;
+        let stack_pointer = prepare_kernel_entry(stack.words_mut(), entry);
         stack.context().saved().store(stack_pointer, Ordering::Release);
         Some(stack)
     }
@@ -159,17 +204,42 @@ impl KernelStack {
     }
 }
 
+/// Replaces the boot-time interrupt stacks (static arrays) with kernel stacks that have
+/// guard pages. They serve for the rest of the kernel's life. Called once at boot.
+pub fn install_interrupt_stacks() {
+    extern "C" fn never_entered() -> ! {
+        unreachable!("an interrupt stack was switched to as a context")
+    }
+    for which in InterruptStack::ALL {
+        let stack = KernelStack::new_for_kernel(never_entered).expect("out of memory for the interrupt stacks");
+        // Nothing may ever switch to it or free it: it belongs to the CPU from now on.
+        stack.context().saved().store(0, Ordering::Release);
+        let top = stack.top();
+        core::mem::forget(stack);
+        // SAFETY: the stack is mapped, its top is 16-byte aligned, and it was leaked above, so
+        // it stays mapped and used for nothing else forever; interrupts are masked at boot.
+        unsafe { gdt::set_interrupt_stack(which, top) };
+    }
+}
+
+impl KernelStack {
+    /// Whether the CPU is running on this stack now.
+    pub fn is_running(&self) -> bool {
+        (self.guard_page()..self.top()).contains(&cpu::stack_pointer())
+    }
+}
+
 impl Drop for KernelStack {
     fn drop(&mut self) {
-        let here = VirtAddr::from_ptr(&raw const *self);
-        assert!(
-            !(self.guard_page()..self.top()).contains(&here),
-            "freeing the kernel stack the CPU is running on"
-        );
+        assert!(!self.is_running(), "freeing the kernel stack the CPU is running on");
+        assert_ne!(running(), self.context(), "freeing the kernel stack of the running context");
         self.context().saved().store(0, Ordering::Release);
         for page in self.pages() {
-            // A page may be missing only if `new` failed part-way.
-            let _ = unmap_kernel_page(page);
+            // SAFETY: the pages were mapped by `new` for this stack alone; the CPU does not run
+            // on it (checked above), nothing suspended on it can be resumed (its saved state
+            // is gone), and `words_mut` borrows are over. A page may be missing only if `new`
+            // failed part-way, which `unmap_kernel_page` reports and this skips.
+            let _ = unsafe { unmap_kernel_page(page) };
         }
         SLOTS_IN_USE.lock()[self.slot] = false;
     }

@@ -14,7 +14,7 @@ use ::x86_64::structures::paging::{
 use ::x86_64::{PhysAddr, VirtAddr};
 use spin::Once;
 
-use super::frame::{self, GlobalFrames};
+use super::frame::{Frame, GlobalFrames};
 
 /// Where physical address 0 appears in the kernel's address space.
 pub const PHYSICAL_MEMORY_OFFSET: u64 = abi::memory::PHYSICAL_MAP_OFFSET;
@@ -75,40 +75,48 @@ pub fn init() {
 fn share_upper_half(table: &mut PageTable) {
     for entry in table.iter_mut().skip(FIRST_KERNEL_ENTRY) {
         if entry.is_unused() {
-            let frame = frame::allocate_zeroed().expect("out of memory while sharing the kernel half");
-            entry.set_frame(frame, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+            let frame = Frame::allocate_zeroed().expect("out of memory while sharing the kernel half");
+            // The kernel half's top-level tables are never freed.
+            entry.set_frame(frame.into_raw(), PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
         }
     }
 }
 
+/// Makes the kernel's own top-level table the active one (no process's lower half mapped).
+pub fn activate_kernel_root() {
+    // SAFETY: the kernel root maps the kernel half, which every other root shares.
+    unsafe { crate::arch::x86_64::paging::switch_root(kernel_root()) };
+}
+
 /// Maps a fresh zeroed frame at `page` in the kernel half with `flags` (PRESENT is added).
 pub fn map_kernel_page(page: Page, flags: PageTableFlags) -> Result<PhysFrame, MapToError<Size4KiB>> {
-    let frame = frame::allocate_zeroed().ok_or(MapToError::FrameAllocationFailed)?;
+    let frame = Frame::allocate_zeroed().ok_or(MapToError::FrameAllocationFailed)?;
+    let physical = frame.phys();
     // SAFETY: the kernel root is valid; boot and kernel-stack management run with interrupts
     // masked on one CPU, so no other mapper is live.
     let mut mapper = unsafe { mapper_for(kernel_root()) };
     // SAFETY: the frame is fresh and unused, and `page` is a kernel-half page reserved for
     // the caller, so the new mapping aliases nothing.
-    let result = unsafe { mapper.map_to(page, frame, flags | PageTableFlags::PRESENT, &mut GlobalFrames) };
-    match result {
-        Ok(flush) => {
-            flush.flush();
-            Ok(frame)
-        }
-        Err(error) => {
-            frame::free(frame);
-            Err(error)
-        }
-    }
+    let flush = unsafe { mapper.map_to(page, physical, flags | PageTableFlags::PRESENT, &mut GlobalFrames) }?;
+    flush.flush();
+    // The page table owns the frame now; `unmap_kernel_page` gives it back.
+    frame.into_raw();
+    Ok(physical)
 }
 
 /// Unmaps the kernel-half `page` and frees its frame.
-pub fn unmap_kernel_page(page: Page) -> Result<(), UnmapError> {
+///
+/// # Safety
+/// `page` must have been mapped by [`map_kernel_page`], and nothing may use it any more: no
+/// reference into it, no stack on it, no other code that will touch it.
+pub unsafe fn unmap_kernel_page(page: Page) -> Result<(), UnmapError> {
     // SAFETY: as in `map_kernel_page`.
     let mut mapper = unsafe { mapper_for(kernel_root()) };
     let (frame, flush): (PhysFrame, MapperFlush<Size4KiB>) = mapper.unmap(page)?;
     flush.flush();
-    frame::free(frame);
+    // SAFETY: the frame came from `map_kernel_page` and the caller guarantees nothing uses
+    // the page any more; its only mapping was just removed.
+    drop(unsafe { Frame::from_raw(frame) });
     Ok(())
 }
 
@@ -163,6 +171,8 @@ impl ScratchPage {
 
 impl Drop for ScratchPage {
     fn drop(&mut self) {
-        unmap_kernel_page(self.page).expect("a scratch page is mapped while it lives");
+        // SAFETY: the page was mapped by `map_kernel_page` in `new`, and the only ways to
+        // reach it borrow `self`, so no reference outlives this drop.
+        unsafe { unmap_kernel_page(self.page) }.expect("a scratch page is mapped while it lives");
     }
 }

@@ -7,17 +7,29 @@
 //! unmapped guard gap under it that nothing may ever occupy.
 //!
 //! Every argument is checked here with checked arithmetic; a bad one is an error, never a
-//! panic, and a failed call leaves the process's memory as it was.
+//! panic, and a failed call leaves the process's memory as it was. Adjacent `mmap` regions
+//! with the same rights merge into one, and a process may have at most [`MAX_REGIONS`]
+//! regions, so the kernel heap a process's bookkeeping takes is bounded.
+//!
+//! Long operations (mapping or unmapping many pages) call the caller's `pause` between steps
+//! of [`PAGES_PER_STEP`](super::address_space::PAGES_PER_STEP) pages, so the kernel can let
+//! interrupts in.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ::x86_64::VirtAddr;
+use ::x86_64::structures::paging::PhysFrame;
+use spin::{Mutex, MutexGuard};
 use abi::memory::{PAGE_SIZE, USER_END, USER_MMAP_BASE, USER_STACK_GUARD, USER_STACK_SIZE, USER_STACK_TOP};
 
 use super::address_space::{AddressSpace, MemoryError, UserRights};
 
 /// Most bytes the heap may grow to (the per-process page limit applies as well).
 pub const HEAP_MAX: u64 = 256 * 1024 * 1024;
+
+/// Most `mmap` regions one process may have (after merging adjacent ones).
+pub const MAX_REGIONS: usize = 512;
 
 /// Lowest address of the stack's guard gap; `[STACK_RESERVED_START, USER_STACK_TOP)` is
 /// reserved for the stack and its guard.
@@ -64,11 +76,64 @@ impl RegionSet {
         cursor >= end
     }
 
-    /// Adds a region; it must not overlap an existing one.
+    /// Adds a region, merging it with neighbours it touches that have the same rights; it
+    /// must not overlap an existing one.
     pub fn insert(&mut self, region: Region) {
         debug_assert!(!self.overlaps(region.start, region.end));
         let index = self.regions.partition_point(|existing| existing.start < region.start);
-        self.regions.insert(index, region);
+        let joins_previous = index > 0 && {
+            let previous = &self.regions[index - 1];
+            previous.end == region.start && previous.rights == region.rights
+        };
+        let joins_next = self.regions.get(index).is_some_and(|next| next.start == region.end && next.rights == region.rights);
+        match (joins_previous, joins_next) {
+            (true, true) => {
+                let next_end = self.regions.remove(index).end;
+                self.regions[index - 1].end = next_end;
+            }
+            (true, false) => self.regions[index - 1].end = region.end,
+            (false, true) => self.regions[index].start = region.start,
+            (false, false) => self.regions.insert(index, region),
+        }
+    }
+
+    /// How many regions there would be after [`insert`](Self::insert)ing `region`.
+    pub fn count_after_insert(&self, region: Region) -> usize {
+        let touching = self
+            .regions
+            .iter()
+            .filter(|existing| {
+                (existing.end == region.start || existing.start == region.end) && existing.rights == region.rights
+            })
+            .count();
+        self.regions.len() + 1 - touching
+    }
+
+    /// How many regions there would be after [`remove`](Self::remove) of `[start, end)`:
+    /// regions inside it go, and one that straddles both edges splits in two.
+    pub fn count_after_remove(&self, start: u64, end: u64) -> usize {
+        let inside = self.regions.iter().filter(|region| start <= region.start && region.end <= end).count();
+        let split = self.regions.iter().any(|region| region.start < start && end < region.end);
+        self.regions.len() - inside + usize::from(split)
+    }
+
+    /// How many regions there would be after [`set_rights`](Self::set_rights) on
+    /// `[start, end)`: the count after removing the range, plus the new region, minus the
+    /// neighbours it merges with.
+    pub fn count_after_set_rights(&self, start: u64, end: u64, rights: UserRights) -> usize {
+        let merges_left = self.regions.iter().any(|region| region.start < start && start <= region.end && region.rights == rights);
+        let merges_right = self.regions.iter().any(|region| region.start <= end && end < region.end && region.rights == rights);
+        self.count_after_remove(start, end) + 1 - usize::from(merges_left) - usize::from(merges_right)
+    }
+
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Whether there are no regions.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
     }
 
     /// Removes `[start, end)` from the set, splitting regions that straddle its edges.
@@ -142,19 +207,14 @@ impl UserMemory {
         &mut self.space
     }
 
-    /// Makes this memory the active address space.
-    pub fn activate(&self) {
-        self.space.activate();
-    }
-
-    /// Bytes of user memory mapped.
-    pub fn mapped_bytes(&self) -> u64 {
-        self.space.user_bytes()
+    /// Bytes charged to the process: its user pages and its page tables.
+    pub fn charged_bytes(&self) -> u64 {
+        self.space.charged_frames() * PAGE_SIZE
     }
 
     /// `brk`: moves the heap end to `requested` (rounded up to a page) and returns it; 0
     /// only asks for the current end.
-    pub fn brk(&mut self, requested: u64) -> Result<u64, MemoryError> {
+    pub fn brk(&mut self, requested: u64, pause: &mut dyn FnMut()) -> Result<u64, MemoryError> {
         if requested == 0 {
             return Ok(self.heap_end);
         }
@@ -168,9 +228,9 @@ impl UserMemory {
                 return Err(MemoryError::OutOfMemory);
             }
             let pages = (new_end - self.heap_end) / PAGE_SIZE;
-            self.space.map_zeroed(VirtAddr::new(self.heap_end), pages, UserRights::ReadWrite)?;
+            self.space.map_zeroed(VirtAddr::new(self.heap_end), pages, UserRights::ReadWrite, pause)?;
         } else if new_end < self.heap_end {
-            self.space.unmap(VirtAddr::new(new_end), (self.heap_end - new_end) / PAGE_SIZE)?;
+            self.space.unmap(VirtAddr::new(new_end), (self.heap_end - new_end) / PAGE_SIZE, pause)?;
         }
         self.heap_end = new_end;
         Ok(new_end)
@@ -195,7 +255,13 @@ impl UserMemory {
     }
 
     /// `mmap`: maps zeroed pages at `requested` (0: the kernel chooses) and returns where.
-    pub fn mmap(&mut self, requested: u64, length: u64, rights: UserRights) -> Result<u64, MemoryError> {
+    pub fn mmap(
+        &mut self,
+        requested: u64,
+        length: u64,
+        rights: UserRights,
+        pause: &mut dyn FnMut(),
+    ) -> Result<u64, MemoryError> {
         let rounded = page_ceil(length).ok_or(MemoryError::BadRange)?;
         let start = if requested == 0 {
             if rounded == 0 {
@@ -209,15 +275,22 @@ impl UserMemory {
         if self.mmaps.overlaps(start, end) || self.collides_with_fixed_areas(start, end) {
             return Err(MemoryError::AlreadyMapped);
         }
-        self.space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, rights)?;
-        self.mmaps.insert(Region { start, end, rights });
+        let region = Region { start, end, rights };
+        if self.mmaps.count_after_insert(region) > MAX_REGIONS {
+            return Err(MemoryError::LimitReached);
+        }
+        self.space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, rights, pause)?;
+        self.mmaps.insert(region);
         Ok(start)
     }
 
     /// `munmap`: unmaps the `mmap`ed pages in the range (pages not mapped by `mmap` are left
     /// alone; the heap, image and stack are never touched).
-    pub fn munmap(&mut self, start: u64, length: u64) -> Result<(), MemoryError> {
+    pub fn munmap(&mut self, start: u64, length: u64, pause: &mut dyn FnMut()) -> Result<(), MemoryError> {
         let end = Self::checked_range(start, length)?;
+        if self.mmaps.count_after_remove(start, end) > MAX_REGIONS {
+            return Err(MemoryError::LimitReached);
+        }
         let pieces: Vec<Region> = self
             .mmaps
             .regions
@@ -226,7 +299,7 @@ impl UserMemory {
             .map(|region| Region { start: region.start.max(start), end: region.end.min(end), rights: region.rights })
             .collect();
         for piece in &pieces {
-            self.space.unmap(VirtAddr::new(piece.start), (piece.end - piece.start) / PAGE_SIZE)?;
+            self.space.unmap(VirtAddr::new(piece.start), (piece.end - piece.start) / PAGE_SIZE, pause)?;
         }
         self.mmaps.remove(start, end);
         Ok(())
@@ -238,9 +311,65 @@ impl UserMemory {
         if !self.mmaps.covers(start, end) {
             return Err(MemoryError::NotMapped);
         }
+        if self.mmaps.count_after_set_rights(start, end, rights) > MAX_REGIONS {
+            return Err(MemoryError::LimitReached);
+        }
         self.space.protect(VirtAddr::new(start), (end - start) / PAGE_SIZE, rights)?;
         self.mmaps.set_rights(start, end, rights);
         Ok(())
+    }
+
+    /// Frees up to `budget` pages of this memory (and the tables they leave empty), for
+    /// tearing a process down in steps; returns whether everything is gone.
+    pub fn release_step(&mut self, budget: u64) -> bool {
+        self.space.deactivate();
+        self.space.release_step(budget)
+    }
+}
+
+/// A process's memory as the process table holds it: locked apart from the table, because
+/// only the process itself locks it (its syscalls, its exit), so it may stay locked across a
+/// preemption point in a long `mmap` while other processes run. Switching to the process
+/// needs only its top-level table, kept outside the lock; the memory charged to it is kept
+/// in an atomic for `ps`.
+#[derive(Debug)]
+pub struct ProcessMemory {
+    /// The address space's top-level table, which lives as long as `memory` (it is freed
+    /// only when the `UserMemory` is dropped).
+    root: PhysFrame,
+    memory: Mutex<UserMemory>,
+    charged_bytes: AtomicU64,
+}
+
+impl ProcessMemory {
+    /// Wraps a process's memory.
+    pub fn new(memory: UserMemory) -> Self {
+        let charged_bytes = AtomicU64::new(memory.charged_bytes());
+        Self { root: memory.space.root(), memory: Mutex::new(memory), charged_bytes }
+    }
+
+    /// Locks the memory. Only the owning process calls this.
+    pub fn lock(&self) -> MutexGuard<'_, UserMemory> {
+        self.memory.lock()
+    }
+
+    /// Makes this memory the active address space, without taking the lock (its owner may
+    /// hold it, suspended at a preemption point).
+    pub fn activate(&self) {
+        // SAFETY: `root` is the top-level table of the address space inside `memory`, which
+        // lives as long as `self`; its upper half is the kernel's, so the running kernel code
+        // and stacks stay mapped across the switch.
+        unsafe { crate::arch::x86_64::paging::switch_root(self.root) };
+    }
+
+    /// Bytes charged (pages and page tables), as of the last [`ProcessMemory::update_size`].
+    pub fn charged_bytes(&self) -> u64 {
+        self.charged_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records the size after a change.
+    pub fn update_size(&self, memory: &UserMemory) {
+        self.charged_bytes.store(memory.charged_bytes(), Ordering::Relaxed);
     }
 }
 

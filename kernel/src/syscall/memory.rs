@@ -4,22 +4,22 @@ use abi::errno::EINVAL;
 
 use super::{Args, SyscallResult};
 use crate::mm::address_space::UserRights;
-use crate::task::scheduler::with_current_memory;
+use crate::task::scheduler::{pause, with_current_memory};
 
 /// `brk(addr) -> new end`.
 pub fn brk(args: &Args) -> SyscallResult {
-    with_current_memory(|memory| memory.brk(args[0])).map_err(|error| error.errno())
+    with_current_memory(|memory| memory.brk(args[0], &mut pause)).map_err(|error| error.errno())
 }
 
 /// `mmap(addr, len, prot) -> addr`.
 pub fn mmap(args: &Args) -> SyscallResult {
     let rights = UserRights::from_prot(args[2]).ok_or(EINVAL)?;
-    with_current_memory(|memory| memory.mmap(args[0], args[1], rights)).map_err(|error| error.errno())
+    with_current_memory(|memory| memory.mmap(args[0], args[1], rights, &mut pause)).map_err(|error| error.errno())
 }
 
 /// `munmap(addr, len) -> 0`.
 pub fn munmap(args: &Args) -> SyscallResult {
-    with_current_memory(|memory| memory.munmap(args[0], args[1])).map(|()| 0).map_err(|error| error.errno())
+    with_current_memory(|memory| memory.munmap(args[0], args[1], &mut pause)).map(|()| 0).map_err(|error| error.errno())
 }
 
 /// `mprotect(addr, len, prot) -> 0`.

@@ -19,7 +19,7 @@ mod table;
 #[deny(unsafe_code)]
 mod time;
 
-pub use table::dispatch;
+pub use table::dispatch_frame;
 
 /// What a handler returns: a non-negative value, or a positive errno.
 pub type SyscallResult = Result<u64, i64>;

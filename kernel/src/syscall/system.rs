@@ -6,7 +6,7 @@ use abi::SysInfo;
 
 use super::usercopy::{UserPtr, UserSlice};
 use super::{Args, SyscallResult};
-use crate::mm::address_space::MAX_USER_PAGES;
+use crate::mm::address_space::MAX_PROCESS_FRAMES;
 use crate::mm::frame;
 use crate::task::{programs, scheduler};
 
@@ -21,7 +21,7 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
         uptime_ns: crate::time::uptime_ns(),
         processes: scheduler::process_count() as u32,
         max_processes: scheduler::MAX_PROCESSES as u32,
-        max_process_memory: MAX_USER_PAGES * frame::FRAME_SIZE,
+        max_process_memory: MAX_PROCESS_FRAMES * frame::FRAME_SIZE,
         protections: crate::arch::x86_64::cpu::protection_bits(),
         timer_hz: crate::time::TIMER_HZ as u32,
     };

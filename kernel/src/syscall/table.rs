@@ -38,6 +38,13 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table
 };
 
+/// Runs the syscall a trap frame holds and stores the result in it: the kernel's syscall
+/// hook.
+pub fn dispatch_frame(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
+    let (number, args) = frame.syscall_request();
+    frame.set_syscall_result(dispatch(number, args));
+}
+
 /// Runs syscall `number` with `args` and returns what goes back in `rax`.
 pub fn dispatch(number: u64, args: Args) -> i64 {
     let handler = usize::try_from(number).ok().and_then(|index| TABLE.get(index)).copied().unwrap_or(unassigned);

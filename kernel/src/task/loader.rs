@@ -169,19 +169,27 @@ pub struct LoadedProgram {
     pub stack_pointer: u64,
 }
 
-/// Validates `image` and builds a new address space with it and a stack holding `args`.
-pub fn load(image: &[u8], args: &[&str]) -> Result<LoadedProgram, LoadError> {
+/// Bytes of a segment copied between two calls of `pause`.
+const COPY_STEP: usize = 64 * 1024;
+
+/// Validates `image` and builds a new address space with it and a stack holding `args`,
+/// calling `pause` between steps of the work (see `AddressSpace::map_zeroed`).
+pub fn load(image: &[u8], args: &[&str], pause: &mut dyn FnMut()) -> Result<LoadedProgram, LoadError> {
     let valid = validate(image)?;
     let mut space = AddressSpace::new()?;
     let mut image_end = 0;
     for segment in &valid.segments {
         let (start, end) = segment.page_range();
-        space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, segment.rights)?;
-        space.write(VirtAddr::new(segment.address), &image[segment.file_bytes.clone()])?;
+        space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, segment.rights, pause)?;
+        let bytes = &image[segment.file_bytes.clone()];
+        for (index, piece) in bytes.chunks(COPY_STEP).enumerate() {
+            pause();
+            space.write(VirtAddr::new(segment.address + (index * COPY_STEP) as u64), piece)?;
+        }
         image_end = image_end.max(end);
     }
     let (stack_start, stack_end) = stack_range();
-    space.map_zeroed(VirtAddr::new(stack_start), (stack_end - stack_start) / PAGE_SIZE, UserRights::ReadWrite)?;
+    space.map_zeroed(VirtAddr::new(stack_start), (stack_end - stack_start) / PAGE_SIZE, UserRights::ReadWrite, pause)?;
     let stack_pointer = write_arguments(&mut space, args)?;
     Ok(LoadedProgram { memory: UserMemory::new(space, image_end), entry: valid.entry, stack_pointer })
 }

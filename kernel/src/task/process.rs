@@ -1,14 +1,36 @@
 //! The process: what the kernel keeps for each running program.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use abi::{NAME_MAX, ProcessInfo, ProcessState};
 
 use crate::mm::kernel_stack::KernelStack;
-use crate::mm::user_memory::UserMemory;
+use crate::mm::user_memory::ProcessMemory;
 
 /// A process id. Ids start at 1 and are never reused while the kernel runs.
 pub type Pid = u32;
+
+/// Hands out process ids: 1, 2, 3, ... and never one twice. Once `u32::MAX` is given out,
+/// there are no more (spawning fails), rather than wrapping around to ids in use.
+#[derive(Debug)]
+pub struct PidAllocator {
+    next: Option<Pid>,
+}
+
+impl PidAllocator {
+    /// Starts at pid 1.
+    pub const fn new() -> Self {
+        Self { next: Some(1) }
+    }
+
+    /// The next unused id, or `None` when every id has been used.
+    pub fn allocate(&mut self) -> Option<Pid> {
+        let pid = self.next?;
+        self.next = pid.checked_add(1);
+        Some(pid)
+    }
+}
 
 /// Why a process is off the run queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,10 +39,10 @@ pub enum BlockReason {
     ConsoleRead,
     /// In `wait`, waiting for a child to exit.
     WaitChild,
-    /// In `sleep`, until the timer reaches this tick.
+    /// In `sleep`, until the clock reaches this time.
     Sleep {
-        /// The tick to wake at.
-        until_tick: u64,
+        /// Nanoseconds since boot to wake at.
+        until_ns: u64,
     },
 }
 
@@ -48,8 +70,8 @@ pub struct Process {
     pub name: String,
     /// Where it is in its life cycle.
     pub state: State,
-    /// Its user memory; `None` once it has exited.
-    pub memory: Option<UserMemory>,
+    /// Its user memory; `None` once it has started exiting.
+    pub memory: Option<Arc<ProcessMemory>>,
     /// Its kernel stack; `None` once it has exited.
     pub kernel_stack: Option<KernelStack>,
     /// Set by `kill`: the process ends the next time it would return to ring 3.
@@ -74,12 +96,29 @@ impl Process {
             state: state as u32,
             name_len: length as u32,
             name,
-            memory_bytes: self.memory.as_ref().map_or(0, UserMemory::mapped_bytes),
+            memory_bytes: self.memory.as_ref().map_or(0, |memory| memory.charged_bytes()),
         }
     }
 
     /// Whether it has exited.
     pub fn is_zombie(&self) -> bool {
         matches!(self.state, State::Zombie(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_count_up_from_one_and_never_wrap() {
+        let mut pids = PidAllocator::new();
+        assert_eq!(pids.allocate(), Some(1));
+        assert_eq!(pids.allocate(), Some(2));
+        let mut near_the_end = PidAllocator { next: Some(u32::MAX - 1) };
+        assert_eq!(near_the_end.allocate(), Some(u32::MAX - 1));
+        assert_eq!(near_the_end.allocate(), Some(u32::MAX));
+        assert_eq!(near_the_end.allocate(), None);
+        assert_eq!(near_the_end.allocate(), None);
     }
 }

@@ -1,8 +1,9 @@
 //! The process table and the scheduler: preemptive round-robin over ready processes.
 //!
 //! - **Run queue**: ready processes in FIFO order. A process runs for up to
-//!   [`TIME_SLICE_TICKS`] timer ticks (10 ms); when its slice is used up while it is in
-//!   ring 3, it goes to the back of the queue on its way out of the timer interrupt.
+//!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); the timer interrupt
+//!   checks the slice, and a process whose slice is used up goes to the back of the queue
+//!   on its way back to ring 3 (or at a preemption point of a long syscall).
 //! - **Blocking**: `read` on the console, `wait` and `sleep` mark the process blocked and
 //!   switch away; the console's input task, a child's exit or the timer makes it ready again.
 //!   When nothing is ready the CPU goes back to the idle loop, which runs the async executor
@@ -10,16 +11,20 @@
 //! - **Kill**: `kill` only marks the process; a blocked one is woken, its blocking call
 //!   returns `EINTR`, and the process exits on its way back to ring 3, after every kernel
 //!   frame it had unwound normally, so nothing it held leaks.
-//! - **Exit**: memory is freed at once; the kernel stack, which the exiting code still runs
-//!   on, is freed right after the switch away; the table slot when the parent reaps it.
+//! - **Exit**: memory is freed in steps with preemption points between them (a process of
+//!   64 MiB takes tens of millions of instructions to free); the kernel stack, which the
+//!   exiting code still runs on, is freed right after the switch away; the table slot when
+//!   the parent reaps it.
 //!   Children of an exiting process are given to pid 1. When the first process exits, the
 //!   machine shuts down with its status.
 //!
-//! The kernel runs with interrupts masked (except in the idle loop's halt), so on one CPU
-//! the scheduler lock is never contended; no lock is ever held across a switch.
+//! The kernel runs with interrupts masked (except in the idle loop's halt and at preemption
+//! points), so on one CPU the scheduler lock is never contended; no lock is ever held across
+//! a switch. Nothing here allocates in the timer interrupt.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -28,16 +33,18 @@ use spin::Mutex;
 
 use super::executor;
 use super::loader::{self, LoadError};
-use super::process::{BlockReason, Pid, Process, State};
+use super::process::{BlockReason, Pid, PidAllocator, Process, State};
 use super::programs;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
+use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
+use crate::mm::user_memory::{ProcessMemory, UserMemory};
 
 /// Most processes in the table, zombies included.
 pub const MAX_PROCESSES: usize = 64;
-/// Timer ticks a process may run before another ready process gets the CPU.
-pub const TIME_SLICE_TICKS: u64 = 10;
+/// How long a process may run before another ready process gets the CPU.
+pub const TIME_SLICE_NS: u64 = 10_000_000;
 /// The process orphans are given to.
 pub const INIT_PID: Pid = 1;
 
@@ -76,7 +83,7 @@ impl RunQueue {
 pub enum SpawnError {
     /// No embedded program has that name.
     NotFound,
-    /// The process table (or the kernel-stack pool) is full.
+    /// The process table (or the kernel-stack pool) is full, or every pid has been used.
     TooManyProcesses,
     /// The image could not be loaded.
     Load(LoadError),
@@ -118,14 +125,12 @@ struct Scheduler {
     processes: BTreeMap<Pid, Process>,
     run_queue: RunQueue,
     current: Option<Pid>,
-    /// The context running now (the boot context while idle). Kept apart from `current`
-    /// because an exiting process's stack has already left its `Process`.
-    running: Context,
-    next_pid: Pid,
+    pids: PidAllocator,
     first_pid: Option<Pid>,
-    slice_left: u64,
-    /// The earliest tick a sleeper wants to wake at (`u64::MAX`: none).
-    next_wake_tick: u64,
+    /// When the running process's time slice began (clock nanoseconds).
+    slice_start_ns: u64,
+    /// The earliest time a sleeper wants to wake at (`u64::MAX`: none).
+    next_wake_ns: u64,
     /// Stacks of exited processes, freed right after the switch away from them.
     dead_stacks: Vec<KernelStack>,
 }
@@ -134,11 +139,10 @@ static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: BTreeMap::new(),
     run_queue: RunQueue { queue: VecDeque::new() },
     current: None,
-    running: Context::Boot,
-    next_pid: 1,
+    pids: PidAllocator::new(),
     first_pid: None,
-    slice_left: TIME_SLICE_TICKS,
-    next_wake_tick: u64::MAX,
+    slice_start_ns: 0,
+    next_wake_ns: u64::MAX,
     dead_stacks: Vec::new(),
 });
 
@@ -168,44 +172,41 @@ impl Scheduler {
         }
     }
 
+    /// Makes every process blocked for `reason` ready.
     fn wake_all(&mut self, reason: BlockReason) {
-        let blocked: Vec<Pid> =
-            self.processes.values().filter(|process| process.state == State::Blocked(reason)).map(|process| process.pid).collect();
-        for pid in blocked {
-            self.make_ready(pid);
+        for process in self.processes.values_mut().filter(|process| process.state == State::Blocked(reason)) {
+            process.state = State::Ready;
+            self.run_queue.push(process.pid);
         }
     }
 
-    fn wake_sleepers(&mut self, now: u64) {
-        if now < self.next_wake_tick {
+    /// Makes every sleeper whose time has come ready, and notes when the next one is due.
+    fn wake_sleepers(&mut self, now_ns: u64) {
+        if now_ns < self.next_wake_ns {
             return;
         }
         let mut next = u64::MAX;
-        let mut due = Vec::new();
-        for process in self.processes.values() {
-            if let State::Blocked(BlockReason::Sleep { until_tick }) = process.state {
-                if until_tick <= now {
-                    due.push(process.pid);
+        for process in self.processes.values_mut() {
+            if let State::Blocked(BlockReason::Sleep { until_ns }) = process.state {
+                if until_ns <= now_ns {
+                    process.state = State::Ready;
+                    self.run_queue.push(process.pid);
                 } else {
-                    next = next.min(until_tick);
+                    next = next.min(until_ns);
                 }
             }
         }
-        self.next_wake_tick = next;
-        for pid in due {
-            self.make_ready(pid);
-        }
+        self.next_wake_ns = next;
     }
 
     /// Picks what runs next and prepares the switch to it; `None` when the running context
     /// simply continues.
-    fn choose_next(&mut self) -> Option<(Context, Context)> {
-        let from = self.running;
+    fn choose_next(&mut self) -> Option<Context> {
         let processes = &self.processes;
         let next = self.run_queue.pop_ready(|pid| processes.get(&pid).is_some_and(|process| process.state == State::Ready));
         let to = match next {
             Some(pid) => {
-                self.slice_left = TIME_SLICE_TICKS;
+                self.slice_start_ns = crate::time::uptime_ns();
                 let process = self.processes.get_mut(&pid).expect("queued pid is in the table");
                 process.state = State::Running;
                 if process.killed {
@@ -215,7 +216,11 @@ impl Scheduler {
                     return None;
                 }
                 let stack = process.kernel_stack.as_ref().expect("a ready process has a kernel stack");
-                process.memory.as_ref().expect("a ready process has memory").activate();
+                match &process.memory {
+                    Some(memory) => memory.activate(),
+                    // An exiting process frees its memory with the kernel's own table active.
+                    None => crate::mm::paging::activate_kernel_root(),
+                }
                 cpu::set_kernel_stack(stack.top());
                 self.current = Some(pid);
                 stack.context()
@@ -227,30 +232,29 @@ impl Scheduler {
             }
         };
         CURRENT_PID.store(self.current.unwrap_or(0), Ordering::Relaxed);
-        self.running = to;
-        Some((from, to))
+        (to != kernel_stack::running()).then_some(to)
     }
 }
 
 /// Switches to whatever should run next, if that is not the running context. The caller
 /// has already put the running process in its new state.
 fn reschedule() {
-    if let Some((from, to)) = with_scheduler(Scheduler::choose_next) {
-        kernel_stack::switch(from, to);
+    if let Some(to) = with_scheduler(Scheduler::choose_next) {
+        kernel_stack::switch_to(to);
         after_switch();
     }
 }
 
 /// Bookkeeping right after a switch, on the new stack: frees the stacks of processes that
 /// exited. Also the first thing a new process runs.
-pub extern "C" fn after_switch() {
+pub fn after_switch() {
     let dead = with_scheduler(|scheduler| core::mem::take(&mut scheduler.dead_stacks));
     drop(dead);
 }
 
 /// The first Rust code a new process runs on its kernel stack, before its first entry to
 /// ring 3: it may have been killed before it ever ran.
-pub extern "C" fn start_user() {
+pub fn start_user() {
     after_switch();
     before_user_return();
 }
@@ -271,31 +275,43 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid) -> Result<Pid, SpawnError> 
         return Err(SpawnError::TooManyProcesses);
     }
     let program = programs::find(name).ok_or(SpawnError::NotFound)?;
-    let loaded = loader::load(program.image, args).map_err(SpawnError::Load)?;
+    let loaded = loader::load(program.image, args, &mut pause).map_err(SpawnError::Load)?;
     let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
-    Ok(with_scheduler(|scheduler| {
-        let pid = scheduler.next_pid;
-        scheduler.next_pid += 1;
+    let memory = Arc::new(ProcessMemory::new(loaded.memory));
+    with_scheduler(|scheduler| {
+        let pid = scheduler.pids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         scheduler.first_pid.get_or_insert(pid);
         let process = Process {
             pid,
             parent,
             name: String::from(name),
             state: State::Ready,
-            memory: Some(loaded.memory),
+            memory: Some(memory),
             kernel_stack: Some(stack),
             killed: false,
         };
         scheduler.processes.insert(pid, process);
         scheduler.run_queue.push(pid);
-        pid
-    }))
+        Ok(pid)
+    })
 }
 
-/// Runs `f` on the running process's memory.
-pub fn with_current_memory<R>(f: impl FnOnce(&mut crate::mm::user_memory::UserMemory) -> R) -> R {
-    with_scheduler(|scheduler| f(scheduler.current_process().memory.as_mut().expect("a running process has memory")))
+/// Runs `f` on the running process's memory. The scheduler lock is not held meanwhile, so
+/// `f` may pass preemption points (see [`pause`]).
+pub fn with_current_memory<R>(f: impl FnOnce(&mut UserMemory) -> R) -> R {
+    let memory = with_scheduler(|scheduler| scheduler.current_process().memory.clone())
+        .expect("a running process has memory");
+    let mut locked = memory.lock();
+    let result = f(&mut locked);
+    memory.update_size(&locked);
+    result
+}
+
+/// What long memory operations call between steps: a preemption point whose "killed"
+/// answer is left for the way back to ring 3 (the operation finishes first).
+pub fn pause() {
+    let _ = preemption_point();
 }
 
 /// The idle loop, on the boot stack: runs ready kernel tasks, hands the CPU to ready
@@ -313,20 +329,21 @@ pub fn run_idle_loop() -> ! {
     }
 }
 
-/// Timer interrupt: wakes due sleepers and charges the running process's time slice. A
-/// process is charged whether the tick found it in ring 3 or at a preemption point in a long
-/// syscall (the kernel takes no other interrupts while a process is current).
+/// Timer interrupt: wakes due sleepers and ends the running process's time slice when the
+/// clock says it is used up (whether the tick found the process in ring 3 or at a preemption
+/// point in a long syscall).
 pub fn on_timer_tick() {
-    let now = crate::time::ticks();
+    let now = crate::time::uptime_ns();
     with_scheduler(|scheduler| {
         scheduler.wake_sleepers(now);
-        if scheduler.current.is_some() {
-            scheduler.slice_left = scheduler.slice_left.saturating_sub(1);
-            if scheduler.slice_left == 0 {
-                ATTENTION.store(true, Ordering::Relaxed);
-            }
+        if scheduler.current.is_some() && slice_used(scheduler, now) {
+            ATTENTION.store(true, Ordering::Relaxed);
         }
     });
+}
+
+fn slice_used(scheduler: &Scheduler, now_ns: u64) -> bool {
+    now_ns.saturating_sub(scheduler.slice_start_ns) >= TIME_SLICE_NS
 }
 
 /// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
@@ -357,8 +374,9 @@ fn reschedule_if_needed() -> Result<(), Killed> {
     if !ATTENTION.swap(false, Ordering::Relaxed) {
         return Ok(());
     }
+    let now = crate::time::uptime_ns();
     let (killed, slice_used) =
-        with_scheduler(|scheduler| (scheduler.current_process().killed, scheduler.slice_left == 0));
+        with_scheduler(|scheduler| (scheduler.current_process().killed, slice_used(scheduler, now)));
     if killed {
         // Keep the flag for the return to ring 3, which ends the process.
         ATTENTION.store(true, Ordering::Relaxed);
@@ -392,8 +410,8 @@ fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> boo
                 return Some(Err(Killed));
             }
             scheduler.current_process().state = State::Blocked(reason);
-            if let BlockReason::Sleep { until_tick } = reason {
-                scheduler.next_wake_tick = scheduler.next_wake_tick.min(until_tick);
+            if let BlockReason::Sleep { until_ns } = reason {
+                scheduler.next_wake_ns = scheduler.next_wake_ns.min(until_ns);
             }
             None
         });
@@ -420,10 +438,10 @@ pub fn wake_console_readers() {
     with_scheduler(|scheduler| scheduler.wake_all(BlockReason::ConsoleRead));
 }
 
-/// Sleeps for at least `ticks` timer ticks.
-pub fn sleep_ticks(ticks: u64) -> Result<(), Killed> {
-    let until_tick = crate::time::ticks().saturating_add(ticks);
-    block_unless(BlockReason::Sleep { until_tick }, |_| crate::time::ticks() >= until_tick)
+/// Sleeps for at least `ns` nanoseconds (woken by the first timer interrupt after that).
+pub fn sleep_ns(ns: u64) -> Result<(), Killed> {
+    let until_ns = crate::time::uptime_ns().saturating_add(ns);
+    block_unless(BlockReason::Sleep { until_ns }, |_| crate::time::uptime_ns() >= until_ns)
 }
 
 /// Waits for a child (`Some(pid)`: that one) to exit and reaps it: returns its pid and
@@ -485,13 +503,28 @@ pub fn is_child(pid: Pid) -> bool {
     })
 }
 
+/// Frees a process's memory in steps, with preemption points between them. The process is
+/// still current and runnable meanwhile (with the kernel's own table active).
+fn release_memory(memory: Arc<ProcessMemory>) {
+    {
+        let mut locked = memory.lock();
+        while !locked.release_step(PAGES_PER_STEP) {
+            pause();
+        }
+    }
+    drop(memory);
+}
+
 /// Ends the running process with `status`.
 pub fn exit_current(status: i32) -> ! {
     let pid = current_pid();
-    let (memory, shut_down) = with_scheduler(|scheduler| {
+    let memory = with_scheduler(|scheduler| scheduler.current_process().memory.take());
+    if let Some(memory) = memory {
+        release_memory(memory);
+    }
+    let shut_down = with_scheduler(|scheduler| {
         let process = scheduler.current_process();
         process.state = State::Zombie(status);
-        let memory = process.memory.take();
         let parent = process.parent;
         if let Some(stack) = process.kernel_stack.take() {
             scheduler.dead_stacks.push(stack);
@@ -507,10 +540,9 @@ pub fn exit_current(status: i32) -> ! {
         if scheduler.processes.get(&parent).is_some_and(|parent| parent.state == State::Blocked(BlockReason::WaitChild)) {
             scheduler.make_ready(parent);
         }
-        (memory, scheduler.first_pid == Some(pid))
+        scheduler.first_pid == Some(pid)
     });
     crate::console::input::forget_process(pid);
-    drop(memory);
     if shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");
         crate::arch::x86_64::qemu::exit(status);

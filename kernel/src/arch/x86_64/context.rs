@@ -29,20 +29,44 @@ pub unsafe extern "C" fn switch_context(save_stack_pointer: *mut u64, next_stack
     );
 }
 
-/// The first code a new process runs, on its own kernel stack: the scheduler's
-/// after-switch bookkeeping, then the return to ring 3 through the prepared frame.
+/// The first code a new process runs, on its own kernel stack: the kernel's start-up hook,
+/// then the return to ring 3 through the prepared frame.
+///
+/// # Safety
+/// Reached only by the first [`switch_context`] to a stack laid out by
+/// [`prepare_kernel_stack`], with a [`TrapFrame`] right above the switch frame.
 #[unsafe(naked)]
 unsafe extern "C" fn start_new_process() {
     naked_asm!(
         "call {start}",
         "jmp {trap_return}",
-        start = sym crate::task::start_user,
+        start = sym process_start,
         trap_return = sym trap_return,
     );
 }
 
+extern "C" fn process_start() {
+    (super::hooks::hooks().process_start)();
+}
+
 /// Words `switch_context` pops before returning: six registers and the return address.
 const SWITCH_FRAME_WORDS: usize = 7;
+
+/// Lays out a fresh kernel stack so that switching to it calls `entry`, and returns the stack
+/// pointer to hand to [`switch_context`]. `entry` starts as if called, with a zero return
+/// address above it (it never returns).
+///
+/// `stack` is the whole stack, lowest address first; its end must be 16-byte aligned.
+pub fn prepare_kernel_entry(stack: &mut [u64], entry: extern "C" fn() -> !) -> u64 {
+    // The switch frame, then the fake return address `entry` finds on its stack.
+    let total = SWITCH_FRAME_WORDS + 1;
+    assert!(stack.len() >= total, "kernel stack too small for the initial frame");
+    let start = stack.len() - total;
+    let frame = &mut stack[start..];
+    frame.fill(0);
+    frame[SWITCH_FRAME_WORDS - 1] = entry as *const () as u64;
+    frame.as_ptr() as u64
+}
 
 /// Lays out a fresh kernel stack so that switching to it enters ring 3 with `frame`, and
 /// returns the stack pointer to hand to [`switch_context`].

@@ -3,6 +3,11 @@
 //! Enigma runs on one CPU. Its per-CPU block sits behind `GS` while the kernel runs (the
 //! `syscall` stub finds the kernel stack there), and behind `KERNEL_GS_BASE` while user code
 //! runs; every entry from and exit to ring 3 swaps the two with `swapgs`.
+//!
+//! The per-CPU block also measures how long the CPU runs with interrupts masked: every place
+//! that masks them (an entry from code that ran with them on, a `cli`) starts a stretch, and
+//! every place that enables them (the return to ring 3, a preemption point's `sti`, the idle
+//! halt) ends one; the longest is kept.
 
 use core::arch::asm;
 use core::arch::x86_64::{__cpuid, __cpuid_count};
@@ -104,22 +109,43 @@ pub fn protection_bits() -> u32 {
     PROTECTIONS.load(Ordering::Relaxed) as u32
 }
 
-/// The per-CPU block. The `syscall` entry stub reads it through `GS` at the byte offsets
-/// below, so the layout is fixed.
+/// The per-CPU block. The entry stubs read it through `GS` at the byte offsets below, so the
+/// layout is fixed.
 #[repr(C)]
 pub(super) struct PerCpu {
     /// Top of the current process's kernel stack (also in TSS.RSP0).
     kernel_stack_top: AtomicU64,
     /// The user stack pointer, parked here by the `syscall` stub while it switches stacks.
     user_stack_scratch: AtomicU64,
+    /// A register parked by the debug-exception stub while it moves a frame off its
+    /// interrupt stack.
+    entry_scratch: AtomicU64,
+    /// When interrupts were last masked (TSC), see [`masked_stretch_begins`].
+    masked_since: AtomicU64,
+    /// The longest stretch with interrupts masked so far, in TSC cycles.
+    longest_masked: AtomicU64,
 }
 
 /// Byte offset of `PerCpu::kernel_stack_top`.
 pub(super) const PER_CPU_KERNEL_STACK: usize = 0;
 /// Byte offset of `PerCpu::user_stack_scratch`.
 pub(super) const PER_CPU_USER_STACK: usize = 8;
+/// Byte offset of `PerCpu::entry_scratch`.
+pub(super) const PER_CPU_ENTRY_SCRATCH: usize = 16;
 
-static PER_CPU: PerCpu = PerCpu { kernel_stack_top: AtomicU64::new(0), user_stack_scratch: AtomicU64::new(0) };
+static PER_CPU: PerCpu = PerCpu {
+    kernel_stack_top: AtomicU64::new(0),
+    user_stack_scratch: AtomicU64::new(0),
+    entry_scratch: AtomicU64::new(0),
+    masked_since: AtomicU64::new(0),
+    longest_masked: AtomicU64::new(0),
+};
+
+const _: () = assert!(
+    core::mem::offset_of!(PerCpu, kernel_stack_top) == PER_CPU_KERNEL_STACK
+        && core::mem::offset_of!(PerCpu, user_stack_scratch) == PER_CPU_USER_STACK
+        && core::mem::offset_of!(PerCpu, entry_scratch) == PER_CPU_ENTRY_SCRATCH
+);
 
 /// Points `GS` at the per-CPU block. The kernel runs with this `GS` base from now on; user
 /// code starts with base 0, swapped in by the first return to ring 3.
@@ -133,6 +159,38 @@ pub fn init_per_cpu() {
 pub fn set_kernel_stack(top: VirtAddr) {
     PER_CPU.kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
     super::gdt::set_privilege_stack(top);
+}
+
+/// Notes that interrupts were just masked: an entry from code that ran with them enabled
+/// (ring 3, the idle halt, a preemption point), or a `cli` after a preemption point.
+pub(super) fn masked_stretch_begins() {
+    PER_CPU.masked_since.store(read_timestamp(), Ordering::Relaxed);
+}
+
+/// Notes that interrupts are about to be enabled again, and keeps the longest stretch.
+pub(super) fn masked_stretch_ends() {
+    let stretch = read_timestamp().wrapping_sub(PER_CPU.masked_since.load(Ordering::Relaxed));
+    PER_CPU.longest_masked.fetch_max(stretch, Ordering::Relaxed);
+}
+
+/// The longest stretch this CPU ran with interrupts masked since [`reset_longest_masked`],
+/// in TSC cycles.
+pub fn longest_masked_cycles() -> u64 {
+    PER_CPU.longest_masked.load(Ordering::Relaxed)
+}
+
+/// Forgets the longest masked stretch (boot runs masked for long; measuring starts after it).
+pub fn reset_longest_masked() {
+    PER_CPU.longest_masked.store(0, Ordering::Relaxed);
+    masked_stretch_begins();
+}
+
+/// The current stack pointer.
+pub fn stack_pointer() -> VirtAddr {
+    let rsp: u64;
+    // SAFETY: copying RSP into a register has no side effects.
+    unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    VirtAddr::new(rsp)
 }
 
 /// Runs `f` with interrupts masked, restoring the previous state afterwards.
@@ -153,16 +211,20 @@ pub fn interrupts_enabled() -> bool {
 /// Unmasks interrupts and halts in one step (`sti; hlt`), so an interrupt that arrives
 /// between the two cannot be missed; masks them again after the wake-up.
 pub fn wait_for_interrupt() {
+    masked_stretch_ends();
     interrupts::enable_and_hlt();
     interrupts::disable();
+    masked_stretch_begins();
 }
 
 /// Lets interrupts that are pending be taken, then masks them again: `sti; nop; cli` (the
 /// `nop` matters, since `sti` delays interrupts by one instruction).
 pub fn take_pending_interrupts() {
+    masked_stretch_ends();
     // SAFETY: the caller holds no lock an interrupt handler takes (the kernel's preemption
     // points), so the handlers may run here; the flags end up as they started, masked.
     unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+    masked_stretch_begins();
 }
 
 /// Halts forever with interrupts masked: the end of a panic.
@@ -187,6 +249,12 @@ pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
         unsafe { asm!("clac", options(nomem, nostack)) };
     }
     result
+}
+
+/// Whether the time-stamp counter ticks at a constant rate in every power state (CPUID
+/// 0x8000_0007, EDX bit 8), so it can serve as a clock.
+pub fn has_invariant_timestamp() -> bool {
+    __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
 
 /// Reads the time-stamp counter. Under QEMU's `-icount shift=0` it counts guest

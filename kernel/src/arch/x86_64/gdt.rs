@@ -3,8 +3,13 @@
 //! Order of the GDT, fixed by `syscall`/`sysret` (see `STAR` in [`super::syscall_entry`]):
 //! null, kernel code `0x08`, kernel data `0x10`, user data `0x1b`, user code `0x23`, TSS
 //! `0x28`. The TSS carries `RSP0`, the stack the CPU loads on every entry from ring 3
-//! (rewritten on each process switch), and the interrupt stack used for double faults, so a
-//! kernel stack overflow still reaches a working handler.
+//! (rewritten on each process switch), and the interrupt stack table: one stack each for the
+//! debug exception, NMI, double fault and machine check, the traps that can arrive where the
+//! current stack cannot be trusted (see [`super::trap`]).
+//!
+//! At boot the interrupt stacks are small static arrays; once memory management is up, the
+//! boot code replaces them with guarded stacks ([`set_interrupt_stack`]), so an overflow of
+//! one of them faults instead of overwriting what lies below.
 
 use core::cell::UnsafeCell;
 
@@ -15,9 +20,44 @@ use ::x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelect
 use ::x86_64::structures::tss::TaskStateSegment;
 use spin::Once;
 
-/// Interrupt-stack-table slot of the double-fault stack.
-pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
-const DOUBLE_FAULT_STACK_SIZE: usize = 5 * 4096;
+/// The traps that run on an interrupt stack of their own, and their IST slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterruptStack {
+    /// Double fault.
+    DoubleFault,
+    /// Non-maskable interrupt.
+    Nmi,
+    /// Machine check.
+    MachineCheck,
+    /// Debug exception.
+    Debug,
+}
+
+impl InterruptStack {
+    /// Every interrupt stack.
+    pub const ALL: [Self; 4] = [Self::DoubleFault, Self::Nmi, Self::MachineCheck, Self::Debug];
+
+    /// The IST slot (0-based, as the `x86_64` crate counts them).
+    pub const fn index(self) -> u16 {
+        match self {
+            Self::DoubleFault => 0,
+            Self::Nmi => 1,
+            Self::MachineCheck => 2,
+            Self::Debug => 3,
+        }
+    }
+}
+
+/// Size of each boot-time interrupt stack.
+const BOOT_STACK_SIZE: usize = 4 * 4096;
+
+#[repr(C, align(16))]
+struct BootStacks(UnsafeCell<[[u8; BOOT_STACK_SIZE]; InterruptStack::ALL.len()]>);
+
+// SAFETY: only the CPU touches the stacks' contents, when it delivers one of the traps above.
+unsafe impl Sync for BootStacks {}
+
+static BOOT_STACKS: BootStacks = BootStacks(UnsafeCell::new([[0; BOOT_STACK_SIZE]; InterruptStack::ALL.len()]));
 
 /// The selectors of every segment Enigma uses.
 #[derive(Clone, Copy, Debug)]
@@ -34,18 +74,10 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-#[repr(C, align(16))]
-struct InterruptStack(UnsafeCell<[u8; DOUBLE_FAULT_STACK_SIZE]>);
-
-// SAFETY: only the CPU touches the stack's contents, when it delivers a double fault.
-unsafe impl Sync for InterruptStack {}
-
-static DOUBLE_FAULT_STACK: InterruptStack = InterruptStack(UnsafeCell::new([0; DOUBLE_FAULT_STACK_SIZE]));
-
 struct TssCell(UnsafeCell<TaskStateSegment>);
 
 // SAFETY: Enigma runs on one CPU, and the kernel writes the TSS only with interrupts masked
-// (process switches and boot); the CPU reads it on privilege changes.
+// (process switches and boot); the CPU reads it on privilege changes and IST deliveries.
 unsafe impl Sync for TssCell {}
 
 static TSS: TssCell = TssCell(UnsafeCell::new(TaskStateSegment::new()));
@@ -54,9 +86,14 @@ static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
 /// Builds and loads the GDT and TSS, and reloads every segment register.
 pub fn init() {
-    let stack_end = VirtAddr::from_ptr(DOUBLE_FAULT_STACK.0.get()) + DOUBLE_FAULT_STACK_SIZE as u64;
-    // SAFETY: the TSS is not loaded yet, so nothing else reads it while it is written.
-    unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(DOUBLE_FAULT_IST_INDEX)] = stack_end };
+    let stacks = BOOT_STACKS.0.get().cast::<[u8; BOOT_STACK_SIZE]>();
+    for (slot, stack) in InterruptStack::ALL.into_iter().enumerate() {
+        // SAFETY: `slot` is within the array of `ALL.len()` stacks, so the pointer arithmetic
+        // stays inside `BOOT_STACKS`.
+        let bottom = VirtAddr::from_ptr(unsafe { stacks.add(slot) });
+        // SAFETY: the TSS is not loaded yet, so nothing else reads it while it is written.
+        unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(stack.index())] = bottom + BOOT_STACK_SIZE as u64 };
+    }
 
     let (gdt, selectors) = GDT.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
@@ -65,7 +102,7 @@ pub fn init() {
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
         // SAFETY: the TSS is a static, so it outlives the GDT, and it is only modified
-        // through `set_privilege_stack` with interrupts masked.
+        // with interrupts masked.
         let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS.0.get()) });
         (gdt, Selectors { kernel_code, kernel_data, user_data, user_code, tss })
     });
@@ -94,4 +131,21 @@ pub(super) fn set_privilege_stack(top: VirtAddr) {
     // SAFETY: one CPU, interrupts masked by every caller (process switches), so no entry
     // from ring 3 reads RSP0 while it changes.
     unsafe { (*TSS.0.get()).privilege_stack_table[0] = top };
+}
+
+/// The top of `which`'s interrupt stack.
+pub fn interrupt_stack_top(which: InterruptStack) -> VirtAddr {
+    // SAFETY: a plain read of a slot the kernel writes only with interrupts masked.
+    unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(which.index())] }
+}
+
+/// Makes the stack whose top is `top` the interrupt stack of `which`.
+///
+/// # Safety
+/// The stack below `top` must be mapped, writable, 16-byte aligned at the top, used for
+/// nothing else, and stay so forever; interrupts must be masked.
+pub unsafe fn set_interrupt_stack(which: InterruptStack, top: VirtAddr) {
+    // SAFETY: one CPU with interrupts masked, so no IST delivery reads the slot while it
+    // changes (an NMI could, which is why the old stack stays valid too: it is static).
+    unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(which.index())] = top };
 }

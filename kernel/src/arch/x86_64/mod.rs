@@ -3,18 +3,23 @@
 //!
 //! - [`cpu`]: protection features (NX, WP, SMEP, SMAP, UMIP), per-CPU data behind `GS`,
 //!   interrupt masking and halting, user-memory access windows (`stac`/`clac`).
-//! - [`gdt`]: segments in the order `sysret` needs, the TSS with `RSP0` and the double-fault
-//!   stack.
+//! - [`gdt`]: segments in the order `sysret` needs, the TSS with `RSP0` and the interrupt
+//!   stacks.
 //! - [`trap`]: the trap frame, one entry stub per vector, the IDT and the dispatcher.
 //! - [`syscall_entry`]: the `syscall` instruction's MSRs and its entry stub.
+//! - [`hooks`]: what the layers above install to answer syscalls, faults and interrupts.
 //! - [`context`]: kernel-stack switching between processes.
 //! - [`paging`]: CR3, TLB and the boot page table.
-//! - Devices: [`serial`] (COM1), [`pic`] (8259 pair), [`pit`] (timer), [`ps2`] (keyboard
-//!   data port), [`fw_cfg`] (QEMU's configuration files), [`qemu`] (`isa-debug-exit`).
+//! - Devices: [`serial`] (COM1), [`pic`] (8259 pair), [`pit`] (timer), [`hpet`] (the clock),
+//!   [`ps2`] (keyboard data port), [`fw_cfg`] (QEMU's configuration files), [`qemu`]
+//!   (`isa-debug-exit`); [`acpi`] reads the firmware's description of the machine.
+pub mod acpi;
 pub mod context;
 pub mod cpu;
 pub mod fw_cfg;
 pub mod gdt;
+pub mod hpet;
+pub mod hooks;
 pub mod paging;
 pub mod pic;
 pub mod pit;

@@ -2,18 +2,22 @@
 //! routing of each hardware interrupt to its driver.
 //!
 //! Lines in use: IRQ 0 (PIT timer), IRQ 1 (PS/2 keyboard), IRQ 2 (the cascade), IRQ 4 (COM1).
-//! Every handled interrupt is acknowledged with an end-of-interrupt before anything that may
-//! switch processes runs, so a switch never leaves the controller waiting.
+//! Every handled interrupt goes to the kernel's device hook and is then acknowledged; the
+//! hook never switches processes (that waits for the way back to ring 3), so a switch never
+//! leaves the controller waiting.
 
 use pic8259::ChainedPics;
 use spin::Mutex;
 
 use super::trap::IRQ_BASE;
 
-const TIMER_IRQ: u8 = 0;
-const KEYBOARD_IRQ: u8 = 1;
+/// The PIT's line.
+pub const TIMER_IRQ: u8 = 0;
+/// The PS/2 keyboard's line.
+pub const KEYBOARD_IRQ: u8 = 1;
 const CASCADE_IRQ: u8 = 2;
-const COM1_IRQ: u8 = 4;
+/// COM1's line.
+pub const COM1_IRQ: u8 = 4;
 const PRIMARY_SPURIOUS_IRQ: u8 = 7;
 const SECONDARY_SPURIOUS_IRQ: u8 = 15;
 
@@ -36,21 +40,11 @@ fn end_of_interrupt(irq: u8) {
     unsafe { PICS.lock().notify_end_of_interrupt(IRQ_BASE + irq) };
 }
 
-/// Handles hardware interrupt line `irq`.
+/// Handles hardware interrupt line `irq`: the kernel's device hook, then the acknowledgement.
 pub(super) fn handle_interrupt(irq: u8) {
     match irq {
-        TIMER_IRQ => {
-            crate::time::tick();
-            end_of_interrupt(irq);
-            crate::task::on_timer_tick();
-        }
-        KEYBOARD_IRQ => {
-            let scancode = super::ps2::read_scancode();
-            end_of_interrupt(irq);
-            crate::console::input::push_scancode(scancode);
-        }
-        COM1_IRQ => {
-            super::serial::drain_received(crate::console::input::push_serial_byte);
+        TIMER_IRQ | KEYBOARD_IRQ | COM1_IRQ => {
+            (super::hooks::hooks().device_interrupt)(irq);
             end_of_interrupt(irq);
         }
         // A spurious interrupt from the primary controller must not be acknowledged; one from

@@ -21,6 +21,7 @@ use ::x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use ::x86_64::registers::rflags::RFlags;
 
 use super::cpu::{PER_CPU_KERNEL_STACK, PER_CPU_USER_STACK};
+use super::hooks::hooks;
 use super::trap::{
     SYSCALL_INSTRUCTION_VECTOR, TrapFrame, pop_general_registers, push_general_registers, return_to_user,
 };
@@ -46,6 +47,9 @@ pub fn init() {
 }
 
 /// The `syscall` entry stub.
+///
+/// # Safety
+/// Only the CPU may enter it, through `LSTAR`, from ring 3 with the user's registers.
 #[unsafe(naked)]
 unsafe extern "C" fn syscall_entry() {
     naked_asm!(
@@ -91,6 +95,9 @@ const USER_DATA_SELECTOR: u64 = 0x1b;
 const USER_CODE_SELECTOR: u64 = 0x23;
 
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
-    super::trap::dispatch_syscall(frame);
-    crate::task::before_user_return();
+    super::cpu::masked_stretch_begins();
+    let hooks = hooks();
+    (hooks.syscall)(frame);
+    (hooks.before_user_return)();
+    super::cpu::masked_stretch_ends();
 }

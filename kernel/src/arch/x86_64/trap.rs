@@ -10,9 +10,24 @@
 //! kernel) and `clac` when SMAP is on (ring 3 can set RFLAGS.AC, and an interrupt gate does
 //! not clear it). Only vector 0x80 may be raised from ring 3 with `int`; every other gate has
 //! DPL 0, so `int n` from user code is a general protection fault.
+//!
+//! Four vectors can arrive where neither the stack nor `GS` can be trusted, and so run on
+//! interrupt stacks of their own (the TSS's IST, see [`super::gdt`]): NMI, double fault and
+//! machine check can interrupt any instruction; a debug exception can be raised on the first
+//! instruction of the `syscall` stub, still on the user's stack, when ring 3 arms it with
+//! `mov ss` or `pop ss` just before `syscall` (CVE-2018-8897). These take the *paranoid*
+//! path: it reads the `GS` base MSR to learn whether `swapgs` is needed instead of trusting
+//! the saved CS, never takes a lock, and never switches processes (an interrupt stack is
+//! reused by the next trap of its vector, so nothing may stay suspended on it). A debug
+//! exception from ring 3 first moves its frame to the process's kernel stack and then takes
+//! the ordinary path, which may end the process.
+//!
+//! What the kernel does about each trap is not decided here: the layers above install
+//! [`super::hooks::KernelHooks`].
 
 use core::arch::{global_asm, naked_asm};
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ::x86_64::PrivilegeLevel;
 use ::x86_64::VirtAddr;
@@ -20,8 +35,9 @@ use ::x86_64::registers::control::Cr2;
 use ::x86_64::structures::idt::{InterruptDescriptorTable, PageFaultErrorCode};
 use spin::Once;
 
-use super::cpu::SMAP_ACTIVE;
-use super::gdt::DOUBLE_FAULT_IST_INDEX;
+use super::cpu::{PER_CPU_ENTRY_SCRATCH, PER_CPU_KERNEL_STACK, SMAP_ACTIVE};
+use super::gdt::InterruptStack;
+use super::hooks::hooks;
 
 /// The vector of the `int 0x80` syscall gate.
 pub const SYSCALL_VECTOR: u64 = 0x80;
@@ -85,6 +101,8 @@ const FRAME_CS_OFFSET: usize = 18 * 8;
 
 /// RFLAGS.IF.
 const RFLAGS_INTERRUPT_ENABLE: u64 = 1 << 9;
+/// RFLAGS.TF.
+const RFLAGS_TRAP: u64 = 1 << 8;
 /// RFLAGS bit 1, which always reads as one.
 const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 
@@ -105,6 +123,11 @@ impl TrapFrame {
     /// Whether the trap interrupted ring 3.
     pub fn from_user(&self) -> bool {
         self.cs & 3 == 3
+    }
+
+    /// Whether the interrupted code ran with interrupts enabled.
+    pub fn interrupts_were_enabled(&self) -> bool {
+        self.rflags & RFLAGS_INTERRUPT_ENABLE != 0
     }
 
     /// The syscall number and its six arguments, per the register convention in `abi`.
@@ -133,7 +156,7 @@ pub struct CpuFault {
 
 impl CpuFault {
     fn from_frame(frame: &TrapFrame) -> Self {
-        let address = (frame.vector == 14).then(Cr2::read_raw);
+        let address = (frame.vector == PAGE_FAULT_VECTOR).then(Cr2::read_raw);
         Self { vector: frame.vector, error_code: frame.error_code, instruction: frame.rip, address }
     }
 
@@ -206,9 +229,31 @@ pub fn exception_name(vector: u64) -> &'static str {
     }
 }
 
+/// Exception vectors with a fixed meaning in this file.
+const DEBUG_VECTOR: u64 = 1;
+const NMI_VECTOR: u64 = 2;
+const BREAKPOINT_VECTOR: u64 = 3;
+const DOUBLE_FAULT_VECTOR: u64 = 8;
+const GENERAL_PROTECTION_VECTOR: u64 = 13;
+const PAGE_FAULT_VECTOR: u64 = 14;
+const MACHINE_CHECK_VECTOR: u64 = 18;
+
+/// The `IA32_GS_BASE` MSR, which the paranoid path reads.
+const GS_BASE_MSR: u32 = 0xc000_0101;
+
+/// Byte offset of the CS word from the stack pointer right after a stub pushed the error code
+/// and the vector (before any general register).
+const STUB_CS_OFFSET: usize = 3 * 8;
+
 macro_rules! trap_stubs {
     ($($name:ident = $vector:literal $(, $error_code:ident)?;)*) => {
         $(
+            /// An IDT entry point: pushes the error code the CPU did not (if any) and the
+            /// vector, then continues in [`trap_common`].
+            ///
+            /// # Safety
+            /// Only the CPU may enter it, through the IDT, with an interrupt frame on the
+            /// stack.
             #[unsafe(naked)]
             unsafe extern "C" fn $name() {
                 naked_asm!(
@@ -219,8 +264,8 @@ macro_rules! trap_stubs {
                 );
             }
         )*
-        /// Every installed vector and the address of its stub.
-        fn stubs() -> [(u8, u64); [$($vector),*].len()] {
+        /// Every vector with an ordinary stub, and the stub's address.
+        fn ordinary_stubs() -> [(u8, u64); [$($vector),*].len()] {
             [$(($vector, $name as *const () as u64)),*]
         }
     };
@@ -229,10 +274,10 @@ macro_rules! trap_stubs {
 }
 
 trap_stubs! {
-    trap_0 = 0; trap_1 = 1; trap_2 = 2; trap_3 = 3; trap_4 = 4; trap_5 = 5; trap_6 = 6;
-    trap_7 = 7; trap_8 = 8, error_code; trap_9 = 9; trap_10 = 10, error_code;
+    trap_0 = 0; trap_3 = 3; trap_4 = 4; trap_5 = 5; trap_6 = 6;
+    trap_7 = 7; trap_9 = 9; trap_10 = 10, error_code;
     trap_11 = 11, error_code; trap_12 = 12, error_code; trap_13 = 13, error_code;
-    trap_14 = 14, error_code; trap_16 = 16; trap_17 = 17, error_code; trap_18 = 18;
+    trap_14 = 14, error_code; trap_16 = 16; trap_17 = 17, error_code;
     trap_19 = 19; trap_20 = 20; trap_21 = 21, error_code; trap_28 = 28;
     trap_29 = 29, error_code; trap_30 = 30, error_code;
     trap_32 = 32; trap_33 = 33; trap_34 = 34; trap_35 = 35; trap_36 = 36; trap_37 = 37;
@@ -241,8 +286,84 @@ trap_stubs! {
     trap_128 = 128;
 }
 
-/// The common half of every stub: saves the general registers, enters the kernel's `GS`
-/// and SMAP state, calls [`trap_dispatch`], and returns through [`trap_return`].
+/// The debug exception's entry, on its own interrupt stack. From ring 0 it takes the
+/// paranoid path. From ring 3 it copies the frame (interrupt frame, error code, vector) to
+/// the top of the process's kernel stack, which is empty while ring 3 runs, exactly where
+/// an ordinary interrupt from ring 3 would have put it, and continues on the ordinary path.
+///
+/// # Safety
+/// Only the CPU may enter it, through the IDT, with an interrupt frame on the debug
+/// interrupt stack.
+#[unsafe(naked)]
+unsafe extern "C" fn debug_entry() {
+    naked_asm!(
+        "push 0",
+        "push {vector}",
+        "test qword ptr [rsp + {cs}], 3",
+        "jz {paranoid}",
+        "swapgs",
+        "mov gs:[{scratch}], rax",
+        "mov rax, rsp",
+        "mov rsp, gs:[{kernel_stack}]",
+        "push qword ptr [rax + 48]",
+        "push qword ptr [rax + 40]",
+        "push qword ptr [rax + 32]",
+        "push qword ptr [rax + 24]",
+        "push qword ptr [rax + 16]",
+        "push qword ptr [rax + 8]",
+        "push qword ptr [rax]",
+        "mov rax, gs:[{scratch}]",
+        // `trap_common` sees a frame from ring 3 and runs `swapgs` itself.
+        "swapgs",
+        "jmp {common}",
+        vector = const DEBUG_VECTOR,
+        cs = const STUB_CS_OFFSET,
+        paranoid = sym paranoid_common,
+        scratch = const PER_CPU_ENTRY_SCRATCH,
+        kernel_stack = const PER_CPU_KERNEL_STACK,
+        common = sym trap_common,
+    );
+}
+
+/// The NMI's entry, on its own interrupt stack.
+///
+/// # Safety
+/// Only the CPU may enter it, through the IDT.
+#[unsafe(naked)]
+unsafe extern "C" fn nmi_entry() {
+    naked_asm!("push 0", "push {vector}", "jmp {paranoid}", vector = const NMI_VECTOR, paranoid = sym paranoid_common);
+}
+
+/// The double fault's entry, on its own interrupt stack (the CPU pushes an error code).
+///
+/// # Safety
+/// Only the CPU may enter it, through the IDT.
+#[unsafe(naked)]
+unsafe extern "C" fn double_fault_entry() {
+    naked_asm!("push {vector}", "jmp {paranoid}", vector = const DOUBLE_FAULT_VECTOR, paranoid = sym paranoid_common);
+}
+
+/// The machine check's entry, on its own interrupt stack.
+///
+/// # Safety
+/// Only the CPU may enter it, through the IDT.
+#[unsafe(naked)]
+unsafe extern "C" fn machine_check_entry() {
+    naked_asm!(
+        "push 0",
+        "push {vector}",
+        "jmp {paranoid}",
+        vector = const MACHINE_CHECK_VECTOR,
+        paranoid = sym paranoid_common
+    );
+}
+
+/// The common half of every ordinary stub: saves the general registers, enters the kernel's
+/// `GS` and SMAP state, calls [`trap_dispatch`], and returns through [`trap_return`].
+///
+/// # Safety
+/// Reached only from the stubs above, with the error code and vector pushed on top of an
+/// interrupt frame, on a kernel stack.
 #[unsafe(naked)]
 unsafe extern "C" fn trap_common() {
     naked_asm!(
@@ -266,8 +387,53 @@ unsafe extern "C" fn trap_common() {
     );
 }
 
+/// The common half of the interrupt-stack vectors. It trusts neither the saved CS nor the
+/// interrupted code's state: kernel `GS` bases live in the upper half and a user one never
+/// does (ring 3 cannot set it), so the sign of the `GS` base MSR says whether to `swapgs`
+/// (kept in `rbx` across the call, and undone before `iretq`). Returns to wherever the trap
+/// came from, never through the scheduler.
+///
+/// # Safety
+/// Reached only from the interrupt-stack stubs, with the error code and vector pushed on top
+/// of an interrupt frame.
+#[unsafe(naked)]
+unsafe extern "C" fn paranoid_common() {
+    naked_asm!(
+        push_general_registers!(),
+        "mov ecx, {gs_base}",
+        "rdmsr",
+        "xor ebx, ebx",
+        "test edx, edx",
+        "js 2f",
+        "swapgs",
+        "mov ebx, 1",
+        "2:",
+        "cmp byte ptr [rip + {smap}], 0",
+        "je 3f",
+        "clac",
+        "3:",
+        "cld",
+        "mov rdi, rsp",
+        "call {dispatch}",
+        "test ebx, ebx",
+        "jz 4f",
+        "swapgs",
+        "4:",
+        pop_general_registers!(),
+        "add rsp, 16",
+        "iretq",
+        gs_base = const GS_BASE_MSR,
+        smap = sym SMAP_ACTIVE,
+        dispatch = sym paranoid_dispatch,
+    );
+}
+
 /// Restores a [`TrapFrame`] at the stack pointer and leaves the kernel through `iretq`. New
 /// processes start here too (see [`super::context`]).
+///
+/// # Safety
+/// The stack pointer must be at a complete [`TrapFrame`] on a kernel stack, with `GS` at the
+/// kernel's base.
 #[unsafe(naked)]
 pub(super) unsafe extern "C" fn trap_return() {
     naked_asm!(
@@ -322,24 +488,23 @@ fn iretq_to_user_address() -> u64 {
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
 /// Builds and loads the IDT: every exception, the sixteen 8259 interrupts, and the DPL-3
-/// syscall gate at 0x80. The double fault runs on its own interrupt stack.
+/// syscall gate at 0x80. #DB, NMI, double fault and machine check run on their own
+/// interrupt stacks.
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
-        for (vector, stub) in stubs() {
+        for (vector, stub) in ordinary_stubs() {
             let address = VirtAddr::new(stub);
             // SAFETY: every stub is a valid entry point that saves a full frame, handles the
-            // vector and returns with `iretq` (the double-fault one never returns).
+            // vector and returns with `iretq`.
             let options = unsafe {
                 match vector {
-                    8 => idt.double_fault.set_handler_addr(address),
                     10 => idt.invalid_tss.set_handler_addr(address),
                     11 => idt.segment_not_present.set_handler_addr(address),
                     12 => idt.stack_segment_fault.set_handler_addr(address),
                     13 => idt.general_protection_fault.set_handler_addr(address),
                     14 => idt.page_fault.set_handler_addr(address),
                     17 => idt.alignment_check.set_handler_addr(address),
-                    18 => idt.machine_check.set_handler_addr(address),
                     21 => idt.cp_protection_exception.set_handler_addr(address),
                     29 => idt.vmm_communication_exception.set_handler_addr(address),
                     30 => idt.security_exception.set_handler_addr(address),
@@ -349,54 +514,93 @@ pub fn init() {
             if u64::from(vector) == SYSCALL_VECTOR {
                 options.set_privilege_level(PrivilegeLevel::Ring3);
             }
-            if vector == 8 {
-                // SAFETY: the IST slot holds a dedicated stack set up by `gdt::init`.
-                unsafe { options.set_stack_index(DOUBLE_FAULT_IST_INDEX) };
-            }
+        }
+        let address = |stub: unsafe extern "C" fn()| VirtAddr::new(stub as *const () as u64);
+        // SAFETY: each entry is a valid stub for its vector, and each IST slot holds a stack
+        // of its own, installed by `gdt::init` (and replaced by guarded ones later).
+        unsafe {
+            idt.debug.set_handler_addr(address(debug_entry)).set_stack_index(InterruptStack::Debug.index());
+            idt.non_maskable_interrupt
+                .set_handler_addr(address(nmi_entry))
+                .set_stack_index(InterruptStack::Nmi.index());
+            idt.double_fault
+                .set_handler_addr(address(double_fault_entry))
+                .set_stack_index(InterruptStack::DoubleFault.index());
+            idt.machine_check
+                .set_handler_addr(address(machine_check_entry))
+                .set_stack_index(InterruptStack::MachineCheck.index());
         }
         idt
     });
     idt.load();
 }
 
-/// Where every trap lands, with the saved frame.
+/// Where every ordinary trap lands, with the saved frame.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.interrupts_were_enabled() {
+        super::cpu::masked_stretch_begins();
+    }
+    let hooks = hooks();
     let from_user = frame.from_user();
     match frame.vector {
-        SYSCALL_VECTOR => dispatch_syscall(frame),
-        // A non-maskable interrupt is not the interrupted code's doing.
-        2 => log::warn!("non-maskable interrupt at {:#x}", frame.rip),
-        // Double faults and machine checks are the kernel's or the machine's problem, even
-        // when ring 3 was running.
-        0..=31 if from_user && frame.vector != 8 && frame.vector != 18 => {
-            crate::task::kill_current_for_fault(&CpuFault::from_frame(frame));
-        }
+        SYSCALL_VECTOR => (hooks.syscall)(frame),
+        // Every exception from ring 3 is the process's doing (double faults and machine checks
+        // never come here).
+        0..=31 if from_user => (hooks.user_fault)(&CpuFault::from_frame(frame)),
         0..=31 => kernel_exception(frame),
         vector @ 32..=47 => super::pic::handle_interrupt((vector - u64::from(IRQ_BASE)) as u8),
         vector => log::warn!("unexpected trap vector {vector:#x}"),
     }
     if from_user {
-        crate::task::before_user_return();
+        (hooks.before_user_return)();
+    }
+    if frame.interrupts_were_enabled() {
+        super::cpu::masked_stretch_ends();
     }
 }
 
-/// Runs the syscall in `frame` (from either entry path) and stores its result.
-pub(super) fn dispatch_syscall(frame: &mut TrapFrame) {
-    let (number, args) = frame.syscall_request();
-    let result = crate::syscall::dispatch(number, args);
-    frame.set_syscall_result(result);
+/// Kernel-mode debug exceptions since boot (the kernel sets no breakpoints and never
+/// single-steps itself, so these come from ring 3 arming one across `syscall`).
+static KERNEL_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+/// Non-maskable interrupts since boot.
+static NMI_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// Where the interrupt-stack vectors land. Takes no lock: it may have interrupted a holder.
+extern "C" fn paranoid_dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        DEBUG_VECTOR => {
+            // A single-step or breakpoint armed by ring 3 and delivered on a kernel
+            // instruction. There is nothing to report to anyone; clear TF in case it was
+            // set in the interrupted kernel context and carry on.
+            KERNEL_DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
+            frame.rflags &= !RFLAGS_TRAP;
+        }
+        NMI_VECTOR => {
+            NMI_COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => (hooks().fatal_fault)(&CpuFault::from_frame(frame), frame),
+    }
+}
+
+/// Non-maskable interrupts taken since boot.
+pub fn nmi_count() -> u64 {
+    NMI_COUNT.load(Ordering::Relaxed)
+}
+
+/// Debug exceptions taken in ring 0 since boot.
+pub fn kernel_debug_traps() -> u64 {
+    KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed)
 }
 
 fn kernel_exception(frame: &mut TrapFrame) {
     let fault = CpuFault::from_frame(frame);
     match frame.vector {
-        3 => log::info!("breakpoint at {:#x}, continuing", frame.rip),
-        14 if frame.rip == (&raw const enigma_probe_load) as u64 => {
-            log::info!("probed {fault}");
+        BREAKPOINT_VECTOR => log::info!("breakpoint at {:#x}, continuing", frame.rip),
+        PAGE_FAULT_VECTOR if frame.rip == (&raw const enigma_probe_load) as u64 => {
             *PROBE_FAULT.lock() = Some(fault);
             frame.rip = (&raw const enigma_probe_recover) as u64;
         }
-        13 if frame.rip == iretq_to_user_address() => {
+        GENERAL_PROTECTION_VECTOR if frame.rip == iretq_to_user_address() => {
             // The return to ring 3 faulted on the `iretq` itself (a non-canonical return
             // address): GS already holds the user's base, so swap back first.
             // SAFETY: restores the kernel's GS base, swapped out just before the `iretq`.
@@ -405,11 +609,32 @@ fn kernel_exception(frame: &mut TrapFrame) {
             // pointer was; read only its first word, the return address.
             let return_address = unsafe { *(frame.rsp as *const u64) };
             let fault = CpuFault { instruction: return_address, ..fault };
-            crate::task::kill_current_for_fault(&fault);
+            (hooks().user_fault)(&fault);
         }
-        8 => crate::boot::double_fault(&fault, frame),
-        _ => panic!("kernel {fault}\n{frame:#x?}"),
+        _ => (hooks().fatal_fault)(&fault, frame),
     }
+}
+
+/// Raises the NMI vector with `int 2` (the same gate and interrupt stack as a real NMI), for
+/// the in-kernel tests.
+pub fn raise_nmi_vector_for_test() {
+    // SAFETY: the NMI gate's paranoid path counts the NMI and returns; nothing else happens.
+    unsafe { core::arch::asm!("int 2", options(nomem, nostack)) };
+}
+
+/// Raises the machine-check vector with `int 18`, for the in-kernel tests. Never returns if
+/// the kernel handles machine checks as fatal.
+pub fn raise_machine_check_for_test() {
+    // SAFETY: the machine-check gate reports the fault and ends the kernel.
+    unsafe { core::arch::asm!("int 18", options(nomem, nostack)) };
+}
+
+/// Sets TF for one instruction in ring 0, so the CPU raises one debug exception there, for
+/// the in-kernel tests.
+pub fn single_step_one_instruction_for_test() {
+    // SAFETY: the single-step trap after the `nop` lands in the debug exception's paranoid
+    // path, which clears TF in the saved flags and returns; the flags end as they started.
+    unsafe { core::arch::asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq", "nop", "nop") };
 }
 
 /// The page fault the last [`probe_read_byte`] caught, for the in-kernel tests.

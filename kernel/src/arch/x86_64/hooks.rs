@@ -1,0 +1,78 @@
+//! The kernel's answers to what the CPU reports: the one place where `arch` reaches the
+//! layers above it.
+//!
+//! `arch` is the bottom layer and names no scheduler, syscall table or boot code. Instead the
+//! boot code installs a [`KernelHooks`] table once, and the trap paths call through it: a
+//! syscall, a fault in ring 3, a device interrupt, the way back to ring 3, the first run of
+//! a new process, and the faults the kernel cannot survive. Until the table is installed,
+//! every hook reports the early trap and halts.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use super::trap::{CpuFault, TrapFrame};
+
+/// What the layers above `arch` do when the CPU enters the kernel.
+#[derive(Debug)]
+pub struct KernelHooks {
+    /// Runs the system call in the frame (number in `rax`, arguments in the argument
+    /// registers) and stores its results back in the frame.
+    pub syscall: fn(&mut TrapFrame),
+    /// Ends the running process after a CPU fault in ring 3.
+    pub user_fault: fn(&CpuFault) -> !,
+    /// Runs on every way back to ring 3, after the syscall or interrupt was handled.
+    pub before_user_return: fn(),
+    /// A device interrupt on this legacy IRQ line. Called before the controller is
+    /// acknowledged, with interrupts masked; must not switch processes.
+    pub device_interrupt: fn(u8),
+    /// A fault the kernel cannot survive: a CPU exception in ring 0, a double fault or a
+    /// machine check. Reports it and never returns.
+    pub fatal_fault: fn(&CpuFault, &TrapFrame) -> !,
+    /// The first code a new process runs on its kernel stack, before it enters ring 3.
+    pub process_start: fn(),
+}
+
+fn early_syscall(_: &mut TrapFrame) {
+    early_halt()
+}
+
+fn early_user_fault(_: &CpuFault) -> ! {
+    early_halt()
+}
+
+fn early_interrupt(_: u8) {}
+
+fn early_fatal(_: &CpuFault, _: &TrapFrame) -> ! {
+    early_halt()
+}
+
+fn early_noop() {}
+
+fn early_halt() -> ! {
+    super::serial::write_bytes_for_panic(b"trap before the kernel installed its hooks; halting\n");
+    super::cpu::halt_forever()
+}
+
+static EARLY_HOOKS: KernelHooks = KernelHooks {
+    syscall: early_syscall,
+    user_fault: early_user_fault,
+    before_user_return: early_noop,
+    device_interrupt: early_interrupt,
+    fatal_fault: early_fatal,
+    process_start: early_noop,
+};
+
+/// Always points at a `'static` [`KernelHooks`].
+static HOOKS: AtomicPtr<KernelHooks> = AtomicPtr::new((&raw const EARLY_HOOKS).cast_mut());
+
+/// Installs the kernel's hooks. Called once during boot, before interrupts are enabled.
+pub fn install(hooks: &'static KernelHooks) {
+    HOOKS.store((hooks as *const KernelHooks).cast_mut(), Ordering::Release);
+}
+
+/// The installed hooks.
+pub(super) fn hooks() -> &'static KernelHooks {
+    // SAFETY: `HOOKS` only ever holds pointers made from `&'static KernelHooks` (the early
+    // table or what `install` was given), which are valid for reads forever and never
+    // written through.
+    unsafe { &*HOOKS.load(Ordering::Acquire) }
+}
