@@ -62,3 +62,14 @@ fn short_fuzz_run_leaves_the_kernel_intact() {
     assert!(output.contains("fuzz: seed 1, 5000 calls"), "the seed is not printed first:\n{output}");
     assert_eq!(status, 0, "output:\n{output}");
 }
+
+#[test]
+fn the_kernel_heap_survives_full_process_table_of_region_hogs_with_4_gib() {
+    // With 4 GiB the frames no longer run out first, so only the kernel's own limits stand
+    // between 63 processes full of separate mappings and an exhausted kernel heap.
+    let (status, output) =
+        run(&["--init", "usertests kernel_heap_stays_bounded", "--timeout", "170", "--", "-m", "4G"], "", FUZZ_LIMIT);
+    assert!(output.lines().any(|line| line == "PASS kernel_heap_stays_bounded"), "output:\n{output}");
+    assert!(!output.contains("KERNEL PANIC"), "output:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}

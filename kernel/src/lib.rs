@@ -4,23 +4,23 @@
 //! (allocators, frame bookkeeping, line discipline, ELF checks, region sets, run queues).
 //!
 //! `unsafe` code is confined to `arch/`, `mm/` and `syscall/usercopy.rs`; every other module
-//! denies it.
+//! forbids it.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod arch;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod boot;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod console;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod drivers;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod ktest;
 pub mod mm;
 pub mod syscall;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod task;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod time;

@@ -36,6 +36,17 @@ pub const HEAP_SIZE: u64 = 16 * 1024 * 1024;
 #[global_allocator]
 static HEAP: heap::Locked<heap::FixedSizeBlockAllocator> = heap::Locked::new(heap::FixedSizeBlockAllocator::new());
 
+/// Heap bytes that must stay unclaimed before a syscall may allocate: more than any single
+/// syscall allocates (the largest, `spawn`, takes a few tens of KiB), with room to spare for
+/// fragmentation. A syscall that finds less fails with `ENOMEM` ([`heap_has_room`]) instead
+/// of letting an allocation fail, which would panic the kernel.
+pub const HEAP_RESERVE: usize = 1024 * 1024;
+
+/// Whether the kernel heap still has [`HEAP_RESERVE`] bytes unclaimed.
+pub fn heap_has_room() -> bool {
+    heap_stats().unclaimed_bytes >= HEAP_RESERVE
+}
+
 /// Heap figures for `sysinfo` and the boot log.
 pub fn heap_stats() -> heap::HeapStats {
     #[cfg(target_os = "none")]
@@ -44,7 +55,7 @@ pub fn heap_stats() -> heap::HeapStats {
     }
     #[cfg(not(target_os = "none"))]
     {
-        heap::HeapStats { heap_size: 0, used_bytes: 0 }
+        heap::HeapStats::default()
     }
 }
 

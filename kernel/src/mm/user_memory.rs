@@ -423,6 +423,47 @@ mod tests {
     }
 
     #[test]
+    fn adjacent_regions_with_the_same_rights_merge() {
+        let mut set = RegionSet::default();
+        set.insert(region(0x1000, 0x2000));
+        set.insert(region(0x3000, 0x4000));
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.count_after_insert(region(0x2000, 0x3000)), 1);
+        set.insert(region(0x2000, 0x3000));
+        assert_eq!(set.regions, vec![region(0x1000, 0x4000)]);
+        let code = Region { start: 0x4000, end: 0x5000, rights: UserRights::ReadExecute };
+        assert_eq!(set.count_after_insert(code), 2);
+        set.insert(code);
+        assert_eq!(set.len(), 2, "regions with different rights stay apart");
+        set.insert(region(0x5000, 0x6000));
+        assert_eq!(set.len(), 3);
+    }
+
+    #[test]
+    fn region_counts_are_predicted_before_the_change() {
+        let mut set = RegionSet::default();
+        set.insert(region(0x1000, 0x9000));
+        // Removing the middle splits one region in two; removing an end does not.
+        assert_eq!(set.count_after_remove(0x3000, 0x4000), 2);
+        assert_eq!(set.count_after_remove(0x1000, 0x2000), 1);
+        assert_eq!(set.count_after_remove(0, 0x10000), 0);
+        // New rights in the middle: three regions; the same rights: still one.
+        assert_eq!(set.count_after_set_rights(0x3000, 0x4000, UserRights::ReadOnly), 3);
+        assert_eq!(set.count_after_set_rights(0x3000, 0x4000, UserRights::ReadWrite), 1);
+        assert_eq!(set.count_after_set_rights(0x1000, 0x2000, UserRights::ReadOnly), 2);
+        for (start, end, rights) in [
+            (0x3000, 0x4000, UserRights::ReadOnly),
+            (0x1000, 0x2000, UserRights::ReadExecute),
+            (0x8000, 0x9000, UserRights::ReadOnly),
+            (0x3000, 0x4000, UserRights::ReadWrite),
+        ] {
+            let predicted = set.count_after_set_rights(start, end, rights);
+            set.set_rights(start, end, rights);
+            assert_eq!(set.len(), predicted, "set_rights({start:#x}, {end:#x}, {rights:?})");
+        }
+    }
+
+    #[test]
     fn gaps_are_found_first_fit_and_bounded() {
         let mut set = RegionSet::default();
         set.insert(region(0x1000, 0x2000));

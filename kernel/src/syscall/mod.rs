@@ -6,17 +6,17 @@
 //! integers and reach user memory only through [`usercopy`].
 pub mod usercopy;
 
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 mod io;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 mod memory;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 mod process;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 mod system;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 mod table;
-#[deny(unsafe_code)]
+#[forbid(unsafe_code)]
 mod time;
 
 pub use table::dispatch_frame;
@@ -26,3 +26,9 @@ pub type SyscallResult = Result<u64, i64>;
 
 /// The arguments of a syscall, in register order.
 pub type Args = [u64; 6];
+
+/// Called first by every handler that allocates kernel heap: `ENOMEM` if the heap is close
+/// to full, so an allocation failure (a kernel panic) can never be reached from ring 3.
+fn require_heap_room() -> Result<(), i64> {
+    if crate::mm::heap_has_room() { Ok(()) } else { Err(abi::errno::ENOMEM) }
+}

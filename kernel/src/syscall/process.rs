@@ -8,7 +8,7 @@ use abi::errno::{E2BIG, ECHILD, EFAULT, EINTR, EINVAL, ENAMETOOLONG, EPERM, ESRC
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, NAME_MAX, ProcessInfo, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_array};
-use super::{Args, SyscallResult};
+use super::{Args, SyscallResult, require_heap_room};
 use crate::task::scheduler::{self, KillError, WaitError};
 
 /// `exit(status) -> !`.
@@ -42,6 +42,7 @@ fn read_string(text: UserStr, max: usize, too_long: i64) -> Result<String, i64> 
 
 /// `spawn(name, name_len, argv, argc) -> pid`.
 pub fn spawn(args: &Args) -> SyscallResult {
+    require_heap_room()?;
     let name = read_string(UserStr { ptr: args[0], len: args[1] }, NAME_MAX, ENAMETOOLONG)?;
     let argv: Vec<UserStr> = read_array(args[2], args[3], ARGV_MAX)?;
     let total: u64 = argv.iter().fold(0u64, |sum, arg| sum.saturating_add(arg.len));
@@ -92,6 +93,7 @@ pub fn kill(args: &Args) -> SyscallResult {
 /// `count` rows must be writable, however few rows there are to write, so a count the
 /// buffer cannot hold (or whose size overflows) is `EFAULT`, as for any other buffer.
 pub fn process_list(args: &Args) -> SyscallResult {
+    require_heap_room()?;
     let bytes = args[1].checked_mul(size_of::<ProcessInfo>() as u64).ok_or(EFAULT)?;
     UserSlice::new(args[0], bytes).check_writable()?;
     let rows = scheduler::process_list();

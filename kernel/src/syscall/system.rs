@@ -5,7 +5,7 @@ use alloc::string::String;
 use abi::SysInfo;
 
 use super::usercopy::{UserPtr, UserSlice};
-use super::{Args, SyscallResult};
+use super::{Args, SyscallResult, require_heap_room};
 use crate::mm::address_space::MAX_PROCESS_FRAMES;
 use crate::mm::frame;
 use crate::task::{programs, scheduler};
@@ -24,6 +24,7 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
         max_process_memory: MAX_PROCESS_FRAMES * frame::FRAME_SIZE,
         protections: crate::arch::x86_64::cpu::protection_bits(),
         timer_hz: crate::time::TIMER_HZ as u32,
+        longest_masked_ns: crate::time::cycles_to_ns(crate::arch::x86_64::cpu::longest_masked_cycles()),
     };
     UserPtr::new(args[0]).write(&info)?;
     Ok(0)
@@ -32,6 +33,7 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
 /// `programs(buf, len) -> total`: the embedded program names, one per line. The whole
 /// buffer of `len` bytes must be writable, however short the list is.
 pub fn programs(args: &Args) -> SyscallResult {
+    require_heap_room()?;
     let buffer = UserSlice::new(args[0], args[1]);
     buffer.check_writable()?;
     let listing: String = programs::PROGRAMS.iter().flat_map(|program| [program.name, "\n"]).collect();

@@ -40,11 +40,11 @@ unsafe impl Plain for abi::UserStr {}
 // SAFETY: `repr(C)`: four u32, a 32-byte array, then a u64 at offset 48; no padding, and
 // every field accepts any bits.
 unsafe impl Plain for abi::ProcessInfo {}
-// SAFETY: `repr(C)`: u64 fields, then two u32 (offset 40), a u64 (48), and two u32 (56, 60);
-// no padding, any bits valid.
+// SAFETY: `repr(C)`: u64 fields, then two u32 (offset 40), a u64 (48), two u32 (56, 60) and
+// a u64 (64); no padding, any bits valid.
 unsafe impl Plain for abi::SysInfo {}
 
-const _: () = assert!(size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 64);
+const _: () = assert!(size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 72);
 
 /// Whether the caller may access `[address, address + len)` (writing too, if `write`); an
 /// empty range always.

@@ -55,8 +55,13 @@ pub struct RunQueue {
 }
 
 impl RunQueue {
-    /// Appends `pid` unless it is already queued.
+    /// Appends `pid` unless it is already queued. The queue's room for every process is
+    /// taken once, on the first push, so it never allocates again (nor from the timer
+    /// interrupt, which wakes sleepers).
     pub fn push(&mut self, pid: Pid) {
+        if self.queue.capacity() < MAX_PROCESSES {
+            self.queue.reserve_exact(MAX_PROCESSES);
+        }
         if !self.queue.contains(&pid) {
             self.queue.push_back(pid);
         }
@@ -374,6 +379,13 @@ fn reschedule_if_needed() -> Result<(), Killed> {
     if !ATTENTION.swap(false, Ordering::Relaxed) {
         return Ok(());
     }
+    attend()
+}
+
+/// The rare part of [`reschedule_if_needed`]: the process was killed or its slice is used up.
+#[cold]
+#[inline(never)]
+fn attend() -> Result<(), Killed> {
     let now = crate::time::uptime_ns();
     let (killed, slice_used) =
         with_scheduler(|scheduler| (scheduler.current_process().killed, slice_used(scheduler, now)));

@@ -7,7 +7,10 @@
 //! - `null_syscall`, `null_int80`: `getpid` through `syscall` and `int 0x80` (100k each);
 //! - `yield_switch`: one `yield` that switches to another process (ping-pong with a child);
 //! - `spawn_wait`: starting a program that exits at once, and reaping it;
-//! - `map_touch_unmap`: `mmap` of one page, one write to it, `munmap`.
+//! - `map_touch_unmap`: `mmap` of one page, one write to it, `munmap`;
+//! - `longest_masked_ns`: the longest stretch the kernel ran with interrupts masked (from
+//!   `sysinfo`), after the operations above and a few long ones: a 32 MiB `mmap`/`munmap`, a
+//!   spawn of the largest program, and a `write` of 256 newlines to the console.
 #![no_std]
 #![no_main]
 
@@ -44,6 +47,24 @@ fn null_call(path: EntryPath) -> u64 {
         // SAFETY: getpid takes no arguments and touches no memory.
         black_box(unsafe { sys::raw(path, abi::syscall::GETPID, [0; 6]) });
     })
+}
+
+/// Operations whose kernel side is long, and must let interrupts in along the way; returns
+/// how many failed.
+fn long_operations() -> u32 {
+    let mut failures = 0;
+    const BIG: u64 = 32 * 1024 * 1024;
+    match sys::mmap(0, BIG, abi::PROT_READ | abi::PROT_WRITE) {
+        // SAFETY: the mapping was just made and nothing refers to it.
+        Ok(address) => failures += u32::from(unsafe { sys::munmap(address, BIG) }.is_err()),
+        Err(_) => failures += 1,
+    }
+    match sys::spawn("usertests", &["usertests", "--child", "exit_with", "0"]) {
+        Ok(pid) => failures += u32::from(sys::wait(Some(pid)).is_err()),
+        Err(_) => failures += 1,
+    }
+    failures += u32::from(sys::write(1, &[b'\n'; 256]).is_err());
+    failures
 }
 
 fn main() -> i32 {
@@ -90,6 +111,12 @@ fn main() -> i32 {
         Err(_) => failures += 1,
     });
     println!("bench: map_touch_unmap {map_touch_unmap}");
+
+    failures += long_operations();
+    match sys::sysinfo() {
+        Ok(info) => println!("bench: longest_masked_ns {}", info.longest_masked_ns),
+        Err(_) => failures += 1,
+    }
     if failures > 0 {
         println!("bench: {failures} operations failed");
         return 1;

@@ -11,7 +11,7 @@
 
 use core::arch::asm;
 use core::arch::x86_64::{__cpuid, __cpuid_count};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use ::x86_64::VirtAddr;
 use ::x86_64::instructions::interrupts;
@@ -120,10 +120,11 @@ pub(super) struct PerCpu {
     /// A register parked by the debug-exception stub while it moves a frame off its
     /// interrupt stack.
     entry_scratch: AtomicU64,
-    /// When interrupts were last masked (TSC), see [`masked_stretch_begins`].
-    masked_since: AtomicU64,
+    /// When interrupts were last masked (the TSC's low 32 bits), see
+    /// [`masked_stretch_begins`].
+    masked_since: AtomicU32,
     /// The longest stretch with interrupts masked so far, in TSC cycles.
-    longest_masked: AtomicU64,
+    longest_masked: AtomicU32,
 }
 
 /// Byte offset of `PerCpu::kernel_stack_top`.
@@ -137,8 +138,8 @@ static PER_CPU: PerCpu = PerCpu {
     kernel_stack_top: AtomicU64::new(0),
     user_stack_scratch: AtomicU64::new(0),
     entry_scratch: AtomicU64::new(0),
-    masked_since: AtomicU64::new(0),
-    longest_masked: AtomicU64::new(0),
+    masked_since: AtomicU32::new(0),
+    longest_masked: AtomicU32::new(0),
 };
 
 const _: () = assert!(
@@ -162,21 +163,26 @@ pub fn set_kernel_stack(top: VirtAddr) {
 }
 
 /// Notes that interrupts were just masked: an entry from code that ran with them enabled
-/// (ring 3, the idle halt, a preemption point), or a `cli` after a preemption point.
+/// (ring 3, the idle halt, a preemption point), or a `cli` after a preemption point. Only
+/// the TSC's low 32 bits are kept: they are cheaper on every kernel entry, and a stretch of
+/// over 2^32 cycles (a second or more) would be a hang, not a latency.
 pub(super) fn masked_stretch_begins() {
-    PER_CPU.masked_since.store(read_timestamp(), Ordering::Relaxed);
+    PER_CPU.masked_since.store(read_timestamp() as u32, Ordering::Relaxed);
 }
 
-/// Notes that interrupts are about to be enabled again, and keeps the longest stretch.
+/// Notes that interrupts are about to be enabled again, and keeps the longest stretch. Only
+/// this CPU writes its block, so a plain compare and store will do.
 pub(super) fn masked_stretch_ends() {
-    let stretch = read_timestamp().wrapping_sub(PER_CPU.masked_since.load(Ordering::Relaxed));
-    PER_CPU.longest_masked.fetch_max(stretch, Ordering::Relaxed);
+    let stretch = (read_timestamp() as u32).wrapping_sub(PER_CPU.masked_since.load(Ordering::Relaxed));
+    if stretch > PER_CPU.longest_masked.load(Ordering::Relaxed) {
+        PER_CPU.longest_masked.store(stretch, Ordering::Relaxed);
+    }
 }
 
 /// The longest stretch this CPU ran with interrupts masked since [`reset_longest_masked`],
 /// in TSC cycles.
 pub fn longest_masked_cycles() -> u64 {
-    PER_CPU.longest_masked.load(Ordering::Relaxed)
+    u64::from(PER_CPU.longest_masked.load(Ordering::Relaxed))
 }
 
 /// Forgets the longest masked stretch (boot runs masked for long; measuring starts after it).
@@ -236,17 +242,20 @@ pub fn halt_forever() -> ! {
 }
 
 /// Runs `f` inside a user-memory access window: with SMAP on, ring 0 may touch user pages
-/// only between `stac` and `clac`, so the window is opened around the copy alone.
+/// only between `stac` and `clac`, so the window is opened around the copy alone. The two
+/// instructions are written without `nomem`, so the compiler treats them as touching memory
+/// and cannot move `f`'s accesses out of the window (with `nomem` it once did, and the copy
+/// ran after `clac` and faulted).
 pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
     let smap = SMAP_ACTIVE.load(Ordering::Relaxed);
     if smap {
         // SAFETY: `stac` only sets RFLAGS.AC; it exists because SMAP is on.
-        unsafe { asm!("stac", options(nomem, nostack)) };
+        unsafe { asm!("stac", options(nostack)) };
     }
     let result = f();
     if smap {
         // SAFETY: `clac` only clears RFLAGS.AC, closing the window opened above.
-        unsafe { asm!("clac", options(nomem, nostack)) };
+        unsafe { asm!("clac", options(nostack)) };
     }
     result
 }

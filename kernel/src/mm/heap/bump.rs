@@ -70,6 +70,7 @@ unsafe impl HeapAllocator for BumpAllocator {
         HeapStats {
             heap_size: self.heap_end - self.heap_start,
             used_bytes: self.next - self.heap_start,
+            unclaimed_bytes: self.heap_end - self.next,
         }
     }
 }

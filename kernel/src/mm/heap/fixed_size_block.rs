@@ -203,9 +203,11 @@ unsafe impl HeapAllocator for FixedSizeBlockAllocator {
 
     /// The heap's size and the bytes in live blocks (see [`HeapStats`]).
     fn stats(&self) -> HeapStats {
+        let fallback = self.fallback.stats();
         HeapStats {
-            heap_size: self.fallback.stats().heap_size,
+            heap_size: fallback.heap_size,
             used_bytes: self.used,
+            unclaimed_bytes: fallback.unclaimed_bytes,
         }
     }
 }

@@ -226,6 +226,7 @@ unsafe impl HeapAllocator for LinkedListAllocator {
         HeapStats {
             heap_size: self.heap_size,
             used_bytes: self.used,
+            unclaimed_bytes: self.heap_size - self.used,
         }
     }
 }

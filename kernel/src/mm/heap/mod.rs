@@ -25,12 +25,17 @@ use core::alloc::{GlobalAlloc, Layout};
 /// padding included. Memory that the fixed-size-block allocator keeps for its size classes
 /// (freed blocks and not yet used parts of chunks) is not counted as used, although only that
 /// class can use it.
+///
+/// `unclaimed_bytes` is what any request may still get: bytes not handed out and not set
+/// aside for one size class (for the fixed-size-block allocator, its fallback's free bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
     /// Bytes managed by the allocator.
     pub heap_size: usize,
     /// Bytes currently handed out, including per-allocation rounding.
     pub used_bytes: usize,
+    /// Bytes any request may still get.
+    pub unclaimed_bytes: usize,
 }
 
 /// Rounds `addr` up to the next multiple of `align` (a power of two); `None` on overflow.
