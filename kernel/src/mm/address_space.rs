@@ -7,16 +7,24 @@
 //! every page table and the root, so creating and destroying one leaves the free-frame count
 //! where it was.
 //!
-//! **Charging.** Every frame an address space causes to exist is charged to it: its user
-//! pages and its page tables, the root included. A process may be charged at most
-//! [`MAX_PROCESS_FRAMES`] frames (64 MiB); a mapping that would go past it fails, so mapping
-//! single pages far apart (one page, and three tables for it) cannot use more than the limit.
+//! **Charging.** Every frame an address space causes to exist is charged to its process's
+//! [`Account`]: its user pages and its page tables, the root included, and the pages of
+//! shared memory it maps. A process may be charged at most [`MAX_PROCESS_FRAMES`] frames
+//! (64 MiB); a mapping that would go past it fails, so mapping single pages far apart (one
+//! page, and three tables for it) cannot use more than the limit.
+//!
+//! **Borrowed pages.** Shared memory and device memory are mapped *borrowed* (a software bit
+//! in the page-table entry): unmapping them frees nothing, since the frames belong to the
+//! memory object, which outlives the mapping.
 //!
 //! **Failure leaves no trace.** A mapping that fails part-way unmaps what it mapped and frees
 //! the page tables it made, so the address space is exactly as it was.
 //!
 //! User pages get their rights from [`UserRights`], which has no writable-and-executable
 //! variant, so no user page can ever be W+X.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ::x86_64::structures::paging::page_table::PageTableEntry;
 use ::x86_64::structures::paging::{FrameAllocator, Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB};
@@ -32,6 +40,43 @@ pub const MAX_PROCESS_FRAMES: u64 = 16 * 1024;
 /// Pages mapped or unmapped between two calls of the caller's `pause`, so that a long
 /// operation lets interrupts in (zeroing 64 pages is about 300,000 instructions).
 pub const PAGES_PER_STEP: u64 = 64;
+
+/// Marks a page this address space maps but does not own: unmapping it frees nothing.
+const BORROWED: PageTableFlags = PageTableFlags::BIT_9;
+
+/// Frames charged to one process: shared by its address space and the memory objects it
+/// created, which may outlive it (their charge goes when they go).
+#[derive(Debug, Default)]
+pub struct Account {
+    charged: AtomicU64,
+}
+
+impl Account {
+    /// A new account with nothing charged.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Frames charged.
+    pub fn charged(&self) -> u64 {
+        self.charged.load(Ordering::Relaxed)
+    }
+
+    /// Charges `frames` more, unless that would pass [`MAX_PROCESS_FRAMES`].
+    pub fn try_charge(&self, frames: u64) -> Result<(), MemoryError> {
+        self.charged
+            .try_update(Ordering::Relaxed, Ordering::Relaxed, |charged| {
+                charged.checked_add(frames).filter(|&total| total <= MAX_PROCESS_FRAMES)
+            })
+            .map(|_| ())
+            .map_err(|_| MemoryError::LimitReached)
+    }
+
+    /// Takes back a charge of `frames`.
+    pub fn uncharge(&self, frames: u64) {
+        self.charged.fetch_sub(frames, Ordering::Relaxed);
+    }
+}
 
 /// Page-table flags of the entries that lead to user pages.
 const USER_TABLE_FLAGS: PageTableFlags =
@@ -102,8 +147,8 @@ impl MemoryError {
 #[derive(Debug)]
 pub struct AddressSpace {
     root: PhysFrame,
-    /// Frames charged: user pages and page tables, the root included.
-    charged: u64,
+    /// Where its frames are charged: user pages and page tables, the root included.
+    account: Arc<Account>,
 }
 
 /// The pages of a user range: checked to be page-aligned and inside the user half.
@@ -116,27 +161,32 @@ fn user_pages(start: VirtAddr, pages: u64) -> Result<impl Iterator<Item = Page>,
     Ok((0..pages).map(move |index| first + index))
 }
 
-/// Page tables for new mappings, charged to an address space and refused past its limit.
+/// Page tables for new mappings, charged to an account and refused past its limit.
 struct ChargedTables<'a> {
-    charged: &'a mut u64,
+    account: &'a Account,
 }
 
 // SAFETY: every frame returned is free, zeroed and owned by the address space from then on
 // (it becomes one of its page tables, freed with it).
 unsafe impl FrameAllocator<Size4KiB> for ChargedTables<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        if *self.charged >= MAX_PROCESS_FRAMES {
-            return None;
+        self.account.try_charge(1).ok()?;
+        match Frame::allocate_zeroed() {
+            Some(frame) => Some(frame.into_raw()),
+            None => {
+                self.account.uncharge(1);
+                None
+            }
         }
-        let frame = Frame::allocate_zeroed()?;
-        *self.charged += 1;
-        Some(frame.into_raw())
     }
 }
 
 impl AddressSpace {
-    /// A new address space: an empty lower half and the kernel half.
+    /// A new address space: an empty lower half and the kernel half, charged to a new
+    /// account.
     pub fn new() -> Result<Self, MemoryError> {
+        let account = Account::new();
+        account.try_charge(1)?;
         let root = Frame::allocate_zeroed().ok_or(MemoryError::OutOfMemory)?.into_raw();
         // SAFETY: `root` is a fresh zeroed frame only this function uses, and the kernel root
         // is only read here; the two are different frames.
@@ -144,7 +194,7 @@ impl AddressSpace {
         for index in FIRST_KERNEL_ENTRY..512 {
             table[index] = kernel[index].clone();
         }
-        Ok(Self { root, charged: 1 })
+        Ok(Self { root, account })
     }
 
     /// The top-level table (to be activated while `self` lives; see `ProcessMemory`).
@@ -160,9 +210,9 @@ impl AddressSpace {
         }
     }
 
-    /// Frames charged to this address space: user pages and page tables.
-    pub fn charged_frames(&self) -> u64 {
-        self.charged
+    /// The account its frames are charged to.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
     }
 
     /// The level-1 entry that maps `page`, if the tables leading to it exist.
@@ -195,14 +245,21 @@ impl AddressSpace {
         pause: &mut dyn FnMut(),
     ) -> Result<(), MemoryError> {
         let range = user_pages(start, pages)?;
-        if self.charged.checked_add(pages).is_none_or(|total| total > MAX_PROCESS_FRAMES) {
+        if self.account.charged().checked_add(pages).is_none_or(|total| total > MAX_PROCESS_FRAMES) {
             return Err(MemoryError::LimitReached);
         }
         for (mapped, page) in (0..).zip(range) {
             if mapped > 0 && mapped % PAGES_PER_STEP == 0 {
                 pause();
             }
-            if let Err(error) = self.map_one(page, rights) {
+            let result = Frame::allocate_zeroed().ok_or(MemoryError::OutOfMemory).and_then(|frame| {
+                let physical = frame.phys();
+                self.map_one(page, physical, rights.flags())?;
+                // The page table owns the frame now; unmapping gives it back.
+                frame.into_raw();
+                Ok(())
+            });
+            if let Err(error) = result {
                 self.unmap_pages(start, mapped, pause);
                 self.free_empty_tables(start, pages);
                 return Err(error);
@@ -211,29 +268,60 @@ impl AddressSpace {
         Ok(())
     }
 
-    fn map_one(&mut self, page: Page, rights: UserRights) -> Result<(), MemoryError> {
-        if self.charged >= MAX_PROCESS_FRAMES {
-            return Err(MemoryError::LimitReached);
+    /// Maps `frames` from `start` with `rights`, borrowed: unmapping them frees nothing. Each
+    /// page is charged like an own one. Every page of the range must be unmapped; on failure
+    /// nothing stays mapped.
+    ///
+    /// # Safety
+    /// The frames must stay allocated, and hold nothing the kernel relies on, for as long as
+    /// they are mapped here: the caller keeps their owner alive until it unmaps the range.
+    pub unsafe fn map_borrowed(
+        &mut self,
+        start: VirtAddr,
+        frames: &[PhysFrame],
+        rights: UserRights,
+        pause: &mut dyn FnMut(),
+    ) -> Result<(), MemoryError> {
+        let pages = frames.len() as u64;
+        let range = user_pages(start, pages)?;
+        for ((mapped, page), &frame) in (0..).zip(range).zip(frames) {
+            if mapped > 0 && mapped % PAGES_PER_STEP == 0 {
+                pause();
+            }
+            if let Err(error) = self.map_one(page, frame, rights.flags() | BORROWED) {
+                self.unmap_pages(start, mapped, pause);
+                self.free_empty_tables(start, pages);
+                return Err(error);
+            }
         }
-        let frame = Frame::allocate_zeroed().ok_or(MemoryError::OutOfMemory)?;
+        Ok(())
+    }
+
+    /// Maps `frame` at `page` with `flags`, charging the page and any table it needs.
+    fn map_one(&mut self, page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result<(), MemoryError> {
+        self.account.try_charge(1)?;
         // SAFETY: `self.root` is a valid top-level table owned by this address space, and
         // `&mut self` guarantees no other mapper over it is live.
         let mut mapper = unsafe { mapper_for(self.root) };
-        let mut tables = ChargedTables { charged: &mut self.charged };
-        // SAFETY: the frame is fresh and owned by this address space from now on; the page is
-        // in the private lower half, so the mapping aliases nothing else.
-        let result = unsafe { mapper.map_to_with_table_flags(page, frame.phys(), rights.flags(), USER_TABLE_FLAGS, &mut tables) };
+        let mut tables = ChargedTables { account: &self.account };
+        // SAFETY: the page is in the private lower half, so the mapping aliases no kernel
+        // memory; the frame is either fresh and handed to this table, or borrowed under
+        // `map_borrowed`'s contract.
+        let result = unsafe { mapper.map_to_with_table_flags(page, frame, flags, USER_TABLE_FLAGS, &mut tables) };
         match result {
             Ok(flush) => {
                 flush.flush();
-                // The page table owns the frame now; unmapping gives it back.
-                frame.into_raw();
-                self.charged += 1;
                 Ok(())
             }
-            Err(_) if self.charged >= MAX_PROCESS_FRAMES => Err(MemoryError::LimitReached),
-            Err(::x86_64::structures::paging::mapper::MapToError::FrameAllocationFailed) => Err(MemoryError::OutOfMemory),
-            Err(_) => Err(MemoryError::AlreadyMapped),
+            Err(error) => {
+                let at_limit = self.account.charged() >= MAX_PROCESS_FRAMES;
+                self.account.uncharge(1);
+                Err(match error {
+                    _ if at_limit => MemoryError::LimitReached,
+                    ::x86_64::structures::paging::mapper::MapToError::FrameAllocationFailed => MemoryError::OutOfMemory,
+                    _ => MemoryError::AlreadyMapped,
+                })
+            }
         }
     }
 
@@ -261,12 +349,15 @@ impl AddressSpace {
                 continue;
             }
             let frame = PhysFrame::containing_address(entry.addr());
+            let borrowed = entry.flags().contains(BORROWED);
             entry.set_unused();
             crate::arch::x86_64::paging::flush_page(page.start_address());
-            // SAFETY: the frame was mapped by `map_one`, which handed it to this page table,
-            // and its only mapping was just removed and flushed.
-            drop(unsafe { Frame::from_raw(frame) });
-            self.charged -= 1;
+            if !borrowed {
+                // SAFETY: the frame was mapped by `map_zeroed`, which handed it to this page
+                // table, and its only mapping was just removed and flushed.
+                drop(unsafe { Frame::from_raw(frame) });
+            }
+            self.account.uncharge(1);
         }
     }
 
@@ -281,7 +372,7 @@ impl AddressSpace {
         let root = unsafe { table_at(self.root) };
         let freed = free_empty_tables(root, 4, 0, first, end);
         if freed > 0 {
-            self.charged -= freed;
+            self.account.uncharge(freed);
             // Paging-structure caches may still hold entries that lead to the freed tables;
             // `invlpg` drops all of them, whatever the address.
             crate::arch::x86_64::paging::flush_page(start);
@@ -297,7 +388,8 @@ impl AddressSpace {
         for page in range {
             let entry = self.leaf_entry(page).ok_or(MemoryError::NotMapped)?;
             let frame = PhysFrame::<Size4KiB>::containing_address(entry.addr());
-            entry.set_frame(frame, rights.flags());
+            let borrowed = entry.flags() & BORROWED;
+            entry.set_frame(frame, rights.flags() | borrowed);
             crate::arch::x86_64::paging::flush_page(page.start_address());
         }
         Ok(())
@@ -380,7 +472,7 @@ impl AddressSpace {
         // code reaches its tables.
         let root = unsafe { table_at(self.root) };
         let done = release_tree(root, 4, &mut left, &mut released);
-        self.charged -= released.tables + released.pages;
+        self.account.uncharge(released.tables + released.pages);
         done
     }
 }
@@ -392,6 +484,7 @@ impl Drop for AddressSpace {
         // SAFETY: the root came from `Frame::into_raw` in `new`, the address space is no
         // longer active and its lower half is empty, so nothing refers to it any more.
         drop(unsafe { Frame::from_raw(self.root) });
+        self.account.uncharge(1);
     }
 }
 
@@ -457,6 +550,10 @@ fn release_tree(table: &mut PageTable, level: u8, budget: &mut u64, released: &m
         if level == 1 {
             *budget -= 1;
             released.pages += 1;
+            if entry.flags().contains(BORROWED) {
+                entry.set_unused();
+                continue;
+            }
         } else {
             // SAFETY: the entry leads to a lower-level table of an address space being torn
             // down; nothing else references it.

@@ -16,6 +16,7 @@ pub mod frame;
 pub mod heap;
 pub mod kernel_stack;
 pub mod paging;
+pub mod shared;
 pub mod user_memory;
 
 use ::x86_64::VirtAddr;

@@ -15,6 +15,7 @@
 //! of [`PAGES_PER_STEP`](super::address_space::PAGES_PER_STEP) pages, so the kernel can let
 //! interrupts in.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +25,7 @@ use spin::{Mutex, MutexGuard};
 use abi::memory::{PAGE_SIZE, USER_END, USER_MMAP_BASE, USER_STACK_GUARD, USER_STACK_SIZE, USER_STACK_TOP};
 
 use super::address_space::{AddressSpace, MemoryError, UserRights};
+use super::shared::SharedFrames;
 
 /// Most bytes the heap may grow to (the per-process page limit applies as well).
 pub const HEAP_MAX: u64 = 256 * 1024 * 1024;
@@ -35,8 +37,47 @@ pub const MAX_REGIONS: usize = 512;
 /// reserved for the stack and its guard.
 const STACK_RESERVED_START: u64 = USER_STACK_TOP - USER_STACK_SIZE - USER_STACK_GUARD;
 
-/// A half-open page range `[start, end)` with the rights of its pages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a region's pages are.
+#[derive(Clone, Debug)]
+pub enum Backing {
+    /// Zeroed pages of the process's own.
+    Anonymous,
+    /// Pages of a shared-memory object, from its page `first_page` on. The region keeps the
+    /// object alive while its pages are mapped.
+    Shared {
+        /// The object's frames.
+        frames: Arc<SharedFrames>,
+        /// The object's page at the region's start.
+        first_page: u64,
+    },
+}
+
+impl PartialEq for Backing {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Anonymous, Self::Anonymous) => true,
+            (Self::Shared { frames: a, first_page: x }, Self::Shared { frames: b, first_page: y }) => {
+                Arc::ptr_eq(a, b) && x == y
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Backing {}
+
+impl Backing {
+    /// The backing of the part of a region that starts `pages` pages further on.
+    fn advanced(&self, pages: u64) -> Self {
+        match self {
+            Self::Anonymous => Self::Anonymous,
+            Self::Shared { frames, first_page } => Self::Shared { frames: frames.clone(), first_page: first_page + pages },
+        }
+    }
+}
+
+/// A half-open page range `[start, end)`, the rights of its pages and what they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Region {
     /// First address (page-aligned).
     pub start: u64,
@@ -44,6 +85,20 @@ pub struct Region {
     pub end: u64,
     /// Rights of every page in the region.
     pub rights: UserRights,
+    /// What the pages are.
+    pub backing: Backing,
+}
+
+impl Region {
+    /// An anonymous region.
+    pub fn anonymous(start: u64, end: u64, rights: UserRights) -> Self {
+        Self { start, end, rights, backing: Backing::Anonymous }
+    }
+
+    /// Whether `other` could be merged into one region with this one (given they touch).
+    fn merges_with(&self, other: &Region) -> bool {
+        self.rights == other.rights && self.backing == Backing::Anonymous && other.backing == Backing::Anonymous
+    }
 }
 
 /// Non-overlapping regions sorted by address: the `mmap`ed memory of a process.
@@ -76,16 +131,16 @@ impl RegionSet {
         cursor >= end
     }
 
-    /// Adds a region, merging it with neighbours it touches that have the same rights; it
-    /// must not overlap an existing one.
+    /// Adds a region, merging it with anonymous neighbours it touches that have the same
+    /// rights; it must not overlap an existing one.
     pub fn insert(&mut self, region: Region) {
         debug_assert!(!self.overlaps(region.start, region.end));
         let index = self.regions.partition_point(|existing| existing.start < region.start);
         let joins_previous = index > 0 && {
             let previous = &self.regions[index - 1];
-            previous.end == region.start && previous.rights == region.rights
+            previous.end == region.start && previous.merges_with(&region)
         };
-        let joins_next = self.regions.get(index).is_some_and(|next| next.start == region.end && next.rights == region.rights);
+        let joins_next = self.regions.get(index).is_some_and(|next| next.start == region.end && next.merges_with(&region));
         match (joins_previous, joins_next) {
             (true, true) => {
                 let next_end = self.regions.remove(index).end;
@@ -98,12 +153,12 @@ impl RegionSet {
     }
 
     /// How many regions there would be after [`insert`](Self::insert)ing `region`.
-    pub fn count_after_insert(&self, region: Region) -> usize {
+    pub fn count_after_insert(&self, region: &Region) -> usize {
         let touching = self
             .regions
             .iter()
             .filter(|existing| {
-                (existing.end == region.start || existing.start == region.end) && existing.rights == region.rights
+                (existing.end == region.start || existing.start == region.end) && existing.merges_with(region)
             })
             .count();
         self.regions.len() + 1 - touching
@@ -121,8 +176,11 @@ impl RegionSet {
     /// `[start, end)`: the count after removing the range, plus the new region, minus the
     /// neighbours it merges with.
     pub fn count_after_set_rights(&self, start: u64, end: u64, rights: UserRights) -> usize {
-        let merges_left = self.regions.iter().any(|region| region.start < start && start <= region.end && region.rights == rights);
-        let merges_right = self.regions.iter().any(|region| region.start <= end && end < region.end && region.rights == rights);
+        let new = Region::anonymous(start, end, rights);
+        let merges_left =
+            self.regions.iter().any(|region| region.start < start && start <= region.end && region.merges_with(&new));
+        let merges_right =
+            self.regions.iter().any(|region| region.start <= end && end < region.end && region.merges_with(&new));
         self.count_after_remove(start, end) + 1 - usize::from(merges_left) - usize::from(merges_right)
     }
 
@@ -145,19 +203,31 @@ impl RegionSet {
                 continue;
             }
             if region.start < start {
-                kept.push(Region { end: start, ..region });
+                kept.push(Region { end: start, backing: region.backing.clone(), ..region });
             }
             if end < region.end {
-                kept.push(Region { start: end, ..region });
+                let backing = region.backing.advanced((end - region.start) / PAGE_SIZE);
+                kept.push(Region { start: end, backing, ..region });
             }
         }
         self.regions = kept;
     }
 
-    /// Gives `[start, end)` the rights `rights` (the range must be covered).
+    /// Gives `[start, end)` the rights `rights` (the range must be covered by anonymous
+    /// regions).
     pub fn set_rights(&mut self, start: u64, end: u64, rights: UserRights) {
         self.remove(start, end);
-        self.insert(Region { start, end, rights });
+        self.insert(Region::anonymous(start, end, rights));
+    }
+
+    /// Whether `[start, end)` is covered by anonymous regions alone.
+    pub fn covers_anonymous(&self, start: u64, end: u64) -> bool {
+        self.covers(start, end)
+            && self
+                .regions
+                .iter()
+                .filter(|region| region.start < end && start < region.end)
+                .all(|region| region.backing == Backing::Anonymous)
     }
 
     /// The lowest free range of `length` bytes at or above `floor` that ends at or below
@@ -209,7 +279,7 @@ impl UserMemory {
 
     /// Bytes charged to the process: its user pages and its page tables.
     pub fn charged_bytes(&self) -> u64 {
-        self.space.charged_frames() * PAGE_SIZE
+        self.space.account().charged() * PAGE_SIZE
     }
 
     /// `brk`: moves the heap end to `requested` (rounded up to a page) and returns it; 0
@@ -275,11 +345,41 @@ impl UserMemory {
         if self.mmaps.overlaps(start, end) || self.collides_with_fixed_areas(start, end) {
             return Err(MemoryError::AlreadyMapped);
         }
-        let region = Region { start, end, rights };
-        if self.mmaps.count_after_insert(region) > MAX_REGIONS {
+        let region = Region::anonymous(start, end, rights);
+        if self.mmaps.count_after_insert(&region) > MAX_REGIONS {
             return Err(MemoryError::LimitReached);
         }
         self.space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, rights, pause)?;
+        self.mmaps.insert(region);
+        Ok(start)
+    }
+
+    /// Maps every page of a shared-memory object at `requested` (0: the kernel chooses)
+    /// with `rights`, and returns where. The region keeps the object alive until unmapped.
+    pub fn map_shared(
+        &mut self,
+        frames: Arc<SharedFrames>,
+        requested: u64,
+        rights: UserRights,
+        pause: &mut dyn FnMut(),
+    ) -> Result<u64, MemoryError> {
+        let length = frames.pages() * PAGE_SIZE;
+        let start = if requested == 0 {
+            self.mmaps.find_gap(length, USER_MMAP_BASE, STACK_RESERVED_START).ok_or(MemoryError::OutOfMemory)?
+        } else {
+            requested
+        };
+        let end = Self::checked_range(start, length)?;
+        if self.mmaps.overlaps(start, end) || self.collides_with_fixed_areas(start, end) {
+            return Err(MemoryError::AlreadyMapped);
+        }
+        let region = Region { start, end, rights, backing: Backing::Shared { frames: frames.clone(), first_page: 0 } };
+        if self.mmaps.count_after_insert(&region) > MAX_REGIONS {
+            return Err(MemoryError::LimitReached);
+        }
+        // SAFETY: the region inserted below holds a reference to `frames` until `munmap` (or
+        // the process's end) has unmapped its pages, so they stay allocated while mapped.
+        unsafe { self.space.map_borrowed(VirtAddr::new(start), frames.physical(), rights, pause) }?;
         self.mmaps.insert(region);
         Ok(start)
     }
@@ -296,7 +396,7 @@ impl UserMemory {
             .regions
             .iter()
             .filter(|region| region.start < end && start < region.end)
-            .map(|region| Region { start: region.start.max(start), end: region.end.min(end), rights: region.rights })
+            .map(|region| Region::anonymous(region.start.max(start), region.end.min(end), region.rights))
             .collect();
         for piece in &pieces {
             self.space.unmap(VirtAddr::new(piece.start), (piece.end - piece.start) / PAGE_SIZE, pause)?;
@@ -305,10 +405,11 @@ impl UserMemory {
         Ok(())
     }
 
-    /// `mprotect`: changes the rights of `mmap`ed pages; the whole range must be mapped.
+    /// `mprotect`: changes the rights of anonymous `mmap`ed pages; the whole range must be
+    /// mapped that way (shared memory keeps the rights it was mapped with).
     pub fn mprotect(&mut self, start: u64, length: u64, rights: UserRights) -> Result<(), MemoryError> {
         let end = Self::checked_range(start, length)?;
-        if !self.mmaps.covers(start, end) {
+        if !self.mmaps.covers_anonymous(start, end) {
             return Err(MemoryError::NotMapped);
         }
         if self.mmaps.count_after_set_rights(start, end, rights) > MAX_REGIONS {
@@ -385,7 +486,7 @@ mod tests {
     use super::*;
 
     fn region(start: u64, end: u64) -> Region {
-        Region { start, end, rights: UserRights::ReadWrite }
+        Region::anonymous(start, end, UserRights::ReadWrite)
     }
 
     #[test]
@@ -418,7 +519,7 @@ mod tests {
         set.insert(region(0x1000, 0x4000));
         set.set_rights(0x2000, 0x3000, UserRights::ReadExecute);
         assert_eq!(set.regions.len(), 3);
-        assert_eq!(set.regions[1], Region { start: 0x2000, end: 0x3000, rights: UserRights::ReadExecute });
+        assert_eq!(set.regions[1], Region::anonymous(0x2000, 0x3000, UserRights::ReadExecute));
         assert!(set.covers(0x1000, 0x4000));
     }
 
@@ -428,11 +529,11 @@ mod tests {
         set.insert(region(0x1000, 0x2000));
         set.insert(region(0x3000, 0x4000));
         assert_eq!(set.len(), 2);
-        assert_eq!(set.count_after_insert(region(0x2000, 0x3000)), 1);
+        assert_eq!(set.count_after_insert(&region(0x2000, 0x3000)), 1);
         set.insert(region(0x2000, 0x3000));
         assert_eq!(set.regions, vec![region(0x1000, 0x4000)]);
-        let code = Region { start: 0x4000, end: 0x5000, rights: UserRights::ReadExecute };
-        assert_eq!(set.count_after_insert(code), 2);
+        let code = Region::anonymous(0x4000, 0x5000, UserRights::ReadExecute);
+        assert_eq!(set.count_after_insert(&code), 2);
         set.insert(code);
         assert_eq!(set.len(), 2, "regions with different rights stay apart");
         set.insert(region(0x5000, 0x6000));

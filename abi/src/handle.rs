@@ -1,0 +1,118 @@
+//! Handles: the small integers through which a process names kernel objects, and the rights
+//! each handle carries.
+//!
+//! A process can use only the handles in its own table (at most [`HANDLE_MAX`]); a number
+//! from another process's table means nothing here. Every handle names one object and a set
+//! of rights; an operation that needs a right the handle lacks fails with `EPERM`, and a
+//! number that names no handle (free, closed, out of range) or names an object of the wrong
+//! kind fails with `EBADF`. Duplicating a handle can only keep or drop rights, never add one.
+
+/// Most handles one process may hold; handle numbers are `0..HANDLE_MAX`.
+pub const HANDLE_MAX: usize = 256;
+
+/// "No handle", where a syscall takes or returns an optional one.
+pub const NO_HANDLE: u64 = u64::MAX;
+
+/// What kind of object a handle names (the upper half of `handle_info`'s result).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The kernel's console: `read` and `write` work on it.
+    Console = 1,
+    /// An IPC endpoint: `call` on it (with SEND), `recv` on it (with RECEIVE).
+    Endpoint = 2,
+    /// The right to answer one `call`, made by `recv`; used up by `reply`.
+    Reply = 3,
+    /// A notification: a word of bits that `signal` sets and `wait` takes.
+    Notification = 4,
+    /// Pages that several processes can map.
+    Memory = 5,
+    /// A process: `wait` for it, `kill` it.
+    Process = 6,
+    /// The authority to power the machine off.
+    Power = 7,
+}
+
+impl Kind {
+    /// Decodes a kind from `handle_info`.
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            1 => Self::Console,
+            2 => Self::Endpoint,
+            3 => Self::Reply,
+            4 => Self::Notification,
+            5 => Self::Memory,
+            6 => Self::Process,
+            7 => Self::Power,
+            _ => return None,
+        })
+    }
+
+    /// A short lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Console => "console",
+            Self::Endpoint => "endpoint",
+            Self::Reply => "reply",
+            Self::Notification => "notification",
+            Self::Memory => "memory",
+            Self::Process => "process",
+            Self::Power => "power",
+        }
+    }
+}
+
+/// Rights, a bit set per handle. Which ones an object kind uses is said on each.
+pub mod rights {
+    /// The handle may be duplicated (and copied in a message or at `spawn`).
+    pub const DUPLICATE: u32 = 1 << 0;
+    /// The handle may be moved to another process in a message.
+    pub const TRANSFER: u32 = 1 << 1;
+    /// Console: `read`. Memory: map readable.
+    pub const READ: u32 = 1 << 2;
+    /// Console: `write`. Memory: map writable.
+    pub const WRITE: u32 = 1 << 3;
+    /// Memory: map executable (never together with writable in one mapping).
+    pub const EXECUTE: u32 = 1 << 4;
+    /// Endpoint: `call`. Reply: `reply`.
+    pub const SEND: u32 = 1 << 5;
+    /// Endpoint: `recv`, and binding a notification to it.
+    pub const RECEIVE: u32 = 1 << 6;
+    /// Endpoint: mint badged handles.
+    pub const MINT: u32 = 1 << 7;
+    /// Notification: `signal`.
+    pub const SIGNAL: u32 = 1 << 8;
+    /// Notification: `wait`. Process: `wait`.
+    pub const WAIT: u32 = 1 << 9;
+    /// Process: `kill`, and making it the console's foreground process.
+    pub const KILL: u32 = 1 << 10;
+    /// Power: `shutdown`.
+    pub const POWER: u32 = 1 << 11;
+    /// Every right.
+    pub const ALL: u32 = (1 << 12) - 1;
+}
+
+/// Packs a kind and rights as `handle_info` returns them.
+pub const fn info(kind: Kind, rights: u32) -> u64 {
+    ((kind as u64) << 32) | rights as u64
+}
+
+/// Splits `handle_info`'s result into the kind and the rights.
+pub fn split_info(value: u64) -> (Option<Kind>, u32) {
+    (Kind::from_u32((value >> 32) as u32), value as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_round_trips_every_kind() {
+        for kind in [Kind::Console, Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power] {
+            assert_eq!(split_info(info(kind, rights::SEND | rights::MINT)), (Some(kind), rights::SEND | rights::MINT));
+            assert_eq!(Kind::from_u32(kind as u32), Some(kind));
+        }
+        assert_eq!(Kind::from_u32(0), None);
+        assert_eq!(split_info(0x99 << 32).0, None);
+    }
+}
