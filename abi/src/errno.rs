@@ -23,10 +23,16 @@ pub const ENOMEM: i64 = 12;
 pub const EFAULT: i64 = 14;
 /// An argument is out of its domain.
 pub const EINVAL: i64 = 22;
+/// The handle table is full.
+pub const EMFILE: i64 = 24;
+/// The other side is gone: a server with no receiver left, a caller that died.
+pub const EPIPE: i64 = 32;
 /// A name is too long.
 pub const ENAMETOOLONG: i64 = 36;
 /// No such syscall.
 pub const ENOSYS: i64 = 38;
+/// A blocking call's timeout expired.
+pub const ETIMEDOUT: i64 = 110;
 
 /// The symbolic name of an errno value, for messages.
 pub fn name(errno: i64) -> &'static str {
@@ -42,8 +48,11 @@ pub fn name(errno: i64) -> &'static str {
         ENOMEM => "ENOMEM",
         EFAULT => "EFAULT",
         EINVAL => "EINVAL",
+        EMFILE => "EMFILE",
+        EPIPE => "EPIPE",
         ENAMETOOLONG => "ENAMETOOLONG",
         ENOSYS => "ENOSYS",
+        ETIMEDOUT => "ETIMEDOUT",
         _ => "E?",
     }
 }

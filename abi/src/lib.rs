@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod errno;
+pub mod handle;
+pub mod ipc;
 pub mod memory;
 pub mod status;
 pub mod syscall;
@@ -131,6 +133,9 @@ pub struct SysInfo {
     /// The longest stretch the kernel ran with interrupts masked since the first process
     /// started, in nanoseconds (under QEMU's `-icount shift=0`, guest instructions).
     pub longest_masked_ns: u64,
+    /// Kernel objects alive (endpoints, notifications, memory, processes...): compared
+    /// before and after a test, it reveals leaked objects.
+    pub kernel_objects: u64,
 }
 
 /// `SysInfo::protections`: supervisor-mode execution prevention is on.

@@ -29,6 +29,14 @@ pub enum Arg {
     Prot,
     /// A duration in nanoseconds.
     Nanos,
+    /// A handle number in the caller's table.
+    Handle,
+    /// A set of `handle::rights` bits.
+    Rights,
+    /// A timeout: nanoseconds, 0 for "do not block", `ipc::FOREVER` for "never give up".
+    Timeout,
+    /// A user pointer to an `ipc::IpcBuffers`, or 0 for a register-only message.
+    IpcBuffers,
 }
 
 /// One syscall: its number, name and arguments.
@@ -38,16 +46,18 @@ pub struct Syscall {
     pub number: u64,
     /// Its name, as `userlib` calls it.
     pub name: &'static str,
-    /// Its arguments, in register order.
+    /// Its arguments, in register order (`rdi, rsi, rdx, r10, r8, r9`).
     pub args: &'static [Arg],
+    /// Arguments in further registers, in the order `r12, r13, r14` (IPC only; see `ipc`).
+    pub extra: &'static [Arg],
 }
 
 macro_rules! syscalls {
-    ($($(#[$doc:meta])* $constant:ident = $number:literal, $name:literal, [$($arg:ident),*];)*) => {
+    ($($(#[$doc:meta])* $constant:ident = $number:literal, $name:literal, [$($arg:ident),*] $(+ [$($extra:ident),*])?;)*) => {
         $($(#[$doc])* pub const $constant: u64 = $number;)*
         /// Every assigned syscall, in number order.
         pub const SYSCALLS: &[Syscall] = &[
-            $(Syscall { number: $number, name: $name, args: &[$(Arg::$arg),*] },)*
+            $(Syscall { number: $number, name: $name, args: &[$(Arg::$arg),*], extra: &[$($(Arg::$extra),*)?] },)*
         ];
     };
 }
@@ -106,6 +116,47 @@ syscalls! {
     CONSOLE_MODE = 19, "console_mode", [Int];
     /// `getppid() -> pid`: the parent's pid (0 for the first process).
     GETPPID = 20, "getppid", [];
+    /// `handle_close(h) -> 0`: closes a handle; the object dies with its last handle.
+    HANDLE_CLOSE = 21, "handle_close", [Handle];
+    /// `handle_duplicate(h, rights) -> handle`: another handle to the same object, with the
+    /// rights of `h` that `rights` keeps. Needs DUPLICATE.
+    HANDLE_DUPLICATE = 22, "handle_duplicate", [Handle, Rights];
+    /// `handle_info(h) -> kind << 32 | rights` (see `handle::split_info`).
+    HANDLE_INFO = 23, "handle_info", [Handle];
+    /// `endpoint_create() -> handle` with DUPLICATE, TRANSFER, SEND, RECEIVE and MINT.
+    ENDPOINT_CREATE = 24, "endpoint_create", [];
+    /// `endpoint_mint(h, badge, rights, flags) -> handle`: a handle whose calls carry
+    /// `badge`, with at most DUPLICATE, TRANSFER and SEND; `flags` may ask for a close
+    /// notice (`ipc::MINT_NOTIFY_CLOSE`). Needs MINT.
+    ENDPOINT_MINT = 25, "endpoint_mint", [Handle, Int, Rights, Int];
+    /// `endpoint_bind(endpoint, notification) -> 0`: `recv` on the endpoint also returns the
+    /// notification's bits. Needs RECEIVE and WAIT.
+    ENDPOINT_BIND = 26, "endpoint_bind", [Handle, Handle];
+    /// `call(endpoint, label, w0, w1, w2, w3; buffers, timeout)`: sends and waits for the
+    /// reply (see `ipc` for the registers). Needs SEND.
+    CALL = 27, "call", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers, Timeout];
+    /// `recv(endpoint; buffers, timeout)`: waits for a message. Needs RECEIVE.
+    RECV = 28, "recv", [Handle] + [IpcBuffers, Timeout];
+    /// `reply(reply, label, w0, w1, w2, w3; buffers)`: answers a call; the reply handle is
+    /// used up.
+    REPLY = 29, "reply", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers];
+    /// `reply_recv(reply, label, w0, w1, w2, w3; buffers, timeout, endpoint)`: `reply`, then
+    /// `recv` on `endpoint`.
+    REPLY_RECV = 30, "reply_recv", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers, Timeout, Handle];
+    /// `notification_create() -> handle` with DUPLICATE, TRANSFER, SIGNAL and WAIT.
+    NOTIFICATION_CREATE = 31, "notification_create", [];
+    /// `signal(notification, bits) -> 0`: ORs `bits` in. Needs SIGNAL.
+    SIGNAL = 32, "signal", [Handle, Int];
+    /// `wait_notification(notification, timeout) -> bits`: waits until a bit is set and takes
+    /// them all. Needs WAIT.
+    WAIT_NOTIFICATION = 33, "wait_notification", [Handle, Timeout];
+    /// `memory_create(pages) -> handle`: zeroed shared memory (at most 4096 pages), charged
+    /// to the caller; with DUPLICATE, TRANSFER, READ, WRITE and EXECUTE.
+    MEMORY_CREATE = 34, "memory_create", [Count];
+    /// `memory_map(h, addr, prot) -> addr`: maps the whole object at `addr` (0: the kernel
+    /// chooses). Readable needs READ, writable WRITE, executable EXECUTE; never W+X.
+    /// `munmap` unmaps it; the pages count toward the mapper's limit.
+    MEMORY_MAP = 35, "memory_map", [Handle, Addr, Prot];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.
@@ -126,7 +177,7 @@ mod tests {
             assert!(pair[0].number < pair[1].number, "{} and {}", pair[0].name, pair[1].name);
         }
         assert!(SYSCALLS.iter().all(|syscall| (syscall.number as usize) < TABLE_SIZE));
-        assert!(SYSCALLS.iter().all(|syscall| syscall.args.len() <= 6));
+        assert!(SYSCALLS.iter().all(|syscall| syscall.args.len() <= 6 && syscall.extra.len() <= 3));
         assert_eq!(by_number(SPAWN).map(|syscall| syscall.name), Some("spawn"));
         assert!(by_number(255).is_none());
     }

@@ -139,7 +139,8 @@ fn start_first_program(command_line: &str) {
     if words.is_empty() {
         words.push(DEFAULT_INIT);
     }
-    match task::scheduler::spawn(words[0], &words, 0) {
+    let handles = crate::object::handles::HandleTable::with_console(true).expect("no memory for the first handle table");
+    match task::scheduler::spawn(words[0], &words, 0, handles) {
         Ok(pid) => log::info!("started {} as pid {pid}", words[0]),
         Err(error) => {
             log::error!("cannot start {}: {error:?}", words[0]);

@@ -17,8 +17,12 @@ pub mod console;
 #[forbid(unsafe_code)]
 pub mod drivers;
 #[forbid(unsafe_code)]
+pub mod ipc;
+#[forbid(unsafe_code)]
 pub mod ktest;
 pub mod mm;
+#[forbid(unsafe_code)]
+pub mod object;
 pub mod syscall;
 #[forbid(unsafe_code)]
 pub mod task;

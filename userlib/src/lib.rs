@@ -32,6 +32,7 @@ extern crate alloc;
 #[cfg(not(test))]
 mod heap;
 pub mod io;
+pub mod ipc;
 pub mod line_editor;
 pub mod process;
 mod rt;

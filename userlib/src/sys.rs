@@ -79,7 +79,7 @@ fn check(result: i64) -> Result<u64> {
 
 /// A syscall through `syscall` whose arguments are plain values or references the kernel
 /// only reads or writes within their bounds.
-fn call(number: u64, args: [u64; 6]) -> Result<u64> {
+pub(crate) fn call(number: u64, args: [u64; 6]) -> Result<u64> {
     // SAFETY: every caller passes pointers to live buffers with their true lengths (or no
     // pointers), and none of these syscalls unmaps memory.
     check(unsafe { raw(EntryPath::Syscall, number, args) })
@@ -91,12 +91,13 @@ pub fn exit(status: i32) -> ! {
     unreachable!("exit returned")
 }
 
-/// `write`: writes `bytes` to the console (`fd` 1 or 2).
+/// `write`: writes `bytes` to the stream handle `fd` (1 is standard output, 2 standard error).
 pub fn write(fd: u64, bytes: &[u8]) -> Result<usize> {
     call(WRITE, [fd, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }
 
-/// `read`: reads console input (`fd` 0) into `buffer`; blocks until there is some.
+/// `read`: reads from the stream handle `fd` (0 is standard input) into `buffer`; blocks
+/// until there is something.
 pub fn read(fd: u64, buffer: &mut [u8]) -> Result<usize> {
     call(READ, [fd, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }

@@ -461,6 +461,47 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Copies `len` bytes from `source_address` in `source` to `target_address` in `target`,
+    /// through the physical-memory map (neither needs to be active). The source range must be
+    /// mapped user memory and the target range mapped writable user memory, else
+    /// `NotMapped` (after copying whatever came before the bad page). The two ranges may be
+    /// the same frames (shared memory mapped by both), so the copy tolerates overlap.
+    pub fn copy_between(
+        source: &mut AddressSpace,
+        source_address: u64,
+        target: &mut AddressSpace,
+        target_address: u64,
+        len: u64,
+    ) -> Result<(), MemoryError> {
+        if !abi::memory::is_user_range(source_address, len) || !abi::memory::is_user_range(target_address, len) {
+            return Err(MemoryError::BadRange);
+        }
+        let mut done = 0;
+        while done < len {
+            let (from, to) = (VirtAddr::new(source_address + done), VirtAddr::new(target_address + done));
+            let writable = target.page_flags(to).is_some_and(|flags| flags.contains(PageTableFlags::WRITABLE));
+            let (Some(from_physical), Some(to_physical)) = (source.physical(from), target.physical(to)) else {
+                return Err(MemoryError::NotMapped);
+            };
+            if !writable {
+                return Err(MemoryError::NotMapped);
+            }
+            let chunk = (FRAME_SIZE - from.as_u64() % FRAME_SIZE).min(FRAME_SIZE - to.as_u64() % FRAME_SIZE).min(len - done);
+            // SAFETY: both ranges lie inside one user frame each (checked mapped above, the
+            // target writable), reached through the physical-memory map; `copy` allows the
+            // two to be the same memory.
+            unsafe {
+                core::ptr::copy(
+                    phys_to_virt(from_physical).as_ptr::<u8>(),
+                    phys_to_virt(to_physical).as_mut_ptr::<u8>(),
+                    chunk as usize,
+                );
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
     /// Frees up to `budget` pages (and the tables they leave empty) of the lower half, for
     /// tearing a large address space down in steps; returns whether everything is gone. The
     /// address space must not be active.

@@ -1,29 +1,32 @@
 //! Console syscalls: `write`, `read`, `set_foreground`, `console_mode`.
 
-use abi::errno::{EBADF, EINTR, EINVAL, EPERM, ESRCH};
+use abi::errno::{EINTR, EINVAL, EPERM, ESRCH};
+use abi::handle::rights;
 
+use super::handle::lookup;
 use super::usercopy::UserSlice;
+use crate::object::Object;
 use super::{Args, SyscallResult};
 use crate::console::input;
 use crate::console::line_discipline::{LINE_MAX, Mode};
 use crate::task::scheduler;
 
-const STDIN: u64 = 0;
-const STDOUT: u64 = 1;
-const STDERR: u64 = 2;
 
 /// Bytes copied from user memory and drawn per step of a `write`. Between steps the process
 /// may be preempted or killed, so a huge write neither stalls the machine nor needs a large
 /// kernel buffer; a step of newlines costs the framebuffer that many scrolls.
 const WRITE_CHUNK: u64 = 256;
 
-/// `write(fd, buf, len) -> len`: to the console for fd 1 and 2. A process killed part-way
-/// gets the count written so far (or `EINTR` if nothing was).
+/// Checks that handle `number` names the console with `rights`.
+fn console(number: u64, rights: u32) -> Result<(), i64> {
+    lookup(number, rights, |object| matches!(object, Object::Console).then_some(()))
+}
+
+/// `write(h, buf, len) -> len`: to the console, through a console handle with WRITE. A
+/// process killed part-way gets the count written so far (or `EINTR` if nothing was).
 pub fn write(args: &Args) -> SyscallResult {
-    let (fd, buffer) = (args[0], UserSlice::new(args[1], args[2]));
-    if fd != STDOUT && fd != STDERR {
-        return Err(EBADF);
-    }
+    let buffer = UserSlice::new(args[1], args[2]);
+    console(args[0], rights::WRITE)?;
     // The whole range is checked up front, so a bad tail fails before anything is written.
     let source = buffer.check_readable()?;
     let mut chunk = [0u8; WRITE_CHUNK as usize];
@@ -40,12 +43,11 @@ pub fn write(args: &Args) -> SyscallResult {
     Ok(source.len())
 }
 
-/// `read(0, buf, len) -> bytes`: blocks until the console has input; 0 at end of input.
+/// `read(h, buf, len) -> bytes`: through a console handle with READ; blocks until the
+/// console has input; 0 at end of input.
 pub fn read(args: &Args) -> SyscallResult {
-    let (fd, buffer) = (args[0], UserSlice::new(args[1], args[2]));
-    if fd != STDIN {
-        return Err(EBADF);
-    }
+    let buffer = UserSlice::new(args[1], args[2]);
+    console(args[0], rights::READ)?;
     let target = buffer.check_writable()?;
     if buffer.is_empty() {
         return Ok(0);

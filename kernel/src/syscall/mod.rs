@@ -7,7 +7,11 @@
 pub mod usercopy;
 
 #[forbid(unsafe_code)]
+mod handle;
+#[forbid(unsafe_code)]
 mod io;
+#[forbid(unsafe_code)]
+mod ipc;
 #[forbid(unsafe_code)]
 mod memory;
 #[forbid(unsafe_code)]

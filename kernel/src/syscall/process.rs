@@ -9,6 +9,7 @@ use abi::{ARGV_BYTES_MAX, ARGV_MAX, NAME_MAX, ProcessInfo, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_array};
 use super::{Args, SyscallResult, require_heap_room};
+use crate::object::handles::HandleTable;
 use crate::task::scheduler::{self, KillError, WaitError};
 
 /// `exit(status) -> !`.
@@ -54,7 +55,8 @@ pub fn spawn(args: &Args) -> SyscallResult {
         owned.push(name.clone());
     }
     let borrowed: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let pid = scheduler::spawn(&name, &borrowed, scheduler::current_pid()).map_err(|error| error.errno())?;
+    let handles = HandleTable::with_console(false)?;
+    let pid = scheduler::spawn(&name, &borrowed, scheduler::current_pid(), handles).map_err(|error| error.errno())?;
     Ok(u64::from(pid))
 }
 

@@ -25,6 +25,7 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
         protections: crate::arch::x86_64::cpu::protection_bits(),
         timer_hz: crate::time::TIMER_HZ as u32,
         longest_masked_ns: crate::time::cycles_to_ns(crate::arch::x86_64::cpu::longest_masked_cycles()),
+        kernel_objects: crate::object::live_objects(),
     };
     UserPtr::new(args[0]).write(&info)?;
     Ok(0)

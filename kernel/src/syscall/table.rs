@@ -4,52 +4,75 @@
 use abi::errno::ENOSYS;
 use abi::syscall::*;
 
-use super::{Args, SyscallResult, io, memory, process, system, time};
+use super::{Args, SyscallResult, handle, io, ipc, memory, process, system, time};
+use crate::arch::x86_64::trap::TrapFrame;
 
-type Handler = fn(&Args) -> SyscallResult;
+/// A syscall handler: most take the six argument registers; IPC's take the whole frame,
+/// since a message uses more registers both ways.
+#[derive(Clone, Copy)]
+enum Handler {
+    Arguments(fn(&Args) -> SyscallResult),
+    Frame(fn(&mut TrapFrame) -> SyscallResult),
+}
+
+use Handler::{Arguments, Frame};
 
 fn unassigned(_: &Args) -> SyscallResult {
     Err(ENOSYS)
 }
 
 static TABLE: [Handler; TABLE_SIZE] = {
-    let mut table: [Handler; TABLE_SIZE] = [unassigned; TABLE_SIZE];
-    table[EXIT as usize] = process::exit;
-    table[WRITE as usize] = io::write;
-    table[READ as usize] = io::read;
-    table[GETPID as usize] = process::getpid;
-    table[YIELD as usize] = process::yield_cpu;
-    table[UPTIME as usize] = time::uptime;
-    table[BRK as usize] = memory::brk;
-    table[MMAP as usize] = memory::mmap;
-    table[MUNMAP as usize] = memory::munmap;
-    table[MPROTECT as usize] = memory::mprotect;
-    table[SPAWN as usize] = process::spawn;
-    table[WAIT as usize] = process::wait;
-    table[KILL as usize] = process::kill;
-    table[SLEEP as usize] = time::sleep;
-    table[PROCESS_LIST as usize] = process::process_list;
-    table[SHUTDOWN as usize] = system::shutdown;
-    table[SYSINFO as usize] = system::sysinfo;
-    table[PROGRAMS as usize] = system::programs;
-    table[SET_FOREGROUND as usize] = io::set_foreground;
-    table[CONSOLE_MODE as usize] = io::console_mode;
-    table[GETPPID as usize] = process::getppid;
+    let mut table: [Handler; TABLE_SIZE] = [Arguments(unassigned); TABLE_SIZE];
+    table[EXIT as usize] = Arguments(process::exit);
+    table[WRITE as usize] = Arguments(io::write);
+    table[READ as usize] = Arguments(io::read);
+    table[GETPID as usize] = Arguments(process::getpid);
+    table[YIELD as usize] = Arguments(process::yield_cpu);
+    table[UPTIME as usize] = Arguments(time::uptime);
+    table[BRK as usize] = Arguments(memory::brk);
+    table[MMAP as usize] = Arguments(memory::mmap);
+    table[MUNMAP as usize] = Arguments(memory::munmap);
+    table[MPROTECT as usize] = Arguments(memory::mprotect);
+    table[SPAWN as usize] = Arguments(process::spawn);
+    table[WAIT as usize] = Arguments(process::wait);
+    table[KILL as usize] = Arguments(process::kill);
+    table[SLEEP as usize] = Arguments(time::sleep);
+    table[PROCESS_LIST as usize] = Arguments(process::process_list);
+    table[SHUTDOWN as usize] = Arguments(system::shutdown);
+    table[SYSINFO as usize] = Arguments(system::sysinfo);
+    table[PROGRAMS as usize] = Arguments(system::programs);
+    table[SET_FOREGROUND as usize] = Arguments(io::set_foreground);
+    table[CONSOLE_MODE as usize] = Arguments(io::console_mode);
+    table[GETPPID as usize] = Arguments(process::getppid);
+    table[HANDLE_CLOSE as usize] = Arguments(handle::close);
+    table[HANDLE_DUPLICATE as usize] = Arguments(handle::duplicate);
+    table[HANDLE_INFO as usize] = Arguments(handle::handle_info);
+    table[ENDPOINT_CREATE as usize] = Arguments(ipc::endpoint_create);
+    table[ENDPOINT_MINT as usize] = Arguments(ipc::endpoint_mint);
+    table[ENDPOINT_BIND as usize] = Arguments(ipc::endpoint_bind);
+    table[CALL as usize] = Frame(ipc::call);
+    table[RECV as usize] = Frame(ipc::recv);
+    table[REPLY as usize] = Frame(ipc::reply);
+    table[REPLY_RECV as usize] = Frame(ipc::reply_recv);
+    table[NOTIFICATION_CREATE as usize] = Arguments(ipc::notification_create);
+    table[SIGNAL as usize] = Arguments(ipc::signal);
+    table[WAIT_NOTIFICATION as usize] = Arguments(ipc::wait);
+    table[MEMORY_CREATE as usize] = Arguments(ipc::memory_create);
+    table[MEMORY_MAP as usize] = Arguments(ipc::memory_map);
     table
 };
 
 /// Runs the syscall a trap frame holds and stores the result in it: the kernel's syscall
 /// hook.
-pub fn dispatch_frame(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
+pub fn dispatch_frame(frame: &mut TrapFrame) {
     let (number, args) = frame.syscall_request();
-    frame.set_syscall_result(dispatch(number, args));
-}
-
-/// Runs syscall `number` with `args` and returns what goes back in `rax`.
-pub fn dispatch(number: u64, args: Args) -> i64 {
-    let handler = usize::try_from(number).ok().and_then(|index| TABLE.get(index)).copied().unwrap_or(unassigned);
-    match handler(&args) {
+    let handler = usize::try_from(number).ok().and_then(|index| TABLE.get(index)).copied().unwrap_or(Arguments(unassigned));
+    let result = match handler {
+        Arguments(handler) => handler(&args),
+        Frame(handler) => handler(frame),
+    };
+    frame.set_syscall_result(match result {
         Ok(value) => value as i64,
         Err(errno) => -errno,
-    }
+    });
 }

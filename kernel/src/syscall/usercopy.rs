@@ -41,10 +41,16 @@ unsafe impl Plain for abi::UserStr {}
 // every field accepts any bits.
 unsafe impl Plain for abi::ProcessInfo {}
 // SAFETY: `repr(C)`: u64 fields, then two u32 (offset 40), a u64 (48), two u32 (56, 60) and
-// a u64 (64); no padding, any bits valid.
+// two u64 (64, 72); no padding, any bits valid.
 unsafe impl Plain for abi::SysInfo {}
 
-const _: () = assert!(size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 72);
+// SAFETY: `repr(C)`: five u64 (0..40), four u32 (40..56), two u32 (56, 60), four u32
+// (64..80); no padding (the size is checked in `abi`), any bits valid.
+unsafe impl Plain for abi::ipc::IpcBuffers {}
+// SAFETY: as for the integers above.
+unsafe impl Plain for u32 {}
+
+const _: () = assert!(size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 80);
 
 /// Whether the caller may access `[address, address + len)` (writing too, if `write`); an
 /// empty range always.

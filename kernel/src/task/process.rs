@@ -44,6 +44,12 @@ pub enum BlockReason {
         /// Nanoseconds since boot to wake at.
         until_ns: u64,
     },
+    /// In IPC (a call, a receive, a notification wait) until a partner delivers, or until
+    /// the clock reaches `until_ns` (`u64::MAX`: no timeout).
+    Ipc {
+        /// Nanoseconds since boot to give up at.
+        until_ns: u64,
+    },
 }
 
 /// The life cycle of a process.
@@ -76,6 +82,8 @@ pub struct Process {
     pub kernel_stack: Option<KernelStack>,
     /// Set by `kill`: the process ends the next time it would return to ring 3.
     pub killed: bool,
+    /// Its handles and IPC state, shared with whoever holds a handle to it.
+    pub object: Arc<ProcessObject>,
 }
 
 impl Process {
@@ -120,5 +128,35 @@ mod tests {
         assert_eq!(near_the_end.allocate(), Some(u32::MAX));
         assert_eq!(near_the_end.allocate(), None);
         assert_eq!(near_the_end.allocate(), None);
+    }
+}
+
+/// The part of a process that handles and other processes can hold on to: its identity, its
+/// handle table and its IPC state. It outlives the process's run while handles to it exist
+/// (a parent's handle, a caller awaiting a reply), but is emptied when the process ends.
+#[derive(Debug)]
+pub struct ProcessObject {
+    /// The process's id.
+    pub pid: Pid,
+    /// Its handles.
+    pub handles: spin::Mutex<crate::object::handles::HandleTable>,
+    /// What it is doing in IPC.
+    pub ipc: spin::Mutex<crate::ipc::state::IpcState>,
+    /// Set when a partner has put a result in `ipc` for it; the scheduler checks it (without
+    /// taking `ipc`'s lock) to decide whether the process may stay blocked.
+    pub ipc_ready: core::sync::atomic::AtomicBool,
+    _live: crate::object::LiveObject,
+}
+
+impl ProcessObject {
+    /// The object of process `pid`, with `handles`.
+    pub fn new(pid: Pid, handles: crate::object::handles::HandleTable) -> Self {
+        Self {
+            pid,
+            handles: spin::Mutex::new(handles),
+            ipc: spin::Mutex::new(crate::ipc::state::IpcState::default()),
+            ipc_ready: core::sync::atomic::AtomicBool::new(false),
+            _live: crate::object::LiveObject::new(),
+        }
     }
 }

@@ -33,13 +33,14 @@ use spin::Mutex;
 
 use super::executor;
 use super::loader::{self, LoadError};
-use super::process::{BlockReason, Pid, PidAllocator, Process, State};
+use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::programs;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::user_memory::{ProcessMemory, UserMemory};
+use crate::object::handles::HandleTable;
 
 /// Most processes in the table, zombies included.
 pub const MAX_PROCESSES: usize = 64;
@@ -185,14 +186,15 @@ impl Scheduler {
         }
     }
 
-    /// Makes every sleeper whose time has come ready, and notes when the next one is due.
+    /// Makes every sleeper (and IPC wait) whose time has come ready, and notes when the next
+    /// one is due.
     fn wake_sleepers(&mut self, now_ns: u64) {
         if now_ns < self.next_wake_ns {
             return;
         }
         let mut next = u64::MAX;
         for process in self.processes.values_mut() {
-            if let State::Blocked(BlockReason::Sleep { until_ns }) = process.state {
+            if let State::Blocked(BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns }) = process.state {
                 if until_ns <= now_ns {
                     process.state = State::Ready;
                     self.run_queue.push(process.pid);
@@ -275,7 +277,9 @@ pub fn parent_pid() -> Pid {
 }
 
 /// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`.
-pub fn spawn(name: &str, args: &[&str], parent: Pid) -> Result<Pid, SpawnError> {
+/// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`,
+/// with `handles` as its handle table.
+pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Result<Pid, SpawnError> {
     if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
         return Err(SpawnError::TooManyProcesses);
     }
@@ -295,6 +299,7 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid) -> Result<Pid, SpawnError> 
             memory: Some(memory),
             kernel_stack: Some(stack),
             killed: false,
+            object: Arc::new(ProcessObject::new(pid, handles)),
         };
         scheduler.processes.insert(pid, process);
         scheduler.run_queue.push(pid);
@@ -422,7 +427,7 @@ fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> boo
                 return Some(Err(Killed));
             }
             scheduler.current_process().state = State::Blocked(reason);
-            if let BlockReason::Sleep { until_ns } = reason {
+            if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } = reason {
                 scheduler.next_wake_ns = scheduler.next_wake_ns.min(until_ns);
             }
             None
@@ -448,6 +453,53 @@ pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, Kil
 /// Wakes every process blocked reading the console.
 pub fn wake_console_readers() {
     with_scheduler(|scheduler| scheduler.wake_all(BlockReason::ConsoleRead));
+}
+
+/// How a blocking IPC operation's wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// A partner delivered (the flag is set).
+    Ready,
+    /// The process was killed.
+    Killed,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Blocks the running process until `ready` is set, it is killed, or the clock reaches
+/// `deadline` (nanoseconds since boot; `None`: never).
+pub fn block_for_ipc(ready: &AtomicBool, deadline: Option<u64>) -> BlockOutcome {
+    let until_ns = deadline.unwrap_or(u64::MAX);
+    let mut outcome = BlockOutcome::Ready;
+    let result = block_unless(BlockReason::Ipc { until_ns }, |_| {
+        if ready.load(Ordering::Acquire) {
+            return true;
+        }
+        if crate::time::uptime_ns() >= until_ns {
+            outcome = BlockOutcome::TimedOut;
+            return true;
+        }
+        false
+    });
+    match result {
+        Ok(()) => outcome,
+        Err(Killed) => BlockOutcome::Killed,
+    }
+}
+
+/// Makes a blocked process ready (a partner delivered to it).
+pub fn wake(pid: Pid) {
+    with_scheduler(|scheduler| scheduler.make_ready(pid));
+}
+
+/// The memory of process `pid`, unless it has ended.
+pub fn memory_of(pid: Pid) -> Option<Arc<ProcessMemory>> {
+    with_scheduler(|scheduler| scheduler.processes.get(&pid).and_then(|process| process.memory.clone()))
+}
+
+/// The running process's object (handles, IPC state).
+pub fn current_object() -> Arc<ProcessObject> {
+    with_scheduler(|scheduler| scheduler.current_process().object.clone())
 }
 
 /// Sleeps for at least `ns` nanoseconds (woken by the first timer interrupt after that).
@@ -527,13 +579,19 @@ fn release_memory(memory: Arc<ProcessMemory>) {
     drop(memory);
 }
 
-/// Ends the running process with `status`.
+/// Ends the running process with `status`: frees its memory, closes its handles, and tells
+/// its parent.
 pub fn exit_current(status: i32) -> ! {
     let pid = current_pid();
-    let memory = with_scheduler(|scheduler| scheduler.current_process().memory.take());
+    let (memory, object) =
+        with_scheduler(|scheduler| (scheduler.current_process().memory.take(), scheduler.current_process().object.clone()));
     if let Some(memory) = memory {
         release_memory(memory);
     }
+    // Dropped outside every lock: closing a handle may wake other processes.
+    let handles = object.handles.lock().take_all();
+    drop(handles);
+    drop(object);
     let shut_down = with_scheduler(|scheduler| {
         let process = scheduler.current_process();
         process.state = State::Zombie(status);

@@ -35,8 +35,8 @@ mod dirty;
 use abi::errno::{EAGAIN, EFAULT, ENOSYS};
 use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USER_STACK_TOP, USER_START};
 use abi::syscall::{
-    Arg, BRK, EXIT, GETPID, GETPPID, KILL, MMAP, MPROTECT, MUNMAP, PROCESS_LIST, PROGRAMS, READ, SHUTDOWN, SLEEP,
-    SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
+    Arg, BRK, CALL, EXIT, GETPID, GETPPID, HANDLE_CLOSE, KILL, MMAP, MPROTECT, MUNMAP, PROCESS_LIST, PROGRAMS, READ,
+    RECV, REPLY_RECV, SHUTDOWN, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
 use abi::{PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::println;
@@ -78,10 +78,18 @@ const KERNEL_ADDRESSES: [u64; 6] = [
     0xffff_ffff_ffff_f000,
 ];
 /// Every errno the kernel may return.
-const KNOWN_ERRNOS: [i64; 13] = {
+const KNOWN_ERRNOS: [i64; 16] = {
     use abi::errno::*;
-    [EPERM, ENOENT, ESRCH, EINTR, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EINVAL, ENAMETOOLONG, ENOSYS]
+    [
+        EPERM, ENOENT, ESRCH, EINTR, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EINVAL, EMFILE, EPIPE, ENAMETOOLONG,
+        ENOSYS, ETIMEDOUT,
+    ]
 };
+
+/// Registers in hardware order that the IPC calls take arguments in beyond the six
+/// (`r12, r13, r14`), and the registers they return results in (`rdi rsi rdx r8 r9 r10 r12`).
+const EXTRA_REGISTERS: [usize; 3] = [12, 13, 14];
+const IPC_RESULT_REGISTERS: [&str; 7] = ["rdi", "rsi", "rdx", "r8", "r9", "r10", "r12"];
 
 /// Bytes the kernel reads: random, filled once by each worker.
 static mut INPUT: [u8; BUFFER] = [0; BUFFER];
@@ -445,6 +453,16 @@ impl Worker {
                 let previous = if slot > 0 { args[slot - 1] } else { 0 };
                 args[slot] = self.argument(rng, syscall.number, kind, previous);
             }
+            if !syscall.extra.is_empty() {
+                // The extra registers must be chosen: left to chance, a timeout could block
+                // the worker for good.
+                let mut registers = noise.unwrap_or_else(|| core::array::from_fn(|_| rng.next()));
+                for (&register, &kind) in EXTRA_REGISTERS.iter().zip(syscall.extra) {
+                    registers[register] = self.argument(rng, syscall.number, kind, 0);
+                }
+                self.make_safe(rng, syscall.number, &mut args);
+                return Planned { number: syscall.number, args, path, noise: Some(registers), flags };
+            }
             syscall.number
         };
         self.make_safe(rng, number, &mut args);
@@ -513,6 +531,28 @@ impl Worker {
                 _ => rng.next(),
             },
             Arg::Addr => self.address(rng, number),
+            Arg::Handle => match rng.below(6) {
+                0 => rng.below(8),
+                1 => rng.below(256),
+                2 => 256 + rng.below(16),
+                3 => u64::MAX,
+                4 => 1 << 32 | rng.below(4),
+                _ => rng.next(),
+            },
+            Arg::Rights => match rng.below(3) {
+                0 => abi::handle::rights::ALL as u64,
+                1 => rng.below(1 << 12),
+                _ => rng.next(),
+            },
+            // Never long enough to matter: nothing else in this worker would wake it.
+            Arg::Timeout => match rng.below(3) {
+                0 => 0,
+                _ => rng.below(MS),
+            },
+            Arg::IpcBuffers => match rng.below(3) {
+                0 => 0,
+                _ => self.pointer(rng, true),
+            },
             Arg::Prot => match rng.below(8) {
                 0 => PROT_READ,
                 1 => PROT_READ | PROT_WRITE,
@@ -620,6 +660,8 @@ impl Worker {
                 args[0] |= 1 << 31
             }
             SPAWN => self.spawn_arguments(rng, args),
+            // The worker's console handles stay, or it could not report.
+            HANDLE_CLOSE if args[0] < 3 => args[0] = 3 + rng.below(253),
             _ => {}
         }
     }
@@ -663,7 +705,10 @@ impl Worker {
                 // good or unmap its buffers; what the kernel writes lands in `OUTPUT` or
                 // `INPUT` (sized for it), in scratch mappings, or nowhere.
                 unsafe { call.run() };
-                if let Some(register) = call.clobbered() {
+                let returns_registers = [CALL, RECV, REPLY_RECV].contains(&planned.number);
+                if let Some(register) = call.clobbered()
+                    && !(returns_registers && IPC_RESULT_REGISTERS.contains(&register))
+                {
                     self.problem(index, format_args!("syscall {:#x} changed {register}", planned.number));
                 }
                 call.result()

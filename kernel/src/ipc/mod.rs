@@ -1,0 +1,262 @@
+//! Synchronous IPC between processes: endpoints (`call`, `recv`, `reply`, `reply_recv`),
+//! reply capabilities, and notifications.
+//!
+//! **Rendezvous.** A message is delivered when a caller and a receiver meet: whichever
+//! arrives second delivers, running in its own context, straight from the sender's memory
+//! and handle table into the receiver's (bytes through the physical-memory map, so neither
+//! address space needs to be active). Until then the message waits in its blocked sender's
+//! [`state::IpcState`], never in the endpoint and never in a kernel buffer the user sizes.
+//!
+//! **Handles in messages** leave the sender's table when it sends (a copy leaves the original
+//! behind) and go back to the same slots if the message cannot be delivered.
+//!
+//! **Failures.** A receiver whose handle table cannot take the message's handles fails with
+//! `EMFILE` and the message stays queued; a reply that cannot be delivered fails both sides
+//! with the same errno. A blocked process that is killed or whose timeout expires takes
+//! itself off every queue, gets its message's handles back, and returns `EINTR` or
+//! `ETIMEDOUT`; a server that replies to it later gets `EPIPE`.
+//!
+//! **Locks.** Handle tables, IPC states, endpoint queues and notification words each have
+//! their own lock, held only for a few instructions and never while taking the scheduler's
+//! (which is taken last) or another of their kind; wake-ups happen after they are released.
+
+pub mod endpoint;
+pub mod notification;
+pub mod reply;
+pub mod state;
+mod transfer;
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use abi::errno::{EAGAIN, EINTR, EPIPE, ETIMEDOUT};
+
+use endpoint::{Endpoint, EndpointRef};
+use notification::Notification;
+use reply::Reply;
+use state::{Destination, Outgoing, Phase, Received};
+use crate::task::process::ProcessObject;
+use crate::task::scheduler::{self, BlockOutcome};
+
+pub use transfer::restore_handles;
+
+/// How long a blocking operation may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// Not at all: `EAGAIN` if it would block.
+    Poll,
+    /// Until the clock reaches this many nanoseconds since boot: then `ETIMEDOUT`.
+    Until(u64),
+    /// For as long as it takes.
+    Forever,
+}
+
+impl Timeout {
+    /// The timeout a syscall's argument asks for: 0 polls, `abi::ipc::FOREVER` never
+    /// expires, anything else is nanoseconds from now.
+    pub fn from_nanoseconds(timeout: u64) -> Self {
+        match timeout {
+            0 => Self::Poll,
+            abi::ipc::FOREVER => Self::Forever,
+            nanoseconds => Self::Until(crate::time::uptime_ns().saturating_add(nanoseconds)),
+        }
+    }
+
+    fn deadline(self) -> Option<u64> {
+        match self {
+            Self::Poll => Some(0),
+            Self::Until(deadline) => Some(deadline),
+            Self::Forever => None,
+        }
+    }
+}
+
+/// Hands `result` to a blocked process and wakes it.
+pub(crate) fn finish(process: &ProcessObject, result: Result<Received, i64>) {
+    process.ipc.lock().result = Some(result);
+    process.ipc_ready.store(true, Ordering::Release);
+    scheduler::wake(process.pid);
+}
+
+/// Fails a queued caller: its message's handles go back to it.
+fn fail_call(caller: &ProcessObject, errno: i64) {
+    let phase = core::mem::take(&mut caller.ipc.lock().phase);
+    if let Phase::Calling { message, .. } = phase {
+        restore_handles(caller, message);
+    }
+    finish(caller, Err(errno));
+}
+
+/// Blocks `me` until a partner delivers, the deadline passes or it is killed. On anything
+/// but a delivery, `cleanup` takes it off whatever queue it was on (under its IPC lock,
+/// with the phase it was in), and the errno says why.
+fn wait_for_partner(me: &ProcessObject, timeout: Timeout, cleanup: impl FnOnce(&ProcessObject, Phase)) -> Result<Received, i64> {
+    let outcome = scheduler::block_for_ipc(&me.ipc_ready, timeout.deadline());
+    let mut ipc = me.ipc.lock();
+    if let Some(result) = ipc.result.take() {
+        me.ipc_ready.store(false, Ordering::Release);
+        return result;
+    }
+    let phase = core::mem::take(&mut ipc.phase);
+    drop(ipc);
+    cleanup(me, phase);
+    Err(match outcome {
+        BlockOutcome::Killed => EINTR,
+        BlockOutcome::TimedOut | BlockOutcome::Ready => ETIMEDOUT,
+    })
+}
+
+/// Takes what is left of an interrupted blocking operation off its queues, and gives a
+/// queued message's handles back.
+fn abandon(me: &ProcessObject, phase: Phase) {
+    match phase {
+        Phase::Calling { endpoint, message, .. } => {
+            endpoint.forget(me);
+            restore_handles(me, message);
+        }
+        Phase::Receiving { endpoint, .. } => endpoint.forget(me),
+        Phase::Waiting { notification } => notification.forget(me),
+        Phase::AwaitingReply { .. } | Phase::Idle => {}
+    }
+}
+
+/// `call`: sends `message` through `target` and waits for the reply, which lands in
+/// `reply_into`.
+pub fn call(
+    me: &Arc<ProcessObject>,
+    target: &EndpointRef,
+    mut message: Outgoing,
+    reply_into: Destination,
+    timeout: Timeout,
+) -> Result<Received, i64> {
+    let endpoint = target.endpoint();
+    let call = reply::next_call();
+    loop {
+        if !endpoint.has_receivers() {
+            restore_handles(me, message);
+            return Err(EPIPE);
+        }
+        let Some(receiver) = endpoint.pop_receiver() else { break };
+        let into = match core::mem::take(&mut receiver.ipc.lock().phase) {
+            Phase::Receiving { into, .. } => into,
+            // A queued receiver is always in `Receiving`; anything else is not waiting.
+            _ => continue,
+        };
+        me.ipc.lock().phase = Phase::AwaitingReply { call, reply_into };
+        match transfer::deliver(me.pid, message, &receiver, into, target.badge(), Some((me, call))) {
+            Ok(received) => {
+                finish(&receiver, Ok(received));
+                return wait_for_partner(me, timeout, abandon);
+            }
+            Err(undelivered) => {
+                // The receiver could not take it: its `recv` fails; try the next one.
+                me.ipc.lock().phase = Phase::Idle;
+                finish(&receiver, Err(undelivered.errno));
+                message = undelivered.message;
+            }
+        }
+    }
+    if timeout == Timeout::Poll {
+        restore_handles(me, message);
+        return Err(EAGAIN);
+    }
+    me.ipc.lock().phase = Phase::Calling { endpoint: endpoint.clone(), badge: target.badge(), message, reply_into, call };
+    if !endpoint.queue_caller(me.clone()) {
+        let phase = core::mem::take(&mut me.ipc.lock().phase);
+        abandon(me, phase);
+        return Err(EPIPE);
+    }
+    wait_for_partner(me, timeout, abandon)
+}
+
+/// `recv`: waits for a message on `endpoint`: a close notice, the bound notification's bits,
+/// or a call (whose reply handle the result names).
+pub fn recv(me: &Arc<ProcessObject>, endpoint: &Arc<Endpoint>, into: Destination, timeout: Timeout) -> Result<Received, i64> {
+    if let Some(badge) = endpoint.pop_closed() {
+        return Ok(Received { badge, label: abi::ipc::LABEL_CLOSED, ..Received::default() });
+    }
+    if let Some(notification) = endpoint.bound() {
+        let bits = notification.take_bits();
+        if bits != 0 {
+            return Ok(notification::message(bits));
+        }
+    }
+    while let Some(caller) = endpoint.pop_caller() {
+        let taken = {
+            let mut ipc = caller.ipc.lock();
+            match core::mem::take(&mut ipc.phase) {
+                Phase::Calling { badge, message, reply_into, call, .. } => {
+                    ipc.phase = Phase::AwaitingReply { call, reply_into };
+                    Some((badge, message, call, reply_into))
+                }
+                other => {
+                    ipc.phase = other;
+                    None
+                }
+            }
+        };
+        let Some((badge, message, call, reply_into)) = taken else { continue };
+        match transfer::deliver(caller.pid, message, me, into, badge, Some((&caller, call))) {
+            Ok(received) => return Ok(received),
+            Err(undelivered) => {
+                // This receiver cannot take the message: it stays queued, first in line.
+                let mut ipc = caller.ipc.lock();
+                ipc.phase =
+                    Phase::Calling { endpoint: endpoint.clone(), badge, message: undelivered.message, reply_into, call };
+                drop(ipc);
+                endpoint.requeue_caller(caller);
+                return Err(undelivered.errno);
+            }
+        }
+    }
+    if timeout == Timeout::Poll {
+        return Err(EAGAIN);
+    }
+    me.ipc.lock().phase = Phase::Receiving { endpoint: endpoint.clone(), into };
+    endpoint.queue_receiver(me.clone());
+    wait_for_partner(me, timeout, abandon)
+}
+
+/// `reply`: answers the call `reply` names with `message`. `EPIPE` if the caller no longer
+/// waits (the message's handles come back); if the reply cannot be delivered, both sides
+/// fail with the same errno.
+pub fn reply(me: &ProcessObject, reply: &Reply, message: Outgoing) -> Result<(), i64> {
+    let (caller, reply_into) = match reply.take() {
+        Ok(taken) => taken,
+        Err(errno) => {
+            restore_handles(me, message);
+            return Err(errno);
+        }
+    };
+    match transfer::deliver(me.pid, message, &caller, reply_into, 0, None) {
+        Ok(received) => {
+            finish(&caller, Ok(received));
+            Ok(())
+        }
+        Err(undelivered) => {
+            finish(&caller, Err(undelivered.errno));
+            restore_handles(me, undelivered.message);
+            Err(undelivered.errno)
+        }
+    }
+}
+
+/// `wait` on a notification: its bits, once any are set.
+pub fn wait(me: &Arc<ProcessObject>, notification: &Arc<Notification>, timeout: Timeout) -> Result<u64, i64> {
+    let bits = notification.take_bits();
+    if bits != 0 {
+        return Ok(bits);
+    }
+    if timeout == Timeout::Poll {
+        return Err(EAGAIN);
+    }
+    me.ipc.lock().phase = Phase::Waiting { notification: notification.clone() };
+    notification.queue_waiter(me.clone());
+    // A signal between the check above and the queueing cannot happen: nothing else runs.
+    wait_for_partner(me, timeout, abandon).map(|received| received.badge)
+}
+
+/// Binds `notification` to `endpoint` (see [`notification`]).
+pub fn bind(endpoint: &Arc<Endpoint>, notification: &Arc<Notification>) {
+    notification.bind_to(endpoint);
+}

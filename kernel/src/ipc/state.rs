@@ -1,0 +1,119 @@
+//! What a process is doing in IPC, kept in its [`ProcessObject`](crate::task::process::ProcessObject):
+//! the message it is sending while it waits (messages wait in their sender, never in the
+//! endpoint), where a message for it should go, and what a partner delivered to it.
+
+use alloc::sync::Arc;
+
+use abi::ipc::{HANDLES_MAX, WORDS};
+
+use super::endpoint::Endpoint;
+use super::notification::Notification;
+use crate::object::Handle;
+
+/// A range of the process's own memory, checked when the syscall began (its mappings cannot
+/// change while it is blocked, since only it changes them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserBuffer {
+    /// First byte.
+    pub address: u64,
+    /// Length (for a destination, its capacity).
+    pub len: u64,
+}
+
+/// A handle on its way to another process, with the slot it came from (`None` for a copy,
+/// whose original never left), so a failed delivery can put it back.
+#[derive(Debug)]
+pub struct HandleInFlight {
+    /// Where it came from in the sender's table, if it moved.
+    pub from_slot: Option<u32>,
+    /// The handle.
+    pub handle: Handle,
+}
+
+/// A message being sent.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// The label.
+    pub label: u64,
+    /// The words.
+    pub words: [u64; WORDS],
+    /// Bytes in the sender's memory.
+    pub buffer: Option<UserBuffer>,
+    /// Handles that go with it.
+    pub handles: [Option<HandleInFlight>; HANDLES_MAX],
+}
+
+/// Where a message for this process goes: received bytes into `buffer` (truncated to it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Destination {
+    /// Room for the bytes, if any.
+    pub buffer: Option<UserBuffer>,
+}
+
+/// A message as its receiver gets it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// The badge of the handle the sender used (the bits, for a notification).
+    pub badge: u64,
+    /// The label.
+    pub label: u64,
+    /// The words.
+    pub words: [u64; WORDS],
+    /// The reply handle in the receiver's table, for a call.
+    pub reply: Option<u32>,
+    /// The handles that arrived, as numbers in the receiver's table.
+    pub handles: [u32; HANDLES_MAX],
+    /// How many of `handles` are valid.
+    pub handle_count: u32,
+    /// The length the sender sent (more than the destination's room if truncated).
+    pub len: u64,
+}
+
+/// Where a process is in IPC.
+#[derive(Debug, Default)]
+pub enum Phase {
+    /// Not in IPC.
+    #[default]
+    Idle,
+    /// Queued in `call`; no receiver has taken the message yet.
+    Calling {
+        /// The endpoint called.
+        endpoint: Arc<Endpoint>,
+        /// The badge of the handle it called with.
+        badge: u64,
+        /// The message.
+        message: Outgoing,
+        /// Where the reply goes.
+        reply_into: Destination,
+        /// This call's number, which the reply handle names.
+        call: u64,
+    },
+    /// A receiver took the message; waiting for its reply.
+    AwaitingReply {
+        /// This call's number.
+        call: u64,
+        /// Where the reply goes.
+        reply_into: Destination,
+    },
+    /// Queued in `recv`.
+    Receiving {
+        /// The endpoint.
+        endpoint: Arc<Endpoint>,
+        /// Where the message goes.
+        into: Destination,
+    },
+    /// Blocked in a notification's `wait`.
+    Waiting {
+        /// The notification.
+        notification: Arc<Notification>,
+    },
+}
+
+/// A process's IPC state.
+#[derive(Debug, Default)]
+pub struct IpcState {
+    /// What it is doing.
+    pub phase: Phase,
+    /// What a partner delivered while it was blocked: a message, or why the operation failed.
+    pub result: Option<Result<Received, i64>>,
+}

@@ -1,0 +1,86 @@
+//! Moving a message from its sender into its receiver.
+
+use alloc::sync::Arc;
+
+use abi::errno::EFAULT;
+use abi::handle::rights;
+
+use super::reply::Reply;
+use super::state::{Destination, Outgoing, Received};
+use crate::mm::address_space::AddressSpace;
+use crate::object::{Handle, Object};
+use crate::task::process::{Pid, ProcessObject};
+use crate::task::scheduler;
+
+/// A message that could not be delivered, and why.
+#[derive(Debug)]
+pub struct Undelivered {
+    /// The errno for whoever could not take it.
+    pub errno: i64,
+    /// The message, with its handles, to put back.
+    pub message: Outgoing,
+}
+
+/// Delivers `message` from process `sender` to `receiver`: copies its bytes into `into`
+/// (truncated to its room; the full length is reported), installs its handles in the
+/// receiver's table, and for a call (`reply` names the caller and the call) a reply handle.
+/// Fails with `EMFILE` when the receiver's table has no room for all of them, leaving
+/// everything as it was.
+pub fn deliver(
+    sender: Pid,
+    message: Outgoing,
+    receiver: &ProcessObject,
+    into: Destination,
+    badge: u64,
+    reply: Option<(&Arc<ProcessObject>, u64)>,
+) -> Result<Received, Undelivered> {
+    let mut handles = receiver.handles.lock();
+    let needed = message.handles.iter().flatten().count() + usize::from(reply.is_some());
+    if let Err(errno) = handles.require_room(needed) {
+        return Err(Undelivered { errno, message });
+    }
+    let len = message.buffer.map_or(0, |buffer| buffer.len);
+    if let (Some(source), Some(target)) = (message.buffer, into.buffer) {
+        let copied = source.len.min(target.len);
+        if copied > 0 && copy_bytes(sender, source.address, receiver.pid, target.address, copied).is_err() {
+            return Err(Undelivered { errno: EFAULT, message });
+        }
+    }
+    let mut received = Received { badge, label: message.label, words: message.words, len, ..Received::default() };
+    for in_flight in message.handles.into_iter().flatten() {
+        let number = handles.insert(in_flight.handle).unwrap_or_else(|_| unreachable!("room was checked"));
+        received.handles[received.handle_count as usize] = number;
+        received.handle_count += 1;
+    }
+    if let Some((caller, call)) = reply {
+        let handle = Handle::new(Object::Reply(Arc::new(Reply::new(caller.clone(), call))), rights::SEND);
+        received.reply = Some(handles.insert(handle).unwrap_or_else(|_| unreachable!("room was checked")));
+    }
+    Ok(received)
+}
+
+/// Copies bytes between two processes' memories.
+fn copy_bytes(sender: Pid, source: u64, receiver: Pid, target: u64, len: u64) -> Result<(), i64> {
+    let (Some(from), Some(to)) = (scheduler::memory_of(sender), scheduler::memory_of(receiver)) else {
+        return Err(EFAULT);
+    };
+    let mut from = from.lock();
+    let mut to = to.lock();
+    AddressSpace::copy_between(from.space(), source, to.space(), target, len).map_err(|_| EFAULT)
+}
+
+/// Puts the handles of an undelivered message back where they came from in `owner`'s table
+/// (copies are dropped: their originals never left).
+pub fn restore_handles(owner: &ProcessObject, message: Outgoing) {
+    let mut handles = owner.handles.lock();
+    let mut copies: [Option<Handle>; abi::ipc::HANDLES_MAX] = Default::default();
+    for (in_flight, copy) in message.handles.into_iter().flatten().zip(&mut copies) {
+        match in_flight.from_slot {
+            Some(slot) => handles.insert_at(slot, in_flight.handle),
+            None => *copy = Some(in_flight.handle),
+        }
+    }
+    // The copies are dropped after the lock is released (a drop may wake a process).
+    drop(handles);
+    drop(copies);
+}

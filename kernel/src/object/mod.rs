@@ -1,0 +1,133 @@
+//! Kernel objects and the handles that name them.
+//!
+//! Every object a process can name is reference-counted (an `Arc`) and dies with its last
+//! reference: the handles to it, plus whatever the kernel itself holds (a mapping of shared
+//! memory, a queued caller). A [`Handle`] pairs an object with the rights its holder has on
+//! it; [`handles::HandleTable`] is a process's table of them. The kinds and rights are
+//! `abi::handle`'s.
+//!
+//! The number of live objects is counted ([`live_objects`], reported by `sysinfo`), so a test
+//! can see an object that leaked.
+
+pub mod handles;
+pub mod memory;
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use abi::errno::EPERM;
+use abi::handle::{Kind, rights};
+
+use crate::ipc::endpoint::{EndpointRef, ReceiverToken};
+use crate::ipc::notification::Notification;
+use crate::ipc::reply::Reply;
+use crate::task::process::ProcessObject;
+use memory::MemoryObject;
+
+static LIVE_OBJECTS: AtomicU64 = AtomicU64::new(0);
+
+/// Kernel objects alive now.
+pub fn live_objects() -> u64 {
+    LIVE_OBJECTS.load(Ordering::Relaxed)
+}
+
+/// A field that counts its object among the live ones for as long as the object lives.
+#[derive(Debug)]
+pub struct LiveObject(());
+
+impl LiveObject {
+    /// Counts one more live object.
+    pub fn new() -> Self {
+        LIVE_OBJECTS.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Default for LiveObject {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for LiveObject {
+    fn drop(&mut self) {
+        LIVE_OBJECTS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a handle names.
+#[derive(Clone, Debug)]
+pub enum Object {
+    /// The kernel's console (there is one; it is not counted).
+    Console,
+    /// An endpoint, with the badge this handle sends with.
+    Endpoint(Arc<EndpointRef>),
+    /// The right to answer one call.
+    Reply(Arc<Reply>),
+    /// A notification.
+    Notification(Arc<Notification>),
+    /// Shared memory.
+    Memory(Arc<MemoryObject>),
+    /// A process.
+    Process(Arc<ProcessObject>),
+    /// The authority to power off (there is one; it is not counted).
+    Power,
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Console => Kind::Console,
+            Self::Endpoint(_) => Kind::Endpoint,
+            Self::Reply(_) => Kind::Reply,
+            Self::Notification(_) => Kind::Notification,
+            Self::Memory(_) => Kind::Memory,
+            Self::Process(_) => Kind::Process,
+            Self::Power => Kind::Power,
+        }
+    }
+}
+
+/// An object and the rights one holder has on it.
+#[derive(Debug)]
+pub struct Handle {
+    object: Object,
+    rights: u32,
+    /// For an endpoint handle with the RECEIVE right: keeps the endpoint counted as having
+    /// a receiver, so callers learn at once when the last one is gone.
+    _receiver: Option<ReceiverToken>,
+}
+
+impl Handle {
+    /// A handle to `object` with `rights`.
+    pub fn new(object: Object, rights: u32) -> Self {
+        let receiver = match &object {
+            Object::Endpoint(endpoint) if rights & rights::RECEIVE != 0 => Some(endpoint.endpoint().receiver_token()),
+            _ => None,
+        };
+        Self { object, rights, _receiver: receiver }
+    }
+
+    /// What it names.
+    pub fn object(&self) -> &Object {
+        &self.object
+    }
+
+    /// Its rights.
+    pub fn rights(&self) -> u32 {
+        self.rights
+    }
+
+    /// `Ok` if the handle has every right in `wanted`, else `EPERM`.
+    pub fn require(&self, wanted: u32) -> Result<(), i64> {
+        if self.rights & wanted == wanted { Ok(()) } else { Err(EPERM) }
+    }
+
+    /// A second handle to the same object with the rights in `rights` that this one has
+    /// (never more). Needs the DUPLICATE right.
+    pub fn duplicate(&self, rights: u32) -> Result<Self, i64> {
+        self.require(rights::DUPLICATE)?;
+        Ok(Self::new(self.object.clone(), self.rights & rights))
+    }
+}

@@ -1,0 +1,294 @@
+//! IPC syscalls: endpoints (`endpoint_create`, `endpoint_mint`, `endpoint_bind`, `call`,
+//! `recv`, `reply`, `reply_recv`), notifications (`notification_create`, `signal`, `wait`)
+//! and shared memory (`memory_create`, `memory_map`).
+//!
+//! The message registers are laid out in `abi::ipc`; this file reads them from the trap
+//! frame, checks the caller's buffers and handles, and writes the results back.
+
+use alloc::sync::Arc;
+use core::mem::offset_of;
+
+use abi::errno::{E2BIG, EINVAL};
+use abi::handle::{NO_HANDLE, rights};
+use abi::ipc::{BUFFER_MAX, COPY_HANDLE, HANDLES_MAX, IpcBuffers, LABEL_MAX, MINT_NOTIFY_CLOSE};
+
+use super::handle::{install, lookup};
+use super::usercopy::{UserPtr, UserSlice};
+use super::{Args, SyscallResult, require_heap_room};
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::ipc::endpoint::{Endpoint, EndpointRef};
+use crate::ipc::notification::Notification;
+use crate::ipc::state::{Destination, HandleInFlight, Outgoing, Received, UserBuffer};
+use crate::ipc::{self, Timeout};
+use crate::mm::address_space::UserRights;
+use crate::mm::shared::SharedFrames;
+use crate::object::memory::MemoryObject;
+use crate::object::{Handle, Object};
+use crate::task::scheduler::{self, pause, with_current_memory};
+
+/// Rights of the handle `endpoint_create` returns.
+const ENDPOINT_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SEND | rights::RECEIVE | rights::MINT;
+/// Rights a minted handle may have.
+const MINTED_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SEND;
+/// Rights of a new notification handle.
+const NOTIFICATION_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SIGNAL | rights::WAIT;
+/// Rights of a new memory handle.
+const MEMORY_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::READ | rights::WRITE | rights::EXECUTE;
+
+/// `endpoint_create() -> handle`.
+pub fn endpoint_create(_: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let endpoint = Endpoint::new();
+    install(Handle::new(Object::Endpoint(Arc::new(EndpointRef::new(endpoint, 0, false))), ENDPOINT_RIGHTS))
+}
+
+/// `endpoint_mint(h, badge, rights, flags) -> handle`: a handle to the same endpoint whose
+/// calls carry `badge`, with at most DUPLICATE, TRANSFER and SEND. Needs MINT.
+pub fn endpoint_mint(args: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let endpoint = lookup(args[0], rights::MINT, |object| match object {
+        Object::Endpoint(endpoint) => Some(endpoint.endpoint().clone()),
+        _ => None,
+    })?;
+    let wanted = u32::try_from(args[2]).map_err(|_| EINVAL)?;
+    if args[3] & !MINT_NOTIFY_CLOSE != 0 {
+        return Err(EINVAL);
+    }
+    let minted = EndpointRef::new(endpoint, args[1], args[3] & MINT_NOTIFY_CLOSE != 0);
+    install(Handle::new(Object::Endpoint(Arc::new(minted)), wanted & MINTED_RIGHTS))
+}
+
+/// `endpoint_bind(endpoint, notification) -> 0`: `recv` on the endpoint also returns the
+/// notification's bits. Needs RECEIVE on the endpoint and WAIT on the notification.
+pub fn endpoint_bind(args: &Args) -> SyscallResult {
+    let endpoint = lookup(args[0], rights::RECEIVE, |object| match object {
+        Object::Endpoint(endpoint) => Some(endpoint.endpoint().clone()),
+        _ => None,
+    })?;
+    let notification = lookup(args[1], rights::WAIT, |object| match object {
+        Object::Notification(notification) => Some(notification.clone()),
+        _ => None,
+    })?;
+    ipc::bind(&endpoint, &notification);
+    Ok(0)
+}
+
+/// The message registers of a frame: label in `rsi`, words in `rdx r10 r8 r9`.
+fn message_registers(frame: &TrapFrame) -> (u64, [u64; 4]) {
+    (frame.rsi, [frame.rdx, frame.r10, frame.r8, frame.r9])
+}
+
+/// Reads the caller's `IpcBuffers` at `address` (0: none).
+fn read_buffers(address: u64) -> Result<Option<IpcBuffers>, i64> {
+    if address == 0 { Ok(None) } else { UserPtr::<IpcBuffers>::new(address).read().map(Some) }
+}
+
+/// Builds the message to send: the registers, the checked send buffer, and the handles
+/// taken out of the caller's table (moved, or copied when marked). On any error nothing is
+/// taken.
+fn outgoing(frame: &TrapFrame, buffers: Option<&IpcBuffers>) -> Result<Outgoing, i64> {
+    let (label, words) = message_registers(frame);
+    if label > LABEL_MAX {
+        return Err(EINVAL);
+    }
+    let mut message = Outgoing { label, words, ..Outgoing::default() };
+    let Some(buffers) = buffers else { return Ok(message) };
+    if buffers.send_len > BUFFER_MAX {
+        return Err(E2BIG);
+    }
+    if buffers.send_len > 0 {
+        UserSlice::new(buffers.send_ptr, buffers.send_len).check_readable()?;
+        message.buffer = Some(UserBuffer { address: buffers.send_ptr, len: buffers.send_len });
+    }
+    let count = buffers.send_handle_count as usize;
+    if count > HANDLES_MAX {
+        return Err(EINVAL);
+    }
+    let object = scheduler::current_object();
+    let mut table = object.handles.lock();
+    for index in 0..count {
+        let entry = buffers.send_handles[index];
+        let number = u64::from(entry & !COPY_HANDLE);
+        let taken = if entry & COPY_HANDLE != 0 {
+            table.get(number).and_then(|handle| {
+                handle.require(rights::TRANSFER)?;
+                handle.duplicate(rights::ALL)
+            })
+            .map(|handle| HandleInFlight { from_slot: None, handle })
+        } else {
+            table.get(number).and_then(|handle| handle.require(rights::TRANSFER)).and_then(|()| table.remove(number))
+                .map(|handle| HandleInFlight { from_slot: Some(number as u32), handle })
+        };
+        match taken {
+            Ok(in_flight) => message.handles[index] = Some(in_flight),
+            Err(errno) => {
+                drop(table);
+                ipc::restore_handles(&object, message);
+                return Err(errno);
+            }
+        }
+    }
+    Ok(message)
+}
+
+/// Where a received message's bytes go, checked writable.
+fn destination(buffers: Option<&IpcBuffers>) -> Result<Destination, i64> {
+    let Some(buffers) = buffers else { return Ok(Destination::default()) };
+    if buffers.recv_capacity == 0 {
+        return Ok(Destination::default());
+    }
+    let room = buffers.recv_capacity.min(BUFFER_MAX);
+    UserSlice::new(buffers.recv_ptr, room).check_writable()?;
+    Ok(Destination { buffer: Some(UserBuffer { address: buffers.recv_ptr, len: room }) })
+}
+
+/// Which registers a received message is written to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Returned {
+    /// A reply to `call`: label and words only.
+    Reply,
+    /// A message from `recv`: also the badge in `rdi` and the reply handle in `r12`.
+    Message,
+}
+
+/// Writes a received message back: registers, and the `received_*` fields of the buffers.
+fn write_received(frame: &mut TrapFrame, buffers_address: u64, received: &Received, returned: Returned) -> Result<(), i64> {
+    frame.rsi = received.label;
+    [frame.rdx, frame.r10, frame.r8, frame.r9] = received.words;
+    if returned == Returned::Message {
+        frame.rdi = received.badge;
+        frame.r12 = received.reply.map_or(NO_HANDLE, u64::from);
+    }
+    if buffers_address != 0 {
+        UserPtr::<u64>::new(buffers_address + offset_of!(IpcBuffers, received_len) as u64).write(&received.len)?;
+        UserPtr::<u32>::new(buffers_address + offset_of!(IpcBuffers, received_handle_count) as u64)
+            .write(&received.handle_count)?;
+        for (index, number) in received.handles.iter().enumerate() {
+            let address = buffers_address + (offset_of!(IpcBuffers, received_handles) + index * 4) as u64;
+            UserPtr::<u32>::new(address).write(number)?;
+        }
+    }
+    Ok(())
+}
+
+/// `call(endpoint, label, words..., buffers, timeout)`.
+pub fn call(frame: &mut TrapFrame) -> SyscallResult {
+    require_heap_room()?;
+    let target = lookup(frame.rdi, rights::SEND, |object| match object {
+        Object::Endpoint(endpoint) => Some(endpoint.clone()),
+        _ => None,
+    })?;
+    let buffers_address = frame.r12;
+    let buffers = read_buffers(buffers_address)?;
+    let reply_into = destination(buffers.as_ref())?;
+    let message = outgoing(frame, buffers.as_ref())?;
+    let me = scheduler::current_object();
+    let received = ipc::call(&me, &target, message, reply_into, Timeout::from_nanoseconds(frame.r13))?;
+    write_received(frame, buffers_address, &received, Returned::Reply)?;
+    Ok(0)
+}
+
+/// The endpoint handle `number` names, for receiving.
+fn receiving_endpoint(number: u64) -> Result<Arc<Endpoint>, i64> {
+    lookup(number, rights::RECEIVE, |object| match object {
+        Object::Endpoint(endpoint) => Some(endpoint.endpoint().clone()),
+        _ => None,
+    })
+}
+
+/// The receiving half of `recv` and `reply_recv`.
+fn receive(frame: &mut TrapFrame, endpoint_number: u64) -> SyscallResult {
+    require_heap_room()?;
+    let endpoint = receiving_endpoint(endpoint_number)?;
+    let buffers_address = frame.r12;
+    let buffers = read_buffers(buffers_address)?;
+    let into = destination(buffers.as_ref())?;
+    let me = scheduler::current_object();
+    let received = ipc::recv(&me, &endpoint, into, Timeout::from_nanoseconds(frame.r13))?;
+    write_received(frame, buffers_address, &received, Returned::Message)?;
+    Ok(0)
+}
+
+/// `recv(endpoint, buffers, timeout)`.
+pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
+    receive(frame, frame.rdi)
+}
+
+/// The sending half of `reply` and `reply_recv`.
+fn send_reply(frame: &TrapFrame) -> SyscallResult {
+    let object = scheduler::current_object();
+    let reply = {
+        let mut table = object.handles.lock();
+        table.lookup(frame.rdi, rights::SEND, |object| matches!(object, Object::Reply(_)).then_some(()))?;
+        table.remove(frame.rdi)?
+    };
+    let Object::Reply(reply_object) = reply.object() else { unreachable!("checked to be a reply") };
+    let buffers = read_buffers(frame.r12)?;
+    let message = outgoing(frame, buffers.as_ref())?;
+    ipc::reply(&object, reply_object, message).map(|()| 0)
+}
+
+/// `reply(reply, label, words..., buffers)`.
+pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
+    send_reply(frame)
+}
+
+/// `reply_recv(reply or NO_HANDLE, label, words..., buffers, timeout, endpoint)`: replies
+/// (a failed reply is dropped: its caller is gone, and the server carries on) and receives.
+pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
+    // Check the endpoint first, so a bad one does not use the reply up.
+    receiving_endpoint(frame.r14)?;
+    if frame.rdi != NO_HANDLE {
+        let _ = send_reply(frame);
+    }
+    receive(frame, frame.r14)
+}
+
+/// `notification_create() -> handle`.
+pub fn notification_create(_: &Args) -> SyscallResult {
+    require_heap_room()?;
+    install(Handle::new(Object::Notification(Notification::new()), NOTIFICATION_RIGHTS))
+}
+
+/// `signal(notification, bits) -> 0`. Needs SIGNAL.
+pub fn signal(args: &Args) -> SyscallResult {
+    let notification = lookup(args[0], rights::SIGNAL, |object| match object {
+        Object::Notification(notification) => Some(notification.clone()),
+        _ => None,
+    })?;
+    notification.signal(args[1]);
+    Ok(0)
+}
+
+/// `wait(notification, timeout) -> bits`. Needs WAIT.
+pub fn wait(args: &Args) -> SyscallResult {
+    let notification = lookup(args[0], rights::WAIT, |object| match object {
+        Object::Notification(notification) => Some(notification.clone()),
+        _ => None,
+    })?;
+    let me = scheduler::current_object();
+    ipc::wait(&me, &notification, Timeout::from_nanoseconds(args[1]))
+}
+
+/// `memory_create(pages) -> handle`: zeroed shared memory, charged to the caller.
+pub fn memory_create(args: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let account = with_current_memory(|memory| memory.space().account().clone());
+    let frames = SharedFrames::allocate(args[0], &account, &mut pause).map_err(|error| error.errno())?;
+    install(Handle::new(Object::Memory(Arc::new(MemoryObject::new(frames))), MEMORY_RIGHTS))
+}
+
+/// `memory_map(h, addr, prot) -> addr`: maps the whole object (at `addr`, or where the kernel
+/// chooses for 0). Readable needs READ, writable WRITE, executable EXECUTE; never W+X.
+pub fn memory_map(args: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let user_rights = UserRights::from_prot(args[2]).ok_or(EINVAL)?;
+    let needed = rights::READ
+        | if args[2] & abi::PROT_WRITE != 0 { rights::WRITE } else { 0 }
+        | if args[2] & abi::PROT_EXEC != 0 { rights::EXECUTE } else { 0 };
+    let frames = lookup(args[0], needed, |object| match object {
+        Object::Memory(memory) => Some(memory.frames().clone()),
+        _ => None,
+    })?;
+    with_current_memory(|memory| memory.map_shared(frames, args[1], user_rights, &mut pause)).map_err(|error| error.errno())
+}
