@@ -69,6 +69,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     console::input::start();
+    console::start_drawing_in_background();
     start_first_program(command_line.as_deref().unwrap_or(DEFAULT_INIT));
     task::scheduler::run_idle_loop()
 }

@@ -12,13 +12,14 @@ const STDIN: u64 = 0;
 const STDOUT: u64 = 1;
 const STDERR: u64 = 2;
 
-/// Bytes copied from user memory and drawn per step of a `write`. Between steps the process
+/// Bytes copied from user memory and written per step of a `write`. Between steps the process
 /// may be preempted or killed, so a huge write neither stalls the machine nor needs a large
-/// kernel buffer; a step of newlines costs the framebuffer that many scrolls.
+/// kernel buffer.
 const WRITE_CHUNK: u64 = 256;
 
-/// `write(fd, buf, len) -> len`: to the console for fd 1 and 2. A process killed part-way
-/// gets the count written so far (or `EINTR` if nothing was).
+/// `write(fd, buf, len) -> len`: to the console for fd 1 and 2. The framebuffer's pixels are
+/// drawn after the bytes, in bounded steps with preemption points between them. A process
+/// killed part-way gets the count written so far (or `EINTR` if nothing was).
 pub fn write(args: &Args) -> SyscallResult {
     let (fd, buffer) = (args[0], UserSlice::new(args[1], args[2]));
     if fd != STDOUT && fd != STDERR {
@@ -30,14 +31,15 @@ pub fn write(args: &Args) -> SyscallResult {
     let mut offset = 0;
     while offset < source.len() {
         if offset > 0 && scheduler::preemption_point().is_err() {
-            return Ok(offset);
+            break;
         }
         let bytes = &mut chunk[..WRITE_CHUNK.min(source.len() - offset) as usize];
         source.copy_to(offset, bytes);
-        crate::console::write_bytes(bytes);
+        crate::console::write_bytes_undrawn(bytes);
         offset += bytes.len() as u64;
     }
-    Ok(source.len())
+    crate::console::draw_in_steps(|| scheduler::preemption_point().is_ok());
+    Ok(offset)
 }
 
 /// `read(0, buf, len) -> bytes`: blocks until the console has input; 0 at end of input.
