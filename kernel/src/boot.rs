@@ -94,6 +94,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     console::input::start();
+    console::start_drawing_in_background();
     start_first_program(command_line.as_deref().unwrap_or(DEFAULT_INIT));
     // Boot ran with interrupts masked throughout; what is measured from here on is what
     // processes cause.

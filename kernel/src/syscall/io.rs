@@ -11,10 +11,9 @@ use crate::console::input;
 use crate::console::line_discipline::{LINE_MAX, Mode};
 use crate::task::scheduler;
 
-
-/// Bytes copied from user memory and drawn per step of a `write`. Between steps the process
+/// Bytes copied from user memory and written per step of a `write`. Between steps the process
 /// may be preempted or killed, so a huge write neither stalls the machine nor needs a large
-/// kernel buffer; a step of newlines costs the framebuffer that many scrolls.
+/// kernel buffer.
 const WRITE_CHUNK: u64 = 256;
 
 /// Checks that handle `number` names the console with `rights`.
@@ -22,8 +21,10 @@ fn console(number: u64, rights: u32) -> Result<(), i64> {
     lookup(number, rights, |object| matches!(object, Object::Console).then_some(()))
 }
 
-/// `write(h, buf, len) -> len`: to the console, through a console handle with WRITE. A
-/// process killed part-way gets the count written so far (or `EINTR` if nothing was).
+/// `write(h, buf, len) -> len`: to the console, through a console handle with WRITE. The
+/// framebuffer's pixels are drawn after the bytes, in bounded steps with preemption points
+/// between them. A process killed part-way gets the count written so far (or `EINTR` if
+/// nothing was).
 pub fn write(args: &Args) -> SyscallResult {
     let buffer = UserSlice::new(args[1], args[2]);
     console(args[0], rights::WRITE)?;
@@ -33,14 +34,15 @@ pub fn write(args: &Args) -> SyscallResult {
     let mut offset = 0;
     while offset < source.len() {
         if offset > 0 && scheduler::preemption_point().is_err() {
-            return Ok(offset);
+            break;
         }
         let bytes = &mut chunk[..WRITE_CHUNK.min(source.len() - offset) as usize];
         source.copy_to(offset, bytes);
-        crate::console::write_bytes(bytes);
+        crate::console::write_bytes_undrawn(bytes);
         offset += bytes.len() as u64;
     }
-    Ok(source.len())
+    crate::console::draw_in_steps(|| scheduler::preemption_point().is_ok());
+    Ok(offset)
 }
 
 /// `read(h, buf, len) -> bytes`: through a console handle with READ; blocks until the

@@ -335,6 +335,10 @@ pub fn run_idle_loop() -> ! {
         let idle = !executor::has_ready() && with_scheduler(|scheduler| scheduler.run_queue.is_empty());
         if idle {
             cpu::wait_for_interrupt();
+        } else {
+            // A task that stays ready (the console's drawing, one bounded step per round)
+            // must not keep interrupts masked from one round to the next.
+            cpu::take_pending_interrupts();
         }
     }
 }

@@ -1,0 +1,35 @@
+//! End-to-end run of `bench` under `--icount`, where its figures are exact guest instruction
+//! counts: every line is printed, and the bounds the kernel promises hold (no stretch with
+//! interrupts masked longer than 1 ms of guest time, which under `-icount shift=0` is
+//! 1,000,000 instructions).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::run;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The `bench: NAME VALUE` lines of `output`.
+fn figures(output: &str) -> HashMap<String, u64> {
+    output
+        .lines()
+        .filter_map(|line| line.strip_prefix("bench: "))
+        .filter_map(|rest| rest.split_once(' '))
+        .filter_map(|(name, value)| Some((name.to_owned(), value.trim().parse().ok()?)))
+        .collect()
+}
+
+#[test]
+fn bench_prints_every_figure_and_the_kernel_keeps_its_latency_bound() {
+    let (status, output) = run(&["--icount", "--init", "bench", "--timeout", "280"], "", LIMIT);
+    assert_eq!(status, 0, "output:\n{output}");
+    let figures = figures(&output);
+    for name in ["null_syscall", "null_int80", "yield_switch", "spawn_wait", "map_touch_unmap", "longest_masked_ns"] {
+        assert!(figures.get(name).is_some_and(|&value| value > 0), "no figure for {name}:\n{output}");
+    }
+    let longest = figures["longest_masked_ns"];
+    assert!(longest <= 1_000_000, "the kernel kept interrupts masked for {longest} ns (over 1 ms):\n{output}");
+}

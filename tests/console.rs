@@ -1,0 +1,77 @@
+//! End-to-end tests of the framebuffer console's drawing: its steps stay under 1 ms of guest
+//! time (the in-kernel measurement under `--icount`), and output scrolled through `write`,
+//! also after a program was killed in the middle of its output, lands on every text row.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Screen, Vm, run};
+
+/// Upper bound for a boot plus a short program under TCG on a loaded 2-core machine.
+const BOOT: Duration = Duration::from_secs(90);
+/// Upper bound for one shell command.
+const STEP: Duration = Duration::from_secs(30);
+const PROMPT: &str = "enigma$ ";
+/// Pixel rows of a text row (the 16-pixel font).
+const TEXT_ROW_HEIGHT: usize = 16;
+
+#[test]
+fn console_drawing_steps_take_under_a_millisecond_of_guest_time() {
+    let (status, output) = run(&["--icount", "--ktest", "console_draws_in_bounded_steps"], "", BOOT);
+    // The figures, for whoever reads the test log.
+    for line in output.lines().filter(|line| line.starts_with("ktest console: ")) {
+        println!("{line}");
+    }
+    assert!(output.contains("ktest console_draws_in_bounded_steps ... ok"), "output:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+/// The pixels of text row `row`.
+fn text_row(screen: &Screen, row: usize) -> &[u8] {
+    let bytes_per_row = screen.width * 3;
+    let start = row * TEXT_ROW_HEIGHT * bytes_per_row;
+    &screen.rgb[start..start + TEXT_ROW_HEIGHT * bytes_per_row]
+}
+
+/// Runs `command` at the prompt and waits for the next prompt.
+fn run_command(vm: &mut Vm, command: &str) {
+    let start = vm.output_len();
+    vm.send(&format!("{command}\n"));
+    vm.wait_for_after(start, PROMPT, STEP);
+}
+
+#[test]
+fn lines_scrolled_through_write_fill_every_text_row_also_after_a_kill_mid_output() {
+    let mut vm = Vm::boot_with_monitor(&[]);
+    vm.wait_for(PROMPT, BOOT);
+    // Killed while writing: its last output may be left to the kernel's background drawing.
+    let start = vm.output_len();
+    vm.send("yes\n");
+    vm.wait_for_after(start, "y\r\ny\r\ny\r\n", STEP);
+    vm.send("\x03");
+    vm.wait_for_after(start, PROMPT, STEP);
+
+    // More lines than the screen has rows: every row is drawn afresh. All rows but the last
+    // (the new prompt) show the same line.
+    run_command(&mut vm, "yes -n 60 0123456789");
+    let screen = vm.screendump();
+    let rows = screen.height / TEXT_ROW_HEIGHT;
+    let line = text_row(&screen, 0).to_vec();
+    let pixels = line.as_chunks::<3>().0;
+    let lit = pixels.iter().filter(|&pixel| pixel != &pixels[0]).count();
+    assert!(lit > 100, "the top row shows {lit} lit pixels");
+    let differing = |screen: &Screen| (0..rows).filter(|&row| text_row(screen, row) != line).collect::<Vec<_>>();
+    assert_eq!(differing(&screen), [rows - 1], "rows that do not show the line");
+
+    // Fewer lines than rows: the drawn rows move up by 11 (the command line and 10 lines),
+    // so the command line ends up 11 rows above the bottom and every other row but the
+    // last shows the line.
+    run_command(&mut vm, "yes -n 10 0123456789");
+    let screen = vm.screendump();
+    assert_eq!(differing(&screen), [rows - 12, rows - 1], "rows that do not show the line");
+
+    vm.send("shutdown\n");
+    let (code, output) = vm.wait_exit(STEP);
+    assert_eq!(code, 0, "{output}");
+}
