@@ -4,7 +4,7 @@
 //! ```ignore
 //! // A server: answers every call with the label plus one.
 //! let endpoint = Endpoint::create()?;
-//! userlib::ipc::serve(&endpoint, |request| Ok(Message::new(request.message.label + 1, [0; 4])));
+//! userlib::ipc::serve(&endpoint, |request, _bytes, _answer| Message::new(request.message.label + 1, [0; 4]));
 //! // A client holding a handle to it:
 //! let answer = endpoint.call(&Message::new(41, [0; 4]))?;
 //! ```
@@ -111,7 +111,6 @@ pub struct IpcRegisters {
 /// # Safety
 /// `buffers` must be 0 or point to an `IpcBuffers` whose buffers are valid for the kernel to
 /// read (`send_*`) and write (`recv_*`) for the whole call.
-#[allow(clippy::too_many_arguments)]
 pub unsafe fn raw_ipc(number: u64, first: u64, message: &Message, buffers: u64, timeout: u64, endpoint: u64) -> IpcRegisters {
     let (result, badge, label, w0, w1, w2, w3, reply): (i64, u64, u64, u64, u64, u64, u64, u64);
     // SAFETY: the IPC calls change only rax (the result), rdi, rsi, rdx, r10, r8, r9 and r12
@@ -320,34 +319,57 @@ impl Reply {
     }
 }
 
-/// What a server's handler returns for a call: the answer, with bytes to send back.
-#[derive(Debug, Default)]
-pub struct Response<'a> {
-    /// The answer's registers.
-    pub message: Message,
-    /// Bytes to send back.
-    pub bytes: &'a [u8],
+/// What a server's handler adds to its answer besides the registers: bytes and handles.
+#[derive(Debug)]
+pub struct Answer<'a> {
+    room: &'a mut [u8],
+    len: usize,
+    handles: [u32; HANDLES_MAX],
+    handle_count: usize,
+}
+
+impl Answer<'_> {
+    /// Appends `bytes` to the answer (as many as fit in [`abi::ipc::BUFFER_MAX`]); returns
+    /// how many fitted.
+    pub fn write(&mut self, bytes: &[u8]) -> usize {
+        let fitting = bytes.len().min(self.room.len() - self.len);
+        self.room[self.len..self.len + fitting].copy_from_slice(&bytes[..fitting]);
+        self.len += fitting;
+        fitting
+    }
+
+    /// Sends handle `number` (of this program's table; `| COPY_HANDLE` to keep it) with the
+    /// answer. At most four; more are ignored.
+    pub fn send_handle(&mut self, number: u32) {
+        if self.handle_count < HANDLES_MAX {
+            self.handles[self.handle_count] = number;
+            self.handle_count += 1;
+        }
+    }
 }
 
 /// Serves `endpoint` for ever: receives each message (its bytes into a buffer of
-/// [`abi::ipc::BUFFER_MAX`] bytes), asks `handle` for the answer and replies, with
-/// `reply_recv` so that answering and waiting for the next message is one syscall. Messages
-/// that take no reply (notifications, close notices) go to `handle` too, whose answer is
-/// then dropped. A reply to a caller that has gone is ignored.
-pub fn serve(endpoint: &Endpoint, mut handle: impl FnMut(&Request, &[u8], &mut [u8]) -> (Message, usize)) -> ! {
+/// [`abi::ipc::BUFFER_MAX`] bytes), asks `handle` for the answer (registers returned, bytes
+/// and handles added to the [`Answer`]) and replies, with `reply_recv` so that answering and
+/// waiting for the next message are one syscall. Messages that take no reply (notifications,
+/// close notices) go to `handle` too, whose answer is then dropped. A reply to a caller that
+/// has gone, or that cannot take the answer, is dropped: the server carries on.
+pub fn serve(endpoint: &Endpoint, mut handle: impl FnMut(&Request, &[u8], &mut Answer) -> Message) -> ! {
     let mut incoming = alloc::vec![0u8; abi::ipc::BUFFER_MAX as usize];
     let mut outgoing = alloc::vec![0u8; abi::ipc::BUFFER_MAX as usize];
-    let mut pending: Option<(Reply, Message, usize)> = None;
+    let mut pending: Option<(Reply, Message, usize, [u32; HANDLES_MAX], usize)> = None;
     loop {
-        let (reply_number, message, sent) = match pending.take() {
-            Some((reply, message, sent)) => (reply.0.into_raw(), message, sent),
-            None => (NO_HANDLE, Message::default(), 0),
+        let (reply_number, message, sent, handles, handle_count) = match pending.take() {
+            Some((reply, message, sent, handles, count)) => (reply.0.into_raw(), message, sent, handles, count),
+            None => (NO_HANDLE, Message::default(), 0, [0; HANDLES_MAX], 0),
         };
         let mut buffers = IpcBuffers {
             send_ptr: outgoing.as_ptr() as u64,
             send_len: sent as u64,
             recv_ptr: incoming.as_mut_ptr() as u64,
             recv_capacity: incoming.len() as u64,
+            send_handles: handles,
+            send_handle_count: handle_count as u32,
             ..IpcBuffers::default()
         };
         // SAFETY: `buffers` describes the two vectors, which live for the whole loop.
@@ -359,9 +381,11 @@ pub fn serve(endpoint: &Endpoint, mut handle: impl FnMut(&Request, &[u8], &mut [
         }
         let request = Request::new(registers, arrived(&buffers));
         let len = request.arrived.len.min(incoming.len());
-        let (answer, answer_len) = handle(&request, &incoming[..len], &mut outgoing);
+        let mut answer = Answer { room: &mut outgoing, len: 0, handles: [0; HANDLES_MAX], handle_count: 0 };
+        let message = handle(&request, &incoming[..len], &mut answer);
+        let (sent, handles, handle_count) = (answer.len, answer.handles, answer.handle_count);
         if let Some(reply) = request.reply {
-            pending = Some((reply, answer, answer_len.min(outgoing.len())));
+            pending = Some((reply, message, sent, handles, handle_count));
         }
     }
 }

@@ -34,6 +34,7 @@ mod heap;
 pub mod io;
 pub mod ipc;
 pub mod line_editor;
+pub mod names;
 pub mod process;
 mod rt;
 pub mod sys;
