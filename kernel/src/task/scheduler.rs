@@ -23,7 +23,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use abi::ProcessInfo;
+use abi::{ExitInfo, ProcessInfo};
 use spin::Mutex;
 
 use super::executor;
@@ -51,6 +51,9 @@ impl RunQueue {
     /// Appends `pid` unless it is already queued.
     pub fn push(&mut self, pid: Pid) {
         if !self.queue.contains(&pid) {
+            // Room for every process from the first push on: the queue's allocation never
+            // grows later, so the kernel heap's use comes back exactly after a busy moment.
+            self.queue.reserve(MAX_PROCESSES.saturating_sub(self.queue.len()));
             self.queue.push_back(pid);
         }
     }
@@ -286,6 +289,7 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid) -> Result<Pid, SpawnError> 
             memory: Some(loaded.memory),
             kernel_stack: Some(stack),
             killed: false,
+            fault: None,
         };
         scheduler.processes.insert(pid, process);
         scheduler.run_queue.push(pid);
@@ -426,9 +430,9 @@ pub fn sleep_ticks(ticks: u64) -> Result<(), Killed> {
     block_unless(BlockReason::Sleep { until_tick }, |_| crate::time::ticks() >= until_tick)
 }
 
-/// Waits for a child (`Some(pid)`: that one) to exit and reaps it: returns its pid and
-/// status and removes it from the table.
-pub fn wait(target: Option<Pid>) -> Result<(Pid, i32), WaitError> {
+/// Waits for a child (`Some(pid)`: that one) to exit and reaps it: returns its pid and how
+/// it ended, and removes it from the table.
+pub fn wait(target: Option<Pid>) -> Result<(Pid, ExitInfo), WaitError> {
     let me = current_pid();
     let mut result = Err(WaitError::NoChild);
     let outcome = block_unless(BlockReason::WaitChild, |scheduler| {
@@ -440,14 +444,11 @@ pub fn wait(target: Option<Pid>) -> Result<(Pid, i32), WaitError> {
         if children.peek().is_none() {
             return true;
         }
-        let zombie = children.find_map(|process| match process.state {
-            State::Zombie(status) => Some((process.pid, status)),
-            _ => None,
-        });
+        let zombie = children.find_map(|process| Some((process.pid, process.exit_info()?)));
         match zombie {
-            Some((pid, status)) => {
+            Some((pid, info)) => {
                 scheduler.processes.remove(&pid);
-                result = Ok((pid, status));
+                result = Ok((pid, info));
                 true
             }
             None => false,
@@ -522,8 +523,16 @@ pub fn exit_current(status: i32) -> ! {
 /// Ends the running process after a CPU fault in ring 3, saying why on the console.
 pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
     let pid = current_pid();
-    let name = with_scheduler(|scheduler| scheduler.current_process().name.clone());
-    crate::println!("pid {pid} ({name}) killed: {fault}");
+    // In a block of its own: `exit_current` never returns, so the copy of the name must be
+    // dropped before it (each fault used to leak it).
+    {
+        let name = with_scheduler(|scheduler| {
+            let process = scheduler.current_process();
+            process.fault = Some(*fault);
+            process.name.clone()
+        });
+        crate::println!("pid {pid} ({name}) killed: {fault}");
+    }
     exit_current(abi::status::FAULT);
 }
 

@@ -38,8 +38,9 @@ use abi::syscall::{
     Arg, BRK, EXIT, GETPID, GETPPID, KILL, MMAP, MPROTECT, MUNMAP, PROCESS_LIST, PROGRAMS, READ, SHUTDOWN, SLEEP,
     SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
-use abi::{PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
+use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::println;
+use userlib::process::Ending;
 use userlib::sys::{self, EntryPath, Pid};
 
 use dirty::Call;
@@ -180,32 +181,28 @@ fn coordinate(args: &[&str]) -> i32 {
                 return 1;
             }
         };
-        let status = loop {
+        let ending = loop {
             match sys::wait(None) {
-                Ok((pid, status)) if pid == worker => break status,
-                Ok((pid, status)) => problems += check_orphan(pid, status),
+                Ok((pid, info)) if pid == worker => break info,
+                Ok((pid, info)) => problems += check_orphan(pid, info),
                 Err(errno) => {
                     println!("fuzz: wait for the worker failed: {errno}");
                     return 1;
                 }
             }
         };
-        match status {
-            0 => {}
-            1..=MAX_REPORTED => problems += status,
-            other => {
-                println!(
-                    "fuzz: the worker for calls {first}..{} died: {}",
-                    first + count,
-                    abi::status::describe(other)
-                );
+        match (ending.status, ending.fault()) {
+            (0, None) => {}
+            (reported @ 1..=MAX_REPORTED, None) => problems += reported,
+            _ => {
+                println!("fuzz: the worker for calls {first}..{} died: {}", first + count, Ending(ending));
                 problems += 1;
             }
         }
         first += count;
     }
-    while let Ok((pid, status)) = sys::wait(None) {
-        problems += check_orphan(pid, status);
+    while let Ok((pid, info)) = sys::wait(None) {
+        problems += check_orphan(pid, info);
     }
     let _ = sys::console_mode(abi::CONSOLE_COOKED);
     let _ = sys::set_foreground(0);
@@ -226,13 +223,14 @@ fn coordinate(args: &[&str]) -> i32 {
     0
 }
 
-/// Checks the status of a worker's child that was orphaned to this process: a `fuzz --exit N`
-/// child, which ends with N or is killed. Returns 1 for a problem, else 0.
-fn check_orphan(pid: Pid, status: i32) -> i32 {
-    if (0..CHILD_STATUSES as i32).contains(&status) || status == abi::status::KILLED {
+/// Checks how a worker's child that was orphaned to this process ended: a `fuzz --exit N`
+/// child ends with N or is killed, and never by a fault. Returns 1 for a problem, else 0.
+fn check_orphan(pid: Pid, info: ExitInfo) -> i32 {
+    let status = info.status;
+    if info.fault().is_none() && ((0..CHILD_STATUSES as i32).contains(&status) || status == abi::status::KILLED) {
         return 0;
     }
-    println!("fuzz: orphan {pid} ended with status {status} ({})", abi::status::describe(status));
+    println!("fuzz: orphan {pid} {}", Ending(info));
     1
 }
 
@@ -407,10 +405,10 @@ impl Worker {
             Err(errno) => return self.problem(index, format_args!("spawn of a one-shot child failed: {errno}")),
         };
         match sys::wait(Some(pid)) {
-            Ok((_, status)) if status == risky.expected_status() => {}
-            Ok((_, status)) => self.problem(
+            Ok((_, info)) if info == ExitInfo::exited(risky.expected_status()) => {}
+            Ok((_, info)) => self.problem(
                 index,
-                format_args!("one-shot child ended with {status}, expected {}", risky.expected_status()),
+                format_args!("one-shot child {}, expected status {} without a fault", Ending(info), risky.expected_status()),
             ),
             Err(errno) => self.problem(index, format_args!("wait for a one-shot child failed: {errno}")),
         }
@@ -715,20 +713,22 @@ impl Worker {
 }
 
 impl Worker {
-    /// Checks the status `wait` stored at `status_at` for child `pid`, when the worker knows
-    /// what it should be and `status_at` is in one of its buffers: the status the child was
-    /// told to exit with, or `KILLED`.
-    fn check_reaped(&mut self, index: u64, pid: Pid, status_at: u64) {
+    /// Checks the [`ExitInfo`] `wait` stored at `info_at` for child `pid`, when the worker
+    /// knows what it should be and `info_at` is in one of its buffers: the status the child
+    /// was told to exit with, or `KILLED`, and no fault.
+    fn check_reaped(&mut self, index: u64, pid: Pid, info_at: u64) {
         let Some(&(_, expected)) = self.children.iter().find(|&&(child, _)| child == pid) else { return };
-        let in_buffer = |buffer: u64| status_at >= buffer && status_at + 4 <= buffer + BUFFER as u64;
+        let size = size_of::<ExitInfo>() as u64;
+        let in_buffer = |buffer: u64| info_at >= buffer && info_at + size <= buffer + BUFFER as u64;
         if !in_buffer((&raw const INPUT) as u64) && !in_buffer((&raw const OUTPUT) as u64) {
             return;
         }
-        // SAFETY: the four bytes lie in one of the worker's static buffers, which the kernel
-        // wrote during the `wait` that just returned; nothing else writes them.
-        let status = unsafe { core::ptr::read_unaligned(status_at as *const i32) };
-        if status != expected && status != abi::status::KILLED {
-            self.problem(index, format_args!("child {pid} ended with status {status}, expected {expected}"));
+        // SAFETY: the bytes lie in one of the worker's static buffers, which the kernel wrote
+        // during the `wait` that just returned; nothing else writes them, and any bytes are a
+        // valid `ExitInfo`.
+        let info = unsafe { core::ptr::read_unaligned(info_at as *const ExitInfo) };
+        if info != ExitInfo::exited(expected) && info != ExitInfo::exited(abi::status::KILLED) {
+            self.problem(index, format_args!("child {pid} {}, expected status {expected}", Ending(info)));
         }
     }
 }
