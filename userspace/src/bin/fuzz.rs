@@ -1,9 +1,10 @@
 //! `fuzz [--seed N] [--calls N]`: makes random syscalls, which the kernel must survive.
 //!
-//! The first process (the coordinator) prints the seed and records the free-frame count. It
-//! then hands out the calls in batches to worker children (`fuzz --worker SEED FIRST COUNT`),
-//! one at a time, reaping every child that ends meanwhile; a worker that dies is reported
-//! and the next batch goes to a new one. At the end it checks that every frame came back and prints
+//! The first process (the coordinator) prints the seed and records the free frames and the
+//! kernel heap's bytes in use. It then hands out the calls in batches to worker children
+//! (`fuzz --worker SEED FIRST COUNT`), one at a time, reaping every child that ends
+//! meanwhile; a worker that dies is reported and the next batch goes to a new one. At the end
+//! it checks that every frame and every byte of kernel heap came back and prints
 //! `fuzz: N calls, seed S, kernel intact`. A kernel panic shows as launcher status 101
 //! instead; the seed printed at the start replays the run.
 //!
@@ -164,8 +165,8 @@ fn coordinate(args: &[&str]) -> i32 {
     }
     println!("fuzz: seed {seed}, {calls} calls (replay with `fuzz --seed {seed} --calls {calls}`)");
     let start = sys::uptime_ns();
-    let Some(baseline) = frames() else {
-        println!("fuzz: cannot read the free-frame count");
+    let Some(baseline) = resources() else {
+        println!("fuzz: cannot read the free-frame count and the kernel heap's use");
         return 1;
     };
     let mut problems = 0;
@@ -206,10 +207,13 @@ fn coordinate(args: &[&str]) -> i32 {
     }
     let _ = sys::console_mode(abi::CONSOLE_COOKED);
     let _ = sys::set_foreground(0);
-    match frames() {
+    match resources() {
         Some(now) if now == baseline => {}
         Some(now) => {
-            println!("fuzz: {} frames missing after the run", baseline.saturating_sub(now));
+            println!(
+                "fuzz: after the run {} free frames (before: {}), {} kernel heap bytes in use (before: {})",
+                now.frames, baseline.frames, now.heap_bytes, baseline.heap_bytes
+            );
             problems += 1;
         }
         None => problems += 1,
@@ -234,14 +238,21 @@ fn check_orphan(pid: Pid, info: ExitInfo) -> i32 {
     1
 }
 
-/// Free frames plus this process's own pages.
-fn frames() -> Option<u64> {
+/// What a run must give back: free frames plus this process's own pages, and the kernel
+/// heap's bytes in use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Resources {
+    frames: u64,
+    heap_bytes: u64,
+}
+
+fn resources() -> Option<Resources> {
     let info = sys::sysinfo().ok()?;
     let me = sys::getpid();
     let mut rows = [abi::ProcessInfo::EMPTY; 64];
     let count = sys::process_list(&mut rows).ok()?.min(rows.len());
     let mine = rows[..count].iter().find(|row| row.pid == me)?.memory_bytes;
-    Some(info.free_frames + mine / PAGE)
+    Some(Resources { frames: info.free_frames + mine / PAGE, heap_bytes: info.heap_used })
 }
 
 /// A number as decimal text, without the heap.
