@@ -388,12 +388,12 @@ unsafe extern "C" {
 
 /// Where [`peek`] reads: the instruction a fault on its access reports.
 pub fn peek_site() -> u64 {
-    usertests_peek as unsafe extern "C" fn(u64) -> u8 as u64
+    symbol_address!("usertests_peek")
 }
 
 /// Where [`poke`] writes: the instruction a fault on its access reports.
 pub fn poke_site() -> u64 {
-    usertests_poke as unsafe extern "C" fn(u64) as u64
+    symbol_address!("usertests_poke")
 }
 
 /// Reads a byte at `address`, for children that exist to fault on it.
