@@ -63,7 +63,8 @@ fn every_test_program_passes() {
             failures.push(format!("{name}: {problem}\n--- output of {name} ---\n{output}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} test programs failed:\n{}", failures.len(), programs.len(), failures.join("\n"));
+    let count = programs.len();
+    assert!(failures.is_empty(), "{} of {count} test programs failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]

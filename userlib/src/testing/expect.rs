@@ -147,7 +147,8 @@ mod tests {
     use super::*;
 
     fn died(vector: u32, address: u64, ip: u64, error: u64) -> ExitInfo {
-        ExitInfo { status: abi::status::FAULT, fault_vector: vector, fault_address: address, fault_ip: ip, fault_error: error }
+        let status = abi::status::FAULT;
+        ExitInfo { status, fault_vector: vector, fault_address: address, fault_ip: ip, fault_error: error }
     }
 
     #[test]

@@ -318,8 +318,12 @@ fn select<'c, 'n>(cases: &'c [Case], names: &[&'n str], leak_check: bool) -> Sel
 fn duplicates(cases: &[Case], leak_check: bool) -> Vec<&'static str> {
     let leak = leak_check.then_some(LEAK_CASE);
     let names: Vec<&'static str> = cases.iter().map(|case| case.name).chain(leak).collect();
-    let mut repeated: Vec<&'static str> =
-        names.iter().enumerate().filter(|(index, name)| names[..*index].contains(name)).map(|(_, name)| *name).collect();
+    let mut repeated: Vec<&'static str> = names
+        .iter()
+        .enumerate()
+        .filter(|(index, name)| names[..*index].contains(name))
+        .map(|(_, name)| *name)
+        .collect();
     repeated.dedup();
     repeated
 }
@@ -466,7 +470,8 @@ mod tests {
     #[test]
     fn repeated_names_are_found() {
         assert!(duplicates(CASES, true).is_empty());
-        let twice = [Case::here("a", passes), Case::here("leak", passes), Case::child("a", passes), Case::here("a", passes)];
+        let twice =
+            [Case::here("a", passes), Case::here("leak", passes), Case::child("a", passes), Case::here("a", passes)];
         assert_eq!(duplicates(&twice, false), ["a"]);
         assert_eq!(duplicates(&twice, true), ["a", "leak"]);
     }

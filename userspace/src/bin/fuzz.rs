@@ -417,10 +417,10 @@ impl Worker {
         };
         match sys::wait(Some(pid)) {
             Ok((_, info)) if info == ExitInfo::exited(risky.expected_status()) => {}
-            Ok((_, info)) => self.problem(
-                index,
-                format_args!("one-shot child {}, expected status {} without a fault", Ending(info), risky.expected_status()),
-            ),
+            Ok((_, info)) => {
+                let expected = risky.expected_status();
+                self.problem(index, format_args!("one-shot child {}, expected status {expected}", Ending(info)))
+            }
             Err(errno) => self.problem(index, format_args!("wait for a one-shot child failed: {errno}")),
         }
     }
