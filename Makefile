@@ -17,7 +17,13 @@ CALLS ?= 200000
 run: deps
 	cargo run --release -- $(ARGS) || [ $$? -eq 125 ]
 
+# Lints first, with warnings denied, so the lints the crates configure take effect: the host
+# crates with all their targets, the kernel and the user programs as built for the machine,
+# and the kernel library as built for its host unit tests.
 test: deps
+	cargo clippy --release -p abi -p userlib -p enigma --all-targets -- -D warnings
+	cargo clippy --release -p kernel -p userspace --target x86_64-unknown-none -- -D warnings
+	cargo clippy --release -p kernel --lib --tests -- -D warnings
 	cargo test --release -p abi -p kernel -p userlib -p enigma
 
 # Enigma's heap allocators against linked_list_allocator and talc, on the host.

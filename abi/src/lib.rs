@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod errno;
+pub mod fault;
 pub mod handle;
 pub mod ipc;
 pub mod memory;
@@ -149,6 +150,45 @@ pub const PROTECTION_NX: u32 = 1 << 3;
 /// `SysInfo::protections`: the kernel honours read-only pages (CR0.WP).
 pub const PROTECTION_WP: u32 = 1 << 4;
 
+/// How a child ended, as `wait` stores it: its exit status and, when a CPU fault in ring 3
+/// killed it, which fault, where and why. Programs use it to say how a child died and tests
+/// to check that a child died of the fault they expected.
+///
+/// `repr(C)`, 32 bytes, no padding: an `i32` and a `u32`, then three `u64` at offsets 8, 16
+/// and 24.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The exit status: what the process passed to `exit`, or one of `status::*` (a fault is
+    /// `status::FAULT`).
+    pub status: i32,
+    /// The exception vector (`fault::*`) that killed the process, or [`NO_FAULT`].
+    pub fault_vector: u32,
+    /// For a page fault, the address the access was for (CR2); 0 otherwise.
+    pub fault_address: u64,
+    /// The address of the faulting instruction; for a return to ring 3 that faulted (a
+    /// non-canonical return address), the address being returned to. 0 without a fault.
+    pub fault_ip: u64,
+    /// The CPU's error code (`fault::PF_*` bits for a page fault; a selector index for some
+    /// general protection faults); 0 when the exception has none, or without a fault.
+    pub fault_error: u64,
+}
+
+/// `ExitInfo::fault_vector` of a process no CPU fault killed.
+pub const NO_FAULT: u32 = u32::MAX;
+
+impl ExitInfo {
+    /// A process that ended with `status` without a fault.
+    pub const fn exited(status: i32) -> Self {
+        Self { status, fault_vector: NO_FAULT, fault_address: 0, fault_ip: 0, fault_error: 0 }
+    }
+
+    /// The vector of the fault that killed the process, if one did.
+    pub fn fault(&self) -> Option<u32> {
+        (self.fault_vector != NO_FAULT).then_some(self.fault_vector)
+    }
+}
+
 /// `mmap`/`mprotect` protection bit: readable. Every mapping is readable.
 pub const PROT_READ: u64 = 1 << 0;
 /// `mmap`/`mprotect` protection bit: writable. Never together with [`PROT_EXEC`].
@@ -179,4 +219,26 @@ pub mod keys {
     pub const DELETE: u8 = 0x7f;
     /// Escape: starts an ANSI sequence such as `ESC [ A` (arrow up).
     pub const ESCAPE: u8 = 0x1b;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_info_has_the_documented_layout() {
+        assert_eq!(size_of::<ExitInfo>(), 32);
+        assert_eq!(core::mem::offset_of!(ExitInfo, fault_vector), 4);
+        assert_eq!(core::mem::offset_of!(ExitInfo, fault_address), 8);
+        assert_eq!(core::mem::offset_of!(ExitInfo, fault_ip), 16);
+        assert_eq!(core::mem::offset_of!(ExitInfo, fault_error), 24);
+    }
+
+    #[test]
+    fn a_plain_exit_reports_no_fault() {
+        let info = ExitInfo::exited(3);
+        assert_eq!((info.status, info.fault()), (3, None));
+        let faulted = ExitInfo { fault_vector: fault::PAGE_FAULT, ..ExitInfo::exited(status::FAULT) };
+        assert_eq!(faulted.fault(), Some(fault::PAGE_FAULT));
+    }
 }

@@ -89,8 +89,9 @@ syscalls! {
     /// `spawn(name, name_len, argv, argc) -> pid`: starts the embedded program `name` with
     /// `argc` [`crate::UserStr`] arguments read from `argv` (argv\[0\] is the name).
     SPAWN = 10, "spawn", [InPtr, Len, InPtr, Count];
-    /// `wait(pid, status_out) -> pid`: waits for the child `pid` (or any child for -1) to
-    /// exit, reaps it, and stores its status at `status_out` (an `i32`) unless that is 0.
+    /// `wait(pid, info_out) -> pid`: waits for the child `pid` (or any child for -1) to
+    /// exit, reaps it, and stores how it ended at `info_out` (a [`crate::ExitInfo`]) unless
+    /// that is 0.
     WAIT = 11, "wait", [Pid, OutPtr];
     /// `kill(pid) -> 0`: ends the process; its status becomes `status::KILLED`.
     KILL = 12, "kill", [Pid];

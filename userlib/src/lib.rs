@@ -21,10 +21,12 @@
 //!
 //! Beyond the syscalls it carries what several programs share: [`process`] (the process table,
 //! the program list, how a process ended), [`line_editor`] (interactive line input with
-//! history, as the shell reads commands) and [`time`] (durations as programs take them).
+//! history, as the shell reads commands), [`time`] (durations as programs take them) and
+//! [`testing`] (the harness test programs such as `usertests` are written on).
 //!
 //! Under `cargo test` on the host the crate builds with `std`, without the entry point, panic
-//! handler and allocator, so the pure logic (line editing, duration parsing) is unit-tested.
+//! handler and allocator, so the pure logic (line editing, duration parsing, the test
+//! harness's selection, reports and fault matching) is unit-tested.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -38,6 +40,7 @@ pub mod names;
 pub mod process;
 mod rt;
 pub mod sys;
+pub mod testing;
 pub mod time;
 
 pub use abi;

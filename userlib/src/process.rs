@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use abi::{ProcessInfo, ProcessState};
+use abi::{ExitInfo, ProcessInfo, ProcessState};
 
 use crate::sys;
 
@@ -53,17 +53,27 @@ impl fmt::Display for Table<'_> {
     }
 }
 
-/// How a process with this exit status ended, in words: `exited with status 3`, `killed`,
-/// `panicked`, `killed by a fault` (the statuses of `abi::status` have their own words).
+/// How a process ended, in words: `exited with status 3`, `killed`, `panicked`, or for a CPU
+/// fault its name and place: `killed by a page fault at 0x0 (ip 0x401234)`, `killed by a
+/// general protection fault at ip 0x401234`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ending(pub i32);
+pub struct Ending(pub ExitInfo);
 
 impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use abi::status::{FAULT, KILLED, PANIC, describe};
-        match self.0 {
-            KILLED | FAULT | PANIC => f.write_str(describe(self.0)),
-            status => write!(f, "exited with status {status}"),
+        let info = &self.0;
+        match (info.status, info.fault()) {
+            (_, Some(vector @ abi::fault::PAGE_FAULT)) => write!(
+                f,
+                "killed by a {} at {:#x} (ip {:#x})",
+                abi::fault::name(vector),
+                info.fault_address,
+                info.fault_ip
+            ),
+            (_, Some(vector)) => write!(f, "killed by a {} at ip {:#x}", abi::fault::name(vector), info.fault_ip),
+            (KILLED | FAULT | PANIC, None) => f.write_str(describe(info.status)),
+            (status, None) => write!(f, "exited with status {status}"),
         }
     }
 }
@@ -103,10 +113,30 @@ mod tests {
 
     #[test]
     fn endings_name_the_special_statuses() {
-        assert_eq!(Ending(0).to_string(), "exited with status 0");
-        assert_eq!(Ending(3).to_string(), "exited with status 3");
-        assert_eq!(Ending(abi::status::KILLED).to_string(), "killed");
-        assert_eq!(Ending(abi::status::FAULT).to_string(), "killed by a fault");
-        assert_eq!(Ending(abi::status::PANIC).to_string(), "panicked");
+        let ending = |status| Ending(ExitInfo::exited(status)).to_string();
+        assert_eq!(ending(0), "exited with status 0");
+        assert_eq!(ending(3), "exited with status 3");
+        assert_eq!(ending(abi::status::KILLED), "killed");
+        assert_eq!(ending(abi::status::FAULT), "killed by a fault");
+        assert_eq!(ending(abi::status::PANIC), "panicked");
+    }
+
+    #[test]
+    fn endings_name_the_fault_and_where_it_happened() {
+        let fault = |vector, address| ExitInfo {
+            status: abi::status::FAULT,
+            fault_vector: vector,
+            fault_address: address,
+            fault_ip: 0x40_1234,
+            fault_error: 0,
+        };
+        assert_eq!(
+            Ending(fault(abi::fault::PAGE_FAULT, 0)).to_string(),
+            "killed by a page fault at 0x0 (ip 0x401234)"
+        );
+        assert_eq!(
+            Ending(fault(abi::fault::GENERAL_PROTECTION, 0)).to_string(),
+            "killed by a general protection fault at ip 0x401234"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! program still uses (`brk`, `munmap`, `mprotect`) are `unsafe`.
 
 use abi::syscall::*;
-use abi::{ProcessInfo, SysInfo, UserStr};
+use abi::{ExitInfo, ProcessInfo, SysInfo, UserStr};
 use core::arch::asm;
 use core::fmt;
 
@@ -185,12 +185,12 @@ pub fn spawn(name: &str, args: &[&str]) -> Result<Pid> {
 }
 
 /// `wait`: waits for the child `pid` (or any child with `None`) to exit; returns its pid and
-/// exit status.
-pub fn wait(pid: Option<Pid>) -> Result<(Pid, i32)> {
-    let mut status = 0i32;
+/// how it ended (`info.status` is the exit status).
+pub fn wait(pid: Option<Pid>) -> Result<(Pid, ExitInfo)> {
+    let mut info = ExitInfo::exited(0);
     let target = pid.map_or(abi::WAIT_ANY as u64, u64::from);
-    let reaped = call(WAIT, [target, &raw mut status as u64, 0, 0, 0, 0])?;
-    Ok((reaped as Pid, status))
+    let reaped = call(WAIT, [target, &raw mut info as u64, 0, 0, 0, 0])?;
+    Ok((reaped as Pid, info))
 }
 
 /// `kill`: ends process `pid` with status `abi::status::KILLED`.

@@ -210,7 +210,9 @@ impl RegionSet {
                 kept.push(Region { start: end, backing, ..region });
             }
         }
-        self.regions = kept;
+        // An empty set holds no memory, so a process that unmaps everything uses exactly the
+        // kernel heap it used before its first `mmap`.
+        self.regions = if kept.is_empty() { Vec::new() } else { kept };
     }
 
     /// Gives `[start, end)` the rights `rights` (the range must be covered by anonymous

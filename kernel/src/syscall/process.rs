@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use abi::errno::{E2BIG, ECHILD, EFAULT, EINTR, EINVAL, ENAMETOOLONG, EPERM, ESRCH};
-use abi::{ARGV_BYTES_MAX, ARGV_MAX, NAME_MAX, ProcessInfo, UserStr, WAIT_ANY};
+use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_array};
 use super::{Args, SyscallResult, require_heap_room};
@@ -60,24 +60,24 @@ pub fn spawn(args: &Args) -> SyscallResult {
     Ok(u64::from(pid))
 }
 
-/// `wait(pid, status_out) -> pid`.
+/// `wait(pid, info_out) -> pid`.
 pub fn wait(args: &Args) -> SyscallResult {
     let target = match args[0] as i64 {
         WAIT_ANY => None,
         pid if pid > 0 => Some(u32::try_from(pid).map_err(|_| ECHILD)?),
         _ => return Err(EINVAL),
     };
-    let status_out = UserPtr::<i32>::new(args[1]);
-    if !status_out.is_null() {
+    let info_out = UserPtr::<ExitInfo>::new(args[1]);
+    if !info_out.is_null() {
         // Checked before reaping, so a bad pointer cannot lose a child's status.
-        status_out.check_writable()?;
+        info_out.check_writable()?;
     }
-    let (pid, status) = scheduler::wait(target).map_err(|error| match error {
+    let (pid, info) = scheduler::wait(target).map_err(|error| match error {
         WaitError::NoChild => ECHILD,
         WaitError::Interrupted => EINTR,
     })?;
-    if !status_out.is_null() {
-        status_out.write(&status)?;
+    if !info_out.is_null() {
+        info_out.write(&info)?;
     }
     Ok(u64::from(pid))
 }

@@ -32,8 +32,6 @@ pub unsafe trait Plain: Copy {}
 // SAFETY: integers are valid for every bit pattern and have no padding.
 unsafe impl Plain for u8 {}
 // SAFETY: as above.
-unsafe impl Plain for i32 {}
-// SAFETY: as above.
 unsafe impl Plain for u64 {}
 // SAFETY: two u64 fields, `repr(C)`, no padding, any bits valid.
 unsafe impl Plain for abi::UserStr {}
@@ -43,6 +41,9 @@ unsafe impl Plain for abi::ProcessInfo {}
 // SAFETY: `repr(C)`: u64 fields, then two u32 (offset 40), a u64 (48), two u32 (56, 60) and
 // two u64 (64, 72); no padding, any bits valid.
 unsafe impl Plain for abi::SysInfo {}
+// SAFETY: `repr(C)`: an i32 and a u32, then three u64 (offsets 8, 16, 24); no padding, any
+// bits valid.
+unsafe impl Plain for abi::ExitInfo {}
 
 // SAFETY: `repr(C)`: five u64 (0..40), four u32 (40..56), two u32 (56, 60), four u32
 // (64..80); no padding (the size is checked in `abi`), any bits valid.
@@ -50,7 +51,9 @@ unsafe impl Plain for abi::ipc::IpcBuffers {}
 // SAFETY: as for the integers above.
 unsafe impl Plain for u32 {}
 
-const _: () = assert!(size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 80);
+const _: () = assert!(
+    size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 80 && size_of::<abi::ExitInfo>() == 32
+);
 
 /// Whether the caller may access `[address, address + len)` (writing too, if `write`); an
 /// empty range always.

@@ -3,8 +3,9 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 
-use abi::{NAME_MAX, ProcessInfo, ProcessState};
+use abi::{ExitInfo, NAME_MAX, ProcessInfo, ProcessState};
 
+use crate::arch::x86_64::trap::CpuFault;
 use crate::mm::kernel_stack::KernelStack;
 use crate::mm::user_memory::ProcessMemory;
 
@@ -84,6 +85,8 @@ pub struct Process {
     pub killed: bool,
     /// Its handles and IPC state, shared with whoever holds a handle to it.
     pub object: Arc<ProcessObject>,
+    /// The CPU fault in ring 3 that ended it, for its parent's `wait`.
+    pub fault: Option<CpuFault>,
 }
 
 impl Process {
@@ -106,6 +109,21 @@ impl Process {
             name,
             memory_bytes: self.memory.as_ref().map_or(0, |memory| memory.charged_bytes()),
         }
+    }
+
+    /// How it ended, once it has: its status and the fault that killed it, if any.
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        let State::Zombie(status) = self.state else { return None };
+        Some(match self.fault {
+            Some(fault) => ExitInfo {
+                status,
+                fault_vector: fault.vector as u32,
+                fault_address: fault.address.unwrap_or(0),
+                fault_ip: fault.instruction,
+                fault_error: fault.error_code,
+            },
+            None => ExitInfo::exited(status),
+        })
     }
 
     /// Whether it has exited.

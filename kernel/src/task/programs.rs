@@ -1,8 +1,8 @@
 //! The user programs embedded in the kernel image.
 //!
-//! `build.rs` lists every binary of the `userspace` crate (one per file in
-//! `userspace/src/bin/`), and cargo builds them for x86_64-unknown-none before the kernel, so
-//! each ELF image is `include_bytes!`'d here under its name.
+//! `build.rs` lists every binary of the `userspace` crate (one per file `src/bin/NAME.rs` or
+//! directory `src/bin/NAME/main.rs`), and cargo builds them for x86_64-unknown-none before
+//! the kernel, so each ELF image is `include_bytes!`'d here under its name.
 
 /// An embedded program.
 #[derive(Debug)]

@@ -28,7 +28,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use abi::ProcessInfo;
+use abi::{ExitInfo, ProcessInfo};
 use spin::Mutex;
 
 use super::executor;
@@ -64,6 +64,9 @@ impl RunQueue {
             self.queue.reserve_exact(MAX_PROCESSES);
         }
         if !self.queue.contains(&pid) {
+            // Room for every process from the first push on: the queue's allocation never
+            // grows later, so the kernel heap's use comes back exactly after a busy moment.
+            self.queue.reserve(MAX_PROCESSES.saturating_sub(self.queue.len()));
             self.queue.push_back(pid);
         }
     }
@@ -300,6 +303,7 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Re
             kernel_stack: Some(stack),
             killed: false,
             object: Arc::new(ProcessObject::new(pid, handles)),
+            fault: None,
         };
         scheduler.processes.insert(pid, process);
         scheduler.run_queue.push(pid);
@@ -512,9 +516,9 @@ pub fn sleep_ns(ns: u64) -> Result<(), Killed> {
     block_unless(BlockReason::Sleep { until_ns }, |_| crate::time::uptime_ns() >= until_ns)
 }
 
-/// Waits for a child (`Some(pid)`: that one) to exit and reaps it: returns its pid and
-/// status and removes it from the table.
-pub fn wait(target: Option<Pid>) -> Result<(Pid, i32), WaitError> {
+/// Waits for a child (`Some(pid)`: that one) to exit and reaps it: returns its pid and how
+/// it ended, and removes it from the table.
+pub fn wait(target: Option<Pid>) -> Result<(Pid, ExitInfo), WaitError> {
     let me = current_pid();
     let mut result = Err(WaitError::NoChild);
     let outcome = block_unless(BlockReason::WaitChild, |scheduler| {
@@ -526,14 +530,11 @@ pub fn wait(target: Option<Pid>) -> Result<(Pid, i32), WaitError> {
         if children.peek().is_none() {
             return true;
         }
-        let zombie = children.find_map(|process| match process.state {
-            State::Zombie(status) => Some((process.pid, status)),
-            _ => None,
-        });
+        let zombie = children.find_map(|process| Some((process.pid, process.exit_info()?)));
         match zombie {
-            Some((pid, status)) => {
+            Some((pid, info)) => {
                 scheduler.processes.remove(&pid);
-                result = Ok((pid, status));
+                result = Ok((pid, info));
                 true
             }
             None => false,
@@ -628,8 +629,16 @@ pub fn exit_current(status: i32) -> ! {
 /// Ends the running process after a CPU fault in ring 3, saying why on the console.
 pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
     let pid = current_pid();
-    let name = with_scheduler(|scheduler| scheduler.current_process().name.clone());
-    crate::println!("pid {pid} ({name}) killed: {fault}");
+    // In a block of its own: `exit_current` never returns, so the copy of the name must be
+    // dropped before it (each fault used to leak it).
+    {
+        let name = with_scheduler(|scheduler| {
+            let process = scheduler.current_process();
+            process.fault = Some(*fault);
+            process.name.clone()
+        });
+        crate::println!("pid {pid} ({name}) killed: {fault}");
+    }
     exit_current(abi::status::FAULT);
 }
 

@@ -1,9 +1,10 @@
 //! `fuzz [--seed N] [--calls N]`: makes random syscalls, which the kernel must survive.
 //!
-//! The first process (the coordinator) prints the seed and records the free-frame count. It
-//! then hands out the calls in batches to worker children (`fuzz --worker SEED FIRST COUNT`),
-//! one at a time, reaping every child that ends meanwhile; a worker that dies is reported
-//! and the next batch goes to a new one. At the end it checks that every frame came back and prints
+//! The first process (the coordinator) prints the seed and records the free frames and the
+//! kernel heap's bytes in use. It then hands out the calls in batches to worker children
+//! (`fuzz --worker SEED FIRST COUNT`), one at a time, reaping every child that ends
+//! meanwhile; a worker that dies is reported and the next batch goes to a new one. At the end
+//! it checks that every frame and every byte of kernel heap came back and prints
 //! `fuzz: N calls, seed S, kernel intact`. A kernel panic shows as launcher status 101
 //! instead; the seed printed at the start replays the run.
 //!
@@ -38,8 +39,9 @@ use abi::syscall::{
     Arg, BRK, CALL, EXIT, GETPID, GETPPID, HANDLE_CLOSE, KILL, MMAP, MPROTECT, MUNMAP, PROCESS_LIST, PROGRAMS, READ,
     RECV, REPLY_RECV, SHUTDOWN, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
-use abi::{PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
+use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::println;
+use userlib::process::Ending;
 use userlib::sys::{self, EntryPath, Pid};
 
 use dirty::Call;
@@ -171,8 +173,8 @@ fn coordinate(args: &[&str]) -> i32 {
     }
     println!("fuzz: seed {seed}, {calls} calls (replay with `fuzz --seed {seed} --calls {calls}`)");
     let start = sys::uptime_ns();
-    let Some(baseline) = frames() else {
-        println!("fuzz: cannot read the free-frame count");
+    let Some(baseline) = resources() else {
+        println!("fuzz: cannot read the free-frame count and the kernel heap's use");
         return 1;
     };
     let mut problems = 0;
@@ -188,39 +190,38 @@ fn coordinate(args: &[&str]) -> i32 {
                 return 1;
             }
         };
-        let status = loop {
+        let ending = loop {
             match sys::wait(None) {
-                Ok((pid, status)) if pid == worker => break status,
-                Ok((pid, status)) => problems += check_orphan(pid, status),
+                Ok((pid, info)) if pid == worker => break info,
+                Ok((pid, info)) => problems += check_orphan(pid, info),
                 Err(errno) => {
                     println!("fuzz: wait for the worker failed: {errno}");
                     return 1;
                 }
             }
         };
-        match status {
-            0 => {}
-            1..=MAX_REPORTED => problems += status,
-            other => {
-                println!(
-                    "fuzz: the worker for calls {first}..{} died: {}",
-                    first + count,
-                    abi::status::describe(other)
-                );
+        match (ending.status, ending.fault()) {
+            (0, None) => {}
+            (reported @ 1..=MAX_REPORTED, None) => problems += reported,
+            _ => {
+                println!("fuzz: the worker for calls {first}..{} died: {}", first + count, Ending(ending));
                 problems += 1;
             }
         }
         first += count;
     }
-    while let Ok((pid, status)) = sys::wait(None) {
-        problems += check_orphan(pid, status);
+    while let Ok((pid, info)) = sys::wait(None) {
+        problems += check_orphan(pid, info);
     }
     let _ = sys::console_mode(abi::CONSOLE_COOKED);
     let _ = sys::set_foreground(0);
-    match frames() {
+    match resources() {
         Some(now) if now == baseline => {}
         Some(now) => {
-            println!("fuzz: {} frames missing after the run", baseline.saturating_sub(now));
+            println!(
+                "fuzz: after the run {} free frames (before: {}), {} kernel heap bytes in use (before: {})",
+                now.frames, baseline.frames, now.heap_bytes, baseline.heap_bytes
+            );
             problems += 1;
         }
         None => problems += 1,
@@ -234,24 +235,32 @@ fn coordinate(args: &[&str]) -> i32 {
     0
 }
 
-/// Checks the status of a worker's child that was orphaned to this process: a `fuzz --exit N`
-/// child, which ends with N or is killed. Returns 1 for a problem, else 0.
-fn check_orphan(pid: Pid, status: i32) -> i32 {
-    if (0..CHILD_STATUSES as i32).contains(&status) || status == abi::status::KILLED {
+/// Checks how a worker's child that was orphaned to this process ended: a `fuzz --exit N`
+/// child ends with N or is killed, and never by a fault. Returns 1 for a problem, else 0.
+fn check_orphan(pid: Pid, info: ExitInfo) -> i32 {
+    let status = info.status;
+    if info.fault().is_none() && ((0..CHILD_STATUSES as i32).contains(&status) || status == abi::status::KILLED) {
         return 0;
     }
-    println!("fuzz: orphan {pid} ended with status {status} ({})", abi::status::describe(status));
+    println!("fuzz: orphan {pid} {}", Ending(info));
     1
 }
 
-/// Free frames plus this process's own pages.
-fn frames() -> Option<u64> {
+/// What a run must give back: free frames plus this process's own pages, and the kernel
+/// heap's bytes in use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Resources {
+    frames: u64,
+    heap_bytes: u64,
+}
+
+fn resources() -> Option<Resources> {
     let info = sys::sysinfo().ok()?;
     let me = sys::getpid();
     let mut rows = [abi::ProcessInfo::EMPTY; 64];
     let count = sys::process_list(&mut rows).ok()?.min(rows.len());
     let mine = rows[..count].iter().find(|row| row.pid == me)?.memory_bytes;
-    Some(info.free_frames + mine / PAGE)
+    Some(Resources { frames: info.free_frames + mine / PAGE, heap_bytes: info.heap_used })
 }
 
 /// A number as decimal text, without the heap.
@@ -415,11 +424,11 @@ impl Worker {
             Err(errno) => return self.problem(index, format_args!("spawn of a one-shot child failed: {errno}")),
         };
         match sys::wait(Some(pid)) {
-            Ok((_, status)) if status == risky.expected_status() => {}
-            Ok((_, status)) => self.problem(
-                index,
-                format_args!("one-shot child ended with {status}, expected {}", risky.expected_status()),
-            ),
+            Ok((_, info)) if info == ExitInfo::exited(risky.expected_status()) => {}
+            Ok((_, info)) => {
+                let expected = risky.expected_status();
+                self.problem(index, format_args!("one-shot child {}, expected status {expected}", Ending(info)))
+            }
             Err(errno) => self.problem(index, format_args!("wait for a one-shot child failed: {errno}")),
         }
     }
@@ -760,20 +769,22 @@ impl Worker {
 }
 
 impl Worker {
-    /// Checks the status `wait` stored at `status_at` for child `pid`, when the worker knows
-    /// what it should be and `status_at` is in one of its buffers: the status the child was
-    /// told to exit with, or `KILLED`.
-    fn check_reaped(&mut self, index: u64, pid: Pid, status_at: u64) {
+    /// Checks the [`ExitInfo`] `wait` stored at `info_at` for child `pid`, when the worker
+    /// knows what it should be and `info_at` is in one of its buffers: the status the child
+    /// was told to exit with, or `KILLED`, and no fault.
+    fn check_reaped(&mut self, index: u64, pid: Pid, info_at: u64) {
         let Some(&(_, expected)) = self.children.iter().find(|&&(child, _)| child == pid) else { return };
-        let in_buffer = |buffer: u64| status_at >= buffer && status_at + 4 <= buffer + BUFFER as u64;
+        let size = size_of::<ExitInfo>() as u64;
+        let in_buffer = |buffer: u64| info_at >= buffer && info_at + size <= buffer + BUFFER as u64;
         if !in_buffer((&raw const INPUT) as u64) && !in_buffer((&raw const OUTPUT) as u64) {
             return;
         }
-        // SAFETY: the four bytes lie in one of the worker's static buffers, which the kernel
-        // wrote during the `wait` that just returned; nothing else writes them.
-        let status = unsafe { core::ptr::read_unaligned(status_at as *const i32) };
-        if status != expected && status != abi::status::KILLED {
-            self.problem(index, format_args!("child {pid} ended with status {status}, expected {expected}"));
+        // SAFETY: the bytes lie in one of the worker's static buffers, which the kernel wrote
+        // during the `wait` that just returned; nothing else writes them, and any bytes are a
+        // valid `ExitInfo`.
+        let info = unsafe { core::ptr::read_unaligned(info_at as *const ExitInfo) };
+        if info != ExitInfo::exited(expected) && info != ExitInfo::exited(abi::status::KILLED) {
+            self.problem(index, format_args!("child {pid} {}, expected status {expected}", Ending(info)));
         }
     }
 }

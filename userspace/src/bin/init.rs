@@ -41,8 +41,8 @@ fn start_shell() -> Pid {
 fn reap_until_shell_exits(shell: Pid) {
     loop {
         match sys::wait(None) {
-            Ok((pid, status)) if pid == shell => {
-                println!("init: {SHELL} (pid {pid}) {}; starting a new one", Ending(status));
+            Ok((pid, info)) if pid == shell => {
+                println!("init: {SHELL} (pid {pid}) {}; starting a new one", Ending(info));
                 return;
             }
             Ok(_) => {}

@@ -166,8 +166,8 @@ fn run_program(argv: &[&str], background: bool) {
     // nothing left to interrupt.
     let _ = sys::set_foreground(pid);
     match sys::wait(Some(pid)) {
-        Ok((_, 0)) => {}
-        Ok((_, status)) => println!("[pid {pid} {}]", Ending(status)),
+        Ok((_, info)) if info.status == 0 => {}
+        Ok((_, info)) => println!("[pid {pid} {}]", Ending(info)),
         Err(error) => eprintln!("sh: waiting for pid {pid}: {error}"),
     }
 }
@@ -180,8 +180,8 @@ fn report_finished_jobs() {
     let Ok(table) = process::list() else { return };
     let zombie = ProcessState::Zombie as u32;
     for row in table.iter().filter(|row| row.parent == me && row.state == zombie) {
-        if let Ok((pid, status)) = sys::wait(Some(row.pid)) {
-            println!("[pid {pid} done, status {status}]");
+        if let Ok((pid, info)) = sys::wait(Some(row.pid)) {
+            println!("[pid {pid} done, status {}]", info.status);
         }
     }
 }

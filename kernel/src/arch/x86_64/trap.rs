@@ -198,35 +198,10 @@ impl fmt::Display for CpuFault {
     }
 }
 
-/// The architectural name of an exception vector.
+/// The architectural name of an exception vector (the list is `abi`'s, which user programs
+/// share).
 pub fn exception_name(vector: u64) -> &'static str {
-    match vector {
-        0 => "divide error",
-        1 => "debug exception",
-        2 => "non-maskable interrupt",
-        3 => "breakpoint",
-        4 => "overflow",
-        5 => "bound range exceeded",
-        6 => "invalid opcode",
-        7 => "device not available",
-        8 => "double fault",
-        9 => "coprocessor segment overrun",
-        10 => "invalid TSS",
-        11 => "segment not present",
-        12 => "stack-segment fault",
-        13 => "general protection fault",
-        14 => "page fault",
-        16 => "x87 floating-point error",
-        17 => "alignment check",
-        18 => "machine check",
-        19 => "SIMD floating-point error",
-        20 => "virtualization exception",
-        21 => "control protection exception",
-        28 => "hypervisor injection exception",
-        29 => "VMM communication exception",
-        30 => "security exception",
-        _ => "reserved exception",
-    }
+    u32::try_from(vector).map_or("reserved exception", abi::fault::name)
 }
 
 /// Exception vectors with a fixed meaning in this file.
