@@ -14,10 +14,12 @@ const FLOOD: Duration = Duration::from_secs(12);
 /// The most the guest's clock may differ from the host's over the interval.
 const TOLERANCE: f64 = 0.01;
 
-/// Seconds in the last `up S.mmm s` line of `output`.
+/// Seconds in the last `up S.mmm s` of `output`. It is looked for anywhere, not at the
+/// start of a line: what is typed ahead is echoed as it arrives, between the shell's lines.
 fn last_uptime(output: &str) -> f64 {
-    let line = output.lines().rev().find(|line| line.starts_with("up ")).unwrap_or_else(|| panic!("no uptime in:\n{output}"));
-    line["up ".len()..].split(' ').next().and_then(|seconds| seconds.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"))
+    let at = output.rfind("up ").unwrap_or_else(|| panic!("no uptime in:\n{output}"));
+    let seconds = output[at + "up ".len()..].split(' ').next().unwrap_or_default();
+    seconds.parse().unwrap_or_else(|_| panic!("bad uptime {seconds:?} in:\n{}", &output[at..]))
 }
 
 /// Asks the shell for the uptime; returns it and the host instant its answer arrived.

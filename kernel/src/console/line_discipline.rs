@@ -93,8 +93,20 @@ impl LineDiscipline {
         self.mode
     }
 
-    /// Switches mode. A half-typed cooked line is kept for when cooked mode returns.
+    /// Switches mode. Nothing typed is lost or reordered: switching to raw turns the
+    /// completed cooked lines (an end-of-input mark becomes Ctrl-D) and the half-typed one into
+    /// raw input, ahead of what is typed next. (Typing ahead while the shell switched to raw
+    /// mode once split a command in two.)
     pub fn set_mode(&mut self, mode: Mode) {
+        if self.mode == Mode::Cooked && mode == Mode::Raw {
+            let lines = core::mem::take(&mut self.lines);
+            let pending = lines
+                .into_iter()
+                .flat_map(|line| if line.is_empty() { alloc::vec![CTRL_D] } else { line })
+                .chain(core::mem::take(&mut self.line));
+            let room = RAW_MAX.saturating_sub(self.raw.len());
+            self.raw.extend(pending.take(room));
+        }
         self.mode = mode;
         self.escape = Escape::Idle;
     }
@@ -230,6 +242,19 @@ mod tests {
         let mut buffer = [0u8; 256];
         let count = discipline.take(&mut buffer).expect("input expected");
         buffer[..count].to_vec()
+    }
+
+    #[test]
+    fn typing_ahead_across_a_switch_to_raw_keeps_every_byte_in_order() {
+        let mut discipline = LineDiscipline::new();
+        feed_all(&mut discipline, b"uptime\necho se");
+        discipline.set_mode(Mode::Raw);
+        feed_all(&mut discipline, b"cond\n");
+        let mut read = Vec::new();
+        while discipline.has_input() {
+            read.extend(read_all(&mut discipline));
+        }
+        assert_eq!(read, b"uptime\necho second\n");
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub struct Received {
 
 /// Where a process is in IPC.
 #[derive(Debug, Default)]
+#[allow(clippy::large_enum_variant, reason = "a queued message stays in place; boxing it would allocate on every call")]
 pub enum Phase {
     /// Not in IPC.
     #[default]

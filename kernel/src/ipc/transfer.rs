@@ -26,6 +26,7 @@ pub struct Undelivered {
 /// receiver's table, and for a call (`reply` names the caller and the call) a reply handle.
 /// Fails with `EMFILE` when the receiver's table has no room for all of them, leaving
 /// everything as it was.
+#[allow(clippy::result_large_err, reason = "the message goes back by value; boxing it would allocate on the IPC path")]
 pub fn deliver(
     sender: Pid,
     message: Outgoing,

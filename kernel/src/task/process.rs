@@ -19,6 +19,12 @@ pub struct PidAllocator {
     next: Option<Pid>,
 }
 
+impl Default for PidAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PidAllocator {
     /// Starts at pid 1.
     pub const fn new() -> Self {
@@ -132,23 +138,6 @@ impl Process {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pids_count_up_from_one_and_never_wrap() {
-        let mut pids = PidAllocator::new();
-        assert_eq!(pids.allocate(), Some(1));
-        assert_eq!(pids.allocate(), Some(2));
-        let mut near_the_end = PidAllocator { next: Some(u32::MAX - 1) };
-        assert_eq!(near_the_end.allocate(), Some(u32::MAX - 1));
-        assert_eq!(near_the_end.allocate(), Some(u32::MAX));
-        assert_eq!(near_the_end.allocate(), None);
-        assert_eq!(near_the_end.allocate(), None);
-    }
-}
-
 /// The part of a process that handles and other processes can hold on to: its identity, its
 /// handle table and its IPC state. It outlives the process's run while handles to it exist
 /// (a parent's handle, a caller awaiting a reply), but is emptied when the process ends.
@@ -176,5 +165,22 @@ impl ProcessObject {
             ipc_ready: core::sync::atomic::AtomicBool::new(false),
             _live: crate::object::LiveObject::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_count_up_from_one_and_never_wrap() {
+        let mut pids = PidAllocator::new();
+        assert_eq!(pids.allocate(), Some(1));
+        assert_eq!(pids.allocate(), Some(2));
+        let mut near_the_end = PidAllocator { next: Some(u32::MAX - 1) };
+        assert_eq!(near_the_end.allocate(), Some(u32::MAX - 1));
+        assert_eq!(near_the_end.allocate(), Some(u32::MAX));
+        assert_eq!(near_the_end.allocate(), None);
+        assert_eq!(near_the_end.allocate(), None);
     }
 }

@@ -391,6 +391,8 @@ struct Resources {
     frames: u64,
     /// Kernel heap bytes in use.
     heap_bytes: u64,
+    /// Kernel objects alive (endpoints, notifications, memory, processes...).
+    objects: u64,
 }
 
 impl Resources {
@@ -399,7 +401,11 @@ impl Resources {
         let me = sys::getpid();
         let rows = crate::process::list().context("process_list")?;
         let own = rows.iter().find(|row| row.pid == me).ok_or("this process is missing from process_list")?;
-        Ok(Self { frames: info.free_frames + own.memory_bytes / PAGE_SIZE, heap_bytes: info.heap_used })
+        Ok(Self {
+            frames: info.free_frames + own.memory_bytes / PAGE_SIZE,
+            heap_bytes: info.heap_used,
+            objects: info.kernel_objects,
+        })
     }
 
     /// The baseline, taken after growing this process's heap, so that allocations during the
@@ -418,6 +424,9 @@ impl Resources {
         }
         if self.heap_bytes != before.heap_bytes {
             differences.push(format!("{} kernel heap bytes in use, {} before", self.heap_bytes, before.heap_bytes));
+        }
+        if self.objects != before.objects {
+            differences.push(format!("{} kernel objects alive, {} before", self.objects, before.objects));
         }
         check!(differences.is_empty(), "{}", differences.join("; "));
         Ok(())
@@ -491,8 +500,8 @@ mod tests {
     }
 
     #[test]
-    fn the_leak_check_wants_both_counts_exactly_back() {
-        let before = Resources { frames: 1000, heap_bytes: 5000 };
+    fn the_leak_check_wants_every_count_exactly_back() {
+        let before = Resources { frames: 1000, heap_bytes: 5000, objects: 7 };
         assert_eq!(before.compare_with(&before), Ok(()));
         let lost_frame = Resources { frames: 999, ..before };
         assert_eq!(lost_frame.compare_with(&before), Err("999 free frames, 1000 before".to_string()));
@@ -500,7 +509,9 @@ mod tests {
         assert!(gained_frame.compare_with(&before).is_err());
         let heap = Resources { heap_bytes: 5016, ..before };
         assert_eq!(heap.compare_with(&before), Err("5016 kernel heap bytes in use, 5000 before".to_string()));
-        let both = Resources { frames: 998, heap_bytes: 4000 };
+        let object = Resources { objects: 8, ..before };
+        assert_eq!(object.compare_with(&before), Err("8 kernel objects alive, 7 before".to_string()));
+        let both = Resources { frames: 998, heap_bytes: 4000, ..before };
         assert_eq!(
             both.compare_with(&before),
             Err("998 free frames, 1000 before; 4000 kernel heap bytes in use, 5000 before".to_string())
