@@ -1,9 +1,16 @@
 //! Generates the table of embedded user programs: one entry per file in
 //! `userspace/src/bin/`, each pointing at that binary as built for x86_64-unknown-none (an
 //! artifact dependency of this crate). Adding a program is adding a file there.
+//!
+//! The programs are built with debug information for gdb, which would make the kernel image
+//! ten times larger; the kernel embeds copies without it, which keep the symbol table the
+//! loader maps into each process for backtraces.
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[path = "../build_support/strip_debug.rs"]
+mod strip_debug;
 
 fn main() {
     let bin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../userspace/src/bin");
@@ -16,15 +23,17 @@ fn main() {
         })
         .collect();
     names.sort();
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let mut table = String::from("/// Every embedded program, sorted by name.\npub static PROGRAMS: &[Program] = &[\n");
     for name in &names {
-        writeln!(
-            table,
-            "    Program {{ name: {name:?}, image: include_bytes!(env!(\"CARGO_BIN_FILE_USERSPACE_{name}\")) }},"
-        )
-        .expect("writing to a string");
+        let built = std::env::var_os(format!("CARGO_BIN_FILE_USERSPACE_{name}"))
+            .unwrap_or_else(|| panic!("no artifact for the user program {name}"));
+        println!("cargo:rerun-if-changed={}", Path::new(&built).display());
+        let embedded = out_dir.join(format!("program-{name}"));
+        strip_debug::strip_debug(Path::new(&built), &embedded);
+        writeln!(table, "    Program {{ name: {name:?}, image: include_bytes!({:?}) }},", embedded.display())
+            .expect("writing to a string");
     }
     table.push_str("];\n");
-    let out = Path::new(&std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo")).join("programs.rs");
-    std::fs::write(out, table).expect("writing programs.rs");
+    std::fs::write(out_dir.join("programs.rs"), table).expect("writing programs.rs");
 }

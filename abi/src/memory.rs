@@ -28,6 +28,16 @@ pub const USER_STACK_GUARD: u64 = 64 * 1024;
 /// Where `mmap` places mappings when the caller lets the kernel choose.
 pub const USER_MMAP_BASE: u64 = 0x0000_1000_0000_0000;
 
+/// Where the loader maps the program's symbol map, read-only: a
+/// [`SymbolMapHeader`](crate::backtrace::SymbolMapHeader), then the ELF symbol and string
+/// tables (see [`crate::backtrace`]). Program segments may not reach it, and `mmap`, `munmap`
+/// and `mprotect` cannot touch it.
+pub const USER_SYMBOLS_BASE: u64 = 0x0000_0000_4000_0000;
+
+/// Most bytes of symbol and string table the loader maps; a program with more gets the
+/// header alone.
+pub const USER_SYMBOLS_MAX: u64 = 1024 * 1024;
+
 /// Start of the kernel's view of all physical memory (physical address 0 maps here).
 /// User programs can never touch it; tests use it as a known kernel address.
 pub const PHYSICAL_MAP_OFFSET: u64 = 0xffff_8000_0000_0000;

@@ -217,7 +217,7 @@ mod tests {
     use super::*;
 
     fn hello() -> Vec<u8> {
-        include_bytes!(env!("CARGO_BIN_FILE_USERSPACE_hello")).to_vec()
+        crate::task::programs::find("hello").expect("hello is embedded").image.to_vec()
     }
 
     fn phdr_offset(image: &[u8], index: usize) -> usize {
