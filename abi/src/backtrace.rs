@@ -53,6 +53,15 @@ impl SymbolMapHeader {
                 .is_some_and(|total| total <= crate::memory::USER_SYMBOLS_MAX)
     }
 
+    /// The header as it is laid out in memory.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE as usize] {
+        let mut bytes = [0; Self::SIZE as usize];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip([self.magic, self.symtab_len, self.strtab_len]) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        bytes
+    }
+
     /// Where the string table starts, in bytes from the start of the map.
     pub fn strtab_offset(&self) -> u64 {
         Self::SIZE + self.symtab_len
@@ -149,17 +158,17 @@ pub fn name_at(strtab: &[u8], offset: u32) -> Option<&str> {
 /// Most frames a backtrace shows.
 pub const MAX_FRAMES: usize = 32;
 
-/// Follows the frame-record chain that starts at `frame_pointer` and returns the return
-/// addresses found, innermost first, through `visit`. Every record must lie inside `stack`,
-/// 8-byte aligned, above the one before it; the walk stops at the first record that breaks
-/// a rule, at a zero return address, or after [`MAX_FRAMES`] records. `read` reads the two
-/// words of the record at an address the walk has checked is inside `stack` (`None`: it
+/// Follows the frame-record chain that starts at `frame_pointer` and hands each record's
+/// address and return address to `visit`, innermost first. Every record must lie inside
+/// `stack`, 8-byte aligned, above the one before it; the walk stops at the first record that
+/// breaks a rule, at a zero return address, or after [`MAX_FRAMES`] records. `read` reads the
+/// two words of the record at an address the walk has checked is inside `stack` (`None`: it
 /// could not, which also ends the walk).
 pub fn walk_frames(
     frame_pointer: u64,
     stack: Range<u64>,
     mut read: impl FnMut(u64) -> Option<[u64; 2]>,
-    mut visit: impl FnMut(u64),
+    mut visit: impl FnMut(u64, u64),
 ) {
     let mut record = frame_pointer;
     for _ in 0..MAX_FRAMES {
@@ -173,11 +182,39 @@ pub fn walk_frames(
         if return_address == 0 {
             return;
         }
-        visit(return_address);
+        visit(record, return_address);
         if caller_record <= record {
             return;
         }
         record = caller_record;
+    }
+}
+
+/// Where a frame of a backtrace was executing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A caller, shown by the address its call returns to.
+    Return(u64),
+    /// The instruction a fault or interrupt stopped at.
+    Interrupted(u64),
+}
+
+impl Frame {
+    /// The address shown.
+    pub fn address(self) -> u64 {
+        match self {
+            Self::Return(address) | Self::Interrupted(address) => address,
+        }
+    }
+
+    /// The address to look the function up by. A return address points after the call,
+    /// which may already be in the next function when the call was the caller's last
+    /// instruction (a call that never returns), so the caller is found by the byte before.
+    pub fn lookup_address(self) -> u64 {
+        match self {
+            Self::Return(address) => address.saturating_sub(1),
+            Self::Interrupted(address) => address,
+        }
     }
 }
 
@@ -204,13 +241,6 @@ impl fmt::Display for FrameLine<'_> {
             None => write!(f, " ?"),
         }
     }
-}
-
-/// The address to look up for a frame: a return address points after the call, possibly
-/// already into the next function when the call was the caller's last instruction (a call
-/// that never returns), so the byte before it is the call itself.
-pub fn lookup_address(address: u64, is_return_address: bool) -> u64 {
-    if is_return_address { address.saturating_sub(1) } else { address }
 }
 
 #[cfg(test)]
@@ -280,6 +310,8 @@ mod tests {
     fn headers_are_checked_before_their_lengths_are_used() {
         let good = SymbolMapHeader { magic: SYMBOL_MAP_MAGIC, symtab_len: 48, strtab_len: 10 };
         assert!(good.is_valid());
+        assert_eq!(good.to_bytes()[..8], *b"ENIGSYMS");
+        assert_eq!(good.to_bytes()[8..16], 48u64.to_le_bytes());
         assert_eq!(good.strtab_offset(), SymbolMapHeader::SIZE + 48);
         assert!(!SymbolMapHeader { magic: 0, ..good }.is_valid());
         assert!(!SymbolMapHeader { symtab_len: 47, ..good }.is_valid());
@@ -294,7 +326,10 @@ mod tests {
             Some([*stack.get(index)?, *stack.get(index + 1)?])
         };
         let mut found = Vec::new();
-        walk_frames(start, base..base + 8 * stack.len() as u64, read, |address| found.push(address));
+        walk_frames(start, base..base + 8 * stack.len() as u64, read, |record, address| {
+            assert!(record >= base && record % 8 == 0);
+            found.push(address)
+        });
         found
     }
 
@@ -337,8 +372,9 @@ mod tests {
 
     #[test]
     fn return_addresses_are_looked_up_at_the_call() {
-        assert_eq!(lookup_address(0x1000, true), 0xfff);
-        assert_eq!(lookup_address(0x1000, false), 0x1000);
-        assert_eq!(lookup_address(0, true), 0);
+        assert_eq!(Frame::Return(0x1000).lookup_address(), 0xfff);
+        assert_eq!(Frame::Interrupted(0x1000).lookup_address(), 0x1000);
+        assert_eq!(Frame::Return(0).lookup_address(), 0);
+        assert_eq!(Frame::Return(0x1000).address(), 0x1000);
     }
 }

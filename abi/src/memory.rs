@@ -42,6 +42,11 @@ pub const USER_SYMBOLS_MAX: u64 = 1024 * 1024;
 /// User programs can never touch it; tests use it as a known kernel address.
 pub const PHYSICAL_MAP_OFFSET: u64 = 0xffff_8000_0000_0000;
 
+/// Where the bootloader maps the kernel image: the kernel is linked position-independent at
+/// 0 and loaded at this offset, so a kernel symbol's address is its ELF value plus this (gdb
+/// needs it: `symbol-file -o`). The start of the bootloader's dynamic range.
+pub const KERNEL_IMAGE_BASE: u64 = 0xffff_8800_0000_0000;
+
 /// Whether `[start, start + len)` lies entirely inside the user half, computed without
 /// overflow. An empty range is valid anywhere in the user half.
 pub fn is_user_range(start: u64, len: u64) -> bool {

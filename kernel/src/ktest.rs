@@ -62,7 +62,7 @@ pub fn run(selection: &str) -> ! {
     let selection = selection.trim();
     match selection {
         "stack_overflow" => stack_overflow(),
-        "panic" => panic!("deliberate panic requested by --ktest panic"),
+        "panic" => deliberate_panic(),
         _ => {}
     }
     let chosen: Vec<_> = TESTS.iter().filter(|(name, _)| selection == "all" || *name == selection).collect();
@@ -94,6 +94,12 @@ pub fn finish_double_fault_test() -> ! {
     println!("ktest stack_overflow ... ok");
     println!("ktest: 1 passed, 0 failed");
     qemu::exit(0)
+}
+
+/// Panics on purpose; never inlined, so backtraces must show it by name.
+#[inline(never)]
+fn deliberate_panic() -> ! {
+    panic!("deliberate panic requested by --ktest panic");
 }
 
 fn stack_overflow() -> ! {

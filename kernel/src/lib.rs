@@ -11,6 +11,8 @@ extern crate alloc;
 
 pub mod arch;
 #[deny(unsafe_code)]
+pub mod backtrace;
+#[deny(unsafe_code)]
 pub mod boot;
 #[deny(unsafe_code)]
 pub mod console;

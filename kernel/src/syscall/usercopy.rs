@@ -44,7 +44,11 @@ unsafe impl Plain for abi::ProcessInfo {}
 // no padding, any bits valid.
 unsafe impl Plain for abi::SysInfo {}
 
+// SAFETY: `repr(C)`: three u64 fields, no padding, any bits valid (readers check it).
+unsafe impl Plain for abi::backtrace::SymbolMapHeader {}
+
 const _: () = assert!(size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 64);
+const _: () = assert!(size_of::<abi::backtrace::SymbolMapHeader>() == 24);
 
 /// Whether the caller may access `[address, address + len)` (writing too, if `write`); an
 /// empty range always.

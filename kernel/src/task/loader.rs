@@ -9,16 +9,26 @@
 //! rights from its `p_flags` (text RX, rodata R, data and bss RW + NX), copies the file
 //! bytes (the rest is already zero, which is the bss), and builds the stack: argument
 //! strings, then the `argv` pointer array and `argc`, with an unmapped guard gap below.
+//!
+//! It also maps the program's symbol map read-only at `abi::memory::USER_SYMBOLS_BASE` (see
+//! `abi::backtrace`): a header, then the image's `.symtab` and `.strtab` when
+//! [`symbol_tables`] finds them and they fit in `USER_SYMBOLS_MAX` bytes. The pages count
+//! against the process's memory like any other; a program without usable tables gets the
+//! header alone. Section headers are not needed to run a program, so bad ones only mean no
+//! symbols, never a refused image.
 
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use ::x86_64::VirtAddr;
-use abi::memory::{PAGE_SIZE, USER_STACK_SIZE, USER_STACK_TOP};
+use abi::backtrace::{SYMBOL_MAP_MAGIC, SymbolMapHeader};
+use abi::memory::{PAGE_SIZE, USER_STACK_SIZE, USER_STACK_TOP, USER_SYMBOLS_BASE, USER_SYMBOLS_MAX};
 use goblin::elf::header::{EI_CLASS, EI_DATA, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC};
 use goblin::elf::program_header::{PF_W, PF_X, PT_LOAD};
+use goblin::elf::section_header::{SHT_STRTAB, SHT_SYMTAB};
 use goblin::elf64::header::{Header, SIZEOF_EHDR};
 use goblin::elf64::program_header::{ProgramHeader, SIZEOF_PHDR};
+use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 use scroll::{LE, Pread};
 
 use crate::mm::address_space::{AddressSpace, MemoryError, UserRights};
@@ -26,6 +36,13 @@ use crate::mm::user_memory::{UserMemory, stack_range};
 
 /// Most program headers accepted.
 const MAX_PROGRAM_HEADERS: u16 = 64;
+
+/// Most section headers searched for the symbol table.
+const MAX_SECTION_HEADERS: u16 = 256;
+
+/// The address range reserved for the symbol map, which no segment may reach.
+const SYMBOL_MAP_AREA: Range<u64> =
+    USER_SYMBOLS_BASE..USER_SYMBOLS_BASE + (SymbolMapHeader::SIZE + USER_SYMBOLS_MAX).next_multiple_of(PAGE_SIZE);
 
 /// Why a program image was refused or could not be loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,8 +157,12 @@ fn check_segment(header: &ProgramHeader, image_len: usize) -> Result<Segment, Lo
         return Err(invalid("segment outside the user half"));
     }
     let (stack_start, _) = stack_range();
-    if header.p_vaddr + header.p_memsz > stack_start {
+    let segment_end = header.p_vaddr + header.p_memsz;
+    if segment_end > stack_start {
         return Err(invalid("segment overlaps the stack area"));
+    }
+    if header.p_vaddr < SYMBOL_MAP_AREA.end && SYMBOL_MAP_AREA.start < segment_end {
+        return Err(invalid("segment overlaps the symbol map"));
     }
     let file_start = usize::try_from(header.p_offset).map_err(|_| invalid("segment outside the file"))?;
     let file_end = usize::try_from(header.p_filesz)
@@ -156,6 +177,36 @@ fn check_segment(header: &ProgramHeader, image_len: usize) -> Result<Segment, Lo
         (false, false) => UserRights::ReadOnly,
     };
     Ok(Segment { address: header.p_vaddr, memory_size: header.p_memsz, file_bytes: file_start..file_end, rights })
+}
+
+/// Where an image's symbol table and the string table its names are in lie in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolTables {
+    /// The `SHT_SYMTAB` section's bytes.
+    pub symtab: Range<usize>,
+    /// The bytes of the `SHT_STRTAB` section it links to.
+    pub strtab: Range<usize>,
+}
+
+/// Finds the symbol table of an ELF64 little-endian `image` through its section headers:
+/// `None` when there is none or anything about it is out of bounds.
+pub fn symbol_tables(image: &[u8]) -> Option<SymbolTables> {
+    let header: Header = image.pread_with(0, LE).ok()?;
+    if header.e_ident[..4] != *b"\x7fELF" || usize::from(header.e_shentsize) != SIZEOF_SHDR || header.e_shnum > MAX_SECTION_HEADERS {
+        return None;
+    }
+    let section = |index: usize| -> Option<SectionHeader> {
+        let offset = index.checked_mul(SIZEOF_SHDR)?.checked_add(usize::try_from(header.e_shoff).ok()?)?;
+        image.pread_with(offset, LE).ok()
+    };
+    let bytes = |section: &SectionHeader| -> Option<Range<usize>> {
+        let start = usize::try_from(section.sh_offset).ok()?;
+        let end = start.checked_add(usize::try_from(section.sh_size).ok()?)?;
+        (end <= image.len()).then_some(start..end)
+    };
+    let symtab = (0..usize::from(header.e_shnum)).filter_map(section).find(|section| section.sh_type == SHT_SYMTAB)?;
+    let strtab = section(usize::try_from(symtab.sh_link).ok()?).filter(|section| section.sh_type == SHT_STRTAB)?;
+    Some(SymbolTables { symtab: bytes(&symtab)?, strtab: bytes(&strtab)? })
 }
 
 /// A loaded program, ready to run.
@@ -183,7 +234,26 @@ pub fn load(image: &[u8], args: &[&str]) -> Result<LoadedProgram, LoadError> {
     let (stack_start, stack_end) = stack_range();
     space.map_zeroed(VirtAddr::new(stack_start), (stack_end - stack_start) / PAGE_SIZE, UserRights::ReadWrite)?;
     let stack_pointer = write_arguments(&mut space, args)?;
+    map_symbol_map(&mut space, image)?;
     Ok(LoadedProgram { memory: UserMemory::new(space, image_end), entry: valid.entry, stack_pointer })
+}
+
+/// Maps the symbol map: the header, then `.symtab` and `.strtab` if the image has them
+/// and they fit in `USER_SYMBOLS_MAX` bytes.
+fn map_symbol_map(space: &mut AddressSpace, image: &[u8]) -> Result<(), LoadError> {
+    let tables = symbol_tables(image)
+        .filter(|tables| ((tables.symtab.len() + tables.strtab.len()) as u64) <= USER_SYMBOLS_MAX);
+    let (symtab, strtab) = match &tables {
+        Some(tables) => (&image[tables.symtab.clone()], &image[tables.strtab.clone()]),
+        None => (&[][..], &[][..]),
+    };
+    let header = SymbolMapHeader { magic: SYMBOL_MAP_MAGIC, symtab_len: symtab.len() as u64, strtab_len: strtab.len() as u64 };
+    let size = header.strtab_offset() + header.strtab_len;
+    space.map_zeroed(VirtAddr::new(USER_SYMBOLS_BASE), size.div_ceil(PAGE_SIZE), UserRights::ReadOnly)?;
+    space.write(VirtAddr::new(USER_SYMBOLS_BASE), &header.to_bytes())?;
+    space.write(VirtAddr::new(USER_SYMBOLS_BASE + SymbolMapHeader::SIZE), symtab)?;
+    space.write(VirtAddr::new(USER_SYMBOLS_BASE + header.strtab_offset()), strtab)?;
+    Ok(())
 }
 
 /// Lays out the initial stack, top down: the argument strings (each NUL-terminated as a

@@ -524,6 +524,7 @@ pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
     let pid = current_pid();
     let name = with_scheduler(|scheduler| scheduler.current_process().name.clone());
     crate::println!("pid {pid} ({name}) killed: {fault}");
+    crate::backtrace::print_user_backtrace(fault);
     exit_current(abi::status::FAULT);
 }
 

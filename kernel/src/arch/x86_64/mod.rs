@@ -9,8 +9,10 @@
 //! - [`syscall_entry`]: the `syscall` instruction's MSRs and its entry stub.
 //! - [`context`]: kernel-stack switching between processes.
 //! - [`paging`]: CR3, TLB and the boot page table.
+//! - [`backtrace`]: walking the frame-pointer chain of the current kernel stack.
 //! - Devices: [`serial`] (COM1), [`pic`] (8259 pair), [`pit`] (timer), [`ps2`] (keyboard
 //!   data port), [`fw_cfg`] (QEMU's configuration files), [`qemu`] (`isa-debug-exit`).
+pub mod backtrace;
 pub mod context;
 pub mod cpu;
 pub mod fw_cfg;
