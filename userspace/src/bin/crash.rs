@@ -1,7 +1,9 @@
-//! `crash fault|panic`: fails on purpose, to show what the kernel and userlib print when a
-//! program goes wrong. `fault` writes to the program's own code, which is mapped read-only,
-//! and the kernel ends it with a page fault; `panic` panics. Either way a backtrace names
-//! the function that failed (`write_to_own_code`, `panic_on_purpose`) and its callers.
+//! `crash fault|panic|wild-frame`: fails on purpose, to show what the kernel and userlib
+//! print when a program goes wrong. `fault` writes to the program's own code, which is
+//! mapped read-only, and the kernel ends it with a page fault; `panic` panics. Either way a
+//! backtrace names the function that failed (`write_to_own_code`, `panic_on_purpose`) and
+//! its callers. `wild-frame` points its frame pointer into the kernel half and then faults:
+//! the kernel's report must name the faulting function and stop there.
 #![no_std]
 #![no_main]
 
@@ -12,8 +14,9 @@ userlib::main!(main);
 fn main() -> i32 {
     match args().get(1).copied() {
         Some(how @ ("fault" | "panic")) => fail(how),
+        Some("wild-frame") => fault_with_wild_frame_pointer(),
         _ => {
-            eprintln!("usage: crash fault|panic");
+            eprintln!("usage: crash fault|panic|wild-frame");
             2
         }
     }
@@ -40,4 +43,18 @@ fn write_to_own_code() -> i32 {
 #[inline(never)]
 fn panic_on_purpose() -> i32 {
     panic!("crash panic: panicking on purpose");
+}
+
+#[inline(never)]
+fn fault_with_wild_frame_pointer() -> i32 {
+    // SAFETY: none; on purpose. `ud2` ends the process right after the frame pointer is
+    // ruined, so nothing in this program follows it.
+    unsafe {
+        core::arch::asm!(
+            "mov rbp, {kernel}",
+            "ud2",
+            kernel = const userlib::abi::memory::PHYSICAL_MAP_OFFSET,
+            options(noreturn)
+        )
+    }
 }
