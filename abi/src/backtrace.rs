@@ -56,7 +56,7 @@ impl SymbolMapHeader {
     /// The header as it is laid out in memory.
     pub fn to_bytes(&self) -> [u8; Self::SIZE as usize] {
         let mut bytes = [0; Self::SIZE as usize];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip([self.magic, self.symtab_len, self.strtab_len]) {
+        for (chunk, word) in bytes.as_chunks_mut::<8>().0.iter_mut().zip([self.magic, self.symtab_len, self.strtab_len]) {
             chunk.copy_from_slice(&word.to_le_bytes());
         }
         bytes
@@ -124,8 +124,8 @@ impl FunctionSearch {
     /// Looks through whole entries of `entries` (a trailing partial entry is ignored). The
     /// smallest covering function wins, so an outer symbol cannot hide a nested one.
     pub fn search(&mut self, entries: &[u8]) {
-        for entry in entries.chunks_exact(SYMBOL_SIZE) {
-            let symbol = Symbol::parse(entry.try_into().expect("chunks are whole entries"));
+        for entry in entries.as_chunks::<SYMBOL_SIZE>().0 {
+            let symbol = Symbol::parse(entry);
             if symbol.covers(self.address) && self.found.is_none_or(|best| symbol.size < best.size) {
                 self.found = Some(symbol);
             }

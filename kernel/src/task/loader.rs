@@ -394,6 +394,45 @@ mod tests {
     }
 
     #[test]
+    fn the_real_program_has_a_symbol_table_that_names_its_entry() {
+        let image = hello();
+        let tables = symbol_tables(&image).expect("hello keeps its symbol table");
+        assert!(((tables.symtab.len() + tables.strtab.len()) as u64) < USER_SYMBOLS_MAX);
+        let entry = validate(&image).unwrap().entry;
+        let symbol = abi::backtrace::function_containing(&image[tables.symtab.clone()], entry).expect("a function at the entry");
+        assert_eq!(abi::backtrace::name_at(&image[tables.strtab], symbol.name), Some("_start"));
+    }
+
+    #[test]
+    fn bad_section_headers_mean_no_symbols_but_a_valid_image() {
+        let image = hello();
+        let header: Header = image.pread_with(0, LE).unwrap();
+        let symtab_header = (0..usize::from(header.e_shnum))
+            .map(|index| header.e_shoff as usize + index * SIZEOF_SHDR)
+            .find(|&at| image.pread_with::<SectionHeader>(at, LE).unwrap().sh_type == SHT_SYMTAB)
+            .unwrap();
+        const SH_SIZE: usize = 32;
+        let cases: [(usize, &[u8], &str); 3] = [
+            (40, &u64::MAX.to_le_bytes(), "section headers outside the file"),
+            (60, &1000u16.to_le_bytes(), "too many section headers"),
+            (symtab_header + SH_SIZE, &(image.len() as u64).to_le_bytes(), "a symbol table past the file's end"),
+        ];
+        for (at, bytes, case) in cases {
+            let mut image = hello();
+            image[at..at + bytes.len()].copy_from_slice(bytes);
+            assert_eq!(symbol_tables(&image), None, "{case}");
+            assert!(validate(&image).is_ok(), "{case}");
+        }
+    }
+
+    #[test]
+    fn a_segment_in_the_symbol_map_area_is_refused() {
+        let mut image = hello();
+        patch_load_u64(&mut image, P_VADDR, USER_SYMBOLS_BASE);
+        assert_eq!(validate(&image), Err(LoadError::Invalid("segment overlaps the symbol map")));
+    }
+
+    #[test]
     fn random_corruption_never_panics() {
         let original = hello();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -408,6 +447,7 @@ mod tests {
                 image[at] = (state >> 24) as u8;
             }
             let _ = validate(&image);
+            let _ = symbol_tables(&image);
         }
     }
 }
