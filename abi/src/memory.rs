@@ -30,9 +30,11 @@ pub const USER_MMAP_BASE: u64 = 0x0000_1000_0000_0000;
 
 /// Where the loader maps the program's symbol map, read-only: a
 /// [`SymbolMapHeader`](crate::backtrace::SymbolMapHeader), then the ELF symbol and string
-/// tables (see [`crate::backtrace`]). Program segments may not reach it, and `mmap`, `munmap`
-/// and `mprotect` cannot touch it.
-pub const USER_SYMBOLS_BASE: u64 = 0x0000_0000_4000_0000;
+/// tables (see [`crate::backtrace`]). Program segments may not reach it, and `mmap`, `munmap`,
+/// `mprotect` and `brk` cannot change it (they fail where they would). It lies in the first
+/// GiB, like the image, so the two share a page directory, and well above where the heap of
+/// an image at `USER_START` can grow.
+pub const USER_SYMBOLS_BASE: u64 = 0x0000_0000_3000_0000;
 
 /// Most bytes of symbol and string table the loader maps; a program with more gets the
 /// header alone.

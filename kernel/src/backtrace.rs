@@ -61,10 +61,13 @@ fn kernel_function(frame: Frame) -> Option<(&'static str, u64)> {
 pub fn print_kernel_backtrace(print: fn(fmt::Arguments)) {
     print(format_args!("{BACKTRACE_HEADING}\n"));
     let mut index = 0;
-    walk_current_stack(|frame| {
+    let walked = walk_current_stack(|frame| {
         print(format_args!("{}\n", FrameLine { index, address: frame.address(), function: kernel_function(frame) }));
         index += 1;
     });
+    if !walked {
+        print(format_args!("  (running on an interrupt stack, which is not walked)\n"));
+    }
 }
 
 /// Prints the backtrace of the running process, stopped by `fault`, to the console.

@@ -47,13 +47,14 @@ fn stack_holding(stack_pointer: u64) -> Option<Range<u64>> {
 
 /// Calls `visit` with the frames of the code that called this function, innermost first:
 /// return addresses, and the interrupted instruction of any trap from kernel code on the
-/// way. Reads nothing outside the current stack.
+/// way. Reads nothing outside the current stack. Returns `false`, having visited nothing,
+/// when the CPU runs on a stack the walk does not know.
 #[inline(never)]
-pub fn walk_current_stack(mut visit: impl FnMut(Frame)) {
+pub fn walk_current_stack(mut visit: impl FnMut(Frame)) -> bool {
     let (frame_pointer, stack_pointer): (u64, u64);
     // SAFETY: copies two registers; touches no memory.
     unsafe { asm!("mov {}, rbp", "mov {}, rsp", out(reg) frame_pointer, out(reg) stack_pointer, options(nomem, nostack, preserves_flags)) };
-    let Some(stack) = stack_holding(stack_pointer) else { return };
+    let Some(stack) = stack_holding(stack_pointer) else { return false };
     let read_word = |address: u64| -> Option<u64> {
         let inside = address.is_multiple_of(8)
             && address >= stack.start
@@ -75,4 +76,5 @@ pub fn walk_current_stack(mut visit: impl FnMut(Frame)) {
             }
         }
     });
+    true
 }
