@@ -11,15 +11,15 @@
 //! **User programs.** [`print_user_backtrace`] names the frames of a process that a fault is
 //! about to end: the faulting instruction, then the return addresses on its frame-pointer
 //! chain. Everything comes from the process's memory through `usercopy`, checked and
-//! bounded: the chain only inside the user stack, the symbol map through its header, read
-//! a buffer at a time on the kernel stack. A process may have broken any of it; then the
+//! bounded: the chain only inside the user stack, the symbol map through its header, its
+//! symbol table read once for all frames, a buffer at a time on the kernel stack. A process may have broken any of it; then the
 //! lines have fewer names, or fewer frames, and nothing else happens.
 
 use core::fmt;
 
 use abi::backtrace::{
-    BACKTRACE_HEADING, Frame, FrameLine, FunctionSearch, SYMBOL_NAME_MAX, SYMBOL_SIZE, Symbol, SymbolMapHeader,
-    function_containing, name_at, walk_frames,
+    BACKTRACE_HEADING, Frame, FrameLine, FunctionSearch, MAX_FRAMES, SYMBOL_NAME_MAX, SYMBOL_SIZE, Symbol,
+    SymbolMapHeader, function_containing, name_at, walk_frames,
 };
 use abi::memory::{KERNEL_IMAGE_BASE, USER_STACK_SIZE, USER_STACK_TOP, USER_SYMBOLS_BASE};
 use bootloader_api::BootInfo;
@@ -72,15 +72,8 @@ pub fn print_kernel_backtrace(print: fn(fmt::Arguments)) {
 
 /// Prints the backtrace of the running process, stopped by `fault`, to the console.
 pub fn print_user_backtrace(fault: &CpuFault) {
-    let symbols = UserSymbols::find();
-    crate::println!("{BACKTRACE_HEADING}");
-    let print = |index: usize, frame: Frame| {
-        let mut name = [0; SYMBOL_NAME_MAX + 1];
-        let function = symbols.as_ref().and_then(|symbols| symbols.function(frame, &mut name));
-        crate::println!("{}", FrameLine { index, address: frame.address(), function });
-    };
-    print(0, Frame::Interrupted(fault.instruction));
-    let mut index = 1;
+    let mut frames = [Frame::Interrupted(fault.instruction); MAX_FRAMES + 1];
+    let mut count = 1;
     let read_record = |record: u64| {
         let mut bytes = [0; 16];
         UserSlice::new(record, 16).read_into(&mut bytes).ok()?;
@@ -88,9 +81,24 @@ pub fn print_user_backtrace(fault: &CpuFault) {
         Some([word(0), word(8)])
     };
     walk_frames(fault.frame_pointer, USER_STACK_TOP - USER_STACK_SIZE..USER_STACK_TOP, read_record, |_, return_address| {
-        print(index, Frame::Return(return_address));
-        index += 1;
+        frames[count] = Frame::Return(return_address);
+        count += 1;
     });
+    let frames = &frames[..count];
+    let symbols = UserSymbols::find();
+    let mut functions = [None; MAX_FRAMES + 1];
+    if let Some(symbols) = &symbols {
+        symbols.search(frames, &mut functions);
+    }
+    crate::println!("{BACKTRACE_HEADING}");
+    for (index, (frame, function)) in frames.iter().zip(functions).enumerate() {
+        let mut name = [0; SYMBOL_NAME_MAX + 1];
+        let function = symbols
+            .as_ref()
+            .zip(function)
+            .and_then(|(symbols, function)| Some((symbols.name(function, &mut name)?, frame.address() - function.value)));
+        crate::println!("{}", FrameLine { index, address: frame.address(), function });
+    }
 }
 
 /// The running process's symbol map, as its header describes it.
@@ -108,30 +116,41 @@ impl UserSymbols {
         header.is_valid().then_some(Self { header })
     }
 
-    /// The function `frame` is in and the offset into it; the name is copied into `name`.
-    fn function<'a>(&self, frame: Frame, name: &'a mut [u8; SYMBOL_NAME_MAX + 1]) -> Option<(&'a str, u64)> {
-        let symbol = self.search(frame.lookup_address())?;
-        let name_offset = u64::from(symbol.name);
-        let available = self.header.strtab_len.checked_sub(name_offset)?;
-        let length = available.min(name.len() as u64) as usize;
-        UserSlice::new(USER_SYMBOLS_BASE + self.header.strtab_offset() + name_offset, length as u64)
-            .read_into(&mut name[..length])
-            .ok()?;
-        Some((name_at(&name[..length], 0)?, frame.address() - symbol.value))
-    }
-
-    /// The function symbol containing `address`.
-    fn search(&self, address: u64) -> Option<Symbol> {
-        let symtab = UserSlice::new(USER_SYMBOLS_BASE + SymbolMapHeader::SIZE, self.header.symtab_len).check_readable().ok()?;
-        let mut search = FunctionSearch::new(address);
+    /// Finds the function of every frame, in one pass over the symbol table, into
+    /// `functions` (in the order of `frames`).
+    fn search(&self, frames: &[Frame], functions: &mut [Option<Symbol>]) {
+        let Ok(symtab) = UserSlice::new(USER_SYMBOLS_BASE + SymbolMapHeader::SIZE, self.header.symtab_len).check_readable()
+        else {
+            return;
+        };
+        let mut searches = [FunctionSearch::new(0); MAX_FRAMES + 1];
+        for (search, frame) in searches.iter_mut().zip(frames) {
+            *search = FunctionSearch::new(frame.lookup_address());
+        }
+        let searches = &mut searches[..frames.len()];
         let mut chunk = [0; SYMTAB_CHUNK];
         let mut offset = 0;
         while offset < symtab.len() {
             let length = (symtab.len() - offset).min(SYMTAB_CHUNK as u64) as usize;
             symtab.copy_to(offset, &mut chunk[..length]);
-            search.search(&chunk[..length]);
+            for search in searches.iter_mut() {
+                search.search(&chunk[..length]);
+            }
             offset += length as u64;
         }
-        search.found()
+        for (function, search) in functions.iter_mut().zip(searches) {
+            *function = search.found();
+        }
+    }
+
+    /// The name of `function`, copied into `name`.
+    fn name<'a>(&self, function: Symbol, name: &'a mut [u8; SYMBOL_NAME_MAX + 1]) -> Option<&'a str> {
+        let name_offset = u64::from(function.name);
+        let available = self.header.strtab_len.checked_sub(name_offset)?;
+        let length = available.min(name.len() as u64) as usize;
+        UserSlice::new(USER_SYMBOLS_BASE + self.header.strtab_offset() + name_offset, length as u64)
+            .read_into(&mut name[..length])
+            .ok()?;
+        name_at(&name[..length], 0)
     }
 }
