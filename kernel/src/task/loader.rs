@@ -238,16 +238,19 @@ pub fn load(image: &[u8], args: &[&str]) -> Result<LoadedProgram, LoadError> {
     Ok(LoadedProgram { memory: UserMemory::new(space, image_end), entry: valid.entry, stack_pointer })
 }
 
-/// Maps the symbol map: the header, then `.symtab` and `.strtab` if the image has them
-/// and they fit in `USER_SYMBOLS_MAX` bytes.
+/// Maps the symbol map: the header, then `.symtab` and `.strtab` if the image has them and
+/// a header can describe them (whole entries, at most `USER_SYMBOLS_MAX` bytes together).
 fn map_symbol_map(space: &mut AddressSpace, image: &[u8]) -> Result<(), LoadError> {
-    let tables = symbol_tables(image)
-        .filter(|tables| ((tables.symtab.len() + tables.strtab.len()) as u64) <= USER_SYMBOLS_MAX);
-    let (symtab, strtab) = match &tables {
-        Some(tables) => (&image[tables.symtab.clone()], &image[tables.strtab.clone()]),
-        None => (&[][..], &[][..]),
+    let header_for = |symtab: &[u8], strtab: &[u8]| SymbolMapHeader {
+        magic: SYMBOL_MAP_MAGIC,
+        symtab_len: symtab.len() as u64,
+        strtab_len: strtab.len() as u64,
     };
-    let header = SymbolMapHeader { magic: SYMBOL_MAP_MAGIC, symtab_len: symtab.len() as u64, strtab_len: strtab.len() as u64 };
+    let (symtab, strtab) = symbol_tables(image)
+        .map(|tables| (&image[tables.symtab], &image[tables.strtab]))
+        .filter(|(symtab, strtab)| header_for(symtab, strtab).is_valid())
+        .unwrap_or((&[], &[]));
+    let header = header_for(symtab, strtab);
     let size = header.strtab_offset() + header.strtab_len;
     space.map_zeroed(VirtAddr::new(USER_SYMBOLS_BASE), size.div_ceil(PAGE_SIZE), UserRights::ReadOnly)?;
     space.write(VirtAddr::new(USER_SYMBOLS_BASE), &header.to_bytes())?;
