@@ -1,6 +1,6 @@
 # Enigma's two commands: `make run` boots it in QEMU, `make test` runs every test.
-# Both first install whatever is missing: the pinned Rust toolchain (rust-toolchain.toml)
-# and QEMU with OVMF (apt-get). A second call installs nothing.
+# Both first install whatever is missing: the pinned Rust toolchain (rust-toolchain.toml),
+# and QEMU with OVMF and gdb (apt-get). A second call installs nothing.
 
 TOOLCHAIN := $(shell sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -10,7 +10,7 @@ ARGS ?=
 SEED ?= 7
 CALLS ?= 200000
 
-.PHONY: run test deps toolchain qemu bench-alloc fuzz clean
+.PHONY: run test deps toolchain qemu gdb bench-alloc fuzz clean
 
 # Quitting QEMU yourself (Ctrl-A X, closing the window) ends the launcher with 125, which is
 # how a session normally ends, so it is not reported as a failure here.
@@ -34,7 +34,7 @@ bench-alloc: toolchain
 fuzz: deps
 	cargo run --release -- --headless --timeout 3600 --init "fuzz --seed $(SEED) --calls $(CALLS)"
 
-deps: toolchain qemu
+deps: toolchain qemu gdb
 
 toolchain:
 	@if ! rustup toolchain list | grep -q "^$(TOOLCHAIN)" \
@@ -50,6 +50,14 @@ qemu:
 	    echo "make: installing qemu-system-x86 and ovmf with apt-get"; \
 	    $(SUDO) apt-get update -qq && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 ovmf; \
+	fi
+
+# The debugger `--gdb` waits for; the end-to-end tests drive it too.
+gdb:
+	@if ! command -v gdb >/dev/null; then \
+	    echo "make: installing gdb with apt-get"; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb; \
 	fi
 
 clean:

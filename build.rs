@@ -2,12 +2,22 @@
 //! and a UEFI disk image with the `bootloader` crate, and exports their paths to the launcher as
 //! the compile-time environment variables `BIOS_IMAGE` and `UEFI_IMAGE`.
 //!
+//! The kernel and the user programs are built with debug information for gdb. The images
+//! carry the kernel without it (it would triple the image, and the BIOS boot under TCG takes
+//! a second longer per megabyte); the kernel's symbol table stays, for its backtraces. The
+//! files with debug information are linked under stable names in `target/<profile>/gdb/`
+//! (`kernel`, and one per user program, named like the program), and that directory is
+//! exported as `SYMBOLS_DIR` for `--gdb`.
+//!
 //! The bootloader's own logging is switched off on both the serial port and the framebuffer, so
 //! the serial console carries only what the kernel writes.
 
 use std::path::{Path, PathBuf};
 
 use bootloader::{BiosBoot, BootConfig, UefiBoot};
+
+#[path = "build_support/strip_debug.rs"]
+mod strip_debug;
 
 fn main() {
     let out_dir = PathBuf::from(
@@ -16,6 +26,12 @@ fn main() {
     let kernel = PathBuf::from(std::env::var_os("CARGO_BIN_FILE_KERNEL_kernel").expect(
         "CARGO_BIN_FILE_KERNEL_kernel is not set; the `kernel` artifact build-dependency is missing",
     ));
+    let symbols_dir = link_symbol_files(&kernel, &out_dir);
+    let kernel = {
+        let stripped = out_dir.join("kernel");
+        strip_debug::strip_debug(&kernel, &stripped);
+        stripped
+    };
     let config = boot_config();
 
     let bios = out_dir.join("enigma-bios.img");
@@ -42,9 +58,11 @@ fn main() {
 
     export("BIOS_IMAGE", &bios);
     export("UEFI_IMAGE", &uefi);
+    export("SYMBOLS_DIR", &symbols_dir);
     // Cargo reruns this script whenever the kernel artifact is rebuilt; beyond that only this
     // file matters (without the line, any edit in the launcher package would rebuild the images).
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build_support/strip_debug.rs");
 }
 
 /// The bootloader configuration shared by both images: no bootloader log output anywhere.
@@ -53,6 +71,30 @@ fn boot_config() -> BootConfig {
     config.serial_logging = false;
     config.frame_buffer_logging = false;
     config
+}
+
+/// Links the kernel ELF and every user program's ELF into `<profile dir>/gdb/` and returns
+/// that directory. `out_dir` lies inside `<profile dir>/build/`.
+fn link_symbol_files(kernel: &Path, out_dir: &Path) -> PathBuf {
+    let profile_dir = out_dir
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|name| name == "build"))
+        .and_then(Path::parent)
+        .expect("OUT_DIR lies inside the profile directory's build/");
+    let dir = profile_dir.join("gdb");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let programs = std::env::vars_os().filter_map(|(key, value)| {
+        let name = key.to_str()?.strip_prefix("CARGO_BIN_FILE_USERSPACE_")?.to_owned();
+        Some((name, PathBuf::from(value)))
+    });
+    for (name, target) in std::iter::once(("kernel".to_owned(), kernel.to_owned())).chain(programs) {
+        let link = dir.join(&name);
+        // A link from an earlier build may point at an older artifact.
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link)
+            .unwrap_or_else(|e| panic!("cannot link {} to {}: {e}", link.display(), target.display()));
+    }
+    dir
 }
 
 /// Makes `path` available to the launcher's source as `env!(name)`.

@@ -5,6 +5,10 @@
 //!
 //! stdout carries exactly the serial output; the launcher's own messages go to stderr. See
 //! [`USAGE`] for the flags and exit statuses.
+//!
+//! With `--gdb`, QEMU starts paused with its gdb stub on a local TCP port, and the launcher
+//! prints the gdb command that attaches to it with the kernel's symbols and the first
+//! program's ([`gdb_command`]).
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
@@ -22,6 +26,10 @@ const OVMF: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 const CMDLINE_FILE: &str = "opt/enigma/cmdline";
 /// fw_cfg file naming the in-kernel test to run (`--ktest`).
 const KTEST_FILE: &str = "opt/enigma/ktest";
+/// The gdb stub's port when `--gdb` names none (gdb's and QEMU's usual one).
+const DEFAULT_GDB_PORT: u16 = 1234;
+/// The program the kernel starts when `--init` names none.
+const DEFAULT_INIT: &str = "init";
 
 /// Exit status for a bad flag or a QEMU that could not start.
 const EXIT_LAUNCHER_ERROR: u8 = 2;
@@ -48,6 +56,9 @@ Options:
   --timeout SECS      kill QEMU after SECS seconds and exit 124
   --init \"PROG ARGS\"  kernel command line: the first user program and its arguments
   --ktest NAME        run the in-kernel test NAME
+  --gdb[=PORT]        start paused, with QEMU's gdb stub on 127.0.0.1:PORT (default 1234), and
+                      print the gdb command that attaches with the kernel's and the first
+                      program's symbols
   -h, --help          show this help
   -- QEMU_ARGS...     pass everything after `--` to QEMU unchanged
 
@@ -82,6 +93,8 @@ struct Options {
     init: Option<String>,
     /// In-kernel test name, passed as fw_cfg file [`KTEST_FILE`].
     ktest: Option<String>,
+    /// Wait for gdb on this local port.
+    gdb: Option<u16>,
     /// Arguments after `--`, appended to QEMU's.
     qemu_args: Vec<OsString>,
 }
@@ -144,6 +157,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, St
             }
             "--init" => options.init = Some(non_empty_value(flag, inline_value, &mut args)?),
             "--ktest" => options.ktest = Some(non_empty_value(flag, inline_value, &mut args)?),
+            "--gdb" => options.gdb = Some(parse_gdb_port(inline_value.as_deref())?),
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
@@ -187,6 +201,37 @@ fn parse_timeout(value: &str) -> Result<Duration, String> {
         .filter(|secs| *secs > 0.0)
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| format!("--timeout needs a positive number of seconds, not `{value}`"))
+}
+
+/// Parses `--gdb`'s optional value: a TCP port, [`DEFAULT_GDB_PORT`] when absent.
+fn parse_gdb_port(value: Option<&str>) -> Result<u16, String> {
+    match value {
+        None => Ok(DEFAULT_GDB_PORT),
+        Some(text) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port > 0)
+            .ok_or_else(|| format!("--gdb needs a TCP port from 1 to 65535, not `{text}`")),
+    }
+}
+
+/// The gdb command that attaches to a VM started with `--gdb` on `port`: the kernel's
+/// symbols at the address the kernel is loaded at, the symbols of the first program (if it
+/// is one of the built programs), then the connection.
+fn gdb_command(options: &Options, port: u16) -> String {
+    let symbols = std::path::Path::new(env!("SYMBOLS_DIR"));
+    let mut command = format!(
+        "gdb -q -ex 'symbol-file -o {:#x} {}'",
+        abi::memory::KERNEL_IMAGE_BASE,
+        symbols.join("kernel").display()
+    );
+    let init = options.init.as_deref().unwrap_or(DEFAULT_INIT);
+    let program = symbols.join(init.split_whitespace().next().unwrap_or(DEFAULT_INIT));
+    if program.is_file() {
+        command.push_str(&format!(" -ex 'add-symbol-file {}'", program.display()));
+    }
+    command.push_str(&format!(" -ex 'target remote 127.0.0.1:{port}'"));
+    command
 }
 
 /// Escapes a value for QEMU's option syntax, where `,` separates properties and `,,` is a
@@ -251,6 +296,10 @@ fn qemu_command(options: &Options, console: Console, window: bool) -> Command {
     if let Some(ktest) = &options.ktest {
         cmd.arg("-fw_cfg").arg(fw_cfg_string(KTEST_FILE, ktest));
     }
+    if let Some(port) = options.gdb {
+        // Only this machine may attach; `-S` holds the CPU until gdb says `continue`.
+        cmd.arg("-gdb").arg(format!("tcp:127.0.0.1:{port}")).arg("-S");
+    }
     cmd.args(&options.qemu_args);
     cmd
 }
@@ -274,6 +323,12 @@ fn run(options: &Options) -> u8 {
         Console::Pipe => None,
     };
 
+    if let Some(port) = options.gdb {
+        note(&format!(
+            "QEMU waits for gdb on 127.0.0.1:{port}; attach from another terminal with\n  {}",
+            gdb_command(options, port)
+        ));
+    }
     let mut child = match spawn(qemu_command(options, console, window)) {
         Ok(child) => child,
         Err(e) => {
@@ -526,6 +581,7 @@ mod tests {
             "shell -x",
             "--ktest",
             "frames",
+            "--gdb",
         ]);
         assert_eq!(
             parsed,
@@ -536,6 +592,7 @@ mod tests {
                 timeout: Some(Duration::from_secs(30)),
                 init: Some("shell -x".to_owned()),
                 ktest: Some("frames".to_owned()),
+                gdb: Some(DEFAULT_GDB_PORT),
                 qemu_args: Vec::new(),
             }
         );
@@ -543,8 +600,9 @@ mod tests {
 
     #[test]
     fn values_after_equals_sign() {
-        let parsed = options(&["--timeout=1.5", "--init=echo a=b", "--ktest=heap"]);
+        let parsed = options(&["--timeout=1.5", "--init=echo a=b", "--ktest=heap", "--gdb=4321"]);
         assert_eq!(parsed.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(parsed.gdb, Some(4321));
         assert_eq!(parsed.init.as_deref(), Some("echo a=b"));
         assert_eq!(parsed.ktest.as_deref(), Some("heap"));
     }
@@ -598,6 +656,9 @@ mod tests {
             &["--ktest="],
             &["--uefi=yes"],
             &["--headless=1"],
+            &["--gdb=0"],
+            &["--gdb=65536"],
+            &["--gdb=port"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -681,6 +742,26 @@ mod tests {
              -fw_cfg name=opt/enigma/cmdline,string=sh -c a,,b \
              -fw_cfg name=opt/enigma/ktest,string=t -S"
         );
+    }
+
+    #[test]
+    fn gdb_waits_on_a_local_port_and_gets_the_symbols() {
+        let opts = options(&["--gdb=4321", "--init", "hello one"]);
+        let args = args_of(&qemu_command(&opts, Console::Pipe, false)).join(" ");
+        assert!(args.ends_with(" -gdb tcp:127.0.0.1:4321 -S"), "{args}");
+        let symbols = env!("SYMBOLS_DIR");
+        let command = gdb_command(&opts, 4321);
+        assert_eq!(
+            command,
+            format!(
+                "gdb -q -ex 'symbol-file -o 0xffff880000000000 {symbols}/kernel' \
+                 -ex 'add-symbol-file {symbols}/hello' -ex 'target remote 127.0.0.1:4321'"
+            )
+        );
+        let default_init = gdb_command(&options(&["--gdb"]), DEFAULT_GDB_PORT);
+        assert!(default_init.contains(&format!("add-symbol-file {symbols}/init'")), "{default_init}");
+        let unknown = gdb_command(&options(&["--init", "no-such-program"]), 1);
+        assert!(!unknown.contains("add-symbol-file"), "{unknown}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! This crate is the one place where syscall numbers, errno values, exit statuses, the user
 //! address-space layout and the structs both sides exchange are defined. The kernel's
 //! dispatch table and `userlib`'s wrappers are both written against it, so the two can never
-//! disagree about a number.
+//! disagree about a number. It also holds the backtrace format both sides print
+//! ([`backtrace`]).
 //!
 //! Register convention (both `syscall` and `int 0x80`): `rax` holds the number; arguments go
 //! in `rdi, rsi, rdx, r10, r8, r9`; the result comes back in `rax`. A result `>= 0` is
@@ -11,6 +12,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod backtrace;
 pub mod errno;
 pub mod fault;
 pub mod handle;

@@ -28,9 +28,26 @@ pub const USER_STACK_GUARD: u64 = 64 * 1024;
 /// Where `mmap` places mappings when the caller lets the kernel choose.
 pub const USER_MMAP_BASE: u64 = 0x0000_1000_0000_0000;
 
+/// Where the loader maps the program's symbol map, read-only: a
+/// [`SymbolMapHeader`](crate::backtrace::SymbolMapHeader), then the ELF symbol and string
+/// tables (see [`crate::backtrace`]). Program segments may not reach it, and `mmap`, `munmap`,
+/// `mprotect` and `brk` cannot change it (they fail where they would). It lies in the first
+/// GiB, like the image, so the two share a page directory, and well above where the heap of
+/// an image at `USER_START` can grow.
+pub const USER_SYMBOLS_BASE: u64 = 0x0000_0000_3000_0000;
+
+/// Most bytes of symbol and string table the loader maps; a program with more gets the
+/// header alone.
+pub const USER_SYMBOLS_MAX: u64 = 1024 * 1024;
+
 /// Start of the kernel's view of all physical memory (physical address 0 maps here).
 /// User programs can never touch it; tests use it as a known kernel address.
 pub const PHYSICAL_MAP_OFFSET: u64 = 0xffff_8000_0000_0000;
+
+/// Where the bootloader maps the kernel image: the kernel is linked position-independent at
+/// 0 and loaded at this offset, so a kernel symbol's address is its ELF value plus this (gdb
+/// needs it: `symbol-file -o`). The start of the bootloader's dynamic range.
+pub const KERNEL_IMAGE_BASE: u64 = 0xffff_8800_0000_0000;
 
 /// Whether `[start, start + len)` lies entirely inside the user half, computed without
 /// overflow. An empty range is valid anywhere in the user half.

@@ -19,7 +19,7 @@ use crate::arch::x86_64::hooks::{self, KernelHooks};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, pic, ps2, qemu, serial, syscall_entry, trap};
 use crate::mm::kernel_stack;
-use crate::{console, ktest, mm, println, syscall, task, time};
+use crate::{backtrace, console, ktest, mm, println, syscall, task, time};
 
 /// The kernel's version, as the banner shows it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,7 +42,12 @@ static HOOKS: KernelHooks = KernelHooks {
 
 /// The kernel's entry point, called by `main.rs` with the bootloader's hand-over.
 pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    // First, while the boot information is still whole (the framebuffer keeps its part).
+    let kernel_symbols = backtrace::init(boot_info);
     console::init();
+    if !kernel_symbols {
+        log::warn!("no kernel symbol table: backtraces show addresses only");
+    }
     let screen = boot_info.framebuffer.as_mut().and_then(console::attach_framebuffer);
     println!("\x1b[1;36mEnigma {VERSION}\x1b[0m: an x86_64 microkernel in Rust");
     match screen {
@@ -150,10 +155,12 @@ fn start_first_program(command_line: &str) {
     }
 }
 
-/// The panic handler's body: reports on both consoles and ends QEMU with status 101.
+/// The panic handler's body: reports on both consoles, with a backtrace, and ends QEMU with
+/// status 101.
 pub fn panic(info: &PanicInfo) -> ! {
     cpu::disable_interrupts();
     console::print_panic(format_args!("\n\x1b[1;31mKERNEL PANIC\x1b[0m: {info}\n"));
+    backtrace::print_kernel_backtrace(console::print_panic);
     qemu::exit(abi::status::PANIC)
 }
 

@@ -91,7 +91,7 @@ pub fn run(selection: &str) -> ! {
         "process_stack_overflow" => process_stack_overflow(),
         "free_running_stack" => free_running_stack(),
         "machine_check" => machine_check(),
-        "panic" => panic!("deliberate panic requested by --ktest panic"),
+        "panic" => deliberate_panic(),
         _ => {}
     }
     let by_name = ICOUNT_TESTS.iter().filter(|(name, _)| *name == selection);
@@ -147,6 +147,12 @@ fn recurse(depth: u64) -> u64 {
     let frame = [depth; 16];
     core::hint::black_box(&frame);
     recurse(depth + 1) + frame[3]
+}
+
+/// Panics on purpose; never inlined, so backtraces must show it by name.
+#[inline(never)]
+fn deliberate_panic() -> ! {
+    panic!("deliberate panic requested by --ktest panic");
 }
 
 fn stack_overflow() -> ! {

@@ -11,6 +11,8 @@ extern crate alloc;
 
 pub mod arch;
 #[forbid(unsafe_code)]
+pub mod backtrace;
+#[forbid(unsafe_code)]
 pub mod boot;
 #[forbid(unsafe_code)]
 pub mod console;

@@ -10,12 +10,14 @@ mod entry {
     use kernel::mm;
 
     /// What the kernel asks of the bootloader: all physical memory mapped at a fixed
-    /// upper-half offset, every dynamic mapping (kernel image, stack, boot info,
-    /// framebuffer) in the upper half so the lower half stays empty for processes, and a
-    /// 128 KiB boot stack (with a guard page).
+    /// upper-half offset, the kernel image at a fixed address (where debuggers and
+    /// backtraces expect it), every other dynamic mapping (stack, boot info, framebuffer) in
+    /// the upper half so the lower half stays empty for processes, and a 128 KiB boot stack
+    /// (with a guard page).
     pub static BOOTLOADER_CONFIG: BootloaderConfig = {
         let mut config = BootloaderConfig::new_default();
         config.mappings.physical_memory = Some(Mapping::FixedAddress(mm::paging::PHYSICAL_MEMORY_OFFSET));
+        config.mappings.kernel_base = Mapping::FixedAddress(abi::memory::KERNEL_IMAGE_BASE);
         config.mappings.dynamic_range_start = Some(mm::DYNAMIC_RANGE_START);
         config.mappings.dynamic_range_end = Some(mm::DYNAMIC_RANGE_END);
         config.kernel_stack_size = 128 * 1024;

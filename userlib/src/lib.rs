@@ -14,7 +14,7 @@
 //! ```
 //!
 //! `userlib` supplies the entry point (`_start`: arguments, then `main`, then `exit` with its
-//! status), a panic handler (message, then exit status 101), `print!`/`println!`, a global
+//! status), a panic handler (message and backtrace, then exit status 101), `print!`/`println!`, a global
 //! allocator growing the heap with `brk` (so `alloc`'s `Vec`, `String` and `Box` work), and a
 //! wrapper for every syscall in [`sys`], over both entry paths (`syscall` by default,
 //! `int 0x80` on request).
@@ -32,6 +32,8 @@
 extern crate alloc;
 
 #[cfg(not(test))]
+mod backtrace;
+#[cfg(not(test))]
 mod heap;
 pub mod io;
 pub mod ipc;
@@ -47,12 +49,16 @@ pub use abi;
 pub use rt::{Termination, args, program_name};
 
 /// Declares the program's main function: `fn() -> i32`, or `fn()` for status 0.
+///
+/// `main` is called through a function pointer the optimiser cannot see through, so it is
+/// never inlined: it keeps its own name in backtraces, and gdb can break on it.
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
         #[unsafe(no_mangle)]
         fn __enigma_main() -> i32 {
-            $crate::Termination::status($main())
+            let main: fn() -> _ = $main;
+            $crate::Termination::status(::core::hint::black_box(main)())
         }
     };
 }

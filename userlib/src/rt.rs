@@ -1,5 +1,5 @@
 //! Program start-up and shutdown: `_start`, the arguments, the exit status and the panic
-//! handler.
+//! handler (its message, then the backtrace from [`crate::backtrace`]).
 
 use alloc::vec::Vec;
 
@@ -79,7 +79,11 @@ mod entry {
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
-        let _ = writeln!(Console::new(STDERR), "{}: panicked: {info}", program_name());
+        {
+            let mut console = Console::new(STDERR);
+            let _ = writeln!(console, "{}: panicked: {info}", program_name());
+            let _ = crate::backtrace::write_backtrace(&mut console);
+        }
         sys::exit(abi::status::PANIC)
     }
 }

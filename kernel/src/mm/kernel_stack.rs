@@ -132,6 +132,20 @@ pub fn init() {
     }
 }
 
+/// The stack part (without the guard page) of the kernel-stack slot that holds `address`,
+/// if it is in the region. Says nothing about whether the slot is in use: a caller that
+/// reads the stack must know it is, for example because the CPU runs on it.
+pub fn stack_bounds(address: u64) -> Option<core::ops::Range<u64>> {
+    let slot_size = SLOT_PAGES * FRAME_SIZE;
+    let slot = address.checked_sub(KERNEL_STACKS_START)? / slot_size;
+    if slot >= MAX_STACKS as u64 {
+        return None;
+    }
+    let stack_start = KERNEL_STACKS_START + slot * slot_size + FRAME_SIZE;
+    let stack_end = stack_start + STACK_PAGES * FRAME_SIZE;
+    (stack_start..stack_end).contains(&address).then_some(stack_start..stack_end)
+}
+
 impl KernelStack {
     /// Maps a new stack whose first switch enters ring 3 with `frame`, or `None` when no slot
     /// or not enough memory is free.

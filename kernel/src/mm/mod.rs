@@ -1,5 +1,5 @@
-//! Memory management: physical frames, page tables, process address spaces, kernel stacks
-//! and the kernel heap.
+//! Memory management: physical frames, page tables, process address spaces, kernel stacks,
+//! the kernel heap, and the kernel's own ELF file in memory.
 //!
 //! Kernel-half layout (every process shares it):
 //!
@@ -14,6 +14,7 @@
 pub mod address_space;
 pub mod frame;
 pub mod heap;
+pub mod kernel_image;
 pub mod kernel_stack;
 pub mod paging;
 pub mod shared;

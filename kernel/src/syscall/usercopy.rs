@@ -50,9 +50,14 @@ unsafe impl Plain for abi::ExitInfo {}
 unsafe impl Plain for abi::ipc::IpcBuffers {}
 // SAFETY: as for the integers above.
 unsafe impl Plain for u32 {}
+// SAFETY: `repr(C)`: three u64 fields, no padding, any bits valid (readers check it).
+unsafe impl Plain for abi::backtrace::SymbolMapHeader {}
 
 const _: () = assert!(
-    size_of::<abi::ProcessInfo>() == 56 && size_of::<abi::SysInfo>() == 80 && size_of::<abi::ExitInfo>() == 32
+    size_of::<abi::ProcessInfo>() == 56
+        && size_of::<abi::SysInfo>() == 80
+        && size_of::<abi::ExitInfo>() == 32
+        && size_of::<abi::backtrace::SymbolMapHeader>() == 24
 );
 
 /// Whether the caller may access `[address, address + len)` (writing too, if `write`); an

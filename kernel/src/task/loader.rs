@@ -9,16 +9,26 @@
 //! rights from its `p_flags` (text RX, rodata R, data and bss RW + NX), copies the file
 //! bytes (the rest is already zero, which is the bss), and builds the stack: argument
 //! strings, then the `argv` pointer array and `argc`, with an unmapped guard gap below.
+//!
+//! It also maps the program's symbol map read-only at `abi::memory::USER_SYMBOLS_BASE` (see
+//! `abi::backtrace`): a header, then the image's `.symtab` and `.strtab` when
+//! [`symbol_tables`] finds them and they fit in `USER_SYMBOLS_MAX` bytes. The pages count
+//! against the process's memory like any other; a program without usable tables gets the
+//! header alone. Section headers are not needed to run a program, so bad ones only mean no
+//! symbols, never a refused image.
 
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use ::x86_64::VirtAddr;
-use abi::memory::{PAGE_SIZE, USER_STACK_SIZE, USER_STACK_TOP};
+use abi::backtrace::{SYMBOL_MAP_MAGIC, SymbolMapHeader};
+use abi::memory::{PAGE_SIZE, USER_STACK_SIZE, USER_STACK_TOP, USER_SYMBOLS_BASE, USER_SYMBOLS_MAX};
 use goblin::elf::header::{EI_CLASS, EI_DATA, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC};
 use goblin::elf::program_header::{PF_W, PF_X, PT_LOAD};
+use goblin::elf::section_header::{SHT_STRTAB, SHT_SYMTAB};
 use goblin::elf64::header::{Header, SIZEOF_EHDR};
 use goblin::elf64::program_header::{ProgramHeader, SIZEOF_PHDR};
+use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 use scroll::{LE, Pread};
 
 use crate::mm::address_space::{AddressSpace, MemoryError, UserRights};
@@ -26,6 +36,13 @@ use crate::mm::user_memory::{UserMemory, stack_range};
 
 /// Most program headers accepted.
 const MAX_PROGRAM_HEADERS: u16 = 64;
+
+/// Most section headers searched for the symbol table.
+const MAX_SECTION_HEADERS: u16 = 256;
+
+/// The address range reserved for the symbol map, which no segment may reach.
+const SYMBOL_MAP_AREA: Range<u64> =
+    USER_SYMBOLS_BASE..USER_SYMBOLS_BASE + (SymbolMapHeader::SIZE + USER_SYMBOLS_MAX).next_multiple_of(PAGE_SIZE);
 
 /// Why a program image was refused or could not be loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,8 +157,12 @@ fn check_segment(header: &ProgramHeader, image_len: usize) -> Result<Segment, Lo
         return Err(invalid("segment outside the user half"));
     }
     let (stack_start, _) = stack_range();
-    if header.p_vaddr + header.p_memsz > stack_start {
+    let segment_end = header.p_vaddr + header.p_memsz;
+    if segment_end > stack_start {
         return Err(invalid("segment overlaps the stack area"));
+    }
+    if header.p_vaddr < SYMBOL_MAP_AREA.end && SYMBOL_MAP_AREA.start < segment_end {
+        return Err(invalid("segment overlaps the symbol map"));
     }
     let file_start = usize::try_from(header.p_offset).map_err(|_| invalid("segment outside the file"))?;
     let file_end = usize::try_from(header.p_filesz)
@@ -156,6 +177,36 @@ fn check_segment(header: &ProgramHeader, image_len: usize) -> Result<Segment, Lo
         (false, false) => UserRights::ReadOnly,
     };
     Ok(Segment { address: header.p_vaddr, memory_size: header.p_memsz, file_bytes: file_start..file_end, rights })
+}
+
+/// Where an image's symbol table and the string table its names are in lie in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolTables {
+    /// The `SHT_SYMTAB` section's bytes.
+    pub symtab: Range<usize>,
+    /// The bytes of the `SHT_STRTAB` section it links to.
+    pub strtab: Range<usize>,
+}
+
+/// Finds the symbol table of an ELF64 little-endian `image` through its section headers:
+/// `None` when there is none or anything about it is out of bounds.
+pub fn symbol_tables(image: &[u8]) -> Option<SymbolTables> {
+    let header: Header = image.pread_with(0, LE).ok()?;
+    if header.e_ident[..4] != *b"\x7fELF" || usize::from(header.e_shentsize) != SIZEOF_SHDR || header.e_shnum > MAX_SECTION_HEADERS {
+        return None;
+    }
+    let section = |index: usize| -> Option<SectionHeader> {
+        let offset = index.checked_mul(SIZEOF_SHDR)?.checked_add(usize::try_from(header.e_shoff).ok()?)?;
+        image.pread_with(offset, LE).ok()
+    };
+    let bytes = |section: &SectionHeader| -> Option<Range<usize>> {
+        let start = usize::try_from(section.sh_offset).ok()?;
+        let end = start.checked_add(usize::try_from(section.sh_size).ok()?)?;
+        (end <= image.len()).then_some(start..end)
+    };
+    let symtab = (0..usize::from(header.e_shnum)).filter_map(section).find(|section| section.sh_type == SHT_SYMTAB)?;
+    let strtab = section(usize::try_from(symtab.sh_link).ok()?).filter(|section| section.sh_type == SHT_STRTAB)?;
+    Some(SymbolTables { symtab: bytes(&symtab)?, strtab: bytes(&strtab)? })
 }
 
 /// A loaded program, ready to run.
@@ -181,17 +232,45 @@ pub fn load(image: &[u8], args: &[&str], pause: &mut dyn FnMut()) -> Result<Load
     for segment in &valid.segments {
         let (start, end) = segment.page_range();
         space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, segment.rights, pause)?;
-        let bytes = &image[segment.file_bytes.clone()];
-        for (index, piece) in bytes.chunks(COPY_STEP).enumerate() {
-            pause();
-            space.write(VirtAddr::new(segment.address + (index * COPY_STEP) as u64), piece)?;
-        }
+        write_in_steps(&mut space, segment.address, &image[segment.file_bytes.clone()], pause)?;
         image_end = image_end.max(end);
     }
     let (stack_start, stack_end) = stack_range();
     space.map_zeroed(VirtAddr::new(stack_start), (stack_end - stack_start) / PAGE_SIZE, UserRights::ReadWrite, pause)?;
     let stack_pointer = write_arguments(&mut space, args)?;
+    map_symbol_map(&mut space, image, pause)?;
     Ok(LoadedProgram { memory: UserMemory::new(space, image_end), entry: valid.entry, stack_pointer })
+}
+
+/// Copies `bytes` to `address` in `space` in steps of [`COPY_STEP`] bytes, with `pause`
+/// between them.
+fn write_in_steps(space: &mut AddressSpace, address: u64, bytes: &[u8], pause: &mut dyn FnMut()) -> Result<(), LoadError> {
+    for (index, piece) in bytes.chunks(COPY_STEP).enumerate() {
+        pause();
+        space.write(VirtAddr::new(address + (index * COPY_STEP) as u64), piece)?;
+    }
+    Ok(())
+}
+
+/// Maps the symbol map: the header, then `.symtab` and `.strtab` if the image has them and
+/// a header can describe them (whole entries, at most `USER_SYMBOLS_MAX` bytes together).
+fn map_symbol_map(space: &mut AddressSpace, image: &[u8], pause: &mut dyn FnMut()) -> Result<(), LoadError> {
+    let header_for = |symtab: &[u8], strtab: &[u8]| SymbolMapHeader {
+        magic: SYMBOL_MAP_MAGIC,
+        symtab_len: symtab.len() as u64,
+        strtab_len: strtab.len() as u64,
+    };
+    let (symtab, strtab) = symbol_tables(image)
+        .map(|tables| (&image[tables.symtab], &image[tables.strtab]))
+        .filter(|(symtab, strtab)| header_for(symtab, strtab).is_valid())
+        .unwrap_or((&[], &[]));
+    let header = header_for(symtab, strtab);
+    let size = header.strtab_offset() + header.strtab_len;
+    space.map_zeroed(VirtAddr::new(USER_SYMBOLS_BASE), size.div_ceil(PAGE_SIZE), UserRights::ReadOnly, pause)?;
+    space.write(VirtAddr::new(USER_SYMBOLS_BASE), &header.to_bytes())?;
+    write_in_steps(space, USER_SYMBOLS_BASE + SymbolMapHeader::SIZE, symtab, pause)?;
+    write_in_steps(space, USER_SYMBOLS_BASE + header.strtab_offset(), strtab, pause)?;
+    Ok(())
 }
 
 /// Lays out the initial stack, top down: the argument strings (each NUL-terminated as a
@@ -225,7 +304,7 @@ mod tests {
     use super::*;
 
     fn hello() -> Vec<u8> {
-        include_bytes!(env!("CARGO_BIN_FILE_USERSPACE_hello")).to_vec()
+        crate::task::programs::find("hello").expect("hello is embedded").image.to_vec()
     }
 
     fn phdr_offset(image: &[u8], index: usize) -> usize {
@@ -332,6 +411,45 @@ mod tests {
     }
 
     #[test]
+    fn the_real_program_has_a_symbol_table_that_names_its_entry() {
+        let image = hello();
+        let tables = symbol_tables(&image).expect("hello keeps its symbol table");
+        assert!(((tables.symtab.len() + tables.strtab.len()) as u64) < USER_SYMBOLS_MAX);
+        let entry = validate(&image).unwrap().entry;
+        let symbol = abi::backtrace::function_containing(&image[tables.symtab.clone()], entry).expect("a function at the entry");
+        assert_eq!(abi::backtrace::name_at(&image[tables.strtab], symbol.name), Some("_start"));
+    }
+
+    #[test]
+    fn bad_section_headers_mean_no_symbols_but_a_valid_image() {
+        let image = hello();
+        let header: Header = image.pread_with(0, LE).unwrap();
+        let symtab_header = (0..usize::from(header.e_shnum))
+            .map(|index| header.e_shoff as usize + index * SIZEOF_SHDR)
+            .find(|&at| image.pread_with::<SectionHeader>(at, LE).unwrap().sh_type == SHT_SYMTAB)
+            .unwrap();
+        const SH_SIZE: usize = 32;
+        let cases: [(usize, &[u8], &str); 3] = [
+            (40, &u64::MAX.to_le_bytes(), "section headers outside the file"),
+            (60, &1000u16.to_le_bytes(), "too many section headers"),
+            (symtab_header + SH_SIZE, &(image.len() as u64).to_le_bytes(), "a symbol table past the file's end"),
+        ];
+        for (at, bytes, case) in cases {
+            let mut image = hello();
+            image[at..at + bytes.len()].copy_from_slice(bytes);
+            assert_eq!(symbol_tables(&image), None, "{case}");
+            assert!(validate(&image).is_ok(), "{case}");
+        }
+    }
+
+    #[test]
+    fn a_segment_in_the_symbol_map_area_is_refused() {
+        let mut image = hello();
+        patch_load_u64(&mut image, P_VADDR, USER_SYMBOLS_BASE);
+        assert_eq!(validate(&image), Err(LoadError::Invalid("segment overlaps the symbol map")));
+    }
+
+    #[test]
     fn random_corruption_never_panics() {
         let original = hello();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -346,6 +464,7 @@ mod tests {
                 image[at] = (state >> 24) as u8;
             }
             let _ = validate(&image);
+            let _ = symbol_tables(&image);
         }
     }
 }

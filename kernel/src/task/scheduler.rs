@@ -639,6 +639,7 @@ pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
         });
         crate::println!("pid {pid} ({name}) killed: {fault}");
     }
+    crate::backtrace::print_user_backtrace(fault);
     exit_current(abi::status::FAULT);
 }
 

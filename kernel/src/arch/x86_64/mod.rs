@@ -10,10 +10,12 @@
 //! - [`hooks`]: what the layers above install to answer syscalls, faults and interrupts.
 //! - [`context`]: kernel-stack switching between processes.
 //! - [`paging`]: CR3, TLB and the boot page table.
+//! - [`backtrace`]: walking the frame-pointer chain of the current kernel stack.
 //! - Devices: [`serial`] (COM1), [`pic`] (8259 pair), [`pit`] (timer), [`hpet`] (the clock),
 //!   [`ps2`] (keyboard data port), [`fw_cfg`] (QEMU's configuration files), [`qemu`]
 //!   (`isa-debug-exit`); [`acpi`] reads the firmware's description of the machine.
 pub mod acpi;
+pub mod backtrace;
 pub mod context;
 pub mod cpu;
 pub mod fw_cfg;

@@ -152,12 +152,14 @@ pub struct CpuFault {
     pub instruction: u64,
     /// For page faults, the address that was accessed (CR2).
     pub address: Option<u64>,
+    /// The interrupted code's frame pointer (`rbp`), where its backtrace starts.
+    pub frame_pointer: u64,
 }
 
 impl CpuFault {
     fn from_frame(frame: &TrapFrame) -> Self {
         let address = (frame.vector == PAGE_FAULT_VECTOR).then(Cr2::read_raw);
-        Self { vector: frame.vector, error_code: frame.error_code, instruction: frame.rip, address }
+        Self { vector: frame.vector, error_code: frame.error_code, instruction: frame.rip, address, frame_pointer: frame.rbp }
     }
 
     /// The exception's name.
@@ -354,6 +356,9 @@ unsafe extern "C" fn trap_common() {
         "cld",
         "mov rdi, rsp",
         "call {dispatch}",
+        // Backtraces recognise this return address: the trap frame lies just above it.
+        ".global enigma_trap_dispatch_return",
+        "enigma_trap_dispatch_return:",
         "jmp {ret}",
         cs = const FRAME_CS_OFFSET,
         smap = sym SMAP_ACTIVE,
@@ -454,6 +459,13 @@ unsafe extern "C" {
     fn enigma_probe_read_byte(address: u64) -> u64;
     static enigma_probe_load: u8;
     static enigma_probe_recover: u8;
+    static enigma_trap_dispatch_return: u8;
+}
+
+/// The return address of `trap_common`'s call to the dispatcher. A frame record with this
+/// return address is `trap_dispatch`'s, and the [`TrapFrame`] starts right above it.
+pub(super) fn trap_dispatch_return_address() -> u64 {
+    (&raw const enigma_trap_dispatch_return) as u64
 }
 
 fn iretq_to_user_address() -> u64 {
