@@ -5,9 +5,11 @@
 //! The kernel and the user programs are built with debug information for gdb. The images
 //! carry the kernel without it (it would triple the image, and the BIOS boot under TCG takes
 //! a second longer per megabyte); the kernel's symbol table stays, for its backtraces. The
-//! files with debug information are linked under stable names in `target/<profile>/gdb/`
-//! (`kernel`, and one per user program, named like the program), and that directory is
-//! exported as `SYMBOLS_DIR` for `--gdb`.
+//! files with debug information are linked under stable names in this build's own `gdb/`
+//! directory (`kernel`, and one per user program, named like the program), which is exported
+//! as `SYMBOLS_DIR` for `--gdb`; `target/<profile>/gdb` points at the directory of the launcher
+//! built last. (Cargo may build the kernel twice, for `cargo run` and for `cargo test`, with
+//! different layouts: a shared directory of links once sent gdb to the other build's symbols.)
 //!
 //! The bootloader's own logging is switched off on both the serial port and the framebuffer, so
 //! the serial console carries only what the kernel writes.
@@ -73,16 +75,21 @@ fn boot_config() -> BootConfig {
     config
 }
 
-/// Links the kernel ELF and every user program's ELF into `<profile dir>/gdb/` and returns
-/// that directory. `out_dir` lies inside `<profile dir>/build/`.
+/// Links the kernel ELF and every user program's ELF into `<out_dir>/gdb/`, points
+/// `<profile dir>/gdb` at it, and returns it. `out_dir` lies inside `<profile dir>/build/`.
 fn link_symbol_files(kernel: &Path, out_dir: &Path) -> PathBuf {
     let profile_dir = out_dir
         .ancestors()
         .find(|dir| dir.file_name().is_some_and(|name| name == "build"))
         .and_then(Path::parent)
         .expect("OUT_DIR lies inside the profile directory's build/");
-    let dir = profile_dir.join("gdb");
+    let dir = out_dir.join("gdb");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let latest = profile_dir.join("gdb");
+    // An older build left a directory or a link there; either way it is replaced.
+    let _ = std::fs::remove_file(&latest).or_else(|_| std::fs::remove_dir_all(&latest));
+    std::os::unix::fs::symlink(&dir, &latest)
+        .unwrap_or_else(|e| panic!("cannot link {} to {}: {e}", latest.display(), dir.display()));
     let programs = std::env::vars_os().filter_map(|(key, value)| {
         let name = key.to_str()?.strip_prefix("CARGO_BIN_FILE_USERSPACE_")?.to_owned();
         Some((name, PathBuf::from(value)))

@@ -116,7 +116,7 @@ fn gdb_stops_in_a_user_program_and_in_a_syscall_handler() {
     assert!(user_backtrace.contains("in userlib::rt::entry::start ()"), "user backtrace misses start:\n{transcript}");
     let kernel_backtrace = &transcript[kernel_stop..];
     assert!(kernel_backtrace.contains("#0  kernel::syscall::process::getpid ()"), "{transcript}");
-    assert!(kernel_backtrace.contains("kernel::syscall::table::dispatch ()"), "no kernel backtrace:\n{transcript}");
+    assert!(kernel_backtrace.contains("kernel::syscall::table::dispatch_frame ()"), "no kernel backtrace:\n{transcript}");
 
     // gdb's `kill` ends QEMU without a status from the kernel, while hello is stopped in
     // getpid: it has greeted, but not yet printed its pid.
