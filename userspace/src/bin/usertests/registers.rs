@@ -29,6 +29,13 @@ pub const CASES: &[Case] = userlib::cases![
     child direction_flag_contained,
     fault trap_flag_syscall => || Expected::fault(DEBUG).at(symbol_address!("usertests_trap_flag_syscall_site")),
     fault trap_flag_int80 => || Expected::fault(DEBUG).at(symbol_address!("usertests_trap_flag_int80_site")),
+    // CVE-2018-8897: after `mov ss`, hardware delivers the single-step trap on the first
+    // instruction of the `syscall` stub, still on the user's stack; the kernel takes it on an
+    // interrupt stack of its own and carries on, and the trap flag (restored by `sysret`)
+    // then ends the child one instruction later. QEMU does not delay the trap past `mov ss`
+    // and raises it right after `syscall` returns, at the same place.
+    fault mov_ss_then_syscall => || Expected::fault(DEBUG).at(symbol_address!("usertests_mov_ss_syscall_site")),
+    fault mov_ss_then_int80 => || Expected::fault(DEBUG).at(symbol_address!("usertests_mov_ss_int80_site")),
     child popf_cannot_raise_iopl,
     here fpu_state_not_shared,
     // The kernel returns through `iretq` when the return address is not canonical; the
@@ -195,6 +202,34 @@ global_asm!(
     ".global usertests_trap_flag_int80_site",
     "usertests_trap_flag_int80_site:",
     "ret",
+    ".global usertests_mov_ss_syscall",
+    "usertests_mov_ss_syscall:",
+    "mov eax, {getpid}",
+    "mov rcx, ss",
+    "push rcx",
+    "pushfq",
+    "or qword ptr [rsp], 0x100",
+    "popfq",
+    "mov ss, [rsp]",
+    "syscall",
+    ".global usertests_mov_ss_syscall_site",
+    "usertests_mov_ss_syscall_site:",
+    "nop",
+    "ret",
+    ".global usertests_mov_ss_int80",
+    "usertests_mov_ss_int80:",
+    "mov eax, {getpid}",
+    "mov rcx, ss",
+    "push rcx",
+    "pushfq",
+    "or qword ptr [rsp], 0x100",
+    "popfq",
+    "mov ss, [rsp]",
+    "int 0x80",
+    "nop",
+    ".global usertests_mov_ss_int80_site",
+    "usertests_mov_ss_int80_site:",
+    "ret",
     ".popsection",
     getpid = const GETPID,
 );
@@ -209,6 +244,19 @@ fn trap_flag_syscall() -> Outcome {
 fn trap_flag_int80() -> Outcome {
     // SAFETY: as in `trap_flag_syscall`, through `int 0x80`.
     unsafe { asm!("call usertests_trap_flag_int80", clobber_abi("C")) };
+    Ok(())
+}
+
+fn mov_ss_then_syscall() -> Outcome {
+    // SAFETY: the child exists to fault (see the case list); the routine pushes one word it
+    // never pops, which the fault makes moot.
+    unsafe { asm!("call usertests_mov_ss_syscall", clobber_abi("C")) };
+    Ok(())
+}
+
+fn mov_ss_then_int80() -> Outcome {
+    // SAFETY: as in `mov_ss_then_syscall`, through `int 0x80`.
+    unsafe { asm!("call usertests_mov_ss_int80", clobber_abi("C")) };
     Ok(())
 }
 
