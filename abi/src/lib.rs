@@ -38,6 +38,9 @@ pub const NAME_MAX: usize = 32;
 /// Most arguments `spawn` accepts, including the program name as argv\[0\].
 pub const ARGV_MAX: usize = 32;
 
+/// Most handles `spawn` gives a child.
+pub const SPAWN_HANDLES_MAX: usize = 16;
+
 /// Most bytes of argument text (all of argv together) `spawn` accepts.
 pub const ARGV_BYTES_MAX: usize = 4096;
 
@@ -49,10 +52,8 @@ pub enum ProcessState {
     Ready = 0,
     /// On the CPU (the caller of `process_list` is always in this state).
     Running = 1,
-    /// Off the run queue until an event (console input, a child's exit, a timer).
+    /// Off the run queue until an event (console input, a message, a process's end, a timer).
     Blocked = 2,
-    /// Exited; its status waits for the parent's `wait`.
-    Zombie = 3,
 }
 
 impl ProcessState {
@@ -62,7 +63,6 @@ impl ProcessState {
             0 => Some(Self::Ready),
             1 => Some(Self::Running),
             2 => Some(Self::Blocked),
-            3 => Some(Self::Zombie),
             _ => None,
         }
     }
@@ -73,7 +73,6 @@ impl ProcessState {
             Self::Ready => "ready",
             Self::Running => "running",
             Self::Blocked => "blocked",
-            Self::Zombie => "zombie",
         }
     }
 }
@@ -198,7 +197,7 @@ pub const PROT_WRITE: u64 = 1 << 1;
 /// `mmap`/`mprotect` protection bit: executable. Never together with [`PROT_WRITE`].
 pub const PROT_EXEC: u64 = 1 << 2;
 
-/// `wait`'s pid argument meaning "any child".
+/// `wait`'s handle argument meaning "any process this one holds a handle with WAIT to".
 pub const WAIT_ANY: i64 = -1;
 
 /// `console_mode` argument: the kernel's line discipline edits lines, echoes and handles

@@ -86,32 +86,40 @@ syscalls! {
     MUNMAP = 8, "munmap", [Addr, Len];
     /// `mprotect(addr, len, prot) -> 0`: changes the rights of `mmap`ed pages. W+X is refused.
     MPROTECT = 9, "mprotect", [Addr, Len, Prot];
-    /// `spawn(name, name_len, argv, argc) -> pid`: starts the embedded program `name` with
-    /// `argc` [`crate::UserStr`] arguments read from `argv` (argv\[0\] is the name).
-    SPAWN = 10, "spawn", [InPtr, Len, InPtr, Count];
-    /// `wait(pid, info_out) -> pid`: waits for the child `pid` (or any child for -1) to
-    /// exit, reaps it, and stores how it ended at `info_out` (a [`crate::ExitInfo`]) unless
-    /// that is 0.
-    WAIT = 11, "wait", [Pid, OutPtr];
-    /// `kill(pid) -> 0`: ends the process; its status becomes `status::KILLED`.
-    KILL = 12, "kill", [Pid];
+    /// `spawn(name, name_len, argv, argc, handles, handle_count) -> process handle`: starts
+    /// the embedded program `name` with `argc` [`crate::UserStr`] arguments read from `argv`
+    /// (argv\[0\] is the name). The child's handles are copies of the caller's `handles` (an
+    /// array of `u32` numbers, each needing DUPLICATE, at most [`crate::SPAWN_HANDLES_MAX`]),
+    /// numbered from 0; by convention 0, 1 and 2 are its standard input, output and error.
+    /// The caller gets a handle to the child with DUPLICATE, TRANSFER, WAIT and KILL.
+    SPAWN = 10, "spawn", [InPtr, Len, InPtr, Count, InPtr, Count];
+    /// `wait(h, info_out, timeout) -> h`: waits until the process `h` names has ended (or
+    /// any process the caller holds a handle with WAIT to, for `WAIT_ANY`), stores how it
+    /// ended at `info_out` (a [`crate::ExitInfo`]) unless that is 0, closes the handle and
+    /// returns its number. `ECHILD` if the caller holds no such handle; `EAGAIN` or
+    /// `ETIMEDOUT` as the timeout says.
+    WAIT = 11, "wait", [Handle, OutPtr, Timeout];
+    /// `kill(h) -> 0`: ends the process `h` names (KILL right); its status becomes
+    /// `status::KILLED`. `ESRCH` if it has already ended.
+    KILL = 12, "kill", [Handle];
     /// `sleep(ns) -> 0`: blocks for at least `ns` nanoseconds (rounded up to timer ticks).
     SLEEP = 13, "sleep", [Nanos];
     /// `process_list(buf, count) -> n`: fills up to `count` [`crate::ProcessInfo`] rows and
     /// returns how many processes there are. All `count` rows of `buf` must be writable.
     PROCESS_LIST = 14, "process_list", [OutPtr, Count];
-    /// `shutdown(status) -> !`: powers the machine off; QEMU exits with `status`.
-    SHUTDOWN = 15, "shutdown", [Int];
+    /// `shutdown(h, status) -> !`: powers the machine off (QEMU exits with `status`), through
+    /// a power handle (POWER right), which only the first process gets, as its handle 3.
+    SHUTDOWN = 15, "shutdown", [Handle, Int];
     /// `sysinfo(out) -> 0`: fills a [`crate::SysInfo`].
     SYSINFO = 16, "sysinfo", [OutPtr];
     /// `programs(buf, len) -> bytes`: writes the names of the embedded programs, one per
     /// line, and returns the full length (which may exceed `len`; the copy is truncated).
     /// All `len` bytes of `buf` must be writable.
     PROGRAMS = 17, "programs", [OutPtr, Len];
-    /// `set_foreground(pid) -> 0`: makes `pid` (a child of the caller, or 0 for none) the
-    /// process Ctrl-C kills. Only the foreground process itself or its parent may replace it
-    /// (`EPERM` otherwise).
-    SET_FOREGROUND = 18, "set_foreground", [Pid];
+    /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for
+    /// none) the one Ctrl-C kills. Only the foreground process itself, or a holder of a
+    /// handle with KILL to it, may replace it (`EPERM` otherwise).
+    SET_FOREGROUND = 18, "set_foreground", [Handle];
     /// `console_mode(mode) -> previous mode`: `CONSOLE_COOKED` or `CONSOLE_RAW`. When the
     /// process that chose raw mode exits, the console goes back to cooked mode.
     CONSOLE_MODE = 19, "console_mode", [Int];
@@ -158,6 +166,8 @@ syscalls! {
     /// chooses). Readable needs READ, writable WRITE, executable EXECUTE; never W+X.
     /// `munmap` unmaps it; the pages count toward the mapper's limit.
     MEMORY_MAP = 35, "memory_map", [Handle, Addr, Prot];
+    /// `process_pid(h) -> pid`: the id of the process `h` names.
+    PROCESS_PID = 36, "process_pid", [Handle];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -8,9 +8,25 @@ use core::fmt;
 
 use abi::{ExitInfo, ProcessInfo, ProcessState};
 
-use crate::sys;
+use crate::sys::{self, Child};
 
-/// Every process in the table, zombies included, in pid order.
+/// The handles a program passes to the programs it starts: standard input, output and
+/// error (0, 1 and 2), and the name service (3) if this program has it.
+pub fn standard_handles() -> Vec<u32> {
+    let mut handles = vec![0, 1, 2];
+    if matches!(crate::ipc::handle_info(crate::names::NAMES_HANDLE), Ok((Some(abi::handle::Kind::Endpoint), _))) {
+        handles.push(crate::names::NAMES_HANDLE as u32);
+    }
+    handles
+}
+
+/// Starts the embedded program `name` with `args` (argv\[0\] first) and this program's
+/// [`standard_handles`].
+pub fn spawn(name: &str, args: &[&str]) -> sys::Result<Child> {
+    sys::spawn(name, args, &standard_handles())
+}
+
+/// Every process in the table, in pid order.
 pub fn list() -> sys::Result<Vec<ProcessInfo>> {
     let mut rows = vec![ProcessInfo::EMPTY; 16];
     loop {

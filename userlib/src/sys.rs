@@ -170,9 +170,22 @@ pub unsafe fn mprotect(address: u64, length: u64, prot: u64) -> Result<()> {
     check(unsafe { raw(EntryPath::Syscall, MPROTECT, [address, length, prot, 0, 0, 0]) }).map(|_| ())
 }
 
+/// A process this program started: the handle `spawn` gave it (which `wait` closes) and
+/// its id (for `process_list` and messages). A plain value: copying it does not copy the
+/// handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Child {
+    /// The process handle (with WAIT and KILL).
+    pub handle: u64,
+    /// The process id.
+    pub pid: Pid,
+}
+
 /// `spawn`: starts the embedded program `name` with `args` (argv\[0\] first; empty means
-/// just the name).
-pub fn spawn(name: &str, args: &[&str]) -> Result<Pid> {
+/// just the name). The child's handles are copies of this program's `handles`, numbered
+/// from 0 (by convention standard input, output, error, then the name service;
+/// `process::spawn` passes those).
+pub fn spawn(name: &str, args: &[&str], handles: &[u32]) -> Result<Child> {
     let mut argv = [UserStr::default(); abi::ARGV_MAX];
     if args.len() > argv.len() {
         return Err(Errno(abi::errno::E2BIG));
@@ -180,22 +193,46 @@ pub fn spawn(name: &str, args: &[&str]) -> Result<Pid> {
     for (slot, arg) in argv.iter_mut().zip(args) {
         *slot = UserStr { ptr: arg.as_ptr() as u64, len: arg.len() as u64 };
     }
-    call(SPAWN, [name.as_ptr() as u64, name.len() as u64, argv.as_ptr() as u64, args.len() as u64, 0, 0])
-        .map(|pid| pid as Pid)
+    let handle = call(SPAWN, [
+        name.as_ptr() as u64,
+        name.len() as u64,
+        argv.as_ptr() as u64,
+        args.len() as u64,
+        handles.as_ptr() as u64,
+        handles.len() as u64,
+    ])?;
+    let pid = process_pid(handle)?;
+    Ok(Child { handle, pid })
 }
 
-/// `wait`: waits for the child `pid` (or any child with `None`) to exit; returns its pid and
-/// how it ended (`info.status` is the exit status).
-pub fn wait(pid: Option<Pid>) -> Result<(Pid, ExitInfo)> {
+/// `process_pid`: the id of the process handle `handle` names.
+pub fn process_pid(handle: u64) -> Result<Pid> {
+    call(PROCESS_PID, [handle, 0, 0, 0, 0, 0]).map(|pid| pid as Pid)
+}
+
+/// `wait`: waits until `child` (or, with `None`, any process this program holds a handle
+/// to) has ended; closes its handle and returns that handle's number and how the process
+/// ended (`info.status` is the exit status).
+pub fn wait(child: Option<Child>) -> Result<(u64, ExitInfo)> {
+    wait_handle(child.map_or(abi::WAIT_ANY as u64, |child| child.handle), abi::ipc::FOREVER)
+}
+
+/// `wait` on process handle `handle` (or `WAIT_ANY`) for at most `timeout` nanoseconds (0:
+/// only look; `EAGAIN` if nothing has ended).
+pub fn wait_handle(handle: u64, timeout: u64) -> Result<(u64, ExitInfo)> {
     let mut info = ExitInfo::exited(0);
-    let target = pid.map_or(abi::WAIT_ANY as u64, u64::from);
-    let reaped = call(WAIT, [target, &raw mut info as u64, 0, 0, 0, 0])?;
-    Ok((reaped as Pid, info))
+    let reaped = call(WAIT, [handle, &raw mut info as u64, timeout, 0, 0, 0])?;
+    Ok((reaped, info))
 }
 
-/// `kill`: ends process `pid` with status `abi::status::KILLED`.
-pub fn kill(pid: Pid) -> Result<()> {
-    call(KILL, [u64::from(pid), 0, 0, 0, 0, 0]).map(|_| ())
+/// `kill`: ends `child` with status `abi::status::KILLED`.
+pub fn kill(child: Child) -> Result<()> {
+    kill_handle(child.handle)
+}
+
+/// `kill` through process handle `handle`.
+pub fn kill_handle(handle: u64) -> Result<()> {
+    call(KILL, [handle, 0, 0, 0, 0, 0]).map(|_| ())
 }
 
 /// `sleep`: blocks for at least `ns` nanoseconds.
@@ -213,10 +250,10 @@ pub fn process_list(rows: &mut [ProcessInfo]) -> Result<usize> {
     call(PROCESS_LIST, [rows.as_mut_ptr() as u64, rows.len() as u64, 0, 0, 0, 0]).map(|count| count as usize)
 }
 
-/// `shutdown`: powers off; QEMU exits with `status`.
-pub fn shutdown(status: i32) -> ! {
-    let _ = call(SHUTDOWN, [status as u64, 0, 0, 0, 0, 0]);
-    unreachable!("shutdown returned")
+/// `shutdown`: powers off through the power handle `power` (the first process gets it as
+/// handle 3); QEMU exits with `status`. Returns only with an error.
+pub fn shutdown(power: u64, status: i32) -> Result<()> {
+    call(SHUTDOWN, [power, status as u64, 0, 0, 0, 0]).map(|_| ())
 }
 
 /// `sysinfo`: system-wide figures.
@@ -232,9 +269,9 @@ pub fn programs(buffer: &mut [u8]) -> Result<usize> {
     call(PROGRAMS, [buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0, 0]).map(|length| length as usize)
 }
 
-/// `set_foreground`: makes child `pid` (0: none) the process Ctrl-C kills.
-pub fn set_foreground(pid: Pid) -> Result<()> {
-    call(SET_FOREGROUND, [u64::from(pid), 0, 0, 0, 0, 0]).map(|_| ())
+/// `set_foreground`: makes `child` (`None`: nobody) the process Ctrl-C kills.
+pub fn set_foreground(child: Option<Child>) -> Result<()> {
+    call(SET_FOREGROUND, [child.map_or(abi::handle::NO_HANDLE, |child| child.handle), 0, 0, 0, 0, 0]).map(|_| ())
 }
 
 /// `console_mode`: `abi::CONSOLE_COOKED` or `abi::CONSOLE_RAW`; returns the previous mode.

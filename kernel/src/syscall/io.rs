@@ -1,7 +1,7 @@
 //! Console syscalls: `write`, `read`, `set_foreground`, `console_mode`.
 
-use abi::errno::{EINTR, EINVAL, EPERM, ESRCH};
-use abi::handle::rights;
+use abi::errno::{EINTR, EINVAL, EPERM};
+use abi::handle::{NO_HANDLE, rights};
 
 use super::handle::lookup;
 use super::usercopy::UserSlice;
@@ -61,17 +61,27 @@ pub fn read(args: &Args) -> SyscallResult {
     Ok(count as u64)
 }
 
-/// `set_foreground(pid) -> 0`: `pid` must be a live child of the caller, or 0. Only the
-/// foreground process itself or its parent may replace it (`EPERM` otherwise), so a
-/// background job cannot take Ctrl-C away from the program in front.
+/// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for none)
+/// the one Ctrl-C kills. Only the foreground process itself, or a holder of a handle with
+/// KILL to it, may replace it (`EPERM` otherwise), so a background job cannot take Ctrl-C
+/// away from the program in front.
 pub fn set_foreground(args: &Args) -> SyscallResult {
-    let pid = u32::try_from(args[0]).map_err(|_| ESRCH)?;
-    if pid != 0 && !scheduler::is_child(pid) {
-        return Err(ESRCH);
-    }
+    let pid = if args[0] == NO_HANDLE {
+        0
+    } else {
+        lookup(args[0], rights::KILL, |object| match object {
+            Object::Process(process) => Some(process.pid),
+            _ => None,
+        })?
+    };
     let current = input::foreground();
-    if current != 0 && current != scheduler::current_pid() && !scheduler::is_child(current) {
-        return Err(EPERM);
+    if current != 0 && current != scheduler::current_pid() {
+        let holds_a_kill_handle = scheduler::current_object().handles.lock().first_where(|handle| {
+            handle.rights() & rights::KILL != 0 && matches!(handle.object(), Object::Process(process) if process.pid == current)
+        });
+        if holds_a_kill_handle.is_none() {
+            return Err(EPERM);
+        }
     }
     input::set_foreground(pid);
     Ok(0)

@@ -1,16 +1,24 @@
 //! Process syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`, `kill`,
-//! `process_list`.
+//! `process_pid`, `process_list`. A process is reached through a handle: `spawn` gives its
+//! caller one; `wait` and `kill` take one.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use abi::errno::{E2BIG, ECHILD, EFAULT, EINTR, EINVAL, ENAMETOOLONG, EPERM, ESRCH};
-use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, UserStr, WAIT_ANY};
+use alloc::sync::Arc;
+
+use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, ENAMETOOLONG, EPERM, ESRCH, ETIMEDOUT};
+use abi::handle::rights;
+use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SPAWN_HANDLES_MAX, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_array};
 use super::{Args, SyscallResult, require_heap_room};
+use super::handle::{install, lookup};
+use crate::ipc::Timeout;
 use crate::object::handles::HandleTable;
-use crate::task::scheduler::{self, KillError, WaitError};
+use crate::object::{Handle, Object};
+use crate::task::process::ProcessObject;
+use crate::task::scheduler::{self, KillError};
 
 /// `exit(status) -> !`.
 pub fn exit(args: &Args) -> SyscallResult {
@@ -41,7 +49,12 @@ fn read_string(text: UserStr, max: usize, too_long: i64) -> Result<String, i64> 
     String::from_utf8(bytes).map_err(|_| EINVAL)
 }
 
-/// `spawn(name, name_len, argv, argc) -> pid`.
+/// Rights of the process handle `spawn` returns.
+const PROCESS_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::WAIT | rights::KILL;
+
+/// `spawn(name, name_len, argv, argc, handles, handle_count) -> process handle`: the child's
+/// handle table holds copies of the caller's `handles` (an array of numbers, each needing
+/// DUPLICATE), numbered from 0 in that order; the caller gets a handle to the child.
 pub fn spawn(args: &Args) -> SyscallResult {
     require_heap_room()?;
     let name = read_string(UserStr { ptr: args[0], len: args[1] }, NAME_MAX, ENAMETOOLONG)?;
@@ -55,40 +68,99 @@ pub fn spawn(args: &Args) -> SyscallResult {
         owned.push(name.clone());
     }
     let borrowed: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let handles = HandleTable::with_console(false)?;
-    let pid = scheduler::spawn(&name, &borrowed, scheduler::current_pid(), handles).map_err(|error| error.errno())?;
-    Ok(u64::from(pid))
+    let numbers: Vec<u32> = read_array(args[4], args[5], SPAWN_HANDLES_MAX)?;
+    let me = scheduler::current_object();
+    let mut handles = HandleTable::new()?;
+    {
+        let mine = me.handles.lock();
+        // Room for the child's handle, checked now so that a started child always gets one.
+        mine.require_room(1)?;
+        for (slot, &number) in (0..).zip(&numbers) {
+            handles.insert_at(slot, mine.get(u64::from(number))?.duplicate(rights::ALL)?);
+        }
+    }
+    let child = scheduler::spawn(&name, &borrowed, scheduler::current_pid(), handles).map_err(|error| error.errno())?;
+    install(Handle::new(Object::Process(child), PROCESS_RIGHTS))
 }
 
-/// `wait(pid, info_out) -> pid`.
+/// The process a handle names, if it has `rights`.
+fn process(number: u64, rights: u32) -> Result<Arc<ProcessObject>, i64> {
+    lookup(number, rights, |object| match object {
+        Object::Process(process) => Some(process.clone()),
+        _ => None,
+    })
+}
+
+/// `wait(h, info_out, timeout) -> h`: waits until the process `h` names has ended (with
+/// [`WAIT_ANY`], any process the caller holds a handle with WAIT to), stores how it ended at
+/// `info_out` (unless 0), closes the handle and returns its number. `ECHILD` if the caller
+/// holds no such handle at all.
 pub fn wait(args: &Args) -> SyscallResult {
-    let target = match args[0] as i64 {
-        WAIT_ANY => None,
-        pid if pid > 0 => Some(u32::try_from(pid).map_err(|_| ECHILD)?),
-        _ => return Err(EINVAL),
-    };
     let info_out = UserPtr::<ExitInfo>::new(args[1]);
     if !info_out.is_null() {
-        // Checked before reaping, so a bad pointer cannot lose a child's status.
+        // Checked before closing, so a bad pointer cannot lose how the process ended.
         info_out.check_writable()?;
     }
-    let (pid, info) = scheduler::wait(target).map_err(|error| match error {
-        WaitError::NoChild => ECHILD,
-        WaitError::Interrupted => EINTR,
-    })?;
-    if !info_out.is_null() {
-        info_out.write(&info)?;
+    let timeout = Timeout::from_nanoseconds(args[2]);
+    let me = scheduler::current_object();
+    loop {
+        let ended = {
+            let table = me.handles.lock();
+            let ended_info = |handle: &Handle| match handle.object() {
+                Object::Process(process) if handle.rights() & rights::WAIT != 0 => *process.exit.lock(),
+                _ => None,
+            };
+            if args[0] == WAIT_ANY as u64 {
+                let holds_any = table.first_where(|handle| {
+                    matches!(handle.object(), Object::Process(_)) && handle.rights() & rights::WAIT != 0
+                });
+                if holds_any.is_none() {
+                    return Err(ECHILD);
+                }
+                table.first_where(|handle| ended_info(handle).is_some()).map(|number| (u64::from(number), table.get(u64::from(number)).ok().and_then(ended_info)))
+            } else {
+                let process = table.lookup(args[0], rights::WAIT, |object| match object {
+                    Object::Process(process) => Some(process.clone()),
+                    _ => None,
+                })?;
+                let info = *process.exit.lock();
+                info.map(|info| (args[0], Some(info)))
+            }
+        };
+        if let Some((number, Some(info))) = ended {
+            if !info_out.is_null() {
+                info_out.write(&info)?;
+            }
+            let closed = me.handles.lock().remove(number);
+            drop(closed);
+            return Ok(number);
+        }
+        match timeout {
+            Timeout::Poll => return Err(EAGAIN),
+            Timeout::Until(deadline) if crate::time::uptime_ns() >= deadline => return Err(ETIMEDOUT),
+            _ => {}
+        }
+        let deadline = match timeout {
+            Timeout::Until(deadline) => Some(deadline),
+            _ => None,
+        };
+        scheduler::wait_for_an_exit(deadline).map_err(|_| EINTR)?;
     }
-    Ok(u64::from(pid))
 }
 
-/// `kill(pid) -> 0`.
+/// `kill(h) -> 0`: ends the process `h` names (KILL right); its status becomes
+/// `status::KILLED`. `ESRCH` if it has already ended.
 pub fn kill(args: &Args) -> SyscallResult {
-    let pid = u32::try_from(args[0]).map_err(|_| ESRCH)?;
-    scheduler::kill(pid).map(|()| 0).map_err(|error| match error {
+    let target = process(args[0], rights::KILL)?;
+    scheduler::kill(target.pid).map(|()| 0).map_err(|error| match error {
         KillError::NoSuchProcess => ESRCH,
         KillError::NotPermitted => EPERM,
     })
+}
+
+/// `process_pid(h) -> pid`: the id of the process `h` names.
+pub fn process_pid(args: &Args) -> SyscallResult {
+    process(args[0], 0).map(|process| u64::from(process.pid))
 }
 
 /// `process_list(buf, count) -> total`: fills up to `count` rows. The whole buffer of

@@ -5,7 +5,11 @@ use alloc::string::String;
 use abi::SysInfo;
 
 use super::usercopy::{UserPtr, UserSlice};
+use abi::handle::rights;
+
+use super::handle::lookup;
 use super::{Args, SyscallResult, require_heap_room};
+use crate::object::Object;
 use crate::mm::address_space::MAX_PROCESS_FRAMES;
 use crate::mm::frame;
 use crate::task::{programs, scheduler};
@@ -43,9 +47,10 @@ pub fn programs(args: &Args) -> SyscallResult {
     Ok(listing.len() as u64)
 }
 
-/// `shutdown(status) -> !`.
+/// `shutdown(h, status) -> !`: needs a power handle with POWER.
 pub fn shutdown(args: &Args) -> SyscallResult {
-    let status = args[0] as i32;
+    lookup(args[0], rights::POWER, |object| matches!(object, Object::Power).then_some(()))?;
+    let status = args[1] as i32;
     log::info!("shutdown requested by pid {} with status {status}", scheduler::current_pid());
     crate::arch::x86_64::qemu::exit(status)
 }

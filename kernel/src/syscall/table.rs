@@ -59,6 +59,7 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[WAIT_NOTIFICATION as usize] = Arguments(ipc::wait);
     table[MEMORY_CREATE as usize] = Arguments(ipc::memory_create);
     table[MEMORY_MAP as usize] = Arguments(ipc::memory_map);
+    table[PROCESS_PID as usize] = Arguments(process::process_pid);
     table
 };
 

@@ -44,8 +44,12 @@ impl PidAllocator {
 pub enum BlockReason {
     /// In `read` on the console, waiting for input.
     ConsoleRead,
-    /// In `wait`, waiting for a child to exit.
-    WaitChild,
+    /// In `wait`, until a process it holds a handle to ends, or until the clock reaches
+    /// `until_ns` (`u64::MAX`: no timeout).
+    WaitProcess {
+        /// Nanoseconds since boot to give up at.
+        until_ns: u64,
+    },
     /// In `sleep`, until the clock reaches this time.
     Sleep {
         /// Nanoseconds since boot to wake at.
@@ -68,8 +72,6 @@ pub enum State {
     Running,
     /// Off the run queue until an event.
     Blocked(BlockReason),
-    /// Exited with this status; kept until the parent's `wait` reaps it.
-    Zombie(i32),
 }
 
 /// A process control block.
@@ -77,7 +79,7 @@ pub enum State {
 pub struct Process {
     /// Its id.
     pub pid: Pid,
-    /// Its parent's id (0 for the first process). Orphans are given to pid 1.
+    /// Its parent's id (0 for the first process); kept as it was if the parent ends first.
     pub parent: Pid,
     /// The program's name.
     pub name: String,
@@ -85,13 +87,13 @@ pub struct Process {
     pub state: State,
     /// Its user memory; `None` once it has started exiting.
     pub memory: Option<Arc<ProcessMemory>>,
-    /// Its kernel stack; `None` once it has exited.
+    /// Its kernel stack.
     pub kernel_stack: Option<KernelStack>,
     /// Set by `kill`: the process ends the next time it would return to ring 3.
     pub killed: bool,
     /// Its handles and IPC state, shared with whoever holds a handle to it.
     pub object: Arc<ProcessObject>,
-    /// The CPU fault in ring 3 that ended it, for its parent's `wait`.
+    /// The CPU fault in ring 3 that is ending it, for `wait`.
     pub fault: Option<CpuFault>,
 }
 
@@ -102,7 +104,6 @@ impl Process {
             State::Ready => ProcessState::Ready,
             State::Running => ProcessState::Running,
             State::Blocked(_) => ProcessState::Blocked,
-            State::Zombie(_) => ProcessState::Zombie,
         };
         let mut name = [0u8; NAME_MAX];
         let length = self.name.len().min(NAME_MAX);
@@ -117,10 +118,9 @@ impl Process {
         }
     }
 
-    /// How it ended, once it has: its status and the fault that killed it, if any.
-    pub fn exit_info(&self) -> Option<ExitInfo> {
-        let State::Zombie(status) = self.state else { return None };
-        Some(match self.fault {
+    /// How it ends with `status`: the status and the fault that killed it, if any.
+    pub fn exit_info(&self, status: i32) -> ExitInfo {
+        match self.fault {
             Some(fault) => ExitInfo {
                 status,
                 fault_vector: fault.vector as u32,
@@ -129,22 +129,21 @@ impl Process {
                 fault_error: fault.error_code,
             },
             None => ExitInfo::exited(status),
-        })
-    }
-
-    /// Whether it has exited.
-    pub fn is_zombie(&self) -> bool {
-        matches!(self.state, State::Zombie(_))
+        }
     }
 }
 
 /// The part of a process that handles and other processes can hold on to: its identity, its
-/// handle table and its IPC state. It outlives the process's run while handles to it exist
-/// (a parent's handle, a caller awaiting a reply), but is emptied when the process ends.
+/// handle table, its IPC state and, once it has ended, how. It outlives the process's run
+/// while handles to it exist (a parent's handle, a caller awaiting a reply); its handles are
+/// closed when the process ends, and the process leaves the process table then (there are
+/// no zombies: whoever holds a handle can still learn how it ended).
 #[derive(Debug)]
 pub struct ProcessObject {
     /// The process's id.
     pub pid: Pid,
+    /// How it ended, once it has.
+    pub exit: spin::Mutex<Option<ExitInfo>>,
     /// Its handles.
     pub handles: spin::Mutex<crate::object::handles::HandleTable>,
     /// What it is doing in IPC.
@@ -160,6 +159,7 @@ impl ProcessObject {
     pub fn new(pid: Pid, handles: crate::object::handles::HandleTable) -> Self {
         Self {
             pid,
+            exit: spin::Mutex::new(None),
             handles: spin::Mutex::new(handles),
             ipc: spin::Mutex::new(crate::ipc::state::IpcState::default()),
             ipc_ready: core::sync::atomic::AtomicBool::new(false),

@@ -12,11 +12,11 @@
 //!   returns `EINTR`, and the process exits on its way back to ring 3, after every kernel
 //!   frame it had unwound normally, so nothing it held leaks.
 //! - **Exit**: memory is freed in steps with preemption points between them (a process of
-//!   64 MiB takes tens of millions of instructions to free); the kernel stack, which the
-//!   exiting code still runs on, is freed right after the switch away; the table slot when
-//!   the parent reaps it.
-//!   Children of an exiting process are given to pid 1. When the first process exits, the
-//!   machine shuts down with its status.
+//!   64 MiB takes tens of millions of instructions to free), then the handles are closed, how
+//!   it ended is recorded in its object (which whoever holds a handle can `wait` for), and it
+//!   leaves the table at once; the kernel stack, which the exiting code still runs on, is
+//!   freed right after the switch away. There are no zombies and no reparenting. When the
+//!   first process exits, the machine shuts down with its status.
 //!
 //! The kernel runs with interrupts masked (except in the idle loop's halt and at preemption
 //! points), so on one CPU the scheduler lock is never contended; no lock is ever held across
@@ -46,8 +46,6 @@ use crate::object::handles::HandleTable;
 pub const MAX_PROCESSES: usize = 64;
 /// How long a process may run before another ready process gets the CPU.
 pub const TIME_SLICE_NS: u64 = 10_000_000;
-/// The process orphans are given to.
-pub const INIT_PID: Pid = 1;
 
 /// Ready processes in round-robin order.
 #[derive(Debug, Default)]
@@ -110,15 +108,6 @@ impl SpawnError {
             Self::Load(LoadError::Invalid(_)) => EINVAL,
         }
     }
-}
-
-/// Why `wait` returned without a child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaitError {
-    /// The caller has no such child (or no children at all).
-    NoChild,
-    /// The caller was killed while waiting.
-    Interrupted,
 }
 
 /// Why `kill` failed.
@@ -281,8 +270,8 @@ pub fn parent_pid() -> Pid {
 
 /// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`.
 /// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`,
-/// with `handles` as its handle table.
-pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Result<Pid, SpawnError> {
+/// with `handles` as its handle table; returns its object.
+pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Result<Arc<ProcessObject>, SpawnError> {
     if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
         return Err(SpawnError::TooManyProcesses);
     }
@@ -294,6 +283,7 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Re
     with_scheduler(|scheduler| {
         let pid = scheduler.pids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         scheduler.first_pid.get_or_insert(pid);
+        let object = Arc::new(ProcessObject::new(pid, handles));
         let process = Process {
             pid,
             parent,
@@ -302,12 +292,12 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Re
             memory: Some(memory),
             kernel_stack: Some(stack),
             killed: false,
-            object: Arc::new(ProcessObject::new(pid, handles)),
+            object: object.clone(),
             fault: None,
         };
         scheduler.processes.insert(pid, process);
         scheduler.run_queue.push(pid);
-        Ok(pid)
+        Ok(object)
     })
 }
 
@@ -516,42 +506,23 @@ pub fn sleep_ns(ns: u64) -> Result<(), Killed> {
     block_unless(BlockReason::Sleep { until_ns }, |_| crate::time::uptime_ns() >= until_ns)
 }
 
-/// Waits for a child (`Some(pid)`: that one) to exit and reaps it: returns its pid and how
-/// it ended, and removes it from the table.
-pub fn wait(target: Option<Pid>) -> Result<(Pid, ExitInfo), WaitError> {
-    let me = current_pid();
-    let mut result = Err(WaitError::NoChild);
-    let outcome = block_unless(BlockReason::WaitChild, |scheduler| {
-        let mut children = scheduler
-            .processes
-            .values()
-            .filter(|process| process.parent == me && target.is_none_or(|pid| process.pid == pid))
-            .peekable();
-        if children.peek().is_none() {
-            return true;
-        }
-        let zombie = children.find_map(|process| Some((process.pid, process.exit_info()?)));
-        match zombie {
-            Some((pid, info)) => {
-                scheduler.processes.remove(&pid);
-                result = Ok((pid, info));
-                true
-            }
-            None => false,
-        }
-    });
-    match outcome {
-        Ok(()) => result,
-        Err(Killed) => Err(WaitError::Interrupted),
-    }
+/// Blocks the running process until some process ends (every waiter is woken by every
+/// end and looks again), the clock reaches `deadline` (`None`: never), or it is killed.
+pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
+    let until_ns = deadline.unwrap_or(u64::MAX);
+    let mut blocked_once = false;
+    block_unless(BlockReason::WaitProcess { until_ns }, |_| {
+        let done = blocked_once || crate::time::uptime_ns() >= until_ns;
+        blocked_once = true;
+        done
+    })
 }
 
 /// Marks `pid` killed; it ends before it next returns to ring 3.
 pub fn kill(pid: Pid) -> Result<(), KillError> {
     with_scheduler(|scheduler| {
         let is_first = scheduler.first_pid == Some(pid);
-        let process = scheduler.processes.get_mut(&pid).filter(|process| !process.is_zombie());
-        let process = process.ok_or(KillError::NoSuchProcess)?;
+        let process = scheduler.processes.get_mut(&pid).ok_or(KillError::NoSuchProcess)?;
         if is_first {
             return Err(KillError::NotPermitted);
         }
@@ -561,14 +532,6 @@ pub fn kill(pid: Pid) -> Result<(), KillError> {
             ATTENTION.store(true, Ordering::Relaxed);
         }
         Ok(())
-    })
-}
-
-/// Whether `pid` is a live child of the running process.
-pub fn is_child(pid: Pid) -> bool {
-    let me = current_pid();
-    with_scheduler(|scheduler| {
-        scheduler.processes.get(&pid).is_some_and(|process| process.parent == me && !process.is_zombie())
     })
 }
 
@@ -584,8 +547,9 @@ fn release_memory(memory: Arc<ProcessMemory>) {
     drop(memory);
 }
 
-/// Ends the running process with `status`: frees its memory, closes its handles, and tells
-/// its parent.
+/// Ends the running process with `status`: frees its memory, closes its handles, records
+/// how it ended in its object (for whoever holds a handle to it), leaves the process table,
+/// and wakes every process waiting for an end.
 pub fn exit_current(status: i32) -> ! {
     let pid = current_pid();
     let (memory, object) =
@@ -596,27 +560,23 @@ pub fn exit_current(status: i32) -> ! {
     // Dropped outside every lock: closing a handle may wake other processes.
     let handles = object.handles.lock().take_all();
     drop(handles);
-    drop(object);
-    let shut_down = with_scheduler(|scheduler| {
-        let process = scheduler.current_process();
-        process.state = State::Zombie(status);
-        let parent = process.parent;
+    let (shut_down, leaving) = with_scheduler(|scheduler| {
+        let mut process = scheduler.processes.remove(&pid).expect("the exiting process is in the table");
+        *process.object.exit.lock() = Some(process.exit_info(status));
         if let Some(stack) = process.kernel_stack.take() {
             scheduler.dead_stacks.push(stack);
         }
-        let mut orphaned_zombie = false;
-        for child in scheduler.processes.values_mut().filter(|process| process.parent == pid) {
-            child.parent = INIT_PID;
-            orphaned_zombie |= child.is_zombie();
+        for waiter in scheduler.processes.values_mut() {
+            if let State::Blocked(BlockReason::WaitProcess { .. }) = waiter.state {
+                waiter.state = State::Ready;
+                scheduler.run_queue.push(waiter.pid);
+            }
         }
-        if orphaned_zombie && scheduler.processes.get(&INIT_PID).is_some_and(|init| init.state == State::Blocked(BlockReason::WaitChild)) {
-            scheduler.make_ready(INIT_PID);
-        }
-        if scheduler.processes.get(&parent).is_some_and(|parent| parent.state == State::Blocked(BlockReason::WaitChild)) {
-            scheduler.make_ready(parent);
-        }
-        scheduler.first_pid == Some(pid)
+        (scheduler.first_pid == Some(pid), process)
     });
+    // The table's entry (its name, its reference to the object) goes outside the lock.
+    drop(leaving);
+    drop(object);
     crate::console::input::forget_process(pid);
     if shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");

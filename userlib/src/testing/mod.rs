@@ -41,12 +41,13 @@ use core::fmt;
 use core::hint::black_box;
 
 use abi::memory::PAGE_SIZE;
-use abi::{ExitInfo, ProcessState};
+use abi::ExitInfo;
+use abi::errno::ETIMEDOUT;
 
 pub use expect::{Expected, Span};
 
 use crate::process::Ending;
-use crate::sys::{self, Pid};
+use crate::sys::{self, Child, Errno};
 use crate::time::Duration;
 
 /// What a case found wrong, if anything.
@@ -338,47 +339,41 @@ fn describe(info: &ExitInfo) -> String {
 }
 
 /// Starts `PROGRAM --child ROLE EXTRA...` (a helper role or a child case) as a child of this
-/// process.
-pub fn spawn_role(role: &str, extra: &[&str]) -> Result<Pid, String> {
+/// process, with this process's standard handles.
+pub fn spawn_role(role: &str, extra: &[&str]) -> Result<Child, String> {
     let program = crate::program_name();
     let mut argv = vec![program, CHILD_FLAG, role];
     argv.extend_from_slice(extra);
-    sys::spawn(program, &argv).context(&format!("spawn of {program} {CHILD_FLAG} {role}"))
+    crate::process::spawn(program, &argv).context(&format!("spawn of {program} {CHILD_FLAG} {role}"))
 }
 
-/// Waits for child `pid` to end within `limit` and reaps it; a child still running then is
-/// killed and reaped, and the result is an error naming it as `what`.
-pub fn finish_within(pid: Pid, what: &str, limit: Duration) -> Result<ExitInfo, String> {
-    let deadline = sys::uptime_ns().saturating_add(limit.as_nanos() as u64);
-    loop {
-        let row = crate::process::list().context("process_list")?.into_iter().find(|row| row.pid == pid);
-        if row.is_none_or(|row| row.state == ProcessState::Zombie as u32) {
-            break;
+/// Waits for `child` to end within `limit` and closes its handle; a child still running then
+/// is killed, and the result is an error naming it as `what`.
+pub fn finish_within(child: Child, what: &str, limit: Duration) -> Result<ExitInfo, String> {
+    match sys::wait_handle(child.handle, limit.as_nanos() as u64) {
+        Ok((_, info)) => Ok(info),
+        Err(Errno(ETIMEDOUT)) => {
+            let _ = sys::kill(child);
+            let _ = sys::wait(Some(child));
+            Err(format!("{what} still ran after {} ms and was killed", limit.as_millis()))
         }
-        if sys::uptime_ns() > deadline {
-            let _ = sys::kill(pid);
-            let _ = sys::wait(Some(pid));
-            return Err(format!("{what} still ran after {} ms and was killed", limit.as_millis()));
-        }
-        sys::sleep_ms(1).context("sleep")?;
+        Err(errno) => Err(format!("wait for {what} (pid {}): {errno}", child.pid)),
     }
-    let (reaped, info) = sys::wait(Some(pid)).context(&format!("wait for pid {pid}"))?;
-    check!(reaped == pid, "wait for pid {pid} reaped pid {reaped}");
-    Ok(info)
 }
 
-/// Kills and reaps every child still around after a case; an error if there was one.
+/// Kills every process this one still holds a handle to after a case, and waits for them;
+/// an error if there was one.
 fn reap_leftovers() -> Outcome {
-    let me = sys::getpid();
-    let rows = crate::process::list().context("process_list")?;
-    let leftovers: Vec<Pid> = rows.iter().filter(|row| row.parent == me).map(|row| row.pid).collect();
+    let leftovers: Vec<u64> = (0..abi::handle::HANDLE_MAX as u64)
+        .filter(|&handle| matches!(crate::ipc::handle_info(handle), Ok((Some(abi::handle::Kind::Process), _))))
+        .collect();
     if leftovers.is_empty() {
         return Ok(());
     }
-    for &pid in &leftovers {
-        let _ = sys::kill(pid);
+    for &handle in &leftovers {
+        let _ = sys::kill_handle(handle);
+        let _ = sys::wait_handle(handle, abi::ipc::FOREVER);
     }
-    while sys::wait(None).is_ok() {}
     Err(format!("left {} child process(es) behind", leftovers.len()))
 }
 

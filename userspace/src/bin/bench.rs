@@ -8,6 +8,11 @@
 //! - `yield_switch`: one `yield` that switches to another process (ping-pong with a child);
 //! - `spawn_wait`: starting a program that exits at once, and reaping it;
 //! - `map_touch_unmap`: `mmap` of one page, one write to it, `munmap`;
+//! - `ipc_call`: a register-only `call` to a server in another process, which answers with
+//!   `reply_recv`: a whole round trip;
+//! - `ipc_call_4k`: the same with 4 KiB of bytes each way;
+//! - `notify_wait`: one `signal` that wakes a process blocked in `wait_notification` (a
+//!   ping-pong of two notifications, halved);
 //! - `longest_masked_ns`: the longest stretch the kernel ran with interrupts masked (from
 //!   `sysinfo`), after the operations above and a few long ones: a 32 MiB `mmap`/`munmap`, a
 //!   spawn of the largest program, and a `write` of 256 newlines to the console.
@@ -16,6 +21,9 @@
 
 use core::hint::black_box;
 
+use abi::handle::NO_HANDLE;
+use abi::ipc::{FOREVER, IpcBuffers};
+use userlib::ipc::{Endpoint, Message, Notification, Transfer, raw_ipc};
 use userlib::sys::{self, EntryPath};
 use userlib::{args, println, timestamp};
 
@@ -25,6 +33,7 @@ const SYSCALL_ROUNDS: u64 = 100_000;
 const YIELD_ROUNDS: u64 = 10_000;
 const SPAWN_ROUNDS: u64 = 50;
 const MAP_ROUNDS: u64 = 2_000;
+const IPC_ROUNDS: u64 = 10_000;
 
 /// Cycles per round of `operation`, minus an empty loop's cycles per round.
 fn cycles_per_round(rounds: u64, mut operation: impl FnMut()) -> u64 {
@@ -59,12 +68,79 @@ fn long_operations() -> u32 {
         Ok(address) => failures += u32::from(unsafe { sys::munmap(address, BIG) }.is_err()),
         Err(_) => failures += 1,
     }
-    match sys::spawn("usertests", &["usertests", "--child", "exit_with", "0"]) {
-        Ok(pid) => failures += u32::from(sys::wait(Some(pid)).is_err()),
+    match sys::spawn("usertests", &["usertests", "--child", "exit_with", "0"], &[1, 2]) {
+        Ok(child) => failures += u32::from(sys::wait(Some(child)).is_err()),
         Err(_) => failures += 1,
     }
     failures += u32::from(sys::write(1, &[b'\n'; 256]).is_err());
     failures
+}
+
+/// The IPC server of `ipc_call`: answers every call on its handle 0 with the label plus one,
+/// from registers alone, or (with `copy`) with the 4 KiB it received.
+fn serve(copy: bool) -> ! {
+    let mut buffer = [0u8; 4096];
+    let mut buffers = IpcBuffers {
+        send_ptr: buffer.as_ptr() as u64,
+        recv_ptr: buffer.as_mut_ptr() as u64,
+        recv_capacity: buffer.len() as u64,
+        ..IpcBuffers::default()
+    };
+    let (mut reply, mut answer) = (NO_HANDLE, Message::default());
+    loop {
+        buffers.send_len = if copy && reply != NO_HANDLE { 4096 } else { 0 };
+        let pointer = if copy { &raw mut buffers as u64 } else { 0 };
+        // SAFETY: `buffers` describes `buffer`, which lives for the whole loop.
+        let registers = unsafe { raw_ipc(abi::syscall::REPLY_RECV, reply, &answer, pointer, FOREVER, 0) };
+        reply = registers.reply;
+        answer = Message::new(registers.message.label + 1, registers.message.words);
+    }
+}
+
+/// The partner of `notify_wait`: waits on its handle 0 and signals its handle 1, for ever.
+fn notified() -> ! {
+    let (ping, pong) = (Notification::from_raw(0), Notification::from_raw(1));
+    loop {
+        let _ = ping.wait(FOREVER);
+        let _ = pong.signal(1);
+    }
+}
+
+/// `ipc_call` or `ipc_call_4k`: instructions per round trip to a server in another process.
+fn ipc_round_trip(copy: bool) -> Option<u64> {
+    let endpoint = Endpoint::create().ok()?;
+    let mode = if copy { "--serve-4k" } else { "--serve" };
+    let server = sys::spawn("bench", &["bench", mode], &[endpoint.handle().raw() as u32]).ok()?;
+    let buffer = [7u8; 4096];
+    let mut room = [0u8; 4096];
+    let mut failures = 0;
+    let cycles = cycles_per_round(IPC_ROUNDS, || {
+        let ok = if copy {
+            let mut transfer = Transfer { send: &buffer, receive: Some(&mut room), ..Transfer::default() };
+            endpoint.call_with(&Message::new(1, [0; 4]), &mut transfer, FOREVER).is_ok()
+        } else {
+            endpoint.call(&Message::new(1, [0; 4])).is_ok()
+        };
+        failures += u32::from(!ok);
+    });
+    let _ = sys::kill(server);
+    let _ = sys::wait(Some(server));
+    (failures == 0).then_some(cycles)
+}
+
+/// `notify_wait`: instructions from a `signal` to the waiter running, halved from a
+/// ping-pong.
+fn notify_wait() -> Option<u64> {
+    let (ping, pong) = (Notification::create().ok()?, Notification::create().ok()?);
+    let handles = [ping.handle().raw() as u32, pong.handle().raw() as u32];
+    let partner = sys::spawn("bench", &["bench", "--notified"], &handles).ok()?;
+    let mut failures = 0;
+    let cycles = cycles_per_round(IPC_ROUNDS, || {
+        failures += u32::from(ping.signal(1).is_err() || pong.wait(FOREVER).is_err());
+    });
+    let _ = sys::kill(partner);
+    let _ = sys::wait(Some(partner));
+    (failures == 0).then_some(cycles / 2)
 }
 
 fn main() -> i32 {
@@ -76,12 +152,15 @@ fn main() -> i32 {
             }
             return 0;
         }
+        Some("--serve") => serve(false),
+        Some("--serve-4k") => serve(true),
+        Some("--notified") => notified(),
         _ => {}
     }
     println!("bench: null_syscall {}", null_call(EntryPath::Syscall));
     println!("bench: null_int80 {}", null_call(EntryPath::Int80));
 
-    let Ok(partner) = sys::spawn("bench", &["bench", "--yield"]) else {
+    let Ok(partner) = sys::spawn("bench", &["bench", "--yield"], &[]) else {
         println!("bench: cannot spawn the yield partner");
         return 1;
     };
@@ -91,9 +170,9 @@ fn main() -> i32 {
     println!("bench: yield_switch {}", per_round / 2);
 
     let mut failures = 0;
-    let spawn_wait = cycles_per_round(SPAWN_ROUNDS, || match sys::spawn("bench", &["bench", "--exit"]) {
-        Ok(pid) => {
-            let _ = sys::wait(Some(pid));
+    let spawn_wait = cycles_per_round(SPAWN_ROUNDS, || match sys::spawn("bench", &["bench", "--exit"], &[]) {
+        Ok(child) => {
+            let _ = sys::wait(Some(child));
         }
         Err(_) => failures += 1,
     });
@@ -111,6 +190,13 @@ fn main() -> i32 {
         Err(_) => failures += 1,
     });
     println!("bench: map_touch_unmap {map_touch_unmap}");
+
+    for (name, figure) in [("ipc_call", ipc_round_trip(false)), ("ipc_call_4k", ipc_round_trip(true)), ("notify_wait", notify_wait())] {
+        match figure {
+            Some(figure) => println!("bench: {name} {figure}"),
+            None => failures += 1,
+        }
+    }
 
     failures += long_operations();
     match sys::sysinfo() {

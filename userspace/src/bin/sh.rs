@@ -24,11 +24,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::ControlFlow;
 
-use abi::ProcessState;
 use abi::errno::ENOENT;
 use userlib::line_editor::{Input, LineEditor};
 use userlib::process::{self, Ending, Table};
-use userlib::sys::{self, Errno, Pid};
+use userlib::sys::{self, Child, Errno, Pid};
 use userlib::time::Duration;
 use userlib::{eprintln, print, println};
 
@@ -43,7 +42,8 @@ const HISTORY_LINES: usize = 50;
 const BUILTINS: &[(&str, &str)] = &[
     ("help", "list the built-in commands and the programs"),
     ("ps", "list the processes: pid, parent, state, memory, name"),
-    ("kill PID...", "end processes (their status becomes 110, killed)"),
+    ("kill PID...", "end background jobs of this shell (their status becomes 110, killed)"),
+    ("jobs", "list the background jobs still running"),
     ("uptime", "time since boot and the number of processes"),
     ("shutdown [STATUS]", "power off; the launcher exits with STATUS (default 0)"),
     ("exit [STATUS]", "leave the shell with STATUS (default 0); init then starts a new one"),
@@ -52,15 +52,16 @@ const BUILTINS: &[(&str, &str)] = &[
 fn main() -> i32 {
     println!("Enigma shell, pid {}. Type `help` for the commands and programs.", sys::getpid());
     let mut editor = LineEditor::new(HISTORY_LINES);
+    let mut jobs = Vec::new();
     loop {
         // At the prompt nothing is in the foreground, so Ctrl-C only abandons the line, also in
         // a shell started from another shell (which made it the foreground program). Clearing
-        // cannot fail.
-        let _ = sys::set_foreground(0);
-        report_finished_jobs();
+        // fails only if another shell's program is in front, which is then left there.
+        let _ = sys::set_foreground(None);
+        report_finished_jobs(&mut jobs);
         match editor.read_line(PROMPT) {
             Ok(Input::Line(line)) => {
-                if let ControlFlow::Break(status) = run_line(&line) {
+                if let ControlFlow::Break(status) = run_line(&line, &mut jobs) {
                     return status;
                 }
             }
@@ -77,8 +78,9 @@ fn main() -> i32 {
     }
 }
 
-/// Runs one command line; `Break` carries the shell's exit status.
-fn run_line(line: &str) -> ControlFlow<i32> {
+/// Runs one command line; `Break` carries the shell's exit status. `jobs` are the background
+/// programs still running.
+fn run_line(line: &str, jobs: &mut Vec<Child>) -> ControlFlow<i32> {
     let trimmed = line.trim_end();
     let (text, background) = match trimmed.strip_suffix('&') {
         Some(rest) => (rest, true),
@@ -101,11 +103,12 @@ fn run_line(line: &str) -> ControlFlow<i32> {
     match name {
         "help" => help(),
         "ps" => ps(),
-        "kill" => kill(arguments),
+        "kill" => kill(arguments, jobs),
+        "jobs" => list_jobs(jobs),
         "uptime" => uptime(),
         "shutdown" => {
             if let Some(status) = status_argument(name, arguments) {
-                sys::shutdown(status);
+                shutdown(status);
             }
         }
         "exit" => {
@@ -113,7 +116,7 @@ fn run_line(line: &str) -> ControlFlow<i32> {
                 return ControlFlow::Break(status);
             }
         }
-        _ => run_program(&words, background),
+        _ => run_program(&words, background, jobs),
     }
     ControlFlow::Continue(())
 }
@@ -144,11 +147,12 @@ fn split_words(text: &str) -> Result<Vec<String>, &'static str> {
     Ok(words)
 }
 
-/// Starts the program `argv[0]`; in the foreground, waits for it and reports a non-zero status.
-fn run_program(argv: &[&str], background: bool) {
+/// Starts the program `argv[0]` with the shell's standard handles; in the foreground, waits
+/// for it and reports a non-zero status; in the background, adds it to `jobs`.
+fn run_program(argv: &[&str], background: bool, jobs: &mut Vec<Child>) {
     let name = argv[0];
-    let pid = match sys::spawn(name, argv) {
-        Ok(pid) => pid,
+    let child = match process::spawn(name, argv) {
+        Ok(child) => child,
         Err(Errno(ENOENT)) => {
             eprintln!("sh: {name}: not found");
             return;
@@ -158,31 +162,49 @@ fn run_program(argv: &[&str], background: bool) {
             return;
         }
     };
+    let pid = child.pid;
     if background {
         println!("[pid {pid}]");
+        jobs.push(child);
         return;
     }
-    // Until the next prompt Ctrl-C ends the program. If it has already exited (ESRCH), there is
-    // nothing left to interrupt.
-    let _ = sys::set_foreground(pid);
-    match sys::wait(Some(pid)) {
+    // Until the next prompt Ctrl-C ends the program.
+    let _ = sys::set_foreground(Some(child));
+    match sys::wait(Some(child)) {
         Ok((_, info)) if info.status == 0 => {}
         Ok((_, info)) => println!("[pid {pid} {}]", Ending(info)),
         Err(error) => eprintln!("sh: waiting for pid {pid}: {error}"),
     }
 }
 
-/// Reaps and reports the background jobs that have finished. The foreground program is always
-/// waited for, so every zombie child of the shell is a finished background job, and waiting
-/// for zombies never blocks.
-fn report_finished_jobs() {
-    let me = sys::getpid();
-    let Ok(table) = process::list() else { return };
-    let zombie = ProcessState::Zombie as u32;
-    for row in table.iter().filter(|row| row.parent == me && row.state == zombie) {
-        if let Ok((pid, info)) = sys::wait(Some(row.pid)) {
-            println!("[pid {pid} done, status {}]", info.status);
+/// Reports the background jobs that have finished, and forgets them.
+fn report_finished_jobs(jobs: &mut Vec<Child>) {
+    jobs.retain(|&job| match sys::wait_handle(job.handle, 0) {
+        Ok((_, info)) => {
+            println!("[pid {} done, status {}]", job.pid, info.status);
+            false
         }
+        Err(_) => true,
+    });
+}
+
+fn list_jobs(jobs: &[Child]) {
+    for job in jobs {
+        println!("[pid {}]", job.pid);
+    }
+}
+
+/// Powers off through the power handle the shell was given, if it was.
+fn shutdown(status: i32) {
+    let power = (0..abi::handle::HANDLE_MAX as u64)
+        .find(|&handle| matches!(userlib::ipc::handle_info(handle), Ok((Some(abi::handle::Kind::Power), _))));
+    match power {
+        Some(power) => {
+            if let Err(error) = sys::shutdown(power, status) {
+                eprintln!("sh: shutdown: {error}");
+            }
+        }
+        None => eprintln!("sh: shutdown: this shell was given no power handle"),
     }
 }
 
@@ -226,18 +248,24 @@ fn ps() {
     }
 }
 
-fn kill(arguments: &[&str]) {
+/// Kills background jobs by pid: the shell holds a handle to each job it started, and no
+/// authority over any other process.
+fn kill(arguments: &[&str], jobs: &[Child]) {
     if arguments.is_empty() {
         eprintln!("sh: usage: kill PID...");
     }
     for text in arguments {
-        match text.parse::<Pid>() {
-            Ok(pid) => {
-                if let Err(error) = sys::kill(pid) {
+        let Ok(pid) = text.parse::<Pid>() else {
+            eprintln!("sh: kill: not a pid: '{text}'");
+            continue;
+        };
+        match jobs.iter().find(|job| job.pid == pid) {
+            Some(&job) => {
+                if let Err(error) = sys::kill(job) {
                     eprintln!("sh: kill {pid}: {error}");
                 }
             }
-            Err(_) => eprintln!("sh: kill: not a pid: '{text}'"),
+            None => eprintln!("sh: kill {pid}: not a job of this shell"),
         }
     }
 }
