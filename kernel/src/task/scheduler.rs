@@ -28,7 +28,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use abi::{ExitInfo, ProcessInfo};
+use abi::ProcessInfo;
 use spin::Mutex;
 
 use super::executor;
