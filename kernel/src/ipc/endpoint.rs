@@ -15,7 +15,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use abi::errno::EPIPE;
+use abi::errno::{ENOMEM, EPIPE};
 use abi::ipc::LABEL_CLOSED;
 use spin::Mutex;
 
@@ -78,19 +78,29 @@ impl Endpoint {
         self.queues.lock().callers.push_front(caller);
     }
 
-    /// Queues a blocked caller; `false` (and nothing queued) if no receiver is left.
-    pub(super) fn queue_caller(&self, caller: Arc<ProcessObject>) -> bool {
+    /// Queues a blocked caller: `EPIPE` (and nothing queued) if no receiver is left,
+    /// `ENOMEM` if the queue cannot grow.
+    pub(super) fn queue_caller(&self, caller: Arc<ProcessObject>) -> Result<(), i64> {
         let mut queues = self.queues.lock();
         if !self.has_receivers() {
-            return false;
+            return Err(EPIPE);
         }
+        room_for_one(&mut queues.callers)?;
         queues.callers.push_back(caller);
-        true
+        Ok(())
     }
 
-    /// Queues a blocked receiver.
-    pub(super) fn queue_receiver(&self, receiver: Arc<ProcessObject>) {
-        self.queues.lock().receivers.push_back(receiver);
+    /// Queues a blocked receiver; `ENOMEM` if the queue cannot grow.
+    pub(super) fn queue_receiver(&self, receiver: Arc<ProcessObject>) -> Result<(), i64> {
+        let mut queues = self.queues.lock();
+        room_for_one(&mut queues.receivers)?;
+        queues.receivers.push_back(receiver);
+        Ok(())
+    }
+
+    /// Puts a receiver that was taken off the queue but given nothing back at the front.
+    pub(super) fn requeue_receiver(&self, receiver: Arc<ProcessObject>) {
+        self.queues.lock().receivers.push_front(receiver);
     }
 
     /// Removes `process` from both queues (a blocked call or receive that ended without a
@@ -140,6 +150,20 @@ impl Endpoint {
             super::fail_call(&caller, EPIPE);
         }
     }
+}
+
+/// Makes room for one more entry in `queue`. Growing it draws on the kernel heap, so like
+/// every allocation a process can cause it needs the heap's reserve intact (`ENOMEM`
+/// otherwise); a queue with room left costs nothing. Queues never hold more than
+/// `MAX_PROCESSES` entries, so this bounds them too.
+pub(super) fn room_for_one<T>(queue: &mut VecDeque<T>) -> Result<(), i64> {
+    if queue.len() < queue.capacity() {
+        return Ok(());
+    }
+    if !crate::mm::heap_has_room() {
+        return Err(ENOMEM);
+    }
+    queue.try_reserve(1).map_err(|_| ENOMEM)
 }
 
 /// Keeps an endpoint counted as having a receiver (held by handles with RECEIVE).

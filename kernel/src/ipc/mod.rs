@@ -36,7 +36,7 @@ use notification::Notification;
 use reply::Reply;
 use state::{Destination, Outgoing, Phase, Received};
 use crate::task::process::ProcessObject;
-use crate::task::scheduler::{self, BlockOutcome};
+use crate::task::scheduler::{self, BlockOutcome, Handoff};
 
 pub use transfer::restore_handles;
 
@@ -73,9 +73,14 @@ impl Timeout {
 
 /// Hands `result` to a blocked process and wakes it.
 pub(crate) fn finish(process: &ProcessObject, result: Result<Received, i64>) {
+    drop(hand_over(process, result));
+}
+
+/// Hands `result` to a blocked process, which the returned handoff wakes (or runs next).
+fn hand_over(process: &ProcessObject, result: Result<Received, i64>) -> Handoff {
     process.ipc.lock().result = Some(result);
     process.ipc_ready.store(true, Ordering::Release);
-    scheduler::wake(process.pid);
+    Handoff::new(process)
 }
 
 /// Fails a queued caller: its message's handles go back to it.
@@ -87,11 +92,17 @@ fn fail_call(caller: &ProcessObject, errno: i64) {
     finish(caller, Err(errno));
 }
 
-/// Blocks `me` until a partner delivers, the deadline passes or it is killed. On anything
-/// but a delivery, `cleanup` takes it off whatever queue it was on (under its IPC lock,
-/// with the phase it was in), and the errno says why.
-fn wait_for_partner(me: &ProcessObject, timeout: Timeout, cleanup: impl FnOnce(&ProcessObject, Phase)) -> Result<Received, i64> {
-    let outcome = scheduler::block_for_ipc(&me.ipc_ready, timeout.deadline());
+/// Blocks `me` until a partner delivers, the deadline passes or it is killed, handing the
+/// CPU to `handed` (a process just handed a message) if there is one. On anything but a
+/// delivery, `cleanup` takes it off whatever queue it was on (with the phase it was in), and
+/// the errno says why.
+fn wait_for_partner(
+    me: &ProcessObject,
+    timeout: Timeout,
+    handed: Option<Handoff>,
+    cleanup: impl FnOnce(&ProcessObject, Phase),
+) -> Result<Received, i64> {
+    let outcome = scheduler::block_for_ipc(&me.ipc_ready, timeout.deadline(), handed);
     let mut ipc = me.ipc.lock();
     if let Some(result) = ipc.result.take() {
         me.ipc_ready.store(false, Ordering::Release);
@@ -145,8 +156,8 @@ pub fn call(
         me.ipc.lock().phase = Phase::AwaitingReply { call, reply_into };
         match transfer::deliver(me.pid, message, &receiver, into, target.badge(), Some((me, call))) {
             Ok(received) => {
-                finish(&receiver, Ok(received));
-                return wait_for_partner(me, timeout, abandon);
+                let handoff = hand_over(&receiver, Ok(received));
+                return wait_for_partner(me, timeout, Some(handoff), abandon);
             }
             Err(undelivered) => {
                 // The receiver could not take it: its `recv` fails; try the next one.
@@ -161,17 +172,24 @@ pub fn call(
         return Err(EAGAIN);
     }
     me.ipc.lock().phase = Phase::Calling { endpoint: endpoint.clone(), badge: target.badge(), message, reply_into, call };
-    if !endpoint.queue_caller(me.clone()) {
+    if let Err(errno) = endpoint.queue_caller(me.clone()) {
         let phase = core::mem::take(&mut me.ipc.lock().phase);
         abandon(me, phase);
-        return Err(EPIPE);
+        return Err(errno);
     }
-    wait_for_partner(me, timeout, abandon)
+    wait_for_partner(me, timeout, None, abandon)
 }
 
 /// `recv`: waits for a message on `endpoint`: a close notice, the bound notification's bits,
-/// or a call (whose reply handle the result names).
-pub fn recv(me: &Arc<ProcessObject>, endpoint: &Arc<Endpoint>, into: Destination, timeout: Timeout) -> Result<Received, i64> {
+/// or a call (whose reply handle the result names). If it has to wait, `handed` (a caller
+/// this process just replied to) gets the CPU first.
+pub fn recv(
+    me: &Arc<ProcessObject>,
+    endpoint: &Arc<Endpoint>,
+    into: Destination,
+    timeout: Timeout,
+    handed: Option<Handoff>,
+) -> Result<Received, i64> {
     if let Some(badge) = endpoint.pop_closed() {
         return Ok(Received { badge, label: abi::ipc::LABEL_CLOSED, ..Received::default() });
     }
@@ -213,14 +231,17 @@ pub fn recv(me: &Arc<ProcessObject>, endpoint: &Arc<Endpoint>, into: Destination
         return Err(EAGAIN);
     }
     me.ipc.lock().phase = Phase::Receiving { endpoint: endpoint.clone(), into };
-    endpoint.queue_receiver(me.clone());
-    wait_for_partner(me, timeout, abandon)
+    if let Err(errno) = endpoint.queue_receiver(me.clone()) {
+        me.ipc.lock().phase = Phase::Idle;
+        return Err(errno);
+    }
+    wait_for_partner(me, timeout, handed, abandon)
 }
 
-/// `reply`: answers the call `reply` names with `message`. `EPIPE` if the caller no longer
-/// waits (the message's handles come back); if the reply cannot be delivered, both sides
-/// fail with the same errno.
-pub fn reply(me: &ProcessObject, reply: &Reply, message: Outgoing) -> Result<(), i64> {
+/// `reply`: answers the call `reply` names with `message`, and hands the caller over (see
+/// [`Handoff`]). `EPIPE` if the caller no longer waits (the message's handles come back); if the
+/// reply cannot be delivered, both sides fail with the same errno.
+pub fn reply(me: &ProcessObject, reply: &Reply, message: Outgoing) -> Result<Handoff, i64> {
     let (caller, reply_into) = match reply.take() {
         Ok(taken) => taken,
         Err(errno) => {
@@ -230,8 +251,8 @@ pub fn reply(me: &ProcessObject, reply: &Reply, message: Outgoing) -> Result<(),
     };
     match transfer::deliver(me.pid, message, &caller, reply_into, 0, None) {
         Ok(received) => {
-            finish(&caller, Ok(received));
-            Ok(())
+            let handoff = hand_over(&caller, Ok(received));
+            Ok(handoff)
         }
         Err(undelivered) => {
             finish(&caller, Err(undelivered.errno));
@@ -251,9 +272,12 @@ pub fn wait(me: &Arc<ProcessObject>, notification: &Arc<Notification>, timeout: 
         return Err(EAGAIN);
     }
     me.ipc.lock().phase = Phase::Waiting { notification: notification.clone() };
-    notification.queue_waiter(me.clone());
+    if let Err(errno) = notification.queue_waiter(me.clone()) {
+        me.ipc.lock().phase = Phase::Idle;
+        return Err(errno);
+    }
     // A signal between the check above and the queueing cannot happen: nothing else runs.
-    wait_for_partner(me, timeout, abandon).map(|received| received.badge)
+    wait_for_partner(me, timeout, None, abandon).map(|received| received.badge)
 }
 
 /// Binds `notification` to `endpoint` (see [`notification`]).

@@ -72,9 +72,12 @@ impl Notification {
         }
     }
 
-    /// Queues a blocked waiter.
-    pub(super) fn queue_waiter(&self, waiter: Arc<ProcessObject>) {
-        self.word.lock().waiters.push_back(waiter);
+    /// Queues a blocked waiter; `ENOMEM` if the queue cannot grow.
+    pub(super) fn queue_waiter(&self, waiter: Arc<ProcessObject>) -> Result<(), i64> {
+        let mut word = self.word.lock();
+        super::endpoint::room_for_one(&mut word.waiters)?;
+        word.waiters.push_back(waiter);
+        Ok(())
     }
 
     /// Removes `process` from the waiters (its wait ended without bits: killed or timed out).
@@ -96,7 +99,7 @@ fn deliver_to_bound_receiver(notification: &Notification, endpoint: &Endpoint) {
     let Some(receiver) = endpoint.pop_receiver() else { return };
     let bits = notification.take_bits();
     if bits == 0 {
-        endpoint.queue_receiver(receiver);
+        endpoint.requeue_receiver(receiver);
         return;
     }
     receiver.ipc.lock().phase = Phase::Idle;

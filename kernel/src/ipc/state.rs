@@ -2,6 +2,7 @@
 //! the message it is sending while it waits (messages wait in their sender, never in the
 //! endpoint), where a message for it should go, and what a partner delivered to it.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 use abi::ipc::{HANDLES_MAX, WORDS};
@@ -30,6 +31,27 @@ pub struct HandleInFlight {
     pub handle: Handle,
 }
 
+/// The handles that go with a message: none (no allocation) for most messages.
+#[derive(Debug, Default)]
+pub struct HandlesInFlight(Option<Box<[Option<HandleInFlight>; HANDLES_MAX]>>);
+
+impl HandlesInFlight {
+    /// Puts `handle` in place `index` (below [`HANDLES_MAX`]).
+    pub fn set(&mut self, index: usize, handle: HandleInFlight) {
+        self.0.get_or_insert_with(Box::default)[index] = Some(handle);
+    }
+
+    /// How many there are.
+    pub fn count(&self) -> usize {
+        self.0.as_ref().map_or(0, |handles| handles.iter().flatten().count())
+    }
+
+    /// Takes them all, in order.
+    pub fn take_all(self) -> impl Iterator<Item = HandleInFlight> {
+        self.0.into_iter().flat_map(|handles| handles.into_iter().flatten())
+    }
+}
+
 /// A message being sent.
 #[derive(Debug, Default)]
 pub struct Outgoing {
@@ -40,7 +62,7 @@ pub struct Outgoing {
     /// Bytes in the sender's memory.
     pub buffer: Option<UserBuffer>,
     /// Handles that go with it.
-    pub handles: [Option<HandleInFlight>; HANDLES_MAX],
+    pub handles: HandlesInFlight,
 }
 
 /// Where a message for this process goes: received bytes into `buffer` (truncated to it).
@@ -71,7 +93,6 @@ pub struct Received {
 
 /// Where a process is in IPC.
 #[derive(Debug, Default)]
-#[allow(clippy::large_enum_variant, reason = "a queued message stays in place; boxing it would allocate on every call")]
 pub enum Phase {
     /// Not in IPC.
     #[default]

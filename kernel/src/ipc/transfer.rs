@@ -26,7 +26,6 @@ pub struct Undelivered {
 /// receiver's table, and for a call (`reply` names the caller and the call) a reply handle.
 /// Fails with `EMFILE` when the receiver's table has no room for all of them, leaving
 /// everything as it was.
-#[allow(clippy::result_large_err, reason = "the message goes back by value; boxing it would allocate on the IPC path")]
 pub fn deliver(
     sender: Pid,
     message: Outgoing,
@@ -36,7 +35,7 @@ pub fn deliver(
     reply: Option<(&Arc<ProcessObject>, u64)>,
 ) -> Result<Received, Undelivered> {
     let mut handles = receiver.handles.lock();
-    let needed = message.handles.iter().flatten().count() + usize::from(reply.is_some());
+    let needed = message.handles.count() + usize::from(reply.is_some());
     if let Err(errno) = handles.require_room(needed) {
         return Err(Undelivered { errno, message });
     }
@@ -48,13 +47,13 @@ pub fn deliver(
         }
     }
     let mut received = Received { badge, label: message.label, words: message.words, len, ..Received::default() };
-    for in_flight in message.handles.into_iter().flatten() {
+    for in_flight in message.handles.take_all() {
         let number = handles.insert(in_flight.handle).unwrap_or_else(|_| unreachable!("room was checked"));
         received.handles[received.handle_count as usize] = number;
         received.handle_count += 1;
     }
     if let Some((caller, call)) = reply {
-        let handle = Handle::new(Object::Reply(Arc::new(Reply::new(caller.clone(), call))), rights::SEND);
+        let handle = Handle::new(Object::Reply(Reply::new(caller.clone(), call)), rights::SEND);
         received.reply = Some(handles.insert(handle).unwrap_or_else(|_| unreachable!("room was checked")));
     }
     Ok(received)
@@ -75,7 +74,7 @@ fn copy_bytes(sender: Pid, source: u64, receiver: Pid, target: u64, len: u64) ->
 pub fn restore_handles(owner: &ProcessObject, message: Outgoing) {
     let mut handles = owner.handles.lock();
     let mut copies: [Option<Handle>; abi::ipc::HANDLES_MAX] = Default::default();
-    for (in_flight, copy) in message.handles.into_iter().flatten().zip(&mut copies) {
+    for (in_flight, copy) in message.handles.take_all().zip(&mut copies) {
         match in_flight.from_slot {
             Some(slot) => handles.insert_at(slot, in_flight.handle),
             None => *copy = Some(in_flight.handle),

@@ -17,6 +17,8 @@ use super::{Handle, Object};
 pub struct HandleTable {
     /// `HANDLE_MAX` slots once allocated (empty for a table that was never used or closed).
     slots: Vec<Option<Handle>>,
+    /// Slots in use.
+    used: usize,
 }
 
 impl HandleTable {
@@ -25,7 +27,7 @@ impl HandleTable {
         let mut slots = Vec::new();
         slots.try_reserve_exact(HANDLE_MAX).map_err(|_| ENOMEM)?;
         slots.resize_with(HANDLE_MAX, || None);
-        Ok(Self { slots })
+        Ok(Self { slots, used: 0 })
     }
 
     fn slot(&self, number: u64) -> Result<&Handle, i64> {
@@ -54,6 +56,7 @@ impl HandleTable {
         match self.slots.iter().position(Option::is_none) {
             Some(index) => {
                 self.slots[index] = Some(handle);
+                self.used += 1;
                 Ok(index as u32)
             }
             None => Err(handle),
@@ -66,12 +69,15 @@ impl HandleTable {
         let slot = &mut self.slots[number as usize];
         assert!(slot.is_none(), "handle slot {number} is taken");
         *slot = Some(handle);
+        self.used += 1;
     }
 
     /// Takes handle `number` out of the table, or `EBADF`.
     pub fn remove(&mut self, number: u64) -> Result<Handle, i64> {
         let index = usize::try_from(number).map_err(|_| EBADF)?;
-        self.slots.get_mut(index).and_then(Option::take).ok_or(EBADF)
+        let handle = self.slots.get_mut(index).and_then(Option::take).ok_or(EBADF)?;
+        self.used -= 1;
+        Ok(handle)
     }
 
     /// A table holding only the kernel console as handles 0, 1 and 2 (standard input,
@@ -91,7 +97,7 @@ impl HandleTable {
 
     /// Free slots.
     pub fn free_slots(&self) -> usize {
-        self.slots.iter().filter(|slot| slot.is_none()).count()
+        self.slots.len() - self.used
     }
 
     /// `Ok` if `count` handles fit, else `EMFILE`.
@@ -104,6 +110,7 @@ impl HandleTable {
     pub fn take_all(&mut self) -> Vec<Handle> {
         let handles = self.slots.iter_mut().filter_map(Option::take).collect();
         self.slots = Vec::new();
+        self.used = 0;
         handles
     }
 

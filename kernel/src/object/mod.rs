@@ -56,14 +56,15 @@ impl Drop for LiveObject {
 }
 
 /// What a handle names.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Object {
     /// The kernel's console (there is one; it is not counted).
     Console,
     /// An endpoint, with the badge this handle sends with.
     Endpoint(Arc<EndpointRef>),
-    /// The right to answer one call.
-    Reply(Arc<Reply>),
+    /// The right to answer one call; held in the handle itself, since it is never shared
+    /// (so `recv` allocates nothing for it).
+    Reply(Reply),
     /// A notification.
     Notification(Arc<Notification>),
     /// Shared memory.
@@ -75,6 +76,20 @@ pub enum Object {
 }
 
 impl Object {
+    /// Another reference to the same object, for a second handle; `None` for a reply,
+    /// which is one of a kind.
+    pub fn duplicate(&self) -> Option<Self> {
+        Some(match self {
+            Self::Console => Self::Console,
+            Self::Endpoint(endpoint) => Self::Endpoint(endpoint.clone()),
+            Self::Reply(_) => return None,
+            Self::Notification(notification) => Self::Notification(notification.clone()),
+            Self::Memory(memory) => Self::Memory(memory.clone()),
+            Self::Process(process) => Self::Process(process.clone()),
+            Self::Power => Self::Power,
+        })
+    }
+
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {
@@ -128,6 +143,7 @@ impl Handle {
     /// (never more). Needs the DUPLICATE right.
     pub fn duplicate(&self, rights: u32) -> Result<Self, i64> {
         self.require(rights::DUPLICATE)?;
-        Ok(Self::new(self.object.clone(), self.rights & rights))
+        let object = self.object.duplicate().ok_or(EPERM)?;
+        Ok(Self::new(object, self.rights & rights))
     }
 }

@@ -5,12 +5,23 @@ use abi::handle::info;
 
 use super::{Args, SyscallResult, require_heap_room};
 use crate::object::{Handle, Object};
+use crate::task::process::ProcessObject;
 use crate::task::scheduler;
 
 /// The object the running process's handle `number` names, if it has `rights` and `select`
 /// accepts its kind (see `HandleTable::lookup`).
 pub fn lookup<T>(number: u64, rights: u32, select: impl FnOnce(&Object) -> Option<T>) -> Result<T, i64> {
-    scheduler::current_object().handles.lock().lookup(number, rights, select)
+    lookup_in(&scheduler::current_object(), number, rights, select)
+}
+
+/// [`lookup`] in the table of `process` (the running process, already at hand).
+pub fn lookup_in<T>(
+    process: &ProcessObject,
+    number: u64,
+    rights: u32,
+    select: impl FnOnce(&Object) -> Option<T>,
+) -> Result<T, i64> {
+    process.handles.lock().lookup(number, rights, select)
 }
 
 /// Puts `handle` in the running process's table: its number, or `EMFILE`.

@@ -12,7 +12,7 @@ use abi::errno::{E2BIG, EINVAL};
 use abi::handle::{NO_HANDLE, rights};
 use abi::ipc::{BUFFER_MAX, COPY_HANDLE, HANDLES_MAX, IpcBuffers, LABEL_MAX, MINT_NOTIFY_CLOSE};
 
-use super::handle::{install, lookup};
+use super::handle::{install, lookup, lookup_in};
 use super::usercopy::{UserPtr, UserSlice};
 use super::{Args, SyscallResult, require_heap_room};
 use crate::arch::x86_64::trap::TrapFrame;
@@ -24,7 +24,8 @@ use crate::mm::address_space::UserRights;
 use crate::mm::shared::SharedFrames;
 use crate::object::memory::MemoryObject;
 use crate::object::{Handle, Object};
-use crate::task::scheduler::{self, pause, with_current_memory};
+use crate::task::process::ProcessObject;
+use crate::task::scheduler::{self, Handoff, pause, with_current_memory};
 
 /// Rights of the handle `endpoint_create` returns.
 const ENDPOINT_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SEND | rights::RECEIVE | rights::MINT;
@@ -86,7 +87,7 @@ fn read_buffers(address: u64) -> Result<Option<IpcBuffers>, i64> {
 /// Builds the message to send: the registers, the checked send buffer, and the handles
 /// taken out of the caller's table (moved, or copied when marked). On any error nothing is
 /// taken.
-fn outgoing(frame: &TrapFrame, buffers: Option<&IpcBuffers>) -> Result<Outgoing, i64> {
+fn outgoing(me: &ProcessObject, frame: &TrapFrame, buffers: Option<&IpcBuffers>) -> Result<Outgoing, i64> {
     let (label, words) = message_registers(frame);
     if label > LABEL_MAX {
         return Err(EINVAL);
@@ -104,8 +105,11 @@ fn outgoing(frame: &TrapFrame, buffers: Option<&IpcBuffers>) -> Result<Outgoing,
     if count > HANDLES_MAX {
         return Err(EINVAL);
     }
-    let object = scheduler::current_object();
-    let mut table = object.handles.lock();
+    if count > 0 {
+        // The handles travel in a small allocation.
+        require_heap_room()?;
+    }
+    let mut table = me.handles.lock();
     for index in 0..count {
         let entry = buffers.send_handles[index];
         let number = u64::from(entry & !COPY_HANDLE);
@@ -120,10 +124,10 @@ fn outgoing(frame: &TrapFrame, buffers: Option<&IpcBuffers>) -> Result<Outgoing,
                 .map(|handle| HandleInFlight { from_slot: Some(number as u32), handle })
         };
         match taken {
-            Ok(in_flight) => message.handles[index] = Some(in_flight),
+            Ok(in_flight) => message.handles.set(index, in_flight),
             Err(errno) => {
                 drop(table);
-                ipc::restore_handles(&object, message);
+                ipc::restore_handles(me, message);
                 return Err(errno);
             }
         }
@@ -173,75 +177,72 @@ fn write_received(frame: &mut TrapFrame, buffers_address: u64, received: &Receiv
 
 /// `call(endpoint, label, words..., buffers, timeout)`.
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
-    require_heap_room()?;
-    let target = lookup(frame.rdi, rights::SEND, |object| match object {
+    let me = scheduler::current_object();
+    let target = lookup_in(&me, frame.rdi, rights::SEND, |object| match object {
         Object::Endpoint(endpoint) => Some(endpoint.clone()),
         _ => None,
     })?;
     let buffers_address = frame.r12;
     let buffers = read_buffers(buffers_address)?;
     let reply_into = destination(buffers.as_ref())?;
-    let message = outgoing(frame, buffers.as_ref())?;
-    let me = scheduler::current_object();
+    let message = outgoing(&me, frame, buffers.as_ref())?;
     let received = ipc::call(&me, &target, message, reply_into, Timeout::from_nanoseconds(frame.r13))?;
     write_received(frame, buffers_address, &received, Returned::Reply)?;
     Ok(0)
 }
 
-/// The endpoint handle `number` names, for receiving.
-fn receiving_endpoint(number: u64) -> Result<Arc<Endpoint>, i64> {
-    lookup(number, rights::RECEIVE, |object| match object {
+/// The endpoint handle `number` of `me` names, for receiving.
+fn receiving_endpoint(me: &ProcessObject, number: u64) -> Result<Arc<Endpoint>, i64> {
+    lookup_in(me, number, rights::RECEIVE, |object| match object {
         Object::Endpoint(endpoint) => Some(endpoint.endpoint().clone()),
         _ => None,
     })
 }
 
-/// The receiving half of `recv` and `reply_recv`.
-fn receive(frame: &mut TrapFrame, endpoint_number: u64) -> SyscallResult {
-    require_heap_room()?;
-    let endpoint = receiving_endpoint(endpoint_number)?;
+/// The receiving half of `recv` and `reply_recv`, on `endpoint`; `handed` (a caller just
+/// replied to) runs first if this has to wait.
+fn receive(frame: &mut TrapFrame, me: &Arc<ProcessObject>, endpoint: &Arc<Endpoint>, handed: Option<Handoff>) -> SyscallResult {
     let buffers_address = frame.r12;
     let buffers = read_buffers(buffers_address)?;
     let into = destination(buffers.as_ref())?;
-    let me = scheduler::current_object();
-    let received = ipc::recv(&me, &endpoint, into, Timeout::from_nanoseconds(frame.r13))?;
+    let received = ipc::recv(me, endpoint, into, Timeout::from_nanoseconds(frame.r13), handed)?;
     write_received(frame, buffers_address, &received, Returned::Message)?;
     Ok(0)
 }
 
 /// `recv(endpoint, buffers, timeout)`.
 pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
-    receive(frame, frame.rdi)
+    let me = scheduler::current_object();
+    let endpoint = receiving_endpoint(&me, frame.rdi)?;
+    receive(frame, &me, &endpoint, None)
 }
 
-/// The sending half of `reply` and `reply_recv`.
-fn send_reply(frame: &TrapFrame) -> SyscallResult {
-    let object = scheduler::current_object();
+/// The sending half of `reply` and `reply_recv`: hands the caller over.
+fn send_reply(frame: &TrapFrame, me: &ProcessObject) -> Result<Handoff, i64> {
     let reply = {
-        let mut table = object.handles.lock();
+        let mut table = me.handles.lock();
         table.lookup(frame.rdi, rights::SEND, |object| matches!(object, Object::Reply(_)).then_some(()))?;
         table.remove(frame.rdi)?
     };
     let Object::Reply(reply_object) = reply.object() else { unreachable!("checked to be a reply") };
     let buffers = read_buffers(frame.r12)?;
-    let message = outgoing(frame, buffers.as_ref())?;
-    ipc::reply(&object, reply_object, message).map(|()| 0)
+    let message = outgoing(me, frame, buffers.as_ref())?;
+    ipc::reply(me, reply_object, message)
 }
 
 /// `reply(reply, label, words..., buffers)`.
 pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
-    send_reply(frame)
+    send_reply(frame, &scheduler::current_object()).map(|_| 0)
 }
 
 /// `reply_recv(reply or NO_HANDLE, label, words..., buffers, timeout, endpoint)`: replies
 /// (a failed reply is dropped: its caller is gone, and the server carries on) and receives.
 pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
+    let me = scheduler::current_object();
     // Check the endpoint first, so a bad one does not use the reply up.
-    receiving_endpoint(frame.r14)?;
-    if frame.rdi != NO_HANDLE {
-        let _ = send_reply(frame);
-    }
-    receive(frame, frame.r14)
+    let endpoint = receiving_endpoint(&me, frame.r14)?;
+    let answered = if frame.rdi == NO_HANDLE { None } else { send_reply(frame, &me).ok() };
+    receive(frame, &me, &endpoint, answered)
 }
 
 /// `notification_create() -> handle`.

@@ -5,6 +5,7 @@ pub mod loader;
 pub mod process;
 pub mod programs;
 pub mod scheduler;
+pub mod table;
 
 pub use scheduler::{
     before_user_return, kill, kill_current_for_fault, on_timer_tick, preemption_point, start_user,

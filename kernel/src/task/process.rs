@@ -97,6 +97,12 @@ pub struct Process {
     pub fault: Option<CpuFault>,
 }
 
+impl super::table::Keyed for Process {
+    fn key(&self) -> u32 {
+        self.pid
+    }
+}
+
 impl Process {
     /// The process as `process_list` reports it.
     pub fn info(&self) -> ProcessInfo {
@@ -142,6 +148,8 @@ impl Process {
 pub struct ProcessObject {
     /// The process's id.
     pub pid: Pid,
+    /// Its slot in the process table while it runs.
+    pub slot: usize,
     /// How it ended, once it has.
     pub exit: spin::Mutex<Option<ExitInfo>>,
     /// Its handles.
@@ -155,10 +163,11 @@ pub struct ProcessObject {
 }
 
 impl ProcessObject {
-    /// The object of process `pid`, with `handles`.
-    pub fn new(pid: Pid, handles: crate::object::handles::HandleTable) -> Self {
+    /// The object of process `pid` in table slot `slot`, with `handles`.
+    pub fn new(pid: Pid, slot: usize, handles: crate::object::handles::HandleTable) -> Self {
         Self {
             pid,
+            slot,
             exit: spin::Mutex::new(None),
             handles: spin::Mutex::new(handles),
             ipc: spin::Mutex::new(crate::ipc::state::IpcState::default()),

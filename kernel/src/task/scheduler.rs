@@ -22,7 +22,7 @@
 //! points), so on one CPU the scheduler lock is never contended; no lock is ever held across
 //! a switch. Nothing here allocates in the timer interrupt.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -34,6 +34,7 @@ use spin::Mutex;
 use super::executor;
 use super::loader::{self, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
+use super::table::SlotTable;
 use super::programs;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
@@ -42,41 +43,43 @@ use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::user_memory::{ProcessMemory, UserMemory};
 use crate::object::handles::HandleTable;
 
-/// Most processes in the table, zombies included.
-pub const MAX_PROCESSES: usize = 64;
+pub use super::table::MAX_PROCESSES;
 /// How long a process may run before another ready process gets the CPU.
 pub const TIME_SLICE_NS: u64 = 10_000_000;
 
-/// Ready processes in round-robin order.
+/// Ready processes in round-robin order, by slot in the process table.
 #[derive(Debug, Default)]
 pub struct RunQueue {
-    queue: VecDeque<Pid>,
+    queue: VecDeque<usize>,
 }
 
 impl RunQueue {
-    /// Appends `pid` unless it is already queued. The queue's room for every process is
+    /// Appends `slot` unless it is already queued. The queue's room for every process is
     /// taken once, on the first push, so it never allocates again (nor from the timer
-    /// interrupt, which wakes sleepers).
-    pub fn push(&mut self, pid: Pid) {
+    /// interrupt, which wakes sleepers), and the kernel heap's use comes back exactly after
+    /// a busy moment.
+    pub fn push(&mut self, slot: usize) {
         if self.queue.capacity() < MAX_PROCESSES {
             self.queue.reserve_exact(MAX_PROCESSES);
         }
-        if !self.queue.contains(&pid) {
-            // Room for every process from the first push on: the queue's allocation never
-            // grows later, so the kernel heap's use comes back exactly after a busy moment.
-            self.queue.reserve(MAX_PROCESSES.saturating_sub(self.queue.len()));
-            self.queue.push_back(pid);
+        if !self.queue.contains(&slot) {
+            self.queue.push_back(slot);
         }
     }
 
-    /// Takes the first queued pid that `is_ready` still accepts, dropping stale entries.
-    pub fn pop_ready(&mut self, mut is_ready: impl FnMut(Pid) -> bool) -> Option<Pid> {
-        while let Some(pid) = self.queue.pop_front() {
-            if is_ready(pid) {
-                return Some(pid);
+    /// Takes the first queued slot that `is_ready` still accepts, dropping stale entries.
+    pub fn pop_ready(&mut self, mut is_ready: impl FnMut(usize) -> bool) -> Option<usize> {
+        while let Some(slot) = self.queue.pop_front() {
+            if is_ready(slot) {
+                return Some(slot);
             }
         }
         None
+    }
+
+    /// Takes `slot` out of the queue (it runs next, handed the CPU directly).
+    pub fn remove(&mut self, slot: usize) {
+        self.queue.retain(|&queued| queued != slot);
     }
 
     /// Whether nothing is queued.
@@ -120,9 +123,10 @@ pub enum KillError {
 }
 
 struct Scheduler {
-    processes: BTreeMap<Pid, Process>,
+    processes: SlotTable<Process>,
     run_queue: RunQueue,
-    current: Option<Pid>,
+    /// The running process's slot.
+    current: Option<usize>,
     pids: PidAllocator,
     first_pid: Option<Pid>,
     /// When the running process's time slice began (clock nanoseconds).
@@ -134,7 +138,7 @@ struct Scheduler {
 }
 
 static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
-    processes: BTreeMap::new(),
+    processes: SlotTable::new(),
     run_queue: RunQueue { queue: VecDeque::new() },
     current: None,
     pids: PidAllocator::new(),
@@ -151,30 +155,40 @@ static CURRENT_PID: AtomicU32 = AtomicU32::new(0);
 /// slice is used up, or it was killed. Keeps the common return path to one load.
 static ATTENTION: AtomicBool = AtomicBool::new(false);
 
+/// Set when `dead_stacks` holds stacks for [`after_switch`] to free, so a switch with none
+/// to free does not take the lock again.
+static STACKS_TO_FREE: AtomicBool = AtomicBool::new(false);
+
 fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     cpu::without_interrupts(|| f(&mut SCHEDULER.lock()))
 }
 
 impl Scheduler {
     fn current_process(&mut self) -> &mut Process {
-        let pid = self.current.expect("no current process");
-        self.processes.get_mut(&pid).expect("current process missing from the table")
+        let slot = self.current.expect("no current process");
+        self.processes.at_mut(slot).expect("current process missing from the table")
     }
 
-    fn make_ready(&mut self, pid: Pid) {
-        if let Some(process) = self.processes.get_mut(&pid)
+    /// Makes the process in `slot` ready if it is blocked.
+    fn make_ready_at(&mut self, slot: usize) {
+        if let Some(process) = self.processes.at_mut(slot)
             && matches!(process.state, State::Blocked(_))
         {
             process.state = State::Ready;
-            self.run_queue.push(pid);
+            self.run_queue.push(slot);
         }
     }
 
-    /// Makes every process blocked for `reason` ready.
-    fn wake_all(&mut self, reason: BlockReason) {
-        for process in self.processes.values_mut().filter(|process| process.state == State::Blocked(reason)) {
-            process.state = State::Ready;
-            self.run_queue.push(process.pid);
+    /// Makes every process blocked for a reason `matches` accepts ready.
+    fn wake_all(&mut self, matches: impl Fn(BlockReason) -> bool) {
+        for slot in 0..MAX_PROCESSES {
+            if let Some(process) = self.processes.at_mut(slot)
+                && let State::Blocked(reason) = process.state
+                && matches(reason)
+            {
+                process.state = State::Ready;
+                self.run_queue.push(slot);
+            }
         }
     }
 
@@ -185,11 +199,15 @@ impl Scheduler {
             return;
         }
         let mut next = u64::MAX;
-        for process in self.processes.values_mut() {
-            if let State::Blocked(BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns }) = process.state {
+        for slot in 0..MAX_PROCESSES {
+            let Some(process) = self.processes.at_mut(slot) else { continue };
+            if let State::Blocked(
+                BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns },
+            ) = process.state
+            {
                 if until_ns <= now_ns {
                     process.state = State::Ready;
-                    self.run_queue.push(process.pid);
+                    self.run_queue.push(slot);
                 } else {
                     next = next.min(until_ns);
                 }
@@ -201,17 +219,37 @@ impl Scheduler {
     /// Picks what runs next and prepares the switch to it; `None` when the running context
     /// simply continues.
     fn choose_next(&mut self) -> Option<Context> {
-        let processes = &self.processes;
-        let next = self.run_queue.pop_ready(|pid| processes.get(&pid).is_some_and(|process| process.state == State::Ready));
+        self.choose_next_preferring(None)
+    }
+
+    /// [`choose_next`](Self::choose_next), but the process in slot `partner` runs next if it
+    /// is blocked (it was just handed a message, and becomes ready without a trip through the
+    /// run queue) or ready (taken out of the queue).
+    fn choose_next_preferring(&mut self, partner: Option<usize>) -> Option<Context> {
+        let partner = partner.filter(|&slot| {
+            self.processes.at(slot).is_some_and(|process| matches!(process.state, State::Blocked(_) | State::Ready))
+        });
+        let next = match partner {
+            Some(slot) => {
+                if self.processes.at(slot).is_some_and(|process| process.state == State::Ready) {
+                    self.run_queue.remove(slot);
+                }
+                Some(slot)
+            }
+            None => {
+                let processes = &self.processes;
+                self.run_queue.pop_ready(|slot| processes.at(slot).is_some_and(|process| process.state == State::Ready))
+            }
+        };
         let to = match next {
-            Some(pid) => {
+            Some(slot) => {
                 self.slice_start_ns = crate::time::uptime_ns();
-                let process = self.processes.get_mut(&pid).expect("queued pid is in the table");
+                let process = self.processes.at_mut(slot).expect("queued slot holds a process");
                 process.state = State::Running;
                 if process.killed {
                     ATTENTION.store(true, Ordering::Relaxed);
                 }
-                if self.current == Some(pid) {
+                if self.current == Some(slot) {
                     return None;
                 }
                 let stack = process.kernel_stack.as_ref().expect("a ready process has a kernel stack");
@@ -221,16 +259,17 @@ impl Scheduler {
                     None => crate::mm::paging::activate_kernel_root(),
                 }
                 cpu::set_kernel_stack(stack.top());
-                self.current = Some(pid);
+                CURRENT_PID.store(process.pid, Ordering::Relaxed);
+                self.current = Some(slot);
                 stack.context()
             }
             None if self.current.is_none() => return None,
             None => {
                 self.current = None;
+                CURRENT_PID.store(0, Ordering::Relaxed);
                 Context::Boot
             }
         };
-        CURRENT_PID.store(self.current.unwrap_or(0), Ordering::Relaxed);
         (to != kernel_stack::running()).then_some(to)
     }
 }
@@ -247,8 +286,10 @@ fn reschedule() {
 /// Bookkeeping right after a switch, on the new stack: frees the stacks of processes that
 /// exited. Also the first thing a new process runs.
 pub fn after_switch() {
-    let dead = with_scheduler(|scheduler| core::mem::take(&mut scheduler.dead_stacks));
-    drop(dead);
+    if STACKS_TO_FREE.swap(false, Ordering::Acquire) {
+        let dead = with_scheduler(|scheduler| core::mem::take(&mut scheduler.dead_stacks));
+        drop(dead);
+    }
 }
 
 /// The first Rust code a new process runs on its kernel stack, before its first entry to
@@ -268,7 +309,6 @@ pub fn parent_pid() -> Pid {
     with_scheduler(|scheduler| scheduler.current_process().parent)
 }
 
-/// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`.
 /// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`,
 /// with `handles` as its handle table; returns its object.
 pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Result<Arc<ProcessObject>, SpawnError> {
@@ -280,10 +320,13 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Re
     let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
-    with_scheduler(|scheduler| {
+    let mut handles = Some(handles);
+    let spawned = with_scheduler(|scheduler| {
+        // The table may have filled up while the program was loading.
+        let slot = scheduler.processes.free_slot().ok_or(SpawnError::TooManyProcesses)?;
         let pid = scheduler.pids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         scheduler.first_pid.get_or_insert(pid);
-        let object = Arc::new(ProcessObject::new(pid, handles));
+        let object = Arc::new(ProcessObject::new(pid, slot, handles.take().unwrap_or_default()));
         let process = Process {
             pid,
             parent,
@@ -295,10 +338,14 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Re
             object: object.clone(),
             fault: None,
         };
-        scheduler.processes.insert(pid, process);
-        scheduler.run_queue.push(pid);
+        scheduler.processes.insert_at(slot, process);
+        scheduler.run_queue.push(slot);
         Ok(object)
-    })
+    });
+    // Handles of a child that could not start are closed outside the lock (closing one may
+    // wake another process).
+    drop(handles);
+    spawned
 }
 
 /// Runs `f` on the running process's memory. The scheduler lock is not held meanwhile, so
@@ -406,33 +453,63 @@ fn attend() -> Result<(), Killed> {
 /// Puts the running process at the back of the run queue and runs the next one.
 pub fn yield_now() {
     with_scheduler(|scheduler| {
-        let pid = scheduler.current.expect("yield with no current process");
+        let slot = scheduler.current.expect("yield with no current process");
         scheduler.current_process().state = State::Ready;
-        scheduler.run_queue.push(pid);
+        scheduler.run_queue.push(slot);
     });
     reschedule();
 }
 
-/// Blocks the running process for `reason` unless `done` (checked under the lock) says
-/// the wait is over. Returns `Err(Killed)` if the process was killed.
-fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> bool) -> Result<(), Killed> {
+/// Blocks the running process for `reason` unless `done` (checked under the lock, so no
+/// wake-up is lost between the check and blocking) says the wait is over. Returns
+/// `Err(Killed)` if the process was killed.
+fn block_unless(reason: BlockReason, done: impl FnMut() -> bool) -> Result<(), Killed> {
+    block_unless_handing_to(reason, None, done)
+}
+
+/// [`block_unless`], handing the CPU to `partner` (a process just handed a message) if this
+/// process does block; if it does not, the partner is simply made ready. Blocking and
+/// choosing what runs next happen in one critical section.
+fn block_unless_handing_to(
+    reason: BlockReason,
+    mut partner: Option<Handoff>,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), Killed> {
     loop {
         let outcome = with_scheduler(|scheduler| {
-            if done(scheduler) {
-                return Some(Ok(()));
-            }
-            if scheduler.current_process().killed {
-                return Some(Err(Killed));
+            let partner = partner.take().and_then(|handoff| handoff.claim(scheduler));
+            let finished = if done() {
+                Some(Ok(None))
+            } else if scheduler.current_process().killed {
+                Some(Err(Killed))
+            } else {
+                None
+            };
+            if let Some(result) = finished {
+                if let Some(slot) = partner {
+                    scheduler.make_ready_at(slot);
+                }
+                return result;
             }
             scheduler.current_process().state = State::Blocked(reason);
-            if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } = reason {
+            if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns } =
+                reason
+            {
                 scheduler.next_wake_ns = scheduler.next_wake_ns.min(until_ns);
             }
-            None
+            Ok(Some(scheduler.choose_next_preferring(partner)))
         });
-        match outcome {
-            Some(result) => return result,
-            None => reschedule(),
+        match outcome? {
+            None => return Ok(()),
+            Some(Some(to)) => {
+                kernel_stack::switch_to(to);
+                after_switch();
+                // Woken: most often the wait is over, which needs no lock to see.
+                if done() {
+                    return Ok(());
+                }
+            }
+            Some(None) => {}
         }
     }
 }
@@ -441,7 +518,7 @@ fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> boo
 /// or the process is killed.
 pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, Killed> {
     let mut taken = None;
-    block_unless(BlockReason::ConsoleRead, |_| {
+    block_unless(BlockReason::ConsoleRead, || {
         taken = take();
         taken.is_some()
     })?;
@@ -450,7 +527,7 @@ pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, Kil
 
 /// Wakes every process blocked reading the console.
 pub fn wake_console_readers() {
-    with_scheduler(|scheduler| scheduler.wake_all(BlockReason::ConsoleRead));
+    with_scheduler(|scheduler| scheduler.wake_all(|reason| reason == BlockReason::ConsoleRead));
 }
 
 /// How a blocking IPC operation's wait ended.
@@ -465,15 +542,16 @@ pub enum BlockOutcome {
 }
 
 /// Blocks the running process until `ready` is set, it is killed, or the clock reaches
-/// `deadline` (nanoseconds since boot; `None`: never).
-pub fn block_for_ipc(ready: &AtomicBool, deadline: Option<u64>) -> BlockOutcome {
+/// `deadline` (nanoseconds since boot; `None`: never). If `partner` (a process just handed a
+/// message) is ready, it runs next, without a trip through the run queue.
+pub fn block_for_ipc(ready: &AtomicBool, deadline: Option<u64>, partner: Option<Handoff>) -> BlockOutcome {
     let until_ns = deadline.unwrap_or(u64::MAX);
     let mut outcome = BlockOutcome::Ready;
-    let result = block_unless(BlockReason::Ipc { until_ns }, |_| {
+    let result = block_unless_handing_to(BlockReason::Ipc { until_ns }, partner, || {
         if ready.load(Ordering::Acquire) {
             return true;
         }
-        if crate::time::uptime_ns() >= until_ns {
+        if deadline.is_some() && crate::time::uptime_ns() >= until_ns {
             outcome = BlockOutcome::TimedOut;
             return true;
         }
@@ -486,13 +564,49 @@ pub fn block_for_ipc(ready: &AtomicBool, deadline: Option<u64>) -> BlockOutcome 
 }
 
 /// Makes a blocked process ready (a partner delivered to it).
-pub fn wake(pid: Pid) {
-    with_scheduler(|scheduler| scheduler.make_ready(pid));
+pub fn wake(process: &ProcessObject) {
+    drop(Handoff::new(process));
+}
+
+/// A blocked process that was just handed what it waited for. Given to [`block_for_ipc`], it
+/// runs next, without a trip through the run queue; dropped, it is made ready like any other
+/// woken process.
+#[must_use = "dropping a handoff just wakes the process"]
+#[derive(Debug)]
+pub struct Handoff {
+    slot: usize,
+    pid: Pid,
+    claimed: bool,
+}
+
+impl Handoff {
+    /// A handoff to `process`.
+    pub fn new(process: &ProcessObject) -> Self {
+        Self { slot: process.slot, pid: process.pid, claimed: false }
+    }
+
+    /// The process's slot, if it is still in the table; the handoff is used up either way.
+    fn claim(mut self, scheduler: &Scheduler) -> Option<usize> {
+        self.claimed = true;
+        scheduler.processes.at(self.slot).is_some_and(|process| process.pid == self.pid).then_some(self.slot)
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if !self.claimed {
+            with_scheduler(|scheduler| {
+                if scheduler.processes.at(self.slot).is_some_and(|process| process.pid == self.pid) {
+                    scheduler.make_ready_at(self.slot);
+                }
+            });
+        }
+    }
 }
 
 /// The memory of process `pid`, unless it has ended.
 pub fn memory_of(pid: Pid) -> Option<Arc<ProcessMemory>> {
-    with_scheduler(|scheduler| scheduler.processes.get(&pid).and_then(|process| process.memory.clone()))
+    with_scheduler(|scheduler| scheduler.processes.get(pid).and_then(|process| process.memory.clone()))
 }
 
 /// The running process's object (handles, IPC state).
@@ -503,7 +617,7 @@ pub fn current_object() -> Arc<ProcessObject> {
 /// Sleeps for at least `ns` nanoseconds (woken by the first timer interrupt after that).
 pub fn sleep_ns(ns: u64) -> Result<(), Killed> {
     let until_ns = crate::time::uptime_ns().saturating_add(ns);
-    block_unless(BlockReason::Sleep { until_ns }, |_| crate::time::uptime_ns() >= until_ns)
+    block_unless(BlockReason::Sleep { until_ns }, || crate::time::uptime_ns() >= until_ns)
 }
 
 /// Blocks the running process until some process ends (every waiter is woken by every
@@ -511,7 +625,7 @@ pub fn sleep_ns(ns: u64) -> Result<(), Killed> {
 pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
     let until_ns = deadline.unwrap_or(u64::MAX);
     let mut blocked_once = false;
-    block_unless(BlockReason::WaitProcess { until_ns }, |_| {
+    block_unless(BlockReason::WaitProcess { until_ns }, || {
         let done = blocked_once || crate::time::uptime_ns() >= until_ns;
         blocked_once = true;
         done
@@ -522,13 +636,14 @@ pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
 pub fn kill(pid: Pid) -> Result<(), KillError> {
     with_scheduler(|scheduler| {
         let is_first = scheduler.first_pid == Some(pid);
-        let process = scheduler.processes.get_mut(&pid).ok_or(KillError::NoSuchProcess)?;
+        let slot = scheduler.processes.slot_of(pid).ok_or(KillError::NoSuchProcess)?;
+        let process = scheduler.processes.at_mut(slot).ok_or(KillError::NoSuchProcess)?;
         if is_first {
             return Err(KillError::NotPermitted);
         }
         process.killed = true;
-        scheduler.make_ready(pid);
-        if scheduler.current == Some(pid) {
+        scheduler.make_ready_at(slot);
+        if scheduler.current == Some(slot) {
             ATTENTION.store(true, Ordering::Relaxed);
         }
         Ok(())
@@ -561,17 +676,14 @@ pub fn exit_current(status: i32) -> ! {
     let handles = object.handles.lock().take_all();
     drop(handles);
     let (shut_down, leaving) = with_scheduler(|scheduler| {
-        let mut process = scheduler.processes.remove(&pid).expect("the exiting process is in the table");
+        let slot = scheduler.current.expect("an exiting process is current");
+        let mut process = scheduler.processes.remove_at(slot).expect("the exiting process is in the table");
         *process.object.exit.lock() = Some(process.exit_info(status));
         if let Some(stack) = process.kernel_stack.take() {
             scheduler.dead_stacks.push(stack);
+            STACKS_TO_FREE.store(true, Ordering::Release);
         }
-        for waiter in scheduler.processes.values_mut() {
-            if let State::Blocked(BlockReason::WaitProcess { .. }) = waiter.state {
-                waiter.state = State::Ready;
-                scheduler.run_queue.push(waiter.pid);
-            }
-        }
+        scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. }));
         (scheduler.first_pid == Some(pid), process)
     });
     // The table's entry (its name, its reference to the object) goes outside the lock.
@@ -605,7 +717,11 @@ pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
 
 /// A row for every process, in pid order.
 pub fn process_list() -> Vec<ProcessInfo> {
-    with_scheduler(|scheduler| scheduler.processes.values().map(Process::info).collect())
+    with_scheduler(|scheduler| {
+        let mut rows: Vec<ProcessInfo> = scheduler.processes.iter().map(Process::info).collect();
+        rows.sort_unstable_by_key(|row| row.pid);
+        rows
+    })
 }
 
 /// How many processes are in the table.
@@ -623,7 +739,7 @@ mod tests {
         for pid in [3, 1, 3, 2] {
             queue.push(pid);
         }
-        let order: Vec<Pid> = core::iter::from_fn(|| queue.pop_ready(|_| true)).collect();
+        let order: Vec<usize> = core::iter::from_fn(|| queue.pop_ready(|_| true)).collect();
         assert_eq!(order, [3, 1, 2]);
         assert!(queue.is_empty());
     }
