@@ -27,9 +27,21 @@ fn bench_prints_every_figure_and_the_kernel_keeps_its_latency_bound() {
     let (status, output) = run(&["--icount", "--init", "bench", "--timeout", "280"], "", LIMIT);
     assert_eq!(status, 0, "output:\n{output}");
     let figures = figures(&output);
-    for name in ["null_syscall", "null_int80", "yield_switch", "spawn_wait", "map_touch_unmap", "longest_masked_ns"] {
+    for name in [
+        "null_syscall",
+        "null_int80",
+        "yield_switch",
+        "spawn_wait",
+        "map_touch_unmap",
+        "ipc_call",
+        "ipc_call_4k",
+        "notify_wait",
+        "longest_masked_ns",
+    ] {
         assert!(figures.get(name).is_some_and(|&value| value > 0), "no figure for {name}:\n{output}");
     }
+    // Copying 4 KiB each way costs more than registers alone.
+    assert!(figures["ipc_call_4k"] > figures["ipc_call"], "{output}");
     let longest = figures["longest_masked_ns"];
     assert!(longest <= 1_000_000, "the kernel kept interrupts masked for {longest} ns (over 1 ms):\n{output}");
 }

@@ -1,4 +1,5 @@
-//! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running, the shell's
+//! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running, the example
+//! servers (`kvd`/`kv`, `upperd`/`upper`) answering from the shell, the shell's
 //! programs and built-ins, its line editing and history, Ctrl-C, background jobs, and shell
 //! restarts, typed on the serial console or on the keyboard through the QEMU monitor. Every
 //! test boots its own VM with the default first program (`init`, no `--init`).
@@ -122,10 +123,15 @@ fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
             .any(|row| row.parent == 1 && row.name == "sh" && row.state == "running"),
         "{ps:?}"
     );
+    assert!(
+        rows.iter()
+            .any(|row| (row.pid, row.parent, row.name.as_str()) == (2, 1, "names")),
+        "{ps:?}"
+    );
     assert_eq!(
         rows.len(),
-        2,
-        "only init and the shell should be left: {ps:?}"
+        3,
+        "only init, the name server and the shell should be left: {ps:?}"
     );
 
     assert_eq!(run(&mut vm, "echo a b c"), "echo a b c\r\na b c");
@@ -279,18 +285,22 @@ fn background_jobs_return_the_prompt_at_once_and_are_reported_when_done() {
         run(&mut vm, "");
     }
     let ps = run(&mut vm, "ps");
-    assert_eq!(ps_rows(&ps).len(), 2, "the jobs should be reaped: {ps:?}");
+    assert_eq!(
+        ps_rows(&ps).len(),
+        3,
+        "the jobs should be gone, leaving init, names and sh: {ps:?}"
+    );
 }
 
 #[test]
-fn init_starts_a_new_shell_after_exit_ctrl_d_and_kill() {
+fn init_starts_a_new_shell_after_exit_and_ctrl_d_and_the_shell_kills_only_its_jobs() {
     let mut vm = boot_to_prompt();
     let first = number_after(&vm.output(), "Enigma shell, pid ");
 
     let exited = run(&mut vm, "exit 7");
     assert!(
         exited.contains(&format!(
-            "init: sh (pid {first}) exited with status 7; starting a new one"
+            "init: sh (pid {first}) exited with status 7; starting it again"
         )),
         "{exited:?}"
     );
@@ -309,23 +319,96 @@ fn init_starts_a_new_shell_after_exit_ctrl_d_and_kill() {
     let ended = until_prompt(&vm, start);
     assert!(
         ended.contains(&format!(
-            "exit\r\ninit: sh (pid {second}) exited with status 0; starting a new one"
+            "exit\r\ninit: sh (pid {second}) exited with status 0; starting it again"
         )),
         "{ended:?}"
     );
     let third = number_after(&ended, "Enigma shell, pid ");
 
-    let killed = run(&mut vm, &format!("kill {third}"));
-    assert!(
-        killed.contains(&format!(
-            "init: sh (pid {third}) killed; starting a new one"
-        )),
-        "{killed:?}"
-    );
+    // The shell holds handles to its own jobs and to nothing else: init, the name server and
+    // the shell itself are out of its reach.
+    for pid in [1, 2, third] {
+        assert_eq!(
+            run(&mut vm, &format!("kill {pid}")),
+            format!("kill {pid}\r\nsh: kill {pid}: not a job of this shell")
+        );
+    }
+    let ps = run(&mut vm, "ps");
+    let rows = ps_rows(&ps);
+    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+    assert_eq!(names, ["init", "names", "sh"], "{ps:?}");
     assert_eq!(
         run(&mut vm, "echo still here"),
         "echo still here\r\nstill here"
     );
+}
+
+/// Runs `line` until its output no longer contains `not_yet` (a server started in the
+/// background registers its name a moment later), and returns the output that did not.
+fn run_until_served(vm: &mut Vm, line: &str, not_yet: &str) -> String {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let output = run(vm, line);
+        if !output.contains(not_yet) {
+            return output;
+        }
+        assert!(Instant::now() < deadline, "never served: {output:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_example_servers_answer_their_clients_from_the_shell() {
+    let mut vm = boot_to_prompt();
+    let shell = number_after(&vm.output(), "Enigma shell, pid ");
+
+    let missing = run(&mut vm, "kv get colour");
+    assert!(
+        missing.contains("kv: no \"kv\" service (ENOENT); start it with `kvd &`"),
+        "{missing:?}"
+    );
+    let kvd = number_after(&run(&mut vm, "kvd &"), "[pid ");
+    let first = run_until_served(&mut vm, "kv set colour blue", "no \"kv\" service");
+    assert_eq!(first, "kv set colour blue");
+    assert_eq!(run(&mut vm, "kv set shape round"), "kv set shape round");
+    assert_eq!(run(&mut vm, "kv get colour"), "kv get colour\r\nblue");
+    assert_eq!(run(&mut vm, "kv set colour green"), "kv set colour green");
+    assert_eq!(run(&mut vm, "kv get colour"), "kv get colour\r\ngreen");
+    assert_eq!(run(&mut vm, "kv list"), "kv list\r\ncolour\r\nshape");
+    assert_eq!(run(&mut vm, "kv del colour"), "kv del colour");
+    let unset = run(&mut vm, "kv get colour");
+    assert!(unset.contains("kv: colour: not set"), "{unset:?}");
+    assert!(unset.contains("exited with status 1"), "{unset:?}");
+    let usage = run(&mut vm, "kv frobnicate");
+    assert!(usage.contains("usage: kv set NAME VALUE"), "{usage:?}");
+
+    let upperd = number_after(&run(&mut vm, "upperd &"), "[pid ");
+    let shout = run_until_served(&mut vm, "upper \"hello, server\"", "no server");
+    assert_eq!(shout, "upper \"hello, server\"\r\nHELLO, SERVER");
+
+    let ps = run(&mut vm, "ps");
+    for (pid, name) in [(kvd, "kvd"), (upperd, "upperd")] {
+        let row = ps_rows(&ps).into_iter().find(|row| row.pid == pid);
+        let row = row.unwrap_or_else(|| panic!("{name} (pid {pid}) missing: {ps:?}"));
+        assert_eq!(
+            (row.parent, row.name.as_str(), row.state.as_str()),
+            (shell, name, "blocked"),
+            "{ps:?}"
+        );
+    }
+
+    // A dead server: its name is still registered, and its clients learn it is gone at once.
+    let killed = run(&mut vm, &format!("kill {kvd}"));
+    assert_eq!(killed, format!("kill {kvd}"));
+    let gone = run(&mut vm, "kv get shape");
+    assert!(
+        gone.contains("kv: the server has gone; start it again with `kvd &`"),
+        "{gone:?}"
+    );
+    // Started again, it registers its name again and starts empty.
+    run(&mut vm, "kvd &");
+    let fresh = run_until_served(&mut vm, "kv get shape", "the server has gone");
+    assert!(fresh.contains("kv: shape: not set"), "{fresh:?}");
 }
 
 #[test]

@@ -43,7 +43,8 @@ pub const LABEL_NOTIFICATION: u64 = u64::MAX;
 /// The label `recv` reports when the last handle of a badge minted with
 /// [`MINT_NOTIFY_CLOSE`] is closed (the badge says which).
 pub const LABEL_CLOSED: u64 = u64::MAX - 1;
-/// The highest label a sender may use (the two above are the kernel's).
+/// The highest label a `call` may use (the two above are the kernel's; `EINVAL` beyond).
+/// A reply may use any label, since only a caller receives it: `-errno` is the convention.
 pub const LABEL_MAX: u64 = u64::MAX - 2;
 
 /// `endpoint_mint` flag: tell the endpoint's receiver when the last handle with this badge

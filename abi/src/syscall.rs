@@ -146,11 +146,12 @@ syscalls! {
     CALL = 27, "call", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers, Timeout];
     /// `recv(endpoint; buffers, timeout)`: waits for a message. Needs RECEIVE.
     RECV = 28, "recv", [Handle] + [IpcBuffers, Timeout];
-    /// `reply(reply, label, w0, w1, w2, w3; buffers)`: answers a call; the reply handle is
-    /// used up.
+    /// `reply(reply, label, w0, w1, w2, w3; buffers)`: answers a call (any label); the reply
+    /// handle is used up, unless the message is malformed (then it stays, to answer again).
     REPLY = 29, "reply", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers];
     /// `reply_recv(reply, label, w0, w1, w2, w3; buffers, timeout, endpoint)`: `reply`, then
-    /// `recv` on `endpoint`.
+    /// `recv` on `endpoint`. The reply handle is always used up (a reply that fails is
+    /// dropped, and its caller gets `EPIPE`), so a server loop never loses track of one.
     REPLY_RECV = 30, "reply_recv", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers, Timeout, Handle];
     /// `notification_create() -> handle` with DUPLICATE, TRANSFER, SIGNAL and WAIT.
     NOTIFICATION_CREATE = 31, "notification_create", [];

@@ -1,5 +1,6 @@
-//! Processes as programs present them: a whole snapshot of the process table, the list of
-//! embedded programs, a `ps`-style table, and how a process ended in words.
+//! Processes as programs see them: [`Process`], a started program held by its handle; a
+//! whole snapshot of the process table, the list of embedded programs, a `ps`-style table,
+//! and how a process ended in words.
 
 use alloc::string::String;
 use alloc::vec;
@@ -22,8 +23,67 @@ pub fn standard_handles() -> Vec<u32> {
 
 /// Starts the embedded program `name` with `args` (argv\[0\] first) and this program's
 /// [`standard_handles`].
-pub fn spawn(name: &str, args: &[&str]) -> sys::Result<Child> {
-    sys::spawn(name, args, &standard_handles())
+pub fn spawn(name: &str, args: &[&str]) -> sys::Result<Process> {
+    Process::spawn(name, args, &standard_handles())
+}
+
+/// A process this program started (or was given a handle to), held by its process handle,
+/// which is closed when this is dropped; the process itself runs on. What the handle allows
+/// (WAIT, KILL) is what this program may do to it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Process {
+    child: Child,
+    /// `wait` closed the handle already.
+    reaped: bool,
+}
+
+impl Process {
+    /// Starts the embedded program `name` with `args` (argv\[0\] first); the child gets
+    /// copies of `handles`, numbered from 0.
+    pub fn spawn(name: &str, args: &[&str], handles: &[u32]) -> sys::Result<Self> {
+        sys::spawn(name, args, handles).map(|child| Self { child, reaped: false })
+    }
+
+    /// Its process id (for `ps` and messages; never needed to act on it).
+    pub fn pid(&self) -> sys::Pid {
+        self.child.pid
+    }
+
+    /// The raw handle, for a syscall this type does not wrap (`set_foreground`, or passing
+    /// it on at `spawn`).
+    pub fn child(&self) -> Child {
+        self.child
+    }
+
+    /// Ends the process (status `abi::status::KILLED`).
+    pub fn kill(&self) -> sys::Result<()> {
+        if self.reaped { Err(sys::Errno(abi::errno::ESRCH)) } else { sys::kill(self.child) }
+    }
+
+    /// Waits until it has ended and says how.
+    pub fn wait(mut self) -> sys::Result<ExitInfo> {
+        self.wait_for(abi::ipc::FOREVER)
+    }
+
+    /// Waits at most `timeout` nanoseconds (0: only looks) for it to end: `EAGAIN` or
+    /// `ETIMEDOUT` if it has not. Once it has, the handle is closed and later calls fail with
+    /// `ECHILD`.
+    pub fn wait_for(&mut self, timeout: u64) -> sys::Result<ExitInfo> {
+        if self.reaped {
+            return Err(sys::Errno(abi::errno::ECHILD));
+        }
+        let (_, info) = sys::wait_handle(self.child.handle, timeout)?;
+        self.reaped = true;
+        Ok(info)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = crate::ipc::close(self.child.handle);
+        }
+    }
 }
 
 /// Every process in the table, in pid order.

@@ -84,12 +84,22 @@ fn read_buffers(address: u64) -> Result<Option<IpcBuffers>, i64> {
     if address == 0 { Ok(None) } else { UserPtr::<IpcBuffers>::new(address).read().map(Some) }
 }
 
+/// What a message is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// A call: its label must be at most `LABEL_MAX`, so that it never passes for one of the
+    /// kernel's messages.
+    Call,
+    /// A reply, which only a caller receives: any label (an error code, say `-ENOENT`).
+    Reply,
+}
+
 /// Builds the message to send: the registers, the checked send buffer, and the handles
 /// taken out of the caller's table (moved, or copied when marked). On any error nothing is
 /// taken.
-fn outgoing(me: &ProcessObject, frame: &TrapFrame, buffers: Option<&IpcBuffers>) -> Result<Outgoing, i64> {
+fn outgoing(me: &ProcessObject, frame: &TrapFrame, buffers: Option<&IpcBuffers>, sending: Sending) -> Result<Outgoing, i64> {
     let (label, words) = message_registers(frame);
-    if label > LABEL_MAX {
+    if sending == Sending::Call && label > LABEL_MAX {
         return Err(EINVAL);
     }
     let mut message = Outgoing { label, words, ..Outgoing::default() };
@@ -185,7 +195,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
     let buffers_address = frame.r12;
     let buffers = read_buffers(buffers_address)?;
     let reply_into = destination(buffers.as_ref())?;
-    let message = outgoing(&me, frame, buffers.as_ref())?;
+    let message = outgoing(&me, frame, buffers.as_ref(), Sending::Call)?;
     let received = ipc::call(&me, &target, message, reply_into, Timeout::from_nanoseconds(frame.r13))?;
     write_received(frame, buffers_address, &received, Returned::Reply)?;
     Ok(0)
@@ -218,15 +228,23 @@ pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
 }
 
 /// The sending half of `reply` and `reply_recv`: hands the caller over.
+/// A reply handle is used up only by a well-formed reply: a bad message fails with the reply
+/// handle still there.
 fn send_reply(frame: &TrapFrame, me: &ProcessObject) -> Result<Handoff, i64> {
-    let reply = {
-        let mut table = me.handles.lock();
-        table.lookup(frame.rdi, rights::SEND, |object| matches!(object, Object::Reply(_)).then_some(()))?;
-        table.remove(frame.rdi)?
+    me.handles.lock().lookup(frame.rdi, rights::SEND, |object| matches!(object, Object::Reply(_)).then_some(()))?;
+    let buffers = read_buffers(frame.r12)?;
+    let message = outgoing(me, frame, buffers.as_ref(), Sending::Reply)?;
+    // Nothing else uses this table meanwhile (a process runs on one CPU at a time), and a
+    // reply handle cannot travel in the message (it has no TRANSFER right): it is still there.
+    let reply = me.handles.lock().remove(frame.rdi);
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(errno) => {
+            ipc::restore_handles(me, message);
+            return Err(errno);
+        }
     };
     let Object::Reply(reply_object) = reply.object() else { unreachable!("checked to be a reply") };
-    let buffers = read_buffers(frame.r12)?;
-    let message = outgoing(me, frame, buffers.as_ref())?;
     ipc::reply(me, reply_object, message)
 }
 
@@ -235,14 +253,37 @@ pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
     send_reply(frame, &scheduler::current_object()).map(|_| 0)
 }
 
-/// `reply_recv(reply or NO_HANDLE, label, words..., buffers, timeout, endpoint)`: replies
-/// (a failed reply is dropped: its caller is gone, and the server carries on) and receives.
+/// `reply_recv(reply or NO_HANDLE, label, words..., buffers, timeout, endpoint)`: replies and
+/// receives. The reply handle is always used up: a reply that fails (its caller is gone, or
+/// the message is malformed, which the caller sees as `EPIPE`) is dropped, and the server
+/// carries on receiving.
 pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
     let me = scheduler::current_object();
     // Check the endpoint first, so a bad one does not use the reply up.
     let endpoint = receiving_endpoint(&me, frame.r14)?;
-    let answered = if frame.rdi == NO_HANDLE { None } else { send_reply(frame, &me).ok() };
+    let answered = if frame.rdi == NO_HANDLE {
+        None
+    } else {
+        match send_reply(frame, &me) {
+            Ok(handoff) => Some(handoff),
+            Err(_) => {
+                discard_reply(&me, frame.rdi);
+                None
+            }
+        }
+    };
     receive(frame, &me, &endpoint, answered)
+}
+
+/// Closes handle `number` of `me` if it is a reply (dropping it fails its call).
+fn discard_reply(me: &ProcessObject, number: u64) {
+    let removed = {
+        let mut table = me.handles.lock();
+        let is_reply = table.lookup(number, 0, |object| matches!(object, Object::Reply(_)).then_some(())).is_ok();
+        if is_reply { table.remove(number).ok() } else { None }
+    };
+    // Dropped outside the table's lock: it wakes the caller.
+    drop(removed);
 }
 
 /// `notification_create() -> handle`.

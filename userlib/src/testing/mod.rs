@@ -344,7 +344,7 @@ pub fn spawn_role(role: &str, extra: &[&str]) -> Result<Child, String> {
     let program = crate::program_name();
     let mut argv = vec![program, CHILD_FLAG, role];
     argv.extend_from_slice(extra);
-    crate::process::spawn(program, &argv).context(&format!("spawn of {program} {CHILD_FLAG} {role}"))
+    crate::sys::spawn(program, &argv, &crate::process::standard_handles()).context(&format!("spawn of {program} {CHILD_FLAG} {role}"))
 }
 
 /// Waits for `child` to end within `limit` and closes its handle; a child still running then

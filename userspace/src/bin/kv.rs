@@ -14,7 +14,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use userlib::ipc::{Endpoint, Message, Transfer};
-use userlib::sys::Result;
+use abi::errno::{ENOENT, EPIPE};
+use userlib::sys::{Errno, Result};
 use userlib::{args, eprintln, names, print};
 
 use protocol::{DELETE, GET, LIST, NAME_MAX, SERVICE, SET, VALUE_MAX};
@@ -53,9 +54,17 @@ fn main() -> i32 {
             return 2;
         }
     };
-    match outcome {
-        Ok(()) => 0,
-        Err(errno) => {
+    match (outcome, args()) {
+        (Ok(()), _) => 0,
+        (Err(Errno(ENOENT)), [_, _, name]) => {
+            eprintln!("kv: {name}: not set");
+            1
+        }
+        (Err(Errno(EPIPE)), _) => {
+            eprintln!("kv: the server has gone; start it again with `kvd &`");
+            1
+        }
+        (Err(errno), _) => {
             eprintln!("kv: {errno}");
             1
         }

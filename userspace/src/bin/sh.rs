@@ -26,8 +26,8 @@ use core::ops::ControlFlow;
 
 use abi::errno::ENOENT;
 use userlib::line_editor::{Input, LineEditor};
-use userlib::process::{self, Ending, Table};
-use userlib::sys::{self, Child, Errno, Pid};
+use userlib::process::{self, Ending, Process, Table};
+use userlib::sys::{self, Errno, Pid};
 use userlib::time::Duration;
 use userlib::{eprintln, print, println};
 
@@ -80,7 +80,7 @@ fn main() -> i32 {
 
 /// Runs one command line; `Break` carries the shell's exit status. `jobs` are the background
 /// programs still running.
-fn run_line(line: &str, jobs: &mut Vec<Child>) -> ControlFlow<i32> {
+fn run_line(line: &str, jobs: &mut Vec<Process>) -> ControlFlow<i32> {
     let trimmed = line.trim_end();
     let (text, background) = match trimmed.strip_suffix('&') {
         Some(rest) => (rest, true),
@@ -149,7 +149,7 @@ fn split_words(text: &str) -> Result<Vec<String>, &'static str> {
 
 /// Starts the program `argv[0]` with the shell's standard handles; in the foreground, waits
 /// for it and reports a non-zero status; in the background, adds it to `jobs`.
-fn run_program(argv: &[&str], background: bool, jobs: &mut Vec<Child>) {
+fn run_program(argv: &[&str], background: bool, jobs: &mut Vec<Process>) {
     let name = argv[0];
     let child = match process::spawn(name, argv) {
         Ok(child) => child,
@@ -162,35 +162,35 @@ fn run_program(argv: &[&str], background: bool, jobs: &mut Vec<Child>) {
             return;
         }
     };
-    let pid = child.pid;
+    let pid = child.pid();
     if background {
         println!("[pid {pid}]");
         jobs.push(child);
         return;
     }
     // Until the next prompt Ctrl-C ends the program.
-    let _ = sys::set_foreground(Some(child));
-    match sys::wait(Some(child)) {
-        Ok((_, info)) if info.status == 0 => {}
-        Ok((_, info)) => println!("[pid {pid} {}]", Ending(info)),
+    let _ = sys::set_foreground(Some(child.child()));
+    match child.wait() {
+        Ok(info) if info.status == 0 => {}
+        Ok(info) => println!("[pid {pid} {}]", Ending(info)),
         Err(error) => eprintln!("sh: waiting for pid {pid}: {error}"),
     }
 }
 
 /// Reports the background jobs that have finished, and forgets them.
-fn report_finished_jobs(jobs: &mut Vec<Child>) {
-    jobs.retain(|&job| match sys::wait_handle(job.handle, 0) {
-        Ok((_, info)) => {
-            println!("[pid {} done, status {}]", job.pid, info.status);
+fn report_finished_jobs(jobs: &mut Vec<Process>) {
+    jobs.retain_mut(|job| match job.wait_for(0) {
+        Ok(info) => {
+            println!("[pid {} done, status {}]", job.pid(), info.status);
             false
         }
         Err(_) => true,
     });
 }
 
-fn list_jobs(jobs: &[Child]) {
+fn list_jobs(jobs: &[Process]) {
     for job in jobs {
-        println!("[pid {}]", job.pid);
+        println!("[pid {}]", job.pid());
     }
 }
 
@@ -250,7 +250,7 @@ fn ps() {
 
 /// Kills background jobs by pid: the shell holds a handle to each job it started, and no
 /// authority over any other process.
-fn kill(arguments: &[&str], jobs: &[Child]) {
+fn kill(arguments: &[&str], jobs: &[Process]) {
     if arguments.is_empty() {
         eprintln!("sh: usage: kill PID...");
     }
@@ -259,9 +259,9 @@ fn kill(arguments: &[&str], jobs: &[Child]) {
             eprintln!("sh: kill: not a pid: '{text}'");
             continue;
         };
-        match jobs.iter().find(|job| job.pid == pid) {
-            Some(&job) => {
-                if let Err(error) = sys::kill(job) {
+        match jobs.iter().find(|job| job.pid() == pid) {
+            Some(job) => {
+                if let Err(error) = job.kill() {
                     eprintln!("sh: kill {pid}: {error}");
                 }
             }
