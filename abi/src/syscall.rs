@@ -117,8 +117,8 @@ syscalls! {
     /// All `len` bytes of `buf` must be writable.
     PROGRAMS = 17, "programs", [OutPtr, Len];
     /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for
-    /// none) the one Ctrl-C kills. Only the foreground process itself, or a holder of a
-    /// handle with KILL to it, may replace it (`EPERM` otherwise).
+    /// none) the one Ctrl-C kills (`ESRCH` if it has ended). Only the foreground process
+    /// itself, or a holder of a handle with KILL to it, may replace it (`EPERM` otherwise).
     SET_FOREGROUND = 18, "set_foreground", [Handle];
     /// `console_mode(mode) -> previous mode`: `CONSOLE_COOKED` or `CONSOLE_RAW`. When the
     /// process that chose raw mode exits, the console goes back to cooked mode.

@@ -147,7 +147,7 @@ fn start_first_program(command_line: &str) {
     }
     let handles = crate::object::handles::HandleTable::with_console(true).expect("no memory for the first handle table");
     match task::scheduler::spawn(words[0], &words, 0, handles) {
-        Ok(pid) => log::info!("started {} as pid {pid}", words[0]),
+        Ok(process) => log::info!("started {} as pid {}", words[0], process.pid),
         Err(error) => {
             log::error!("cannot start {}: {error:?}", words[0]);
             qemu::exit(FIRST_PROGRAM_FAILED);

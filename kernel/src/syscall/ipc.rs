@@ -83,6 +83,16 @@ fn read_buffers(address: u64) -> Result<Option<IpcBuffers>, i64> {
     if address == 0 { Ok(None) } else { UserPtr::<IpcBuffers>::new(address).read().map(Some) }
 }
 
+/// Reads the `IpcBuffers` of a `call` or `recv`, whose `received_*` fields are written back:
+/// `EFAULT` unless they are writable, checked before anything is sent or taken (a message
+/// taken and then not reported would be lost).
+fn read_buffers_to_update(address: u64) -> Result<Option<IpcBuffers>, i64> {
+    if address != 0 {
+        UserPtr::<IpcBuffers>::new(address).check_writable()?;
+    }
+    read_buffers(address)
+}
+
 /// Builds the message to send: the registers, the checked send buffer, and the handles
 /// taken out of the caller's table (moved, or copied when marked). On any error nothing is
 /// taken.
@@ -179,7 +189,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         _ => None,
     })?;
     let buffers_address = frame.r12;
-    let buffers = read_buffers(buffers_address)?;
+    let buffers = read_buffers_to_update(buffers_address)?;
     let reply_into = destination(buffers.as_ref())?;
     let message = outgoing(frame, buffers.as_ref())?;
     let me = scheduler::current_object();
@@ -201,7 +211,7 @@ fn receive(frame: &mut TrapFrame, endpoint_number: u64) -> SyscallResult {
     require_heap_room()?;
     let endpoint = receiving_endpoint(endpoint_number)?;
     let buffers_address = frame.r12;
-    let buffers = read_buffers(buffers_address)?;
+    let buffers = read_buffers_to_update(buffers_address)?;
     let into = destination(buffers.as_ref())?;
     let me = scheduler::current_object();
     let received = ipc::recv(&me, &endpoint, into, Timeout::from_nanoseconds(frame.r13))?;

@@ -28,7 +28,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use abi::{ExitInfo, ProcessInfo};
+use abi::ProcessInfo;
 use spin::Mutex;
 
 use super::executor;
@@ -178,15 +178,18 @@ impl Scheduler {
         }
     }
 
-    /// Makes every sleeper (and IPC wait) whose time has come ready, and notes when the next
-    /// one is due.
+    /// Makes every sleeper (and IPC or process wait with a timeout) whose time has come ready,
+    /// and notes when the next one is due.
     fn wake_sleepers(&mut self, now_ns: u64) {
         if now_ns < self.next_wake_ns {
             return;
         }
         let mut next = u64::MAX;
         for process in self.processes.values_mut() {
-            if let State::Blocked(BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns }) = process.state {
+            if let State::Blocked(
+                BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns },
+            ) = process.state
+            {
                 if until_ns <= now_ns {
                     process.state = State::Ready;
                     self.run_queue.push(process.pid);
@@ -425,7 +428,9 @@ fn block_unless(reason: BlockReason, mut done: impl FnMut(&mut Scheduler) -> boo
                 return Some(Err(Killed));
             }
             scheduler.current_process().state = State::Blocked(reason);
-            if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } = reason {
+            if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns } =
+                reason
+            {
                 scheduler.next_wake_ns = scheduler.next_wake_ns.min(until_ns);
             }
             None

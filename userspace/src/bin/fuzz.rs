@@ -183,21 +183,18 @@ fn coordinate(args: &[&str]) -> i32 {
         let count = BATCH.min(calls - first);
         let (seed_text, first_text, count_text) = (Decimal::new(seed), Decimal::new(first), Decimal::new(count));
         let argv = ["fuzz", "--worker", seed_text.as_str(), first_text.as_str(), count_text.as_str()];
-        let worker = match sys::spawn("fuzz", &argv) {
-            Ok(pid) => pid,
+        let worker = match userlib::process::spawn("fuzz", &argv) {
+            Ok(child) => child,
             Err(errno) => {
                 println!("fuzz: cannot start a worker: {errno}");
                 return 1;
             }
         };
-        let ending = loop {
-            match sys::wait(None) {
-                Ok((pid, info)) if pid == worker => break info,
-                Ok((pid, info)) => problems += check_orphan(pid, info),
-                Err(errno) => {
-                    println!("fuzz: wait for the worker failed: {errno}");
-                    return 1;
-                }
+        let ending = match sys::wait(Some(worker)) {
+            Ok((_, info)) => info,
+            Err(errno) => {
+                println!("fuzz: wait for the worker failed: {errno}");
+                return 1;
             }
         };
         match (ending.status, ending.fault()) {
@@ -210,11 +207,8 @@ fn coordinate(args: &[&str]) -> i32 {
         }
         first += count;
     }
-    while let Ok((pid, info)) = sys::wait(None) {
-        problems += check_orphan(pid, info);
-    }
     let _ = sys::console_mode(abi::CONSOLE_COOKED);
-    let _ = sys::set_foreground(0);
+    let _ = sys::set_foreground(None);
     match resources() {
         Some(now) if now == baseline => {}
         Some(now) => {
@@ -418,8 +412,8 @@ impl Worker {
     /// Runs a risky call in `fuzz --one SEED INDEX` and checks how it ended.
     fn risky(&mut self, index: u64, risky: Risky) {
         let (seed, at) = (Decimal::new(self.seed), Decimal::new(index));
-        let pid = match sys::spawn("fuzz", &["fuzz", "--one", seed.as_str(), at.as_str()]) {
-            Ok(pid) => pid,
+        let pid = match userlib::process::spawn("fuzz", &["fuzz", "--one", seed.as_str(), at.as_str()]) {
+            Ok(child) => child,
             Err(errno) if errno.0 == EAGAIN => return,
             Err(errno) => return self.problem(index, format_args!("spawn of a one-shot child failed: {errno}")),
         };

@@ -1,19 +1,25 @@
 //! What the cases share: constants of the address space they probe, raw syscalls and the
-//! checks of their results, the process table, child processes, the edge pages, and the
-//! assembly routines whose instruction addresses fault expectations name.
+//! checks of their results, the process table, child processes, raw IPC calls and checks of
+//! handles, the edge pages, and the assembly routines whose instruction addresses fault
+//! expectations name.
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::arch::{asm, global_asm};
 
+use abi::errno::EBADF;
+use abi::handle::Kind;
+use abi::ipc::{HANDLES_MAX, IpcBuffers};
 use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USER_STACK_TOP, USER_START};
 use abi::status::KILLED;
-use abi::syscall::{BRK, EXIT, MPROTECT, MUNMAP, SHUTDOWN, SPAWN};
+use abi::syscall::{BRK, CALL, EXIT, MPROTECT, MUNMAP, RECV, REPLY, REPLY_RECV, SHUTDOWN, SPAWN};
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, ProcessState, SysInfo, UserStr};
 use userlib::check;
-use userlib::process::Ending;
-use userlib::sys::{self, EntryPath, Errno, Pid};
+use userlib::ipc::{self, Endpoint, IpcRegisters, Message, OwnedHandle};
+use userlib::process::{self, Ending};
+use userlib::sys::{self, Child, EntryPath, Errno, Pid};
 use userlib::testing::{self, Context, Outcome};
 use userlib::time::Duration;
 
@@ -84,6 +90,13 @@ pub fn call_via(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
     // own (with their true sizes) or at memory the kernel must refuse, which they check.
     // SAFETY: as above, and none of the syscalls allowed here unmaps memory or ends the process.
     unsafe { sys::raw(path, number, args) }
+}
+
+/// `shutdown` through `handle` via `path`, for cases where the kernel must refuse it (had it
+/// not, the machine is off with status 99 and the run has failed for all to see).
+pub fn refused_shutdown(path: EntryPath, handle: u64) -> i64 {
+    // SAFETY: `shutdown` reads no memory; it fails, or ends everything.
+    unsafe { sys::raw(path, SHUTDOWN, [handle, 99, 0, 0, 0, 0]) }
 }
 
 /// A syscall result for messages: the value, or the errno's name.
@@ -183,28 +196,36 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> Result<bool, String
     }
 }
 
-/// Starts `usertests --child ROLE EXTRA...`.
-pub fn spawn_child(role: &str, extra: &[&str]) -> Result<Pid, String> {
+/// Starts `usertests --child ROLE EXTRA...` with the standard handles.
+pub fn spawn_child(role: &str, extra: &[&str]) -> Result<Child, String> {
     testing::spawn_role(role, extra)
 }
 
-/// Reaps child `pid` and returns how it ended.
-pub fn wait_for(pid: Pid) -> Result<ExitInfo, String> {
-    let (reaped, info) = sys::wait(Some(pid)).context(&format!("wait for pid {pid}"))?;
-    check!(reaped == pid, "wait for pid {pid} reaped pid {reaped}");
+/// Starts `usertests --child ROLE EXTRA...` with exactly `handles` (numbers in this process's
+/// table), which the child holds as 0, 1, 2, ... in that order.
+pub fn spawn_with_handles(role: &str, extra: &[&str], handles: &[u32]) -> Result<Child, String> {
+    let mut argv = vec!["usertests", "--child", role];
+    argv.extend_from_slice(extra);
+    sys::spawn("usertests", &argv, handles).context(&format!("spawn of usertests --child {role}"))
+}
+
+/// Waits for `child` to end, which closes its handle, and returns how it ended.
+pub fn wait_for(child: Child) -> Result<ExitInfo, String> {
+    let (closed, info) = sys::wait(Some(child)).context(&format!("wait for pid {}", child.pid))?;
+    check!(closed == child.handle, "wait for handle {} returned handle {closed}", child.handle);
     Ok(info)
 }
 
-/// Waits for child `pid` (called `what` in messages) to end within [`CHILD_LIMIT`], killing
-/// it if it does not, and returns how it ended.
-pub fn finish_within(pid: Pid, what: &str) -> Result<ExitInfo, String> {
-    testing::finish_within(pid, what, CHILD_LIMIT)
+/// Waits for `child` (called `what` in messages) to end within [`CHILD_LIMIT`], killing it
+/// if it does not, and returns how it ended.
+pub fn finish_within(child: Child, what: &str) -> Result<ExitInfo, String> {
+    testing::finish_within(child, what, CHILD_LIMIT)
 }
 
 /// Runs `usertests --child ROLE EXTRA...` to the end and returns how it ended.
 pub fn run_child(role: &str, extra: &[&str]) -> Result<ExitInfo, String> {
-    let pid = spawn_child(role, extra)?;
-    finish_within(pid, &format!("child {role}"))
+    let child = spawn_child(role, extra)?;
+    finish_within(child, &format!("child {role}"))
 }
 
 /// Runs a helper and fails unless it exits with `expected`, without a fault.
@@ -220,27 +241,146 @@ pub fn expect_exit(what: &str, info: ExitInfo, expected: i32) -> Outcome {
     Ok(())
 }
 
-/// Kills `pids` and reaps them, checking that each ends with status `KILLED` and no fault.
-pub fn kill_and_reap(pids: &[Pid]) -> Outcome {
-    for &pid in pids {
-        sys::kill(pid).context(&format!("kill of pid {pid}"))?;
+/// Kills `children` and waits for them, checking that each ends with status `KILLED` and no
+/// fault.
+pub fn kill_and_reap(children: &[Child]) -> Outcome {
+    for &child in children {
+        sys::kill(child).context(&format!("kill of pid {}", child.pid))?;
     }
-    for &pid in pids {
-        expect_exit(&format!("pid {pid}"), wait_for(pid)?, KILLED)?;
+    for &child in children {
+        expect_exit(&format!("pid {}", child.pid), wait_for(child)?, KILLED)?;
     }
     Ok(())
 }
 
-/// Spawns sleepers until `spawn` fails; returns their pids and the failure.
-pub fn fill_process_table() -> Result<(Vec<Pid>, Errno), String> {
-    let mut pids = Vec::with_capacity(MAX_ROWS);
+/// Spawns sleepers until `spawn` fails; returns them and the failure.
+pub fn fill_process_table() -> Result<(Vec<Child>, Errno), String> {
+    let mut children = Vec::with_capacity(MAX_ROWS);
     loop {
-        match sys::spawn("usertests", &["usertests", "--child", "sleeper", "forever"]) {
-            Ok(pid) => pids.push(pid),
-            Err(errno) => return Ok((pids, errno)),
+        match process::spawn("usertests", &["usertests", "--child", "sleeper", "forever"]) {
+            Ok(child) => children.push(child),
+            Err(errno) => return Ok((children, errno)),
         }
-        check!(pids.len() <= MAX_ROWS, "spawned {} processes, past the limit", pids.len());
+        check!(children.len() <= MAX_ROWS, "spawned {} processes, past the limit", children.len());
     }
+}
+
+/// Waits until process `pid` has left the process table (it ended), for at most
+/// [`CHILD_LIMIT`]; `what` names it.
+pub fn wait_until_gone(pid: Pid, what: &str) -> Outcome {
+    let gone = wait_until(CHILD_LIMIT, || Ok(state_of(pid)?.is_none()))?;
+    check!(gone, "{what} (pid {pid}) is still in the process table after {CHILD_LIMIT:?}");
+    Ok(())
+}
+
+/// Kernel objects alive now (`sysinfo`).
+pub fn live_objects() -> Result<u64, String> {
+    Ok(info()?.kernel_objects)
+}
+
+/// Waits until the kernel's live objects are back at `baseline` (objects held by processes
+/// that are still ending go with them), for at most [`CHILD_LIMIT`].
+pub fn expect_objects_back(baseline: u64, what: &str) -> Outcome {
+    let mut now = 0;
+    let back = wait_until(CHILD_LIMIT, || {
+        now = live_objects()?;
+        Ok(now == baseline)
+    })?;
+    check!(back, "{what}: {now} kernel objects alive, {baseline} before");
+    Ok(())
+}
+
+/// The exit status of a helper whose syscall failed is this plus the errno.
+pub const ERRNO_STATUS: i32 = 1000;
+
+/// The exit status of a helper whose syscall failed with `errno`.
+pub const fn errno_status(errno: i64) -> i32 {
+    ERRNO_STATUS + errno as i32
+}
+
+/// How long a case waits for a message or a partner at most, in nanoseconds.
+pub const LIMIT_NS: u64 = CHILD_LIMIT.as_nanos() as u64;
+
+/// An IPC syscall (`call`, `recv`, `reply`, `reply_recv`) with every register of a message
+/// (see `abi::ipc`); `buffers` is the address of an `IpcBuffers`, or 0.
+pub fn ipc(number: u64, first: u64, message: &Message, buffers: u64, timeout: u64, endpoint: u64) -> IpcRegisters {
+    assert!([CALL, RECV, REPLY, REPLY_RECV].contains(&number));
+    // SAFETY: the cases point `buffers` at an `IpcBuffers` they own, whose send bytes and
+    // receive room are their own buffers with their true sizes, or at memory the kernel must
+    // refuse (which they check).
+    unsafe { userlib::ipc::raw_ipc(number, first, message, buffers, timeout, endpoint) }
+}
+
+/// `IpcBuffers` that send `send` and `handles` and receive into `room`.
+pub fn buffers(send: &[u8], handles: &[u32], room: &mut [u8]) -> IpcBuffers {
+    let mut send_handles = [0; HANDLES_MAX];
+    send_handles[..handles.len()].copy_from_slice(handles);
+    IpcBuffers {
+        send_ptr: send.as_ptr() as u64,
+        send_len: send.len() as u64,
+        recv_ptr: room.as_mut_ptr() as u64,
+        recv_capacity: room.len() as u64,
+        send_handles,
+        send_handle_count: handles.len() as u32,
+        ..IpcBuffers::default()
+    }
+}
+
+/// The handles that arrived with a message, as numbers in this process's table.
+pub fn arrived_handles(buffers: &IpcBuffers) -> &[u32] {
+    &buffers.received_handles[..(buffers.received_handle_count as usize).min(HANDLES_MAX)]
+}
+
+/// Fails unless an IPC syscall failed with `errno`.
+pub fn expect_ipc_errno(what: &str, registers: &IpcRegisters, errno: i64) -> Outcome {
+    expect_errno(what, registers.result, errno)
+}
+
+/// The registers of an IPC syscall that succeeded, or why it did not.
+pub fn ipc_ok(what: &str, registers: IpcRegisters) -> Result<IpcRegisters, String> {
+    check!(registers.result == 0, "{what}: returned {}", show(registers.result));
+    Ok(registers)
+}
+
+/// The kind and rights of handle `handle`, or an error naming it `what`.
+pub fn kind_and_rights(handle: u64, what: &str) -> Result<(Kind, u32), String> {
+    match ipc::handle_info(handle) {
+        Ok((Some(kind), rights)) => Ok((kind, rights)),
+        Ok((None, _)) => Err(format!("handle_info of {what} (handle {handle}) names an unknown kind")),
+        Err(errno) => Err(format!("handle_info of {what} (handle {handle}): {errno}")),
+    }
+}
+
+/// Fails unless handle `handle` names a `kind` object with exactly `rights`.
+pub fn expect_handle(what: &str, handle: u64, kind: Kind, rights: u32) -> Outcome {
+    let found = kind_and_rights(handle, what)?;
+    check!(found == (kind, rights), "{what} (handle {handle}) is {found:?}, expected {kind:?} with rights {rights:#x}");
+    Ok(())
+}
+
+/// Fails unless handle number `handle` names nothing.
+pub fn expect_no_handle(what: &str, handle: u64) -> Outcome {
+    let found = ipc::handle_info(handle);
+    check!(found == Err(Errno(EBADF)), "{what} (handle {handle}) should be closed, but handle_info returned {found:?}");
+    Ok(())
+}
+
+/// A new endpoint (with every right an endpoint handle can have).
+pub fn endpoint() -> Result<Endpoint, String> {
+    Endpoint::create().context("endpoint_create")
+}
+
+/// Another handle to `handle`'s object with `rights`.
+pub fn duplicate(handle: &OwnedHandle, rights: u32) -> Result<OwnedHandle, String> {
+    handle.duplicate(rights).context("handle_duplicate")
+}
+
+/// Waits until process `pid` blocks (in a call, a receive, a wait...), for at most
+/// [`CHILD_LIMIT`]; `what` names it.
+pub fn wait_until_blocked(pid: Pid, what: &str) -> Outcome {
+    let blocked = wait_until(CHILD_LIMIT, || Ok(state_of(pid)? == Some(ProcessState::Blocked)))?;
+    check!(blocked, "{what} (pid {pid}) never blocked");
+    Ok(())
 }
 
 /// A mapped page followed by an unmapped one, set up as two mapped pages with the second

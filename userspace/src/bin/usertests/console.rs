@@ -7,10 +7,12 @@ use alloc::string::String;
 use alloc::vec;
 
 use abi::errno::{EBADF, EINVAL, EPERM, ESRCH};
+use abi::handle::{HANDLE_MAX, NO_HANDLE, rights};
 use abi::status::KILLED;
 use abi::syscall::{CONSOLE_MODE, GETPID, GETPPID, PROCESS_LIST, PROGRAMS, READ, SET_FOREGROUND, UPTIME, WRITE, YIELD};
 use abi::{ProcessInfo, ProcessState};
 use userlib::check;
+use userlib::ipc::{self, Endpoint, OwnedHandle};
 use userlib::sys::{self, EntryPath};
 use userlib::testing::{Case, Context, Outcome};
 
@@ -111,7 +113,7 @@ fn getpid_and_getppid() -> Outcome {
     expect_value("getppid", call(GETPPID, [0; 6]), i64::from(row.parent))?;
     let child = spawn_child("report_pid", &[])?;
     let info = finish_within(child, "report_pid")?;
-    expect_exit("report_pid (exits with its getpid)", info, child as i32)?;
+    expect_exit("report_pid (exits with its getpid)", info, child.pid as i32)?;
     expect_child_status("report_ppid", &[], me as i32)
 }
 
@@ -243,29 +245,39 @@ fn programs_truncates() -> Outcome {
     Ok(())
 }
 
+/// `set_foreground` with a raw handle argument.
+fn raw_set_foreground(handle: u64) -> i64 {
+    call(SET_FOREGROUND, [handle, 0, 0, 0, 0, 0])
+}
+
 fn set_foreground() -> Outcome {
-    let me = u64::from(sys::getpid());
-    expect_value("set_foreground(0)", call(SET_FOREGROUND, [0; 6]), 0)?;
+    expect_value("set_foreground(NO_HANDLE)", raw_set_foreground(NO_HANDLE), 0)?;
     let child = spawn_child("sleeper", &["forever"])?;
     let outcome: Outcome = (|| {
-        expect_value("set_foreground(child)", call(SET_FOREGROUND, [u64::from(child), 0, 0, 0, 0, 0]), 0)?;
-        for (pid, what) in [
-            (me, "self"),
-            (999_999, "no such pid"),
-            (u64::MAX, "u64::MAX"),
-            (1 << 32 | u64::from(child), "child pid + 2^32"),
+        expect_value("set_foreground(child)", raw_set_foreground(child.handle), 0)?;
+        let endpoint = Endpoint::create().context("endpoint_create")?;
+        let no_kill = OwnedHandle::from_raw(ipc::duplicate(child.handle, rights::ALL & !rights::KILL).context("handle_duplicate")?);
+        for (handle, what, errno) in [
+            (0, "the console", EBADF),
+            (endpoint.handle().raw(), "an endpoint", EBADF),
+            (999_999, "no such handle", EBADF),
+            (HANDLE_MAX as u64, "HANDLE_MAX", EBADF),
+            (1 << 32 | child.handle, "the child's handle + 2^32", EBADF),
+            (no_kill.raw(), "a process handle without KILL", EPERM),
         ] {
-            expect_errno(&format!("set_foreground({what})"), call(SET_FOREGROUND, [pid, 0, 0, 0, 0, 0]), ESRCH)?;
-        }
-        if me != 1 {
-            expect_errno("set_foreground(1)", call(SET_FOREGROUND, [1, 0, 0, 0, 0, 0]), ESRCH)?;
+            expect_errno(&format!("set_foreground({what})"), raw_set_foreground(handle), errno)?;
         }
         Ok(())
     })();
     kill_and_reap(&[child])?;
     outcome?;
-    expect_errno("set_foreground(reaped child)", call(SET_FOREGROUND, [u64::from(child), 0, 0, 0, 0, 0]), ESRCH)?;
-    expect_value("set_foreground(0) again", call(SET_FOREGROUND, [0; 6]), 0)
+    expect_errno("set_foreground(the waited-for child's closed handle)", raw_set_foreground(child.handle), EBADF)?;
+    let ended = spawn_child("exit_with", &["0"])?;
+    wait_until_gone(ended.pid, "the exited child")?;
+    let refused = raw_set_foreground(ended.handle);
+    expect_exit("the exited child", wait_for(ended)?, 0)?;
+    expect_errno("set_foreground(a child that has ended)", refused, ESRCH)?;
+    expect_value("set_foreground(NO_HANDLE) again", raw_set_foreground(NO_HANDLE), 0)
 }
 
 fn console_mode() -> Outcome {
@@ -293,12 +305,12 @@ fn raw_mode_released_on_exit() -> Outcome {
 fn foreground_kept_from_others() -> Outcome {
     let sleeper = spawn_child("sleeper", &["forever"])?;
     let outcome: Outcome = (|| {
-        expect_value("set_foreground(sleeper)", call(SET_FOREGROUND, [u64::from(sleeper), 0, 0, 0, 0, 0]), 0)?;
-        // A sibling is neither the foreground process nor its parent.
+        expect_value("set_foreground(sleeper)", raw_set_foreground(sleeper.handle), 0)?;
+        // A sibling is neither the foreground process nor holds a handle to it.
         let sibling = spawn_child("clear_foreground", &[])?;
-        // It exits 0 when its set_foreground(0) is refused with EPERM.
-        expect_exit("a sibling's set_foreground(0)", wait_for(sibling)?, 0)?;
-        expect_value("set_foreground(0) by the parent", call(SET_FOREGROUND, [0; 6]), 0)
+        // It exits 0 when its set_foreground(NO_HANDLE) is refused with EPERM.
+        expect_exit("a sibling's set_foreground(NO_HANDLE)", wait_for(sibling)?, 0)?;
+        expect_value("set_foreground(NO_HANDLE) by the parent", raw_set_foreground(NO_HANDLE), 0)
     })();
     kill_and_reap(&[sleeper])?;
     outcome

@@ -7,10 +7,16 @@ use alloc::vec::Vec;
 use core::arch::asm;
 use core::hint::black_box;
 
-use abi::errno::{EAGAIN, EPERM};
-use abi::syscall::{SET_FOREGROUND, SLEEP, YIELD};
+use abi::ExitInfo;
+use abi::errno::{EAGAIN, EBADF, EPERM};
+use abi::handle::{NO_HANDLE, rights};
+use abi::ipc::FOREVER;
+use abi::status::KILLED;
+use abi::syscall::{CALL, SET_FOREGROUND, SLEEP, YIELD};
+use userlib::ipc::{self, Endpoint, Message, OwnedHandle};
 use userlib::println;
-use userlib::sys::{self, EntryPath, Errno, Pid};
+use userlib::process;
+use userlib::sys::{self, Child, EntryPath, Errno};
 use userlib::testing::Helper;
 
 use crate::common::*;
@@ -30,10 +36,13 @@ pub const HELPERS: &[(&str, Helper)] = &[
     ("report_ppid", helper_report_ppid),
     ("echo_args", helper_echo_args),
     ("arg_stats", helper_arg_stats),
-    ("parent_of_sleeper", helper_parent_of_sleeper),
+    ("caller", helper_caller),
+    ("parent_of_caller", helper_parent_of_caller),
+    ("report_grandchild", helper_report_grandchild),
     ("orphan_parent", helper_orphan_parent),
     ("orphan_grandchild", helper_orphan_grandchild),
     ("kill_self", helper_kill_self),
+    ("kill_every_number", helper_kill_every_number),
     ("bomb", helper_bomb),
     ("memory_hog", helper_memory_hog),
     ("region_hog", helper_region_hog),
@@ -47,7 +56,7 @@ pub const HELPERS: &[(&str, Helper)] = &[
 ];
 
 /// Parses argument `index` of a helper.
-fn arg<T: core::str::FromStr>(args: &[&str], index: usize) -> T {
+pub fn arg<T: core::str::FromStr>(args: &[&str], index: usize) -> T {
     match args.get(index).map(|text| text.parse()) {
         Some(Ok(value)) => value,
         _ => panic!("helper argument {index} missing or malformed in {args:?}"),
@@ -133,10 +142,10 @@ fn helper_raw_mode_then_exit(_: &[&str]) -> i32 {
     }
 }
 
-/// `clear_foreground`: tries to clear a foreground process that is not its own; exits 0 when
-/// the kernel refuses with EPERM.
+/// `clear_foreground`: tries to clear a foreground process it holds no handle to; exits 0
+/// when the kernel refuses with EPERM.
 fn helper_clear_foreground(_: &[&str]) -> i32 {
-    if call(SET_FOREGROUND, [0; 6]) == -EPERM { 0 } else { 1 }
+    if call(SET_FOREGROUND, [NO_HANDLE, 0, 0, 0, 0, 0]) == -EPERM { 0 } else { 1 }
 }
 
 /// `long_writer`: one 1 MiB write of NUL bytes, which no console shows but each costs a
@@ -176,11 +185,36 @@ fn helper_arg_stats(_: &[&str]) -> i32 {
     ((all.len() as i32) << 16) | bytes as i32
 }
 
-/// `parent_of_sleeper`: starts `sleeper forever` and waits for it; exits 0 when the wait
-/// returns.
-fn helper_parent_of_sleeper(_: &[&str]) -> i32 {
-    match spawn_child("sleeper", &["forever"]) {
-        Ok(pid) => match sys::wait(Some(pid)) {
+/// `caller [LABEL [TIMEOUT_MS|forever [move]]]`: calls its handle 3 (an endpoint) with
+/// LABEL (default 0), moving its handle 4 along with `move`, and waits at most TIMEOUT_MS
+/// (default: for ever). Exits with the reply's label, or [`errno_status`] of the failure.
+fn helper_caller(args: &[&str]) -> i32 {
+    let label = args.first().map_or(0, |_| arg(args, 0));
+    let timeout = match args.get(1) {
+        None | Some(&"forever") => FOREVER,
+        Some(_) => arg::<u64>(args, 1) * MS,
+    };
+    let handles: &[u32] = if args.get(2) == Some(&"move") { &[4] } else { &[] };
+    let mut message = buffers(&[], handles, &mut []);
+    let called = ipc(CALL, 3, &Message::new(label, [0; 4]), &raw mut message as u64, timeout, 0);
+    if called.result < 0 { errno_status(-called.result) } else { called.message.label as i32 }
+}
+
+/// Starts a `caller` of a new endpoint of its own; a process that ends takes its endpoint
+/// with it, so the caller then ends too.
+fn start_caller() -> sys::Result<Child> {
+    let endpoint = Endpoint::create()?;
+    let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND)?;
+    let caller = sys::spawn("usertests", &["usertests", "--child", "caller"], &[0, 1, 2, send.raw() as u32])?;
+    // The endpoint's receiving handle stays open until this process ends.
+    endpoint.into_raw();
+    Ok(caller)
+}
+
+/// `parent_of_caller`: starts a `caller` and waits for it; exits 0 when the wait returns.
+fn helper_parent_of_caller(_: &[&str]) -> i32 {
+    match start_caller() {
+        Ok(caller) => match sys::wait(Some(caller)) {
             Ok(_) => 0,
             Err(_) => 1,
         },
@@ -188,34 +222,85 @@ fn helper_parent_of_sleeper(_: &[&str]) -> i32 {
     }
 }
 
-/// `orphan_parent`: starts `orphan_grandchild` and exits at once with its pid.
-fn helper_orphan_parent(_: &[&str]) -> i32 {
-    let me = format!("{}", sys::getpid());
-    match spawn_child("orphan_grandchild", &[&me]) {
-        Ok(pid) => pid as i32,
+/// `report_grandchild`: starts a `caller` (after 16 other handles, so that the caller's
+/// handle number here is one its parent does not use), calls its handle 3 with that number
+/// as the label and the caller's pid as word 0, and after the reply kills the caller through
+/// that handle; exits 0 if the caller then ended `KILLED`.
+fn helper_report_grandchild(_: &[&str]) -> i32 {
+    let padding: Vec<OwnedHandle> = (0..16).filter_map(|_| ipc::duplicate(1, rights::WRITE).ok().map(OwnedHandle::from_raw)).collect();
+    let Ok(caller) = start_caller() else { return 2 };
+    drop(padding);
+    let parent = Endpoint::from_raw(3);
+    let reported = parent.call(&Message::new(caller.handle, [u64::from(caller.pid), 0, 0, 0]));
+    parent.into_raw();
+    if reported.is_err() || sys::kill(caller).is_err() {
+        return 3;
+    }
+    match sys::wait(Some(caller)) {
+        Ok((_, ended)) if ended == ExitInfo::exited(KILLED) => 0,
+        _ => 4,
+    }
+}
+
+/// `orphan_parent ROLE ARGS...`: starts `usertests --child ROLE ARGS...` with its own
+/// standard handles and exits at once with the new process's pid.
+fn helper_orphan_parent(args: &[&str]) -> i32 {
+    let mut argv = alloc::vec!["usertests", "--child"];
+    argv.extend_from_slice(args);
+    match process::spawn("usertests", &argv) {
+        Ok(child) => child.pid as i32,
         Err(_) => -1,
     }
 }
 
-/// `orphan_grandchild PARENT`: waits until PARENT is gone, stays 200 ms so its row can be
-/// checked, then exits 0 if its parent is now pid 1 (otherwise with the parent's pid).
-fn helper_orphan_grandchild(args: &[&str]) -> i32 {
-    let parent: Pid = arg(args, 0);
+/// `orphan_grandchild`: waits until its parent has left the process table, then calls its
+/// handle 3 with its `getppid` as the label and the parent it started with as word 0, and
+/// waits for the reply (or its failure); exits 0.
+fn helper_orphan_grandchild(_: &[&str]) -> i32 {
+    let first = sys::getppid();
     let deadline = now() + CHILD_LIMIT.as_nanos() as u64;
-    while sys::getppid() == parent && now() < deadline {
+    while Table::read().is_ok_and(|table| table.find(first).is_some()) && now() < deadline {
         let _ = sys::sleep_ms(1);
     }
-    let _ = sys::sleep_ms(200);
-    match sys::getppid() {
-        1 => 0,
-        other => other as i32,
+    let report = Endpoint::from_raw(3);
+    let _ = report.call(&Message::new(u64::from(sys::getppid()), [u64::from(first), 0, 0, 0]));
+    report.into_raw();
+    0
+}
+
+/// `kill_self`: receives on its handle 3 a message carrying a handle to itself, and kills
+/// itself with it; exits [`REACHED_END`] if that returned.
+fn helper_kill_self(_: &[&str]) -> i32 {
+    let endpoint = Endpoint::from_raw(3);
+    let request = endpoint.recv(&mut [], FOREVER);
+    endpoint.into_raw();
+    match request {
+        Ok(request) => match request.arrived.handles() {
+            [itself] => {
+                let _ = sys::kill_handle(u64::from(*itself));
+                REACHED_END
+            }
+            _ => 1,
+        },
+        Err(_) => 2,
     }
 }
 
-/// `kill_self`: kills itself; exits [`REACHED_END`] if that returned.
-fn helper_kill_self(_: &[&str]) -> i32 {
-    let _ = sys::kill(sys::getpid());
-    REACHED_END
+/// `kill_every_number`: a process started with the console alone tries `kill`, `wait` and
+/// `process_pid` on every handle number and a few beyond; exits 0 if each was refused with
+/// EBADF (the console is no process; every other number names nothing).
+fn helper_kill_every_number(_: &[&str]) -> i32 {
+    let numbers = (0..abi::handle::HANDLE_MAX as u64 + 4).chain([u64::from(u32::MAX), 1 << 32, u64::MAX - 1]);
+    for number in numbers {
+        let killed = sys::kill_handle(number);
+        let waited = sys::wait_handle(number, 0);
+        let pid = sys::process_pid(number);
+        if killed != Err(Errno(EBADF)) || waited != Err(Errno(EBADF)) || pid != Err(Errno(EBADF)) {
+            println!("  kill_every_number: handle {number}: kill {killed:?}, wait {waited:?}, process_pid {pid:?}");
+            return 1;
+        }
+    }
+    0
 }
 
 /// `bomb DEPTH`: starts two `bomb DEPTH-1` (if DEPTH > 0), holds its slot a while, reaps
@@ -228,16 +313,16 @@ fn helper_bomb(args: &[&str]) -> i32 {
     if depth > 0 {
         let below = format!("{}", depth - 1);
         for _ in 0..2 {
-            match sys::spawn("usertests", &["usertests", "--child", "bomb", &below]) {
-                Ok(pid) => children.push(pid),
+            match process::spawn("usertests", &["usertests", "--child", "bomb", &below]) {
+                Ok(child) => children.push(child),
                 Err(Errno(EAGAIN)) => refused += 1,
                 Err(_) => return -1000,
             }
         }
     }
     let _ = sys::sleep_ms(20);
-    for pid in children {
-        match wait_for(pid) {
+    for child in children {
+        match wait_for(child) {
             Ok(ended) if ended.status >= 0 && ended.fault().is_none() => refused += ended.status,
             Ok(ended) if ended.fault().is_none() => return ended.status,
             Ok(_) => return -3000,

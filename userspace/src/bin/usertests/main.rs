@@ -5,16 +5,18 @@
 //! subject: [`console`] (console I/O and the simple syscalls), [`numbers`] (syscall numbers
 //! and entry paths), [`pointers`] (bad pointers and lengths), [`registers`] (raw register
 //! state), [`privileged`] (privileged instructions), [`protection`] (memory protection),
-//! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion) and [`processes`] (the
-//! process life cycle). [`helpers`] holds the helper roles multi-process cases start, and
-//! [`common`] what the cases share.
+//! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion), [`processes`] (the
+//! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
+//! lifetimes) and [`ipc`] (endpoints, messages, notifications, shared memory, and the
+//! hostile cases of each). [`helpers`] holds the helper roles multi-process cases start
+//! (`handles` and `ipc` keep their own), and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
 //! and exits 0 only when nothing failed. Names on the command line run just those cases. A
 //! case that could kill its process runs in a child (`usertests --child NAME`); a fault case
 //! passes only if its child dies of exactly the fault it names. The suite ends with the
-//! harness's `leak` check: the free frames and the kernel heap's bytes in use must be back
-//! where they were before the first case.
+//! harness's `leak` check: the free frames, the kernel heap's bytes in use and the live
+//! kernel objects must be back where they were before the first case.
 #![no_std]
 #![no_main]
 
@@ -25,7 +27,9 @@ mod dirty;
 
 mod common;
 mod console;
+mod handles;
 mod helpers;
+mod ipc;
 mod memory;
 mod numbers;
 mod pointers;
@@ -48,7 +52,10 @@ fn main() -> i32 {
         protection::CASES,
         memory::CASES,
         processes::CASES,
+        handles::CASES,
+        ipc::CASES,
     ]
     .concat();
-    Suite::new(&cases).helpers(helpers::HELPERS).time_limit(common::CHILD_LIMIT).leak_check().main()
+    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS].concat();
+    Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
 }

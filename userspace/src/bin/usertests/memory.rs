@@ -14,6 +14,7 @@ use abi::syscall::MMAP;
 use abi::status::KILLED;
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, ProcessState};
 use userlib::check;
+use userlib::process;
 use userlib::sys::{self, Errno};
 use userlib::testing::{Case, Context, Outcome};
 
@@ -434,14 +435,14 @@ fn global_memory_exhaustion() -> Outcome {
     let outcome: Outcome = (|| {
         let all_done = wait_until(CHILD_LIMIT * 2, || {
             let table = Table::read()?;
-            Ok(pids.iter().all(|pid| table.find(*pid).is_some_and(|row| row.state == ProcessState::Blocked as u32)))
+            Ok(pids.iter().all(|child| table.find(child.pid).is_some_and(|row| row.state == ProcessState::Blocked as u32)))
         })?;
         check!(all_done, "the memory hogs did not finish mapping");
         let free = sys::sysinfo().context("sysinfo while memory is exhausted")?.free_frames;
         check!(free < 64, "{hogs} hogs left {free} frames free: physical memory was not exhausted");
-        match sys::spawn("usertests", &["usertests", "--child", "exit_with", "0"]) {
-            Ok(pid) => {
-                wait_for(pid)?;
+        match process::spawn("usertests", &["usertests", "--child", "exit_with", "0"]) {
+            Ok(child) => {
+                wait_for(child)?;
             }
             Err(errno) => {
                 check!(errno == Errno(ENOMEM) || errno == Errno(EAGAIN), "spawn without memory failed with {errno}")
@@ -469,18 +470,18 @@ fn global_memory_exhaustion() -> Outcome {
 fn kernel_heap_stays_bounded() -> Outcome {
     let before = info()?;
     let mut pids = Vec::new();
-    while let Ok(pid) = sys::spawn("usertests", &["usertests", "--child", "region_hog"]) {
-        pids.push(pid);
+    while let Ok(child) = process::spawn("usertests", &["usertests", "--child", "region_hog"]) {
+        pids.push(child);
     }
     let settled = wait_until(CHILD_LIMIT, || {
         let table = Table::read()?;
-        Ok(pids.iter().all(|pid| table.find(*pid).is_some_and(|row| row.state != ProcessState::Ready as u32)))
+        Ok(pids.iter().all(|child| table.find(child.pid).is_some_and(|row| row.state != ProcessState::Ready as u32)))
     })?;
     let during = info()?;
     let mut endings = Vec::new();
-    for &pid in &pids {
-        let _ = sys::kill(pid);
-        endings.push(wait_for(pid)?);
+    for &child in &pids {
+        let _ = sys::kill(child);
+        endings.push(wait_for(child)?);
     }
     let after = info()?;
     check!(settled, "the region hogs did not all finish mapping within {CHILD_LIMIT:?}");

@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::vec;
 
 use abi::errno::{E2BIG, EFAULT, EINVAL, ENAMETOOLONG};
+use abi::ipc::FOREVER;
 use abi::memory::USER_END;
 use abi::syscall::{PROCESS_LIST, PROGRAMS, READ, SPAWN, SYSINFO, WAIT, WRITE};
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SysInfo, UserStr};
@@ -174,7 +175,7 @@ fn read_only_destinations_refused() -> Outcome {
     expect_errno("programs into .rodata", call(PROGRAMS, [target, 64, 0, 0, 0, 0]), EFAULT)?;
     expect_errno("sysinfo into text", call(SYSINFO, [text_address(), 0, 0, 0, 0, 0]), EFAULT)?;
     let child = spawn_child("exit_with", &["4"])?;
-    expect_errno("wait with the status in .rodata", call(WAIT, [u64::from(child), target, 0, 0, 0, 0]), EFAULT)?;
+    expect_errno("wait with the status in .rodata", call(WAIT, [child.handle, target, FOREVER, 0, 0, 0]), EFAULT)?;
     expect_exit("the child, after the refused wait,", wait_for(child)?, 4)?;
     check!(READ_ONLY.iter().all(|&byte| byte == 0x5a), ".rodata changed");
     Ok(())
@@ -258,20 +259,21 @@ fn spawn_argv_crossing_edge() -> Outcome {
 
 fn wait_bad_status_pointer() -> Outcome {
     let child = spawn_child("exit_with", &["5"])?;
-    let pid = u64::from(child);
+    let handle = child.handle;
     let outcome: Outcome = (|| {
         for &(pointer, what) in BAD_POINTERS.iter().filter(|(pointer, _)| *pointer != 0) {
-            expect_errno(&format!("wait with the status at {what}"), call(WAIT, [pid, pointer, 0, 0, 0, 0]), EFAULT)?;
+            expect_errno(&format!("wait with the status at {what}"), call(WAIT, [handle, pointer, FOREVER, 0, 0, 0]), EFAULT)?;
         }
         let edge = Edge::new()?;
         expect_errno(
             "wait with the status across the edge",
-            call(WAIT, [pid, edge.before_end(size_of::<ExitInfo>() as u64 / 2), 0, 0, 0, 0]),
+            call(WAIT, [handle, edge.before_end(size_of::<ExitInfo>() as u64 / 2), FOREVER, 0, 0, 0]),
             EFAULT,
         )?;
         edge.check_untouched("wait across the edge")?;
         let mut info = ExitInfo::exited(-1);
-        expect_value("wait after the refusals", call(WAIT, [pid, &raw mut info as u64, 0, 0, 0, 0]), pid as i64)?;
+        let waited = call(WAIT, [handle, &raw mut info as u64, FOREVER, 0, 0, 0]);
+        expect_value("wait after the refusals", waited, handle as i64)?;
         expect_exit("the child, after the refused waits,", info, 5)?;
         Ok(())
     })();

@@ -1,19 +1,24 @@
-//! The process life cycle: exit statuses, `wait` for any child, a given child, none, a
-//! grandchild; `kill` of running, sleeping, reading, waiting, unstarted and exited children;
-//! `spawn` and its limits; orphans; preemption; `sleep`.
+//! The process life cycle, through process handles: exit statuses; `wait` for any child, a
+//! given child, with and without timeouts, on handles that name no process; `kill` of
+//! running, sleeping, reading, waiting, unstarted and ended children, and without a handle;
+//! a process leaving the table when it ends; handle numbers that belong to another process;
+//! `spawn` and its limits; orphans, which keep their parent's pid and go to nobody;
+//! preemption; `sleep`.
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
-use abi::errno::{E2BIG, EAGAIN, ECHILD, EINVAL, ENOENT, EPERM, ESRCH};
+use abi::errno::{E2BIG, EAGAIN, EBADF, ECHILD, ENOENT, EPERM, ESRCH, ETIMEDOUT};
+use abi::handle::{HANDLE_MAX, Kind, NO_HANDLE, rights};
+use abi::ipc::FOREVER;
 use abi::status::KILLED;
-use abi::syscall::{KILL, SLEEP, WAIT};
-use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, ProcessState};
+use abi::syscall::{KILL, PROCESS_PID, SLEEP, WAIT};
+use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, ProcessState, WAIT_ANY};
 use userlib::check;
-use userlib::process::Ending;
-use userlib::sys::{self, Errno, Pid};
+use userlib::ipc::{self, Endpoint, Message, OwnedHandle};
+use userlib::process::{self, Ending};
+use userlib::sys::{self, Child, Errno, Pid};
 use userlib::testing::{Case, Context, Outcome};
 
 use crate::common::*;
@@ -23,27 +28,31 @@ pub const CASES: &[Case] = userlib::cases![
     here wait_any_collects_all,
     here wait_for_specific_child,
     here wait_no_children,
-    here wait_non_child,
-    here wait_grandchild,
+    here wait_needs_a_process_handle,
+    here wait_closes_the_handle,
+    here wait_timeout_zero_is_eagain,
+    here wait_timeout_expires,
+    here foreign_handle_numbers_mean_nothing,
     here wait_null_status,
     here kill_spinning_child,
     here kill_sleeping_child,
     here kill_reading_child,
     here kill_waiting_child,
     here kill_unstarted_child,
-    here kill_zombie,
-    here kill_invalid_pid,
-    here kill_init_refused,
+    here kill_ended_child,
+    here kill_needs_a_process_handle,
+    here kill_without_a_handle_refused,
     here kill_self,
-    here zombie_in_process_list,
+    here ended_process_leaves_the_table,
+    here process_pid_names_the_child,
     here pids_increase,
     here spawn_missing_program,
     here spawn_passes_arguments,
     here spawn_argument_limits,
     here spawn_limit,
     here spawn_bomb,
-    here orphan_reparented,
-    here orphan_reaped_by_init,
+    here orphan_keeps_its_parent_pid,
+    here orphan_goes_to_nobody,
     here preemption,
     here preemption_with_interrupts_cleared,
     here sleep_accuracy,
@@ -65,13 +74,15 @@ fn wait_any_collects_all() -> Outcome {
         expected.push((spawn_child("exit_with", &[&format!("{status}")])?, status));
     }
     for _ in 0..expected.len() {
-        let (pid, info) = sys::wait(None).context("wait for any child")?;
-        let position =
-            expected.iter().position(|&(child, _)| child == pid).ok_or(format!("wait returned unknown pid {pid}"))?;
-        let (_, wanted) = expected.swap_remove(position);
-        expect_exit(&format!("pid {pid}"), info, wanted)?;
+        let (handle, info) = sys::wait(None).context("wait for any child")?;
+        let position = expected
+            .iter()
+            .position(|(child, _)| child.handle == handle)
+            .ok_or(format!("wait returned handle {handle}, which names none of the children"))?;
+        let (child, wanted) = expected.swap_remove(position);
+        expect_exit(&format!("pid {}", child.pid), info, wanted)?;
     }
-    check!(sys::wait(None) == Err(Errno(ECHILD)), "wait after reaping every child did not return ECHILD");
+    check!(sys::wait(None) == Err(Errno(ECHILD)), "wait after every child was waited for did not return ECHILD");
     Ok(())
 }
 
@@ -84,81 +95,159 @@ fn wait_for_specific_child() -> Outcome {
 }
 
 fn wait_no_children() -> Outcome {
-    check!(sys::wait(None) == Err(Errno(ECHILD)), "wait for any child without children");
-    check!(sys::wait(Some(12345)) == Err(Errno(ECHILD)), "wait for pid 12345 without children");
+    check!(sys::wait(None) == Err(Errno(ECHILD)), "wait for any process without a process handle");
+    let result = sys::wait_handle(WAIT_ANY as u64, 0);
+    check!(result == Err(Errno(ECHILD)), "wait for any process with timeout 0 returned {result:?}");
     Ok(())
 }
 
-fn wait_non_child() -> Outcome {
-    let me = u64::from(sys::getpid());
-    let parent = u64::from(sys::getppid());
+/// Raw `wait` on `handle` with an `ExitInfo` to write and timeout 0.
+fn raw_wait(handle: u64, info: &mut ExitInfo) -> i64 {
+    call(WAIT, [handle, info as *mut ExitInfo as u64, 0, 0, 0, 0])
+}
+
+fn wait_needs_a_process_handle() -> Outcome {
     let mut info = ExitInfo::exited(-1);
-    let out = &raw mut info as u64;
-    let mut pids = vec![(me, "self"), (u64::from(u32::MAX), "u32::MAX"), (1 << 32 | me, "own pid + 2^32")];
-    if parent != 0 {
-        pids.push((parent, "the parent"));
+    let endpoint = Endpoint::create().context("endpoint_create")?;
+    let closed = Endpoint::create().context("endpoint_create")?.into_raw();
+    ipc::close(closed).context("handle_close")?;
+    let mut refused = alloc::vec![
+        (0, "the console (input)"),
+        (1, "the console (output)"),
+        (endpoint.handle().raw(), "an endpoint"),
+        (closed, "a closed handle"),
+        (HANDLE_MAX as u64, "HANDLE_MAX"),
+        (u64::from(u32::MAX), "u32::MAX"),
+        (1 << 32 | 1, "2^32 + 1"),
+        (-2i64 as u64, "-2"),
+        (i64::MIN as u64, "i64::MIN"),
+    ];
+    if let Some(free) = free_handle_number() {
+        refused.push((free, "a free number"));
     }
-    for (pid, what) in pids {
-        expect_errno(&format!("wait for {what}"), call(WAIT, [pid, out, 0, 0, 0, 0]), ECHILD)?;
+    for (handle, what) in refused {
+        expect_errno(&format!("wait on {what}"), raw_wait(handle, &mut info), EBADF)?;
     }
-    for pid in [0, -2i64 as u64, i64::MIN as u64] {
-        expect_errno(&format!("wait for pid {}", pid as i64), call(WAIT, [pid, out, 0, 0, 0, 0]), EINVAL)?;
-    }
+    let child = spawn_child("sleeper", &["forever"])?;
+    let outcome: Outcome = (|| {
+        let no_wait = OwnedHandle::from_raw(ipc::duplicate(child.handle, rights::ALL & !rights::WAIT).context("handle_duplicate")?);
+        expect_errno("wait through a process handle without WAIT", raw_wait(no_wait.raw(), &mut info), EPERM)?;
+        let result = sys::wait_handle(WAIT_ANY as u64, 0);
+        check!(result == Err(Errno(EAGAIN)), "wait for any process while one runs returned {result:?}");
+        Ok(())
+    })();
+    kill_and_reap(&[child])?;
+    outcome?;
     check!(info == ExitInfo::exited(-1), "refused waits wrote {info:?}");
     Ok(())
 }
 
-/// Starts `parent_of_sleeper` and finds the sleeper it started: (child, grandchild).
-fn start_parent_of_sleeper() -> Result<(Pid, Pid), String> {
-    let child = spawn_child("parent_of_sleeper", &[])?;
-    let mut grandchild = None;
-    let found = wait_until(CHILD_LIMIT, || {
-        grandchild = Table::read()?.rows().iter().find(|row| row.parent == child).map(|row| row.pid);
-        Ok(grandchild.is_some())
-    })?;
-    match grandchild {
-        Some(grandchild) if found => Ok((child, grandchild)),
-        _ => Err(String::from("parent_of_sleeper did not start its sleeper")),
-    }
+/// The lowest handle number this process does not use, if any.
+pub fn free_handle_number() -> Option<u64> {
+    (0..HANDLE_MAX as u64).find(|&number| ipc::handle_info(number) == Err(Errno(EBADF)))
 }
 
-/// Kills an orphaned grandchild (now pid 1's) and reaps it if this process is pid 1.
-fn dispose_of_orphan(pid: Pid) -> Outcome {
-    sys::kill(pid).context("kill of the orphan")?;
-    if sys::getpid() == 1 {
-        expect_exit("the orphan", wait_for(pid)?, KILLED)?;
-    }
+fn wait_closes_the_handle() -> Outcome {
+    let child = spawn_child("exit_with", &["6"])?;
+    expect_exit("the child", wait_for(child)?, 6)?;
+    let info = ipc::handle_info(child.handle);
+    check!(info == Err(Errno(EBADF)), "handle_info of a waited-for process handle returned {info:?}");
+    let again = sys::wait(Some(child));
+    check!(again == Err(Errno(EBADF)), "a second wait on the same handle returned {again:?}");
     Ok(())
 }
 
-fn wait_grandchild() -> Outcome {
-    let (child, grandchild) = start_parent_of_sleeper()?;
-    let refused = sys::wait(Some(grandchild));
-    sys::kill(grandchild).context("kill of the grandchild")?;
-    let ended = wait_for(child)?;
-    check!(refused == Err(Errno(ECHILD)), "wait for a grandchild returned {refused:?}");
-    expect_exit("parent_of_sleeper", ended, 0)?;
+fn wait_timeout_zero_is_eagain() -> Outcome {
+    let child = spawn_child("sleeper", &["forever"])?;
+    let start = now();
+    let polled = sys::wait_handle(child.handle, 0);
+    let elapsed = now() - start;
+    let still_held = ipc::handle_info(child.handle);
+    kill_and_reap(&[child])?;
+    check!(polled == Err(Errno(EAGAIN)), "wait with timeout 0 on a running child returned {polled:?}");
+    check!(elapsed < 5 * MS, "wait with timeout 0 took {} ms", elapsed / MS);
+    check!(
+        matches!(still_held, Ok((Some(Kind::Process), _))),
+        "the handle did not stay open after the refused wait: {still_held:?}"
+    );
     Ok(())
+}
+
+fn wait_timeout_expires() -> Outcome {
+    let child = spawn_child("sleeper", &["forever"])?;
+    let start = now();
+    let waited = sys::wait_handle(child.handle, 30 * MS);
+    let elapsed = now() - start;
+    let start_any = now();
+    let waited_any = sys::wait_handle(WAIT_ANY as u64, 20 * MS);
+    let elapsed_any = now() - start_any;
+    kill_and_reap(&[child])?;
+    check!(waited == Err(Errno(ETIMEDOUT)), "wait with a 30 ms timeout on a running child returned {waited:?}");
+    check!(
+        (30 * MS..30 * MS + 3 * SLICE_NS).contains(&elapsed),
+        "wait with a 30 ms timeout returned after {} ms",
+        elapsed / MS
+    );
+    check!(waited_any == Err(Errno(ETIMEDOUT)), "wait for any process with a 20 ms timeout returned {waited_any:?}");
+    check!(
+        (20 * MS..20 * MS + 3 * SLICE_NS).contains(&elapsed_any),
+        "wait for any process with a 20 ms timeout returned after {} ms",
+        elapsed_any / MS
+    );
+    Ok(())
+}
+
+/// A child reports the number its own table gives its grandchild (and the grandchild's pid);
+/// that number names nothing in this process, so nothing here can wait for, kill or name the
+/// grandchild through it, while the child can.
+fn foreign_handle_numbers_mean_nothing() -> Outcome {
+    let endpoint = Endpoint::create().context("endpoint_create")?;
+    let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND).context("handle_duplicate")?;
+    let child = spawn_with_handles("report_grandchild", &[], &[0, 1, 2, send.raw() as u32])?;
+    drop(send);
+    let outcome: Outcome = (|| {
+        let mut room = [0u8; 0];
+        let request = endpoint.recv(&mut room, CHILD_LIMIT.as_nanos() as u64).context("recv of the child's report")?;
+        let theirs = request.message.label;
+        let grandchild = request.message.words[0] as Pid;
+        check!(state_of(grandchild)?.is_some(), "the grandchild (pid {grandchild}) is not running");
+        check!(
+            ipc::handle_info(theirs) == Err(Errno(EBADF)),
+            "the child's handle number {theirs} is taken in this process too; the case cannot tell"
+        );
+        let mut info = ExitInfo::exited(-1);
+        expect_errno("wait on the child's number for the grandchild", raw_wait(theirs, &mut info), EBADF)?;
+        expect_errno("kill through the child's number", call(KILL, [theirs, 0, 0, 0, 0, 0]), EBADF)?;
+        expect_errno("process_pid of the child's number", call(PROCESS_PID, [theirs, 0, 0, 0, 0, 0]), EBADF)?;
+        check!(state_of(grandchild)?.is_some(), "the grandchild ended after this process used the child's number");
+        // The child then kills and waits for the grandchild through its own handle.
+        request.reply.ok_or("the report came without a reply handle")?.send(&Message::default()).context("reply")?;
+        Ok(())
+    })();
+    let ended = finish_within(child, "report_grandchild")?;
+    outcome?;
+    expect_exit("report_grandchild (0: the grandchild ended killed)", ended, 0)
 }
 
 fn wait_null_status() -> Outcome {
     let child = spawn_child("exit_with", &["9"])?;
-    let reaped = call(WAIT, [u64::from(child), 0, 0, 0, 0, 0]);
-    expect_value("wait with a null status pointer", reaped, i64::from(child))?;
-    check!(state_of(child)?.is_none(), "the child is still in the table after wait");
+    let closed = call(WAIT, [child.handle, 0, FOREVER, 0, 0, 0]);
+    expect_value("wait with a null status pointer", closed, child.handle as i64)?;
+    check!(state_of(child.pid)?.is_none(), "the child is still in the table after wait");
+    check!(ipc::handle_info(child.handle) == Err(Errno(EBADF)), "wait with a null status pointer left the handle open");
     Ok(())
 }
 
 fn kill_spinning_child() -> Outcome {
     let child = spawn_child("spinner", &[])?;
     sleep_ms(5)?;
-    check!(state_of(child)? == Some(ProcessState::Ready), "the spinner is not runnable");
+    check!(state_of(child.pid)? == Some(ProcessState::Ready), "the spinner is not runnable");
     kill_and_reap(&[child])
 }
 
 fn kill_sleeping_child() -> Outcome {
     let child = spawn_child("sleeper", &["forever"])?;
-    let started = wait_until(CHILD_LIMIT, || Ok(state_of(child)? == Some(ProcessState::Blocked)))?;
+    let started = wait_until(CHILD_LIMIT, || Ok(state_of(child.pid)? == Some(ProcessState::Blocked)))?;
     let start = now();
     kill_and_reap(&[child])?;
     let elapsed = now() - start;
@@ -169,19 +258,37 @@ fn kill_sleeping_child() -> Outcome {
 
 fn kill_reading_child() -> Outcome {
     let child = spawn_child("console_reader", &[])?;
-    let blocked = wait_until(CHILD_LIMIT, || Ok(state_of(child)? == Some(ProcessState::Blocked)))?;
+    let blocked = wait_until(CHILD_LIMIT, || Ok(state_of(child.pid)? == Some(ProcessState::Blocked)))?;
     kill_and_reap(&[child])?;
     check!(blocked, "the reader never blocked in read");
     Ok(())
 }
 
+/// Starts `parent_of_caller` and finds the grandchild it started: (child, grandchild pid).
+fn start_parent_of_caller() -> Result<(Child, Pid), String> {
+    let child = spawn_child("parent_of_caller", &[])?;
+    let mut grandchild = None;
+    let found = wait_until(CHILD_LIMIT, || {
+        grandchild = Table::read()?.rows().iter().find(|row| row.parent == child.pid).map(|row| row.pid);
+        Ok(grandchild.is_some())
+    })?;
+    match grandchild {
+        Some(grandchild) if found => Ok((child, grandchild)),
+        _ => {
+            kill_and_reap(&[child])?;
+            Err(String::from("parent_of_caller did not start its caller"))
+        }
+    }
+}
+
 fn kill_waiting_child() -> Outcome {
-    let (child, grandchild) = start_parent_of_sleeper()?;
-    let waiting = wait_until(CHILD_LIMIT, || Ok(state_of(child)? == Some(ProcessState::Blocked)));
+    let (child, grandchild) = start_parent_of_caller()?;
+    let waiting = wait_until(CHILD_LIMIT, || Ok(state_of(child.pid)? == Some(ProcessState::Blocked)));
     let killed = kill_and_reap(&[child]);
-    let orphan = dispose_of_orphan(grandchild);
-    check!(waiting?, "parent_of_sleeper never blocked in wait");
-    killed.and(orphan)
+    // Its endpoint died with it, so the grandchild's call failed and it ended by itself.
+    let gone = wait_until_gone(grandchild, "the grandchild calling the killed child");
+    check!(waiting?, "parent_of_caller never blocked in wait");
+    killed.and(gone)
 }
 
 fn kill_unstarted_child() -> Outcome {
@@ -189,52 +296,96 @@ fn kill_unstarted_child() -> Outcome {
     kill_and_reap(&[child])
 }
 
-fn kill_zombie() -> Outcome {
+fn kill_ended_child() -> Outcome {
     let child = spawn_child("exit_with", &["3"])?;
-    let zombie = wait_until(CHILD_LIMIT, || Ok(state_of(child)? == Some(ProcessState::Zombie)))?;
+    let left = wait_until_gone(child.pid, "the exited child");
     let killed = sys::kill(child);
     let ended = wait_for(child)?;
-    check!(zombie, "the child never became a zombie");
-    check!(killed == Err(Errno(ESRCH)), "kill of a zombie returned {killed:?}");
-    expect_exit("the zombie", ended, 3)?;
+    left?;
+    check!(killed == Err(Errno(ESRCH)), "kill of a process that has ended returned {killed:?}");
+    expect_exit("the ended child", ended, 3)?;
     Ok(())
 }
 
-fn kill_invalid_pid() -> Outcome {
-    let me = u64::from(sys::getpid());
-    for (pid, what) in [
-        (0, "0"),
+fn kill_needs_a_process_handle() -> Outcome {
+    let endpoint = Endpoint::create().context("endpoint_create")?;
+    let closed = Endpoint::create().context("endpoint_create")?.into_raw();
+    ipc::close(closed).context("handle_close")?;
+    for (handle, what) in [
+        (0, "the console"),
+        (endpoint.handle().raw(), "an endpoint"),
+        (closed, "a closed handle"),
         (999_999, "999999"),
+        (HANDLE_MAX as u64, "HANDLE_MAX"),
         (u64::from(u32::MAX), "u32::MAX"),
-        (1 << 32 | me, "own pid + 2^32"),
-        (u64::MAX, "-1"),
+        (1 << 32 | 1, "2^32 + 1"),
+        (u64::MAX, "u64::MAX"),
     ] {
-        expect_errno(&format!("kill({what})"), call(KILL, [pid, 0, 0, 0, 0, 0]), ESRCH)?;
+        expect_errno(&format!("kill({what})"), call(KILL, [handle, 0, 0, 0, 0, 0]), EBADF)?;
     }
+    let child = spawn_child("sleeper", &["forever"])?;
+    let outcome: Outcome = (|| {
+        let no_kill = OwnedHandle::from_raw(ipc::duplicate(child.handle, rights::ALL & !rights::KILL).context("handle_duplicate")?);
+        expect_errno("kill through a process handle without KILL", call(KILL, [no_kill.raw(), 0, 0, 0, 0, 0]), EPERM)?;
+        sleep_ms(5)?;
+        check!(state_of(child.pid)? == Some(ProcessState::Blocked), "the child did not survive the refused kill");
+        Ok(())
+    })();
+    kill_and_reap(&[child])?;
+    outcome
+}
+
+/// A child holds handles to nothing but the console: no number it can name reaches its
+/// parent (this process) or any other process.
+fn kill_without_a_handle_refused() -> Outcome {
+    expect_child_status("kill_every_number", &[], 0)?;
+    check!(state_of(sys::getpid())?.is_some(), "this process is gone from the table");
     Ok(())
 }
 
-fn kill_init_refused() -> Outcome {
-    expect_errno("kill(1)", call(KILL, [1, 0, 0, 0, 0, 0]), EPERM)
-}
-
+/// A process that is sent a handle to itself can kill itself with it; `kill` then does not
+/// return, the process ends `KILLED`, and the call that sent it the handle fails with
+/// `EPIPE` (its reply handle died with it).
 fn kill_self() -> Outcome {
-    expect_child_status("kill_self", &[], KILLED)
+    let endpoint = Endpoint::create().context("endpoint_create")?;
+    let child = spawn_with_handles("kill_self", &[], &[0, 1, 2, endpoint.handle().raw() as u32])?;
+    let handles = [child.handle as u32 | abi::ipc::COPY_HANDLE];
+    let mut transfer = ipc::Transfer { send_handles: &handles, ..ipc::Transfer::default() };
+    let called = endpoint.call_with(&Message::default(), &mut transfer, CHILD_LIMIT.as_nanos() as u64);
+    let ended = finish_within(child, "kill_self")?;
+    expect_exit("kill_self (status 3: its kill returned)", ended, KILLED)?;
+    check!(called.as_ref().err() == Some(&Errno(abi::errno::EPIPE)), "the call to the child returned {called:?}, expected EPIPE");
+    Ok(())
 }
 
-fn zombie_in_process_list() -> Outcome {
-    let me = sys::getpid();
-    let child = spawn_child("exit_with", &["0"])?;
-    let zombie = wait_until(CHILD_LIMIT, || Ok(state_of(child)? == Some(ProcessState::Zombie)))?;
-    let table = Table::read()?;
-    let row = table.find(child).copied();
-    wait_for(child)?;
-    check!(zombie, "the exited child never showed as a zombie");
-    let row = row.ok_or("the zombie has no row")?;
-    check!(row.parent == me, "the zombie's parent is {}", row.parent);
-    check!(row.memory_bytes == 0, "the zombie still holds {} bytes of memory", row.memory_bytes);
-    check!(state_of(child)?.is_none(), "the reaped child is still listed");
-    Ok(())
+/// There are no zombies: a process that ends leaves the table at once, and its handle still
+/// says how it ended.
+fn ended_process_leaves_the_table() -> Outcome {
+    let child = spawn_child("exit_with", &["12"])?;
+    let left = wait_until_gone(child.pid, "the exited child");
+    let kind = ipc::handle_info(child.handle);
+    let pid = sys::process_pid(child.handle);
+    let ended = wait_for(child)?;
+    left?;
+    check!(matches!(kind, Ok((Some(Kind::Process), _))), "the handle of an ended process reports {kind:?}");
+    check!(pid == Ok(child.pid), "process_pid of an ended process returned {pid:?}, expected {}", child.pid);
+    expect_exit("the ended child", ended, 12)
+}
+
+fn process_pid_names_the_child() -> Outcome {
+    let child = spawn_child("sleeper", &["forever"])?;
+    let outcome: Outcome = (|| {
+        let row = Table::read()?.find(child.pid).copied().ok_or("the child is not in the process table")?;
+        check!(row.parent == sys::getpid(), "the child's parent is {}", row.parent);
+        let bare = OwnedHandle::from_raw(ipc::duplicate(child.handle, 0).context("handle_duplicate with no rights")?);
+        expect_value("process_pid through a handle without rights", call(PROCESS_PID, [bare.raw(), 0, 0, 0, 0, 0]), i64::from(child.pid))?;
+        for (handle, what) in [(1, "the console"), (HANDLE_MAX as u64, "HANDLE_MAX"), (NO_HANDLE, "NO_HANDLE")] {
+            expect_errno(&format!("process_pid of {what}"), call(PROCESS_PID, [handle, 0, 0, 0, 0, 0]), EBADF)?;
+        }
+        Ok(())
+    })();
+    kill_and_reap(&[child])?;
+    outcome
 }
 
 fn pids_increase() -> Outcome {
@@ -242,7 +393,7 @@ fn pids_increase() -> Outcome {
     wait_for(first)?;
     let second = spawn_child("exit_with", &["0"])?;
     wait_for(second)?;
-    check!(second > first, "pid {second} came after pid {first}");
+    check!(second.pid > first.pid, "pid {} came after pid {}", second.pid, first.pid);
     Ok(())
 }
 
@@ -277,7 +428,7 @@ fn spawn_argument_limits() -> Outcome {
     *extra.last_mut().ok_or("no arguments")? = &longer;
     let mut argv = fixed.to_vec();
     argv.extend_from_slice(&extra);
-    let result = sys::spawn("usertests", &argv);
+    let result = process::spawn("usertests", &argv);
     check!(result == Err(Errno(E2BIG)), "spawn with ARGV_BYTES_MAX + 1 argument bytes returned {result:?}");
     Ok(())
 }
@@ -285,13 +436,13 @@ fn spawn_argument_limits() -> Outcome {
 fn spawn_limit() -> Outcome {
     let before = info()?;
     let frames = system_frames()?;
-    let (pids, errno) = fill_process_table()?;
-    let again = sys::spawn("usertests", &["usertests", "--child", "exit_with", "0"]);
+    let (children, errno) = fill_process_table()?;
+    let again = process::spawn("usertests", &["usertests", "--child", "exit_with", "0"]);
     let full = info()?.processes;
-    kill_and_reap(&pids)?;
+    kill_and_reap(&children)?;
     let expected = before.max_processes as usize - before.processes as usize;
     check!(errno == Errno(EAGAIN), "spawn at the limit failed with {errno}, not EAGAIN");
-    check!(pids.len() == expected, "{} spawns succeeded before EAGAIN, expected {expected}", pids.len());
+    check!(children.len() == expected, "{} spawns succeeded before EAGAIN, expected {expected}", children.len());
     check!(again == Err(Errno(EAGAIN)), "a second spawn at the limit returned {again:?}");
     check!(full == before.max_processes, "sysinfo counted {full} processes at the limit");
     let after = info()?;
@@ -301,6 +452,7 @@ fn spawn_limit() -> Outcome {
         after.processes,
         before.processes
     );
+    check!(after.kernel_objects == before.kernel_objects, "{} kernel objects after reaping, {} before", after.kernel_objects, before.kernel_objects);
     let frames_after = system_frames()?;
     check!(frames_after == frames, "{} frames missing after reaping", frames.saturating_sub(frames_after));
     Ok(())
@@ -322,41 +474,48 @@ fn spawn_bomb() -> Outcome {
     Ok(())
 }
 
-fn orphan_reparented() -> Outcome {
-    let me = sys::getpid();
-    let parent = spawn_child("orphan_parent", &[])?;
+/// A grandchild whose parent has ended keeps that parent's pid (`getppid` and its row say
+/// so); nothing is given to this process, which holds no handle to it.
+fn orphan_keeps_its_parent_pid() -> Outcome {
+    let endpoint = Endpoint::create().context("endpoint_create")?;
+    let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND).context("handle_duplicate")?;
+    let parent = spawn_with_handles("orphan_parent", &["orphan_grandchild"], &[0, 1, 2, send.raw() as u32])?;
+    drop(send);
     let ended = finish_within(parent, "orphan_parent")?;
     check!(ended.status > 0 && ended.fault().is_none(), "orphan_parent {}", Ending(ended));
     let grandchild = ended.status as Pid;
-    let table = Table::read()?;
-    let row = table.find(grandchild).ok_or("the orphan is gone before it could be checked")?;
-    check!(row.parent == 1, "the orphan's parent is {}, not 1", row.parent);
-    if me == 1 {
-        let ended = wait_for(grandchild)?;
-        check!(ended == ExitInfo::exited(0), "the orphan {} (a status is the getppid() it saw)", Ending(ended));
-    } else {
-        check!(sys::wait(Some(grandchild)) == Err(Errno(ECHILD)), "the orphan is still this process's child");
-        let done = wait_until(CHILD_LIMIT, || {
-            Ok(Table::read()?.find(grandchild).is_none_or(|row| row.state == ProcessState::Zombie as u32))
-        })?;
-        check!(done, "the orphan never finished");
-    }
+    let mut room = [0u8; 0];
+    let request = endpoint.recv(&mut room, CHILD_LIMIT.as_nanos() as u64).context("recv of the orphan's report")?;
+    let row = Table::read()?.find(grandchild).copied();
+    let nothing_here = sys::wait(None);
+    drop(request.reply);
+    wait_until_gone(grandchild, "the orphan")?;
+    let [first_parent, ..] = request.message.words;
+    check!(first_parent == u64::from(parent.pid), "the orphan first saw parent {first_parent}, not {}", parent.pid);
+    check!(
+        request.message.label == u64::from(parent.pid),
+        "after its parent ended, the orphan's getppid returned {}, not {}",
+        request.message.label,
+        parent.pid
+    );
+    let row = row.ok_or("the orphan was not in the process table while it waited for the reply")?;
+    check!(row.parent == parent.pid, "the orphan's row names parent {}, not {}", row.parent, parent.pid);
+    check!(nothing_here == Err(Errno(ECHILD)), "wait for any process here returned {nothing_here:?}: the orphan came to this process");
     Ok(())
 }
 
-/// Runs `usertests orphan_reparented` as a child suite, where the orphan's grandparent is not
-/// pid 1; when this suite is pid 1, the orphan comes to it and must be reaped here, with the
-/// status that says it saw pid 1 as its parent.
-fn orphan_reaped_by_init() -> Outcome {
-    let suite = sys::spawn("usertests", &["usertests", "orphan_reparented"]).context("spawn of a nested suite")?;
-    expect_exit("the nested suite", finish_within(suite, "the nested suite")?, 0)?;
-    if sys::getpid() != 1 {
-        return Ok(());
-    }
-    let (orphan, ended) = sys::wait(None).context("reaping the nested suite's orphan")?;
-    expect_exit(&format!("the nested suite's orphan {orphan}"), ended, 0)?;
-    check!(sys::wait(None) == Err(Errno(ECHILD)), "more than one orphan was left");
-    Ok(())
+/// An orphan that ends leaves the table and its object at once: nobody holds a handle to it,
+/// and there is nothing for anyone to wait for.
+fn orphan_goes_to_nobody() -> Outcome {
+    let objects = live_objects()?;
+    let parent = spawn_child("orphan_parent", &["exit_after", "50", "0"])?;
+    let ended = finish_within(parent, "orphan_parent")?;
+    check!(ended.status > 0 && ended.fault().is_none(), "orphan_parent {}", Ending(ended));
+    let grandchild = ended.status as Pid;
+    let waited = sys::wait(None);
+    wait_until_gone(grandchild, "the orphan")?;
+    check!(waited == Err(Errno(ECHILD)), "wait for any process returned {waited:?} while the orphan ran");
+    expect_objects_back(objects, "after the orphan ended")
 }
 
 fn preemption() -> Outcome {
@@ -389,7 +548,7 @@ fn preemption_with_interrupts_cleared() -> Outcome {
     let before = now();
     let slept = sleep_ms(30);
     let elapsed = now() - before;
-    let state = state_of(child)?;
+    let state = state_of(child.pid)?;
     sys::kill(child).context("kill of the spinner")?;
     let ended = wait_for(child)?;
     slept?;
@@ -431,7 +590,7 @@ fn sleep_zero() -> Outcome {
 
 fn sleep_huge_is_killable() -> Outcome {
     let child = spawn_child("sleep_ns", &[&format!("{}", u64::MAX)])?;
-    let blocked = wait_until(CHILD_LIMIT, || Ok(state_of(child)? == Some(ProcessState::Blocked)))?;
+    let blocked = wait_until(CHILD_LIMIT, || Ok(state_of(child.pid)? == Some(ProcessState::Blocked)))?;
     kill_and_reap(&[child])?;
     check!(blocked, "a sleep of u64::MAX ns never blocked");
     Ok(())

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::arch::{asm, global_asm};
 use core::hint::black_box;
 
-use abi::errno::{EFAULT, ENOSYS, ESRCH};
+use abi::errno::{EBADF, EFAULT, ENOSYS};
 use abi::fault::{DEBUG, DEVICE_NOT_AVAILABLE, INVALID_OPCODE};
 use abi::memory::{PHYSICAL_MAP_OFFSET, USER_END};
 use abi::syscall::{GETPID, KILL, SYSINFO, WRITE};
@@ -67,7 +67,7 @@ fn garbage_registers(path: EntryPath) -> Outcome {
         (WRITE, [1, 0xdead_0000_0000_beef, 64, 0x1111, 0x2222, 0x3333], None, EFAULT),
         (1 << 32 | GETPID, [7; 6], None, ENOSYS),
         (SYSINFO, [PHYSICAL_MAP_OFFSET, 1, 2, 3, 4, 5], None, EFAULT),
-        (KILL, [u64::MAX, 0, 0, 0, 0, 0], None, ESRCH),
+        (KILL, [u64::MAX, 0, 0, 0, 0, 0], None, EBADF),
     ];
     for (round, rsp) in [0xdead_beef_dead_beef, 0, PHYSICAL_MAP_OFFSET, u64::MAX].into_iter().enumerate() {
         for (number, args, value, errno) in calls {
@@ -138,8 +138,8 @@ fn nt_flag_contained() -> Outcome {
     let sleeper = spawn_child("int80_sleeper", &[])?;
     let yielder = spawn_child("nt_yielder", &[])?;
     let mut failures = Vec::new();
-    for (pid, role) in [(yielder, "nt_yielder"), (sleeper, "int80_sleeper"), (spinner, "spin_window")] {
-        let info = finish_within(pid, role)?;
+    for (child, role) in [(yielder, "nt_yielder"), (sleeper, "int80_sleeper"), (spinner, "spin_window")] {
+        let info = finish_within(child, role)?;
         if info != ExitInfo::exited(0) {
             failures.push(format!("{role} {}", Ending(info)));
         }
