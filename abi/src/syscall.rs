@@ -154,7 +154,8 @@ syscalls! {
     REPLY_RECV = 30, "reply_recv", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers, Timeout, Handle];
     /// `notification_create() -> handle` with DUPLICATE, TRANSFER, SIGNAL and WAIT.
     NOTIFICATION_CREATE = 31, "notification_create", [];
-    /// `signal(notification, bits) -> 0`: ORs `bits` in. Needs SIGNAL.
+    /// `signal(notification, bits) -> 0`: ORs `bits` in. Needs SIGNAL. Bit 63 is refused
+    /// (`EINVAL`): `wait_notification` returns the bits, where it would read as an error.
     SIGNAL = 32, "signal", [Handle, Int];
     /// `wait_notification(notification, timeout) -> bits`: waits until a bit is set and takes
     /// them all. Needs WAIT.

@@ -260,12 +260,16 @@ pub fn notification_create(_: &Args) -> SyscallResult {
     install(Handle::new(Object::Notification(Notification::new()), NOTIFICATION_RIGHTS))
 }
 
-/// `signal(notification, bits) -> 0`. Needs SIGNAL.
+/// `signal(notification, bits) -> 0`. Needs SIGNAL. Bit 63 is refused (`EINVAL`): `wait`
+/// returns the bits as its result, where it would read as an error.
 pub fn signal(args: &Args) -> SyscallResult {
     let notification = lookup(args[0], rights::SIGNAL, |object| match object {
         Object::Notification(notification) => Some(notification.clone()),
         _ => None,
     })?;
+    if args[1] >> 63 != 0 {
+        return Err(EINVAL);
+    }
     notification.signal(args[1]);
     Ok(0)
 }
