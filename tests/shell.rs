@@ -72,24 +72,24 @@ struct Row {
     name: String,
 }
 
-/// The rows of the `ps` table in `output`: the lines after its header.
+/// The rows of the `ps` table in `output`: the lines after its header that have a row's
+/// shape (background jobs may print between them).
 fn ps_rows(output: &str) -> Vec<Row> {
-    let lines = output
+    output
         .lines()
         .skip_while(|line| !line.contains("PID PARENT"))
-        .skip(1);
-    lines
-        .map(|line| {
+        .skip(1)
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [pid, parent, state, _memory, "KiB", name] = fields[..] else {
-                panic!("not a ps row: {line:?} in {output:?}");
+                return None;
             };
-            Row {
-                pid: pid.parse().expect("pid"),
-                parent: parent.parse().expect("parent"),
+            Some(Row {
+                pid: pid.parse().ok()?,
+                parent: parent.parse().ok()?,
                 state: state.to_owned(),
                 name: name.to_owned(),
-            }
+            })
         })
         .collect()
 }

@@ -117,8 +117,8 @@ syscalls! {
     /// All `len` bytes of `buf` must be writable.
     PROGRAMS = 17, "programs", [OutPtr, Len];
     /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for
-    /// none) the one Ctrl-C kills. Only the foreground process itself, or a holder of a
-    /// handle with KILL to it, may replace it (`EPERM` otherwise).
+    /// none) the one Ctrl-C kills (`ESRCH` if it has ended). Only the foreground process
+    /// itself, or a holder of a handle with KILL to it, may replace it (`EPERM` otherwise).
     SET_FOREGROUND = 18, "set_foreground", [Handle];
     /// `console_mode(mode) -> previous mode`: `CONSOLE_COOKED` or `CONSOLE_RAW`. When the
     /// process that chose raw mode exits, the console goes back to cooked mode.
@@ -147,15 +147,15 @@ syscalls! {
     /// `recv(endpoint; buffers, timeout)`: waits for a message. Needs RECEIVE.
     RECV = 28, "recv", [Handle] + [IpcBuffers, Timeout];
     /// `reply(reply, label, w0, w1, w2, w3; buffers)`: answers a call (any label); the reply
-    /// handle is used up, unless the message is malformed (then it stays, to answer again).
+    /// handle is used up whatever happens (a malformed reply fails the call with `EPIPE`).
     REPLY = 29, "reply", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers];
     /// `reply_recv(reply, label, w0, w1, w2, w3; buffers, timeout, endpoint)`: `reply`, then
-    /// `recv` on `endpoint`. The reply handle is always used up (a reply that fails is
-    /// dropped, and its caller gets `EPIPE`), so a server loop never loses track of one.
+    /// `recv` on `endpoint`; a reply that fails is dropped and the receive goes ahead.
     REPLY_RECV = 30, "reply_recv", [Handle, Int, Int, Int, Int, Int] + [IpcBuffers, Timeout, Handle];
     /// `notification_create() -> handle` with DUPLICATE, TRANSFER, SIGNAL and WAIT.
     NOTIFICATION_CREATE = 31, "notification_create", [];
-    /// `signal(notification, bits) -> 0`: ORs `bits` in. Needs SIGNAL.
+    /// `signal(notification, bits) -> 0`: ORs `bits` in. Needs SIGNAL. Bit 63 is refused
+    /// (`EINVAL`): `wait_notification` returns the bits, where it would read as an error.
     SIGNAL = 32, "signal", [Handle, Int];
     /// `wait_notification(notification, timeout) -> bits`: waits until a bit is set and takes
     /// them all. Needs WAIT.

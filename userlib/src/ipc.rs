@@ -307,15 +307,10 @@ impl Reply {
     /// Answers with bytes and handles.
     pub fn send_with(self, message: &Message, transfer: &mut Transfer) -> Result<()> {
         let mut buffers = transfer.buffers()?;
+        // The kernel uses the handle up, whatever happens.
         let handle = self.0.into_raw();
         // SAFETY: as in `Endpoint::call_with`.
-        let result = checked(unsafe { raw_ipc(REPLY, handle, message, &raw mut buffers as u64, 0, 0) }).map(|_| ());
-        // The kernel keeps the handle after a malformed reply; this `Reply` is used up anyway
-        // (its caller then gets `EPIPE`).
-        if result.is_err() && matches!(handle_info(handle), Ok((Some(Kind::Reply), _))) {
-            let _ = close(handle);
-        }
-        result
+        checked(unsafe { raw_ipc(REPLY, handle, message, &raw mut buffers as u64, 0, 0) }).map(|_| ())
     }
 
     /// The handle's number.

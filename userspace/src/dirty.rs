@@ -96,10 +96,25 @@ impl Call {
     /// The first register other than `rax` whose value the kernel changed (`rcx` and `r11`
     /// are exempt on the `syscall` path, where the instruction itself overwrites them).
     pub fn clobbered(&self) -> Option<&'static str> {
-        let exempt = |register: usize| register == RAX || (self.int80 == 0 && (register == RCX || register == R11));
+        self.clobbered_except(&[])
+    }
+
+    /// The same, with the registers named in `results` (the IPC calls' returned message)
+    /// exempt too.
+    pub fn clobbered_except(&self, results: &[&str]) -> Option<&'static str> {
+        let exempt = |register: usize| {
+            register == RAX
+                || (self.int80 == 0 && (register == RCX || register == R11))
+                || results.contains(&NAMES[register])
+        };
         (0..16)
             .find(|&register| !exempt(register) && self.before[register] != self.after[register])
             .map(|register| NAMES[register])
+    }
+
+    /// The value the kernel left in the register called `name` (`"rdi"`, `"r12"`, ...).
+    pub fn returned(&self, name: &str) -> Option<u64> {
+        NAMES.iter().position(|&known| known == name).map(|register| self.after[register])
     }
 }
 

@@ -1,6 +1,6 @@
 //! Console syscalls: `write`, `read`, `set_foreground`, `console_mode`.
 
-use abi::errno::{EINTR, EINVAL, EPERM};
+use abi::errno::{EINTR, EINVAL, EPERM, ESRCH};
 use abi::handle::{NO_HANDLE, rights};
 
 use super::handle::lookup;
@@ -62,17 +62,23 @@ pub fn read(args: &Args) -> SyscallResult {
 }
 
 /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for none)
-/// the one Ctrl-C kills. Only the foreground process itself, or a holder of a handle with
+/// the one Ctrl-C kills; `ESRCH` if it has ended. Only the foreground process itself, or a holder of a handle with
 /// KILL to it, may replace it (`EPERM` otherwise), so a background job cannot take Ctrl-C
 /// away from the program in front.
 pub fn set_foreground(args: &Args) -> SyscallResult {
     let pid = if args[0] == NO_HANDLE {
         0
     } else {
-        lookup(args[0], rights::KILL, |object| match object {
-            Object::Process(process) => Some(process.pid),
+        let process = lookup(args[0], rights::KILL, |object| match object {
+            Object::Process(process) => Some(process.clone()),
             _ => None,
-        })?
+        })?;
+        // An ended process is forgotten by the console already; naming it would leave a
+        // foreground that nobody could replace.
+        if process.exit.lock().is_some() {
+            return Err(ESRCH);
+        }
+        process.pid
     };
     let current = input::foreground();
     if current != 0 && current != scheduler::current_pid() {

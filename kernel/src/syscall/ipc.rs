@@ -94,6 +94,16 @@ enum Sending {
     Reply,
 }
 
+/// Reads the `IpcBuffers` of a `call` or `recv`, whose `received_*` fields are written back:
+/// `EFAULT` unless they are writable, checked before anything is sent or taken (a message
+/// taken and then not reported would be lost).
+fn read_buffers_to_update(address: u64) -> Result<Option<IpcBuffers>, i64> {
+    if address != 0 {
+        UserPtr::<IpcBuffers>::new(address).check_writable()?;
+    }
+    read_buffers(address)
+}
+
 /// Builds the message to send: the registers, the checked send buffer, and the handles
 /// taken out of the caller's table (moved, or copied when marked). On any error nothing is
 /// taken.
@@ -120,8 +130,7 @@ fn outgoing(me: &ProcessObject, frame: &TrapFrame, buffers: Option<&IpcBuffers>,
         require_heap_room()?;
     }
     let mut table = me.handles.lock();
-    for index in 0..count {
-        let entry = buffers.send_handles[index];
+    for (index, &entry) in buffers.send_handles[..count].iter().enumerate() {
         let number = u64::from(entry & !COPY_HANDLE);
         let taken = if entry & COPY_HANDLE != 0 {
             table.get(number).and_then(|handle| {
@@ -193,7 +202,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         _ => None,
     })?;
     let buffers_address = frame.r12;
-    let buffers = read_buffers(buffers_address)?;
+    let buffers = read_buffers_to_update(buffers_address)?;
     let reply_into = destination(buffers.as_ref())?;
     let message = outgoing(&me, frame, buffers.as_ref(), Sending::Call)?;
     let received = ipc::call(&me, &target, message, reply_into, Timeout::from_nanoseconds(frame.r13))?;
@@ -213,7 +222,7 @@ fn receiving_endpoint(me: &ProcessObject, number: u64) -> Result<Arc<Endpoint>, 
 /// replied to) runs first if this has to wait.
 fn receive(frame: &mut TrapFrame, me: &Arc<ProcessObject>, endpoint: &Arc<Endpoint>, handed: Option<Handoff>) -> SyscallResult {
     let buffers_address = frame.r12;
-    let buffers = read_buffers(buffers_address)?;
+    let buffers = read_buffers_to_update(buffers_address)?;
     let into = destination(buffers.as_ref())?;
     let received = ipc::recv(me, endpoint, into, Timeout::from_nanoseconds(frame.r13), handed)?;
     write_received(frame, buffers_address, &received, Returned::Message)?;
@@ -228,23 +237,17 @@ pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
 }
 
 /// The sending half of `reply` and `reply_recv`: hands the caller over.
-/// A reply handle is used up only by a well-formed reply: a bad message fails with the reply
-/// handle still there.
+/// The sending half of `reply` and `reply_recv`: uses the reply handle up, whatever then
+/// happens (a malformed message fails its call with `EPIPE`), and hands the caller over.
 fn send_reply(frame: &TrapFrame, me: &ProcessObject) -> Result<Handoff, i64> {
-    me.handles.lock().lookup(frame.rdi, rights::SEND, |object| matches!(object, Object::Reply(_)).then_some(()))?;
-    let buffers = read_buffers(frame.r12)?;
-    let message = outgoing(me, frame, buffers.as_ref(), Sending::Reply)?;
-    // Nothing else uses this table meanwhile (a process runs on one CPU at a time), and a
-    // reply handle cannot travel in the message (it has no TRANSFER right): it is still there.
-    let reply = me.handles.lock().remove(frame.rdi);
-    let reply = match reply {
-        Ok(reply) => reply,
-        Err(errno) => {
-            ipc::restore_handles(me, message);
-            return Err(errno);
-        }
+    let reply = {
+        let mut table = me.handles.lock();
+        table.lookup(frame.rdi, rights::SEND, |object| matches!(object, Object::Reply(_)).then_some(()))?;
+        table.remove(frame.rdi)?
     };
     let Object::Reply(reply_object) = reply.object() else { unreachable!("checked to be a reply") };
+    let buffers = read_buffers(frame.r12)?;
+    let message = outgoing(me, frame, buffers.as_ref(), Sending::Reply)?;
     ipc::reply(me, reply_object, message)
 }
 
@@ -254,36 +257,14 @@ pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
 }
 
 /// `reply_recv(reply or NO_HANDLE, label, words..., buffers, timeout, endpoint)`: replies and
-/// receives. The reply handle is always used up: a reply that fails (its caller is gone, or
-/// the message is malformed, which the caller sees as `EPIPE`) is dropped, and the server
-/// carries on receiving.
+/// receives. A reply that fails (its caller is gone, or the message is malformed) is
+/// dropped, and the server carries on receiving.
 pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
     let me = scheduler::current_object();
     // Check the endpoint first, so a bad one does not use the reply up.
     let endpoint = receiving_endpoint(&me, frame.r14)?;
-    let answered = if frame.rdi == NO_HANDLE {
-        None
-    } else {
-        match send_reply(frame, &me) {
-            Ok(handoff) => Some(handoff),
-            Err(_) => {
-                discard_reply(&me, frame.rdi);
-                None
-            }
-        }
-    };
+    let answered = if frame.rdi == NO_HANDLE { None } else { send_reply(frame, &me).ok() };
     receive(frame, &me, &endpoint, answered)
-}
-
-/// Closes handle `number` of `me` if it is a reply (dropping it fails its call).
-fn discard_reply(me: &ProcessObject, number: u64) {
-    let removed = {
-        let mut table = me.handles.lock();
-        let is_reply = table.lookup(number, 0, |object| matches!(object, Object::Reply(_)).then_some(())).is_ok();
-        if is_reply { table.remove(number).ok() } else { None }
-    };
-    // Dropped outside the table's lock: it wakes the caller.
-    drop(removed);
 }
 
 /// `notification_create() -> handle`.
@@ -292,12 +273,16 @@ pub fn notification_create(_: &Args) -> SyscallResult {
     install(Handle::new(Object::Notification(Notification::new()), NOTIFICATION_RIGHTS))
 }
 
-/// `signal(notification, bits) -> 0`. Needs SIGNAL.
+/// `signal(notification, bits) -> 0`. Needs SIGNAL. Bit 63 is refused (`EINVAL`): `wait`
+/// returns the bits as its result, where it would read as an error.
 pub fn signal(args: &Args) -> SyscallResult {
     let notification = lookup(args[0], rights::SIGNAL, |object| match object {
         Object::Notification(notification) => Some(notification.clone()),
         _ => None,
     })?;
+    if args[1] >> 63 != 0 {
+        return Err(EINVAL);
+    }
     notification.signal(args[1]);
     Ok(0)
 }

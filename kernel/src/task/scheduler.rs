@@ -192,8 +192,8 @@ impl Scheduler {
         }
     }
 
-    /// Makes every sleeper (and IPC wait) whose time has come ready, and notes when the next
-    /// one is due.
+    /// Makes every sleeper (and IPC or process wait with a timeout) whose time has come ready,
+    /// and notes when the next one is due.
     fn wake_sleepers(&mut self, now_ns: u64) {
         if now_ns < self.next_wake_ns {
             return;

@@ -1,0 +1,61 @@
+//! `usertests [NAME...]`: Enigma's ring-3 test suite, in the spirit of xv6's `usertests`,
+//! written on `userlib::testing`.
+//!
+//! Each case checks one property of the kernel from user mode, and each file here holds one
+//! subject: [`console`] (console I/O and the simple syscalls), [`numbers`] (syscall numbers
+//! and entry paths), [`pointers`] (bad pointers and lengths), [`registers`] (raw register
+//! state), [`privileged`] (privileged instructions), [`protection`] (memory protection),
+//! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion), [`processes`] (the
+//! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
+//! lifetimes) and [`ipc`] (endpoints, messages, notifications, shared memory, and the
+//! hostile cases of each). [`helpers`] holds the helper roles multi-process cases start
+//! (`handles` and `ipc` keep their own), and [`common`] what the cases share.
+//!
+//! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
+//! and exits 0 only when nothing failed. Names on the command line run just those cases. A
+//! case that could kill its process runs in a child (`usertests --child NAME`); a fault case
+//! passes only if its child dies of exactly the fault it names. The suite ends with the
+//! harness's `leak` check: the free frames, the kernel heap's bytes in use and the live
+//! kernel objects must be back where they were before the first case.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+#[path = "../../dirty.rs"]
+mod dirty;
+
+mod common;
+mod console;
+mod handles;
+mod helpers;
+mod ipc;
+mod memory;
+mod numbers;
+mod pointers;
+mod privileged;
+mod processes;
+mod protection;
+mod registers;
+
+use userlib::testing::Suite;
+
+userlib::main!(main);
+
+fn main() -> i32 {
+    let cases = [
+        console::CASES,
+        numbers::CASES,
+        pointers::CASES,
+        registers::CASES,
+        privileged::CASES,
+        protection::CASES,
+        memory::CASES,
+        processes::CASES,
+        handles::CASES,
+        ipc::CASES,
+    ]
+    .concat();
+    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS].concat();
+    Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
+}
