@@ -38,6 +38,11 @@ const EXIT_TIMEOUT: u8 = 124;
 /// Exit status when QEMU ended without a status from the kernel.
 const EXIT_NO_STATUS: u8 = 125;
 
+/// CPUs a machine gets without `--smp`.
+const DEFAULT_CPUS: u8 = 2;
+/// The most CPUs the kernel runs on (`cpu::MAX_CPUS`).
+const MAX_CPUS: u8 = 8;
+
 /// How often the launcher checks on QEMU while a `--timeout` runs.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long QEMU gets to shut down (and restore the terminal) after SIGTERM before SIGKILL.
@@ -53,6 +58,7 @@ Options:
   --uefi              boot the UEFI image with OVMF (default: the BIOS image)
   --headless          no window (also the fallback when $DISPLAY and $WAYLAND_DISPLAY are unset)
   --icount            deterministic timing under TCG (-icount shift=0)
+  --smp N             give the machine N CPUs, 1 to 8 (default 2)
   --timeout SECS      kill QEMU after SECS seconds and exit 124
   --init \"PROG ARGS\"  kernel command line: the first user program and its arguments
   --ktest NAME        run the in-kernel test NAME
@@ -87,6 +93,8 @@ struct Options {
     headless: bool,
     /// Pass `-icount shift=0`.
     icount: bool,
+    /// CPUs (`-smp`); `None` means [`DEFAULT_CPUS`].
+    cpus: Option<u8>,
     /// Kill QEMU after this long.
     timeout: Option<Duration>,
     /// Kernel command line, passed as fw_cfg file [`CMDLINE_FILE`].
@@ -155,6 +163,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, St
                 let value = flag_value(flag, inline_value, &mut args)?;
                 options.timeout = Some(parse_timeout(&value)?);
             }
+            "--smp" => options.cpus = Some(parse_cpus(&flag_value(flag, inline_value, &mut args)?)?),
             "--init" => options.init = Some(non_empty_value(flag, inline_value, &mut args)?),
             "--ktest" => options.ktest = Some(non_empty_value(flag, inline_value, &mut args)?),
             "--gdb" => options.gdb = Some(parse_gdb_port(inline_value.as_deref())?),
@@ -191,6 +200,15 @@ fn non_empty_value(
         return Err(format!("{flag} needs a non-empty value"));
     }
     Ok(value)
+}
+
+/// Parses `--smp`'s value: a whole number of CPUs from 1 to [`MAX_CPUS`].
+fn parse_cpus(value: &str) -> Result<u8, String> {
+    value
+        .parse::<u8>()
+        .ok()
+        .filter(|cpus| (1..=MAX_CPUS).contains(cpus))
+        .ok_or_else(|| format!("--smp needs a number of CPUs from 1 to {MAX_CPUS}, not `{value}`"))
 }
 
 /// Parses `--timeout`'s value: a positive number of seconds, fractions allowed.
@@ -272,7 +290,9 @@ fn qemu_command(options: &Options, console: Console, window: bool) -> Command {
         "max",
         "-m",
         "256M",
+        "-smp",
     ]);
+    cmd.arg(options.cpus.unwrap_or(DEFAULT_CPUS).to_string());
     if !window {
         cmd.args(["-display", "none"]);
     }
@@ -575,6 +595,8 @@ mod tests {
             "--uefi",
             "--headless",
             "--icount",
+            "--smp",
+            "4",
             "--timeout",
             "30",
             "--init",
@@ -589,6 +611,7 @@ mod tests {
                 uefi: true,
                 headless: true,
                 icount: true,
+                cpus: Some(4),
                 timeout: Some(Duration::from_secs(30)),
                 init: Some("shell -x".to_owned()),
                 ktest: Some("frames".to_owned()),
@@ -659,6 +682,10 @@ mod tests {
             &["--gdb=0"],
             &["--gdb=65536"],
             &["--gdb=port"],
+            &["--smp"],
+            &["--smp", "0"],
+            &["--smp", "9"],
+            &["--smp", "two"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -737,7 +764,7 @@ mod tests {
         let rest = args[2..].join(" ");
         assert_eq!(
             rest,
-            "-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cpu max -m 256M \
+            "-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cpu max -m 256M -smp 2 \
              -display none -serial stdio -icount shift=0 \
              -fw_cfg name=opt/enigma/cmdline,string=sh -c a,,b \
              -fw_cfg name=opt/enigma/ktest,string=t -S"

@@ -94,11 +94,28 @@ pub struct ProcessInfo {
     /// Memory charged to the process, in bytes: its user pages (code, data, heap, stack,
     /// `mmap`) and its page tables. This is what the per-process limit counts.
     pub memory_bytes: u64,
+    /// Nanoseconds the process has spent running on a CPU (in ring 3 or in the kernel on its
+    /// behalf), up to the moment of the listing.
+    pub cpu_time_ns: u64,
+    /// The CPU it runs on, or last ran on (0 for one that never ran).
+    pub cpu: u32,
+    /// Always 0 (keeps the row free of padding).
+    pub reserved: u32,
 }
 
 impl ProcessInfo {
     /// An all-zero row, for sizing buffers.
-    pub const EMPTY: Self = Self { pid: 0, parent: 0, state: 0, name_len: 0, name: [0; NAME_MAX], memory_bytes: 0 };
+    pub const EMPTY: Self = Self {
+        pid: 0,
+        parent: 0,
+        state: 0,
+        name_len: 0,
+        name: [0; NAME_MAX],
+        memory_bytes: 0,
+        cpu_time_ns: 0,
+        cpu: 0,
+        reserved: 0,
+    };
 
     /// The name as text (lossy only if the kernel sent invalid UTF-8, which it never does).
     pub fn name(&self) -> &str {
@@ -138,6 +155,11 @@ pub struct SysInfo {
     /// Kernel objects alive (endpoints, notifications, memory, processes...): compared
     /// before and after a test, it reveals leaked objects.
     pub kernel_objects: u64,
+    /// CPUs running.
+    pub cpus: u32,
+    /// The CPU that ran this `sysinfo` call (a process may move to another CPU at any time,
+    /// so this is what it was, not what it is).
+    pub current_cpu: u32,
 }
 
 /// `SysInfo::protections`: supervisor-mode execution prevention is on.

@@ -1,10 +1,11 @@
 //! The boot sequence, and the kernel's last words (panics and double faults).
 //!
 //! Order: serial console and logger → banner → framebuffer console → GDT and TSS → per-CPU
-//! data → IDT and the kernel's trap hooks → CPU protections → memory (frames, page tables,
-//! heap) → guarded interrupt stacks → ACPI, clock (HPET/TSC), PIC and timer → `syscall` MSRs
-//! → command line → (in-kernel tests, if asked) → console input tasks → the first process →
-//! the idle loop.
+//! data → the big kernel lock → IDT and the kernel's trap hooks → CPU protections → memory
+//! (frames, page tables, heap) → guarded interrupt stacks → ACPI → interrupt controllers
+//! (IOAPIC or 8259s) and the local APIC → clock (HPET/TSC) and the calibrated local timer →
+//! `syscall` MSRs → the other CPUs (each to its idle loop) → command line → (in-kernel tests,
+//! if asked) → console input tasks → the first process → the idle loop.
 //!
 //! The trap hooks ([`HOOKS`]) are where the CPU's reports reach the rest of the kernel.
 
@@ -17,7 +18,8 @@ use bootloader_api::BootInfo;
 
 use crate::arch::x86_64::hooks::{self, KernelHooks};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
-use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, pic, ps2, qemu, serial, syscall_entry, trap};
+use crate::arch::x86_64::smp::{self, StartupParameters};
+use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, irq, kernel_lock, ps2, qemu, serial, syscall_entry, trap};
 use crate::mm::kernel_stack;
 use crate::{backtrace, console, ktest, mm, println, syscall, task, time};
 
@@ -54,8 +56,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Some(size) => log::info!("framebuffer console: {size}"),
         None => log::warn!("no usable framebuffer; serial console only"),
     }
-    gdt::init();
-    cpu::init_per_cpu();
+    gdt::init(0);
+    cpu::init_per_cpu(0);
+    // The boot processor holds the big kernel lock from here on, as kernel code does, until
+    // its idle loop first halts.
+    kernel_lock::acquire();
     hooks::install(&HOOKS);
     trap::init();
     let protections = cpu::enable_protections();
@@ -79,18 +84,34 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         heap.heap_size / 1024
     );
 
-    kernel_stack::install_interrupt_stacks();
+    kernel_stack::install_interrupt_stacks(0);
 
     let platform = boot_info.rsdp_addr.into_option().map(acpi::discover).unwrap_or_default();
     let hpet = platform.hpet.as_ref().and_then(hpet::start);
-    pic::init();
-    let clock = time::start(hpet);
+    let apic = platform.apic.as_ref();
+    let local_apic_base = apic.map_or(DEFAULT_LOCAL_APIC_BASE, |apic| apic.local_apic_base);
+    let boot_apic_id = apic.and_then(|apic| apic.processors.first().copied()).unwrap_or(0);
+    let through_ioapic = irq::init(apic, boot_apic_id);
+    smp::init_boot_processor(local_apic_base, through_ioapic);
+    log::info!(
+        "interrupts: {} local APIC, devices through the {}",
+        if crate::arch::x86_64::apic::is_x2apic() { "x2APIC" } else { "xAPIC" },
+        if through_ioapic { "IOAPIC" } else { "8259s" }
+    );
+    let (clock, timer_counts) = time::start(hpet);
     match clock {
         time::ClockSource::Ticks => log::warn!("no HPET: uptime counts timer ticks and loses time while interrupts are masked"),
         source => log::info!("clock: {source:?}"),
     }
     syscall_entry::init();
-    log::info!("timer {} Hz, syscalls via int 0x80 and syscall", time::TIMER_HZ);
+    log::info!(
+        "timer {} Hz per CPU ({timer_counts} APIC counts, divided by 16), syscalls via int 0x80 and syscall",
+        time::TIMER_HZ
+    );
+    log::info!("cpu 0 up (apic id {boot_apic_id}, boot processor)");
+    if let Some(apic) = apic {
+        start_other_processors(&apic.processors);
+    }
 
     let command_line = fw_cfg::read_file("opt/enigma/cmdline").map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     log::info!("cmdline: {}", command_line.as_deref().unwrap_or(""));
@@ -105,6 +126,53 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // processes cause.
     cpu::reset_longest_masked();
     task::scheduler::run_idle_loop()
+}
+
+/// Where the local APIC is when the firmware's tables do not say (the architectural default).
+const DEFAULT_LOCAL_APIC_BASE: u64 = 0xfee0_0000;
+
+/// Starts every other CPU the MADT lists (up to `cpu::MAX_CPUS`), one at a time, each with
+/// guarded interrupt stacks and an idle stack; logs each one that comes up.
+fn start_other_processors(apic_ids: &[u32]) {
+    if apic_ids.len() <= 1 {
+        return;
+    }
+    if apic_ids.len() > cpu::MAX_CPUS {
+        log::warn!("the MADT lists {} CPUs; using the first {}", apic_ids.len(), cpu::MAX_CPUS);
+    }
+    let (Some(trampoline_page), Some(startup_table)) = (mm::frame::low_memory_page(), mm::paging::StartupTable::new())
+    else {
+        log::warn!("no memory below 1 MiB or for a start-up table: running on one CPU");
+        return;
+    };
+    let parameters = StartupParameters {
+        trampoline_page: trampoline_page.as_u64(),
+        startup_table: startup_table.root(),
+        kernel_root: mm::paging::kernel_root(),
+        entry: task::scheduler::run_idle_loop,
+    };
+    let mut all_started = true;
+    for (cpu, &apic_id) in apic_ids.iter().enumerate().take(cpu::MAX_CPUS).skip(1) {
+        kernel_stack::install_interrupt_stacks(cpu);
+        let Some(stack) = kernel_stack::idle_stack(cpu) else {
+            log::warn!("no memory for cpu {cpu}'s idle stack");
+            break;
+        };
+        match smp::start_processor(cpu, apic_id, stack, &parameters) {
+            Ok(()) => log::info!("cpu {cpu} up (apic id {apic_id})"),
+            Err(error) => {
+                log::warn!("cpu {cpu} (apic id {apic_id}) did not start: {error:?}");
+                all_started = false;
+            }
+        }
+    }
+    if all_started {
+        drop(startup_table);
+    } else {
+        // A CPU that did not answer in time may still run the start-up code later, with this
+        // table: it must stay.
+        core::mem::forget(startup_table);
+    }
 }
 
 /// NMIs reported so far. The NMI handler itself takes no lock (it may have interrupted a
@@ -123,13 +191,13 @@ fn report_new_nmis() {
 /// COM1 feed the console's input queues.
 fn device_interrupt(line: u8) {
     match line {
-        pic::TIMER_IRQ => {
+        irq::TIMER_LINE => {
             time::tick();
             task::on_timer_tick();
             report_new_nmis();
         }
-        pic::KEYBOARD_IRQ => console::input::push_scancode(ps2::read_scancode()),
-        pic::COM1_IRQ => serial::drain_received(console::input::push_serial_byte),
+        irq::KEYBOARD_LINE => console::input::push_scancode(ps2::read_scancode()),
+        irq::COM1_LINE => serial::drain_received(console::input::push_serial_byte),
         _ => {}
     }
 }
@@ -159,6 +227,7 @@ fn start_first_program(command_line: &str) {
 /// status 101.
 pub fn panic(info: &PanicInfo) -> ! {
     cpu::disable_interrupts();
+    smp::stop_other_processors();
     console::print_panic(format_args!("\n\x1b[1;31mKERNEL PANIC\x1b[0m: {info}\n"));
     backtrace::print_kernel_backtrace(console::print_panic);
     qemu::exit(abi::status::PANIC)

@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PageTableFlags;
 
-use crate::arch::x86_64::{cpu, qemu, trap};
+use crate::arch::x86_64::{cpu, qemu, smp, trap};
 use crate::console;
 use crate::console::input::{QUEUE_CAPACITY, SERIAL_QUEUE};
 use crate::mm::address_space::{AddressSpace, UserRights};
@@ -391,8 +391,9 @@ fn nmi_vector_counts_and_returns() -> TestResult {
 }
 
 fn interrupt_stacks_have_guard_pages() -> TestResult {
-    for which in crate::arch::x86_64::gdt::InterruptStack::ALL {
-        let top = crate::arch::x86_64::gdt::interrupt_stack_top(which);
+    let cpus = (0..cpu::MAX_CPUS).filter(|&cpu| smp::is_online(cpu));
+    for (cpu, which) in cpus.flat_map(|cpu| crate::arch::x86_64::gdt::InterruptStack::ALL.map(|which| (cpu, which))) {
+        let top = crate::arch::x86_64::gdt::interrupt_stack_top(cpu, which);
         ensure!(paging::kernel_translate(top - 8u64).is_some(), "{which:?} stack top {top:?} is not mapped");
         let guard = top - (kernel_stack::STACK_PAGES + 1) * 4096;
         ensure!(
@@ -408,7 +409,7 @@ fn kernel_stack_knows_when_it_runs() -> TestResult {
     let stack = KernelStack::new_for_user(trap::TrapFrame::new_user(0x40_0000, 0x7fff_0000_0000))
         .ok_or("kernel stack allocation failed")?;
     ensure!(!stack.is_running(), "a stack nothing runs on claims to be running");
-    ensure!(kernel_stack::running() == Context::Boot, "the tests do not run on the boot stack");
+    ensure!(kernel_stack::running() == Context::Idle(0), "the tests do not run on the boot stack");
     Ok(())
 }
 

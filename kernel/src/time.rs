@@ -1,14 +1,14 @@
 //! Time since boot, from a clock that cannot lose time.
 //!
-//! The timer interrupt (the PIT at [`TIMER_HZ`]) only says *when to look*: it wakes sleepers
-//! and ends time slices. What time it *is* comes from a free-running counter, so interrupts
+//! The timer interrupt (every CPU's local APIC timer at [`TIMER_HZ`]) only says *when to
+//! look*: it wakes sleepers and ends time slices. What time it *is* comes from a free-running counter, so interrupts
 //! that are masked or lost (the kernel runs with them masked) cannot slow the clock:
 //!
 //! 1. the TSC, when the CPU says it is invariant (constant rate), calibrated against the
 //!    HPET at boot;
 //! 2. otherwise the HPET's main counter (QEMU under TCG reports no invariant TSC);
-//! 3. otherwise, on a machine with neither, counted timer ticks, which do lose time while
-//!    interrupts are masked (the boot log warns).
+//! 3. otherwise, on a machine with neither, counted timer ticks of the boot processor, which
+//!    do lose time while interrupts are masked (the boot log warns).
 //!
 //! Counts become nanoseconds through a 32.32 fixed-point factor, so reading the clock is a
 //! counter read, a subtraction and a multiplication.
@@ -17,14 +17,13 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use futures_util::task::AtomicWaker;
 
-use crate::arch::x86_64::{cpu, hpet, pit};
+use crate::arch::x86_64::{apic, cpu, hpet, pit, smp};
 use crate::task::executor::WaitUntil;
 
-/// Timer interrupts per second (nominal).
+/// Timer interrupts per second on each CPU (nominal).
 pub const TIMER_HZ: u64 = 1000;
-/// The PIT divisor that gives [`TIMER_HZ`].
-pub const PIT_DIVISOR: u16 = (pit::INPUT_HZ / TIMER_HZ) as u16;
-/// How long the TSC is calibrated against the HPET at boot.
+/// How long the TSC is calibrated against the HPET, and the local APIC timer against the
+/// PIT, at boot.
 const CALIBRATION_NS: u64 = 10_000_000;
 
 /// Where the time comes from.
@@ -61,9 +60,10 @@ fn factor(nanoseconds: u64, counts: u64) -> u64 {
     ((u128::from(nanoseconds) << 32) / u128::from(counts.max(1))).min(u128::from(u64::MAX)) as u64
 }
 
-/// Chooses the clock (see the module comment) and starts the periodic timer. `hpet` is the
-/// HPET if the machine has a usable one.
-pub fn start(hpet: Option<hpet::Hpet>) -> ClockSource {
+/// Chooses the clock (see the module comment), calibrates the local APIC timer and starts the
+/// boot processor's. `hpet` is the HPET if the machine has a usable one. Returns the clock
+/// and the APIC timer's count per period.
+pub fn start(hpet: Option<hpet::Hpet>) -> (ClockSource, u32) {
     let source = match hpet {
         Some(hpet) => {
             let hpet_factor = factor(hpet.period_fs, 1_000_000);
@@ -87,14 +87,18 @@ pub fn start(hpet: Option<hpet::Hpet>) -> ClockSource {
         None => ClockSource::Ticks,
     };
     SOURCE.store(source as u8, Ordering::Relaxed);
-    pit::start_periodic(PIT_DIVISOR);
-    source
+    let counts = apic::calibrate_timer(TIMER_HZ as u32, || pit::busy_wait_us(CALIBRATION_NS / 1000));
+    smp::start_timer();
+    (source, counts)
 }
 
-/// Counts one timer interrupt. Called by the timer interrupt handler only.
+/// Counts one timer interrupt. Called by the timer interrupt handler only; only the boot
+/// processor's ticks count (every CPU has a timer, and the fallback clock is one CPU's ticks).
 pub fn tick() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-    TICK_WAKER.wake();
+    if cpu::index() == 0 {
+        TICKS.fetch_add(1, Ordering::Relaxed);
+        TICK_WAKER.wake();
+    }
 }
 
 /// Timer interrupts since boot.
@@ -104,7 +108,7 @@ pub fn ticks() -> u64 {
 
 /// Nanoseconds in `ticks` timer ticks.
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    (u128::from(ticks) * u128::from(PIT_DIVISOR) * 1_000_000_000 / u128::from(pit::INPUT_HZ)) as u64
+    ticks.saturating_mul(1_000_000_000 / TIMER_HZ)
 }
 
 /// Nanoseconds since the clock started (0 before [`start`]).
@@ -149,9 +153,8 @@ mod tests {
     }
 
     #[test]
-    fn ticks_are_the_pit_period() {
-        assert_eq!(PIT_DIVISOR, 1193);
-        let one_tick = ticks_to_ns(1);
-        assert!((999_000..1_001_000).contains(&one_tick), "{one_tick}");
+    fn ticks_are_the_timer_period() {
+        assert_eq!(ticks_to_ns(1), 1_000_000);
+        assert_eq!(ticks_to_ns(u64::MAX), u64::MAX);
     }
 }

@@ -336,28 +336,42 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// The page-by-page part of [`unmap`](Self::unmap), for a range already checked.
+    /// The page-by-page part of [`unmap`](Self::unmap), for a range already checked. Works in
+    /// steps of [`PAGES_PER_STEP`] pages: the step's entries are cleared, every CPU that may
+    /// cache them is made to forget them (one shootdown per step), and only then are the
+    /// frames freed, so no CPU can reach a frame after it is reused.
     fn unmap_pages(&mut self, start: VirtAddr, pages: u64, pause: &mut dyn FnMut()) {
         let first = Page::<Size4KiB>::containing_address(start);
-        for index in 0..pages {
-            if index > 0 && index % PAGES_PER_STEP == 0 {
+        let mut done = 0;
+        while done < pages {
+            if done > 0 {
                 pause();
             }
-            let page = first + index;
-            let Some(entry) = self.leaf_entry(page) else { continue };
-            if entry.is_unused() {
-                continue;
+            let step = (pages - done).min(PAGES_PER_STEP);
+            let mut to_free = [None; PAGES_PER_STEP as usize];
+            let mut cleared_any = false;
+            for (index, slot) in (0..step).zip(to_free.iter_mut()) {
+                let Some(entry) = self.leaf_entry(first + done + index) else { continue };
+                if entry.is_unused() {
+                    continue;
+                }
+                let frame = PhysFrame::<Size4KiB>::containing_address(entry.addr());
+                if !entry.flags().contains(BORROWED) {
+                    *slot = Some(frame);
+                }
+                entry.set_unused();
+                cleared_any = true;
+                self.account.uncharge(1);
             }
-            let frame = PhysFrame::containing_address(entry.addr());
-            let borrowed = entry.flags().contains(BORROWED);
-            entry.set_unused();
-            crate::arch::x86_64::paging::flush_page(page.start_address());
-            if !borrowed {
+            if cleared_any {
+                crate::arch::x86_64::tlb::shoot_down(Some(self.root), (first + done).start_address(), step);
+            }
+            for frame in to_free.into_iter().flatten() {
                 // SAFETY: the frame was mapped by `map_zeroed`, which handed it to this page
-                // table, and its only mapping was just removed and flushed.
+                // table; its only mapping was just removed and no CPU caches it any more.
                 drop(unsafe { Frame::from_raw(frame) });
             }
-            self.account.uncharge(1);
+            done += step;
         }
     }
 
@@ -374,8 +388,9 @@ impl AddressSpace {
         if freed > 0 {
             self.account.uncharge(freed);
             // Paging-structure caches may still hold entries that lead to the freed tables;
-            // `invlpg` drops all of them, whatever the address.
-            crate::arch::x86_64::paging::flush_page(start);
+            // `invlpg` drops all of them, whatever the address, on every CPU that has this
+            // space loaded (only this process could use them meanwhile, and it is here).
+            crate::arch::x86_64::tlb::shoot_down(Some(self.root), start, 1);
         }
     }
 
@@ -390,8 +405,8 @@ impl AddressSpace {
             let frame = PhysFrame::<Size4KiB>::containing_address(entry.addr());
             let borrowed = entry.flags() & BORROWED;
             entry.set_frame(frame, rights.flags() | borrowed);
-            crate::arch::x86_64::paging::flush_page(page.start_address());
         }
+        crate::arch::x86_64::tlb::shoot_down(Some(self.root), start, pages);
         Ok(())
     }
 

@@ -11,6 +11,8 @@
 use ::x86_64::PhysAddr;
 use ::x86_64::structures::paging::{FrameAllocator, FrameDeallocator, PhysFrame, Size4KiB};
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use spin::Mutex;
 
 use super::paging::phys_to_virt;
@@ -125,9 +127,34 @@ struct FrameAllocatorState {
 
 static FRAMES: Mutex<Option<FrameAllocatorState>> = Mutex::new(None);
 
+/// A usable page below 1 MiB (physical address; 0: none), which the allocator never hands
+/// out: where other CPUs start in real mode.
+static LOW_MEMORY_PAGE: AtomicU64 = AtomicU64::new(0);
+/// Low pages never chosen for that: the real-mode interrupt table and BIOS data (page 0), and
+/// everything from the extended BIOS data area up.
+const LOW_MEMORY_CHOICES: core::ops::Range<u64> = 0x1000..0x8_0000;
+
+/// A usable RAM page below 1 MiB that nothing else uses, for starting other CPUs (they start
+/// in real mode, which reaches only the first MiB).
+pub fn low_memory_page() -> Option<PhysAddr> {
+    let page = LOW_MEMORY_PAGE.load(Ordering::Relaxed);
+    (page != 0).then(|| PhysAddr::new(page))
+}
+
 /// Builds the frame allocator from the boot memory map. Must run once, before any other
 /// function here, with the physical-memory map in place.
 pub fn init(regions: &MemoryRegions) {
+    let low_page = regions
+        .iter()
+        .filter(|region| region.kind == MemoryRegionKind::Usable)
+        .map(|region| region.start.max(LOW_MEMORY_CHOICES.start).next_multiple_of(FRAME_SIZE))
+        .find(|&start| {
+            LOW_MEMORY_CHOICES.contains(&start)
+                && regions.iter().any(|region| {
+                    region.kind == MemoryRegionKind::Usable && region.start <= start && start + FRAME_SIZE <= region.end
+                })
+        });
+    LOW_MEMORY_PAGE.store(low_page.unwrap_or(0), Ordering::Relaxed);
     let usable = || {
         regions
             .iter()

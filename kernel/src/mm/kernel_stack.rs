@@ -6,11 +6,20 @@
 //! fault cannot be pushed on the same stack, it becomes a double fault on the dedicated
 //! interrupt stack, which reports it.
 //!
-//! Each slot has a saved stack pointer, and so does the boot stack (the idle loop's). A
-//! [`Context`] names one of them. [`switch_to`] suspends the running context (which it
-//! tracks itself, so no caller can name the wrong one) and resumes another; it checks that
-//! the target is a live stack with a saved state, and a stack cannot be freed while the CPU
-//! runs on it, so the scheduler can switch without `unsafe`.
+//! Each slot has a saved stack pointer, and so does every CPU's idle context (the boot stack
+//! for CPU 0, a stack of this region for the others). A [`Context`] names one of them.
+//! [`switch_to`] suspends the context this CPU runs (which it tracks itself, per CPU, so no
+//! caller can name the wrong one) and resumes another; it checks that the target is a live
+//! stack with a saved state, and a stack cannot be freed while any CPU runs on it, so the
+//! scheduler can switch without `unsafe`.
+//!
+//! **Switching and the big kernel lock.** A switch releases the big kernel lock just before
+//! the stack changes, and the resumed context takes it again ([`finish_switch`]), so no lock
+//! is held across a switch. In that window another CPU may already choose the context that is
+//! being left (a process that just blocked and was woken at once); its state is not saved
+//! yet. Each CPU therefore records the context it is leaving until the switch is done, and a
+//! switch to a context another CPU is still leaving waits for its state, which takes a few
+//! instructions and no lock.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -19,12 +28,13 @@ use ::x86_64::structures::paging::{Page, PageTableFlags};
 use spin::Mutex;
 
 use crate::arch::x86_64::context::{prepare_kernel_entry, prepare_kernel_stack, switch_context};
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::cpu::{self, MAX_CPUS};
 use crate::arch::x86_64::gdt::{self, InterruptStack};
+use crate::arch::x86_64::kernel_lock;
 use crate::arch::x86_64::trap::TrapFrame;
 
 use super::frame::FRAME_SIZE;
-use super::paging::{map_kernel_page, unmap_kernel_page};
+use super::paging::{map_kernel_page, unmap_kernel_page, unmap_kernel_pages};
 
 /// Start of the kernel-stack region (PML4 entry 304).
 pub const KERNEL_STACKS_START: u64 = 0xffff_9800_0000_0000;
@@ -32,72 +42,117 @@ pub const KERNEL_STACKS_START: u64 = 0xffff_9800_0000_0000;
 pub const STACK_PAGES: u64 = 8;
 /// Pages per slot: the guard page and the stack.
 const SLOT_PAGES: u64 = STACK_PAGES + 1;
-/// Most kernel stacks at once (processes plus those waiting to be freed).
+/// Most kernel stacks at once: processes, those waiting to be freed, and every CPU's idle
+/// and interrupt stacks.
 pub const MAX_STACKS: usize = 128;
 
 static SLOTS_IN_USE: Mutex<[bool; MAX_STACKS]> = Mutex::new([false; MAX_STACKS]);
 
-/// Saved stack pointers: one per slot, then the boot stack's. Zero means "running, or no
-/// saved state".
-static SAVED_STACK_POINTERS: [AtomicU64; MAX_STACKS + 1] = [const { AtomicU64::new(0) }; MAX_STACKS + 1];
+/// Saved stack pointers: one per slot, then every CPU's idle context's. Zero means "running,
+/// or no saved state".
+static SAVED_STACK_POINTERS: [AtomicU64; MAX_STACKS + MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_STACKS + MAX_CPUS];
 
 /// A suspended (or running) flow of control in the kernel: a process's kernel stack, or the
-/// boot stack the idle loop runs on.
+/// stack a CPU's idle loop runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
-    /// The stack the bootloader gave the kernel.
-    Boot,
+    /// The idle loop of this CPU (on CPU 0, the stack the bootloader gave the kernel).
+    Idle(usize),
     /// The kernel stack in this slot.
     Stack(usize),
 }
 
 impl Context {
     fn saved(self) -> &'static AtomicU64 {
-        match self {
-            Self::Boot => &SAVED_STACK_POINTERS[MAX_STACKS],
-            Self::Stack(slot) => &SAVED_STACK_POINTERS[slot],
-        }
+        &SAVED_STACK_POINTERS[self.encode()]
     }
 
     fn encode(self) -> usize {
         match self {
-            Self::Boot => MAX_STACKS,
+            Self::Idle(cpu) => MAX_STACKS + cpu % MAX_CPUS,
             Self::Stack(slot) => slot,
         }
     }
 
     fn decode(value: usize) -> Self {
-        if value == MAX_STACKS { Self::Boot } else { Self::Stack(value) }
+        if value >= MAX_STACKS { Self::Idle(value - MAX_STACKS) } else { Self::Stack(value) }
     }
 }
 
-/// The context the CPU runs now (as [`Context::encode`] writes it); the boot context at first.
-static RUNNING: AtomicUsize = AtomicUsize::new(MAX_STACKS);
+/// No context (in `LEAVING`).
+const NO_CONTEXT: usize = usize::MAX;
 
-/// The context the CPU runs now.
+/// The context each CPU runs now (as [`Context::encode`] writes it); its idle context at first.
+static RUNNING: [AtomicUsize; MAX_CPUS] = {
+    let mut running = [const { AtomicUsize::new(0) }; MAX_CPUS];
+    let mut cpu = 0;
+    while cpu < MAX_CPUS {
+        running[cpu] = AtomicUsize::new(MAX_STACKS + cpu);
+        cpu += 1;
+    }
+    running
+};
+
+/// The context each CPU is switching away from, until its state is saved ([`NO_CONTEXT`]
+/// otherwise).
+static LEAVING: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NO_CONTEXT) }; MAX_CPUS];
+
+/// The context this CPU runs now.
 pub fn running() -> Context {
-    Context::decode(RUNNING.load(Ordering::Relaxed))
+    Context::decode(RUNNING[cpu::index()].load(Ordering::Relaxed))
 }
 
-/// Suspends the running context and resumes `to`. Returns when something switches back.
-/// Interrupts must be masked (the kernel runs with them masked).
+/// Whether some CPU runs `context`, or is still leaving it.
+fn in_use_anywhere(context: Context) -> bool {
+    let value = context.encode();
+    RUNNING.iter().chain(&LEAVING).any(|entry| entry.load(Ordering::Acquire) == value)
+}
+
+/// Suspends the context this CPU runs and resumes `to`. Returns when something switches back
+/// (possibly on another CPU). Interrupts must be masked and the big kernel lock held; it is
+/// released for the switch itself and held again on return.
 pub fn switch_to(to: Context) {
+    let this_cpu = cpu::index();
     let from = running();
     assert_ne!(from, to, "switching a context to itself");
     if let Context::Stack(slot) = to {
         assert!(SLOTS_IN_USE.lock()[slot], "switching to a freed kernel stack");
     }
-    let target = to.saved().swap(0, Ordering::AcqRel);
-    assert_ne!(target, 0, "switching to a context with no saved state");
+    let target = loop {
+        let target = to.saved().swap(0, Ordering::AcqRel);
+        if target != 0 {
+            break target;
+        }
+        // Another CPU may be saving it right now (see the module comment); nothing else may
+        // lack a saved state.
+        assert!(
+            LEAVING.iter().any(|leaving| leaving.load(Ordering::Acquire) == to.encode()),
+            "switching to a context with no saved state"
+        );
+        core::hint::spin_loop();
+    };
     debug_assert!(!cpu::interrupts_enabled(), "switching with interrupts enabled");
-    RUNNING.store(to.encode(), Ordering::Relaxed);
+    LEAVING[this_cpu].store(from.encode(), Ordering::Release);
+    RUNNING[this_cpu].store(to.encode(), Ordering::Release);
+    kernel_lock::release();
     // The target's state was saved by an earlier switch (or laid out by `new_for_user` or
-    // `new_for_kernel`) on a stack that is still mapped (slot in use, or the boot stack) and
+    // `new_for_kernel`) on a stack that is still mapped (slot in use, or an idle stack) and
     // that nothing runs on (its saved value was non-zero, and is zero now that it runs
-    // again). `from` is the running context, tracked here, so its save slot is the right one.
+    // again). `from` is the context this CPU runs, tracked here, so its save slot is the
+    // right one.
     // SAFETY: as above; `from.saved()` is a static, valid for the write; interrupts are
     // masked (the kernel runs with them masked; checked above in debug builds).
     unsafe { switch_context(from.saved().as_ptr(), target) };
+    finish_switch();
+}
+
+/// The first thing a context does once it runs again (or for the first time) after a switch:
+/// records that the context this CPU left is saved, and takes the big kernel lock. A new
+/// process's first code and kernel entries made with [`KernelStack::new_for_kernel`] call it
+/// themselves.
+pub fn finish_switch() {
+    LEAVING[cpu::index()].store(NO_CONTEXT, Ordering::Release);
+    kernel_lock::acquire();
 }
 
 /// Which kernel stack's guard page holds `address`, if any: a fault there is that stack
@@ -218,22 +273,37 @@ impl KernelStack {
     }
 }
 
-/// Replaces the boot-time interrupt stacks (static arrays) with kernel stacks that have
-/// guard pages. They serve for the rest of the kernel's life. Called once at boot.
-pub fn install_interrupt_stacks() {
+/// A guarded stack that belongs to a CPU for the rest of the kernel's life: nothing may ever
+/// switch to it as a process context or free it. Returns its top, or `None` without memory.
+fn permanent_stack() -> Option<VirtAddr> {
     extern "C" fn never_entered() -> ! {
-        unreachable!("an interrupt stack was switched to as a context")
+        unreachable!("a CPU's own stack was switched to as a process context")
     }
+    let stack = KernelStack::new_for_kernel(never_entered)?;
+    stack.context().saved().store(0, Ordering::Release);
+    let top = stack.top();
+    core::mem::forget(stack);
+    Some(top)
+}
+
+/// Gives CPU `cpu` guarded interrupt stacks (replacing the boot processor's static ones, or
+/// before another CPU starts). They serve for the rest of the kernel's life. Called once per
+/// CPU, on the boot processor. Panics without memory (a boot failure).
+pub fn install_interrupt_stacks(cpu: usize) {
     for which in InterruptStack::ALL {
-        let stack = KernelStack::new_for_kernel(never_entered).expect("out of memory for the interrupt stacks");
-        // Nothing may ever switch to it or free it: it belongs to the CPU from now on.
-        stack.context().saved().store(0, Ordering::Release);
-        let top = stack.top();
-        core::mem::forget(stack);
-        // SAFETY: the stack is mapped, its top is 16-byte aligned, and it was leaked above, so
-        // it stays mapped and used for nothing else forever; interrupts are masked at boot.
-        unsafe { gdt::set_interrupt_stack(which, top) };
+        let top = permanent_stack().expect("out of memory for the interrupt stacks");
+        // SAFETY: the stack is mapped, its top is 16-byte aligned, and it was leaked, so it
+        // stays mapped and used for nothing else forever; the caller is CPU `cpu` itself at
+        // boot (interrupts masked), or CPU `cpu` has not started.
+        unsafe { gdt::set_interrupt_stack(cpu, which, top) };
     }
+}
+
+/// A guarded stack for CPU `cpu`'s idle loop (every CPU but the boot processor, which keeps
+/// the boot stack), or `None` without memory. Returns its top.
+pub fn idle_stack(cpu: usize) -> Option<VirtAddr> {
+    debug_assert_ne!(cpu, 0, "the boot processor idles on the boot stack");
+    permanent_stack()
 }
 
 impl KernelStack {
@@ -246,15 +316,14 @@ impl KernelStack {
 impl Drop for KernelStack {
     fn drop(&mut self) {
         assert!(!self.is_running(), "freeing the kernel stack the CPU is running on");
-        assert_ne!(running(), self.context(), "freeing the kernel stack of the running context");
+        assert!(!in_use_anywhere(self.context()), "freeing the kernel stack of a running context");
         self.context().saved().store(0, Ordering::Release);
-        for page in self.pages() {
-            // SAFETY: the pages were mapped by `new` for this stack alone; the CPU does not run
-            // on it (checked above), nothing suspended on it can be resumed (its saved state
-            // is gone), and `words_mut` borrows are over. A page may be missing only if `new`
-            // failed part-way, which `unmap_kernel_page` reports and this skips.
-            let _ = unsafe { unmap_kernel_page(page) };
-        }
+        let first = self.pages().next().expect("a stack has pages");
+        // SAFETY: the pages were mapped by `new` for this stack alone; no CPU runs on it or
+        // is leaving it (checked above), nothing suspended on it can be resumed (its saved
+        // state is gone), and `words_mut` borrows are over. A page may be missing only if
+        // `new` failed part-way, which `unmap_kernel_pages` skips.
+        unsafe { unmap_kernel_pages(first, STACK_PAGES) };
         SLOTS_IN_USE.lock()[self.slot] = false;
     }
 }

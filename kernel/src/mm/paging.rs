@@ -6,7 +6,7 @@
 //! kernel's root table is filled at boot ([`share_upper_half`]), so later kernel mappings
 //! only add lower-level tables, which every process's root shares.
 
-use ::x86_64::structures::paging::mapper::{MapToError, MapperFlush, UnmapError};
+use ::x86_64::structures::paging::mapper::{MapToError, UnmapError};
 use ::x86_64::structures::paging::page_table::PageTableEntry;
 use ::x86_64::structures::paging::{
     Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate,
@@ -110,14 +110,46 @@ pub fn map_kernel_page(page: Page, flags: PageTableFlags) -> Result<PhysFrame, M
 /// `page` must have been mapped by [`map_kernel_page`], and nothing may use it any more: no
 /// reference into it, no stack on it, no other code that will touch it.
 pub unsafe fn unmap_kernel_page(page: Page) -> Result<(), UnmapError> {
+    // SAFETY: forwarded to the caller.
+    match unsafe { unmap_kernel_pages(page, 1) } {
+        0 => Err(UnmapError::PageNotMapped),
+        _ => Ok(()),
+    }
+}
+
+/// Most pages [`unmap_kernel_pages`] takes at once.
+pub const MOST_KERNEL_PAGES_AT_ONCE: u64 = 16;
+
+/// Unmaps the `count` kernel-half pages from `first` (at most [`MOST_KERNEL_PAGES_AT_ONCE`]),
+/// makes every CPU forget them (one TLB shootdown), and only then frees their frames.
+/// Pages that are not mapped are skipped; returns how many were unmapped.
+///
+/// # Safety
+/// Every mapped page in the range must have been mapped by [`map_kernel_page`], and nothing
+/// may use any of them any more: no reference into them, no stack on them, no other code
+/// that will touch them.
+pub unsafe fn unmap_kernel_pages(first: Page, count: u64) -> u64 {
+    assert!(count <= MOST_KERNEL_PAGES_AT_ONCE, "too many kernel pages to unmap at once");
+    let mut frames = [None; MOST_KERNEL_PAGES_AT_ONCE as usize];
     // SAFETY: as in `map_kernel_page`.
     let mut mapper = unsafe { mapper_for(kernel_root()) };
-    let (frame, flush): (PhysFrame, MapperFlush<Size4KiB>) = mapper.unmap(page)?;
-    flush.flush();
-    // SAFETY: the frame came from `map_kernel_page` and the caller guarantees nothing uses
-    // the page any more; its only mapping was just removed.
-    drop(unsafe { Frame::from_raw(frame) });
-    Ok(())
+    for (index, slot) in (0..count).zip(frames.iter_mut()) {
+        if let Ok((frame, flush)) = mapper.unmap(first + index) {
+            // The shootdown below flushes this CPU too.
+            flush.ignore();
+            *slot = Some(frame);
+        }
+    }
+    let unmapped = frames.iter().flatten().count() as u64;
+    if unmapped > 0 {
+        crate::arch::x86_64::tlb::shoot_down(None, first.start_address(), count);
+    }
+    for frame in frames.into_iter().flatten() {
+        // SAFETY: the frame came from `map_kernel_page`, the caller guarantees nothing uses
+        // the page any more, and its only mapping was removed and forgotten by every CPU.
+        drop(unsafe { Frame::from_raw(frame) });
+    }
+    unmapped
 }
 
 /// Where `address` is mapped in the kernel's tables, if anywhere.
@@ -174,5 +206,53 @@ impl Drop for ScratchPage {
         // SAFETY: the page was mapped by `map_kernel_page` in `new`, and the only ways to
         // reach it borrow `self`, so no reference outlives this drop.
         unsafe { unmap_kernel_page(self.page) }.expect("a scratch page is mapped while it lives");
+    }
+}
+
+/// A top-level table for starting other CPUs: the kernel half, as in every table, and the
+/// first 2 MiB of physical memory identity-mapped (one large page), so the start-up code
+/// below 1 MiB stays reachable at the moment paging comes on. Its three frames are freed
+/// when it is dropped (after every CPU has switched to the kernel's own table).
+#[derive(Debug)]
+pub struct StartupTable {
+    root: PhysFrame,
+    directory_pointers: PhysFrame,
+    directory: PhysFrame,
+}
+
+impl StartupTable {
+    /// Builds the table, or `None` without memory.
+    pub fn new() -> Option<Self> {
+        let frames = [Frame::allocate_zeroed()?, Frame::allocate_zeroed()?, Frame::allocate_zeroed()?];
+        let [root, directory_pointers, directory] = frames.map(Frame::into_raw);
+        // SAFETY: the three frames are fresh, zeroed and distinct, and only this function
+        // refers to them; the kernel root is only read.
+        let (root_table, pointers, directory_table, kernel) = unsafe {
+            (table_at(root), table_at(directory_pointers), table_at(directory), table_at(kernel_root()))
+        };
+        for index in FIRST_KERNEL_ENTRY..512 {
+            root_table[index] = kernel[index].clone();
+        }
+        let table_flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        root_table[0].set_frame(directory_pointers, table_flags);
+        pointers[0].set_frame(directory, table_flags);
+        directory_table[0].set_addr(PhysAddr::new(0), table_flags | PageTableFlags::HUGE_PAGE);
+        Some(Self { root, directory_pointers, directory })
+    }
+
+    /// The top-level table's frame.
+    pub fn root(&self) -> PhysFrame {
+        self.root
+    }
+}
+
+impl Drop for StartupTable {
+    fn drop(&mut self) {
+        for frame in [self.root, self.directory_pointers, self.directory] {
+            // SAFETY: the frames came from `Frame::into_raw` in `new`; every started CPU has
+            // switched to the kernel's own table, and a CPU that did not start never loaded
+            // this one (it gets no further start-up IPI), so nothing refers to them.
+            drop(unsafe { Frame::from_raw(frame) });
+        }
     }
 }

@@ -30,6 +30,8 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
         timer_hz: crate::time::TIMER_HZ as u32,
         longest_masked_ns: crate::time::cycles_to_ns(crate::arch::x86_64::cpu::longest_masked_cycles()),
         kernel_objects: crate::object::live_objects(),
+        cpus: crate::arch::x86_64::smp::online_count() as u32,
+        current_cpu: crate::arch::x86_64::cpu::index() as u32,
     };
     UserPtr::new(args[0]).write(&info)?;
     Ok(0)

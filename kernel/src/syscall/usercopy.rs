@@ -54,8 +54,8 @@ unsafe impl Plain for u32 {}
 unsafe impl Plain for abi::backtrace::SymbolMapHeader {}
 
 const _: () = assert!(
-    size_of::<abi::ProcessInfo>() == 56
-        && size_of::<abi::SysInfo>() == 80
+    size_of::<abi::ProcessInfo>() == 72
+        && size_of::<abi::SysInfo>() == 88
         && size_of::<abi::ExitInfo>() == 32
         && size_of::<abi::backtrace::SymbolMapHeader>() == 24
 );

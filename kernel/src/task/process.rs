@@ -95,6 +95,12 @@ pub struct Process {
     pub object: Arc<ProcessObject>,
     /// The CPU fault in ring 3 that is ending it, for `wait`.
     pub fault: Option<CpuFault>,
+    /// The CPU it runs on, or last ran on.
+    pub cpu: u32,
+    /// Time spent running, up to `running_since_ns` if it runs now.
+    pub cpu_time_ns: u64,
+    /// When it last started running (clock nanoseconds).
+    pub running_since_ns: u64,
 }
 
 impl super::table::Keyed for Process {
@@ -104,8 +110,15 @@ impl super::table::Keyed for Process {
 }
 
 impl Process {
-    /// The process as `process_list` reports it.
-    pub fn info(&self) -> ProcessInfo {
+    /// Adds the time since it started running, up to `now_ns`, to its CPU time (it stops
+    /// running, or is charged anew).
+    pub fn charge_cpu_time(&mut self, now_ns: u64) {
+        self.cpu_time_ns = self.cpu_time_ns.saturating_add(now_ns.saturating_sub(self.running_since_ns));
+        self.running_since_ns = now_ns;
+    }
+
+    /// The process as `process_list` reports it at `now_ns`.
+    pub fn info(&self, now_ns: u64) -> ProcessInfo {
         let state = match self.state {
             State::Ready => ProcessState::Ready,
             State::Running => ProcessState::Running,
@@ -121,6 +134,12 @@ impl Process {
             name_len: length as u32,
             name,
             memory_bytes: self.memory.as_ref().map_or(0, |memory| memory.charged_bytes()),
+            cpu_time_ns: match self.state {
+                State::Running => self.cpu_time_ns.saturating_add(now_ns.saturating_sub(self.running_since_ns)),
+                _ => self.cpu_time_ns,
+            },
+            cpu: self.cpu,
+            reserved: 0,
         }
     }
 

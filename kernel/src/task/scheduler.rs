@@ -1,16 +1,28 @@
-//! The process table and the scheduler: preemptive round-robin over ready processes.
+//! The process table and the scheduler: preemptive round-robin over ready processes, on
+//! every CPU.
 //!
-//! - **Run queue**: ready processes in FIFO order. A process runs for up to
-//!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); the timer interrupt
-//!   checks the slice, and a process whose slice is used up goes to the back of the queue
-//!   on its way back to ring 3 (or at a preemption point of a long syscall).
+//! - **Run queue**: one queue of ready processes in FIFO order, shared by every CPU (the
+//!   big kernel lock serialises the scheduler anyway, so per-CPU queues would only add
+//!   stealing; see decision 36). A process runs on one CPU at a time: only a ready process
+//!   is chosen, and choosing it makes it running. A process runs for up to
+//!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); its CPU's timer
+//!   interrupt checks the slice, and a process whose slice is used up goes to the back of
+//!   the queue on its way back to ring 3 (or at a preemption point of a long syscall).
+//! - **Per CPU**: the running process, when its slice began, the stack of a process that
+//!   exited there (freed after the switch away), whether the CPU is halted in its idle loop,
+//!   and a flag asking the running process to look at its state. A CPU with nothing to run
+//!   halts; a process made ready while a CPU halts sends that CPU a reschedule interrupt, so
+//!   it runs at once rather than at the next tick.
 //! - **Blocking**: `read` on the console, `wait` and `sleep` mark the process blocked and
 //!   switch away; the console's input task, a child's exit or the timer makes it ready again.
 //!   When nothing is ready the CPU goes back to the idle loop, which runs the async executor
 //!   and halts until the next interrupt.
 //! - **Kill**: `kill` only marks the process; a blocked one is woken, its blocking call
 //!   returns `EINTR`, and the process exits on its way back to ring 3, after every kernel
-//!   frame it had unwound normally, so nothing it held leaks.
+//!   frame it had unwound normally, so nothing it held leaks. One running on another CPU is
+//!   sent a reschedule interrupt, which brings it into the kernel at once.
+//! - **CPU time**: each process accumulates the time it spent running, and remembers the
+//!   last CPU it ran on; `ps` shows both.
 //! - **Exit**: memory is freed in steps with preemption points between them (a process of
 //!   64 MiB takes tens of millions of instructions to free), then the handles are closed, how
 //!   it ended is recorded in its object (which whoever holds a handle can `wait` for), and it
@@ -19,8 +31,10 @@
 //!   first process exits, the machine shuts down with its status.
 //!
 //! The kernel runs with interrupts masked (except in the idle loop's halt and at preemption
-//! points), so on one CPU the scheduler lock is never contended; no lock is ever held across
-//! a switch. Nothing here allocates in the timer interrupt.
+//! points) and under the big kernel lock, so the scheduler lock is taken by one CPU at a
+//! time in practice; it stays, inside the big lock, as the last in the lock order. No lock is
+//! ever held across a switch (the switch releases the big lock, see `kernel_stack`). Nothing
+//! here allocates in the timer interrupt.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -36,7 +50,9 @@ use super::loader::{self, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
 use super::programs;
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::cpu::{self, MAX_CPUS};
+use crate::arch::x86_64::kernel_lock;
+use crate::arch::x86_64::smp;
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
@@ -122,51 +138,73 @@ pub enum KillError {
     NotPermitted,
 }
 
+/// What the scheduler keeps for each CPU.
+#[derive(Debug)]
+struct CpuState {
+    /// The slot of the process this CPU runs.
+    current: Option<usize>,
+    /// When the running process's time slice began (clock nanoseconds).
+    slice_start_ns: u64,
+    /// The stack of a process that exited on this CPU, freed right after the switch away.
+    dead_stack: Option<KernelStack>,
+    /// The CPU is about to halt, or halts, in its idle loop, and nobody has woken it yet.
+    idle: bool,
+}
+
 struct Scheduler {
     processes: SlotTable<Process>,
     run_queue: RunQueue,
-    /// The running process's slot.
-    current: Option<usize>,
+    cpus: [CpuState; MAX_CPUS],
     pids: PidAllocator,
     first_pid: Option<Pid>,
-    /// When the running process's time slice began (clock nanoseconds).
-    slice_start_ns: u64,
     /// The earliest time a sleeper wants to wake at (`u64::MAX`: none).
     next_wake_ns: u64,
-    /// Stacks of exited processes, freed right after the switch away from them.
-    dead_stacks: Vec<KernelStack>,
 }
 
 static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: SlotTable::new(),
     run_queue: RunQueue { queue: VecDeque::new() },
-    current: None,
+    cpus: [const { CpuState { current: None, slice_start_ns: 0, dead_stack: None, idle: false } }; MAX_CPUS],
     pids: PidAllocator::new(),
     first_pid: None,
-    slice_start_ns: 0,
     next_wake_ns: u64::MAX,
-    dead_stacks: Vec::new(),
 });
 
-/// The running process's pid (0 while idle), readable without the lock.
-static CURRENT_PID: AtomicU32 = AtomicU32::new(0);
+/// The pid of the process each CPU runs (0 while idle), readable without the lock.
+static CURRENT_PID: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
-/// Set when the running process must look at its state before returning to ring 3: its
+/// Set when the process a CPU runs must look at its state before returning to ring 3: its
 /// slice is used up, or it was killed. Keeps the common return path to one load.
-static ATTENTION: AtomicBool = AtomicBool::new(false);
+static ATTENTION: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Set when `dead_stacks` holds stacks for [`after_switch`] to free, so a switch with none
-/// to free does not take the lock again.
-static STACKS_TO_FREE: AtomicBool = AtomicBool::new(false);
+/// Set when a CPU's `dead_stack` holds a stack for [`after_switch`] to free, so a switch with
+/// none to free does not take the lock again.
+static STACKS_TO_FREE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     cpu::without_interrupts(|| f(&mut SCHEDULER.lock()))
 }
 
 impl Scheduler {
+    /// The slot of the process this CPU runs.
+    fn current_slot(&self) -> Option<usize> {
+        self.cpus[cpu::index()].current
+    }
+
     fn current_process(&mut self) -> &mut Process {
-        let slot = self.current.expect("no current process");
+        let slot = self.current_slot().expect("no current process");
         self.processes.at_mut(slot).expect("current process missing from the table")
+    }
+
+    /// Queues the ready process in `slot`, and wakes a halted CPU (another one: this CPU
+    /// looks at the queue by itself) to run it.
+    fn push_ready(&mut self, slot: usize) {
+        self.run_queue.push(slot);
+        let me = cpu::index();
+        if let Some(idle) = (0..MAX_CPUS).find(|&other| other != me && self.cpus[other].idle) {
+            self.cpus[idle].idle = false;
+            smp::send_reschedule(idle);
+        }
     }
 
     /// Makes the process in `slot` ready if it is blocked.
@@ -175,7 +213,7 @@ impl Scheduler {
             && matches!(process.state, State::Blocked(_))
         {
             process.state = State::Ready;
-            self.run_queue.push(slot);
+            self.push_ready(slot);
         }
     }
 
@@ -187,7 +225,7 @@ impl Scheduler {
                 && matches(reason)
             {
                 process.state = State::Ready;
-                self.run_queue.push(slot);
+                self.push_ready(slot);
             }
         }
     }
@@ -207,7 +245,7 @@ impl Scheduler {
             {
                 if until_ns <= now_ns {
                     process.state = State::Ready;
-                    self.run_queue.push(slot);
+                    self.push_ready(slot);
                 } else {
                     next = next.min(until_ns);
                 }
@@ -224,8 +262,15 @@ impl Scheduler {
 
     /// [`choose_next`](Self::choose_next), but the process in slot `partner` runs next if it
     /// is blocked (it was just handed a message, and becomes ready without a trip through the
-    /// run queue) or ready (taken out of the queue).
+    /// run queue) or ready (taken out of the queue). The process this CPU ran until now is
+    /// charged the time since it started running.
     fn choose_next_preferring(&mut self, partner: Option<usize>) -> Option<Context> {
+        let this_cpu = cpu::index();
+        let now = crate::time::uptime_ns();
+        let outgoing = self.cpus[this_cpu].current;
+        if let Some(process) = outgoing.and_then(|slot| self.processes.at_mut(slot)) {
+            process.charge_cpu_time(now);
+        }
         let partner = partner.filter(|&slot| {
             self.processes.at(slot).is_some_and(|process| matches!(process.state, State::Blocked(_) | State::Ready))
         });
@@ -243,13 +288,15 @@ impl Scheduler {
         };
         let to = match next {
             Some(slot) => {
-                self.slice_start_ns = crate::time::uptime_ns();
+                self.cpus[this_cpu].slice_start_ns = now;
                 let process = self.processes.at_mut(slot).expect("queued slot holds a process");
                 process.state = State::Running;
+                process.cpu = this_cpu as u32;
+                process.running_since_ns = now;
                 if process.killed {
-                    ATTENTION.store(true, Ordering::Relaxed);
+                    ATTENTION[this_cpu].store(true, Ordering::Relaxed);
                 }
-                if self.current == Some(slot) {
+                if outgoing == Some(slot) {
                     return None;
                 }
                 let stack = process.kernel_stack.as_ref().expect("a ready process has a kernel stack");
@@ -259,15 +306,18 @@ impl Scheduler {
                     None => crate::mm::paging::activate_kernel_root(),
                 }
                 cpu::set_kernel_stack(stack.top());
-                CURRENT_PID.store(process.pid, Ordering::Relaxed);
-                self.current = Some(slot);
+                CURRENT_PID[this_cpu].store(process.pid, Ordering::Relaxed);
+                self.cpus[this_cpu].current = Some(slot);
                 stack.context()
             }
-            None if self.current.is_none() => return None,
+            None if outgoing.is_none() => return None,
             None => {
-                self.current = None;
-                CURRENT_PID.store(0, Ordering::Relaxed);
-                Context::Boot
+                self.cpus[this_cpu].current = None;
+                CURRENT_PID[this_cpu].store(0, Ordering::Relaxed);
+                // An idle CPU holds no process's address space, so only the CPU that runs a
+                // process can cache its translations (see `arch::x86_64::tlb`).
+                crate::mm::paging::activate_kernel_root();
+                Context::Idle(this_cpu)
             }
         };
         (to != kernel_stack::running()).then_some(to)
@@ -283,25 +333,28 @@ fn reschedule() {
     }
 }
 
-/// Bookkeeping right after a switch, on the new stack: frees the stacks of processes that
-/// exited. Also the first thing a new process runs.
+/// Bookkeeping right after a switch, on the new stack: frees the stack of a process that
+/// exited on this CPU. Also the first thing a new process runs.
 pub fn after_switch() {
-    if STACKS_TO_FREE.swap(false, Ordering::Acquire) {
-        let dead = with_scheduler(|scheduler| core::mem::take(&mut scheduler.dead_stacks));
+    let this_cpu = cpu::index();
+    if STACKS_TO_FREE[this_cpu].swap(false, Ordering::Acquire) {
+        let dead = with_scheduler(|scheduler| scheduler.cpus[this_cpu].dead_stack.take());
         drop(dead);
     }
 }
 
 /// The first Rust code a new process runs on its kernel stack, before its first entry to
-/// ring 3: it may have been killed before it ever ran.
+/// ring 3: it finishes the switch to it (taking the big kernel lock), and may have been
+/// killed before it ever ran.
 pub fn start_user() {
+    kernel_stack::finish_switch();
     after_switch();
     before_user_return();
 }
 
-/// The pid of the running process (0 while idle).
+/// The pid of the process this CPU runs (0 while idle).
 pub fn current_pid() -> Pid {
-    CURRENT_PID.load(Ordering::Relaxed)
+    CURRENT_PID[cpu::index()].load(Ordering::Relaxed)
 }
 
 /// The parent of the running process.
@@ -337,9 +390,12 @@ pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Re
             killed: false,
             object: object.clone(),
             fault: None,
+            cpu: 0,
+            cpu_time_ns: 0,
+            running_since_ns: 0,
         };
         scheduler.processes.insert_at(slot, process);
-        scheduler.run_queue.push(slot);
+        scheduler.push_ready(slot);
         Ok(object)
     });
     // Handles of a child that could not start are closed outside the lock (closing one may
@@ -365,40 +421,65 @@ pub fn pause() {
     let _ = preemption_point();
 }
 
-/// The idle loop, on the boot stack: runs ready kernel tasks, hands the CPU to ready
-/// processes, and halts when there is nothing to do.
+/// Lets pending interrupts in, and other CPUs into the kernel: releases the big kernel lock,
+/// enables interrupts for an instruction, and takes the lock again.
+fn let_others_in() {
+    kernel_lock::release();
+    cpu::take_pending_interrupts();
+    kernel_lock::acquire();
+}
+
+/// A CPU's idle loop, on its idle stack (the boot stack for the boot processor): runs ready
+/// kernel tasks, hands the CPU to ready processes, and halts when there is nothing to do.
+/// Every CPU ends here once it is set up; it takes the big kernel lock here, and holds it
+/// except while halted (a CPU must not halt holding it).
 pub fn run_idle_loop() -> ! {
+    if !kernel_lock::held_here() {
+        kernel_lock::acquire();
+    }
+    let this_cpu = cpu::index();
     loop {
         executor::run_ready();
         reschedule();
         // Interrupts are masked here, so nothing can become ready between this check and
-        // the `sti; hlt` pair, which enables interrupts and halts as one step.
-        let idle = !executor::has_ready() && with_scheduler(|scheduler| scheduler.run_queue.is_empty());
+        // the `sti; hlt` pair, which enables interrupts and halts as one step; a process
+        // made ready by another CPU in between finds this CPU marked idle and sends it a
+        // reschedule interrupt, which that pair takes.
+        let idle = !executor::has_ready()
+            && with_scheduler(|scheduler| {
+                let idle = scheduler.run_queue.is_empty();
+                scheduler.cpus[this_cpu].idle = idle;
+                idle
+            });
         if idle {
+            kernel_lock::release();
             cpu::wait_for_interrupt();
+            kernel_lock::acquire();
+            with_scheduler(|scheduler| scheduler.cpus[this_cpu].idle = false);
         } else {
             // A task that stays ready (the console's drawing, one bounded step per round)
             // must not keep interrupts masked from one round to the next.
-            cpu::take_pending_interrupts();
+            let_others_in();
         }
     }
 }
 
-/// Timer interrupt: wakes due sleepers and ends the running process's time slice when the
-/// clock says it is used up (whether the tick found the process in ring 3 or at a preemption
-/// point in a long syscall).
+/// Timer interrupt on this CPU: wakes due sleepers and ends the running process's time slice
+/// when the clock says it is used up (whether the tick found the process in ring 3 or at a
+/// preemption point in a long syscall).
 pub fn on_timer_tick() {
     let now = crate::time::uptime_ns();
+    let this_cpu = cpu::index();
     with_scheduler(|scheduler| {
         scheduler.wake_sleepers(now);
-        if scheduler.current.is_some() && slice_used(scheduler, now) {
-            ATTENTION.store(true, Ordering::Relaxed);
+        if scheduler.cpus[this_cpu].current.is_some() && slice_used(scheduler, this_cpu, now) {
+            ATTENTION[this_cpu].store(true, Ordering::Relaxed);
         }
     });
 }
 
-fn slice_used(scheduler: &Scheduler, now_ns: u64) -> bool {
-    now_ns.saturating_sub(scheduler.slice_start_ns) >= TIME_SLICE_NS
+fn slice_used(scheduler: &Scheduler, cpu: usize, now_ns: u64) -> bool {
+    now_ns.saturating_sub(scheduler.cpus[cpu].slice_start_ns) >= TIME_SLICE_NS
 }
 
 /// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
@@ -414,11 +495,12 @@ pub fn before_user_return() {
 pub struct Killed;
 
 /// A point inside a long syscall where the process may be preempted: interrupts that are
-/// pending are taken (so the clock and input keep up), input is decoded, and the CPU goes to
-/// another process if the time slice is used up. Holds no lock. Returns `Err(Killed)` if the
-/// process was killed; the syscall should then return at once.
+/// pending are taken (so the clock and input keep up), other CPUs get the big kernel lock for
+/// a moment, input is decoded, and the CPU goes to another process if the time slice is used
+/// up. Holds no lock but the big one. Returns `Err(Killed)` if the process was killed; the
+/// syscall should then return at once.
 pub fn preemption_point() -> Result<(), Killed> {
-    cpu::take_pending_interrupts();
+    let_others_in();
     reschedule_if_needed()
 }
 
@@ -426,7 +508,7 @@ fn reschedule_if_needed() -> Result<(), Killed> {
     if executor::has_ready() {
         executor::run_ready();
     }
-    if !ATTENTION.swap(false, Ordering::Relaxed) {
+    if !ATTENTION[cpu::index()].swap(false, Ordering::Relaxed) {
         return Ok(());
     }
     attend()
@@ -437,11 +519,12 @@ fn reschedule_if_needed() -> Result<(), Killed> {
 #[inline(never)]
 fn attend() -> Result<(), Killed> {
     let now = crate::time::uptime_ns();
-    let (killed, slice_used) =
-        with_scheduler(|scheduler| (scheduler.current_process().killed, slice_used(scheduler, now)));
+    let (killed, slice_used) = with_scheduler(|scheduler| {
+        (scheduler.current_process().killed, slice_used(scheduler, cpu::index(), now))
+    });
     if killed {
         // Keep the flag for the return to ring 3, which ends the process.
-        ATTENTION.store(true, Ordering::Relaxed);
+        ATTENTION[cpu::index()].store(true, Ordering::Relaxed);
         return Err(Killed);
     }
     if slice_used {
@@ -453,9 +536,9 @@ fn attend() -> Result<(), Killed> {
 /// Puts the running process at the back of the run queue and runs the next one.
 pub fn yield_now() {
     with_scheduler(|scheduler| {
-        let slot = scheduler.current.expect("yield with no current process");
+        let slot = scheduler.current_slot().expect("yield with no current process");
         scheduler.current_process().state = State::Ready;
-        scheduler.run_queue.push(slot);
+        scheduler.push_ready(slot);
     });
     reschedule();
 }
@@ -632,7 +715,8 @@ pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
     })
 }
 
-/// Marks `pid` killed; it ends before it next returns to ring 3.
+/// Marks `pid` killed; it ends before it next returns to ring 3. If it runs on another CPU,
+/// that CPU is interrupted, so it ends at once.
 pub fn kill(pid: Pid) -> Result<(), KillError> {
     with_scheduler(|scheduler| {
         let is_first = scheduler.first_pid == Some(pid);
@@ -643,8 +727,11 @@ pub fn kill(pid: Pid) -> Result<(), KillError> {
         }
         process.killed = true;
         scheduler.make_ready_at(slot);
-        if scheduler.current == Some(slot) {
-            ATTENTION.store(true, Ordering::Relaxed);
+        if let Some(running_on) = (0..MAX_CPUS).find(|&cpu| scheduler.cpus[cpu].current == Some(slot)) {
+            ATTENTION[running_on].store(true, Ordering::Relaxed);
+            if running_on != cpu::index() {
+                smp::send_reschedule(running_on);
+            }
         }
         Ok(())
     })
@@ -676,12 +763,14 @@ pub fn exit_current(status: i32) -> ! {
     let handles = object.handles.lock().take_all();
     drop(handles);
     let (shut_down, leaving) = with_scheduler(|scheduler| {
-        let slot = scheduler.current.expect("an exiting process is current");
+        let this_cpu = cpu::index();
+        let slot = scheduler.current_slot().expect("an exiting process is current");
         let mut process = scheduler.processes.remove_at(slot).expect("the exiting process is in the table");
         *process.object.exit.lock() = Some(process.exit_info(status));
         if let Some(stack) = process.kernel_stack.take() {
-            scheduler.dead_stacks.push(stack);
-            STACKS_TO_FREE.store(true, Ordering::Release);
+            let earlier = scheduler.cpus[this_cpu].dead_stack.replace(stack);
+            assert!(earlier.is_none(), "a dead stack was not freed after its switch");
+            STACKS_TO_FREE[this_cpu].store(true, Ordering::Release);
         }
         scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. }));
         (scheduler.first_pid == Some(pid), process)
@@ -717,8 +806,9 @@ pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
 
 /// A row for every process, in pid order.
 pub fn process_list() -> Vec<ProcessInfo> {
+    let now = crate::time::uptime_ns();
     with_scheduler(|scheduler| {
-        let mut rows: Vec<ProcessInfo> = scheduler.processes.iter().map(Process::info).collect();
+        let mut rows: Vec<ProcessInfo> = scheduler.processes.iter().map(|process| process.info(now)).collect();
         rows.sort_unstable_by_key(|row| row.pid);
         rows
     })

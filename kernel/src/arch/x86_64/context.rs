@@ -45,8 +45,11 @@ unsafe extern "C" fn start_new_process() {
     );
 }
 
+/// Runs the kernel's start-up hook, which takes the big kernel lock (a switch leaves it
+/// released), and releases the lock again on the way to ring 3.
 extern "C" fn process_start() {
     (super::hooks::hooks().process_start)();
+    super::kernel_lock::release();
 }
 
 /// Words `switch_context` pops before returning: six registers and the return address.

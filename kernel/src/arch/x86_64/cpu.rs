@@ -1,8 +1,10 @@
 //! CPU features, per-CPU data, interrupt masking and the user-memory access window.
 //!
-//! Enigma runs on one CPU. Its per-CPU block sits behind `GS` while the kernel runs (the
-//! `syscall` stub finds the kernel stack there), and behind `KERNEL_GS_BASE` while user code
-//! runs; every entry from and exit to ring 3 swaps the two with `swapgs`.
+//! Every CPU has a per-CPU block ([`MAX_CPUS`] of them, one static array). A CPU's block sits
+//! behind `GS` while the kernel runs (the `syscall` stub finds the kernel stack there, and
+//! [`index`] the CPU's number), and behind `KERNEL_GS_BASE` while user code runs; every entry
+//! from and exit to ring 3 swaps the two with `swapgs`. CPUs are numbered from 0 (the boot
+//! processor) in the order the MADT lists them; only arch code knows their APIC ids.
 //!
 //! The per-CPU block also measures how long the CPU runs with interrupts masked: every place
 //! that masks them (an entry from code that ran with them on, a `cli`) starts a stretch, and
@@ -109,9 +111,12 @@ pub fn protection_bits() -> u32 {
     PROTECTIONS.load(Ordering::Relaxed) as u32
 }
 
+/// The most CPUs Enigma runs on; CPUs past this many in the MADT stay halted.
+pub const MAX_CPUS: usize = 8;
+
 /// The per-CPU block. The entry stubs read it through `GS` at the byte offsets below, so the
 /// layout is fixed.
-#[repr(C)]
+#[repr(C, align(64))]
 pub(super) struct PerCpu {
     /// Top of the current process's kernel stack (also in TSS.RSP0).
     kernel_stack_top: AtomicU64,
@@ -125,6 +130,10 @@ pub(super) struct PerCpu {
     masked_since: AtomicU32,
     /// The longest stretch with interrupts masked so far, in TSC cycles.
     longest_masked: AtomicU32,
+    /// This CPU's number.
+    index: AtomicU32,
+    /// Timer interrupts this CPU has taken.
+    timer_interrupts: AtomicU64,
 }
 
 /// Byte offset of `PerCpu::kernel_stack_top`.
@@ -133,33 +142,72 @@ pub(super) const PER_CPU_KERNEL_STACK: usize = 0;
 pub(super) const PER_CPU_USER_STACK: usize = 8;
 /// Byte offset of `PerCpu::entry_scratch`.
 pub(super) const PER_CPU_ENTRY_SCRATCH: usize = 16;
+/// Byte offset of `PerCpu::index`.
+const PER_CPU_INDEX: usize = 32;
 
-static PER_CPU: PerCpu = PerCpu {
-    kernel_stack_top: AtomicU64::new(0),
-    user_stack_scratch: AtomicU64::new(0),
-    entry_scratch: AtomicU64::new(0),
-    masked_since: AtomicU32::new(0),
-    longest_masked: AtomicU32::new(0),
-};
+static PER_CPU: [PerCpu; MAX_CPUS] = [const {
+    PerCpu {
+        kernel_stack_top: AtomicU64::new(0),
+        user_stack_scratch: AtomicU64::new(0),
+        entry_scratch: AtomicU64::new(0),
+        masked_since: AtomicU32::new(0),
+        longest_masked: AtomicU32::new(0),
+        index: AtomicU32::new(0),
+        timer_interrupts: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 const _: () = assert!(
     core::mem::offset_of!(PerCpu, kernel_stack_top) == PER_CPU_KERNEL_STACK
         && core::mem::offset_of!(PerCpu, user_stack_scratch) == PER_CPU_USER_STACK
         && core::mem::offset_of!(PerCpu, entry_scratch) == PER_CPU_ENTRY_SCRATCH
+        && core::mem::offset_of!(PerCpu, index) == PER_CPU_INDEX
 );
 
-/// Points `GS` at the per-CPU block. The kernel runs with this `GS` base from now on; user
-/// code starts with base 0, swapped in by the first return to ring 3.
-pub fn init_per_cpu() {
-    GsBase::write(VirtAddr::from_ptr(&PER_CPU));
+/// Points `GS` at CPU `index`'s block. The kernel runs with this `GS` base from now on; user
+/// code starts with base 0, swapped in by the first return to ring 3. Each CPU calls it once,
+/// for itself.
+pub fn init_per_cpu(index: usize) {
+    let block = &PER_CPU[index];
+    block.index.store(index as u32, Ordering::Relaxed);
+    GsBase::write(VirtAddr::from_ptr(block));
     KernelGsBase::write(VirtAddr::zero());
+}
+
+/// The number of the CPU running this code (0 for the boot processor).
+///
+/// A process may move to another CPU whenever it switches away, so the answer holds only
+/// until the next switch.
+#[inline]
+pub fn index() -> usize {
+    let index: u32;
+    // SAFETY: inside the kernel `GS` always points at this CPU's block (`init_per_cpu`, and
+    // `swapgs` on every entry from ring 3), whose `index` field is at this offset.
+    unsafe { asm!("mov {:e}, gs:[{offset}]", out(reg) index, offset = const PER_CPU_INDEX, options(nostack, preserves_flags, readonly)) };
+    index as usize % MAX_CPUS
+}
+
+/// This CPU's block.
+fn this() -> &'static PerCpu {
+    &PER_CPU[index()]
 }
 
 /// Makes `top` the stack the CPU switches to on the next entry from ring 3, through both
 /// the TSS (interrupts, exceptions, `int 0x80`) and the per-CPU block (`syscall`).
 pub fn set_kernel_stack(top: VirtAddr) {
-    PER_CPU.kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
-    super::gdt::set_privilege_stack(top);
+    let index = index();
+    PER_CPU[index].kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
+    super::gdt::set_privilege_stack(index, top);
+}
+
+/// Counts a timer interrupt on this CPU.
+pub(super) fn count_timer_interrupt() {
+    this().timer_interrupts.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Timer interrupts CPU `index` has taken.
+pub fn timer_interrupts(index: usize) -> u64 {
+    PER_CPU.get(index).map_or(0, |block| block.timer_interrupts.load(Ordering::Relaxed))
 }
 
 /// Notes that interrupts were just masked: an entry from code that ran with them enabled
@@ -167,27 +215,31 @@ pub fn set_kernel_stack(top: VirtAddr) {
 /// the TSC's low 32 bits are kept: they are cheaper on every kernel entry, and a stretch of
 /// over 2^32 cycles (a second or more) would be a hang, not a latency.
 pub(super) fn masked_stretch_begins() {
-    PER_CPU.masked_since.store(read_timestamp() as u32, Ordering::Relaxed);
+    this().masked_since.store(read_timestamp() as u32, Ordering::Relaxed);
 }
 
 /// Notes that interrupts are about to be enabled again, and keeps the longest stretch. Only
 /// this CPU writes its block, so a plain compare and store will do.
 pub(super) fn masked_stretch_ends() {
-    let stretch = (read_timestamp() as u32).wrapping_sub(PER_CPU.masked_since.load(Ordering::Relaxed));
-    if stretch > PER_CPU.longest_masked.load(Ordering::Relaxed) {
-        PER_CPU.longest_masked.store(stretch, Ordering::Relaxed);
+    let block = this();
+    let stretch = (read_timestamp() as u32).wrapping_sub(block.masked_since.load(Ordering::Relaxed));
+    if stretch > block.longest_masked.load(Ordering::Relaxed) {
+        block.longest_masked.store(stretch, Ordering::Relaxed);
     }
 }
 
-/// The longest stretch this CPU ran with interrupts masked since [`reset_longest_masked`],
+/// The longest stretch any CPU ran with interrupts masked since [`reset_longest_masked`],
 /// in TSC cycles.
 pub fn longest_masked_cycles() -> u64 {
-    u64::from(PER_CPU.longest_masked.load(Ordering::Relaxed))
+    PER_CPU.iter().map(|block| u64::from(block.longest_masked.load(Ordering::Relaxed))).max().unwrap_or(0)
 }
 
-/// Forgets the longest masked stretch (boot runs masked for long; measuring starts after it).
+/// Forgets every CPU's longest masked stretch (boot runs masked for long; measuring starts
+/// after it).
 pub fn reset_longest_masked() {
-    PER_CPU.longest_masked.store(0, Ordering::Relaxed);
+    for block in &PER_CPU {
+        block.longest_masked.store(0, Ordering::Relaxed);
+    }
     masked_stretch_begins();
 }
 

@@ -1,4 +1,4 @@
-//! The global descriptor table and the task-state segment.
+//! The global descriptor tables and the task-state segments, one of each per CPU.
 //!
 //! Order of the GDT, fixed by `syscall`/`sysret` (see `STAR` in [`super::syscall_entry`]):
 //! null, kernel code `0x08`, kernel data `0x10`, user data `0x1b`, user code `0x23`, TSS
@@ -7,9 +7,12 @@
 //! debug exception, NMI, double fault and machine check, the traps that can arrive where the
 //! current stack cannot be trusted (see [`super::trap`]).
 //!
-//! At boot the interrupt stacks are small static arrays; once memory management is up, the
+//! Every CPU has its own TSS (its own `RSP0` and interrupt stacks), and so its own GDT, whose
+//! TSS descriptor names it; the selectors are the same on every CPU. At boot the boot
+//! processor's interrupt stacks are small static arrays; once memory management is up, the
 //! boot code replaces them with guarded stacks ([`set_interrupt_stack`]), so an overflow of
-//! one of them faults instead of overwriting what lies below.
+//! one of them faults instead of overwriting what lies below. Other CPUs get guarded stacks
+//! before they start.
 
 use core::cell::UnsafeCell;
 
@@ -19,6 +22,8 @@ use ::x86_64::instructions::tables::load_tss;
 use ::x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use ::x86_64::structures::tss::TaskStateSegment;
 use spin::Once;
+
+use super::cpu::MAX_CPUS;
 
 /// The traps that run on an interrupt stack of their own, and their IST slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,26 +81,31 @@ pub struct Selectors {
 
 struct TssCell(UnsafeCell<TaskStateSegment>);
 
-// SAFETY: Enigma runs on one CPU, and the kernel writes the TSS only with interrupts masked
-// (process switches and boot); the CPU reads it on privilege changes and IST deliveries.
+// SAFETY: a CPU's TSS is written by that CPU only, with interrupts masked (process switches
+// and its own start-up), or by the boot processor before that CPU starts; the CPU reads it
+// on privilege changes and IST deliveries.
 unsafe impl Sync for TssCell {}
 
-static TSS: TssCell = TssCell(UnsafeCell::new(TaskStateSegment::new()));
+static TSS: [TssCell; MAX_CPUS] = [const { TssCell(UnsafeCell::new(TaskStateSegment::new())) }; MAX_CPUS];
 
-static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+static GDT: [Once<(GlobalDescriptorTable, Selectors)>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 
-/// Builds and loads the GDT and TSS, and reloads every segment register.
-pub fn init() {
-    let stacks = BOOT_STACKS.0.get().cast::<[u8; BOOT_STACK_SIZE]>();
-    for (slot, stack) in InterruptStack::ALL.into_iter().enumerate() {
-        // SAFETY: `slot` is within the array of `ALL.len()` stacks, so the pointer arithmetic
-        // stays inside `BOOT_STACKS`.
-        let bottom = VirtAddr::from_ptr(unsafe { stacks.add(slot) });
-        // SAFETY: the TSS is not loaded yet, so nothing else reads it while it is written.
-        unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(stack.index())] = bottom + BOOT_STACK_SIZE as u64 };
+/// Builds and loads CPU `cpu`'s GDT and TSS, and reloads every segment register. The boot
+/// processor (`cpu` 0) starts with the static interrupt stacks; every other CPU's were set
+/// with [`set_interrupt_stack`] before it started.
+pub fn init(cpu: usize) {
+    if cpu == 0 {
+        let stacks = BOOT_STACKS.0.get().cast::<[u8; BOOT_STACK_SIZE]>();
+        for (slot, stack) in InterruptStack::ALL.into_iter().enumerate() {
+            // SAFETY: `slot` is within the array of `ALL.len()` stacks, so the pointer
+            // arithmetic stays inside `BOOT_STACKS`.
+            let bottom = VirtAddr::from_ptr(unsafe { stacks.add(slot) });
+            // SAFETY: the TSS is not loaded yet, so nothing else reads it while it is written.
+            unsafe { (*TSS[0].0.get()).interrupt_stack_table[usize::from(stack.index())] = bottom + BOOT_STACK_SIZE as u64 };
+        }
     }
 
-    let (gdt, selectors) = GDT.call_once(|| {
+    let (gdt, selectors) = GDT[cpu].call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let kernel_code = gdt.append(Descriptor::kernel_code_segment());
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
@@ -103,7 +113,7 @@ pub fn init() {
         let user_code = gdt.append(Descriptor::user_code_segment());
         // SAFETY: the TSS is a static, so it outlives the GDT, and it is only modified
         // with interrupts masked.
-        let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS.0.get()) });
+        let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS[cpu].0.get()) });
         (gdt, Selectors { kernel_code, kernel_data, user_data, user_code, tss })
     });
     gdt.load();
@@ -121,31 +131,35 @@ pub fn init() {
     }
 }
 
-/// The selectors. Panics if called before [`init`], which is a boot-order bug.
+/// The selectors (the same on every CPU). Panics if called before [`init`], which is a
+/// boot-order bug.
 pub fn selectors() -> &'static Selectors {
-    &GDT.get().expect("GDT used before gdt::init").1
+    &GDT[0].get().expect("GDT used before gdt::init").1
 }
 
-/// Sets TSS.RSP0, the stack the CPU switches to when ring 3 is interrupted.
-pub(super) fn set_privilege_stack(top: VirtAddr) {
-    // SAFETY: one CPU, interrupts masked by every caller (process switches), so no entry
-    // from ring 3 reads RSP0 while it changes.
-    unsafe { (*TSS.0.get()).privilege_stack_table[0] = top };
+/// Sets CPU `cpu`'s TSS.RSP0, the stack it switches to when ring 3 is interrupted.
+pub(super) fn set_privilege_stack(cpu: usize, top: VirtAddr) {
+    // SAFETY: only CPU `cpu` calls this for its own TSS (process switches), with interrupts
+    // masked, so no entry from ring 3 on that CPU reads RSP0 while it changes.
+    unsafe { (*TSS[cpu].0.get()).privilege_stack_table[0] = top };
 }
 
-/// The top of `which`'s interrupt stack.
-pub fn interrupt_stack_top(which: InterruptStack) -> VirtAddr {
-    // SAFETY: a plain read of a slot the kernel writes only with interrupts masked.
-    unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(which.index())] }
+/// The top of CPU `cpu`'s interrupt stack for `which`.
+pub fn interrupt_stack_top(cpu: usize, which: InterruptStack) -> VirtAddr {
+    // SAFETY: a plain read of a slot the kernel writes only before that CPU starts, or on it
+    // with interrupts masked.
+    unsafe { (*TSS[cpu].0.get()).interrupt_stack_table[usize::from(which.index())] }
 }
 
-/// Makes the stack whose top is `top` the interrupt stack of `which`.
+/// Makes the stack whose top is `top` CPU `cpu`'s interrupt stack for `which`.
 ///
 /// # Safety
 /// The stack below `top` must be mapped, writable, 16-byte aligned at the top, used for
-/// nothing else, and stay so forever; interrupts must be masked.
-pub unsafe fn set_interrupt_stack(which: InterruptStack, top: VirtAddr) {
-    // SAFETY: one CPU with interrupts masked, so no IST delivery reads the slot while it
-    // changes (an NMI could, which is why the old stack stays valid too: it is static).
-    unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(which.index())] = top };
+/// nothing else, and stay so forever; CPU `cpu` must be the caller (with interrupts masked)
+/// or not started yet.
+pub unsafe fn set_interrupt_stack(cpu: usize, which: InterruptStack, top: VirtAddr) {
+    // SAFETY: the caller is CPU `cpu` with interrupts masked, or that CPU does not run, so no
+    // IST delivery reads the slot while it changes (an NMI could, which is why the old stack
+    // stays valid too: it is static).
+    unsafe { (*TSS[cpu].0.get()).interrupt_stack_table[usize::from(which.index())] = top };
 }

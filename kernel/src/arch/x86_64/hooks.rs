@@ -21,13 +21,16 @@ pub struct KernelHooks {
     pub user_fault: fn(&CpuFault) -> !,
     /// Runs on every way back to ring 3, after the syscall or interrupt was handled.
     pub before_user_return: fn(),
-    /// A device interrupt on this legacy IRQ line. Called before the controller is
-    /// acknowledged, with interrupts masked; must not switch processes.
+    /// A device interrupt on this legacy IRQ line (line 0: this CPU's timer). Called before
+    /// the controller is acknowledged, with interrupts masked and the big kernel lock held;
+    /// must not switch processes.
     pub device_interrupt: fn(u8),
     /// A fault the kernel cannot survive: a CPU exception in ring 0, a double fault or a
     /// machine check. Reports it and never returns.
     pub fatal_fault: fn(&CpuFault, &TrapFrame) -> !,
-    /// The first code a new process runs on its kernel stack, before it enters ring 3.
+    /// The first code a new process runs on its kernel stack, before it enters ring 3. It
+    /// must take the big kernel lock first (a switch leaves it released); `arch` releases it
+    /// on the way to ring 3.
     pub process_start: fn(),
 }
 

@@ -11,19 +11,21 @@ pub fn active_root() -> PhysFrame {
 }
 
 /// Makes `root` the active top-level page table (a CR3 write, which also flushes every
-/// non-global TLB entry).
+/// non-global TLB entry), and records it for TLB shootdowns.
 ///
 /// # Safety
 /// `root` must hold a valid top-level page table that maps the kernel (the upper half) the
 /// same way the current one does, so the code and stack in use stay mapped.
 pub unsafe fn switch_root(root: PhysFrame) {
     if active_root() != root {
+        super::tlb::note_root(root);
         // SAFETY: guaranteed by the caller.
         unsafe { Cr3::write(root, Cr3Flags::empty()) };
     }
 }
 
-/// Drops any cached translation of the page containing `address`.
+/// Drops this CPU's cached translation of the page containing `address` (only this CPU's:
+/// see [`super::tlb::shoot_down`] for the others).
 pub fn flush_page(address: VirtAddr) {
     tlb::flush(address);
 }
@@ -34,6 +36,7 @@ pub fn flush_page(address: VirtAddr) {
 /// The active root must still map the running code and stack.
 pub unsafe fn reload_root() {
     let (root, flags) = Cr3::read();
+    super::tlb::note_root(root);
     // SAFETY: the same root, which the caller guarantees is still valid.
     unsafe { Cr3::write(root, flags) };
 }

@@ -94,10 +94,13 @@ const USER_DATA_SELECTOR: u64 = 0x1b;
 /// User code selector (GDT index 4, RPL 3).
 const USER_CODE_SELECTOR: u64 = 0x23;
 
+/// Runs the syscall under the big kernel lock, taken here and released on the way out.
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     super::cpu::masked_stretch_begins();
+    super::kernel_lock::acquire();
     let hooks = hooks();
     (hooks.syscall)(frame);
     (hooks.before_user_return)();
+    super::kernel_lock::release();
     super::cpu::masked_stretch_ends();
 }

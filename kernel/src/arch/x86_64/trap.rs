@@ -22,6 +22,11 @@
 //! exception from ring 3 first moves its frame to the process's kernel stack and then takes
 //! the ordinary path, which may end the process.
 //!
+//! Every ordinary trap runs under the big kernel lock ([`super::kernel_lock`]), taken here
+//! unless this CPU holds it already (an interrupt at a preemption point), except the TLB
+//! shootdown interrupt, whose sender holds the lock and waits for the answer. The paranoid
+//! path never takes it.
+//!
 //! What the kernel does about each trap is not decided here: the layers above install
 //! [`super::hooks::KernelHooks`].
 
@@ -43,8 +48,17 @@ use super::hooks::hooks;
 pub const SYSCALL_VECTOR: u64 = 0x80;
 /// The vector recorded in frames built by the `syscall` instruction's stub.
 pub const SYSCALL_INSTRUCTION_VECTOR: u64 = 0x100;
-/// The first vector of the remapped 8259 interrupts.
+/// The first vector of the device interrupt lines (8259 or IOAPIC, line n on `IRQ_BASE + n`).
 pub const IRQ_BASE: u8 = 32;
+/// Each CPU's local APIC timer.
+pub const LOCAL_TIMER_VECTOR: u8 = 0x30;
+/// An inter-processor interrupt that only wakes its CPU and makes it look at the scheduler
+/// on its way back to ring 3 or in its idle loop.
+pub const RESCHEDULE_VECTOR: u8 = 0xf0;
+/// An inter-processor interrupt asking its CPU to flush translations (see [`super::tlb`]).
+pub const TLB_SHOOTDOWN_VECTOR: u8 = 0xf1;
+/// The local APIC's spurious-interrupt vector (never acknowledged).
+pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 /// Registers saved on every entry into the kernel, in stack order (lowest address first).
 #[repr(C)]
@@ -260,7 +274,7 @@ trap_stubs! {
     trap_32 = 32; trap_33 = 33; trap_34 = 34; trap_35 = 35; trap_36 = 36; trap_37 = 37;
     trap_38 = 38; trap_39 = 39; trap_40 = 40; trap_41 = 41; trap_42 = 42; trap_43 = 43;
     trap_44 = 44; trap_45 = 45; trap_46 = 46; trap_47 = 47;
-    trap_128 = 128;
+    trap_48 = 48; trap_128 = 128; trap_240 = 240; trap_241 = 241; trap_255 = 255;
 }
 
 /// The debug exception's entry, on its own interrupt stack. From ring 0 it takes the
@@ -474,9 +488,10 @@ fn iretq_to_user_address() -> u64 {
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
-/// Builds and loads the IDT: every exception, the sixteen 8259 interrupts, and the DPL-3
-/// syscall gate at 0x80. #DB, NMI, double fault and machine check run on their own
-/// interrupt stacks.
+/// Builds and loads the IDT: every exception, the sixteen device lines, the local timer, the
+/// inter-processor interrupts, the APIC's spurious vector and the DPL-3 syscall gate at 0x80.
+/// #DB, NMI, double fault and machine check run on their own interrupt stacks. Every CPU
+/// loads the same table.
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
@@ -524,9 +539,16 @@ pub fn init() {
 
 /// Where every ordinary trap lands, with the saved frame.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.vector == u64::from(TLB_SHOOTDOWN_VECTOR) {
+        // Outside the big kernel lock: the CPU that sent it holds the lock and waits.
+        super::tlb::answer_request();
+        super::apic::end_of_interrupt();
+        return;
+    }
     if frame.interrupts_were_enabled() {
         super::cpu::masked_stretch_begins();
     }
+    let took_lock = super::kernel_lock::acquire_unless_held();
     let hooks = hooks();
     let from_user = frame.from_user();
     match frame.vector {
@@ -535,11 +557,22 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         // never come here).
         0..=31 if from_user => (hooks.user_fault)(&CpuFault::from_frame(frame)),
         0..=31 => kernel_exception(frame),
-        vector @ 32..=47 => super::pic::handle_interrupt((vector - u64::from(IRQ_BASE)) as u8),
+        vector @ 32..=47 => super::irq::handle_line((vector - u64::from(IRQ_BASE)) as u8),
+        vector if vector == u64::from(LOCAL_TIMER_VECTOR) => {
+            super::cpu::count_timer_interrupt();
+            (hooks.device_interrupt)(super::irq::TIMER_LINE);
+            super::apic::end_of_interrupt();
+        }
+        // Waking the CPU was the point; the scheduler looks on the way out or in the idle loop.
+        vector if vector == u64::from(RESCHEDULE_VECTOR) => super::apic::end_of_interrupt(),
+        vector if vector == u64::from(SPURIOUS_VECTOR) => {}
         vector => log::warn!("unexpected trap vector {vector:#x}"),
     }
     if from_user {
         (hooks.before_user_return)();
+    }
+    if took_lock {
+        super::kernel_lock::release();
     }
     if frame.interrupts_were_enabled() {
         super::cpu::masked_stretch_ends();
@@ -562,6 +595,7 @@ extern "C" fn paranoid_dispatch(frame: &mut TrapFrame) {
             KERNEL_DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
             frame.rflags &= !RFLAGS_TRAP;
         }
+        NMI_VECTOR if super::smp::stopping() => super::cpu::halt_forever(),
         NMI_VECTOR => {
             NMI_COUNT.fetch_add(1, Ordering::Relaxed);
         }
