@@ -38,6 +38,7 @@ static HOOKS: KernelHooks = KernelHooks {
     user_fault: task::kill_current_for_fault,
     before_user_return: task::before_user_return,
     device_interrupt,
+    timer_tick,
     fatal_fault,
     process_start: task::start_user,
 };
@@ -187,12 +188,20 @@ fn report_new_nmis() {
     }
 }
 
-/// Device interrupts: the timer drives the clock's checks and the scheduler; keyboard and
-/// COM1 feed the console's input queues.
+/// A timer interrupt, before (and usually without) the big kernel lock: counts the tick and
+/// checks time slices; asks for the lock when sleepers are due, an NMI is to be reported, or
+/// the running process has something to look at.
+fn timer_tick() -> bool {
+    time::tick();
+    let nmi_unreported = trap::nmi_count() != NMIS_REPORTED.load(Ordering::Relaxed);
+    task::timer_tick_without_lock() || nmi_unreported
+}
+
+/// Device interrupts: the timer wakes sleepers (when `timer_tick` found some due) and reports
+/// NMIs; keyboard and COM1 feed the console's input queues.
 fn device_interrupt(line: u8) {
     match line {
         irq::TIMER_LINE => {
-            time::tick();
             task::on_timer_tick();
             report_new_nmis();
         }

@@ -40,7 +40,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use abi::ProcessInfo;
 use spin::Mutex;
@@ -143,8 +143,6 @@ pub enum KillError {
 struct CpuState {
     /// The slot of the process this CPU runs.
     current: Option<usize>,
-    /// When the running process's time slice began (clock nanoseconds).
-    slice_start_ns: u64,
     /// The stack of a process that exited on this CPU, freed right after the switch away.
     dead_stack: Option<KernelStack>,
     /// The CPU is about to halt, or halts, in its idle loop, and nobody has woken it yet.
@@ -157,18 +155,23 @@ struct Scheduler {
     cpus: [CpuState; MAX_CPUS],
     pids: PidAllocator,
     first_pid: Option<Pid>,
-    /// The earliest time a sleeper wants to wake at (`u64::MAX`: none).
-    next_wake_ns: u64,
 }
 
 static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: SlotTable::new(),
     run_queue: RunQueue { queue: VecDeque::new() },
-    cpus: [const { CpuState { current: None, slice_start_ns: 0, dead_stack: None, idle: false } }; MAX_CPUS],
+    cpus: [const { CpuState { current: None, dead_stack: None, idle: false } }; MAX_CPUS],
     pids: PidAllocator::new(),
     first_pid: None,
-    next_wake_ns: u64::MAX,
 });
+
+/// The earliest time a sleeper wants to wake at (`u64::MAX`: none). Written under the
+/// scheduler lock, read without it by the timer interrupt.
+static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// When the time slice of the process each CPU runs began (clock nanoseconds). Written by
+/// that CPU, read by its timer interrupt without a lock.
+static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// The pid of the process each CPU runs (0 while idle), readable without the lock.
 static CURRENT_PID: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
@@ -233,7 +236,7 @@ impl Scheduler {
     /// Makes every sleeper (and IPC or process wait with a timeout) whose time has come ready,
     /// and notes when the next one is due.
     fn wake_sleepers(&mut self, now_ns: u64) {
-        if now_ns < self.next_wake_ns {
+        if now_ns < NEXT_WAKE_NS.load(Ordering::Relaxed) {
             return;
         }
         let mut next = u64::MAX;
@@ -251,7 +254,7 @@ impl Scheduler {
                 }
             }
         }
-        self.next_wake_ns = next;
+        NEXT_WAKE_NS.store(next, Ordering::Relaxed);
     }
 
     /// Picks what runs next and prepares the switch to it; `None` when the running context
@@ -288,7 +291,7 @@ impl Scheduler {
         };
         let to = match next {
             Some(slot) => {
-                self.cpus[this_cpu].slice_start_ns = now;
+                SLICE_START_NS[this_cpu].store(now, Ordering::Relaxed);
                 let process = self.processes.at_mut(slot).expect("queued slot holds a process");
                 process.state = State::Running;
                 process.cpu = this_cpu as u32;
@@ -421,12 +424,23 @@ pub fn pause() {
     let _ = preemption_point();
 }
 
-/// Lets pending interrupts in, and other CPUs into the kernel: releases the big kernel lock,
-/// enables interrupts for an instruction, and takes the lock again.
+/// How long a CPU keeps the big kernel lock across preemption points while other CPUs wait
+/// for it. Handing the lock over at every point (every 64 pages of a long `mmap`) made one
+/// CPU's work wait for every other CPU's at each step; with four CPUs in the kernel at once
+/// (63 processes mapping memory) that ran fourteen times slower than on one CPU.
+const LOCK_TURN_NS: u64 = 100_000;
+
+/// Lets pending interrupts in, and, once this CPU has held the big kernel lock for its turn
+/// and another CPU waits, lets that CPU into the kernel: releases the lock, enables
+/// interrupts for an instruction, and takes the lock again.
 fn let_others_in() {
-    kernel_lock::release();
-    cpu::take_pending_interrupts();
-    kernel_lock::acquire();
+    if kernel_lock::contended() && crate::time::cycles_to_ns(kernel_lock::held_cycles()) >= LOCK_TURN_NS {
+        kernel_lock::release();
+        cpu::take_pending_interrupts();
+        kernel_lock::acquire();
+    } else {
+        cpu::take_pending_interrupts();
+    }
 }
 
 /// A CPU's idle loop, on its idle stack (the boot stack for the boot processor): runs ready
@@ -453,7 +467,7 @@ pub fn run_idle_loop() -> ! {
             });
         if idle {
             kernel_lock::release();
-            cpu::wait_for_interrupt();
+            smp::idle_halt();
             kernel_lock::acquire();
             with_scheduler(|scheduler| scheduler.cpus[this_cpu].idle = false);
         } else {
@@ -464,22 +478,29 @@ pub fn run_idle_loop() -> ! {
     }
 }
 
-/// Timer interrupt on this CPU: wakes due sleepers and ends the running process's time slice
-/// when the clock says it is used up (whether the tick found the process in ring 3 or at a
-/// preemption point in a long syscall).
-pub fn on_timer_tick() {
+/// The part of a timer interrupt on this CPU that needs no lock: marks the running process's
+/// time slice as used up when the clock says so (whether the tick found the process in ring 3
+/// or at a preemption point in a long syscall). Returns whether the kernel has more to do
+/// under its lock: a sleeper is due ([`on_timer_tick`]), or the running process must look at
+/// its state, or a kernel task is ready. Most ticks have nothing to do, and so never queue for
+/// the big kernel lock.
+pub fn timer_tick_without_lock() -> bool {
     let now = crate::time::uptime_ns();
     let this_cpu = cpu::index();
-    with_scheduler(|scheduler| {
-        scheduler.wake_sleepers(now);
-        if scheduler.cpus[this_cpu].current.is_some() && slice_used(scheduler, this_cpu, now) {
-            ATTENTION[this_cpu].store(true, Ordering::Relaxed);
-        }
-    });
+    if CURRENT_PID[this_cpu].load(Ordering::Relaxed) != 0 && slice_used(this_cpu, now) {
+        ATTENTION[this_cpu].store(true, Ordering::Relaxed);
+    }
+    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || ATTENTION[this_cpu].load(Ordering::Relaxed) || executor::has_ready()
 }
 
-fn slice_used(scheduler: &Scheduler, cpu: usize, now_ns: u64) -> bool {
-    now_ns.saturating_sub(scheduler.cpus[cpu].slice_start_ns) >= TIME_SLICE_NS
+/// The part of a timer interrupt that runs under the big kernel lock: wakes due sleepers.
+pub fn on_timer_tick() {
+    let now = crate::time::uptime_ns();
+    with_scheduler(|scheduler| scheduler.wake_sleepers(now));
+}
+
+fn slice_used(cpu: usize, now_ns: u64) -> bool {
+    now_ns.saturating_sub(SLICE_START_NS[cpu].load(Ordering::Relaxed)) >= TIME_SLICE_NS
 }
 
 /// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
@@ -519,9 +540,8 @@ fn reschedule_if_needed() -> Result<(), Killed> {
 #[inline(never)]
 fn attend() -> Result<(), Killed> {
     let now = crate::time::uptime_ns();
-    let (killed, slice_used) = with_scheduler(|scheduler| {
-        (scheduler.current_process().killed, slice_used(scheduler, cpu::index(), now))
-    });
+    let killed = with_scheduler(|scheduler| scheduler.current_process().killed);
+    let slice_used = slice_used(cpu::index(), now);
     if killed {
         // Keep the flag for the return to ring 3, which ends the process.
         ATTENTION[cpu::index()].store(true, Ordering::Relaxed);
@@ -578,7 +598,7 @@ fn block_unless_handing_to(
             if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns } =
                 reason
             {
-                scheduler.next_wake_ns = scheduler.next_wake_ns.min(until_ns);
+                NEXT_WAKE_NS.fetch_min(until_ns, Ordering::Relaxed);
             }
             Ok(Some(scheduler.choose_next_preferring(partner)))
         });

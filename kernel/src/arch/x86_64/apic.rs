@@ -150,7 +150,14 @@ pub fn calibrate_timer(hz: u32, wait_10_ms: impl FnOnce()) -> u32 {
 pub fn start_timer() {
     write(TIMER_DIVIDE, DIVIDE_BY_16);
     write(TIMER_ENTRY, PERIODIC | u32::from(LOCAL_TIMER_VECTOR));
-    write(TIMER_INITIAL_COUNT, COUNTS_PER_PERIOD.load(Ordering::Relaxed));
+    set_timer_slowdown(1);
+}
+
+/// Makes this CPU's timer fire once every `periods` calibrated periods (1: the normal rate),
+/// starting a new period now.
+pub fn set_timer_slowdown(periods: u32) {
+    let count = COUNTS_PER_PERIOD.load(Ordering::Relaxed).saturating_mul(periods.max(1));
+    write(TIMER_INITIAL_COUNT, count);
 }
 
 /// Sends an interrupt command: `command` (vector, delivery mode, flags) to the CPU whose APIC

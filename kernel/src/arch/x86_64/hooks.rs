@@ -21,10 +21,14 @@ pub struct KernelHooks {
     pub user_fault: fn(&CpuFault) -> !,
     /// Runs on every way back to ring 3, after the syscall or interrupt was handled.
     pub before_user_return: fn(),
-    /// A device interrupt on this legacy IRQ line (line 0: this CPU's timer). Called before
-    /// the controller is acknowledged, with interrupts masked and the big kernel lock held;
-    /// must not switch processes.
+    /// A device interrupt on this legacy IRQ line (line 0: this CPU's timer, when
+    /// `timer_tick` asked for it). Called before the controller is acknowledged (the timer:
+    /// after), with interrupts masked and the big kernel lock held; must not switch processes.
     pub device_interrupt: fn(u8),
+    /// A timer interrupt on this CPU, without the big kernel lock: does what needs no lock
+    /// and returns whether the kernel must run under the lock before the CPU goes back
+    /// (`device_interrupt(0)`, and the way back to ring 3 if the tick came from there).
+    pub timer_tick: fn() -> bool,
     /// A fault the kernel cannot survive: a CPU exception in ring 0, a double fault or a
     /// machine check. Reports it and never returns.
     pub fatal_fault: fn(&CpuFault, &TrapFrame) -> !,
@@ -44,6 +48,10 @@ fn early_user_fault(_: &CpuFault) -> ! {
 
 fn early_interrupt(_: u8) {}
 
+fn early_timer_tick() -> bool {
+    false
+}
+
 fn early_fatal(_: &CpuFault, _: &TrapFrame) -> ! {
     early_halt()
 }
@@ -60,6 +68,7 @@ static EARLY_HOOKS: KernelHooks = KernelHooks {
     user_fault: early_user_fault,
     before_user_return: early_noop,
     device_interrupt: early_interrupt,
+    timer_tick: early_timer_tick,
     fatal_fault: early_fatal,
     process_start: early_noop,
 };

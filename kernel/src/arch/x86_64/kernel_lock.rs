@@ -16,11 +16,13 @@
 //! interrupts masked) keeps answering TLB shootdown requests: the holder may be waiting for
 //! exactly that.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{cpu, tlb};
 
 static NEXT_TICKET: AtomicU32 = AtomicU32::new(0);
+/// When the holder took the lock (TSC).
+static TAKEN_AT: AtomicU64 = AtomicU64::new(0);
 static NOW_SERVING: AtomicU32 = AtomicU32::new(0);
 /// The holder's CPU number plus one (0: free), to tell whether this CPU holds it.
 static HOLDER: AtomicU32 = AtomicU32::new(0);
@@ -33,6 +35,7 @@ pub fn acquire() {
         wait_for_turn(ticket);
     }
     HOLDER.store(cpu::index() as u32 + 1, Ordering::Relaxed);
+    TAKEN_AT.store(cpu::read_timestamp(), Ordering::Relaxed);
 }
 
 #[cold]
@@ -50,6 +53,16 @@ pub fn release() {
     debug_assert!(held_here(), "releasing the kernel lock that this CPU does not hold");
     HOLDER.store(0, Ordering::Relaxed);
     NOW_SERVING.store(NOW_SERVING.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+}
+
+/// How long the holder has held the lock, in TSC cycles.
+pub fn held_cycles() -> u64 {
+    cpu::read_timestamp().wrapping_sub(TAKEN_AT.load(Ordering::Relaxed))
+}
+
+/// Whether another CPU waits for the lock.
+pub fn contended() -> bool {
+    NEXT_TICKET.load(Ordering::Relaxed).wrapping_sub(NOW_SERVING.load(Ordering::Relaxed)) > 1
 }
 
 /// Whether this CPU holds the lock.

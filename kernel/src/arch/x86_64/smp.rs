@@ -70,6 +70,26 @@ pub fn start_timer() {
     apic::start_timer();
 }
 
+/// How much slower a halted CPU's timer runs (other than the boot processor's).
+const IDLE_TIMER_SLOWDOWN: u32 = 100;
+
+/// Halts this CPU until an interrupt arrives (interrupts masked again on return). Every CPU
+/// but the boot processor slows its timer a hundredfold meanwhile: a halted CPU has no time
+/// slice to end, the boot processor's ticks wake sleepers, and under QEMU's TCG each tick of a
+/// halted CPU costs the emulator enough that three idle CPUs at full rate made one busy CPU
+/// run fourteen times slower. The timer keeps running, so every CPU still takes timer
+/// interrupts.
+pub fn idle_halt() {
+    let slowed = cpu::index() != 0;
+    if slowed {
+        apic::set_timer_slowdown(IDLE_TIMER_SLOWDOWN);
+    }
+    cpu::wait_for_interrupt();
+    if slowed {
+        apic::set_timer_slowdown(1);
+    }
+}
+
 /// Sends CPU `cpu` a reschedule interrupt: it wakes from its halt, or leaves ring 3, and
 /// looks at the run queue.
 pub fn send_reschedule(cpu: usize) {

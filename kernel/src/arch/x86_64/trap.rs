@@ -23,9 +23,9 @@
 //! the ordinary path, which may end the process.
 //!
 //! Every ordinary trap runs under the big kernel lock ([`super::kernel_lock`]), taken here
-//! unless this CPU holds it already (an interrupt at a preemption point), except the TLB
-//! shootdown interrupt, whose sender holds the lock and waits for the answer. The paranoid
-//! path never takes it.
+//! unless this CPU holds it already, except the TLB shootdown interrupt, whose sender holds
+//! the lock and waits for the answer, and the timer interrupt, which takes it only when the
+//! kernel's `timer_tick` hook says there is work for it. The paranoid path never takes it.
 //!
 //! What the kernel does about each trap is not decided here: the layers above install
 //! [`super::hooks::KernelHooks`].
@@ -548,6 +548,18 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.interrupts_were_enabled() {
         super::cpu::masked_stretch_begins();
     }
+    if frame.vector == u64::from(LOCAL_TIMER_VECTOR) {
+        super::cpu::count_timer_interrupt();
+        let needs_kernel = (hooks().timer_tick)();
+        super::apic::end_of_interrupt();
+        if !needs_kernel {
+            // Most ticks: nothing to do, and no reason to queue for the lock.
+            if frame.interrupts_were_enabled() {
+                super::cpu::masked_stretch_ends();
+            }
+            return;
+        }
+    }
     let took_lock = super::kernel_lock::acquire_unless_held();
     let hooks = hooks();
     let from_user = frame.from_user();
@@ -558,11 +570,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         0..=31 if from_user => (hooks.user_fault)(&CpuFault::from_frame(frame)),
         0..=31 => kernel_exception(frame),
         vector @ 32..=47 => super::irq::handle_line((vector - u64::from(IRQ_BASE)) as u8),
-        vector if vector == u64::from(LOCAL_TIMER_VECTOR) => {
-            super::cpu::count_timer_interrupt();
-            (hooks.device_interrupt)(super::irq::TIMER_LINE);
-            super::apic::end_of_interrupt();
-        }
+        // Counted and acknowledged above, without the lock.
+        vector if vector == u64::from(LOCAL_TIMER_VECTOR) => (hooks.device_interrupt)(super::irq::TIMER_LINE),
         // Waking the CPU was the point; the scheduler looks on the way out or in the idle loop.
         vector if vector == u64::from(RESCHEDULE_VECTOR) => super::apic::end_of_interrupt(),
         vector if vector == u64::from(SPURIOUS_VECTOR) => {}
