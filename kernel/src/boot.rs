@@ -150,7 +150,7 @@ fn start_other_processors(apic_ids: &[u32]) {
         trampoline_page: trampoline_page.as_u64(),
         startup_table: startup_table.root(),
         kernel_root: mm::paging::kernel_root(),
-        entry: task::scheduler::run_idle_loop,
+        entry: processor_main,
     };
     let mut all_started = true;
     for (cpu, &apic_id) in apic_ids.iter().enumerate().take(cpu::MAX_CPUS).skip(1) {
@@ -174,6 +174,13 @@ fn start_other_processors(apic_ids: &[u32]) {
         // table: it must stay.
         core::mem::forget(startup_table);
     }
+}
+
+/// What every CPU but the boot processor runs once it is set up: its idle loop, under the big
+/// kernel lock like all kernel code.
+fn processor_main() -> ! {
+    kernel_lock::acquire();
+    task::scheduler::run_idle_loop()
 }
 
 /// NMIs reported so far. The NMI handler itself takes no lock (it may have interrupted a

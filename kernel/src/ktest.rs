@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PageTableFlags;
 
-use crate::arch::x86_64::{cpu, qemu, smp, trap};
+use crate::arch::x86_64::{cpu, kernel_lock, qemu, smp, trap};
 use crate::console;
 use crate::console::input::{QUEUE_CAPACITY, SERIAL_QUEUE};
 use crate::mm::address_space::{AddressSpace, UserRights};
@@ -42,6 +42,14 @@ macro_rules! ensure {
             return Err(format!($($message)*));
         }
     };
+}
+
+/// Halts until an interrupt, with the big kernel lock released meanwhile (as the idle loop
+/// does: an interrupt from code that ran with interrupts enabled takes the lock).
+fn wait_for_interrupt() {
+    kernel_lock::release();
+    cpu::wait_for_interrupt();
+    kernel_lock::acquire();
 }
 
 /// Every test `--ktest all` runs, in order.
@@ -268,11 +276,11 @@ fn timer_ticks_advance() -> TestResult {
     let start = time::ticks();
     let start_ns = time::uptime_ns();
     for _ in 0..5 {
-        cpu::wait_for_interrupt();
+        wait_for_interrupt();
     }
     let mut spins = 0;
     while time::ticks() < start + 5 && spins < 100_000 {
-        cpu::wait_for_interrupt();
+        wait_for_interrupt();
         spins += 1;
     }
     ensure!(time::ticks() >= start + 5, "ticks went from {start} to {} only", time::ticks());
@@ -292,7 +300,7 @@ fn executor_future_woken_by_interrupt() -> TestResult {
     while !DONE.load(Ordering::Relaxed) && time::ticks() < deadline {
         executor::run_ready();
         if !executor::has_ready() {
-            cpu::wait_for_interrupt();
+            wait_for_interrupt();
         }
     }
     ensure!(DONE.load(Ordering::Relaxed), "the future never completed");
@@ -427,7 +435,7 @@ fn clock_keeps_time_with_interrupts_masked() -> TestResult {
     ensure!((27_000_000..33_000_000).contains(&elapsed), "the clock says {elapsed} ns passed in a 30 ms spin");
     // Now let the pending tick in and check that uptime did not jump: it never depended on it.
     let before_ticks = time::uptime_ns();
-    cpu::wait_for_interrupt();
+    wait_for_interrupt();
     let after_ticks = time::uptime_ns();
     ensure!(after_ticks - before_ticks < 5_000_000, "uptime jumped by {} ns when a tick arrived", after_ticks - before_ticks);
     Ok(())

@@ -98,6 +98,7 @@ static RUNNING: [AtomicUsize; MAX_CPUS] = {
 static LEAVING: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NO_CONTEXT) }; MAX_CPUS];
 
 /// The context this CPU runs now.
+#[inline]
 pub fn running() -> Context {
     Context::decode(RUNNING[cpu::index()].load(Ordering::Relaxed))
 }
@@ -113,22 +114,22 @@ fn in_use_anywhere(context: Context) -> bool {
 /// released for the switch itself and held again on return.
 pub fn switch_to(to: Context) {
     let this_cpu = cpu::index();
-    let from = running();
+    let from = Context::decode(RUNNING[this_cpu].load(Ordering::Relaxed));
     assert_ne!(from, to, "switching a context to itself");
-    if let Context::Stack(slot) = to {
-        assert!(SLOTS_IN_USE.lock()[slot], "switching to a freed kernel stack");
-    }
+    // A freed stack has no saved state (its drop cleared it, and nothing can be leaving it),
+    // so this also refuses a switch to a freed stack.
     let target = loop {
+        // Another CPU may be saving it right now (see the module comment); nothing else may
+        // lack a saved state. Whether one is leaving it is read before the state: read after,
+        // it could show that CPU already done (state saved and its note cleared) while the
+        // state read earlier was still empty. No CPU starts leaving it meanwhile, since that
+        // takes the big kernel lock, which this CPU holds.
+        let being_left = LEAVING.iter().any(|leaving| leaving.load(Ordering::Acquire) == to.encode());
         let target = to.saved().swap(0, Ordering::AcqRel);
         if target != 0 {
             break target;
         }
-        // Another CPU may be saving it right now (see the module comment); nothing else may
-        // lack a saved state.
-        assert!(
-            LEAVING.iter().any(|leaving| leaving.load(Ordering::Acquire) == to.encode()),
-            "switching to a context with no saved state"
-        );
+        assert!(being_left, "switching to a context with no saved state");
         core::hint::spin_loop();
     };
     debug_assert!(!cpu::interrupts_enabled(), "switching with interrupts enabled");

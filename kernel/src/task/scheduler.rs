@@ -40,7 +40,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use abi::ProcessInfo;
 use spin::Mutex;
@@ -67,7 +67,11 @@ pub const TIME_SLICE_NS: u64 = 10_000_000;
 #[derive(Debug, Default)]
 pub struct RunQueue {
     queue: VecDeque<usize>,
+    /// Which slots are in `queue` (bit n: slot n), so a push needs no search.
+    queued: u64,
 }
+
+const _: () = assert!(MAX_PROCESSES <= u64::BITS as usize, "a run queue keeps one bit per process slot");
 
 impl RunQueue {
     /// Appends `slot` unless it is already queued. The queue's room for every process is
@@ -75,17 +79,21 @@ impl RunQueue {
     /// interrupt, which wakes sleepers), and the kernel heap's use comes back exactly after
     /// a busy moment.
     pub fn push(&mut self, slot: usize) {
+        let bit = 1 << (slot % MAX_PROCESSES);
+        if self.queued & bit != 0 {
+            return;
+        }
         if self.queue.capacity() < MAX_PROCESSES {
             self.queue.reserve_exact(MAX_PROCESSES);
         }
-        if !self.queue.contains(&slot) {
-            self.queue.push_back(slot);
-        }
+        self.queued |= bit;
+        self.queue.push_back(slot);
     }
 
     /// Takes the first queued slot that `is_ready` still accepts, dropping stale entries.
     pub fn pop_ready(&mut self, mut is_ready: impl FnMut(usize) -> bool) -> Option<usize> {
         while let Some(slot) = self.queue.pop_front() {
+            self.queued &= !(1 << (slot % MAX_PROCESSES));
             if is_ready(slot) {
                 return Some(slot);
             }
@@ -95,7 +103,11 @@ impl RunQueue {
 
     /// Takes `slot` out of the queue (it runs next, handed the CPU directly).
     pub fn remove(&mut self, slot: usize) {
-        self.queue.retain(|&queued| queued != slot);
+        let bit = 1 << (slot % MAX_PROCESSES);
+        if self.queued & bit != 0 {
+            self.queued &= !bit;
+            self.queue.retain(|&queued| queued != slot);
+        }
     }
 
     /// Whether nothing is queued.
@@ -145,22 +157,24 @@ struct CpuState {
     current: Option<usize>,
     /// The stack of a process that exited on this CPU, freed right after the switch away.
     dead_stack: Option<KernelStack>,
-    /// The CPU is about to halt, or halts, in its idle loop, and nobody has woken it yet.
-    idle: bool,
 }
 
 struct Scheduler {
     processes: SlotTable<Process>,
     run_queue: RunQueue,
     cpus: [CpuState; MAX_CPUS],
+    /// CPUs about to halt, or halted, in their idle loops that nobody has woken yet (bit n:
+    /// CPU n).
+    idle_cpus: u32,
     pids: PidAllocator,
     first_pid: Option<Pid>,
 }
 
 static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: SlotTable::new(),
-    run_queue: RunQueue { queue: VecDeque::new() },
-    cpus: [const { CpuState { current: None, dead_stack: None, idle: false } }; MAX_CPUS],
+    run_queue: RunQueue { queue: VecDeque::new(), queued: 0 },
+    cpus: [const { CpuState { current: None, dead_stack: None } }; MAX_CPUS],
+    idle_cpus: 0,
     pids: PidAllocator::new(),
     first_pid: None,
 });
@@ -173,19 +187,15 @@ static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 /// that CPU, read by its timer interrupt without a lock.
 static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// The pid of the process each CPU runs (0 while idle), readable without the lock.
-static CURRENT_PID: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
-
-/// Set when the process a CPU runs must look at its state before returning to ring 3: its
-/// slice is used up, or it was killed. Keeps the common return path to one load.
-static ATTENTION: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-
 /// Set when a CPU's `dead_stack` holds a stack for [`after_switch`] to free, so a switch with
 /// none to free does not take the lock again.
 static STACKS_TO_FREE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
+/// Runs `f` on the scheduler, under its lock. Kernel code runs with interrupts masked (see
+/// the module comment), so no interrupt handler on this CPU can want the lock meanwhile.
 fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
-    cpu::without_interrupts(|| f(&mut SCHEDULER.lock()))
+    debug_assert!(!cpu::interrupts_enabled(), "the scheduler lock taken with interrupts enabled");
+    f(&mut SCHEDULER.lock())
 }
 
 impl Scheduler {
@@ -203,9 +213,10 @@ impl Scheduler {
     /// looks at the queue by itself) to run it.
     fn push_ready(&mut self, slot: usize) {
         self.run_queue.push(slot);
-        let me = cpu::index();
-        if let Some(idle) = (0..MAX_CPUS).find(|&other| other != me && self.cpus[other].idle) {
-            self.cpus[idle].idle = false;
+        let others_idle = self.idle_cpus & !(1 << cpu::index());
+        if others_idle != 0 {
+            let idle = others_idle.trailing_zeros() as usize;
+            self.idle_cpus &= !(1 << idle);
             smp::send_reschedule(idle);
         }
     }
@@ -297,7 +308,7 @@ impl Scheduler {
                 process.cpu = this_cpu as u32;
                 process.running_since_ns = now;
                 if process.killed {
-                    ATTENTION[this_cpu].store(true, Ordering::Relaxed);
+                    cpu::request_attention(this_cpu);
                 }
                 if outgoing == Some(slot) {
                     return None;
@@ -309,14 +320,14 @@ impl Scheduler {
                     None => crate::mm::paging::activate_kernel_root(),
                 }
                 cpu::set_kernel_stack(stack.top());
-                CURRENT_PID[this_cpu].store(process.pid, Ordering::Relaxed);
+                cpu::set_current_pid(process.pid);
                 self.cpus[this_cpu].current = Some(slot);
                 stack.context()
             }
             None if outgoing.is_none() => return None,
             None => {
                 self.cpus[this_cpu].current = None;
-                CURRENT_PID[this_cpu].store(0, Ordering::Relaxed);
+                cpu::set_current_pid(0);
                 // An idle CPU holds no process's address space, so only the CPU that runs a
                 // process can cache its translations (see `arch::x86_64::tlb`).
                 crate::mm::paging::activate_kernel_root();
@@ -356,8 +367,9 @@ pub fn start_user() {
 }
 
 /// The pid of the process this CPU runs (0 while idle).
+#[inline]
 pub fn current_pid() -> Pid {
-    CURRENT_PID[cpu::index()].load(Ordering::Relaxed)
+    cpu::current_pid()
 }
 
 /// The parent of the running process.
@@ -424,33 +436,30 @@ pub fn pause() {
     let _ = preemption_point();
 }
 
-/// How long a CPU keeps the big kernel lock across preemption points while other CPUs wait
-/// for it. Handing the lock over at every point (every 64 pages of a long `mmap`) made one
-/// CPU's work wait for every other CPU's at each step; with four CPUs in the kernel at once
-/// (63 processes mapping memory) that ran fourteen times slower than on one CPU.
+/// How long a CPU may keep the big kernel lock across preemption points while other CPUs
+/// wait for it. Handing it over at every point (every 64 pages of a long `mmap`) made each
+/// step of one CPU's work wait for a step of every other CPU's; with four CPUs in the kernel
+/// at once (63 processes mapping memory) that ran fourteen times slower than on one CPU.
 const LOCK_TURN_NS: u64 = 100_000;
 
-/// Lets pending interrupts in, and, once this CPU has held the big kernel lock for its turn
-/// and another CPU waits, lets that CPU into the kernel: releases the lock, enables
-/// interrupts for an instruction, and takes the lock again.
+/// Lets pending interrupts in, and other CPUs into the kernel: releases the big kernel lock,
+/// enables interrupts for an instruction, and takes the lock again. While others wait and
+/// this CPU's turn ([`LOCK_TURN_NS`]) lasts, it keeps the lock instead, and interrupts stay
+/// masked (their handlers need the lock) until the turn ends.
 fn let_others_in() {
-    if kernel_lock::contended() && crate::time::cycles_to_ns(kernel_lock::held_cycles()) >= LOCK_TURN_NS {
-        kernel_lock::release();
-        cpu::take_pending_interrupts();
-        kernel_lock::acquire();
-    } else {
-        cpu::take_pending_interrupts();
+    if kernel_lock::contended_for().is_some_and(|cycles| crate::time::cycles_to_ns(cycles) < LOCK_TURN_NS) {
+        return;
     }
+    kernel_lock::release();
+    cpu::take_pending_interrupts();
+    kernel_lock::acquire();
 }
 
 /// A CPU's idle loop, on its idle stack (the boot stack for the boot processor): runs ready
 /// kernel tasks, hands the CPU to ready processes, and halts when there is nothing to do.
-/// Every CPU ends here once it is set up; it takes the big kernel lock here, and holds it
-/// except while halted (a CPU must not halt holding it).
+/// Every CPU ends here once it is set up, holding the big kernel lock, which it keeps except
+/// while halted (a CPU must not halt holding it).
 pub fn run_idle_loop() -> ! {
-    if !kernel_lock::held_here() {
-        kernel_lock::acquire();
-    }
     let this_cpu = cpu::index();
     loop {
         executor::run_ready();
@@ -462,14 +471,16 @@ pub fn run_idle_loop() -> ! {
         let idle = !executor::has_ready()
             && with_scheduler(|scheduler| {
                 let idle = scheduler.run_queue.is_empty();
-                scheduler.cpus[this_cpu].idle = idle;
+                if idle {
+                    scheduler.idle_cpus |= 1 << this_cpu;
+                }
                 idle
             });
         if idle {
             kernel_lock::release();
             smp::idle_halt();
             kernel_lock::acquire();
-            with_scheduler(|scheduler| scheduler.cpus[this_cpu].idle = false);
+            with_scheduler(|scheduler| scheduler.idle_cpus &= !(1 << this_cpu));
         } else {
             // A task that stays ready (the console's drawing, one bounded step per round)
             // must not keep interrupts masked from one round to the next.
@@ -487,10 +498,10 @@ pub fn run_idle_loop() -> ! {
 pub fn timer_tick_without_lock() -> bool {
     let now = crate::time::uptime_ns();
     let this_cpu = cpu::index();
-    if CURRENT_PID[this_cpu].load(Ordering::Relaxed) != 0 && slice_used(this_cpu, now) {
-        ATTENTION[this_cpu].store(true, Ordering::Relaxed);
+    if cpu::current_pid() != 0 && slice_used(this_cpu, now) {
+        cpu::request_attention(this_cpu);
     }
-    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || ATTENTION[this_cpu].load(Ordering::Relaxed) || executor::has_ready()
+    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || cpu::attention_requested() || executor::has_ready()
 }
 
 /// The part of a timer interrupt that runs under the big kernel lock: wakes due sleepers.
@@ -529,7 +540,7 @@ fn reschedule_if_needed() -> Result<(), Killed> {
     if executor::has_ready() {
         executor::run_ready();
     }
-    if !ATTENTION[cpu::index()].swap(false, Ordering::Relaxed) {
+    if !cpu::take_attention_request() {
         return Ok(());
     }
     attend()
@@ -543,8 +554,8 @@ fn attend() -> Result<(), Killed> {
     let killed = with_scheduler(|scheduler| scheduler.current_process().killed);
     let slice_used = slice_used(cpu::index(), now);
     if killed {
-        // Keep the flag for the return to ring 3, which ends the process.
-        ATTENTION[cpu::index()].store(true, Ordering::Relaxed);
+        // Keep the request for the return to ring 3, which ends the process.
+        cpu::request_attention(cpu::index());
         return Err(Killed);
     }
     if slice_used {
@@ -748,7 +759,7 @@ pub fn kill(pid: Pid) -> Result<(), KillError> {
         process.killed = true;
         scheduler.make_ready_at(slot);
         if let Some(running_on) = (0..MAX_CPUS).find(|&cpu| scheduler.cpus[cpu].current == Some(slot)) {
-            ATTENTION[running_on].store(true, Ordering::Relaxed);
+            cpu::request_attention(running_on);
             if running_on != cpu::index() {
                 smp::send_reschedule(running_on);
             }

@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use ::x86_64::registers::model_specific::Msr;
 
-use super::trap::{LOCAL_TIMER_VECTOR, SPURIOUS_VECTOR};
+use super::trap::{FIRST_URGENT_VECTOR, LOCAL_TIMER_VECTOR, SPURIOUS_VECTOR};
 
 /// `IA32_APIC_BASE`: the APIC's physical base and its enable bits.
 const APIC_BASE_MSR: u32 = 0x1b;
@@ -132,6 +132,20 @@ pub fn end_of_interrupt() {
     write(END_OF_INTERRUPT, 0);
 }
 
+/// Halts this CPU until one of the kernel's urgent inter-processor interrupts arrives
+/// (vectors from [`FIRST_URGENT_VECTOR`], the highest priority class), whose handler runs
+/// before this returns; every other interrupt is held pending meanwhile by raising the task
+/// priority, so no handler that needs the big kernel lock runs. Interrupts must be masked;
+/// they are masked again on return.
+pub fn halt_for_urgent_interrupt() {
+    write(TASK_PRIORITY, u32::from(FIRST_URGENT_VECTOR) - 0x10);
+    // SAFETY: `sti; hlt` enables interrupts and halts as one step, so an urgent interrupt
+    // already pending wakes the halt; only urgent vectors can be delivered (their handlers
+    // take no lock), and `cli` masks interrupts again before the priority drops.
+    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    write(TASK_PRIORITY, 0);
+}
+
 /// Measures the timer against `wait_10_ms` (which must take 10 ms) and keeps the count per
 /// period of `hz`. Called once, on the boot processor, with interrupts masked.
 pub fn calibrate_timer(hz: u32, wait_10_ms: impl FnOnce()) -> u32 {
@@ -165,6 +179,9 @@ pub fn set_timer_slowdown(periods: u32) {
 /// waits until the APIC has taken it.
 fn send_command(destination: u32, command: u32) {
     if X2APIC.load(Ordering::Relaxed) {
+        // An x2APIC's ICR write is not serializing: earlier stores (what the interrupt tells
+        // its target to look at) must be visible before it.
+        core::sync::atomic::fence(Ordering::SeqCst);
         let value = (u64::from(destination) << 32) | u64::from(command);
         // SAFETY: the x2APIC's ICR is one 64-bit MSR; writing it sends the interrupt.
         unsafe { Msr::new(X2APIC_MSR_BASE + INTERRUPT_COMMAND_LOW / 16).write(value) };

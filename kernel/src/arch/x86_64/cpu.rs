@@ -114,8 +114,8 @@ pub fn protection_bits() -> u32 {
 /// The most CPUs Enigma runs on; CPUs past this many in the MADT stay halted.
 pub const MAX_CPUS: usize = 8;
 
-/// The per-CPU block. The entry stubs read it through `GS` at the byte offsets below, so the
-/// layout is fixed.
+/// The per-CPU block. The entry stubs and the hot paths read it through `GS` at the byte
+/// offsets below, so the layout is fixed.
 #[repr(C, align(64))]
 pub(super) struct PerCpu {
     /// Top of the current process's kernel stack (also in TSS.RSP0).
@@ -132,8 +132,12 @@ pub(super) struct PerCpu {
     longest_masked: AtomicU32,
     /// This CPU's number.
     index: AtomicU32,
+    /// The pid of the process this CPU runs (0 while idle), see [`current_pid`].
+    current_pid: AtomicU32,
     /// Timer interrupts this CPU has taken.
     timer_interrupts: AtomicU64,
+    /// Set when the process this CPU runs must look at its state, see [`request_attention`].
+    attention: AtomicBool,
 }
 
 /// Byte offset of `PerCpu::kernel_stack_top`.
@@ -142,8 +146,16 @@ pub(super) const PER_CPU_KERNEL_STACK: usize = 0;
 pub(super) const PER_CPU_USER_STACK: usize = 8;
 /// Byte offset of `PerCpu::entry_scratch`.
 pub(super) const PER_CPU_ENTRY_SCRATCH: usize = 16;
+/// Byte offset of `PerCpu::masked_since`.
+const PER_CPU_MASKED_SINCE: usize = 24;
+/// Byte offset of `PerCpu::longest_masked`.
+const PER_CPU_LONGEST_MASKED: usize = 28;
 /// Byte offset of `PerCpu::index`.
 const PER_CPU_INDEX: usize = 32;
+/// Byte offset of `PerCpu::current_pid`.
+const PER_CPU_CURRENT_PID: usize = 36;
+/// Byte offset of `PerCpu::attention`.
+const PER_CPU_ATTENTION: usize = 48;
 
 static PER_CPU: [PerCpu; MAX_CPUS] = [const {
     PerCpu {
@@ -153,7 +165,9 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const {
         masked_since: AtomicU32::new(0),
         longest_masked: AtomicU32::new(0),
         index: AtomicU32::new(0),
+        current_pid: AtomicU32::new(0),
         timer_interrupts: AtomicU64::new(0),
+        attention: AtomicBool::new(false),
     }
 }; MAX_CPUS];
 
@@ -161,7 +175,11 @@ const _: () = assert!(
     core::mem::offset_of!(PerCpu, kernel_stack_top) == PER_CPU_KERNEL_STACK
         && core::mem::offset_of!(PerCpu, user_stack_scratch) == PER_CPU_USER_STACK
         && core::mem::offset_of!(PerCpu, entry_scratch) == PER_CPU_ENTRY_SCRATCH
+        && core::mem::offset_of!(PerCpu, masked_since) == PER_CPU_MASKED_SINCE
+        && core::mem::offset_of!(PerCpu, longest_masked) == PER_CPU_LONGEST_MASKED
         && core::mem::offset_of!(PerCpu, index) == PER_CPU_INDEX
+        && core::mem::offset_of!(PerCpu, current_pid) == PER_CPU_CURRENT_PID
+        && core::mem::offset_of!(PerCpu, attention) == PER_CPU_ATTENTION
 );
 
 /// Points `GS` at CPU `index`'s block. The kernel runs with this `GS` base from now on; user
@@ -200,6 +218,50 @@ pub fn set_kernel_stack(top: VirtAddr) {
     super::gdt::set_privilege_stack(index, top);
 }
 
+/// The pid of the process this CPU runs (0 while idle). The scheduler keeps it in the per-CPU
+/// block ([`set_current_pid`]) so that `getpid` and the logs read it with one load.
+#[inline]
+pub fn current_pid() -> u32 {
+    let pid: u32;
+    // SAFETY: inside the kernel `GS` always points at this CPU's block, whose `current_pid`
+    // field is at this offset.
+    unsafe { asm!("mov {:e}, gs:[{offset}]", out(reg) pid, offset = const PER_CPU_CURRENT_PID, options(nostack, preserves_flags, readonly)) };
+    pid
+}
+
+/// Records the pid of the process this CPU now runs (0: none).
+pub fn set_current_pid(pid: u32) {
+    this().current_pid.store(pid, Ordering::Relaxed);
+}
+
+/// Asks the process CPU `cpu` runs to look at its state (its time slice is used up, or it
+/// was killed) before it next returns to ring 3 or passes a preemption point.
+pub fn request_attention(cpu: usize) {
+    if let Some(block) = PER_CPU.get(cpu) {
+        block.attention.store(true, Ordering::Release);
+    }
+}
+
+/// Whether the process this CPU runs was asked to look at its state (see
+/// [`request_attention`]).
+pub fn attention_requested() -> bool {
+    this().attention.load(Ordering::Acquire)
+}
+
+/// Takes this CPU's attention request: whether there was one, leaving none. One locked
+/// exchange through `GS`, since every return to ring 3 asks.
+#[inline]
+pub fn take_attention_request() -> bool {
+    let mut flag: u8 = 0;
+    // SAFETY: inside the kernel `GS` always points at this CPU's block, whose `attention`
+    // field (an `AtomicBool`) is at this offset; `xchg` with memory is atomic, so a request
+    // that another CPU makes meanwhile is either taken here or stays set.
+    unsafe {
+        asm!("xchg byte ptr gs:[{offset}], {flag}", flag = inout(reg_byte) flag, offset = const PER_CPU_ATTENTION, options(nostack, preserves_flags))
+    };
+    flag != 0
+}
+
 /// Counts a timer interrupt on this CPU.
 pub(super) fn count_timer_interrupt() {
     this().timer_interrupts.fetch_add(1, Ordering::Relaxed);
@@ -214,18 +276,38 @@ pub fn timer_interrupts(index: usize) -> u64 {
 /// (ring 3, the idle halt, a preemption point), or a `cli` after a preemption point. Only
 /// the TSC's low 32 bits are kept: they are cheaper on every kernel entry, and a stretch of
 /// over 2^32 cycles (a second or more) would be a hang, not a latency.
+#[inline]
 pub(super) fn masked_stretch_begins() {
-    this().masked_since.store(read_timestamp() as u32, Ordering::Relaxed);
+    let now = read_timestamp() as u32;
+    // SAFETY: inside the kernel `GS` points at this CPU's block, whose `masked_since` field
+    // is at this offset; only this CPU writes it. One store through `GS`: this is on every
+    // kernel entry.
+    unsafe {
+        asm!("mov dword ptr gs:[{offset}], {now:e}", offset = const PER_CPU_MASKED_SINCE, now = in(reg) now, options(nostack, preserves_flags))
+    };
 }
 
 /// Notes that interrupts are about to be enabled again, and keeps the longest stretch. Only
 /// this CPU writes its block, so a plain compare and store will do.
+#[inline]
 pub(super) fn masked_stretch_ends() {
-    let block = this();
-    let stretch = (read_timestamp() as u32).wrapping_sub(block.masked_since.load(Ordering::Relaxed));
-    if stretch > block.longest_masked.load(Ordering::Relaxed) {
-        block.longest_masked.store(stretch, Ordering::Relaxed);
-    }
+    let now = read_timestamp() as u32;
+    // SAFETY: inside the kernel `GS` points at this CPU's block, whose `masked_since` and
+    // `longest_masked` fields are at these offsets; only this CPU writes them. Through `GS`
+    // because this is on every return to ring 3.
+    unsafe {
+        asm!(
+            "sub {now:e}, dword ptr gs:[{since}]",
+            "cmp {now:e}, dword ptr gs:[{longest}]",
+            "jbe 2f",
+            "mov dword ptr gs:[{longest}], {now:e}",
+            "2:",
+            now = inout(reg) now => _,
+            since = const PER_CPU_MASKED_SINCE,
+            longest = const PER_CPU_LONGEST_MASKED,
+            options(nostack),
+        )
+    };
 }
 
 /// The longest stretch any CPU ran with interrupts masked since [`reset_longest_masked`],

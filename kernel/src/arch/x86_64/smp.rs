@@ -27,7 +27,7 @@ use ::x86_64::structures::paging::PhysFrame;
 
 use super::cpu::{self, MAX_CPUS};
 use super::trap::RESCHEDULE_VECTOR;
-use super::{apic, gdt, syscall_entry, trap};
+use super::{apic, gdt, syscall_entry, tlb, trap};
 
 /// Each CPU's APIC id.
 static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
@@ -79,12 +79,17 @@ const IDLE_TIMER_SLOWDOWN: u32 = 100;
 /// halted CPU costs the emulator enough that three idle CPUs at full rate made one busy CPU
 /// run fourteen times slower. The timer keeps running, so every CPU still takes timer
 /// interrupts.
+///
+/// Meanwhile TLB shootdowns leave this CPU a note rather than an interrupt (see
+/// [`super::tlb`]), so the caller must be on its idle stack with the kernel's table loaded.
 pub fn idle_halt() {
     let slowed = cpu::index() != 0;
     if slowed {
         apic::set_timer_slowdown(IDLE_TIMER_SLOWDOWN);
     }
+    tlb::halting();
     cpu::wait_for_interrupt();
+    tlb::woken();
     if slowed {
         apic::set_timer_slowdown(1);
     }

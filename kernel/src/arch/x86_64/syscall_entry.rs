@@ -94,8 +94,15 @@ const USER_DATA_SELECTOR: u64 = 0x1b;
 /// User code selector (GDT index 4, RPL 3).
 const USER_CODE_SELECTOR: u64 = 0x23;
 
-/// Runs the syscall under the big kernel lock, taken here and released on the way out.
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
+    run_syscall(frame);
+}
+
+/// Runs the syscall in `frame`, made from ring 3 (by `syscall` or `int 0x80`), and what
+/// precedes the return to ring 3, under the big kernel lock: taken here, released on the way
+/// out.
+#[inline(always)]
+pub(super) fn run_syscall(frame: &mut TrapFrame) {
     super::cpu::masked_stretch_begins();
     super::kernel_lock::acquire();
     let hooks = hooks();

@@ -13,8 +13,16 @@
 //! The interrupt handler runs without the big kernel lock, whose holder is the one waiting;
 //! a CPU spinning for that lock (or for this module's own) answers requests as it spins, so
 //! a shootdown completes whatever the other CPUs are doing.
+//!
+//! A CPU halted in its idle loop is not interrupted: waking a halted CPU costs far more than
+//! the flush (under QEMU, a host thread must be scheduled), and a halted CPU touches nothing
+//! that could be unmapped. It is left a note instead, and the first thing it does when it
+//! wakes, before the interrupt that woke it is handled, is reload its table, which drops
+//! every translation ([`woken`]). The note is written before the initiator looks whether the
+//! CPU halts, and the CPU stops saying so before it reads the note, both in one total order,
+//! so either the initiator sees it awake (and interrupts it) or it sees the note.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PhysFrame;
@@ -37,6 +45,31 @@ static REQUEST_START: AtomicU64 = AtomicU64::new(0);
 static REQUEST_PAGES: AtomicU64 = AtomicU64::new(0);
 /// One shootdown at a time.
 static SHOOTING: AtomicBool = AtomicBool::new(false);
+/// CPUs halted in their idle loops (bit n: CPU n).
+static HALTED: AtomicU32 = AtomicU32::new(0);
+/// A flush each CPU owes from shootdowns it slept through.
+static FLUSH_ON_WAKE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Notes that this CPU is about to halt in its idle loop (with the kernel's table loaded and
+/// on its idle stack): shootdowns leave it a note instead of interrupting it.
+pub(super) fn halting() {
+    HALTED.fetch_or(1 << cpu::index(), Ordering::SeqCst);
+}
+
+/// Notes that this CPU is awake again, and does the flush it owes if a shootdown passed it by.
+/// Called when it leaves the halt and by every interrupt that finds the kernel interrupted
+/// with interrupts enabled (the halt among others), before anything else.
+pub(super) fn woken() {
+    let bit = 1 << cpu::index();
+    if HALTED.load(Ordering::Relaxed) & bit == 0 {
+        return;
+    }
+    HALTED.fetch_and(!bit, Ordering::SeqCst);
+    if FLUSH_ON_WAKE[cpu::index()].swap(false, Ordering::SeqCst) {
+        // SAFETY: the active root stays valid; reloading it only drops cached translations.
+        unsafe { super::paging::reload_root() };
+    }
+}
 
 /// Records that this CPU is about to load `root`. Called by [`super::paging`] before every CR3
 /// write.
@@ -65,21 +98,30 @@ pub fn shoot_down(root: Option<PhysFrame>, start: VirtAddr, pages: u64) {
     if holds(me) {
         flush_local(start.as_u64(), pages);
     }
-    let targets = (0..MAX_CPUS).filter(|&cpu| cpu != me && smp::is_online(cpu) && holds(cpu));
-    if targets.clone().next().is_none() {
+    // A halted CPU gets the note instead of an interrupt; the note is left for the others
+    // too, since one may halt right after the look (it then flushes once more than needed).
+    let awake = |cpu: usize| {
+        FLUSH_ON_WAKE[cpu].store(true, Ordering::SeqCst);
+        HALTED.load(Ordering::SeqCst) & (1 << cpu) == 0
+    };
+    let targets: u32 = (0..MAX_CPUS)
+        .filter(|&cpu| cpu != me && smp::is_online(cpu) && holds(cpu) && awake(cpu))
+        .fold(0, |mask, cpu| mask | 1 << cpu);
+    if targets == 0 {
         return;
     }
+    let each_target = || (0..MAX_CPUS).filter(move |&cpu| targets & (1 << cpu) != 0);
     while SHOOTING.swap(true, Ordering::Acquire) {
         answer_request();
         core::hint::spin_loop();
     }
     REQUEST_START.store(start.as_u64(), Ordering::Relaxed);
     REQUEST_PAGES.store(pages, Ordering::Relaxed);
-    for cpu in targets.clone() {
+    for cpu in each_target() {
         PENDING[cpu].store(true, Ordering::Release);
         apic::send_ipi(smp::apic_id(cpu), TLB_SHOOTDOWN_VECTOR);
     }
-    for cpu in targets {
+    for cpu in each_target() {
         while PENDING[cpu].load(Ordering::Acquire) {
             core::hint::spin_loop();
         }

@@ -22,10 +22,13 @@
 //! exception from ring 3 first moves its frame to the process's kernel stack and then takes
 //! the ordinary path, which may end the process.
 //!
-//! Every ordinary trap runs under the big kernel lock ([`super::kernel_lock`]), taken here
-//! unless this CPU holds it already, except the TLB shootdown interrupt, whose sender holds
-//! the lock and waits for the answer, and the timer interrupt, which takes it only when the
-//! kernel's `timer_tick` hook says there is work for it. The paranoid path never takes it.
+//! Every ordinary trap runs under the big kernel lock ([`super::kernel_lock`]). It is taken
+//! here when the trap interrupted ring 3 or kernel code that ran with interrupts enabled
+//! (which never holds it); an exception in kernel code with interrupts masked comes from code
+//! that holds it already. Two vectors run without it: the TLB shootdown interrupt, whose
+//! sender holds the lock and waits for the answer, and the timer interrupt, which takes it
+//! only when the kernel's `timer_tick` hook says there is work for it. The paranoid path never
+//! takes it. `int 0x80` goes straight to the path the `syscall` instruction takes.
 //!
 //! What the kernel does about each trap is not decided here: the layers above install
 //! [`super::hooks::KernelHooks`].
@@ -54,9 +57,16 @@ pub const IRQ_BASE: u8 = 32;
 pub const LOCAL_TIMER_VECTOR: u8 = 0x30;
 /// An inter-processor interrupt that only wakes its CPU and makes it look at the scheduler
 /// on its way back to ring 3 or in its idle loop.
-pub const RESCHEDULE_VECTOR: u8 = 0xf0;
+pub const RESCHEDULE_VECTOR: u8 = 0xe0;
+/// The kernel's urgent inter-processor interrupts are the only vectors from here up (the
+/// local APIC's highest priority class), so a CPU waiting for the big kernel lock can take
+/// them and hold every other interrupt pending (see [`super::apic::halt_for_urgent_interrupt`]).
+pub const FIRST_URGENT_VECTOR: u8 = 0xf0;
 /// An inter-processor interrupt asking its CPU to flush translations (see [`super::tlb`]).
 pub const TLB_SHOOTDOWN_VECTOR: u8 = 0xf1;
+/// An inter-processor interrupt that wakes a CPU halted waiting for the big kernel lock: its
+/// turn has come.
+pub const LOCK_WAKE_VECTOR: u8 = 0xf2;
 /// The local APIC's spurious-interrupt vector (never acknowledged).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -274,7 +284,7 @@ trap_stubs! {
     trap_32 = 32; trap_33 = 33; trap_34 = 34; trap_35 = 35; trap_36 = 36; trap_37 = 37;
     trap_38 = 38; trap_39 = 39; trap_40 = 40; trap_41 = 41; trap_42 = 42; trap_43 = 43;
     trap_44 = 44; trap_45 = 45; trap_46 = 46; trap_47 = 47;
-    trap_48 = 48; trap_128 = 128; trap_240 = 240; trap_241 = 241; trap_255 = 255;
+    trap_48 = 48; trap_128 = 128; trap_224 = 224; trap_241 = 241; trap_242 = 242; trap_255 = 255;
 }
 
 /// The debug exception's entry, on its own interrupt stack. From ring 0 it takes the
@@ -539,14 +549,31 @@ pub fn init() {
 
 /// Where every ordinary trap lands, with the saved frame.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if frame.vector == u64::from(TLB_SHOOTDOWN_VECTOR) {
-        // Outside the big kernel lock: the CPU that sent it holds the lock and waits.
-        super::tlb::answer_request();
+    if frame.vector == SYSCALL_VECTOR {
+        // Only ring 3 raises `int 0x80` (the kernel never does), and ring 3 always runs with
+        // interrupts enabled: the `syscall` instruction's path serves it unchanged.
+        super::syscall_entry::run_syscall(frame);
+        return;
+    }
+    if frame.vector >= u64::from(FIRST_URGENT_VECTOR) {
+        // Outside the big kernel lock: these reach CPUs that wait for it.
+        match frame.vector {
+            // The CPU that sent it holds the lock and waits for the answer.
+            vector if vector == u64::from(TLB_SHOOTDOWN_VECTOR) => super::tlb::answer_request(),
+            // Waking the waiter was the point.
+            vector if vector == u64::from(LOCK_WAKE_VECTOR) => {}
+            // Spurious interrupts are never acknowledged.
+            _ => return,
+        }
         super::apic::end_of_interrupt();
         return;
     }
     if frame.interrupts_were_enabled() {
         super::cpu::masked_stretch_begins();
+        if !frame.from_user() {
+            // Perhaps woken from the idle halt: first the flush a shootdown may have left.
+            super::tlb::woken();
+        }
     }
     if frame.vector == u64::from(LOCAL_TIMER_VECTOR) {
         super::cpu::count_timer_interrupt();
@@ -560,11 +587,15 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             return;
         }
     }
-    let took_lock = super::kernel_lock::acquire_unless_held();
+    // Ring 3 and the places that enable interrupts in the kernel hold no lock; an exception
+    // in kernel code (interrupts masked) comes from code that holds it.
+    let took_lock = frame.from_user() || frame.interrupts_were_enabled();
+    if took_lock {
+        super::kernel_lock::acquire();
+    }
     let hooks = hooks();
     let from_user = frame.from_user();
     match frame.vector {
-        SYSCALL_VECTOR => (hooks.syscall)(frame),
         // Every exception from ring 3 is the process's doing (double faults and machine checks
         // never come here).
         0..=31 if from_user => (hooks.user_fault)(&CpuFault::from_frame(frame)),
@@ -574,7 +605,6 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         vector if vector == u64::from(LOCAL_TIMER_VECTOR) => (hooks.device_interrupt)(super::irq::TIMER_LINE),
         // Waking the CPU was the point; the scheduler looks on the way out or in the idle loop.
         vector if vector == u64::from(RESCHEDULE_VECTOR) => super::apic::end_of_interrupt(),
-        vector if vector == u64::from(SPURIOUS_VECTOR) => {}
         vector => log::warn!("unexpected trap vector {vector:#x}"),
     }
     if from_user {
@@ -639,6 +669,9 @@ fn kernel_exception(frame: &mut TrapFrame) {
             // pointer was; read only its first word, the return address.
             let return_address = unsafe { *(frame.rsp as *const u64) };
             let fault = CpuFault { instruction: return_address, ..fault };
+            // The way out had released the big kernel lock, and interrupts were masked, so the
+            // dispatcher did not take it again: ending the process needs it.
+            super::kernel_lock::acquire();
             (hooks().user_fault)(&fault);
         }
         _ => (hooks().fatal_fault)(&fault, frame),
