@@ -64,6 +64,17 @@ fn the_in_kernel_tests_pass() {
 }
 
 #[test]
+fn four_cpus_come_up_and_each_takes_timer_interrupts() {
+    let test = "every_listed_cpu_runs_and_takes_timer_interrupts";
+    let (status, output) = run(&["--smp", "4", "--ktest", test], "", BOOT);
+    for cpu in 0..4 {
+        assert!(output.contains(&format!("cpu {cpu} up (apic id ")), "cpu {cpu} not named in the boot log:\n{output}");
+    }
+    assert!(output.contains(&format!("ktest {test} ... ok")), "output:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+#[test]
 fn a_kernel_stack_overflow_reaches_the_double_fault_handler() {
     let (status, output) = run(&["--ktest", "stack_overflow"], "", BOOT);
     assert!(output.contains("double fault caught on its own stack"), "output:\n{output}");

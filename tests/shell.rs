@@ -69,6 +69,7 @@ struct Row {
     pid: u32,
     parent: u32,
     state: String,
+    cpu: u32,
     name: String,
 }
 
@@ -81,13 +82,15 @@ fn ps_rows(output: &str) -> Vec<Row> {
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [pid, parent, state, _memory, "KiB", name] = fields[..] else {
+            let [pid, parent, state, _memory, "KiB", cpu, time, name] = fields[..] else {
                 return None;
             };
+            time.strip_suffix('s')?.parse::<f64>().ok()?;
             Some(Row {
                 pid: pid.parse().ok()?,
                 parent: parent.parse().ok()?,
                 state: state.to_owned(),
+                cpu: cpu.parse().ok()?,
                 name: name.to_owned(),
             })
         })
@@ -128,6 +131,10 @@ fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
             .any(|row| (row.pid, row.parent, row.name.as_str()) == (2, 1, "names")),
         "{ps:?}"
     );
+    // The launcher's default machine has two CPUs, numbered 0 and 1.
+    assert!(rows.iter().all(|row| row.cpu < 2), "{ps:?}");
+    let uptime = run(&mut vm, "uptime");
+    assert!(uptime.contains(" processes, 2 CPUs"), "{uptime:?}");
     assert_eq!(
         rows.len(),
         3,

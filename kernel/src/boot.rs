@@ -93,7 +93,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let local_apic_base = apic.map_or(DEFAULT_LOCAL_APIC_BASE, |apic| apic.local_apic_base);
     let boot_apic_id = apic.and_then(|apic| apic.processors.first().copied()).unwrap_or(0);
     let through_ioapic = irq::init(apic, boot_apic_id);
-    smp::init_boot_processor(local_apic_base, through_ioapic);
+    smp::init_boot_processor(local_apic_base, through_ioapic, apic.map_or(1, |apic| apic.processors.len()));
     log::info!(
         "interrupts: {} local APIC, devices through the {}",
         if crate::arch::x86_64::apic::is_x2apic() { "x2APIC" } else { "xAPIC" },

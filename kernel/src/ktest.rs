@@ -72,6 +72,7 @@ pub const TESTS: &[Test] = &[
     ("interrupt_stacks_have_guard_pages", interrupt_stacks_have_guard_pages),
     ("kernel_stack_knows_when_it_runs", kernel_stack_knows_when_it_runs),
     ("clock_keeps_time_with_interrupts_masked", clock_keeps_time_with_interrupts_masked),
+    ("every_listed_cpu_runs_and_takes_timer_interrupts", every_listed_cpu_runs_and_takes_timer_interrupts),
 ];
 
 /// Tests that need `--icount` (one `rdtsc` tick per guest instruction); run by name only.
@@ -502,5 +503,24 @@ fn console_draws_in_bounded_steps() -> TestResult {
         ensure!(cost.longest_step < INSTRUCTIONS_PER_MS, "{name}: a drawing step took {} ticks", cost.longest_step);
         ensure!(cost.longest_piece < INSTRUCTIONS_PER_MS, "{name}: a 256-byte piece took {} ticks", cost.longest_piece);
     }
+    Ok(())
+}
+
+/// Every CPU the MADT lists came up, and each one takes timer interrupts: its count grows
+/// while this CPU waits (other CPUs idle, and an idle CPU's timer runs a hundredfold slower,
+/// so this waits up to two seconds).
+fn every_listed_cpu_runs_and_takes_timer_interrupts() -> TestResult {
+    let listed = smp::listed_count();
+    ensure!(smp::online_count() == listed, "{} of the {listed} CPUs the MADT lists are running", smp::online_count());
+    let cpus = 0..listed;
+    ensure!(cpus.clone().all(smp::is_online), "CPUs 0 to {} are not all running", listed - 1);
+    let before: Vec<u64> = cpus.clone().map(cpu::timer_interrupts).collect();
+    let deadline = time::uptime_ns() + 2_000_000_000;
+    let silent = || cpus.clone().filter(|&cpu| cpu::timer_interrupts(cpu) <= before[cpu]).collect::<Vec<_>>();
+    while !silent().is_empty() && time::uptime_ns() < deadline {
+        wait_for_interrupt();
+    }
+    let silent = silent();
+    ensure!(silent.is_empty(), "no timer interrupt in two seconds on CPUs {silent:?}");
     Ok(())
 }

@@ -114,16 +114,29 @@ pub fn programs() -> sys::Result<Vec<String>> {
 }
 
 /// Formats rows of the process table as `ps` shows them: a header line, then one line per
-/// process (pid, parent, state, user memory in KiB, name).
+/// process (pid, parent, state, memory charged in KiB, the CPU it runs or last ran on, the
+/// CPU time it has used in seconds, name).
 pub struct Table<'a>(pub &'a [ProcessInfo]);
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:>5} {:>6}  {:<8} {:>8}  NAME", "PID", "PARENT", "STATE", "MEMORY")?;
+        writeln!(f, "{:>5} {:>6}  {:<8} {:>8}  {:>3} {:>9}  NAME", "PID", "PARENT", "STATE", "MEMORY", "CPU", "TIME")?;
         for row in self.0 {
             let state = ProcessState::from_u32(row.state).map_or("?", ProcessState::label);
             let memory = alloc::format!("{} KiB", row.memory_bytes / 1024);
-            writeln!(f, "{:>5} {:>6}  {:<8} {:>8}  {}", row.pid, row.parent, state, memory, row.name())?;
+            let millis = row.cpu_time_ns / 1_000_000;
+            let time = alloc::format!("{}.{:03}s", millis / 1000, millis % 1000);
+            writeln!(
+                f,
+                "{:>5} {:>6}  {:<8} {:>8}  {:>3} {:>9}  {}",
+                row.pid,
+                row.parent,
+                state,
+                memory,
+                row.cpu,
+                time,
+                row.name()
+            )?;
         }
         Ok(())
     }

@@ -41,10 +41,10 @@ const HISTORY_LINES: usize = 50;
 /// The built-in commands as `help` lists them: usage and what they do.
 const BUILTINS: &[(&str, &str)] = &[
     ("help", "list the built-in commands and the programs"),
-    ("ps", "list the processes: pid, parent, state, memory, name"),
+    ("ps", "list the processes: pid, parent, state, memory, CPU (last ran on), CPU time, name"),
     ("kill PID...", "end background jobs of this shell (their status becomes 110, killed)"),
     ("jobs", "list the background jobs still running"),
-    ("uptime", "time since boot and the number of processes"),
+    ("uptime", "time since boot, the number of processes and of CPUs"),
     ("shutdown [STATUS]", "power off; the launcher exits with STATUS (default 0)"),
     ("exit [STATUS]", "leave the shell with STATUS (default 0); init then starts a new one"),
 ];
@@ -274,7 +274,7 @@ fn uptime() {
     match sys::sysinfo() {
         Ok(info) => {
             let up = Duration::from_nanos(info.uptime_ns);
-            println!("up {}.{:03} s, {} processes", up.as_secs(), up.subsec_millis(), info.processes);
+            println!("up {}.{:03} s, {} processes, {} CPUs", up.as_secs(), up.subsec_millis(), info.processes, info.cpus);
         }
         Err(error) => eprintln!("sh: uptime: {error}"),
     }

@@ -21,9 +21,10 @@ pub struct KernelHooks {
     pub user_fault: fn(&CpuFault) -> !,
     /// Runs on every way back to ring 3, after the syscall or interrupt was handled.
     pub before_user_return: fn(),
-    /// A device interrupt on this legacy IRQ line (line 0: this CPU's timer, when
-    /// `timer_tick` asked for it). Called before the controller is acknowledged (the timer:
-    /// after), with interrupts masked and the big kernel lock held; must not switch processes.
+    /// An interrupt on this ISA line fired (line 0: this CPU's timer, when `timer_tick`
+    /// asked for it). Called before the controller is acknowledged (the timer: after), with
+    /// interrupts masked and the big kernel lock held; must not switch processes. A line a
+    /// driver serves is masked here (`irq::mask_line`) until the driver unmasks it.
     pub device_interrupt: fn(u8),
     /// A timer interrupt on this CPU, without the big kernel lock: does what needs no lock
     /// and returns whether the kernel must run under the lock before the CPU goes back

@@ -1,13 +1,19 @@
 //! Device interrupt lines, whichever controller delivers them: the IOAPIC when the MADT
-//! describes one (the 8259s are then masked for good), the 8259 pair otherwise.
+//! describes one (the 8259s are then masked for good), the 8259 pair otherwise. This is the
+//! interface the rest of the kernel sees, the same for both:
 //!
-//! Lines are ISA IRQ numbers; line `n` arrives on vector `IRQ_BASE + n` either way, to the boot
-//! processor, and reaches the kernel through `KernelHooks::device_interrupt(n)`. The kernel
-//! masks and unmasks lines with [`mask_line`] and [`unmask_line`] (a user-space driver's line
-//! stays masked from its interrupt until the driver has served it), and the handling path
-//! acknowledges each interrupt with [`end_of_interrupt`]. Line 0 is the timer: the local
-//! APIC's timer on every CPU (see [`super::apic`]), not a device line, so it cannot be
-//! masked here.
+//! - a line is an ISA IRQ number, and line `n` arrives on vector `IRQ_BASE + n`, at the boot
+//!   processor;
+//! - when a line fires, the kernel's `KernelHooks::device_interrupt(n)` runs (under the big
+//!   kernel lock, before the controller is acknowledged): that is where a line bound to a
+//!   driver is masked and the driver told;
+//! - [`mask_line`] and [`unmask_line`] stop and restart one line: a driver's line stays masked
+//!   from its interrupt until the driver has served the device.
+//!
+//! The keyboard's and COM1's lines start unmasked (the kernel's console reads them); every
+//! other line starts masked. Line 0 is the timer: each CPU's local APIC timer (see
+//! [`super::apic`]), not a device line, so it cannot be masked here; line 2 is the 8259s'
+//! cascade, never a device.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,43 +29,48 @@ pub const TIMER_LINE: u8 = 0;
 pub const KEYBOARD_LINE: u8 = 1;
 /// COM1's line.
 pub const COM1_LINE: u8 = 4;
-/// The device lines Enigma routes.
-const DEVICE_LINES: [u8; 2] = [KEYBOARD_LINE, COM1_LINE];
+/// The lines that start unmasked: the kernel console's.
+const CONSOLE_LINES: [u8; 2] = [KEYBOARD_LINE, COM1_LINE];
+/// The ISA lines.
+const LINES: u8 = 16;
 const PRIMARY_SPURIOUS_LINE: u8 = 7;
 const SECONDARY_SPURIOUS_LINE: u8 = 15;
 
+/// Whether `line` is a device line (neither the timer nor the 8259s' cascade).
+fn is_device_line(line: u8) -> bool {
+    line < LINES && line != TIMER_LINE && line != pic::CASCADE_IRQ
+}
+
 /// Whether the IOAPIC delivers device interrupts.
 static USING_IOAPIC: AtomicBool = AtomicBool::new(false);
-/// How each routed ISA line reaches the IOAPIC.
-static ROUTES: Mutex<[Option<IsaRoute>; 16]> = Mutex::new([None; 16]);
+/// How each ISA line reaches the IOAPIC.
+static ROUTES: Mutex<[Option<IsaRoute>; LINES as usize]> = Mutex::new([None; LINES as usize]);
 
 /// Takes over device interrupts: the 8259s are remapped in any case; with an IOAPIC in
-/// `apic` they are masked and the device lines are routed through the IOAPIC to the CPU with
-/// APIC id `boot_apic_id`. Every device line starts unmasked. Returns whether the IOAPIC
-/// serves.
+/// `apic` they are masked and every device line is routed through the IOAPIC to the CPU with
+/// APIC id `boot_apic_id`. The console's lines start unmasked, the others masked. Returns
+/// whether the IOAPIC serves.
 pub fn init(apic: Option<&ApicDescription>, boot_apic_id: u32) -> bool {
     pic::init();
-    let Some((description, io_apic)) = apic.and_then(|apic| Some((apic, apic.io_apic?))) else {
-        for line in DEVICE_LINES {
-            pic::set_masked(line, false);
+    if let Some((description, io_apic)) = apic.and_then(|apic| Some((apic, apic.io_apic?))) {
+        pic::mask_all();
+        ioapic::init(io_apic.base, io_apic.gsi_base);
+        let mut routes = ROUTES.lock();
+        for line in (0..LINES).filter(|&line| is_device_line(line)) {
+            let route = description.isa_route(line);
+            ioapic::route(route.gsi, IRQ_BASE + line, boot_apic_id, route.active_low, route.level_triggered);
+            routes[usize::from(line)] = Some(route);
         }
-        return false;
-    };
-    pic::mask_all();
-    ioapic::init(io_apic.base, io_apic.gsi_base);
-    let mut routes = ROUTES.lock();
-    for line in DEVICE_LINES {
-        let route = description.isa_route(line);
-        ioapic::route(route.gsi, IRQ_BASE + line, boot_apic_id, route.active_low, route.level_triggered);
-        ioapic::set_masked(route.gsi, false);
-        routes[usize::from(line)] = Some(route);
+        USING_IOAPIC.store(true, Ordering::Release);
     }
-    USING_IOAPIC.store(true, Ordering::Release);
-    true
+    for line in CONSOLE_LINES {
+        unmask_line(line);
+    }
+    USING_IOAPIC.load(Ordering::Acquire)
 }
 
 fn set_masked(line: u8, masked: bool) {
-    if line == TIMER_LINE || line >= 16 {
+    if !is_device_line(line) {
         return;
     }
     if USING_IOAPIC.load(Ordering::Acquire) {
@@ -71,8 +82,8 @@ fn set_masked(line: u8, masked: bool) {
     }
 }
 
-/// Stops device line `line` from interrupting until [`unmask_line`]. Lines Enigma does not
-/// route, and the timer line, are left alone.
+/// Stops device line `line` from interrupting until [`unmask_line`]. The timer line, the
+/// cascade and numbers past the ISA lines are left alone.
 pub fn mask_line(line: u8) {
     set_masked(line, true);
 }
@@ -83,7 +94,7 @@ pub fn unmask_line(line: u8) {
 }
 
 /// Acknowledges the interrupt of device line `line` on this CPU.
-pub fn end_of_interrupt(line: u8) {
+fn end_of_interrupt(line: u8) {
     if USING_IOAPIC.load(Ordering::Acquire) {
         apic::end_of_interrupt();
     } else {
@@ -91,18 +102,18 @@ pub fn end_of_interrupt(line: u8) {
     }
 }
 
-/// Handles an interrupt on the vector of device line `line`: the kernel's device hook, then
-/// the acknowledgement. The hook never switches processes (that waits for the way back to
+/// Handles an interrupt on the vector of line `line`: the kernel's device hook, then the
+/// acknowledgement. The hook never switches processes (that waits for the way back to
 /// ring 3), so a switch never leaves the controller waiting.
 pub(super) fn handle_line(line: u8) {
-    let spurious_from_8259 = !USING_IOAPIC.load(Ordering::Acquire) || !DEVICE_LINES.contains(&line);
+    let through_8259 = !USING_IOAPIC.load(Ordering::Acquire);
     match line {
         // A spurious interrupt from the primary 8259 must not be acknowledged; one from the
-        // secondary is acknowledged on the primary only (the cascade line did fire). A
-        // masked 8259 can still raise them.
-        PRIMARY_SPURIOUS_LINE if spurious_from_8259 => {}
-        SECONDARY_SPURIOUS_LINE if spurious_from_8259 => pic::end_of_interrupt(pic::CASCADE_IRQ),
-        line if DEVICE_LINES.contains(&line) => {
+        // secondary is acknowledged on the primary only (the cascade line did fire). Without
+        // an IOAPIC, lines 7 and 15 are taken for spurious ones, so no driver can use them.
+        PRIMARY_SPURIOUS_LINE if through_8259 => {}
+        SECONDARY_SPURIOUS_LINE if through_8259 => pic::end_of_interrupt(pic::CASCADE_IRQ),
+        line if is_device_line(line) => {
             (super::hooks::hooks().device_interrupt)(line);
             end_of_interrupt(line);
         }

@@ -42,3 +42,7 @@ pub mod smp;
 pub mod syscall_entry;
 pub mod tlb;
 pub mod trap;
+
+/// The interrupt controller's per-line masking, which drivers' interrupt lines use (see
+/// [`irq`]).
+pub use irq::{mask_line, unmask_line};

@@ -33,6 +33,8 @@ use super::{apic, gdt, syscall_entry, tlb, trap};
 static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Which CPUs run (bit n: CPU n).
 static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// How many CPUs the firmware lists (at most [`MAX_CPUS`]): the ones that should run.
+static LISTED: AtomicU32 = AtomicU32::new(1);
 /// Set by a panic before it stops the other CPUs.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
@@ -46,6 +48,12 @@ pub fn online_count() -> usize {
     ONLINE.load(Ordering::Acquire).count_ones() as usize
 }
 
+/// How many CPUs the firmware's MADT lists (counting at most [`MAX_CPUS`]), whether or not
+/// they started.
+pub fn listed_count() -> usize {
+    LISTED.load(Ordering::Relaxed) as usize
+}
+
 /// CPU `cpu`'s APIC id.
 pub fn apic_id(cpu: usize) -> u32 {
     APIC_IDS[cpu % MAX_CPUS].load(Ordering::Relaxed)
@@ -57,9 +65,11 @@ fn mark_online(cpu: usize) {
 }
 
 /// Brings up the boot processor's local APIC (x2APIC mode if the CPU has it) at
-/// `local_apic_base` and records it as CPU 0, online. `mask_legacy` masks the APIC's 8259
-/// input (the IOAPIC delivers device interrupts). Its timer starts with [`start_timer`].
-pub fn init_boot_processor(local_apic_base: u64, mask_legacy: bool) {
+/// `local_apic_base` and records it as CPU 0, online, of the `listed` CPUs the MADT names.
+/// `mask_legacy` masks the APIC's 8259 input (the IOAPIC delivers device interrupts). Its
+/// timer starts with [`start_timer`].
+pub fn init_boot_processor(local_apic_base: u64, mask_legacy: bool, listed: usize) {
+    LISTED.store(listed.clamp(1, MAX_CPUS) as u32, Ordering::Relaxed);
     apic::init(local_apic_base);
     apic::enable_on_this_cpu(mask_legacy);
     mark_online(0);
@@ -246,7 +256,7 @@ pub enum StartError {
 
 /// Starts the CPU with APIC id `apic_id` as CPU number `cpu`, on the idle stack whose top is
 /// `stack_top` (its interrupt stacks must already be in its TSS). Returns once the CPU is
-/// online, or gives up after about 100 ms.
+/// online, or gives up after about 1.1 s.
 pub fn start_processor(
     cpu: usize,
     apic_id: u32,
@@ -294,7 +304,9 @@ pub fn start_processor(
             delay_us(100);
         }
     }
-    for _ in 0..500 {
+    // A CPU answers within microseconds, but under QEMU it is a host thread, which a busy
+    // host may not run for a while.
+    for _ in 0..10_000 {
         if STARTED.load(Ordering::Acquire) {
             return Ok(());
         }

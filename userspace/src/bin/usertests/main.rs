@@ -7,8 +7,8 @@
 //! state), [`privileged`] (privileged instructions), [`protection`] (memory protection),
 //! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion), [`processes`] (the
 //! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
-//! lifetimes) and [`ipc`] (endpoints, messages, notifications, shared memory, and the
-//! hostile cases of each). [`helpers`] holds the helper roles multi-process cases start
+//! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
+//! hostile cases of each) and [`smp`] (processes running at once on several CPUs). [`helpers`] holds the helper roles multi-process cases start
 //! (`handles` and `ipc` keep their own), and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
@@ -37,6 +37,7 @@ mod privileged;
 mod processes;
 mod protection;
 mod registers;
+mod smp;
 
 use userlib::testing::Suite;
 
@@ -54,8 +55,9 @@ fn main() -> i32 {
         processes::CASES,
         handles::CASES,
         ipc::CASES,
+        smp::CASES,
     ]
     .concat();
-    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS].concat();
+    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS, smp::HELPERS].concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
 }
