@@ -461,6 +461,30 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Copies `len` bytes of physical memory at `source`, which must lie inside one frame
+    /// that the caller owns or shares (a shared-memory object's), into this address space at
+    /// `address` (mapped pages, whatever their user rights, as for [`write`](Self::write)).
+    pub(super) fn write_from_physical(&mut self, address: VirtAddr, source: PhysAddr, len: u64) -> Result<(), MemoryError> {
+        let mut done = 0;
+        while done < len {
+            let target = address + done;
+            let physical = self.physical(target).ok_or(MemoryError::NotMapped)?;
+            let chunk = (FRAME_SIZE - target.as_u64() % FRAME_SIZE).min(len - done);
+            // SAFETY: the target lies inside one frame owned by this address space (checked
+            // above), the source inside the caller's frame; both are reached through the
+            // physical-memory map, and `copy` tolerates the two being the same memory.
+            unsafe {
+                core::ptr::copy(
+                    phys_to_virt(source + done).as_ptr::<u8>(),
+                    phys_to_virt(physical).as_mut_ptr::<u8>(),
+                    chunk as usize,
+                );
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
     /// Copies `len` bytes from `source_address` in `source` to `target_address` in `target`,
     /// through the physical-memory map (neither needs to be active). The source range must be
     /// mapped user memory and the target range mapped writable user memory, else

@@ -32,10 +32,9 @@ use abi::ProcessInfo;
 use spin::Mutex;
 
 use super::executor;
-use super::loader::{self, LoadError};
+use super::loader::{self, Image, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
-use super::programs;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
@@ -91,8 +90,6 @@ impl RunQueue {
 /// Why `spawn` failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpawnError {
-    /// No embedded program has that name.
-    NotFound,
     /// The process table (or the kernel-stack pool) is full, or every pid has been used.
     TooManyProcesses,
     /// The image could not be loaded.
@@ -104,7 +101,6 @@ impl SpawnError {
     pub fn errno(self) -> i64 {
         use abi::errno::*;
         match self {
-            Self::NotFound => ENOENT,
             Self::TooManyProcesses => EAGAIN,
             Self::Load(LoadError::Memory(error)) => error.errno(),
             Self::Load(LoadError::ArgumentsTooLong) => E2BIG,
@@ -309,14 +305,19 @@ pub fn parent_pid() -> Pid {
     with_scheduler(|scheduler| scheduler.current_process().parent)
 }
 
-/// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`,
-/// with `handles` as its handle table; returns its object.
-pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Result<Arc<ProcessObject>, SpawnError> {
+/// Starts the program in `image`, called `name`, with `args` (argv\[0\] first) as a child
+/// of `parent`, with `handles` as its handle table; returns its object.
+pub fn spawn(
+    name: &str,
+    image: &(impl Image + ?Sized),
+    args: &[&str],
+    parent: Pid,
+    handles: HandleTable,
+) -> Result<Arc<ProcessObject>, SpawnError> {
     if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
         return Err(SpawnError::TooManyProcesses);
     }
-    let program = programs::find(name).ok_or(SpawnError::NotFound)?;
-    let loaded = loader::load(program.image, args, &mut pause).map_err(SpawnError::Load)?;
+    let loaded = loader::load(image, args, &mut pause).map_err(SpawnError::Load)?;
     let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
@@ -768,7 +769,6 @@ mod tests {
 
     #[test]
     fn spawn_errors_map_to_documented_errnos() {
-        assert_eq!(SpawnError::NotFound.errno(), abi::errno::ENOENT);
         assert_eq!(SpawnError::TooManyProcesses.errno(), abi::errno::EAGAIN);
         let memory = LoadError::Memory(crate::mm::address_space::MemoryError::OutOfMemory);
         assert_eq!(SpawnError::Load(memory).errno(), abi::errno::ENOMEM);

@@ -40,7 +40,7 @@ use abi::ipc::{BUFFER_MAX, COPY_HANDLE, HANDLES_MAX, IpcBuffers, LABEL_CLOSED, L
 use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USER_STACK_TOP, USER_START};
 use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
-    MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, PROGRAMS, READ,
+    MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
     RECV, REPLY, REPLY_RECV, SHUTDOWN, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
@@ -75,12 +75,13 @@ const KERNEL_ADDRESSES: [u64; 6] = [
     0xffff_9800_0000_1000,
     0xffff_ffff_ffff_f000,
 ];
-/// Every errno the kernel may return.
-pub const KNOWN_ERRNOS: [i64; 16] = {
+/// Every errno the kernel may return, or a server answer through the kernel's stream
+/// calls (`fs` answers `read` and `write` on its handles).
+pub const KNOWN_ERRNOS: [i64; 26] = {
     use abi::errno::*;
     [
-        EPERM, ENOENT, ESRCH, EINTR, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EINVAL, EMFILE, EPIPE, ENAMETOOLONG,
-        ENOSYS, ETIMEDOUT,
+        EPERM, ENOENT, ESRCH, EINTR, EIO, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EEXIST, EXDEV, ENOTDIR, EISDIR,
+        EINVAL, EMFILE, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ETIMEDOUT,
     ]
 };
 
@@ -91,10 +92,18 @@ const EXTRA_REGISTERS: [usize; 3] = [12, 13, 14];
 /// `reply_recv` return the message in.
 const CALL_RESULTS: [&str; 5] = ["rsi", "rdx", "r10", "r8", "r9"];
 const RECV_RESULTS: [&str; 7] = ["rdi", "rsi", "rdx", "r10", "r8", "r9", "r12"];
-/// The problem board's handle: the first the worker makes, after the console's 0, 1 and 2.
-pub const BOARD: u64 = 3;
+/// The image of `fuzz` itself, which its coordinator gives it: what it spawns from.
+pub const IMAGE: u64 = 3;
+/// The file system's root directory, which its coordinator gives it: where it sends `fs`
+/// random requests.
+pub const FS_ROOT: u64 = 4;
+/// The problem board's handle: the first the worker makes, after the console's 0, 1 and 2,
+/// the image and the root directory.
+pub const BOARD: u64 = 5;
+/// The problem board's handle in a partner, which gets it after the console.
+pub const PARTNER_BOARD: u64 = 3;
 /// The handles the worker keeps for itself.
-const PROTECTED: [u64; 4] = [0, 1, 2, BOARD];
+const PROTECTED: [u64; 6] = [0, 1, 2, IMAGE, FS_ROOT, BOARD];
 /// Handles the worker remembers; when it forgets one to remember another, it closes it.
 const POOL: usize = 48;
 /// How long the worker waits at the end for a child it still holds before killing it.
@@ -123,8 +132,6 @@ static mut SPAWN_HANDLES: [u32; 8] = [0; 8];
 
 /// The name of this program, for spawns that must succeed.
 static FUZZ_NAME: &[u8] = b"fuzz";
-/// A program that does not exist.
-static MISSING_NAME: &[u8] = b"no_such_program";
 
 /// What a worker knows about its own process while it fuzzes.
 pub struct Worker {
@@ -242,11 +249,11 @@ impl Worker {
         let (seed, at) = (Decimal::new(self.seed), Decimal::new(index));
         let argv = ["fuzz", "--one", seed.as_str(), at.as_str()];
         let (spawned, endpoint) = match risky {
-            Risky::Exit(_) => (sys::spawn("fuzz", &argv, &[0, 1, 2]), None),
+            Risky::Exit(_) => (userlib::testing::spawn_self(&argv, &[0, 1, 2]), None),
             Risky::KilledInCall => {
                 let Ok(endpoint) = Endpoint::create() else { return };
                 let Ok(send) = endpoint.handle().duplicate(rights::SEND | rights::DUPLICATE) else { return };
-                (sys::spawn("fuzz", &argv, &[0, 1, 2, send.raw() as u32]), Some(endpoint))
+                (userlib::testing::spawn_self(&argv, &[0, 1, 2, send.raw() as u32]), Some(endpoint))
             }
         };
         let child = match spawned {
@@ -639,6 +646,8 @@ impl Worker {
     fn make_safe(&mut self, rng: &mut Rng, number: u64, args: &mut [u64; 6]) {
         let console = console_rights(args[0]);
         match number {
+            // A pipe or an endpoint served by another process may never answer; `fs` always does.
+            READ | WRITE if args[0] != FS_ROOT && may_block(args[0]) => args[2] = 0,
             READ if console & rights::READ != 0 && args[2] > 0 && !surely_unwritable(args[1], args[2]) => args[2] = 0,
             WRITE if console & rights::WRITE != 0 && args[2] > 0 && !surely_unreadable(args[1], args[2]) => {
                 args[2] = 0
@@ -646,38 +655,39 @@ impl Worker {
             SLEEP if args[0] > MS => args[0] %= MS + 1,
             // The worker's console handles and board stay, or it could not report; the board
             // is never copied or mapped, so nothing but the partners writes it.
-            HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = 4 + rng.below(252),
-            HANDLE_DUPLICATE | MEMORY_MAP if args[0] == BOARD => args[0] = 4 + rng.below(252),
+            HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = 6 + rng.below(250),
+            HANDLE_DUPLICATE | MEMORY_MAP if args[0] == BOARD => args[0] = 6 + rng.below(250),
             _ => {}
         }
     }
 
-    /// `spawn`'s name: sometimes this program, with arguments (set in `make`) that make it
-    /// exit a millisecond later or serve and call as a partner, and a list of handles to give
-    /// it; otherwise names that must be refused.
+    /// `spawn`'s arguments: sometimes this program's image, with arguments (set in `make`)
+    /// that make it exit a millisecond later or serve and call as a partner, and a list of
+    /// handles to give it; otherwise images, flags and argument counts that must be refused.
     fn spawn_arguments(&mut self, rng: &mut Rng, args: &mut [u64; 6]) -> Option<ChildPlan> {
-        let input = (&raw const INPUT) as u64;
         let child = match rng.below(8) {
             0 => ChildPlan::Exit(rng.below(CHILD_STATUSES) as i32),
             1..=3 => ChildPlan::Partner,
             4 => {
-                args[0] = MISSING_NAME.as_ptr() as u64;
-                args[1] = MISSING_NAME.len() as u64;
+                // Not a memory object: the console, the root directory, or anything.
+                args[0] = [0, FS_ROOT, rng.below(256)][rng.below(3) as usize];
                 return None;
             }
             5 => {
-                args[0] = input + rng.below(BUFFER as u64 / 2);
-                args[1] = rng.below(40);
+                args[0] = IMAGE;
+                args[5] = 1 + rng.below(u64::MAX - 1);
                 return None;
             }
             6 => {
-                args[0] = input + rng.below(BUFFER as u64 / 2);
-                args[1] = 33 + rng.below(32);
+                // A memory object that holds no program.
+                args[0] = self.meeting_places()[3] as u64;
+                args[5] = 0;
                 return None;
             }
             _ => return None,
         };
-        args[0] = FUZZ_NAME.as_ptr() as u64;
+        args[0] = IMAGE;
+        args[5] = 0;
         // Every `fuzz` child gets the console, the board and the meeting places (one of them
         // sometimes replaced by another of the worker's handles); an exiting child sometimes
         // gets the list drawn at random instead, which is mostly refused.
@@ -692,8 +702,8 @@ impl Worker {
         let list = &raw mut SPAWN_HANDLES;
         // SAFETY: `SPAWN_HANDLES` is the worker's own, and no call is using it now.
         unsafe { list.write(handles) };
-        args[4] = list as u64;
-        args[5] = handles.len() as u64;
+        args[3] = list as u64;
+        args[4] = handles.len() as u64;
         Some(child)
     }
 
@@ -731,9 +741,8 @@ impl Worker {
         };
         let mut args = planned.args;
         if planned.child.is_some() {
-            args[1] = FUZZ_NAME.len() as u64;
-            args[2] = argv.as_ptr() as u64;
-            args[3] = if matches!(planned.child, Some(ChildPlan::Partner)) { 4 } else { 3 };
+            args[1] = argv.as_ptr() as u64;
+            args[2] = if matches!(planned.child, Some(ChildPlan::Partner)) { 4 } else { 3 };
         }
         let waited_pid = if planned.number == WAIT { sys::process_pid(args[0]).ok() } else { None };
         let result = match planned.noise {
@@ -938,6 +947,13 @@ fn raw(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
 }
 
 /// The rights of handle `number` if it is a console handle, else 0.
+/// Whether handle `number` is a stream whose `read` or `write` may wait for another process
+/// for good: a pipe end, or an endpoint.
+fn may_block(number: u64) -> bool {
+    let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
+    info >= 0 && matches!(abi::handle::split_info(info as u64).0, Some(Kind::Pipe | Kind::Endpoint))
+}
+
 fn console_rights(number: u64) -> u32 {
     let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
     match abi::handle::split_info(info as u64) {
@@ -958,7 +974,6 @@ fn required_error(number: u64, args: &[u64; 6]) -> Option<i64> {
     let (pointer, len) = match number {
         WRITE if console & rights::WRITE != 0 => (args[1], args[2]),
         READ if console & rights::READ != 0 => (args[1], args[2]),
-        PROGRAMS => (args[0], args[1]),
         PROCESS_LIST => (args[0], args[1].saturating_mul(size_of::<ProcessInfo>() as u64)),
         SYSINFO => (args[0], size_of::<SysInfo>() as u64),
         _ => return None,

@@ -205,7 +205,7 @@ fn helper_caller(args: &[&str]) -> i32 {
 fn start_caller() -> sys::Result<Child> {
     let endpoint = Endpoint::create()?;
     let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND)?;
-    let caller = sys::spawn("usertests", &["usertests", "--child", "caller"], &[0, 1, 2, send.raw() as u32])?;
+    let caller = userlib::testing::spawn_self(&["usertests", "--child", "caller"], &[0, 1, 2, send.raw() as u32])?;
     // The endpoint's receiving handle stays open until this process ends.
     endpoint.into_raw();
     Ok(caller)
@@ -247,7 +247,7 @@ fn helper_report_grandchild(_: &[&str]) -> i32 {
 fn helper_orphan_parent(args: &[&str]) -> i32 {
     let mut argv = alloc::vec!["usertests", "--child"];
     argv.extend_from_slice(args);
-    match sys::spawn("usertests", &argv, &process::standard_handles()) {
+    match userlib::testing::spawn_self(&argv, &process::standard_handles()) {
         Ok(child) => child.pid as i32,
         Err(_) => -1,
     }
@@ -313,7 +313,7 @@ fn helper_bomb(args: &[&str]) -> i32 {
     if depth > 0 {
         let below = format!("{}", depth - 1);
         for _ in 0..2 {
-            match sys::spawn("usertests", &["usertests", "--child", "bomb", &below], &process::standard_handles()) {
+            match userlib::testing::spawn_self(&["usertests", "--child", "bomb", &below], &process::standard_handles()) {
                 Ok(child) => children.push(child),
                 Err(Errno(EAGAIN)) => refused += 1,
                 Err(_) => return -1000,

@@ -398,11 +398,14 @@ fn pids_increase() -> Outcome {
 }
 
 fn spawn_missing_program() -> Outcome {
-    for name in ["no_such_program", "", "usertest", "usertests\0", "USERTESTS", "usertests "] {
-        let argv = [user_str(name.as_bytes())];
-        let result = raw_spawn(name.as_ptr() as u64, name.len() as u64, argv.as_ptr() as u64, 1);
-        expect_errno(&format!("spawn({name:?})"), result, ENOENT)?;
+    for name in ["no_such_program", "usertest", "USERTESTS", "usertests ", "/bin/no_such_program", "/no/such/dir/hello"] {
+        let result = process::spawn(name, &[name]);
+        check!(result == Err(Errno(ENOENT)), "spawn({name:?}) returned {result:?}, not ENOENT");
     }
+    let result = process::spawn("/bin", &["/bin"]);
+    check!(result == Err(Errno(abi::errno::EISDIR)), "spawn of a directory returned {result:?}, not EISDIR");
+    let result = process::spawn("/etc/motd", &["motd"]);
+    check!(result == Err(Errno(abi::errno::EINVAL)), "spawn of a text file returned {result:?}, not EINVAL");
     Ok(())
 }
 
