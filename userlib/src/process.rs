@@ -34,10 +34,10 @@ pub fn standard_handles_with(stdio: [u64; 3]) -> Vec<u32> {
     handles
 }
 
-/// The file a program name means: itself if it has a `/`, else the file of that name in
-/// [`PROGRAM_DIRECTORY`].
+/// The file a program name means: itself if it has a `/` (or is empty), else the file of
+/// that name in [`PROGRAM_DIRECTORY`].
 pub fn program_path(name: &str) -> String {
-    if name.contains('/') { String::from(name) } else { alloc::format!("{PROGRAM_DIRECTORY}/{name}") }
+    if name.is_empty() || name.contains('/') { String::from(name) } else { alloc::format!("{PROGRAM_DIRECTORY}/{name}") }
 }
 
 /// Starts the program `name` (see [`program_path`]) with `args` (argv\[0\] first) and this

@@ -355,9 +355,7 @@ pub fn with_current_memory<R>(f: impl FnOnce(&mut UserMemory) -> R) -> R {
     let memory = with_scheduler(|scheduler| scheduler.current_process().memory.clone())
         .expect("a running process has memory");
     let mut locked = memory.lock();
-    let result = f(&mut locked);
-    memory.update_size(&locked);
-    result
+    f(&mut locked)
 }
 
 /// What long memory operations call between steps: a preemption point whose "killed"

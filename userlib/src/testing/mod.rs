@@ -362,6 +362,12 @@ pub fn own_image() -> sys::Result<u64> {
     Ok(image)
 }
 
+/// Makes `handle` (a memory object holding this program's image, which its parent gave it)
+/// the image [`spawn_self`] starts from, for a child that cannot reach the file system.
+pub fn set_own_image(handle: u64) {
+    OWN_IMAGE.store(handle, Ordering::Relaxed);
+}
+
 /// Starts this program again with `args` (argv\[0\] first) and the child's `handles`.
 pub fn spawn_self(args: &[&str], handles: &[u32]) -> sys::Result<Child> {
     sys::spawn(own_image()?, args, handles, 0)

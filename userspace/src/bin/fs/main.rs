@@ -327,11 +327,10 @@ impl Server {
     }
 
     fn read(&mut self, badge: u64, wanted: u64) -> Result<Answer, Errno> {
-        if badge == 0 {
-            return Err(EISDIR);
-        }
+        let node = self.node_of(badge)?;
+        self.tree.file(node)?;
         let open = self.open_entry(badge)?;
-        let (node, offset, flags) = (open.node, open.offset, open.flags);
+        let (offset, flags) = (open.offset, open.flags);
         if flags & open::READ == 0 && flags & open::WRITE != 0 {
             return Err(EBADF);
         }
@@ -359,12 +358,11 @@ impl Server {
     }
 
     fn write(&mut self, badge: u64, bytes: &[u8]) -> Result<Answer, Errno> {
-        if badge == 0 {
-            return Err(EISDIR);
-        }
+        let node = self.node_of(badge)?;
+        self.tree.file(node)?;
         self.writable_file(badge)?;
         let open = self.open_entry(badge)?;
-        let (node, flags) = (open.node, open.flags);
+        let flags = open.flags;
         let offset = if flags & open::APPEND != 0 { self.tree.file(node)?.len() } else { open.offset };
         let count = self.tree.write(node, offset, bytes)?;
         if let Ok(open) = self.open_entry(badge) {

@@ -162,8 +162,8 @@ fn wrong_kind_refused() -> Outcome {
         let out = byte.as_mut_ptr() as u64;
         let ipc_result = |number: u64, first: u64, endpoint: u64| ipc(number, first, &Message::default(), 0, 0, endpoint).result;
         for (what, result) in [
-            ("write to an endpoint", call(WRITE, [ep, out, 1, 0, 0, 0])),
-            ("read from a notification", call(READ, [n, out, 1, 0, 0, 0])),
+            ("write to a notification", call(WRITE, [n, out, 1, 0, 0, 0])),
+            ("read from a process", call(READ, [p, out, 1, 0, 0, 0])),
             ("wait on a notification", call(WAIT, [n, 0, 0, 0, 0, 0])),
             ("kill of an endpoint", call(KILL, [ep, 0, 0, 0, 0, 0])),
             ("set_foreground of shared memory", call(SET_FOREGROUND, [m, 0, 0, 0, 0, 0])),

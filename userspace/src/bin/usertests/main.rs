@@ -7,8 +7,9 @@
 //! state), [`privileged`] (privileged instructions), [`protection`] (memory protection),
 //! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion), [`processes`] (the
 //! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
-//! lifetimes) and [`ipc`] (endpoints, messages, notifications, shared memory, and the
-//! hostile cases of each). [`helpers`] holds the helper roles multi-process cases start
+//! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
+//! hostile cases of each), [`files`] (the `fs` server and its handles) and [`pipes`] (kernel
+//! pipes, as streams between processes). [`helpers`] holds the helper roles multi-process cases start
 //! (`handles` and `ipc` keep their own), and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
@@ -27,11 +28,13 @@ mod dirty;
 
 mod common;
 mod console;
+mod files;
 mod handles;
 mod helpers;
 mod ipc;
 mod memory;
 mod numbers;
+mod pipes;
 mod pointers;
 mod privileged;
 mod processes;
@@ -54,8 +57,10 @@ fn main() -> i32 {
         processes::CASES,
         handles::CASES,
         ipc::CASES,
+        files::CASES,
+        pipes::CASES,
     ]
     .concat();
-    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS].concat();
+    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS, files::HELPERS, pipes::HELPERS].concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
 }

@@ -203,7 +203,7 @@ fn wait_timeout_expires() -> Outcome {
 fn foreign_handle_numbers_mean_nothing() -> Outcome {
     let endpoint = Endpoint::create().context("endpoint_create")?;
     let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND).context("handle_duplicate")?;
-    let child = spawn_with_handles("report_grandchild", &[], &[0, 1, 2, send.raw() as u32])?;
+    let child = spawn_with_handles("report_grandchild", &[], &[0, 1, 2, send.raw() as u32, own_image() as u32])?;
     drop(send);
     let outcome: Outcome = (|| {
         let mut room = [0u8; 0];
@@ -482,7 +482,8 @@ fn spawn_bomb() -> Outcome {
 fn orphan_keeps_its_parent_pid() -> Outcome {
     let endpoint = Endpoint::create().context("endpoint_create")?;
     let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND).context("handle_duplicate")?;
-    let parent = spawn_with_handles("orphan_parent", &["orphan_grandchild"], &[0, 1, 2, send.raw() as u32])?;
+    let parent =
+        spawn_with_handles("orphan_parent", &["orphan_grandchild"], &[0, 1, 2, send.raw() as u32, own_image() as u32])?;
     drop(send);
     let ended = finish_within(parent, "orphan_parent")?;
     check!(ended.status > 0 && ended.fault().is_none(), "orphan_parent {}", Ending(ended));
