@@ -18,6 +18,10 @@
 //! notification, shared memory) and sometimes another of its handles, so the partners serve
 //! and call each other and the worker, and the worker's `kill`s end them at random.
 //!
+//! One call in [`FS_ONE_IN`] is instead a request to the `fs` server, or a short session
+//! with a file it opens there ([`files`]): fs must answer each with a count or an errno,
+//! hand over handles only where the protocol says, and still describe `/` at the end.
+//!
 //! The worker keeps itself able to report: its console handles 0-2 and the problem board
 //! (shared memory at handle 3, where partners count their problems) are never closed,
 //! duplicated, mapped or moved away (a message that would move one copies it instead, and
@@ -51,6 +55,11 @@ use userlib::sys::{self, EntryPath, Pid};
 
 use crate::dirty::Call;
 use crate::{Decimal, MAX_REPORTED, MS, RISKY_ONE_IN, Risky, Rng};
+
+mod files;
+
+/// One call in this many (of those not risky) is a request to `fs` ([`files`]).
+const FS_ONE_IN: u64 = 12;
 
 const PAGE: u64 = PAGE_SIZE;
 /// Spawned `fuzz --exit N` children get an N below this, and partners exit 0, so a status
@@ -183,6 +192,9 @@ struct Planned {
 
 impl Worker {
     pub fn new(seed: u64) -> Self {
+        // One-shot children start from the image the coordinator gave: the worker has no
+        // name service to find the file system with.
+        userlib::testing::set_own_image(IMAGE);
         let mut rng = Rng::for_call(seed, u64::MAX);
         let input = &raw mut INPUT;
         for index in 0..BUFFER {
@@ -225,6 +237,8 @@ impl Worker {
             if rng.below(RISKY_ONE_IN) == 0 {
                 let risky = Risky::draw(&mut rng);
                 self.risky(index, risky, &mut rng);
+            } else if rng.below(FS_ONE_IN) == 0 {
+                self.fs_request(index, &mut rng);
             } else {
                 let planned = self.plan(&mut rng);
                 self.make(index, &planned);
@@ -234,6 +248,7 @@ impl Worker {
             }
         }
         self.sweep(first + count);
+        self.fs_alive(first + count);
         self.read_board(first + count);
         self.problems.min(MAX_REPORTED)
     }
