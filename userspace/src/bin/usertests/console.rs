@@ -1,5 +1,5 @@
 //! Console output and input, and the simple syscalls: `write`, `read`, `getpid`, `getppid`,
-//! `yield`, `uptime`, `sysinfo`, `process_list`, `programs`, `set_foreground`,
+//! `yield`, `uptime`, `sysinfo`, `process_list`, the list of programs in `/bin`, `set_foreground`,
 //! `console_mode`.
 
 use alloc::format;
