@@ -232,7 +232,7 @@ impl Worker {
 
 /// `len`, cut so that a range from `pointer` inside one of the worker's buffers stays inside
 /// it (what lies beyond is the worker's other data).
-fn within_own_buffers(pointer: u64, len: u64) -> u64 {
+pub(super) fn within_own_buffers(pointer: u64, len: u64) -> u64 {
     for start in [(&raw const super::INPUT) as u64, (&raw const super::OUTPUT) as u64] {
         let end = start + super::BUFFER as u64;
         if (start..end).contains(&pointer) {
