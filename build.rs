@@ -1,6 +1,13 @@
-//! Build script of the launcher: wraps the kernel ELF (a binary artifact dependency) into a BIOS
-//! and a UEFI disk image with the `bootloader` crate, and exports their paths to the launcher as
-//! the compile-time environment variables `BIOS_IMAGE` and `UEFI_IMAGE`.
+//! Build script of the launcher: wraps the kernel ELF (a binary artifact dependency) and the
+//! boot ramdisk into a BIOS and a UEFI disk image with the `bootloader` crate, and exports
+//! their paths to the launcher as the compile-time environment variables `BIOS_IMAGE` and
+//! `UEFI_IMAGE`.
+//!
+//! The ramdisk is a tar archive (ustar, deterministic headers, names relative to the root):
+//! every user program under `bin/` (without its debug information, with its symbol table),
+//! and everything in the repository's `rootfs/` folder under its own path there. The kernel
+//! starts `bin/init` from it, and the `fs` server fills the file system with it, so a file
+//! added to `rootfs/` or a program added to `userspace/src/bin/` is there on the next boot.
 //!
 //! The kernel and the user programs are built with debug information for gdb. The images
 //! carry the kernel without it (it would triple the image, and the BIOS boot under TCG takes
@@ -35,9 +42,11 @@ fn main() {
         stripped
     };
     let config = boot_config();
+    let ramdisk = pack_ramdisk(&out_dir);
 
     let bios = out_dir.join("enigma-bios.img");
     BiosBoot::new(&kernel)
+        .set_ramdisk(&ramdisk)
         .set_boot_config(&config)
         .create_disk_image(&bios)
         .unwrap_or_else(|e| {
@@ -49,6 +58,7 @@ fn main() {
 
     let uefi = out_dir.join("enigma-uefi.img");
     UefiBoot::new(&kernel)
+        .set_ramdisk(&ramdisk)
         .set_boot_config(&config)
         .create_disk_image(&uefi)
         .unwrap_or_else(|e| {
@@ -64,6 +74,7 @@ fn main() {
     // Cargo reruns this script whenever the kernel artifact is rebuilt; beyond that only this
     // file matters (without the line, any edit in the launcher package would rebuild the images).
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=rootfs");
     println!("cargo:rerun-if-changed=build_support/strip_debug.rs");
 }
 
@@ -90,11 +101,7 @@ fn link_symbol_files(kernel: &Path, out_dir: &Path) -> PathBuf {
     let _ = std::fs::remove_file(&latest).or_else(|_| std::fs::remove_dir_all(&latest));
     std::os::unix::fs::symlink(&dir, &latest)
         .unwrap_or_else(|e| panic!("cannot link {} to {}: {e}", latest.display(), dir.display()));
-    let programs = std::env::vars_os().filter_map(|(key, value)| {
-        let name = key.to_str()?.strip_prefix("CARGO_BIN_FILE_USERSPACE_")?.to_owned();
-        Some((name, PathBuf::from(value)))
-    });
-    for (name, target) in std::iter::once(("kernel".to_owned(), kernel.to_owned())).chain(programs) {
+    for (name, target) in std::iter::once(("kernel".to_owned(), kernel.to_owned())).chain(user_programs()) {
         let link = dir.join(&name);
         // A link from an earlier build may point at an older artifact.
         let _ = std::fs::remove_file(&link);
@@ -102,6 +109,79 @@ fn link_symbol_files(kernel: &Path, out_dir: &Path) -> PathBuf {
             .unwrap_or_else(|e| panic!("cannot link {} to {}: {e}", link.display(), target.display()));
     }
     dir
+}
+
+/// The user programs, as cargo built them: (name, path) for every binary of `userspace`,
+/// sorted by name.
+fn user_programs() -> Vec<(String, PathBuf)> {
+    let mut programs: Vec<(String, PathBuf)> = std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let name = key.to_str()?.strip_prefix("CARGO_BIN_FILE_USERSPACE_")?.to_owned();
+            Some((name, PathBuf::from(value)))
+        })
+        .collect();
+    programs.sort();
+    programs
+}
+
+/// Writes the ramdisk to `<out_dir>/ramdisk.tar` and returns its path: `bin/NAME` for every
+/// user program (stripped of debug information), then the files and folders of `rootfs/`.
+fn pack_ramdisk(out_dir: &Path) -> PathBuf {
+    let path = out_dir.join("ramdisk.tar");
+    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    let mut archive = tar::Builder::new(file);
+    archive.mode(tar::HeaderMode::Deterministic);
+    let stripped_dir = out_dir.join("ramdisk-bin");
+    std::fs::create_dir_all(&stripped_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", stripped_dir.display()));
+    add_folder(&mut archive, "bin", 0o755);
+    for (name, built) in user_programs() {
+        let stripped = stripped_dir.join(&name);
+        strip_debug::strip_debug(&built, &stripped);
+        let data = std::fs::read(&stripped).unwrap_or_else(|e| panic!("cannot read {}: {e}", stripped.display()));
+        add_file(&mut archive, &format!("bin/{name}"), &data, 0o755);
+    }
+    let rootfs = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs");
+    add_tree(&mut archive, &rootfs, "");
+    archive.finish().unwrap_or_else(|e| panic!("cannot finish {}: {e}", path.display()));
+    path
+}
+
+/// Adds the folder `name` to the archive.
+fn add_folder(archive: &mut tar::Builder<std::fs::File>, name: &str, mode: u32) {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(mode);
+    header.set_size(0);
+    archive.append_data(&mut header, format!("{name}/"), std::io::empty()).unwrap_or_else(|e| panic!("cannot add {name}/: {e}"));
+}
+
+/// Adds the file `name` with `data` to the archive.
+fn add_file(archive: &mut tar::Builder<std::fs::File>, name: &str, data: &[u8], mode: u32) {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(mode);
+    header.set_size(data.len() as u64);
+    archive.append_data(&mut header, name, data).unwrap_or_else(|e| panic!("cannot add {name}: {e}"));
+}
+
+/// Adds everything inside the folder `source` (recursively, sorted by name) under `prefix`.
+fn add_tree(archive: &mut tar::Builder<std::fs::File>, source: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(source) else { return };
+    let mut entries: Vec<std::fs::DirEntry> =
+        entries.map(|entry| entry.unwrap_or_else(|e| panic!("reading {}: {e}", source.display()))).collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let name = entry.file_name().into_string().unwrap_or_else(|name| panic!("{name:?} in rootfs/ is not UTF-8"));
+        let inside = format!("{prefix}{name}");
+        let path = entry.path();
+        if path.is_dir() {
+            add_folder(archive, &inside, 0o755);
+            add_tree(archive, &path, &format!("{inside}/"));
+        } else {
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            add_file(archive, &inside, &data, 0o644);
+        }
+    }
 }
 
 /// Makes `path` available to the launcher's source as `env!(name)`.

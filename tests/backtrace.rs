@@ -55,7 +55,7 @@ fn a_kernel_panic_names_the_panicking_function_and_its_callers() {
 fn a_user_fault_names_the_faulting_function_and_its_callers() {
     let (status, output) = run(&["--init", "crash fault"], "", BOOT);
     assert_eq!(status, 111, "output:\n{output}");
-    let functions = backtrace_after(&output, "pid 1 (crash) killed: page fault");
+    let functions = backtrace_after(&output, "(crash) killed: page fault");
     assert_eq!(frame_of(&functions, "crash::write_to_own_code", &output), 0, "{functions:?}");
     assert_eq!(frame_of(&functions, "crash::fail", &output), 1, "{functions:?}");
     frame_of(&functions, "userlib::rt::entry::start", &output);
@@ -75,9 +75,10 @@ fn a_user_panic_names_the_panicking_function_and_its_callers() {
 #[test]
 fn a_wild_frame_pointer_ends_the_report_at_the_faulting_function() {
     let (status, output) = run(&["--init", "crash wild-frame"], "", BOOT);
-    // The first process's own status reaches the launcher: the kernel survived the report.
+    // The program's own status reaches the launcher through init: the kernel survived the
+    // report.
     assert_eq!(status, 111, "output:\n{output}");
-    let functions = backtrace_after(&output, "pid 1 (crash) killed: invalid opcode");
+    let functions = backtrace_after(&output, "(crash) killed: invalid opcode");
     assert_eq!(functions.len(), 1, "the walk followed a frame pointer into the kernel: {functions:?}");
     frame_of(&functions, "crash::fault_with_wild_frame_pointer", &output);
 }

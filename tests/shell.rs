@@ -1,4 +1,5 @@
-//! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running, the example
+//! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running (beside the
+//! name server and the file server it starts first), the example
 //! servers (`kvd`/`kv`, `upperd`/`upper`) answering from the shell, the shell's
 //! programs and built-ins, its line editing and history, Ctrl-C, background jobs, and shell
 //! restarts, typed on the serial console or on the keyboard through the QEMU monitor. Every
@@ -131,15 +132,20 @@ fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
             .any(|row| (row.pid, row.parent, row.name.as_str()) == (2, 1, "names")),
         "{ps:?}"
     );
+    assert!(
+        rows.iter()
+            .any(|row| (row.pid, row.parent, row.name.as_str()) == (3, 1, "fs")),
+        "{ps:?}"
+    );
     // The launcher's default machine has two CPUs, numbered 0 and 1.
     assert!(rows.iter().all(|row| row.cpu < 2), "{ps:?}");
-    let uptime = run(&mut vm, "uptime");
-    assert!(uptime.contains(" processes, 2 CPUs"), "{uptime:?}");
     assert_eq!(
         rows.len(),
-        3,
-        "only init, the name server and the shell should be left: {ps:?}"
+        4,
+        "only init, the name server, the file server and the shell should be left: {ps:?}"
     );
+    let uptime = run(&mut vm, "uptime");
+    assert!(uptime.contains(" processes, 2 CPUs"), "{uptime:?}");
 
     assert_eq!(run(&mut vm, "echo a b c"), "echo a b c\r\na b c");
     assert_eq!(run(&mut vm, "nosuch"), "nosuch\r\nsh: nosuch: not found");
@@ -164,12 +170,12 @@ fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
         .skip_while(|line| !line.starts_with("Programs"))
         .nth(1)
         .unwrap_or("");
-    for program in ["echo", "hello", "init", "sh", "sleep", "spin", "yes"] {
-        assert!(
-            programs.split_whitespace().any(|name| name == program),
-            "{program}: {help:?}"
-        );
-    }
+    // Every program in the repository, which is what `/bin` holds.
+    assert_eq!(
+        programs.split_whitespace().collect::<Vec<_>>(),
+        common::repository_programs(),
+        "{help:?}"
+    );
 
     vm.send("shutdown\n");
     let (code, output) = vm.wait_exit(STEP);
@@ -294,8 +300,8 @@ fn background_jobs_return_the_prompt_at_once_and_are_reported_when_done() {
     let ps = run(&mut vm, "ps");
     assert_eq!(
         ps_rows(&ps).len(),
-        3,
-        "the jobs should be gone, leaving init, names and sh: {ps:?}"
+        4,
+        "the jobs should be gone, leaving init, names, fs and sh: {ps:?}"
     );
 }
 
@@ -332,9 +338,9 @@ fn init_starts_a_new_shell_after_exit_and_ctrl_d_and_the_shell_kills_only_its_jo
     );
     let third = number_after(&ended, "Enigma shell, pid ");
 
-    // The shell holds handles to its own jobs and to nothing else: init, the name server and
-    // the shell itself are out of its reach.
-    for pid in [1, 2, third] {
+    // The shell holds handles to its own jobs and to nothing else: init, the name server, the
+    // file server and the shell itself are out of its reach.
+    for pid in [1, 2, 3, third] {
         assert_eq!(
             run(&mut vm, &format!("kill {pid}")),
             format!("kill {pid}\r\nsh: kill {pid}: not a job of this shell")
@@ -343,7 +349,7 @@ fn init_starts_a_new_shell_after_exit_and_ctrl_d_and_the_shell_kills_only_its_jo
     let ps = run(&mut vm, "ps");
     let rows = ps_rows(&ps);
     let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
-    assert_eq!(names, ["init", "names", "sh"], "{ps:?}");
+    assert_eq!(names, ["init", "names", "fs", "sh"], "{ps:?}");
     assert_eq!(
         run(&mut vm, "echo still here"),
         "echo still here\r\nstill here"

@@ -31,6 +31,8 @@ pub enum Kind {
     Process = 6,
     /// The authority to power the machine off.
     Power = 7,
+    /// One end of a kernel pipe: `read` on the read end, `write` on the write end.
+    Pipe = 8,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             5 => Self::Memory,
             6 => Self::Process,
             7 => Self::Power,
+            8 => Self::Pipe,
             _ => return None,
         })
     }
@@ -58,6 +61,7 @@ impl Kind {
             Self::Memory => "memory",
             Self::Process => "process",
             Self::Power => "power",
+            Self::Pipe => "pipe",
         }
     }
 }
@@ -68,9 +72,9 @@ pub mod rights {
     pub const DUPLICATE: u32 = 1 << 0;
     /// The handle may be moved to another process in a message.
     pub const TRANSFER: u32 = 1 << 1;
-    /// Console: `read`. Memory: map readable.
+    /// Console, pipe read end: `read`. Memory: map readable (and `spawn` from it).
     pub const READ: u32 = 1 << 2;
-    /// Console: `write`. Memory: map writable.
+    /// Console, pipe write end: `write`. Memory: map writable.
     pub const WRITE: u32 = 1 << 3;
     /// Memory: map executable (never together with writable in one mapping).
     pub const EXECUTE: u32 = 1 << 4;
@@ -108,7 +112,7 @@ mod tests {
 
     #[test]
     fn info_round_trips_every_kind() {
-        for kind in [Kind::Console, Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power] {
+        for kind in [Kind::Console, Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe] {
             assert_eq!(split_info(info(kind, rights::SEND | rights::MINT)), (Some(kind), rights::SEND | rights::MINT));
             assert_eq!(Kind::from_u32(kind as u32), Some(kind));
         }

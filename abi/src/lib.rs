@@ -19,6 +19,7 @@ pub mod handle;
 pub mod ipc;
 pub mod memory;
 pub mod status;
+pub mod stream;
 pub mod syscall;
 
 /// A string or byte buffer passed by reference in an argument array (for example `spawn`'s

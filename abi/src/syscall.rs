@@ -10,7 +10,8 @@
 pub enum Arg {
     /// A plain integer (exit status, flags).
     Int,
-    /// A file descriptor: 0 is console input, 1 and 2 console output.
+    /// A stream handle (`read`/`write`): 0 is standard input, 1 and 2 standard output and
+    /// error; a console, a pipe end, or an endpoint that speaks the stream protocol.
     Fd,
     /// A process id, or `-1` where "any" is allowed.
     Pid,
@@ -65,10 +66,15 @@ macro_rules! syscalls {
 syscalls! {
     /// `exit(status) -> !`: ends the caller with `status`.
     EXIT = 0, "exit", [Int];
-    /// `write(fd, buf, len) -> bytes`: writes to the console (fd 1 or 2).
+    /// `write(h, buf, len) -> bytes`: writes to a stream handle with WRITE (the console, a
+    /// pipe's write end) or SEND (an endpoint, to which the kernel forwards it as calls of
+    /// the stream protocol, see [`crate::stream`]). A pipe writer blocks while the pipe is
+    /// full and gets `EPIPE` once no reader is left.
     WRITE = 1, "write", [Fd, InPtr, Len];
-    /// `read(fd, buf, len) -> bytes`: blocks until the console (fd 0) has a line (cooked mode)
-    /// or at least one byte (raw mode); returns at most `len` bytes.
+    /// `read(h, buf, len) -> bytes`: reads at most `len` bytes from a stream handle with
+    /// READ (the console: blocks for a line in cooked mode, a byte in raw mode; a pipe's read
+    /// end: blocks while it is empty) or SEND (an endpoint, see [`crate::stream`]). 0 is the
+    /// end of the stream (a pipe whose last writer is gone, the end of a file).
     READ = 2, "read", [Fd, OutPtr, Len];
     /// `getpid() -> pid`.
     GETPID = 3, "getpid", [];
@@ -86,13 +92,16 @@ syscalls! {
     MUNMAP = 8, "munmap", [Addr, Len];
     /// `mprotect(addr, len, prot) -> 0`: changes the rights of `mmap`ed pages. W+X is refused.
     MPROTECT = 9, "mprotect", [Addr, Len, Prot];
-    /// `spawn(name, name_len, argv, argc, handles, handle_count) -> process handle`: starts
-    /// the embedded program `name` with `argc` [`crate::UserStr`] arguments read from `argv`
-    /// (argv\[0\] is the name). The child's handles are copies of the caller's `handles` (an
-    /// array of `u32` numbers, each needing DUPLICATE, at most [`crate::SPAWN_HANDLES_MAX`]),
-    /// numbered from 0; by convention 0, 1 and 2 are its standard input, output and error.
-    /// The caller gets a handle to the child with DUPLICATE, TRANSFER, WAIT and KILL.
-    SPAWN = 10, "spawn", [InPtr, Len, InPtr, Count, InPtr, Count];
+    /// `spawn(image, argv, argc, handles, handle_count, flags) -> process handle`: starts
+    /// the ELF program in the memory object `image` (READ right; the image is its first
+    /// bytes, validated exactly as the loader always did) with `argc` [`crate::UserStr`]
+    /// arguments read from `argv` (at least argv\[0\], whose last path component names the
+    /// process). The child's handles are copies of the caller's `handles` (an array of `u32`
+    /// numbers, each needing DUPLICATE, at most [`crate::SPAWN_HANDLES_MAX`]), numbered from
+    /// 0; by convention 0, 1 and 2 are its standard input, output and error. `flags` must be
+    /// 0 (`EINVAL` otherwise). The caller gets a handle to the child with DUPLICATE, TRANSFER,
+    /// WAIT and KILL.
+    SPAWN = 10, "spawn", [Handle, InPtr, Count, InPtr, Count, Int];
     /// `wait(h, info_out, timeout) -> h`: waits until the process `h` names has ended (or
     /// any process the caller holds a handle with WAIT to, for `WAIT_ANY`), stores how it
     /// ended at `info_out` (a [`crate::ExitInfo`]) unless that is 0, closes the handle and
@@ -112,10 +121,6 @@ syscalls! {
     SHUTDOWN = 15, "shutdown", [Handle, Int];
     /// `sysinfo(out) -> 0`: fills a [`crate::SysInfo`].
     SYSINFO = 16, "sysinfo", [OutPtr];
-    /// `programs(buf, len) -> bytes`: writes the names of the embedded programs, one per
-    /// line, and returns the full length (which may exceed `len`; the copy is truncated).
-    /// All `len` bytes of `buf` must be writable.
-    PROGRAMS = 17, "programs", [OutPtr, Len];
     /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for
     /// none) the one Ctrl-C kills (`ESRCH` if it has ended). Only the foreground process
     /// itself, or a holder of a handle with KILL to it, may replace it (`EPERM` otherwise).
@@ -169,6 +174,12 @@ syscalls! {
     MEMORY_MAP = 35, "memory_map", [Handle, Addr, Prot];
     /// `process_pid(h) -> pid`: the id of the process `h` names.
     PROCESS_PID = 36, "process_pid", [Handle];
+    /// `pipe_create(ends_out) -> 0`: a kernel pipe (a buffer of `stream::PIPE_CAPACITY`
+    /// bytes); stores two `u32` handle numbers at `ends_out`: the read end (READ) and the
+    /// write end (WRITE), both with DUPLICATE and TRANSFER.
+    PIPE_CREATE = 37, "pipe_create", [OutPtr];
+    /// `memory_size(h) -> bytes`: the size of the memory object `h` names (whole pages).
+    MEMORY_SIZE = 38, "memory_size", [Handle];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -5,7 +5,7 @@
 //! (frames, page tables, heap) → guarded interrupt stacks → ACPI → interrupt controllers
 //! (IOAPIC or 8259s) and the local APIC → clock (HPET/TSC) and the calibrated local timer →
 //! `syscall` MSRs → the other CPUs (each to its idle loop) → command line → (in-kernel tests,
-//! if asked) → console input tasks → the first process → the idle loop.
+//! if asked) → console input tasks → `/bin/init` from the boot ramdisk → the idle loop.
 //!
 //! The trap hooks ([`HOOKS`]) are where the CPU's reports reach the rest of the kernel.
 
@@ -26,8 +26,10 @@ use crate::{backtrace, console, ktest, mm, println, syscall, task, time};
 /// The kernel's version, as the banner shows it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Program started when the command line names none.
-const DEFAULT_INIT: &str = "init";
+/// The first process: the one program the kernel starts, from the ramdisk.
+const INIT: &str = "init";
+/// Where it is in the ramdisk (a tar archive with relative names).
+const INIT_PATH: &str = "bin/init";
 
 /// Exit status when the first program cannot be started (like a shell's "not found").
 const FIRST_PROGRAM_FAILED: i32 = 127;
@@ -77,6 +79,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let offset = boot_info.physical_memory_offset.into_option();
     assert_eq!(offset, Some(mm::paging::PHYSICAL_MEMORY_OFFSET), "physical memory is not mapped where expected");
     mm::init(&boot_info.memory_regions);
+    let ramdisk = mm::ramdisk::Ramdisk::from_boot(boot_info.ramdisk_addr.into_option(), boot_info.ramdisk_len);
     let heap = mm::heap_stats();
     log::info!(
         "memory: {} of {} frames free, heap {} KiB",
@@ -122,7 +125,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     console::input::start();
     console::start_drawing_in_background();
-    start_first_program(command_line.as_deref().unwrap_or(DEFAULT_INIT));
+    start_init(command_line.as_deref().unwrap_or(""), ramdisk.as_ref());
     // Boot ran with interrupts masked throughout; what is measured from here on is what
     // processes cause.
     cpu::reset_longest_masked();
@@ -222,18 +225,34 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
-/// Starts the program the command line names (its first word) with the command line's
-/// words as its arguments.
-fn start_first_program(command_line: &str) {
+/// Starts `/bin/init` from the ramdisk with the command line's words as its arguments after
+/// its own name (`init` runs the program they name instead of the shell), the console as
+/// handles 0 to 2, the power handle as 3 and the ramdisk, read-only, as 4.
+fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>) {
     let mut words: Vec<&str> = command_line.split_whitespace().collect();
-    if words.is_empty() {
-        words.push(DEFAULT_INIT);
+    if words.first() != Some(&INIT) {
+        words.insert(0, INIT);
     }
-    let handles = crate::object::handles::HandleTable::with_console(true).expect("no memory for the first handle table");
-    match task::scheduler::spawn(words[0], &words, 0, handles) {
-        Ok(process) => log::info!("started {} as pid {}", words[0], process.pid),
+    let Some(ramdisk) = ramdisk else {
+        log::error!("cannot start {INIT}: the bootloader loaded no ramdisk");
+        qemu::exit(FIRST_PROGRAM_FAILED);
+    };
+    let image = tar_no_std::TarArchiveRef::new(ramdisk.bytes).ok().and_then(|archive| {
+        archive.entries().find(|entry| entry.filename().as_str() == Ok(INIT_PATH)).map(|entry| entry.data())
+    });
+    let Some(image) = image else {
+        log::error!("cannot start {INIT}: no {INIT_PATH} in the ramdisk");
+        qemu::exit(FIRST_PROGRAM_FAILED);
+    };
+    let mut handles = crate::object::handles::HandleTable::with_console(true).expect("no memory for the first handle table");
+    let ramdisk_object = crate::object::memory::MemoryObject::new(ramdisk.shared_frames());
+    let ramdisk_rights = abi::handle::rights::DUPLICATE | abi::handle::rights::TRANSFER | abi::handle::rights::READ;
+    let ramdisk_handle = crate::object::Handle::new(crate::object::Object::Memory(alloc::sync::Arc::new(ramdisk_object)), ramdisk_rights);
+    handles.insert_at(4, ramdisk_handle);
+    match task::scheduler::spawn(INIT, image, &words, 0, handles) {
+        Ok(process) => log::info!("started {INIT} as pid {} ({} KiB ramdisk)", process.pid, ramdisk.bytes.len() / 1024),
         Err(error) => {
-            log::error!("cannot start {}: {error:?}", words[0]);
+            log::error!("cannot start {INIT}: {error:?}");
             qemu::exit(FIRST_PROGRAM_FAILED);
         }
     }

@@ -1,18 +1,38 @@
-//! Console output (`print!`, `println!`, `eprint!`, `eprintln!`) and line input.
+//! Standard streams: output (`print!`, `println!`, `eprint!`, `eprintln!`), line input, and
+//! copying between streams. Handles 0, 1 and 2 are whatever the parent chose: the console, a
+//! pipe's end or an open file; `read` and `write` work the same on each.
 
 use alloc::string::String;
 use core::fmt::{self, Write};
 
 use crate::sys;
 
-/// Standard input: the console.
+/// Standard input.
 pub const STDIN: u64 = 0;
-/// Standard output: the console.
+/// Standard output.
 pub const STDOUT: u64 = 1;
-/// Standard error: the console.
+/// Standard error.
 pub const STDERR: u64 = 2;
 
-/// A buffered writer to a console file descriptor; flushes when full and when dropped.
+/// Bytes [`copy`] moves per `read`.
+const COPY_CHUNK: usize = 16 * 1024;
+
+/// Copies the stream `from` to the stream `to` until `from` ends: the bytes copied.
+pub fn copy(from: u64, to: u64) -> Result<u64, sys::Errno> {
+    let mut chunk = alloc::vec![0u8; COPY_CHUNK];
+    let mut total = 0;
+    loop {
+        match sys::read(from, &mut chunk)? {
+            0 => return Ok(total),
+            count => {
+                crate::fs::write_all(to, &chunk[..count.min(chunk.len())])?;
+                total += count as u64;
+            }
+        }
+    }
+}
+
+/// A buffered writer to a stream handle; flushes when full and when dropped.
 pub struct Console {
     fd: u64,
     buffer: [u8; 256],
@@ -28,8 +48,8 @@ impl Console {
     /// Sends what is buffered.
     pub fn flush(&mut self) {
         if self.used > 0 {
-            // Output errors have nowhere to be reported; the console accepts everything.
-            let _ = sys::write(self.fd, &self.buffer[..self.used]);
+            // Output errors have nowhere to be reported (a reader that went away, say).
+            let _ = crate::fs::write_all(self.fd, &self.buffer[..self.used]);
             self.used = 0;
         }
     }

@@ -18,7 +18,7 @@ use abi::handle::{Kind, NO_HANDLE, rights, split_info};
 use abi::ipc::{FOREVER, HANDLES_MAX, IpcBuffers, LABEL_CLOSED, LABEL_NOTIFICATION, WORDS};
 use abi::syscall::{
     CALL, ENDPOINT_BIND, ENDPOINT_CREATE, ENDPOINT_MINT, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO, MEMORY_CREATE,
-    MEMORY_MAP, NOTIFICATION_CREATE, RECV, REPLY, REPLY_RECV, SIGNAL, WAIT_NOTIFICATION,
+    MEMORY_MAP, MEMORY_SIZE, NOTIFICATION_CREATE, RECV, REPLY, REPLY_RECV, SIGNAL, WAIT_NOTIFICATION,
 };
 
 use crate::sys::{self, Errno, Result};
@@ -445,5 +445,43 @@ impl SharedMemory {
     /// (`abi::PROT_*`); returns the address. `sys::munmap` unmaps it.
     pub fn map(&self, address: u64, prot: u64) -> Result<u64> {
         sys::call(MEMORY_MAP, [self.0.raw(), address, prot, 0, 0, 0])
+    }
+
+    /// Gives the number up without closing it.
+    pub fn into_raw(self) -> u64 {
+        self.0.into_raw()
+    }
+
+    /// Its size in bytes (whole pages).
+    pub fn size(&self) -> Result<u64> {
+        sys::call(MEMORY_SIZE, [self.0.raw(), 0, 0, 0, 0, 0])
+    }
+
+    /// Maps the whole object read-only for the rest of the program's life and returns its
+    /// bytes.
+    ///
+    /// # Safety
+    /// Nothing may write the object while the program runs: no handle to it may carry the
+    /// WRITE right (the boot ramdisk's never do).
+    pub unsafe fn map_read_only_forever(&self) -> Result<&'static [u8]> {
+        let size = self.size()?;
+        let address = self.map(0, abi::PROT_READ)?;
+        // SAFETY: `size` bytes were just mapped readable at `address` and are never unmapped;
+        // the caller promises nobody writes them.
+        Ok(unsafe { core::slice::from_raw_parts(address as *const u8, size as usize) })
+    }
+
+    /// New memory holding a copy of `bytes`, zero-filled to whole pages (at least one).
+    pub fn with_bytes(bytes: &[u8]) -> Result<Self> {
+        let pages = (bytes.len() as u64).div_ceil(abi::memory::PAGE_SIZE).max(1);
+        let memory = Self::create(pages)?;
+        let address = memory.map(0, abi::PROT_READ | abi::PROT_WRITE)?;
+        // SAFETY: the mapping was just made, `pages` pages long, writable, and nothing else in
+        // this program refers to it; it is unmapped right after the copy.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
+            sys::munmap(address, pages * abi::memory::PAGE_SIZE)?;
+        }
+        Ok(memory)
     }
 }

@@ -19,8 +19,9 @@
 //! wrapper for every syscall in [`sys`], over both entry paths (`syscall` by default,
 //! `int 0x80` on request).
 //!
-//! Beyond the syscalls it carries what several programs share: [`process`] (the process table,
-//! the program list, how a process ended), [`line_editor`] (interactive line input with
+//! Beyond the syscalls it carries what several programs share: [`process`] (starting programs
+//! from files, the process table, the program list, how a process ended), [`fs`] (files and
+//! directories, the current directory), [`line_editor`] (interactive line input with
 //! history, as the shell reads commands), [`time`] (durations as programs take them) and
 //! [`testing`] (the harness test programs such as `usertests` are written on).
 //!
@@ -35,6 +36,7 @@ extern crate alloc;
 mod backtrace;
 #[cfg(not(test))]
 mod heap;
+pub mod fs;
 pub mod io;
 pub mod ipc;
 pub mod line_editor;

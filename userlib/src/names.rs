@@ -55,13 +55,20 @@ fn check(name: &str) -> Result<()> {
 
 /// Registers `endpoint` (a handle that may be copied and passed on) under `name`.
 pub fn register(name: &str, endpoint: &Endpoint) -> Result<()> {
-    check(name)?;
     let names = service();
+    let result = register_with(&names, name, endpoint);
+    // The handle number belongs to the program, not to this function.
+    names.into_raw();
+    result
+}
+
+/// [`register`] through the name service handle `names` (for `init`, which holds it
+/// elsewhere than [`NAMES_HANDLE`]).
+pub fn register_with(names: &Endpoint, name: &str, endpoint: &Endpoint) -> Result<()> {
+    check(name)?;
     let handles = [endpoint.handle().raw() as u32 | COPY_HANDLE];
     let mut transfer = Transfer { send: name.as_bytes(), send_handles: &handles, receive: None };
     let result = names.call_with(&Message::new(REGISTER, [0; 4]), &mut transfer, abi::ipc::FOREVER);
-    // The handle number belongs to the program, not to this function.
-    names.into_raw();
     status(result?.0.label)
 }
 

@@ -1,6 +1,7 @@
-//! Processes as programs see them: [`Process`], a started program held by its handle; a
-//! whole snapshot of the process table, the list of embedded programs, a `ps`-style table,
-//! and how a process ended in words.
+//! Processes as programs see them: [`Process`], a started program held by its handle, and
+//! starting one from a file ([`spawn`], [`program_path`]); a whole snapshot of the process
+//! table, the list of programs in `/bin`, a `ps`-style table, and how a process ended in
+//! words.
 
 use alloc::string::String;
 use alloc::vec;
@@ -11,20 +12,45 @@ use abi::{ExitInfo, ProcessInfo, ProcessState};
 
 use crate::sys::{self, Child};
 
+/// Where programs are: a program named without a `/` is looked up here.
+pub const PROGRAM_DIRECTORY: &str = "/bin";
+
 /// The handles a program passes to the programs it starts: standard input, output and
-/// error (0, 1 and 2), and the name service (3) if this program has it.
+/// error (0, 1 and 2), then, if this program has the name service (3), that, and then its
+/// current directory (which becomes the child's 4, `fs::CWD_HANDLE`).
 pub fn standard_handles() -> Vec<u32> {
-    let mut handles = vec![0, 1, 2];
+    standard_handles_with([0, 1, 2])
+}
+
+/// [`standard_handles`] with other handles as the child's standard input, output and error.
+pub fn standard_handles_with(stdio: [u64; 3]) -> Vec<u32> {
+    let mut handles: Vec<u32> = stdio.iter().map(|&handle| handle as u32).collect();
     if matches!(crate::ipc::handle_info(crate::names::NAMES_HANDLE), Ok((Some(abi::handle::Kind::Endpoint), _))) {
         handles.push(crate::names::NAMES_HANDLE as u32);
+        if let Some(directory) = crate::fs::current_dir_handle() {
+            handles.push(directory as u32);
+        }
     }
     handles
 }
 
-/// Starts the embedded program `name` with `args` (argv\[0\] first) and this program's
-/// [`standard_handles`].
+/// The file a program name means: itself if it has a `/` (or is empty), else the file of
+/// that name in [`PROGRAM_DIRECTORY`].
+pub fn program_path(name: &str) -> String {
+    if name.is_empty() || name.contains('/') { String::from(name) } else { alloc::format!("{PROGRAM_DIRECTORY}/{name}") }
+}
+
+/// Starts the program `name` (see [`program_path`]) with `args` (argv\[0\] first) and this
+/// program's [`standard_handles`].
 pub fn spawn(name: &str, args: &[&str]) -> sys::Result<Process> {
     Process::spawn(name, args, &standard_handles())
+}
+
+/// Starts the program `name` (see [`program_path`]) with `args` and the child's `handles`,
+/// reading its image from the file system.
+pub fn spawn_child(name: &str, args: &[&str], handles: &[u32]) -> sys::Result<Child> {
+    let (image, _) = crate::fs::load_image(&program_path(name))?;
+    sys::spawn(image.handle().raw(), args, handles, 0)
 }
 
 /// A process this program started (or was given a handle to), held by its process handle,
@@ -38,10 +64,10 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts the embedded program `name` with `args` (argv\[0\] first); the child gets
-    /// copies of `handles`, numbered from 0.
+    /// Starts the program `name` (see [`program_path`]) with `args` (argv\[0\] first); the
+    /// child gets copies of `handles`, numbered from 0.
     pub fn spawn(name: &str, args: &[&str], handles: &[u32]) -> sys::Result<Self> {
-        sys::spawn(name, args, handles).map(|child| Self { child, reaped: false })
+        spawn_child(name, args, handles).map(|child| Self { child, reaped: false })
     }
 
     /// Its process id (for `ps` and messages; never needed to act on it).
@@ -100,17 +126,10 @@ pub fn list() -> sys::Result<Vec<ProcessInfo>> {
     }
 }
 
-/// The names of the embedded programs, sorted.
+/// The names of the programs in [`PROGRAM_DIRECTORY`], sorted.
 pub fn programs() -> sys::Result<Vec<String>> {
-    let mut buffer = vec![0u8; 256];
-    loop {
-        let length = sys::programs(&mut buffer)?;
-        if length <= buffer.len() {
-            let listing = String::from_utf8_lossy(&buffer[..length]);
-            return Ok(listing.lines().map(String::from).collect());
-        }
-        buffer.resize(length, 0);
-    }
+    let entries = crate::fs::read_dir(PROGRAM_DIRECTORY)?;
+    Ok(entries.into_iter().filter(|entry| entry.kind == crate::fs::KIND_FILE).map(|entry| entry.name).collect())
 }
 
 /// Formats rows of the process table as `ps` shows them: a header line, then one line per

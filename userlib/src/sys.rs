@@ -91,13 +91,14 @@ pub fn exit(status: i32) -> ! {
     unreachable!("exit returned")
 }
 
-/// `write`: writes `bytes` to the stream handle `fd` (1 is standard output, 2 standard error).
+/// `write`: writes `bytes` to the stream handle `fd` (1 is standard output, 2 standard error):
+/// the console, a pipe's write end or an open file.
 pub fn write(fd: u64, bytes: &[u8]) -> Result<usize> {
     call(WRITE, [fd, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }
 
 /// `read`: reads from the stream handle `fd` (0 is standard input) into `buffer`; blocks
-/// until there is something.
+/// until there is something; 0 at the end of the stream.
 pub fn read(fd: u64, buffer: &mut [u8]) -> Result<usize> {
     call(READ, [fd, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }
@@ -181,11 +182,12 @@ pub struct Child {
     pub pid: Pid,
 }
 
-/// `spawn`: starts the embedded program `name` with `args` (argv\[0\] first; empty means
-/// just the name). The child's handles are copies of this program's `handles`, numbered
-/// from 0 (by convention standard input, output, error, then the name service;
-/// `process::spawn` passes those).
-pub fn spawn(name: &str, args: &[&str], handles: &[u32]) -> Result<Child> {
+/// `spawn`: starts the program whose ELF image is the memory object `image` with `args`
+/// (argv\[0\] first, at least that), and `flags` (0). The child's handles are copies of this
+/// program's `handles`, numbered from 0 (by convention standard input, output, error, then
+/// the name service and the current directory; `process::spawn` passes those and finds the
+/// image in the file system).
+pub fn spawn(image: u64, args: &[&str], handles: &[u32], flags: u64) -> Result<Child> {
     let mut argv = [UserStr::default(); abi::ARGV_MAX];
     if args.len() > argv.len() {
         return Err(Errno(abi::errno::E2BIG));
@@ -194,15 +196,22 @@ pub fn spawn(name: &str, args: &[&str], handles: &[u32]) -> Result<Child> {
         *slot = UserStr { ptr: arg.as_ptr() as u64, len: arg.len() as u64 };
     }
     let handle = call(SPAWN, [
-        name.as_ptr() as u64,
-        name.len() as u64,
+        image,
         argv.as_ptr() as u64,
         args.len() as u64,
         handles.as_ptr() as u64,
         handles.len() as u64,
+        flags,
     ])?;
     let pid = process_pid(handle)?;
     Ok(Child { handle, pid })
+}
+
+/// `pipe_create`: a new pipe, as (read end, write end).
+pub fn pipe_create() -> Result<(u64, u64)> {
+    let mut ends = [0u32; 2];
+    call(PIPE_CREATE, [ends.as_mut_ptr() as u64, 0, 0, 0, 0, 0])?;
+    Ok((u64::from(ends[0]), u64::from(ends[1])))
 }
 
 /// `process_pid`: the id of the process handle `handle` names.
@@ -261,12 +270,6 @@ pub fn sysinfo() -> Result<SysInfo> {
     let mut info = SysInfo::default();
     call(SYSINFO, [&raw mut info as u64, 0, 0, 0, 0, 0])?;
     Ok(info)
-}
-
-/// `programs`: the embedded program names, one per line, into `buffer`; returns the full
-/// length of the list.
-pub fn programs(buffer: &mut [u8]) -> Result<usize> {
-    call(PROGRAMS, [buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0, 0]).map(|length| length as usize)
 }
 
 /// `set_foreground`: makes `child` (`None`: nobody) the process Ctrl-C kills.

@@ -1,5 +1,6 @@
 //! The `log` facade's backend: `[   1.234] INFO  message` lines on both consoles, with the
-//! level coloured.
+//! level coloured. Only the kernel's own messages are shown: a library's (the tar reader
+//! notes every folder of the ramdisk it skips) are not the kernel's to report.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -16,7 +17,7 @@ pub(super) fn init() {
 
 impl Log for ConsoleLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        metadata.level() <= log::max_level() && metadata.target().starts_with(module_path!().split("::").next().unwrap_or(""))
     }
 
     fn log(&self, record: &Record) {

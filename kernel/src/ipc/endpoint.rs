@@ -24,8 +24,31 @@ use super::state::{Phase, Received};
 use crate::object::LiveObject;
 use crate::task::process::ProcessObject;
 
+/// Room every queue of an endpoint has from its start. A queue that grows past it for a
+/// burst (many callers at once, many close notices) gives the extra back when it empties, so
+/// the kernel heap's use comes back exactly once the burst is over (decision 23), while the
+/// usual case, a queue of a few, never allocates after the endpoint is made.
+const QUEUE_ROOM: usize = 4;
+
+/// A queue with [`QUEUE_ROOM`] room (when the heap has it; `endpoint_create` checked).
+fn queue_with_room<T>() -> VecDeque<T> {
+    let mut queue = VecDeque::new();
+    let _ = queue.try_reserve_exact(QUEUE_ROOM);
+    queue
+}
+
+/// Gives back what `queue` grew past [`QUEUE_ROOM`], once it is empty again.
+fn settle<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > QUEUE_ROOM {
+        let fresh = queue_with_room();
+        if fresh.capacity() >= QUEUE_ROOM {
+            *queue = fresh;
+        }
+    }
+}
+
 /// The queues of an endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queues {
     /// Blocked in `call`, message not taken yet.
     callers: VecDeque<Arc<ProcessObject>>,
@@ -49,7 +72,8 @@ pub struct Endpoint {
 impl Endpoint {
     /// A new endpoint with no handles yet.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { queues: Mutex::new(Queues::default()), receivers_alive: AtomicUsize::new(0), _live: LiveObject::new() })
+        let queues = Queues { callers: queue_with_room(), receivers: queue_with_room(), closed: queue_with_room(), bound: None };
+        Arc::new(Self { queues: Mutex::new(queues), receivers_alive: AtomicUsize::new(0), _live: LiveObject::new() })
     }
 
     /// Counts one more handle that may receive, for as long as the token lives.
@@ -65,12 +89,18 @@ impl Endpoint {
 
     /// Takes the first waiting receiver.
     pub(super) fn pop_receiver(&self) -> Option<Arc<ProcessObject>> {
-        self.queues.lock().receivers.pop_front()
+        let mut queues = self.queues.lock();
+        let receiver = queues.receivers.pop_front();
+        settle(&mut queues.receivers);
+        receiver
     }
 
     /// Takes the first waiting caller.
     pub(super) fn pop_caller(&self) -> Option<Arc<ProcessObject>> {
-        self.queues.lock().callers.pop_front()
+        let mut queues = self.queues.lock();
+        let caller = queues.callers.pop_front();
+        settle(&mut queues.callers);
+        caller
     }
 
     /// Puts a caller whose message could not be delivered back at the front.
@@ -109,11 +139,16 @@ impl Endpoint {
         let mut queues = self.queues.lock();
         queues.callers.retain(|queued| queued.pid != process.pid);
         queues.receivers.retain(|queued| queued.pid != process.pid);
+        settle(&mut queues.callers);
+        settle(&mut queues.receivers);
     }
 
     /// The next closed badge to report, if any.
     pub(super) fn pop_closed(&self) -> Option<u64> {
-        self.queues.lock().closed.pop_front()
+        let mut queues = self.queues.lock();
+        let badge = queues.closed.pop_front();
+        settle(&mut queues.closed);
+        badge
     }
 
     /// The bound notification.

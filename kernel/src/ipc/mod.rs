@@ -22,6 +22,7 @@
 
 pub mod endpoint;
 pub mod notification;
+pub mod pipe;
 pub mod reply;
 pub mod state;
 mod transfer;

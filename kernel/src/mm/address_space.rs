@@ -436,12 +436,38 @@ impl AddressSpace {
         if len == 0 {
             return true;
         }
-        let first = start & !(FRAME_SIZE - 1);
-        let last = (start + len - 1) & !(FRAME_SIZE - 1);
-        (first..=last).step_by(FRAME_SIZE as usize).all(|page| {
-            self.page_flags(VirtAddr::new(page))
-                .is_some_and(|flags| !write || flags.contains(PageTableFlags::WRITABLE))
-        })
+        let needed = if write {
+            PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE | PageTableFlags::WRITABLE
+        } else {
+            PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE
+        };
+        let mut page = start & !(FRAME_SIZE - 1);
+        let last = start + len - 1;
+        while page <= last {
+            if !self.leaf_flags(page).is_some_and(|flags| flags.contains(needed)) {
+                return false;
+            }
+            page += FRAME_SIZE;
+        }
+        true
+    }
+
+    /// The flags of the last-level entry for the user address `address`, read straight
+    /// from the tables (the hot path of every user copy's check); `None` where a level
+    /// above it is missing or maps a huge page.
+    fn leaf_flags(&self, address: u64) -> Option<PageTableFlags> {
+        let mut frame = self.root;
+        for shift in [39, 30, 21] {
+            // SAFETY: `frame` is this address space's root or one of its tables, reached
+            // through the physical-memory map; the reference is only read, and only here.
+            let entry = &unsafe { table_at(frame) }[((address >> shift) & 511) as usize];
+            if !points_to_table(entry) {
+                return None;
+            }
+            frame = PhysFrame::containing_address(entry.addr());
+        }
+        // SAFETY: as above, for the last-level table.
+        Some(unsafe { table_at(frame) }[((address >> 12) & 511) as usize].flags())
     }
 
     /// The physical address behind the mapped user address `address`.
@@ -469,6 +495,30 @@ impl AddressSpace {
                     bytes[done..].as_ptr(),
                     phys_to_virt(physical).as_mut_ptr::<u8>(),
                     chunk,
+                );
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes of physical memory at `source`, which must lie inside one frame
+    /// that the caller owns or shares (a shared-memory object's), into this address space at
+    /// `address` (mapped pages, whatever their user rights, as for [`write`](Self::write)).
+    pub(super) fn write_from_physical(&mut self, address: VirtAddr, source: PhysAddr, len: u64) -> Result<(), MemoryError> {
+        let mut done = 0;
+        while done < len {
+            let target = address + done;
+            let physical = self.physical(target).ok_or(MemoryError::NotMapped)?;
+            let chunk = (FRAME_SIZE - target.as_u64() % FRAME_SIZE).min(len - done);
+            // SAFETY: the target lies inside one frame owned by this address space (checked
+            // above), the source inside the caller's frame; both are reached through the
+            // physical-memory map, and `copy` tolerates the two being the same memory.
+            unsafe {
+                core::ptr::copy(
+                    phys_to_virt(source + done).as_ptr::<u8>(),
+                    phys_to_virt(physical).as_mut_ptr::<u8>(),
+                    chunk as usize,
                 );
             }
             done += chunk;

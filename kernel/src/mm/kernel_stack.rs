@@ -119,11 +119,15 @@ pub fn switch_to(to: Context) {
     // A freed stack has no saved state (its drop cleared it, and nothing can be leaving it),
     // so this also refuses a switch to a freed stack.
     let target = loop {
+        let target = to.saved().swap(0, Ordering::AcqRel);
+        if target != 0 {
+            break target;
+        }
         // Another CPU may be saving it right now (see the module comment); nothing else may
-        // lack a saved state. Whether one is leaving it is read before the state: read after,
-        // it could show that CPU already done (state saved and its note cleared) while the
-        // state read earlier was still empty. No CPU starts leaving it meanwhile, since that
-        // takes the big kernel lock, which this CPU holds.
+        // lack a saved state. The state is read again after whether one is leaving it: the
+        // leaving CPU saves the state before it clears its note, so a note seen clear means
+        // the state is there by now, or never was. No CPU starts leaving it meanwhile, since
+        // that takes the big kernel lock, which this CPU holds.
         let being_left = LEAVING.iter().any(|leaving| leaving.load(Ordering::Acquire) == to.encode());
         let target = to.saved().swap(0, Ordering::AcqRel);
         if target != 0 {

@@ -17,6 +17,7 @@ pub mod heap;
 pub mod kernel_image;
 pub mod kernel_stack;
 pub mod paging;
+pub mod ramdisk;
 pub mod shared;
 pub mod user_memory;
 

@@ -17,14 +17,13 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PhysFrame;
 use spin::{Mutex, MutexGuard};
 use abi::memory::{PAGE_SIZE, USER_END, USER_MMAP_BASE, USER_STACK_GUARD, USER_STACK_SIZE, USER_STACK_TOP};
 
-use super::address_space::{AddressSpace, MemoryError, UserRights};
+use super::address_space::{Account, AddressSpace, MemoryError, UserRights};
 use super::shared::SharedFrames;
 
 /// Most bytes the heap may grow to (the per-process page limit applies as well).
@@ -433,22 +432,25 @@ impl UserMemory {
 /// A process's memory as the process table holds it: locked apart from the table, because
 /// only the process itself locks it (its syscalls, its exit), so it may stay locked across a
 /// preemption point in a long `mmap` while other processes run. Switching to the process
-/// needs only its top-level table, kept outside the lock; the memory charged to it is kept
-/// in an atomic for `ps`.
+/// needs only its top-level table, kept outside the lock; the memory charged to it is read
+/// from its account for `ps`.
 #[derive(Debug)]
 pub struct ProcessMemory {
     /// The address space's top-level table, which lives as long as `memory` (it is freed
     /// only when the `UserMemory` is dropped).
     root: PhysFrame,
     memory: Mutex<UserMemory>,
-    charged_bytes: AtomicU64,
+    /// What the memory is charged to: read without the lock, and always current (shared
+    /// memory the process made is uncharged when its last holder, maybe another process,
+    /// lets it go).
+    account: Arc<Account>,
 }
 
 impl ProcessMemory {
     /// Wraps a process's memory.
     pub fn new(memory: UserMemory) -> Self {
-        let charged_bytes = AtomicU64::new(memory.charged_bytes());
-        Self { root: memory.space.root(), memory: Mutex::new(memory), charged_bytes }
+        let account = memory.space.account().clone();
+        Self { root: memory.space.root(), memory: Mutex::new(memory), account }
     }
 
     /// Locks the memory. Only the owning process calls this.
@@ -465,14 +467,9 @@ impl ProcessMemory {
         unsafe { crate::arch::x86_64::paging::switch_root(self.root) };
     }
 
-    /// Bytes charged (pages and page tables), as of the last [`ProcessMemory::update_size`].
+    /// Bytes charged (pages, page tables, and shared memory it made that is still alive).
     pub fn charged_bytes(&self) -> u64 {
-        self.charged_bytes.load(Ordering::Relaxed)
-    }
-
-    /// Records the size after a change.
-    pub fn update_size(&self, memory: &UserMemory) {
-        self.charged_bytes.store(memory.charged_bytes(), Ordering::Relaxed);
+        self.account.charged() * PAGE_SIZE
     }
 }
 

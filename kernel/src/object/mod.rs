@@ -20,6 +20,7 @@ use abi::handle::{Kind, rights};
 
 use crate::ipc::endpoint::{EndpointRef, ReceiverToken};
 use crate::ipc::notification::Notification;
+use crate::ipc::pipe::PipeEnd;
 use crate::ipc::reply::Reply;
 use crate::task::process::ProcessObject;
 use memory::MemoryObject;
@@ -73,6 +74,8 @@ pub enum Object {
     Process(Arc<ProcessObject>),
     /// The authority to power off (there is one; it is not counted).
     Power,
+    /// One end of a pipe (handles duplicated from one another share it).
+    Pipe(Arc<PipeEnd>),
 }
 
 impl Object {
@@ -87,6 +90,7 @@ impl Object {
             Self::Memory(memory) => Self::Memory(memory.clone()),
             Self::Process(process) => Self::Process(process.clone()),
             Self::Power => Self::Power,
+            Self::Pipe(end) => Self::Pipe(end.clone()),
         })
     }
 
@@ -100,6 +104,7 @@ impl Object {
             Self::Memory(_) => Kind::Memory,
             Self::Process(_) => Kind::Process,
             Self::Power => Kind::Power,
+            Self::Pipe(_) => Kind::Pipe,
         }
     }
 }

@@ -1,14 +1,25 @@
-//! Console syscalls: `write`, `read`, `set_foreground`, `console_mode`.
+//! Stream syscalls: `write`, `read` (on the console, a pipe end, or an endpoint that speaks
+//! the stream protocol of `abi::stream`), `pipe_create`, and the console's `set_foreground`
+//! and `console_mode`.
 
-use abi::errno::{EINTR, EINVAL, EPERM, ESRCH};
+use alloc::sync::Arc;
+
+use abi::errno::{EBADF, EINTR, EINVAL, EPERM, ESRCH};
 use abi::handle::{NO_HANDLE, rights};
+use abi::ipc::BUFFER_MAX;
+use abi::stream;
 
 use super::handle::lookup;
-use super::usercopy::UserSlice;
-use crate::object::Object;
-use super::{Args, SyscallResult};
+use super::usercopy::{ReadableSlice, UserSlice, WritableSlice};
+use super::{Args, SyscallResult, require_heap_room};
 use crate::console::input;
 use crate::console::line_discipline::{LINE_MAX, Mode};
+use crate::ipc::endpoint::EndpointRef;
+use crate::ipc::pipe::{Pipe, PipeEnd};
+use crate::ipc::state::{Destination, Outgoing, Received, UserBuffer};
+use crate::ipc::{self, Timeout};
+use crate::object::{Handle, Object};
+use crate::task::process::ProcessObject;
 use crate::task::scheduler;
 
 /// Bytes copied from user memory and written per step of a `write`. Between steps the process
@@ -16,20 +27,48 @@ use crate::task::scheduler;
 /// kernel buffer.
 const WRITE_CHUNK: u64 = 256;
 
-/// Checks that handle `number` names the console with `rights`.
-fn console(number: u64, rights: u32) -> Result<(), i64> {
-    lookup(number, rights, |object| matches!(object, Object::Console).then_some(()))
+/// What a stream handle names.
+enum Stream {
+    Console,
+    Pipe(Arc<PipeEnd>),
+    Endpoint(Arc<EndpointRef>),
 }
 
-/// `write(h, buf, len) -> len`: to the console, through a console handle with WRITE. The
-/// framebuffer's pixels are drawn after the bytes, in bounded steps with preemption points
-/// between them. A process killed part-way gets the count written so far (or `EINTR` if
-/// nothing was).
+/// The stream handle `number` of `me` names: the console or a pipe end with `right` (READ
+/// or WRITE), or an endpoint with SEND. `EBADF` for any other kind.
+fn stream(me: &ProcessObject, number: u64, right: u32) -> Result<Stream, i64> {
+    let table = me.handles.lock();
+    let handle = table.get(number)?;
+    match handle.object() {
+        Object::Console => handle.require(right).map(|()| Stream::Console),
+        Object::Pipe(end) => handle.require(right).map(|()| Stream::Pipe(end.clone())),
+        Object::Endpoint(endpoint) => handle.require(rights::SEND).map(|()| Stream::Endpoint(endpoint.clone())),
+        _ => Err(EBADF),
+    }
+}
+
+/// `write(h, buf, len) -> bytes`: to the console or a pipe's write end (WRITE), or as stream
+/// calls to an endpoint (SEND). The whole range is checked first, so a bad tail fails
+/// before anything is written.
 pub fn write(args: &Args) -> SyscallResult {
+    let me = scheduler::current_object();
     let buffer = UserSlice::new(args[1], args[2]);
-    console(args[0], rights::WRITE)?;
-    // The whole range is checked up front, so a bad tail fails before anything is written.
+    let target = stream(&me, args[0], rights::WRITE)?;
     let source = buffer.check_readable()?;
+    match target {
+        Stream::Console => Ok(write_console(source)),
+        Stream::Pipe(end) => {
+            let count = end.pipe().write(&me, source.len() as usize, |offset, room| source.copy_to(offset as u64, room))?;
+            Ok(count as u64)
+        }
+        Stream::Endpoint(endpoint) => write_endpoint(&me, &endpoint, args[1], source.len()),
+    }
+}
+
+/// Writes to the console. The framebuffer's pixels are drawn after the bytes, in bounded
+/// steps with preemption points between them. A process killed part-way gets the count
+/// written so far (or `EINTR` if nothing was).
+fn write_console(source: ReadableSlice) -> u64 {
     let mut chunk = [0u8; WRITE_CHUNK as usize];
     let mut offset = 0;
     while offset < source.len() {
@@ -42,23 +81,114 @@ pub fn write(args: &Args) -> SyscallResult {
         offset += bytes.len() as u64;
     }
     crate::console::draw_in_steps(|| scheduler::preemption_point().is_ok());
-    Ok(offset)
+    offset
 }
 
-/// `read(h, buf, len) -> bytes`: through a console handle with READ; blocks until the
-/// console has input; 0 at end of input.
+/// Writes the `len` bytes at `address` as `stream::WRITE` calls of at most `BUFFER_MAX`
+/// bytes, until one is short or fails: the count written, or the first call's error.
+fn write_endpoint(me: &Arc<ProcessObject>, endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResult {
+    let mut done = 0;
+    while done < len {
+        let chunk = (len - done).min(BUFFER_MAX);
+        let message = Outgoing {
+            label: stream::WRITE,
+            words: [chunk, 0, 0, 0],
+            buffer: Some(UserBuffer { address: address + done, len: chunk }),
+            ..Outgoing::default()
+        };
+        let written = stream_call(me, endpoint, message, Destination::default())
+            .and_then(|reply| stream::reply_result(reply.label, chunk));
+        match written {
+            Ok(count) => {
+                done += count;
+                if count < chunk {
+                    break;
+                }
+            }
+            Err(errno) if done == 0 => return Err(errno),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
+/// One call of the stream protocol. Handles a server put in the reply are closed: the
+/// caller of `read` or `write` does not know they came, so they would only fill its table.
+fn stream_call(me: &Arc<ProcessObject>, endpoint: &EndpointRef, message: Outgoing, into: Destination) -> Result<Received, i64> {
+    let reply = ipc::call(me, endpoint, message, into, Timeout::Forever)?;
+    if reply.handle_count > 0 {
+        let mut stray: [Option<Handle>; abi::ipc::HANDLES_MAX] = Default::default();
+        let mut table = me.handles.lock();
+        for (&number, slot) in reply.handles[..reply.handle_count as usize].iter().zip(&mut stray) {
+            *slot = table.remove(u64::from(number)).ok();
+        }
+        drop(table);
+        // Closed outside the table's lock: closing a handle may wake a process.
+        drop(stray);
+    }
+    Ok(reply)
+}
+
+/// `read(h, buf, len) -> bytes`: from the console or a pipe's read end (READ), or as a
+/// `stream::READ` call to an endpoint (SEND); 0 at the end of the stream.
 pub fn read(args: &Args) -> SyscallResult {
+    let me = scheduler::current_object();
     let buffer = UserSlice::new(args[1], args[2]);
-    console(args[0], rights::READ)?;
+    let source = stream(&me, args[0], rights::READ)?;
     let target = buffer.check_writable()?;
     if buffer.is_empty() {
         return Ok(0);
     }
+    match source {
+        Stream::Console => read_console(&buffer, target),
+        Stream::Pipe(end) => {
+            let count = end.pipe().read(&me, buffer.len() as usize, |offset, bytes| target.copy_from(offset as u64, bytes))?;
+            Ok(count as u64)
+        }
+        Stream::Endpoint(endpoint) => {
+            let room = buffer.len().min(BUFFER_MAX);
+            let message = Outgoing { label: stream::READ, words: [room, 0, 0, 0], ..Outgoing::default() };
+            let into = Destination { buffer: Some(UserBuffer { address: args[1], len: room }) };
+            let reply = stream_call(&me, &endpoint, message, into)?;
+            // The count may not exceed the bytes that arrived (nor, so, the room).
+            stream::reply_result(reply.label, reply.len.min(room))
+        }
+    }
+}
+
+/// Blocks until the console has input; 0 at end of input.
+fn read_console(buffer: &UserSlice, target: WritableSlice) -> SyscallResult {
     let mut kernel_buffer = [0u8; LINE_MAX + 1];
     let wanted = (buffer.len() as usize).min(kernel_buffer.len());
     let count = scheduler::wait_for_console(|| input::take_input(&mut kernel_buffer[..wanted])).map_err(|_| EINTR)?;
     target.copy_from(0, &kernel_buffer[..count]);
     Ok(count as u64)
+}
+
+/// `pipe_create(ends_out) -> 0`: a new pipe; its read end's and write end's handle numbers
+/// go to `ends_out` (two `u32`).
+pub fn pipe_create(args: &Args) -> SyscallResult {
+    let out = UserSlice::new(args[0], 8).check_writable()?;
+    require_heap_room()?;
+    let me = scheduler::current_object();
+    let shared = rights::DUPLICATE | rights::TRANSFER;
+    let (read_end, write_end) = Pipe::create();
+    let read_handle = Handle::new(Object::Pipe(Arc::new(read_end)), shared | rights::READ);
+    let write_handle = Handle::new(Object::Pipe(Arc::new(write_end)), shared | rights::WRITE);
+    let mut table = me.handles.lock();
+    if let Err(errno) = table.require_room(2) {
+        drop(table);
+        // The ends close here, outside the table's lock.
+        drop((read_handle, write_handle));
+        return Err(errno);
+    }
+    let numbers = [read_handle, write_handle].map(|handle| table.insert(handle).unwrap_or_else(|_| unreachable!("room was checked")));
+    drop(table);
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&numbers[0].to_le_bytes());
+    bytes[4..].copy_from_slice(&numbers[1].to_le_bytes());
+    out.copy_from(0, &bytes);
+    Ok(0)
 }
 
 /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for none)

@@ -1,6 +1,6 @@
 //! IPC syscalls: endpoints (`endpoint_create`, `endpoint_mint`, `endpoint_bind`, `call`,
 //! `recv`, `reply`, `reply_recv`), notifications (`notification_create`, `signal`, `wait`)
-//! and shared memory (`memory_create`, `memory_map`).
+//! and shared memory (`memory_create`, `memory_map`, `memory_size`).
 //!
 //! The message registers are laid out in `abi::ipc`; this file reads them from the trap
 //! frame, checks the caller's buffers and handles, and writes the results back.
@@ -318,4 +318,12 @@ pub fn memory_map(args: &Args) -> SyscallResult {
         _ => None,
     })?;
     with_current_memory(|memory| memory.map_shared(frames, args[1], user_rights, &mut pause)).map_err(|error| error.errno())
+}
+
+/// `memory_size(h) -> bytes`: the size of the memory object `h` names.
+pub fn memory_size(args: &Args) -> SyscallResult {
+    lookup(args[0], 0, |object| match object {
+        Object::Memory(memory) => Some(memory.frames().len()),
+        _ => None,
+    })
 }

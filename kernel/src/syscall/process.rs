@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use alloc::sync::Arc;
 
-use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, ENAMETOOLONG, EPERM, ESRCH, ETIMEDOUT};
+use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
 use abi::handle::rights;
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SPAWN_HANDLES_MAX, UserStr, WAIT_ANY};
 
@@ -52,23 +52,42 @@ fn read_string(text: UserStr, max: usize, too_long: i64) -> Result<String, i64> 
 /// Rights of the process handle `spawn` returns.
 const PROCESS_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::WAIT | rights::KILL;
 
-/// `spawn(name, name_len, argv, argc, handles, handle_count) -> process handle`: the child's
-/// handle table holds copies of the caller's `handles` (an array of numbers, each needing
-/// DUPLICATE), numbered from 0 in that order; the caller gets a handle to the child.
+/// The name a process started with `argv0` gets: its last path component, cut to
+/// `NAME_MAX` bytes (at a character boundary).
+fn process_name(argv0: &str) -> &str {
+    let base = argv0.rsplit('/').next().unwrap_or(argv0);
+    let mut end = base.len().min(NAME_MAX);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    &base[..end]
+}
+
+/// `spawn(image, argv, argc, handles, handle_count, flags) -> process handle`: starts the
+/// program in the memory object `image` (READ). `argv` holds at least argv\[0\], whose last
+/// path component names the process. The child's handle table holds copies of the caller's
+/// `handles` (an array of numbers, each needing DUPLICATE), numbered from 0 in that order;
+/// the caller gets a handle to the child. `flags` must be 0.
 pub fn spawn(args: &Args) -> SyscallResult {
     require_heap_room()?;
-    let name = read_string(UserStr { ptr: args[0], len: args[1] }, NAME_MAX, ENAMETOOLONG)?;
-    let argv: Vec<UserStr> = read_array(args[2], args[3], ARGV_MAX)?;
+    if args[5] != 0 {
+        return Err(EINVAL);
+    }
+    let image = lookup(args[0], rights::READ, |object| match object {
+        Object::Memory(memory) => Some(memory.frames().clone()),
+        _ => None,
+    })?;
+    let argv: Vec<UserStr> = read_array(args[1], args[2], ARGV_MAX)?;
+    if argv.is_empty() {
+        return Err(EINVAL);
+    }
     let total: u64 = argv.iter().fold(0u64, |sum, arg| sum.saturating_add(arg.len));
     if total > ARGV_BYTES_MAX as u64 {
         return Err(E2BIG);
     }
-    let mut owned: Vec<String> = argv.into_iter().map(|arg| read_string(arg, ARGV_BYTES_MAX, E2BIG)).collect::<Result<_, _>>()?;
-    if owned.is_empty() {
-        owned.push(name.clone());
-    }
+    let owned: Vec<String> = argv.into_iter().map(|arg| read_string(arg, ARGV_BYTES_MAX, E2BIG)).collect::<Result<_, _>>()?;
     let borrowed: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let numbers: Vec<u32> = read_array(args[4], args[5], SPAWN_HANDLES_MAX)?;
+    let numbers: Vec<u32> = read_array(args[3], args[4], SPAWN_HANDLES_MAX)?;
     let me = scheduler::current_object();
     let mut handles = HandleTable::new()?;
     {
@@ -79,7 +98,9 @@ pub fn spawn(args: &Args) -> SyscallResult {
             handles.insert_at(slot, mine.get(u64::from(number))?.duplicate(rights::ALL)?);
         }
     }
-    let child = scheduler::spawn(&name, &borrowed, scheduler::current_pid(), handles).map_err(|error| error.errno())?;
+    let name = process_name(borrowed[0]);
+    let child =
+        scheduler::spawn(name, &*image, &borrowed, scheduler::current_pid(), handles).map_err(|error| error.errno())?;
     install(Handle::new(Object::Process(child), PROCESS_RIGHTS))
 }
 

@@ -1,18 +1,16 @@
-//! System syscalls: `sysinfo`, `programs`, `shutdown`.
-
-use alloc::string::String;
+//! System syscalls: `sysinfo`, `shutdown`.
 
 use abi::SysInfo;
 
-use super::usercopy::{UserPtr, UserSlice};
+use super::usercopy::UserPtr;
 use abi::handle::rights;
 
 use super::handle::lookup;
-use super::{Args, SyscallResult, require_heap_room};
+use super::{Args, SyscallResult};
 use crate::object::Object;
 use crate::mm::address_space::MAX_PROCESS_FRAMES;
 use crate::mm::frame;
-use crate::task::{programs, scheduler};
+use crate::task::scheduler;
 
 /// `sysinfo(out) -> 0`.
 pub fn sysinfo(args: &Args) -> SyscallResult {
@@ -35,18 +33,6 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
     };
     UserPtr::new(args[0]).write(&info)?;
     Ok(0)
-}
-
-/// `programs(buf, len) -> total`: the embedded program names, one per line. The whole
-/// buffer of `len` bytes must be writable, however short the list is.
-pub fn programs(args: &Args) -> SyscallResult {
-    require_heap_room()?;
-    let buffer = UserSlice::new(args[0], args[1]);
-    buffer.check_writable()?;
-    let listing: String = programs::PROGRAMS.iter().flat_map(|program| [program.name, "\n"]).collect();
-    let fitting = (buffer.len().min(listing.len() as u64)) as usize;
-    buffer.write_from(&listing.as_bytes()[..fitting])?;
-    Ok(listing.len() as u64)
 }
 
 /// `shutdown(h, status) -> !`: needs a power handle with POWER.

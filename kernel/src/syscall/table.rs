@@ -40,7 +40,6 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[PROCESS_LIST as usize] = Arguments(process::process_list);
     table[SHUTDOWN as usize] = Arguments(system::shutdown);
     table[SYSINFO as usize] = Arguments(system::sysinfo);
-    table[PROGRAMS as usize] = Arguments(system::programs);
     table[SET_FOREGROUND as usize] = Arguments(io::set_foreground);
     table[CONSOLE_MODE as usize] = Arguments(io::console_mode);
     table[GETPPID as usize] = Arguments(process::getppid);
@@ -60,6 +59,8 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[MEMORY_CREATE as usize] = Arguments(ipc::memory_create);
     table[MEMORY_MAP as usize] = Arguments(ipc::memory_map);
     table[PROCESS_PID as usize] = Arguments(process::process_pid);
+    table[PIPE_CREATE as usize] = Arguments(io::pipe_create);
+    table[MEMORY_SIZE as usize] = Arguments(ipc::memory_size);
     table
 };
 

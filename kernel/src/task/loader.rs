@@ -1,5 +1,11 @@
 //! The ELF loader: validates a program image, then builds its address space.
 //!
+//! An image is anything that can copy its bytes out ([`Image`]): a byte slice (the ramdisk's
+//! `/bin/init`, the unit tests' samples) or the frames of a memory object (what `spawn`
+//! gets). Every header the loader checks is copied into kernel memory first and read from
+//! there, so a process that changes the image while it loads can change the bytes of the
+//! segments, never what was validated.
+//!
 //! [`validate`] checks everything before a single page is mapped: a 64-bit little-endian
 //! x86_64 executable (`ET_EXEC`); a bounded number of program headers that lie inside the
 //! file; every `PT_LOAD` inside the user half with `filesz ≤ memsz` and its file bytes inside
@@ -32,6 +38,7 @@ use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 use scroll::{LE, Pread};
 
 use crate::mm::address_space::{AddressSpace, MemoryError, UserRights};
+use crate::mm::shared::SharedFrames;
 use crate::mm::user_memory::{UserMemory, stack_range};
 
 /// Most program headers accepted.
@@ -43,6 +50,54 @@ const MAX_SECTION_HEADERS: u16 = 256;
 /// The address range reserved for the symbol map, which no segment may reach.
 const SYMBOL_MAP_AREA: Range<u64> =
     USER_SYMBOLS_BASE..USER_SYMBOLS_BASE + (SymbolMapHeader::SIZE + USER_SYMBOLS_MAX).next_multiple_of(PAGE_SIZE);
+
+/// A program image the loader reads.
+pub trait Image {
+    /// Its length in bytes.
+    fn size(&self) -> usize;
+
+    /// Copies `out.len()` bytes from `offset`; false if they are not all inside.
+    fn read_at(&self, offset: usize, out: &mut [u8]) -> bool;
+
+    /// Copies the bytes `range` (inside the image) to `address` in `space`.
+    fn copy_into(&self, range: Range<usize>, space: &mut AddressSpace, address: u64) -> Result<(), MemoryError>;
+}
+
+impl Image for [u8] {
+    fn size(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn read_at(&self, offset: usize, out: &mut [u8]) -> bool {
+        let bytes = offset.checked_add(out.len()).and_then(|end| self.get(offset..end));
+        bytes.inspect(|bytes| out.copy_from_slice(bytes)).is_some()
+    }
+
+    fn copy_into(&self, range: Range<usize>, space: &mut AddressSpace, address: u64) -> Result<(), MemoryError> {
+        space.write(VirtAddr::new(address), self.get(range).ok_or(MemoryError::BadRange)?)
+    }
+}
+
+impl Image for SharedFrames {
+    fn size(&self) -> usize {
+        SharedFrames::len(self) as usize
+    }
+
+    fn read_at(&self, offset: usize, out: &mut [u8]) -> bool {
+        self.read(offset as u64, out)
+    }
+
+    fn copy_into(&self, range: Range<usize>, space: &mut AddressSpace, address: u64) -> Result<(), MemoryError> {
+        let len = range.end.checked_sub(range.start).ok_or(MemoryError::BadRange)?;
+        SharedFrames::copy_into(self, range.start as u64, len as u64, space, address)
+    }
+}
+
+/// Copies the `N` bytes at `offset` out of the image; `None` if they are not all inside.
+fn bytes_at<const N: usize>(image: &(impl Image + ?Sized), offset: usize) -> Option<[u8; N]> {
+    let mut bytes = [0; N];
+    image.read_at(offset, &mut bytes).then_some(bytes)
+}
 
 /// Why a program image was refused or could not be loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,15 +148,15 @@ pub struct ValidImage {
 }
 
 /// Checks `image` without mapping anything.
-pub fn validate(image: &[u8]) -> Result<ValidImage, LoadError> {
+pub fn validate(image: &(impl Image + ?Sized)) -> Result<ValidImage, LoadError> {
     let invalid = LoadError::Invalid;
-    if image.len() < SIZEOF_EHDR || image[..4] != *b"\x7fELF" {
+    let Some(bytes) = bytes_at::<SIZEOF_EHDR>(image, 0).filter(|bytes| bytes[..4] == *b"\x7fELF") else {
         return Err(invalid("not an ELF file"));
-    }
-    if image[EI_CLASS] != ELFCLASS64 || image[EI_DATA] != ELFDATA2LSB {
+    };
+    if bytes[EI_CLASS] != ELFCLASS64 || bytes[EI_DATA] != ELFDATA2LSB {
         return Err(invalid("not a 64-bit little-endian ELF file"));
     }
-    let header: Header = image.pread_with(0, LE).map_err(|_| invalid("truncated ELF header"))?;
+    let header: Header = bytes.pread_with(0, LE).map_err(|_| invalid("truncated ELF header"))?;
     if header.e_machine != EM_X86_64 {
         return Err(invalid("not an x86_64 program"));
     }
@@ -118,15 +173,16 @@ pub fn validate(image: &[u8]) -> Result<ValidImage, LoadError> {
     let table_end = usize::from(header.e_phnum)
         .checked_mul(SIZEOF_PHDR)
         .and_then(|size| size.checked_add(table_start))
-        .filter(|&end| end <= image.len())
+        .filter(|&end| end <= image.size())
         .ok_or(invalid("program headers outside the file"))?;
 
     let mut segments = Vec::new();
     for offset in (table_start..table_end).step_by(SIZEOF_PHDR) {
-        let program_header: ProgramHeader =
-            image.pread_with(offset, LE).map_err(|_| invalid("truncated program header"))?;
+        let program_header: ProgramHeader = bytes_at::<SIZEOF_PHDR>(image, offset)
+            .and_then(|bytes| bytes.pread_with(0, LE).ok())
+            .ok_or(invalid("truncated program header"))?;
         if program_header.p_type == PT_LOAD && program_header.p_memsz > 0 {
-            segments.push(check_segment(&program_header, image.len())?);
+            segments.push(check_segment(&program_header, image.size())?);
         }
     }
     if segments.is_empty() {
@@ -190,19 +246,19 @@ pub struct SymbolTables {
 
 /// Finds the symbol table of an ELF64 little-endian `image` through its section headers:
 /// `None` when there is none or anything about it is out of bounds.
-pub fn symbol_tables(image: &[u8]) -> Option<SymbolTables> {
-    let header: Header = image.pread_with(0, LE).ok()?;
+pub fn symbol_tables(image: &(impl Image + ?Sized)) -> Option<SymbolTables> {
+    let header: Header = bytes_at::<SIZEOF_EHDR>(image, 0)?.pread_with(0, LE).ok()?;
     if header.e_ident[..4] != *b"\x7fELF" || usize::from(header.e_shentsize) != SIZEOF_SHDR || header.e_shnum > MAX_SECTION_HEADERS {
         return None;
     }
     let section = |index: usize| -> Option<SectionHeader> {
         let offset = index.checked_mul(SIZEOF_SHDR)?.checked_add(usize::try_from(header.e_shoff).ok()?)?;
-        image.pread_with(offset, LE).ok()
+        bytes_at::<SIZEOF_SHDR>(image, offset)?.pread_with(0, LE).ok()
     };
     let bytes = |section: &SectionHeader| -> Option<Range<usize>> {
         let start = usize::try_from(section.sh_offset).ok()?;
         let end = start.checked_add(usize::try_from(section.sh_size).ok()?)?;
-        (end <= image.len()).then_some(start..end)
+        (end <= image.size()).then_some(start..end)
     };
     let symtab = (0..usize::from(header.e_shnum)).filter_map(section).find(|section| section.sh_type == SHT_SYMTAB)?;
     let strtab = section(usize::try_from(symtab.sh_link).ok()?).filter(|section| section.sh_type == SHT_STRTAB)?;
@@ -225,14 +281,14 @@ const COPY_STEP: usize = 64 * 1024;
 
 /// Validates `image` and builds a new address space with it and a stack holding `args`,
 /// calling `pause` between steps of the work (see `AddressSpace::map_zeroed`).
-pub fn load(image: &[u8], args: &[&str], pause: &mut dyn FnMut()) -> Result<LoadedProgram, LoadError> {
+pub fn load(image: &(impl Image + ?Sized), args: &[&str], pause: &mut dyn FnMut()) -> Result<LoadedProgram, LoadError> {
     let valid = validate(image)?;
     let mut space = AddressSpace::new()?;
     let mut image_end = 0;
     for segment in &valid.segments {
         let (start, end) = segment.page_range();
         space.map_zeroed(VirtAddr::new(start), (end - start) / PAGE_SIZE, segment.rights, pause)?;
-        write_in_steps(&mut space, segment.address, &image[segment.file_bytes.clone()], pause)?;
+        copy_in_steps(image, segment.file_bytes.clone(), &mut space, segment.address, pause)?;
         image_end = image_end.max(end);
     }
     let (stack_start, stack_end) = stack_range();
@@ -242,34 +298,41 @@ pub fn load(image: &[u8], args: &[&str], pause: &mut dyn FnMut()) -> Result<Load
     Ok(LoadedProgram { memory: UserMemory::new(space, image_end), entry: valid.entry, stack_pointer })
 }
 
-/// Copies `bytes` to `address` in `space` in steps of [`COPY_STEP`] bytes, with `pause`
-/// between them.
-fn write_in_steps(space: &mut AddressSpace, address: u64, bytes: &[u8], pause: &mut dyn FnMut()) -> Result<(), LoadError> {
-    for (index, piece) in bytes.chunks(COPY_STEP).enumerate() {
+/// Copies the image's bytes `range` to `address` in `space` in steps of [`COPY_STEP`]
+/// bytes, with `pause` between them.
+fn copy_in_steps(
+    image: &(impl Image + ?Sized),
+    range: Range<usize>,
+    space: &mut AddressSpace,
+    address: u64,
+    pause: &mut dyn FnMut(),
+) -> Result<(), LoadError> {
+    for start in range.clone().step_by(COPY_STEP) {
         pause();
-        space.write(VirtAddr::new(address + (index * COPY_STEP) as u64), piece)?;
+        let end = range.end.min(start + COPY_STEP);
+        image.copy_into(start..end, space, address + (start - range.start) as u64)?;
     }
     Ok(())
 }
 
 /// Maps the symbol map: the header, then `.symtab` and `.strtab` if the image has them and
 /// a header can describe them (whole entries, at most `USER_SYMBOLS_MAX` bytes together).
-fn map_symbol_map(space: &mut AddressSpace, image: &[u8], pause: &mut dyn FnMut()) -> Result<(), LoadError> {
-    let header_for = |symtab: &[u8], strtab: &[u8]| SymbolMapHeader {
+fn map_symbol_map(space: &mut AddressSpace, image: &(impl Image + ?Sized), pause: &mut dyn FnMut()) -> Result<(), LoadError> {
+    let header_for = |symtab: &Range<usize>, strtab: &Range<usize>| SymbolMapHeader {
         magic: SYMBOL_MAP_MAGIC,
         symtab_len: symtab.len() as u64,
         strtab_len: strtab.len() as u64,
     };
     let (symtab, strtab) = symbol_tables(image)
-        .map(|tables| (&image[tables.symtab], &image[tables.strtab]))
+        .map(|tables| (tables.symtab, tables.strtab))
         .filter(|(symtab, strtab)| header_for(symtab, strtab).is_valid())
-        .unwrap_or((&[], &[]));
-    let header = header_for(symtab, strtab);
+        .unwrap_or((0..0, 0..0));
+    let header = header_for(&symtab, &strtab);
     let size = header.strtab_offset() + header.strtab_len;
     space.map_zeroed(VirtAddr::new(USER_SYMBOLS_BASE), size.div_ceil(PAGE_SIZE), UserRights::ReadOnly, pause)?;
     space.write(VirtAddr::new(USER_SYMBOLS_BASE), &header.to_bytes())?;
-    write_in_steps(space, USER_SYMBOLS_BASE + SymbolMapHeader::SIZE, symtab, pause)?;
-    write_in_steps(space, USER_SYMBOLS_BASE + header.strtab_offset(), strtab, pause)?;
+    copy_in_steps(image, symtab, space, USER_SYMBOLS_BASE + SymbolMapHeader::SIZE, pause)?;
+    copy_in_steps(image, strtab, space, USER_SYMBOLS_BASE + header.strtab_offset(), pause)?;
     Ok(())
 }
 
@@ -303,8 +366,60 @@ fn write_arguments(space: &mut AddressSpace, args: &[&str]) -> Result<u64, LoadE
 mod tests {
     use super::*;
 
+    /// A small valid program: an executable segment at 0x401000 holding the entry point, a
+    /// data segment at 0x402000 (8 bytes from the file, the rest bss), and a symbol table
+    /// naming `_start`, in the layout a linker would write.
     fn hello() -> Vec<u8> {
-        crate::task::programs::find("hello").expect("hello is embedded").image.to_vec()
+        let mut image = vec![0u8; 0x2300 + 3 * SIZEOF_SHDR];
+        let put = |image: &mut Vec<u8>, at: usize, bytes: &[u8]| image[at..at + bytes.len()].copy_from_slice(bytes);
+        // The ELF header.
+        put(&mut image, 0, b"\x7fELF\x02\x01\x01");
+        put(&mut image, 16, &2u16.to_le_bytes()); // e_type = ET_EXEC
+        put(&mut image, 18, &62u16.to_le_bytes()); // e_machine = EM_X86_64
+        put(&mut image, 20, &1u32.to_le_bytes()); // e_version
+        put(&mut image, 24, &0x40_1000u64.to_le_bytes()); // e_entry
+        put(&mut image, 32, &64u64.to_le_bytes()); // e_phoff
+        put(&mut image, 40, &0x2300u64.to_le_bytes()); // e_shoff
+        put(&mut image, 52, &(SIZEOF_EHDR as u16).to_le_bytes());
+        put(&mut image, 54, &(SIZEOF_PHDR as u16).to_le_bytes());
+        put(&mut image, 56, &2u16.to_le_bytes()); // e_phnum
+        put(&mut image, 58, &(SIZEOF_SHDR as u16).to_le_bytes());
+        put(&mut image, 60, &3u16.to_le_bytes()); // e_shnum
+        // Program headers: (flags, offset, address, file size, memory size).
+        for (index, (flags, offset, address, file_size, memory_size)) in
+            [(5u32, 0x1000u64, 0x40_1000u64, 0x10u64, 0x10u64), (6, 0x2000, 0x40_2000, 8, 0x100)].into_iter().enumerate()
+        {
+            let at = 64 + index * SIZEOF_PHDR;
+            put(&mut image, at, &PT_LOAD.to_le_bytes());
+            put(&mut image, at + 4, &flags.to_le_bytes());
+            put(&mut image, at + 8, &offset.to_le_bytes());
+            put(&mut image, at + 16, &address.to_le_bytes());
+            put(&mut image, at + 24, &address.to_le_bytes());
+            put(&mut image, at + 32, &file_size.to_le_bytes());
+            put(&mut image, at + 40, &memory_size.to_le_bytes());
+            put(&mut image, at + 48, &0x1000u64.to_le_bytes());
+        }
+        // The code: `jmp $` padded with `int3`.
+        put(&mut image, 0x1000, &[0xeb, 0xfe]);
+        put(&mut image, 0x1002, &[0xcc; 14]);
+        // A symbol table of two entries (the null symbol, then `_start`) and its strings.
+        let start = 0x2100 + 24;
+        put(&mut image, start, &1u32.to_le_bytes());
+        image[start + 4] = 0x12; // global function
+        put(&mut image, start + 6, &1u16.to_le_bytes());
+        put(&mut image, start + 8, &0x40_1000u64.to_le_bytes());
+        put(&mut image, start + 16, &0x10u64.to_le_bytes());
+        put(&mut image, 0x2200, b"\0_start\0");
+        // Section headers: null, .symtab (linked to 2), .strtab.
+        for (index, (kind, offset, size, link)) in [(SHT_SYMTAB, 0x2100u64, 48u64, 2u32), (SHT_STRTAB, 0x2200, 8, 0)].into_iter().enumerate() {
+            let at = 0x2300 + (index + 1) * SIZEOF_SHDR;
+            put(&mut image, at + 4, &kind.to_le_bytes());
+            put(&mut image, at + 24, &offset.to_le_bytes());
+            put(&mut image, at + 32, &size.to_le_bytes());
+            put(&mut image, at + 40, &link.to_le_bytes());
+            put(&mut image, at + 56, &24u64.to_le_bytes());
+        }
+        image
     }
 
     fn phdr_offset(image: &[u8], index: usize) -> usize {
@@ -334,30 +449,30 @@ mod tests {
     
     #[test]
     fn the_real_user_program_validates() {
-        let valid = validate(&hello()).expect("hello must validate");
+        let valid = validate(hello().as_slice()).expect("hello must validate");
         assert!(valid.segments.iter().any(|segment| segment.rights == UserRights::ReadExecute));
         assert!(valid.segments.iter().all(|segment| segment.address >= abi::memory::USER_START));
     }
 
     #[test]
     fn wrong_kinds_of_file_are_refused() {
-        assert_eq!(validate(b"hello"), Err(LoadError::Invalid("not an ELF file")));
+        assert_eq!(validate(b"hello".as_slice()), Err(LoadError::Invalid("not an ELF file")));
         let mut image = hello();
         image[EI_CLASS] = 1;
-        assert_eq!(validate(&image), Err(LoadError::Invalid("not a 64-bit little-endian ELF file")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("not a 64-bit little-endian ELF file")));
         let mut image = hello();
         image[18] = 3; // e_machine = EM_386
         image[19] = 0;
-        assert_eq!(validate(&image), Err(LoadError::Invalid("not an x86_64 program")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("not an x86_64 program")));
         let mut image = hello();
         image[16] = 3; // e_type = ET_DYN
-        assert_eq!(validate(&image), Err(LoadError::Invalid("not an executable (ET_EXEC)")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("not an executable (ET_EXEC)")));
     }
 
     #[test]
     fn truncation_into_headers_or_segment_data_is_an_error_not_a_panic() {
         let image = hello();
-        let valid = validate(&image).unwrap();
+        let valid = validate(image.as_slice()).unwrap();
         let needed = valid.segments.iter().map(|segment| segment.file_bytes.end).max().unwrap();
         for length in 0..image.len() {
             let result = validate(&image[..length]);
@@ -373,10 +488,10 @@ mod tests {
     fn program_headers_outside_the_file_are_refused() {
         let mut image = hello();
         image[32..40].copy_from_slice(&u64::MAX.to_le_bytes()); // e_phoff
-        assert_eq!(validate(&image), Err(LoadError::Invalid("program headers outside the file")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("program headers outside the file")));
         let mut image = hello();
         image[56..58].copy_from_slice(&1000u16.to_le_bytes()); // e_phnum
-        assert_eq!(validate(&image), Err(LoadError::Invalid("bad number of program headers")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("bad number of program headers")));
     }
 
     #[test]
@@ -391,7 +506,7 @@ mod tests {
         for (field, value, expected) in cases {
             let mut image = hello();
             patch_load_u64(&mut image, field, value);
-            assert_eq!(validate(&image), Err(LoadError::Invalid(expected)), "field {field} = {value:#x}");
+            assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid(expected)), "field {field} = {value:#x}");
         }
     }
 
@@ -400,22 +515,22 @@ mod tests {
         let mut image = hello();
         let at = phdr_offset(&image, first_load_index(&image)) + P_FLAGS;
         image[at..at + 4].copy_from_slice(&(PF_W | PF_X | 4).to_le_bytes());
-        assert_eq!(validate(&image), Err(LoadError::Invalid("segment both writable and executable")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("segment both writable and executable")));
     }
 
     #[test]
     fn entry_outside_code_is_refused() {
         let mut image = hello();
         image[24..32].copy_from_slice(&0x7000_0000u64.to_le_bytes()); // e_entry
-        assert_eq!(validate(&image), Err(LoadError::Invalid("entry point outside the executable segments")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("entry point outside the executable segments")));
     }
 
     #[test]
     fn the_real_program_has_a_symbol_table_that_names_its_entry() {
         let image = hello();
-        let tables = symbol_tables(&image).expect("hello keeps its symbol table");
+        let tables = symbol_tables(image.as_slice()).expect("hello keeps its symbol table");
         assert!(((tables.symtab.len() + tables.strtab.len()) as u64) < USER_SYMBOLS_MAX);
-        let entry = validate(&image).unwrap().entry;
+        let entry = validate(image.as_slice()).unwrap().entry;
         let symbol = abi::backtrace::function_containing(&image[tables.symtab.clone()], entry).expect("a function at the entry");
         assert_eq!(abi::backtrace::name_at(&image[tables.strtab], symbol.name), Some("_start"));
     }
@@ -437,8 +552,8 @@ mod tests {
         for (at, bytes, case) in cases {
             let mut image = hello();
             image[at..at + bytes.len()].copy_from_slice(bytes);
-            assert_eq!(symbol_tables(&image), None, "{case}");
-            assert!(validate(&image).is_ok(), "{case}");
+            assert_eq!(symbol_tables(image.as_slice()), None, "{case}");
+            assert!(validate(image.as_slice()).is_ok(), "{case}");
         }
     }
 
@@ -446,7 +561,7 @@ mod tests {
     fn a_segment_in_the_symbol_map_area_is_refused() {
         let mut image = hello();
         patch_load_u64(&mut image, P_VADDR, USER_SYMBOLS_BASE);
-        assert_eq!(validate(&image), Err(LoadError::Invalid("segment overlaps the symbol map")));
+        assert_eq!(validate(image.as_slice()), Err(LoadError::Invalid("segment overlaps the symbol map")));
     }
 
     #[test]
@@ -463,8 +578,8 @@ mod tests {
                 let at = (state >> 8) as usize % image.len().min(512);
                 image[at] = (state >> 24) as u8;
             }
-            let _ = validate(&image);
-            let _ = symbol_tables(&image);
+            let _ = validate(image.as_slice());
+            let _ = symbol_tables(image.as_slice());
         }
     }
 }

@@ -1,9 +1,8 @@
-//! Tasks: user processes (the process table and scheduler, the ELF loader, the embedded
-//! programs) and the kernel's own async tasks (the executor).
+//! Tasks: user processes (the process table and scheduler, the ELF loader) and the kernel's
+//! own async tasks (the executor).
 pub mod executor;
 pub mod loader;
 pub mod process;
-pub mod programs;
 pub mod scheduler;
 pub mod table;
 

@@ -24,11 +24,12 @@
 //! - **CPU time**: each process accumulates the time it spent running, and remembers the
 //!   last CPU it ran on; `ps` shows both.
 //! - **Exit**: memory is freed in steps with preemption points between them (a process of
-//!   64 MiB takes tens of millions of instructions to free), then the handles are closed, how
-//!   it ended is recorded in its object (which whoever holds a handle can `wait` for), and it
-//!   leaves the table at once; the kernel stack, which the exiting code still runs on, is
-//!   freed right after the switch away. There are no zombies and no reparenting. When the
-//!   first process exits, the machine shuts down with its status.
+//!   64 MiB takes tens of millions of instructions to free), then the handles are closed and
+//!   it leaves the table; the kernel stack, which the exiting code still runs on, is freed
+//!   right after the switch away, and only then is how it ended recorded in its object (which
+//!   whoever holds a handle can `wait` for) and are waiters woken, so that a waiter on another
+//!   CPU never finds the stack's frames still in use. There are no zombies and no
+//!   reparenting. When the first process exits, the machine shuts down with its status.
 //!
 //! The kernel runs with interrupts masked (except in the idle loop's halt and at preemption
 //! points) and under the big kernel lock, so the scheduler lock is taken by one CPU at a
@@ -42,14 +43,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use abi::ProcessInfo;
+use abi::{ExitInfo, ProcessInfo};
 use spin::Mutex;
 
 use super::executor;
-use super::loader::{self, LoadError};
+use super::loader::{self, Image, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
-use super::programs;
 use crate::arch::x86_64::cpu::{self, MAX_CPUS};
 use crate::arch::x86_64::kernel_lock;
 use crate::arch::x86_64::smp;
@@ -119,8 +119,6 @@ impl RunQueue {
 /// Why `spawn` failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpawnError {
-    /// No embedded program has that name.
-    NotFound,
     /// The process table (or the kernel-stack pool) is full, or every pid has been used.
     TooManyProcesses,
     /// The image could not be loaded.
@@ -132,7 +130,6 @@ impl SpawnError {
     pub fn errno(self) -> i64 {
         use abi::errno::*;
         match self {
-            Self::NotFound => ENOENT,
             Self::TooManyProcesses => EAGAIN,
             Self::Load(LoadError::Memory(error)) => error.errno(),
             Self::Load(LoadError::ArgumentsTooLong) => E2BIG,
@@ -155,8 +152,30 @@ pub enum KillError {
 struct CpuState {
     /// The slot of the process this CPU runs.
     current: Option<usize>,
-    /// The stack of a process that exited on this CPU, freed right after the switch away.
-    dead_stack: Option<KernelStack>,
+    /// A process that exited on this CPU, finished right after the switch away.
+    departed: Option<Departed>,
+}
+
+/// A process that has left the table but still ran on its kernel stack when it did. Right
+/// after its CPU switched away, the stack is freed, and only then is the process's end
+/// recorded and are waiters woken: whoever learns that it ended (on any CPU) finds every
+/// frame it had back.
+#[derive(Debug)]
+struct Departed {
+    stack: KernelStack,
+    object: Arc<ProcessObject>,
+    ending: ExitInfo,
+}
+
+impl Departed {
+    /// Frees the stack, records the end and wakes every process waiting for an end. Takes
+    /// the scheduler lock itself, and drops the object outside it.
+    fn finish(self) {
+        let Self { stack, object, ending } = self;
+        drop(stack);
+        *object.exit.lock() = Some(ending);
+        with_scheduler(|scheduler| scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. })));
+    }
 }
 
 struct Scheduler {
@@ -173,7 +192,7 @@ struct Scheduler {
 static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: SlotTable::new(),
     run_queue: RunQueue { queue: VecDeque::new(), queued: 0 },
-    cpus: [const { CpuState { current: None, dead_stack: None } }; MAX_CPUS],
+    cpus: [const { CpuState { current: None, departed: None } }; MAX_CPUS],
     idle_cpus: 0,
     pids: PidAllocator::new(),
     first_pid: None,
@@ -187,9 +206,9 @@ static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 /// that CPU, read by its timer interrupt without a lock.
 static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Set when a CPU's `dead_stack` holds a stack for [`after_switch`] to free, so a switch with
-/// none to free does not take the lock again.
-static STACKS_TO_FREE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Set when a CPU's `departed` holds a process for [`after_switch`] to finish, so a switch
+/// with none does not take the lock again.
+static DEPARTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// Runs `f` on the scheduler, under its lock. Kernel code runs with interrupts masked (see
 /// the module comment), so no interrupt handler on this CPU can want the lock meanwhile.
@@ -347,13 +366,14 @@ fn reschedule() {
     }
 }
 
-/// Bookkeeping right after a switch, on the new stack: frees the stack of a process that
-/// exited on this CPU. Also the first thing a new process runs.
+/// Bookkeeping right after a switch, on the new stack: finishes a process that exited on
+/// this CPU (see [`Departed`]). Also the first thing a new process runs.
 pub fn after_switch() {
     let this_cpu = cpu::index();
-    if STACKS_TO_FREE[this_cpu].swap(false, Ordering::Acquire) {
-        let dead = with_scheduler(|scheduler| scheduler.cpus[this_cpu].dead_stack.take());
-        drop(dead);
+    if DEPARTED[this_cpu].swap(false, Ordering::Acquire)
+        && let Some(departed) = with_scheduler(|scheduler| scheduler.cpus[this_cpu].departed.take())
+    {
+        departed.finish();
     }
 }
 
@@ -377,14 +397,19 @@ pub fn parent_pid() -> Pid {
     with_scheduler(|scheduler| scheduler.current_process().parent)
 }
 
-/// Starts the embedded program `name` with `args` (argv\[0\] first) as a child of `parent`,
-/// with `handles` as its handle table; returns its object.
-pub fn spawn(name: &str, args: &[&str], parent: Pid, handles: HandleTable) -> Result<Arc<ProcessObject>, SpawnError> {
+/// Starts the program in `image`, called `name`, with `args` (argv\[0\] first) as a child
+/// of `parent`, with `handles` as its handle table; returns its object.
+pub fn spawn(
+    name: &str,
+    image: &(impl Image + ?Sized),
+    args: &[&str],
+    parent: Pid,
+    handles: HandleTable,
+) -> Result<Arc<ProcessObject>, SpawnError> {
     if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
         return Err(SpawnError::TooManyProcesses);
     }
-    let program = programs::find(name).ok_or(SpawnError::NotFound)?;
-    let loaded = loader::load(program.image, args, &mut pause).map_err(SpawnError::Load)?;
+    let loaded = loader::load(image, args, &mut pause).map_err(SpawnError::Load)?;
     let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
@@ -425,9 +450,7 @@ pub fn with_current_memory<R>(f: impl FnOnce(&mut UserMemory) -> R) -> R {
     let memory = with_scheduler(|scheduler| scheduler.current_process().memory.clone())
         .expect("a running process has memory");
     let mut locked = memory.lock();
-    let result = f(&mut locked);
-    memory.update_size(&locked);
-    result
+    f(&mut locked)
 }
 
 /// What long memory operations call between steps: a preemption point whose "killed"
@@ -797,13 +820,11 @@ pub fn exit_current(status: i32) -> ! {
         let this_cpu = cpu::index();
         let slot = scheduler.current_slot().expect("an exiting process is current");
         let mut process = scheduler.processes.remove_at(slot).expect("the exiting process is in the table");
-        *process.object.exit.lock() = Some(process.exit_info(status));
-        if let Some(stack) = process.kernel_stack.take() {
-            let earlier = scheduler.cpus[this_cpu].dead_stack.replace(stack);
-            assert!(earlier.is_none(), "a dead stack was not freed after its switch");
-            STACKS_TO_FREE[this_cpu].store(true, Ordering::Release);
-        }
-        scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. }));
+        let stack = process.kernel_stack.take().expect("an exiting process runs on its kernel stack");
+        let departed = Departed { stack, object: process.object.clone(), ending: process.exit_info(status) };
+        let earlier = scheduler.cpus[this_cpu].departed.replace(departed);
+        assert!(earlier.is_none(), "a departed process was not finished after its switch");
+        DEPARTED[this_cpu].store(true, Ordering::Release);
         (scheduler.first_pid == Some(pid), process)
     });
     // The table's entry (its name, its reference to the object) goes outside the lock.
@@ -889,7 +910,6 @@ mod tests {
 
     #[test]
     fn spawn_errors_map_to_documented_errnos() {
-        assert_eq!(SpawnError::NotFound.errno(), abi::errno::ENOENT);
         assert_eq!(SpawnError::TooManyProcesses.errno(), abi::errno::EAGAIN);
         let memory = LoadError::Memory(crate::mm::address_space::MemoryError::OutOfMemory);
         assert_eq!(SpawnError::Load(memory).errno(), abi::errno::ENOMEM);

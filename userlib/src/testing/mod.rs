@@ -39,6 +39,7 @@ use alloc::vec::Vec;
 use alloc::{format, vec};
 use core::fmt;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use abi::memory::PAGE_SIZE;
 use abi::ExitInfo;
@@ -195,6 +196,10 @@ impl<'a> Suite<'a> {
             report.record(name, &Err(String::from("more than one case has this name")));
         }
         let selection = select(self.cases, names, self.leak_check);
+        // Read once, before the baseline: the cases' children start from it.
+        if let Err(errno) = own_image() {
+            crate::eprintln!("{}: cannot read its own image: {errno}", crate::program_name());
+        }
         for name in &selection.unknown {
             report.record(name, &Err(String::from("no such case")));
         }
@@ -338,13 +343,43 @@ fn describe(info: &ExitInfo) -> String {
     }
 }
 
+/// This program's own image (a memory handle), read from the file system once
+/// (`NO_HANDLE` until then).
+static OWN_IMAGE: AtomicU64 = AtomicU64::new(abi::handle::NO_HANDLE);
+
+/// A memory object holding this program's own image, read from its file (see
+/// `process::program_path`) the first time and kept, so that a test program starts its
+/// children without asking the file system each time. [`Suite::main`] reads it before the
+/// leak check's baseline, so keeping it is no leak.
+pub fn own_image() -> sys::Result<u64> {
+    let known = OWN_IMAGE.load(Ordering::Relaxed);
+    if known != abi::handle::NO_HANDLE {
+        return Ok(known);
+    }
+    let (image, _) = crate::fs::load_image(&crate::process::program_path(crate::program_name()))?;
+    let image = image.into_raw();
+    OWN_IMAGE.store(image, Ordering::Relaxed);
+    Ok(image)
+}
+
+/// Makes `handle` (a memory object holding this program's image, which its parent gave it)
+/// the image [`spawn_self`] starts from, for a child that cannot reach the file system.
+pub fn set_own_image(handle: u64) {
+    OWN_IMAGE.store(handle, Ordering::Relaxed);
+}
+
+/// Starts this program again with `args` (argv\[0\] first) and the child's `handles`.
+pub fn spawn_self(args: &[&str], handles: &[u32]) -> sys::Result<Child> {
+    sys::spawn(own_image()?, args, handles, 0)
+}
+
 /// Starts `PROGRAM --child ROLE EXTRA...` (a helper role or a child case) as a child of this
 /// process, with this process's standard handles.
 pub fn spawn_role(role: &str, extra: &[&str]) -> Result<Child, String> {
     let program = crate::program_name();
     let mut argv = vec![program, CHILD_FLAG, role];
     argv.extend_from_slice(extra);
-    crate::sys::spawn(program, &argv, &crate::process::standard_handles()).context(&format!("spawn of {program} {CHILD_FLAG} {role}"))
+    spawn_self(&argv, &crate::process::standard_handles()).context(&format!("spawn of {program} {CHILD_FLAG} {role}"))
 }
 
 /// Waits for `child` to end within `limit` and closes its handle; a child still running then
@@ -380,9 +415,10 @@ fn reap_leftovers() -> Outcome {
 /// What the leak check counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Resources {
-    /// Free physical frames plus the pages of this process's own memory: what this process
-    /// does with its own memory moves frames between the two, so only frames lost elsewhere
-    /// change the sum.
+    /// Free physical frames plus the pages charged to every process: what a process does
+    /// with its own memory moves frames between the two (a server such as `fs` may keep
+    /// memory it grew into for files since removed), so only frames the kernel lost change
+    /// the sum.
     frames: u64,
     /// Kernel heap bytes in use.
     heap_bytes: u64,
@@ -393,11 +429,10 @@ struct Resources {
 impl Resources {
     fn measure() -> Result<Self, String> {
         let info = sys::sysinfo().context("sysinfo")?;
-        let me = sys::getpid();
         let rows = crate::process::list().context("process_list")?;
-        let own = rows.iter().find(|row| row.pid == me).ok_or("this process is missing from process_list")?;
+        let charged: u64 = rows.iter().map(|row| row.memory_bytes / PAGE_SIZE).sum();
         Ok(Self {
-            frames: info.free_frames + own.memory_bytes / PAGE_SIZE,
+            frames: info.free_frames + charged,
             heap_bytes: info.heap_used,
             objects: info.kernel_objects,
         })

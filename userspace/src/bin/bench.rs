@@ -6,7 +6,13 @@
 //!
 //! - `null_syscall`, `null_int80`: `getpid` through `syscall` and `int 0x80` (100k each);
 //! - `yield_switch`: one `yield` that switches to another process (ping-pong with a child);
-//! - `spawn_wait`: starting a program that exits at once, and reaping it;
+//! - `spawn_wait`: starting a program that exits at once (`bench --exit`, from its image in
+//!   memory), and reaping it;
+//! - `spawn_file_wait`: the same for `/bin/true` read from the file system each time
+//!   (`userlib::process::spawn_child`: a `fs` call that hands back the image, then `spawn`);
+//! - `pipe_pingpong`: one byte each way between two processes over two pipes, a round trip;
+//! - `file_read_1m`: reading a 1 MiB file of `/tmp` through `fs` in 4 KiB `read`s, in
+//!   instructions per byte (two decimals);
 //! - `map_touch_unmap`: `mmap` of one page, one write to it, `munmap`;
 //! - `ipc_call`: a register-only `call` to a server in another process, which answers with
 //!   `reply_recv`: a whole round trip;
@@ -19,13 +25,16 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use core::hint::black_box;
 
 use abi::handle::NO_HANDLE;
 use abi::ipc::{FOREVER, IpcBuffers};
-use userlib::ipc::{Endpoint, Message, Notification, Transfer, raw_ipc};
+use userlib::ipc::{Endpoint, Message, Notification, OwnedHandle, Transfer, raw_ipc};
 use userlib::sys::{self, EntryPath};
-use userlib::{args, println, timestamp};
+use userlib::testing::spawn_self;
+use userlib::{args, fs, println, process, timestamp};
 
 userlib::main!(main);
 
@@ -34,6 +43,11 @@ const YIELD_ROUNDS: u64 = 10_000;
 const SPAWN_ROUNDS: u64 = 50;
 const MAP_ROUNDS: u64 = 2_000;
 const IPC_ROUNDS: u64 = 10_000;
+const PIPE_ROUNDS: u64 = 10_000;
+/// The file `file_read_1m` reads, and its size and read size.
+const BIG_FILE: &str = "/tmp/bench-1m";
+const BIG_FILE_BYTES: usize = 1024 * 1024;
+const READ_BYTES: usize = 4096;
 
 /// Cycles per round of `operation`, minus an empty loop's cycles per round.
 fn cycles_per_round(rounds: u64, mut operation: impl FnMut()) -> u64 {
@@ -68,7 +82,7 @@ fn long_operations() -> u32 {
         Ok(address) => failures += u32::from(unsafe { sys::munmap(address, BIG) }.is_err()),
         Err(_) => failures += 1,
     }
-    match sys::spawn("usertests", &["usertests", "--child", "exit_with", "0"], &[1, 2]) {
+    match process::spawn_child("usertests", &["usertests", "--child", "exit_with", "0"], &[1, 2]) {
         Ok(child) => failures += u32::from(sys::wait(Some(child)).is_err()),
         Err(_) => failures += 1,
     }
@@ -106,11 +120,63 @@ fn notified() -> ! {
     }
 }
 
+/// The partner of `pipe_pingpong`: copies each byte from its handle 0 to its handle 1 until
+/// the end of its input.
+fn pong() -> i32 {
+    let mut byte = [0u8; 1];
+    while sys::read(0, &mut byte) == Ok(1) {
+        if sys::write(1, &byte).is_err() {
+            return 1;
+        }
+    }
+    0
+}
+
+/// `pipe_pingpong`: instructions per round trip of one byte over two pipes to a partner
+/// that sends it back.
+fn pipe_pingpong() -> Option<u64> {
+    let (to_partner_read, to_partner_write) = sys::pipe_create().ok()?;
+    let (from_partner_read, from_partner_write) = sys::pipe_create().ok()?;
+    let partner = spawn_self(&["bench", "--pong"], &[to_partner_read as u32, from_partner_write as u32]).ok()?;
+    drop((OwnedHandle::from_raw(to_partner_read), OwnedHandle::from_raw(from_partner_write)));
+    let (to_partner, from_partner) = (OwnedHandle::from_raw(to_partner_write), OwnedHandle::from_raw(from_partner_read));
+    let mut byte = [7u8; 1];
+    let mut failures = 0;
+    let cycles = cycles_per_round(PIPE_ROUNDS, || {
+        let ok = sys::write(to_partner.raw(), &byte) == Ok(1) && sys::read(from_partner.raw(), &mut byte) == Ok(1);
+        failures += u32::from(!ok);
+    });
+    drop(to_partner);
+    let ended = sys::wait(Some(partner)).is_ok_and(|(_, info)| info.status == 0);
+    (failures == 0 && ended).then_some(cycles)
+}
+
+/// `file_read_1m`: instructions per byte of reading a 1 MiB file through `fs` in 4 KiB
+/// reads, times 100.
+fn file_read_1m() -> Option<u64> {
+    let contents = alloc::vec![0x5au8; BIG_FILE_BYTES];
+    fs::write(BIG_FILE, &contents).ok()?;
+    let mut buffer = alloc::vec![0u8; READ_BYTES];
+    let mut failures = 0;
+    let cycles = cycles_per_round(1, || match fs::File::open(BIG_FILE) {
+        Ok(file) => {
+            let mut total = 0;
+            while let Ok(count @ 1..) = file.read(&mut buffer) {
+                total += count;
+            }
+            failures += u32::from(total != BIG_FILE_BYTES);
+        }
+        Err(_) => failures += 1,
+    });
+    let removed = fs::unlink(BIG_FILE).is_ok();
+    (failures == 0 && removed).then_some(cycles * 100 / BIG_FILE_BYTES as u64)
+}
+
 /// `ipc_call` or `ipc_call_4k`: instructions per round trip to a server in another process.
 fn ipc_round_trip(copy: bool) -> Option<u64> {
     let endpoint = Endpoint::create().ok()?;
     let mode = if copy { "--serve-4k" } else { "--serve" };
-    let server = sys::spawn("bench", &["bench", mode], &[endpoint.handle().raw() as u32]).ok()?;
+    let server = spawn_self(&["bench", mode], &[endpoint.handle().raw() as u32]).ok()?;
     let buffer = [7u8; 4096];
     let mut room = [0u8; 4096];
     let mut failures = 0;
@@ -133,7 +199,7 @@ fn ipc_round_trip(copy: bool) -> Option<u64> {
 fn notify_wait() -> Option<u64> {
     let (ping, pong) = (Notification::create().ok()?, Notification::create().ok()?);
     let handles = [ping.handle().raw() as u32, pong.handle().raw() as u32];
-    let partner = sys::spawn("bench", &["bench", "--notified"], &handles).ok()?;
+    let partner = spawn_self(&["bench", "--notified"], &handles).ok()?;
     let mut failures = 0;
     let cycles = cycles_per_round(IPC_ROUNDS, || {
         failures += u32::from(ping.signal(1).is_err() || pong.wait(FOREVER).is_err());
@@ -155,12 +221,18 @@ fn main() -> i32 {
         Some("--serve") => serve(false),
         Some("--serve-4k") => serve(true),
         Some("--notified") => notified(),
+        Some("--pong") => return pong(),
         _ => {}
+    }
+    // Read before anything is measured: `spawn_wait` starts `bench` from it.
+    if userlib::testing::own_image().is_err() {
+        println!("bench: cannot read its own image");
+        return 1;
     }
     println!("bench: null_syscall {}", null_call(EntryPath::Syscall));
     println!("bench: null_int80 {}", null_call(EntryPath::Int80));
 
-    let Ok(partner) = sys::spawn("bench", &["bench", "--yield"], &[]) else {
+    let Ok(partner) = spawn_self(&["bench", "--yield"], &[]) else {
         println!("bench: cannot spawn the yield partner");
         return 1;
     };
@@ -170,13 +242,18 @@ fn main() -> i32 {
     println!("bench: yield_switch {}", per_round / 2);
 
     let mut failures = 0;
-    let spawn_wait = cycles_per_round(SPAWN_ROUNDS, || match sys::spawn("bench", &["bench", "--exit"], &[]) {
+    let spawn_wait = cycles_per_round(SPAWN_ROUNDS, || match spawn_self(&["bench", "--exit"], &[]) {
         Ok(child) => {
             let _ = sys::wait(Some(child));
         }
         Err(_) => failures += 1,
     });
     println!("bench: spawn_wait {spawn_wait}");
+    let spawn_file_wait = cycles_per_round(SPAWN_ROUNDS, || match process::spawn_child("/bin/true", &["true"], &[]) {
+        Ok(child) => failures += u32::from(!sys::wait(Some(child)).is_ok_and(|(_, info)| info.status == 0)),
+        Err(_) => failures += 1,
+    });
+    println!("bench: spawn_file_wait {spawn_file_wait}");
 
     let map_touch_unmap = cycles_per_round(MAP_ROUNDS, || match sys::mmap(0, 4096, abi::PROT_READ | abi::PROT_WRITE) {
         Ok(address) => {
@@ -191,11 +268,20 @@ fn main() -> i32 {
     });
     println!("bench: map_touch_unmap {map_touch_unmap}");
 
-    for (name, figure) in [("ipc_call", ipc_round_trip(false)), ("ipc_call_4k", ipc_round_trip(true)), ("notify_wait", notify_wait())] {
+    for (name, figure) in [
+        ("ipc_call", ipc_round_trip(false)),
+        ("ipc_call_4k", ipc_round_trip(true)),
+        ("notify_wait", notify_wait()),
+        ("pipe_pingpong", pipe_pingpong()),
+    ] {
         match figure {
             Some(figure) => println!("bench: {name} {figure}"),
             None => failures += 1,
         }
+    }
+    match file_read_1m() {
+        Some(hundredths) => println!("bench: file_read_1m {}.{:02}", hundredths / 100, hundredths % 100),
+        None => failures += 1,
     }
 
     failures += long_operations();

@@ -1,20 +1,27 @@
 //! `sh`: Enigma's interactive shell. It reads command lines with editing and history
 //! (`userlib::line_editor`, console in raw mode only while a line is typed), runs built-in
-//! commands and embedded programs, and reports how programs ended.
+//! commands and programs from `/bin` (or any path), connects them with pipes and files, and
+//! reports how programs ended. At start it prints `/etc/motd`.
 //!
 //! - The prompt is `enigma$ `. A line is split into words at whitespace; `'...'` and `"..."`
-//!   quote (without escapes). `PROG ARGS...` starts the embedded program `PROG` with the words
-//!   as its argv and waits for it, with the console cooked and the program as the foreground
-//!   process, so Ctrl-C ends the program and never the shell. A non-zero status is reported as
-//!   `[pid N exited with status S]`, `[pid N killed]`, `[pid N panicked]` or
-//!   `[pid N killed by a fault]`.
-//! - A trailing `&` starts the program in the background: `[pid N]`, and the prompt returns
-//!   at once. Before each prompt, finished background jobs are reaped and reported as
+//!   quote (without escapes). `PROG ARGS...` starts the program `PROG` (`/bin/PROG` unless it
+//!   has a `/`) with the words as its argv and waits for it, with the console cooked and the
+//!   program as the foreground process, so Ctrl-C ends the program and never the shell. A
+//!   non-zero status is reported as `[pid N exited with status S]`, `[pid N killed]`,
+//!   `[pid N panicked]` or `[pid N killed by a fault]`.
+//! - `A | B | C` runs the programs together, each one's standard output a pipe to the next
+//!   one's standard input; the last one is in the foreground and its status is reported.
+//!   `< FILE` takes standard input from FILE, `> FILE` sends standard output to FILE (emptied
+//!   first), `>> FILE` appends to it, and `2> FILE` sends standard error there. The operators
+//!   need no spaces around them (`echo hi>/tmp/a`), except `2>`, which must start a word.
+//! - A trailing `&` starts the programs in the background: `[pid N]` each, and the prompt
+//!   returns at once. Before each prompt, finished background jobs are reaped and reported as
 //!   `[pid N done, status S]`.
 //! - Errors: `sh: PROG: not found` for an unknown program, `sh: PROG: ERRNO` for other failures
-//!   to start one (for example `sh: yes: EAGAIN` when the process table is full).
-//! - Built-ins (see [`BUILTINS`]) run inside the shell, also when the line ends with `&`.
-//!   Ctrl-D on an empty line is `exit`.
+//!   to start one (for example `sh: yes: EAGAIN` when the process table is full), and
+//!   `sh: FILE: ERRNO` for a redirection that cannot be opened.
+//! - Built-ins (see [`BUILTINS`]) run inside the shell, also when the line ends with `&`;
+//!   they cannot be redirected or piped. Ctrl-D on an empty line is `exit`.
 #![no_std]
 #![no_main]
 
@@ -25,6 +32,8 @@ use alloc::vec::Vec;
 use core::ops::ControlFlow;
 
 use abi::errno::ENOENT;
+use userlib::fs::{self, open};
+use userlib::ipc::OwnedHandle;
 use userlib::line_editor::{Input, LineEditor};
 use userlib::process::{self, Ending, Process, Table};
 use userlib::sys::{self, Errno, Pid};
@@ -41,6 +50,8 @@ const HISTORY_LINES: usize = 50;
 /// The built-in commands as `help` lists them: usage and what they do.
 const BUILTINS: &[(&str, &str)] = &[
     ("help", "list the built-in commands and the programs"),
+    ("cd [DIR]", "make DIR (default /) the current directory"),
+    ("pwd", "print the current directory"),
     ("ps", "list the processes: pid, parent, state, memory, CPU (last ran on), CPU time, name"),
     ("kill PID...", "end background jobs of this shell (their status becomes 110, killed)"),
     ("jobs", "list the background jobs still running"),
@@ -51,6 +62,9 @@ const BUILTINS: &[(&str, &str)] = &[
 
 fn main() -> i32 {
     println!("Enigma shell, pid {}. Type `help` for the commands and programs.", sys::getpid());
+    if let Ok(motd) = fs::read("/etc/motd") {
+        print!("{}", String::from_utf8_lossy(&motd));
+    }
     let mut editor = LineEditor::new(HISTORY_LINES);
     let mut jobs = Vec::new();
     loop {
@@ -81,54 +95,63 @@ fn main() -> i32 {
 /// Runs one command line; `Break` carries the shell's exit status. `jobs` are the background
 /// programs still running.
 fn run_line(line: &str, jobs: &mut Vec<Process>) -> ControlFlow<i32> {
-    let trimmed = line.trim_end();
-    let (text, background) = match trimmed.strip_suffix('&') {
-        Some(rest) => (rest, true),
-        None => (trimmed, false),
-    };
-    let words = match split_words(text) {
-        Ok(words) => words,
+    let tokens = match tokenize(line) {
+        Ok(tokens) => tokens,
         Err(why) => {
             eprintln!("sh: {why}");
             return ControlFlow::Continue(());
         }
     };
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let Some((&name, arguments)) = words.split_first() else {
-        if background {
-            eprintln!("sh: & needs a command before it");
+    let (pipeline, background) = match parse(tokens) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return ControlFlow::Continue(()),
+        Err(why) => {
+            eprintln!("sh: {why}");
+            return ControlFlow::Continue(());
         }
-        return ControlFlow::Continue(());
     };
-    match name {
-        "help" => help(),
-        "ps" => ps(),
-        "kill" => kill(arguments, jobs),
-        "jobs" => list_jobs(jobs),
-        "uptime" => uptime(),
-        "shutdown" => {
-            if let Some(status) = status_argument(name, arguments) {
-                shutdown(status);
-            }
-        }
-        "exit" => {
-            if let Some(status) = status_argument(name, arguments) {
-                return ControlFlow::Break(status);
-            }
-        }
-        _ => run_program(&words, background, jobs),
+    if let [command] = pipeline.as_slice()
+        && command.redirections.is_empty()
+        && let Some(flow) = run_builtin(&command.words, jobs)
+    {
+        return flow;
     }
+    if let Some(builtin) = pipeline.iter().find(|command| is_builtin(&command.words[0])) {
+        eprintln!("sh: {}: a built-in cannot be piped or redirected", builtin.words[0]);
+        return ControlFlow::Continue(());
+    }
+    run_pipeline(&pipeline, background, jobs);
     ControlFlow::Continue(())
 }
 
-/// Splits `text` into words at whitespace; single or double quotes make one word of what
-/// they enclose, spaces included (`''` is an empty word).
-fn split_words(text: &str) -> Result<Vec<String>, &'static str> {
-    let mut words = Vec::new();
+/// A piece of a command line.
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    Word(String),
+    /// `|`
+    Pipe,
+    /// `<`
+    Input,
+    /// `>`
+    Output,
+    /// `>>`
+    Append,
+    /// `2>`
+    Errors,
+    /// `&`
+    Background,
+}
+
+/// Splits `text` into words at whitespace and at the operators `| < > >> 2> &`; single or
+/// double quotes make one word of what they enclose, spaces and operators included (`''` is
+/// an empty word).
+fn tokenize(text: &str) -> Result<Vec<Token>, &'static str> {
+    let mut tokens = Vec::new();
     // `Some` once a word has begun, even if it is still empty (after `''`).
     let mut word: Option<String> = None;
     let mut quote: Option<char> = None;
-    for character in text.chars() {
+    let mut characters = text.chars().peekable();
+    while let Some(character) = characters.next() {
         match quote {
             Some(open) if character == open => quote = None,
             Some(_) => word.get_or_insert_default().push(character),
@@ -136,44 +159,236 @@ fn split_words(text: &str) -> Result<Vec<String>, &'static str> {
                 quote = Some(character);
                 word.get_or_insert_default();
             }
-            None if character.is_whitespace() => words.extend(word.take()),
+            None if character.is_whitespace() => tokens.extend(word.take().map(Token::Word)),
+            None if "|<>&".contains(character) => {
+                let operator = match character {
+                    '|' => Token::Pipe,
+                    '<' => Token::Input,
+                    '&' => Token::Background,
+                    _ if characters.peek() == Some(&'>') => {
+                        characters.next();
+                        Token::Append
+                    }
+                    _ if word.as_deref() == Some("2") => {
+                        word = None;
+                        Token::Errors
+                    }
+                    _ => Token::Output,
+                };
+                tokens.extend(word.take().map(Token::Word));
+                tokens.push(operator);
+            }
             None => word.get_or_insert_default().push(character),
         }
     }
     if quote.is_some() {
         return Err("unterminated quote");
     }
-    words.extend(word);
-    Ok(words)
+    tokens.extend(word.map(Token::Word));
+    Ok(tokens)
 }
 
-/// Starts the program `argv[0]` with the shell's standard handles; in the foreground, waits
-/// for it and reports a non-zero status; in the background, adds it to `jobs`.
-fn run_program(argv: &[&str], background: bool, jobs: &mut Vec<Process>) {
-    let name = argv[0];
-    let child = match process::spawn(name, argv) {
-        Ok(child) => child,
-        Err(Errno(ENOENT)) => {
-            eprintln!("sh: {name}: not found");
-            return;
+/// Where a redirection sends a stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Redirection {
+    /// `< FILE`
+    Input(String),
+    /// `> FILE` or, appending, `>> FILE`.
+    Output(String, bool),
+    /// `2> FILE`
+    Errors(String),
+}
+
+/// One program of a pipeline.
+#[derive(Debug, PartialEq, Eq)]
+struct Command {
+    words: Vec<String>,
+    redirections: Vec<Redirection>,
+}
+
+/// The pipeline a line's tokens make, and whether it runs in the background; `None` for an
+/// empty line.
+fn parse(tokens: Vec<Token>) -> Result<Option<(Vec<Command>, bool)>, &'static str> {
+    let mut tokens = tokens.into_iter().peekable();
+    let mut pipeline = Vec::new();
+    let mut command = Command { words: Vec::new(), redirections: Vec::new() };
+    let mut background = false;
+    while let Some(token) = tokens.next() {
+        if background {
+            return Err("& must end the line");
         }
+        match token {
+            Token::Word(word) => command.words.push(word),
+            Token::Pipe => {
+                if command.words.is_empty() {
+                    return Err("| needs a command on each side");
+                }
+                pipeline.push(core::mem::replace(&mut command, Command { words: Vec::new(), redirections: Vec::new() }));
+            }
+            Token::Background => background = true,
+            operator => {
+                let Some(Token::Word(file)) = tokens.next() else { return Err("a redirection needs a file name") };
+                command.redirections.push(match operator {
+                    Token::Input => Redirection::Input(file),
+                    Token::Output => Redirection::Output(file, false),
+                    Token::Append => Redirection::Output(file, true),
+                    _ => Redirection::Errors(file),
+                });
+            }
+        }
+    }
+    if command.words.is_empty() {
+        return match (pipeline.is_empty(), background || !command.redirections.is_empty()) {
+            (true, false) => Ok(None),
+            (true, true) => Err("& and redirections need a command"),
+            (false, _) => Err("| needs a command on each side"),
+        };
+    }
+    pipeline.push(command);
+    Ok(Some((pipeline, background)))
+}
+
+fn is_builtin(name: &str) -> bool {
+    BUILTINS.iter().any(|(usage, _)| usage.split(' ').next() == Some(name))
+}
+
+/// Runs `words` if it is a built-in: `Some` with what the shell does next, else `None`.
+fn run_builtin(words: &[String], jobs: &mut [Process]) -> Option<ControlFlow<i32>> {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let (&name, arguments) = words.split_first()?;
+    match name {
+        "help" => help(),
+        "ps" => ps(),
+        "kill" => kill(arguments, jobs),
+        "jobs" => list_jobs(jobs),
+        "uptime" => uptime(),
+        "cd" => change_directory(arguments),
+        "pwd" => match fs::current_dir() {
+            Ok(path) => println!("{path}"),
+            Err(error) => eprintln!("sh: pwd: {error}"),
+        },
+        "shutdown" => {
+            if let Some(status) = status_argument(name, arguments) {
+                shutdown(status);
+            }
+        }
+        "exit" => {
+            if let Some(status) = status_argument(name, arguments) {
+                return Some(ControlFlow::Break(status));
+            }
+        }
+        _ => return None,
+    }
+    Some(ControlFlow::Continue(()))
+}
+
+fn change_directory(arguments: &[&str]) {
+    match arguments {
+        [] | [_] => {
+            let target = arguments.first().copied().unwrap_or("/");
+            if let Err(error) = fs::set_current_dir(target) {
+                eprintln!("sh: cd: {target}: {error}");
+            }
+        }
+        _ => eprintln!("sh: cd: too many arguments"),
+    }
+}
+
+/// Opens the file a redirection names; says why if it cannot.
+fn open_redirection(path: &str, flags: u64) -> Option<OwnedHandle> {
+    match fs::File::open_with(path, flags) {
+        Ok(file) => Some(OwnedHandle::from_raw(file.into_raw())),
         Err(error) => {
-            eprintln!("sh: {name}: {error}");
-            return;
+            eprintln!("sh: {path}: {error}");
+            None
         }
-    };
-    let pid = child.pid();
-    if background {
-        println!("[pid {pid}]");
-        jobs.push(child);
+    }
+}
+
+/// The standard streams of each program of `pipeline`: pipes between neighbours, files for
+/// redirections (the last one of each stream wins), else the shell's own. The handles are
+/// the shell's until the programs have their copies.
+fn connect(pipeline: &[Command]) -> Option<(Vec<[u64; 3]>, Vec<OwnedHandle>)> {
+    let mut held = Vec::new();
+    let mut streams = Vec::new();
+    let mut next_input = 0;
+    for (index, command) in pipeline.iter().enumerate() {
+        let mut stdio = [next_input, 1, 2];
+        if index + 1 < pipeline.len() {
+            let (read_end, write_end) = match sys::pipe_create() {
+                Ok(ends) => ends,
+                Err(error) => {
+                    eprintln!("sh: pipe: {error}");
+                    return None;
+                }
+            };
+            held.push(OwnedHandle::from_raw(read_end));
+            held.push(OwnedHandle::from_raw(write_end));
+            stdio[1] = write_end;
+            next_input = read_end;
+        }
+        for redirection in &command.redirections {
+            let (slot, path, flags) = match redirection {
+                Redirection::Input(path) => (0, path, open::READ),
+                Redirection::Output(path, false) => (1, path, open::WRITE | open::CREATE | open::TRUNCATE),
+                Redirection::Output(path, true) => (1, path, open::WRITE | open::CREATE | open::APPEND),
+                Redirection::Errors(path) => (2, path, open::WRITE | open::CREATE | open::TRUNCATE),
+            };
+            let file = open_redirection(path, flags)?;
+            stdio[slot] = file.raw();
+            held.push(file);
+        }
+        streams.push(stdio);
+    }
+    Some((streams, held))
+}
+
+/// Starts the programs of `pipeline`, connected; in the foreground, waits for them all and
+/// reports the last one's non-zero status; in the background, adds them to `jobs`.
+fn run_pipeline(pipeline: &[Command], background: bool, jobs: &mut Vec<Process>) {
+    let Some((streams, held)) = connect(pipeline) else { return };
+    let mut started = Vec::new();
+    for (command, stdio) in pipeline.iter().zip(&streams) {
+        let argv: Vec<&str> = command.words.iter().map(String::as_str).collect();
+        let name = argv[0];
+        match Process::spawn(name, &argv, &process::standard_handles_with(*stdio)) {
+            Ok(child) => started.push(child),
+            Err(Errno(ENOENT)) => eprintln!("sh: {name}: not found"),
+            Err(error) => eprintln!("sh: {name}: {error}"),
+        }
+    }
+    // The programs hold their own copies now: the shell's must go, or a reader would never
+    // see the end of its pipe.
+    drop(held);
+    if started.len() < pipeline.len() {
+        // The rest ends on its own once its pipes lose their other ends.
+        for child in &started {
+            let _ = child.kill();
+        }
+        for child in started {
+            let _ = child.wait();
+        }
         return;
     }
-    // Until the next prompt Ctrl-C ends the program.
-    let _ = sys::set_foreground(Some(child.child()));
-    match child.wait() {
-        Ok(info) if info.status == 0 => {}
-        Ok(info) => println!("[pid {pid} {}]", Ending(info)),
-        Err(error) => eprintln!("sh: waiting for pid {pid}: {error}"),
+    if background {
+        for child in started {
+            println!("[pid {}]", child.pid());
+            jobs.push(child);
+        }
+        return;
+    }
+    // Until the next prompt Ctrl-C ends the last program (the others end with their pipes).
+    if let Some(last) = started.last() {
+        let _ = sys::set_foreground(Some(last.child()));
+    }
+    let count = started.len();
+    for (index, child) in started.into_iter().enumerate() {
+        let pid = child.pid();
+        match child.wait() {
+            Ok(info) if info.status == 0 || index + 1 < count => {}
+            Ok(info) => println!("[pid {pid} {}]", Ending(info)),
+            Err(error) => eprintln!("sh: waiting for pid {pid}: {error}"),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `yes [-n COUNT] [TEXT...]`: prints a line of `y` (or of the TEXT words separated by spaces)
 //! over and over, forever or, with `-n`, COUNT times; for scrolling and output-throughput
-//! tests. Lines go out in batches of about 4 KiB per `write`. Exit status 2 for a bad count.
+//! tests. Lines go out in batches of about 4 KiB per `write`. When nobody reads the output
+//! any more (`yes | head -n 3` once `head` has its lines) the write fails with `EPIPE`, and
+//! `yes` ends quietly with status 0. Exit status 2 for a bad count, 1 for another error.
 #![no_std]
 #![no_main]
 
@@ -35,9 +37,13 @@ fn main() -> i32 {
         if lines == 0 {
             return 0;
         }
-        if let Err(error) = sys::write(io::STDOUT, &batch.as_bytes()[..lines * line.len()]) {
-            eprintln!("yes: {error}");
-            return 1;
+        match userlib::fs::write_all(io::STDOUT, &batch.as_bytes()[..lines * line.len()]) {
+            Ok(()) => {}
+            Err(sys::Errno(abi::errno::EPIPE)) => return 0,
+            Err(error) => {
+                eprintln!("yes: {error}");
+                return 1;
+            }
         }
         if let Some(remaining) = &mut remaining {
             *remaining -= lines as u64;

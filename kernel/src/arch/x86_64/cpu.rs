@@ -212,6 +212,7 @@ fn this() -> &'static PerCpu {
 
 /// Makes `top` the stack the CPU switches to on the next entry from ring 3, through both
 /// the TSS (interrupts, exceptions, `int 0x80`) and the per-CPU block (`syscall`).
+#[inline]
 pub fn set_kernel_stack(top: VirtAddr) {
     let index = index();
     PER_CPU[index].kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
@@ -230,8 +231,11 @@ pub fn current_pid() -> u32 {
 }
 
 /// Records the pid of the process this CPU now runs (0: none).
+#[inline]
 pub fn set_current_pid(pid: u32) {
-    this().current_pid.store(pid, Ordering::Relaxed);
+    // SAFETY: inside the kernel `GS` always points at this CPU's block, whose `current_pid`
+    // field is at this offset; only this CPU writes it.
+    unsafe { asm!("mov dword ptr gs:[{offset}], {pid:e}", pid = in(reg) pid, offset = const PER_CPU_CURRENT_PID, options(nostack, preserves_flags)) };
 }
 
 /// Asks the process CPU `cpu` runs to look at its state (its time slice is used up, or it

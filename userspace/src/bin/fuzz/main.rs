@@ -9,6 +9,10 @@
 //! prints `fuzz: N calls, seed S, kernel intact`. A kernel panic shows as launcher status 101
 //! instead; the seed printed at the start replays the run.
 //!
+//! Workers also send the `fs` server random requests (through the root directory, which the
+//! coordinator passes them with a read-only copy of the `fuzz` image they start children
+//! from), and check it survives them.
+//!
 //! Call `i` is drawn from its own generator seeded with `(seed, i)`, so any call can be
 //! regenerated alone. [`worker`] draws and checks the calls; [`partner`] is the IPC partner
 //! the workers start, which serves and calls whatever endpoints it is given. Calls that end
@@ -150,6 +154,19 @@ fn coordinate(args: &[&str]) -> i32 {
     }
     println!("fuzz: seed {seed}, {calls} calls (replay with `fuzz --seed {seed} --calls {calls}`)");
     let start = sys::uptime_ns();
+    // The workers start from this image, read before the baseline; and they send `fs` random
+    // requests through its root directory.
+    // The workers get the image read-only: mapped writable, their random writes would
+    // change what the next worker starts from.
+    let read_only_image = userlib::testing::own_image()
+        .and_then(|image| userlib::ipc::duplicate(image, abi::handle::rights::READ | abi::handle::rights::DUPLICATE));
+    let (image, root) = match (read_only_image, userlib::fs::directory_handle()) {
+        (Ok(image), Ok(root)) => (image as u32, root as u32),
+        (Err(errno), _) | (_, Err(errno)) => {
+            println!("fuzz: cannot read its own image or find the file system: {errno}");
+            return 1;
+        }
+    };
     let Some(baseline) = Resources::measure() else {
         println!("fuzz: cannot read the free-frame count, the kernel heap's use and the live objects");
         return 1;
@@ -160,7 +177,7 @@ fn coordinate(args: &[&str]) -> i32 {
         let count = BATCH.min(calls - first);
         let (seed_text, first_text, count_text) = (Decimal::new(seed), Decimal::new(first), Decimal::new(count));
         let argv = ["fuzz", "--worker", seed_text.as_str(), first_text.as_str(), count_text.as_str()];
-        let ending = match sys::spawn("fuzz", &argv, &[0, 1, 2]).and_then(|worker| sys::wait(Some(worker))) {
+        let ending = match userlib::testing::spawn_self(&argv, &[0, 1, 2, image, root]).and_then(|worker| sys::wait(Some(worker))) {
             Ok((_, ending)) => ending,
             Err(errno) => {
                 println!("fuzz: cannot run a worker: {errno}");
@@ -221,8 +238,9 @@ fn settle(baseline: &Resources) -> i32 {
     }
 }
 
-/// What a run must give back: free frames plus this process's own pages, the kernel heap's
-/// bytes in use, the live kernel objects, and the processes.
+/// What a run must give back: free frames plus the pages charged to every process (servers
+/// such as `fs` may keep memory they grew into), the kernel heap's bytes in use, the live
+/// kernel objects, and the processes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Resources {
     frames: u64,
@@ -234,12 +252,11 @@ struct Resources {
 impl Resources {
     fn measure() -> Option<Self> {
         let info = sys::sysinfo().ok()?;
-        let me = sys::getpid();
         let mut rows = [abi::ProcessInfo::EMPTY; 64];
         let count = sys::process_list(&mut rows).ok()?.min(rows.len());
-        let mine = rows[..count].iter().find(|row| row.pid == me)?.memory_bytes;
+        let charged: u64 = rows[..count].iter().map(|row| row.memory_bytes / PAGE_SIZE).sum();
         Some(Self {
-            frames: info.free_frames + mine / PAGE_SIZE,
+            frames: info.free_frames + charged,
             heap_bytes: info.heap_used,
             objects: info.kernel_objects,
             processes: info.processes,

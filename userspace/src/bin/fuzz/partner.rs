@@ -25,7 +25,7 @@ use userlib::println;
 use userlib::process::Ending;
 use userlib::sys::{self, EntryPath};
 
-use crate::worker::{BOARD, CHILD_STATUSES, KNOWN_ERRNOS};
+use crate::worker::{CHILD_STATUSES, KNOWN_ERRNOS, PARTNER_BOARD as BOARD};
 use crate::{MS, Rng};
 
 /// Operations a partner makes at most, and for how long.

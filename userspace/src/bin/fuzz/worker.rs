@@ -18,12 +18,23 @@
 //! notification, shared memory) and sometimes another of its handles, so the partners serve
 //! and call each other and the worker, and the worker's `kill`s end them at random.
 //!
-//! The worker keeps itself able to report: its console handles 0-2 and the problem board
-//! (shared memory at handle 3, where partners count their problems) are never closed,
-//! duplicated, mapped or moved away (a message that would move one copies it instead, and
-//! the board is never sent); a `read` of the console that could block gets length 0; sleeps
-//! are clamped to 1 ms; the worker never uses its heap after it starts, so `brk` may move
-//! freely, and `munmap`/`mprotect` aim at its scratch mappings, never at the buffers it reads.
+//! One call in [`FS_ONE_IN`] is instead a request to the `fs` server, or a short session
+//! with a file it opens there ([`files`]): fs must answer each with a count or an errno,
+//! hand over handles only where the protocol says, and still describe `/` at the end.
+//!
+//! The worker keeps itself able to report: its console handles 0-2, the image (3), the
+//! root directory (4), the problem board (shared memory at handle 5, where partners count
+//! their problems) and its own pipe (6 and 7) are never closed or moved away (a message that
+//! would move one copies it instead, and the board and the pipe ends are never sent,
+//! duplicated or mapped); a `read` of the console, or of a pipe or endpoint another process
+//! may hold, that could block gets length 0; sleeps are clamped to 1 ms; the worker never
+//! uses its heap after it starts, so `brk` may move freely, and `munmap`/`mprotect` aim at
+//! its scratch mappings, never at the buffers it reads.
+//!
+//! Its own pipe is the one it reads and writes with real lengths: it knows how many bytes
+//! the pipe holds, so it never asks for more than fit (a write would block) or reads an
+//! empty one, and it checks that each `write` moved all it was given and each `read`
+//! returned what the pipe held, up to its length.
 //!
 //! It checks: errors are known errno values; unassigned numbers give `ENOSYS`;
 //! `getpid`/`getppid` are right; uptime never goes back; a refused buffer gives `EFAULT`;
@@ -37,10 +48,11 @@
 use abi::errno::{EAGAIN, EBADF, EFAULT, EMFILE, ENOMEM, ENOSYS};
 use abi::handle::{Kind, NO_HANDLE, rights};
 use abi::ipc::{BUFFER_MAX, COPY_HANDLE, HANDLES_MAX, IpcBuffers, LABEL_CLOSED, LABEL_MAX, LABEL_NOTIFICATION};
+use abi::stream::PIPE_CAPACITY;
 use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USER_STACK_TOP, USER_START};
 use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
-    MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, PROGRAMS, READ,
+    MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
     RECV, REPLY, REPLY_RECV, SHUTDOWN, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
@@ -51,6 +63,11 @@ use userlib::sys::{self, EntryPath, Pid};
 
 use crate::dirty::Call;
 use crate::{Decimal, MAX_REPORTED, MS, RISKY_ONE_IN, Risky, Rng};
+
+mod files;
+
+/// One call in this many (of those not risky) is a request to `fs` ([`files`]).
+const FS_ONE_IN: u64 = 12;
 
 const PAGE: u64 = PAGE_SIZE;
 /// Spawned `fuzz --exit N` children get an N below this, and partners exit 0, so a status
@@ -75,12 +92,13 @@ const KERNEL_ADDRESSES: [u64; 6] = [
     0xffff_9800_0000_1000,
     0xffff_ffff_ffff_f000,
 ];
-/// Every errno the kernel may return.
-pub const KNOWN_ERRNOS: [i64; 16] = {
+/// Every errno the kernel may return, or a server answer through the kernel's stream
+/// calls (`fs` answers `read` and `write` on its handles).
+pub const KNOWN_ERRNOS: [i64; 26] = {
     use abi::errno::*;
     [
-        EPERM, ENOENT, ESRCH, EINTR, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EINVAL, EMFILE, EPIPE, ENAMETOOLONG,
-        ENOSYS, ETIMEDOUT,
+        EPERM, ENOENT, ESRCH, EINTR, EIO, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EEXIST, EXDEV, ENOTDIR, EISDIR,
+        EINVAL, EMFILE, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ETIMEDOUT,
     ]
 };
 
@@ -91,10 +109,28 @@ const EXTRA_REGISTERS: [usize; 3] = [12, 13, 14];
 /// `reply_recv` return the message in.
 const CALL_RESULTS: [&str; 5] = ["rsi", "rdx", "r10", "r8", "r9"];
 const RECV_RESULTS: [&str; 7] = ["rdi", "rsi", "rdx", "r10", "r8", "r9", "r12"];
-/// The problem board's handle: the first the worker makes, after the console's 0, 1 and 2.
-pub const BOARD: u64 = 3;
+/// The image of `fuzz` itself, which its coordinator gives it: what it spawns from.
+pub const IMAGE: u64 = 3;
+/// The file system's root directory, which its coordinator gives it: where it sends `fs`
+/// random requests.
+pub const FS_ROOT: u64 = 4;
+/// The problem board's handle: the first the worker makes, after the console's 0, 1 and 2,
+/// the image and the root directory.
+pub const BOARD: u64 = 5;
+/// The problem board's handle in a partner, which gets it after the console.
+pub const PARTNER_BOARD: u64 = 3;
+/// The ends of the worker's own pipe, made after the board. Only the worker holds them (they
+/// are never copied, moved or given to a child), so it knows how many bytes the pipe holds:
+/// `read` and `write` on them get real lengths, never one that would block, and must move
+/// exactly what the pipe allows.
+pub const PIPE_READ: u64 = 6;
+pub const PIPE_WRITE: u64 = 7;
 /// The handles the worker keeps for itself.
-const PROTECTED: [u64; 4] = [0, 1, 2, BOARD];
+const PROTECTED: [u64; 8] = [0, 1, 2, IMAGE, FS_ROOT, BOARD, PIPE_READ, PIPE_WRITE];
+/// Handles the worker keeps that never leave it, not even as copies.
+const PRIVATE: [u64; 3] = [BOARD, PIPE_READ, PIPE_WRITE];
+/// The first handle number the worker does not keep.
+const FIRST_FREE: u64 = 8;
 /// Handles the worker remembers; when it forgets one to remember another, it closes it.
 const POOL: usize = 48;
 /// How long the worker waits at the end for a child it still holds before killing it.
@@ -123,8 +159,6 @@ static mut SPAWN_HANDLES: [u32; 8] = [0; 8];
 
 /// The name of this program, for spawns that must succeed.
 static FUZZ_NAME: &[u8] = b"fuzz";
-/// A program that does not exist.
-static MISSING_NAME: &[u8] = b"no_such_program";
 
 /// What a worker knows about its own process while it fuzzes.
 pub struct Worker {
@@ -149,6 +183,8 @@ pub struct Worker {
     children: [(Pid, i32); 16],
     children_next: usize,
     last_uptime: u64,
+    /// Bytes in the worker's own pipe.
+    pipe_bytes: u64,
     problems: i32,
 }
 
@@ -176,6 +212,9 @@ struct Planned {
 
 impl Worker {
     pub fn new(seed: u64) -> Self {
+        // One-shot children start from the image the coordinator gave: the worker has no
+        // name service to find the file system with.
+        userlib::testing::set_own_image(IMAGE);
         let mut rng = Rng::for_call(seed, u64::MAX);
         let input = &raw mut INPUT;
         for index in 0..BUFFER {
@@ -202,11 +241,15 @@ impl Worker {
             children: [(0, 0); 16],
             children_next: 0,
             last_uptime: 0,
+            pipe_bytes: 0,
             problems: 0,
         };
         let board = raw(EntryPath::Syscall, abi::syscall::MEMORY_CREATE, [1, 0, 0, 0, 0, 0]);
         if board != BOARD as i64 {
             worker.problem(0, format_args!("the problem board is handle {board}, not {BOARD}"));
+        }
+        if sys::pipe_create() != Ok((PIPE_READ, PIPE_WRITE)) {
+            worker.problem(0, format_args!("the worker's pipe is not handles {PIPE_READ} and {PIPE_WRITE}"));
         }
         worker
     }
@@ -218,6 +261,8 @@ impl Worker {
             if rng.below(RISKY_ONE_IN) == 0 {
                 let risky = Risky::draw(&mut rng);
                 self.risky(index, risky, &mut rng);
+            } else if rng.below(FS_ONE_IN) == 0 {
+                self.fs_request(index, &mut rng);
             } else {
                 let planned = self.plan(&mut rng);
                 self.make(index, &planned);
@@ -227,6 +272,7 @@ impl Worker {
             }
         }
         self.sweep(first + count);
+        self.fs_alive(first + count);
         self.read_board(first + count);
         self.problems.min(MAX_REPORTED)
     }
@@ -242,11 +288,11 @@ impl Worker {
         let (seed, at) = (Decimal::new(self.seed), Decimal::new(index));
         let argv = ["fuzz", "--one", seed.as_str(), at.as_str()];
         let (spawned, endpoint) = match risky {
-            Risky::Exit(_) => (sys::spawn("fuzz", &argv, &[0, 1, 2]), None),
+            Risky::Exit(_) => (userlib::testing::spawn_self(&argv, &[0, 1, 2]), None),
             Risky::KilledInCall => {
                 let Ok(endpoint) = Endpoint::create() else { return };
                 let Ok(send) = endpoint.handle().duplicate(rights::SEND | rights::DUPLICATE) else { return };
-                (sys::spawn("fuzz", &argv, &[0, 1, 2, send.raw() as u32]), Some(endpoint))
+                (userlib::testing::spawn_self(&argv, &[0, 1, 2, send.raw() as u32]), Some(endpoint))
             }
         };
         let child = match spawned {
@@ -333,7 +379,7 @@ impl Worker {
                 4 => rng.next(),
                 _ => rng.below(256),
             },
-            Arg::Fd => match rng.below(8) {
+            Arg::Fd => match rng.below(10) {
                 0 => 0,
                 1 => 1,
                 2 => 2,
@@ -341,6 +387,7 @@ impl Worker {
                 4 => rng.below(1024),
                 5 => 1 << 32 | rng.below(3),
                 6 => u64::MAX,
+                7 | 8 => rng.pick(&[PIPE_READ, PIPE_WRITE]),
                 _ => rng.next(),
             },
             Arg::Pid => rng.below(200),
@@ -584,7 +631,7 @@ impl Worker {
         let mut parts = unsafe { buffers.read_unaligned() };
         for entry in &mut parts.send_handles {
             match u64::from(*entry & !COPY_HANDLE) {
-                BOARD => *entry = !COPY_HANDLE,
+                private if PRIVATE.contains(&private) => *entry = !COPY_HANDLE,
                 kept if PROTECTED.contains(&kept) => *entry |= COPY_HANDLE,
                 _ => {}
             }
@@ -639,6 +686,13 @@ impl Worker {
     fn make_safe(&mut self, rng: &mut Rng, number: u64, args: &mut [u64; 6]) {
         let console = console_rights(args[0]);
         match number {
+            // The worker's own pipe: never more than it holds, or than fits.
+            READ if args[0] == PIPE_READ => {
+                args[2] = if self.pipe_bytes == 0 { 0 } else { files::within_own_buffers(args[1], args[2]) }
+            }
+            WRITE if args[0] == PIPE_WRITE => args[2] %= PIPE_CAPACITY as u64 - self.pipe_bytes + 1,
+            // A pipe or an endpoint served by another process may never answer; `fs` always does.
+            READ | WRITE if args[0] != FS_ROOT && may_block(args[0]) => args[2] = 0,
             READ if console & rights::READ != 0 && args[2] > 0 && !surely_unwritable(args[1], args[2]) => args[2] = 0,
             WRITE if console & rights::WRITE != 0 && args[2] > 0 && !surely_unreadable(args[1], args[2]) => {
                 args[2] = 0
@@ -646,38 +700,39 @@ impl Worker {
             SLEEP if args[0] > MS => args[0] %= MS + 1,
             // The worker's console handles and board stay, or it could not report; the board
             // is never copied or mapped, so nothing but the partners writes it.
-            HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = 4 + rng.below(252),
-            HANDLE_DUPLICATE | MEMORY_MAP if args[0] == BOARD => args[0] = 4 + rng.below(252),
+            HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
+            HANDLE_DUPLICATE | MEMORY_MAP if PRIVATE.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
             _ => {}
         }
     }
 
-    /// `spawn`'s name: sometimes this program, with arguments (set in `make`) that make it
-    /// exit a millisecond later or serve and call as a partner, and a list of handles to give
-    /// it; otherwise names that must be refused.
+    /// `spawn`'s arguments: sometimes this program's image, with arguments (set in `make`)
+    /// that make it exit a millisecond later or serve and call as a partner, and a list of
+    /// handles to give it; otherwise images, flags and argument counts that must be refused.
     fn spawn_arguments(&mut self, rng: &mut Rng, args: &mut [u64; 6]) -> Option<ChildPlan> {
-        let input = (&raw const INPUT) as u64;
         let child = match rng.below(8) {
             0 => ChildPlan::Exit(rng.below(CHILD_STATUSES) as i32),
             1..=3 => ChildPlan::Partner,
             4 => {
-                args[0] = MISSING_NAME.as_ptr() as u64;
-                args[1] = MISSING_NAME.len() as u64;
+                // Not a memory object: the console, the root directory, or anything.
+                args[0] = [0, FS_ROOT, rng.below(256)][rng.below(3) as usize];
                 return None;
             }
             5 => {
-                args[0] = input + rng.below(BUFFER as u64 / 2);
-                args[1] = rng.below(40);
+                args[0] = IMAGE;
+                args[5] = 1 + rng.below(u64::MAX - 1);
                 return None;
             }
             6 => {
-                args[0] = input + rng.below(BUFFER as u64 / 2);
-                args[1] = 33 + rng.below(32);
+                // A memory object that holds no program.
+                args[0] = self.meeting_places()[3] as u64;
+                args[5] = 0;
                 return None;
             }
             _ => return None,
         };
-        args[0] = FUZZ_NAME.as_ptr() as u64;
+        args[0] = IMAGE;
+        args[5] = 0;
         // Every `fuzz` child gets the console, the board and the meeting places (one of them
         // sometimes replaced by another of the worker's handles); an exiting child sometimes
         // gets the list drawn at random instead, which is mostly refused.
@@ -692,8 +747,8 @@ impl Worker {
         let list = &raw mut SPAWN_HANDLES;
         // SAFETY: `SPAWN_HANDLES` is the worker's own, and no call is using it now.
         unsafe { list.write(handles) };
-        args[4] = list as u64;
-        args[5] = handles.len() as u64;
+        args[3] = list as u64;
+        args[4] = handles.len() as u64;
         Some(child)
     }
 
@@ -731,9 +786,8 @@ impl Worker {
         };
         let mut args = planned.args;
         if planned.child.is_some() {
-            args[1] = FUZZ_NAME.len() as u64;
-            args[2] = argv.as_ptr() as u64;
-            args[3] = if matches!(planned.child, Some(ChildPlan::Partner)) { 4 } else { 3 };
+            args[1] = argv.as_ptr() as u64;
+            args[2] = if matches!(planned.child, Some(ChildPlan::Partner)) { 4 } else { 3 };
         }
         let waited_pid = if planned.number == WAIT { sys::process_pid(args[0]).ok() } else { None };
         let result = match planned.noise {
@@ -825,6 +879,21 @@ impl Worker {
             self.problem(index, format_args!("syscall {number} returned {result} for a buffer it must refuse"));
         }
         match number {
+            READ if args[0] == PIPE_READ && result >= 0 => {
+                let expected = args[2].min(self.pipe_bytes);
+                if result as u64 != expected {
+                    let held = self.pipe_bytes;
+                    self.problem(index, format_args!("a read of {} bytes from a pipe holding {held} returned {result}", args[2]));
+                }
+                self.pipe_bytes -= (result as u64).min(self.pipe_bytes);
+            }
+            WRITE if args[0] == PIPE_WRITE && result >= 0 => {
+                if result as u64 != args[2] {
+                    let held = self.pipe_bytes;
+                    self.problem(index, format_args!("a write of {} bytes to a pipe holding {held} returned {result}", args[2]));
+                }
+                self.pipe_bytes = (self.pipe_bytes + result as u64).min(PIPE_CAPACITY as u64);
+            }
             GETPID if result != i64::from(self.me) => self.problem(index, format_args!("getpid returned {result}")),
             GETPPID if result != i64::from(self.parent) => {
                 self.problem(index, format_args!("getppid returned {result}"))
@@ -938,6 +1007,13 @@ fn raw(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
 }
 
 /// The rights of handle `number` if it is a console handle, else 0.
+/// Whether handle `number` is a stream whose `read` or `write` may wait for another process
+/// for good: a pipe end, or an endpoint.
+fn may_block(number: u64) -> bool {
+    let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
+    info >= 0 && matches!(abi::handle::split_info(info as u64).0, Some(Kind::Pipe | Kind::Endpoint))
+}
+
 fn console_rights(number: u64) -> u32 {
     let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
     match abi::handle::split_info(info as u64) {
@@ -958,7 +1034,6 @@ fn required_error(number: u64, args: &[u64; 6]) -> Option<i64> {
     let (pointer, len) = match number {
         WRITE if console & rights::WRITE != 0 => (args[1], args[2]),
         READ if console & rights::READ != 0 => (args[1], args[2]),
-        PROGRAMS => (args[0], args[1]),
         PROCESS_LIST => (args[0], args[1].saturating_mul(size_of::<ProcessInfo>() as u64)),
         SYSINFO => (args[0], size_of::<SysInfo>() as u64),
         _ => return None,

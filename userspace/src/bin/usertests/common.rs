@@ -206,7 +206,7 @@ pub fn spawn_child(role: &str, extra: &[&str]) -> Result<Child, String> {
 pub fn spawn_with_handles(role: &str, extra: &[&str], handles: &[u32]) -> Result<Child, String> {
     let mut argv = vec!["usertests", "--child", role];
     argv.extend_from_slice(extra);
-    sys::spawn("usertests", &argv, handles).context(&format!("spawn of usertests --child {role}"))
+    testing::spawn_self(&argv, handles).context(&format!("spawn of usertests --child {role}"))
 }
 
 /// Waits for `child` to end, which closes its handle, and returns how it ended.
@@ -257,7 +257,7 @@ pub fn kill_and_reap(children: &[Child]) -> Outcome {
 pub fn fill_process_table() -> Result<(Vec<Child>, Errno), String> {
     let mut children = Vec::with_capacity(MAX_ROWS);
     loop {
-        match sys::spawn("usertests", &["usertests", "--child", "sleeper", "forever"], &process::standard_handles()) {
+        match userlib::testing::spawn_self(&["usertests", "--child", "sleeper", "forever"], &process::standard_handles()) {
             Ok(child) => children.push(child),
             Err(errno) => return Ok((children, errno)),
         }
@@ -434,8 +434,14 @@ pub fn user_str(text: &[u8]) -> UserStr {
 }
 
 /// `spawn` with raw arguments.
-pub fn raw_spawn(name: u64, name_len: u64, argv: u64, argc: u64) -> i64 {
-    call(SPAWN, [name, name_len, argv, argc, 0, 0])
+pub fn raw_spawn(argv: u64, argc: u64) -> i64 {
+    call(SPAWN, [own_image(), argv, argc, 0, 0, 0])
+}
+
+/// This program's image, as the harness keeps it (`NO_HANDLE` if it could not read it, which
+/// makes every spawn fail visibly).
+pub fn own_image() -> u64 {
+    testing::own_image().unwrap_or(abi::handle::NO_HANDLE)
 }
 
 /// RFLAGS as ring 3 sees them.

@@ -205,7 +205,7 @@ fn helper_caller(args: &[&str]) -> i32 {
 fn start_caller() -> sys::Result<Child> {
     let endpoint = Endpoint::create()?;
     let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND)?;
-    let caller = sys::spawn("usertests", &["usertests", "--child", "caller"], &[0, 1, 2, send.raw() as u32])?;
+    let caller = userlib::testing::spawn_self(&["usertests", "--child", "caller"], &[0, 1, 2, send.raw() as u32])?;
     // The endpoint's receiving handle stays open until this process ends.
     endpoint.into_raw();
     Ok(caller)
@@ -227,6 +227,8 @@ fn helper_parent_of_caller(_: &[&str]) -> i32 {
 /// as the label and the caller's pid as word 0, and after the reply kills the caller through
 /// that handle; exits 0 if the caller then ended `KILLED`.
 fn helper_report_grandchild(_: &[&str]) -> i32 {
+    // Started without the file system: its parent gave it the image as handle 4.
+    userlib::testing::set_own_image(4);
     let padding: Vec<OwnedHandle> = (0..16).filter_map(|_| ipc::duplicate(1, rights::WRITE).ok().map(OwnedHandle::from_raw)).collect();
     let Ok(caller) = start_caller() else { return 2 };
     drop(padding);
@@ -245,9 +247,13 @@ fn helper_report_grandchild(_: &[&str]) -> i32 {
 /// `orphan_parent ROLE ARGS...`: starts `usertests --child ROLE ARGS...` with its own
 /// standard handles and exits at once with the new process's pid.
 fn helper_orphan_parent(args: &[&str]) -> i32 {
+    // Its parent gives it the image as handle 4 when it gives it no file system.
+    if matches!(ipc::handle_info(4), Ok((Some(abi::handle::Kind::Memory), _))) {
+        userlib::testing::set_own_image(4);
+    }
     let mut argv = alloc::vec!["usertests", "--child"];
     argv.extend_from_slice(args);
-    match sys::spawn("usertests", &argv, &process::standard_handles()) {
+    match userlib::testing::spawn_self(&argv, &process::standard_handles()) {
         Ok(child) => child.pid as i32,
         Err(_) => -1,
     }
@@ -313,7 +319,7 @@ fn helper_bomb(args: &[&str]) -> i32 {
     if depth > 0 {
         let below = format!("{}", depth - 1);
         for _ in 0..2 {
-            match sys::spawn("usertests", &["usertests", "--child", "bomb", &below], &process::standard_handles()) {
+            match userlib::testing::spawn_self(&["usertests", "--child", "bomb", &below], &process::standard_handles()) {
                 Ok(child) => children.push(child),
                 Err(Errno(EAGAIN)) => refused += 1,
                 Err(_) => return -1000,

@@ -8,8 +8,11 @@
 //! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion), [`processes`] (the
 //! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
-//! hostile cases of each) and [`smp`] (processes running at once on several CPUs). [`helpers`] holds the helper roles multi-process cases start
-//! (`handles` and `ipc` keep their own), and [`common`] what the cases share.
+//! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
+//! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
+//! server) and [`smp`] (processes running at once on several CPUs). [`helpers`] holds the
+//! helper roles multi-process cases start (the subjects from `handles` on keep their own),
+//! and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
 //! and exits 0 only when nothing failed. Names on the command line run just those cases. A
@@ -27,17 +30,20 @@ mod dirty;
 
 mod common;
 mod console;
+mod files;
 mod handles;
 mod helpers;
 mod ipc;
 mod memory;
 mod numbers;
+mod pipes;
 mod pointers;
 mod privileged;
 mod processes;
 mod protection;
 mod registers;
 mod smp;
+mod streams;
 
 use userlib::testing::Suite;
 
@@ -55,9 +61,21 @@ fn main() -> i32 {
         processes::CASES,
         handles::CASES,
         ipc::CASES,
+        files::CASES,
+        pipes::CASES,
+        streams::CASES,
         smp::CASES,
     ]
     .concat();
-    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS, smp::HELPERS].concat();
+    let helpers = [
+        helpers::HELPERS,
+        handles::HELPERS,
+        ipc::HELPERS,
+        files::HELPERS,
+        pipes::HELPERS,
+        streams::HELPERS,
+        smp::HELPERS,
+    ]
+    .concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
 }

@@ -440,7 +440,7 @@ fn global_memory_exhaustion() -> Outcome {
         check!(all_done, "the memory hogs did not finish mapping");
         let free = sys::sysinfo().context("sysinfo while memory is exhausted")?.free_frames;
         check!(free < 64, "{hogs} hogs left {free} frames free: physical memory was not exhausted");
-        match sys::spawn("usertests", &["usertests", "--child", "exit_with", "0"], &process::standard_handles()) {
+        match userlib::testing::spawn_self(&["usertests", "--child", "exit_with", "0"], &process::standard_handles()) {
             Ok(child) => {
                 wait_for(child)?;
             }
@@ -470,7 +470,7 @@ fn global_memory_exhaustion() -> Outcome {
 fn kernel_heap_stays_bounded() -> Outcome {
     let before = info()?;
     let mut pids = Vec::new();
-    while let Ok(child) = sys::spawn("usertests", &["usertests", "--child", "region_hog"], &process::standard_handles()) {
+    while let Ok(child) = userlib::testing::spawn_self(&["usertests", "--child", "region_hog"], &process::standard_handles()) {
         pids.push(child);
     }
     let settled = wait_until(CHILD_LIMIT, || {

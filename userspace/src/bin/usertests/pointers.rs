@@ -5,14 +5,14 @@
 use alloc::format;
 use alloc::vec;
 
-use abi::errno::{E2BIG, EFAULT, EINVAL, ENAMETOOLONG};
+use abi::errno::{E2BIG, EBADF, EFAULT, EINVAL, EPERM};
 use abi::ipc::FOREVER;
 use abi::memory::USER_END;
-use abi::syscall::{PROCESS_LIST, PROGRAMS, READ, SPAWN, SYSINFO, WAIT, WRITE};
-use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SysInfo, UserStr};
+use abi::syscall::{PROCESS_LIST, READ, SPAWN, SYSINFO, WAIT, WRITE};
+use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, ProcessInfo, SysInfo, UserStr};
 use userlib::check;
 use userlib::sys;
-use userlib::testing::{Case, Outcome};
+use userlib::testing::{Case, Context, Outcome};
 
 use crate::common::*;
 
@@ -27,13 +27,10 @@ pub const CASES: &[Case] = userlib::cases![
     here process_list_bad_pointers,
     here process_list_crossing_edge,
     here process_list_huge_count,
-    here programs_bad_pointers,
-    here programs_crossing_edge,
-    here programs_huge_length,
     here read_only_destinations_refused,
-    here spawn_bad_name,
+    here spawn_bad_image,
     here spawn_bad_argv,
-    here spawn_name_crossing_edge,
+    here spawn_first_argument_crossing_edge,
     here spawn_argv_crossing_edge,
     here wait_bad_status_pointer,
 ];
@@ -141,38 +138,10 @@ fn process_list_huge_count() -> Outcome {
     Ok(())
 }
 
-fn programs_bad_pointers() -> Outcome {
-    for &(pointer, what) in BAD_POINTERS {
-        expect_errno_both(&format!("programs into {what}"), PROGRAMS, [pointer, 64, 0, 0, 0, 0], EFAULT)?;
-    }
-    Ok(())
-}
-
-fn programs_crossing_edge() -> Outcome {
-    let edge = Edge::new()?;
-    expect_errno("programs across the edge", call(PROGRAMS, [edge.before_end(4), 64, 0, 0, 0, 0]), EFAULT)?;
-    edge.check_untouched("programs across the edge")
-}
-
-fn programs_huge_length() -> Outcome {
-    let mut buffer = vec![0xeeu8; 4096];
-    let pointer = buffer.as_mut_ptr() as u64;
-    for (length, what) in [
-        (u64::MAX, "u64::MAX"),
-        (u64::MAX - pointer + 2, "wrapping to 1"),
-        (USER_END - pointer + 1, "one past the user half"),
-    ] {
-        expect_errno_both(&format!("programs with length {what}"), PROGRAMS, [pointer, length, 0, 0, 0, 0], EFAULT)?;
-    }
-    check!(buffer.iter().all(|&byte| byte == 0xee), "a refused call wrote the buffer");
-    Ok(())
-}
-
 fn read_only_destinations_refused() -> Outcome {
     let target = READ_ONLY.as_ptr() as u64;
     expect_errno("sysinfo into .rodata", call(SYSINFO, [target, 0, 0, 0, 0, 0]), EFAULT)?;
     expect_errno("process_list into .rodata", call(PROCESS_LIST, [target, 1, 0, 0, 0, 0]), EFAULT)?;
-    expect_errno("programs into .rodata", call(PROGRAMS, [target, 64, 0, 0, 0, 0]), EFAULT)?;
     expect_errno("sysinfo into text", call(SYSINFO, [text_address(), 0, 0, 0, 0, 0]), EFAULT)?;
     let child = spawn_child("exit_with", &["4"])?;
     expect_errno("wait with the status in .rodata", call(WAIT, [child.handle, target, FOREVER, 0, 0, 0]), EFAULT)?;
@@ -181,64 +150,84 @@ fn read_only_destinations_refused() -> Outcome {
     Ok(())
 }
 
-fn spawn_bad_name() -> Outcome {
-    let long = [b'a'; NAME_MAX + 1];
-    expect_errno("name of NAME_MAX + 1 bytes", raw_spawn(long.as_ptr() as u64, long.len() as u64, 0, 0), ENAMETOOLONG)?;
-    expect_errno("name length u64::MAX", raw_spawn(long.as_ptr() as u64, u64::MAX, 0, 0), ENAMETOOLONG)?;
-    let bad_utf8 = b"user\xfftests";
-    let argv = [user_str(bad_utf8)];
-    let result = raw_spawn(bad_utf8.as_ptr() as u64, bad_utf8.len() as u64, argv.as_ptr() as u64, 1);
-    expect_errno("name that is not UTF-8", result, EINVAL)?;
-    for &(pointer, what) in BAD_POINTERS {
-        expect_errno_both(&format!("name at {what}"), SPAWN, [pointer, 5, 0, 0, 0, 0], EFAULT)?;
-    }
-    Ok(())
-}
-
-fn spawn_bad_argv() -> Outcome {
+/// `spawn` refuses what is not a readable memory object holding a program, flags it does
+/// not know, no arguments at all, and a first argument that is not UTF-8.
+fn spawn_bad_image() -> Outcome {
     let processes = info()?.processes;
     let name = b"usertests";
-    let (name_ptr, name_len) = (name.as_ptr() as u64, name.len() as u64);
-    let good = user_str(name);
+    let argv = [user_str(name)];
+    let with = |image: u64, argc: u64, flags: u64| call(SPAWN, [image, argv.as_ptr() as u64, argc, 0, 0, flags]);
+    expect_errno("the console as the image", with(0, 1, 0), EBADF)?;
+    expect_errno("a free handle number as the image", with(HANDLE_FREE, 1, 0), EBADF)?;
+    let unreadable = userlib::ipc::OwnedHandle::from_raw(
+        userlib::ipc::duplicate(own_image(), abi::handle::rights::DUPLICATE).context("handle_duplicate")?,
+    );
+    expect_errno("an image handle without READ", with(unreadable.raw(), 1, 0), EPERM)?;
+    let junk = userlib::ipc::SharedMemory::with_bytes(b"#!/bin/sh\nnot an ELF file\n").context("memory")?;
+    expect_errno("memory that holds no program", with(junk.handle().raw(), 1, 0), EINVAL)?;
+    for flags in [1, 1 << 63, u64::MAX] {
+        expect_errno(&format!("flags {flags:#x}"), with(own_image(), 1, flags), EINVAL)?;
+    }
+    expect_errno("no arguments at all", with(own_image(), 0, 0), EINVAL)?;
+    let bad_utf8 = b"user\xfftests";
+    let argv = [user_str(bad_utf8)];
+    expect_errno("a first argument that is not UTF-8", raw_spawn(argv.as_ptr() as u64, 1), EINVAL)?;
     for &(pointer, what) in BAD_POINTERS {
-        expect_errno(&format!("argv at {what}"), raw_spawn(name_ptr, name_len, pointer, 1), EFAULT)?;
-        let argv = [good, UserStr { ptr: pointer, len: 4 }];
-        expect_errno(
-            &format!("an argument at {what}"),
-            raw_spawn(name_ptr, name_len, argv.as_ptr() as u64, 2),
-            EFAULT,
-        )?;
+        expect_errno_both(&format!("argv at {what}"), SPAWN, [own_image(), pointer, 1, 0, 0, 0], EFAULT)?;
     }
-    let argv = [good; ARGV_MAX + 1];
-    let argv_ptr = argv.as_ptr() as u64;
-    expect_errno("argc ARGV_MAX + 1", raw_spawn(name_ptr, name_len, argv_ptr, ARGV_MAX as u64 + 1), E2BIG)?;
-    let heap_before = info()?.heap_used;
-    for argc in [u64::MAX, 1 << 61, 1 << 32] {
-        expect_errno(&format!("argc {argc:#x}"), raw_spawn(name_ptr, name_len, argv_ptr, argc), E2BIG)?;
-    }
-    let heap_after = info()?.heap_used;
-    check!(heap_after == heap_before, "the kernel heap went from {heap_before} to {heap_after} bytes in use");
-    let argv = [good, UserStr { ptr: name_ptr, len: u64::MAX }];
-    expect_errno("an argument of length u64::MAX", raw_spawn(name_ptr, name_len, argv.as_ptr() as u64, 2), E2BIG)?;
-    let argv = [UserStr { ptr: name_ptr, len: 1 << 63 }, UserStr { ptr: name_ptr, len: 1 << 63 }];
-    expect_errno("argument lengths summing past u64", raw_spawn(name_ptr, name_len, argv.as_ptr() as u64, 2), E2BIG)?;
-    let big = vec![b'x'; ARGV_BYTES_MAX];
-    let argv = [good, UserStr { ptr: big.as_ptr() as u64, len: (ARGV_BYTES_MAX - name.len() + 1) as u64 }];
-    expect_errno("ARGV_BYTES_MAX + 1 argument bytes", raw_spawn(name_ptr, name_len, argv.as_ptr() as u64, 2), E2BIG)?;
-    let bad_utf8 = b"\xc3\x28";
-    let argv = [good, user_str(bad_utf8)];
-    expect_errno("an argument that is not UTF-8", raw_spawn(name_ptr, name_len, argv.as_ptr() as u64, 2), EINVAL)?;
     let after = info()?.processes;
     check!(after == processes, "failed spawns changed the process count from {processes} to {after}");
     Ok(())
 }
 
-fn spawn_name_crossing_edge() -> Outcome {
+/// A handle number nothing uses in this suite.
+const HANDLE_FREE: u64 = 200;
+
+fn spawn_bad_argv() -> Outcome {
+    let processes = info()?.processes;
+    let name = b"usertests";
+    let name_ptr = name.as_ptr() as u64;
+    let good = user_str(name);
+    for &(pointer, what) in BAD_POINTERS {
+        expect_errno(&format!("argv at {what}"), raw_spawn(pointer, 1), EFAULT)?;
+        let argv = [good, UserStr { ptr: pointer, len: 4 }];
+        expect_errno(
+            &format!("an argument at {what}"),
+            raw_spawn(argv.as_ptr() as u64, 2),
+            EFAULT,
+        )?;
+    }
+    let argv = [good; ARGV_MAX + 1];
+    let argv_ptr = argv.as_ptr() as u64;
+    expect_errno("argc ARGV_MAX + 1", raw_spawn(argv_ptr, ARGV_MAX as u64 + 1), E2BIG)?;
+    let heap_before = info()?.heap_used;
+    for argc in [u64::MAX, 1 << 61, 1 << 32] {
+        expect_errno(&format!("argc {argc:#x}"), raw_spawn(argv_ptr, argc), E2BIG)?;
+    }
+    let heap_after = info()?.heap_used;
+    check!(heap_after == heap_before, "the kernel heap went from {heap_before} to {heap_after} bytes in use");
+    let argv = [good, UserStr { ptr: name_ptr, len: u64::MAX }];
+    expect_errno("an argument of length u64::MAX", raw_spawn(argv.as_ptr() as u64, 2), E2BIG)?;
+    let argv = [UserStr { ptr: name_ptr, len: 1 << 63 }, UserStr { ptr: name_ptr, len: 1 << 63 }];
+    expect_errno("argument lengths summing past u64", raw_spawn(argv.as_ptr() as u64, 2), E2BIG)?;
+    let big = vec![b'x'; ARGV_BYTES_MAX];
+    let argv = [good, UserStr { ptr: big.as_ptr() as u64, len: (ARGV_BYTES_MAX - name.len() + 1) as u64 }];
+    expect_errno("ARGV_BYTES_MAX + 1 argument bytes", raw_spawn(argv.as_ptr() as u64, 2), E2BIG)?;
+    let bad_utf8 = b"\xc3\x28";
+    let argv = [good, user_str(bad_utf8)];
+    expect_errno("an argument that is not UTF-8", raw_spawn(argv.as_ptr() as u64, 2), EINVAL)?;
+    let after = info()?.processes;
+    check!(after == processes, "failed spawns changed the process count from {processes} to {after}");
+    Ok(())
+}
+
+fn spawn_first_argument_crossing_edge() -> Outcome {
     let edge = Edge::new()?;
     let start = edge.before_end(4);
     // SAFETY: the four bytes before the edge are mapped read-write and belong to `edge`.
     unsafe { core::ptr::copy_nonoverlapping(b"user".as_ptr(), start as *mut u8, 4) };
-    expect_errno("a name running into the unmapped page", raw_spawn(start, 9, 0, 0), EFAULT)
+    let argv = [UserStr { ptr: start, len: 9 }];
+    expect_errno("a first argument running into the unmapped page", raw_spawn(argv.as_ptr() as u64, 1), EFAULT)
 }
 
 fn spawn_argv_crossing_edge() -> Outcome {
@@ -248,12 +237,12 @@ fn spawn_argv_crossing_edge() -> Outcome {
     let slot = edge.before_end(entry);
     // SAFETY: one `UserStr` fits right below the edge, in the page `edge` owns.
     unsafe { core::ptr::write_unaligned(slot as *mut UserStr, user_str(name)) };
-    let result = raw_spawn(name.as_ptr() as u64, name.len() as u64, slot, 2);
+    let result = raw_spawn(slot, 2);
     expect_errno("argv running into the unmapped page", result, EFAULT)?;
     let start = edge.before_end(entry + 4);
     // SAFETY: as above, one `UserStr` plus four bytes fit below the edge.
     unsafe { core::ptr::write_unaligned(start as *mut UserStr, UserStr { ptr: edge.before_end(4), len: 9 }) };
-    let result = raw_spawn(name.as_ptr() as u64, name.len() as u64, start, 1);
+    let result = raw_spawn(start, 1);
     expect_errno("an argument running into the unmapped page", result, EFAULT)
 }
 

@@ -203,7 +203,7 @@ fn wait_timeout_expires() -> Outcome {
 fn foreign_handle_numbers_mean_nothing() -> Outcome {
     let endpoint = Endpoint::create().context("endpoint_create")?;
     let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND).context("handle_duplicate")?;
-    let child = spawn_with_handles("report_grandchild", &[], &[0, 1, 2, send.raw() as u32])?;
+    let child = spawn_with_handles("report_grandchild", &[], &[0, 1, 2, send.raw() as u32, own_image() as u32])?;
     drop(send);
     let outcome: Outcome = (|| {
         let mut room = [0u8; 0];
@@ -400,11 +400,14 @@ fn pids_increase() -> Outcome {
 }
 
 fn spawn_missing_program() -> Outcome {
-    for name in ["no_such_program", "", "usertest", "usertests\0", "USERTESTS", "usertests "] {
-        let argv = [user_str(name.as_bytes())];
-        let result = raw_spawn(name.as_ptr() as u64, name.len() as u64, argv.as_ptr() as u64, 1);
-        expect_errno(&format!("spawn({name:?})"), result, ENOENT)?;
+    for name in ["no_such_program", "usertest", "USERTESTS", "usertests ", "/bin/no_such_program", "/no/such/dir/hello"] {
+        let result = process::spawn(name, &[name]);
+        check!(result == Err(Errno(ENOENT)), "spawn({name:?}) returned {result:?}, not ENOENT");
     }
+    let result = process::spawn("/bin", &["/bin"]);
+    check!(result == Err(Errno(abi::errno::EISDIR)), "spawn of a directory returned {result:?}, not EISDIR");
+    let result = process::spawn("/etc/motd", &["motd"]);
+    check!(result == Err(Errno(abi::errno::EINVAL)), "spawn of a text file returned {result:?}, not EINVAL");
     Ok(())
 }
 
@@ -481,7 +484,8 @@ fn spawn_bomb() -> Outcome {
 fn orphan_keeps_its_parent_pid() -> Outcome {
     let endpoint = Endpoint::create().context("endpoint_create")?;
     let send = endpoint.handle().duplicate(rights::DUPLICATE | rights::SEND).context("handle_duplicate")?;
-    let parent = spawn_with_handles("orphan_parent", &["orphan_grandchild"], &[0, 1, 2, send.raw() as u32])?;
+    let parent =
+        spawn_with_handles("orphan_parent", &["orphan_grandchild"], &[0, 1, 2, send.raw() as u32, own_image() as u32])?;
     drop(send);
     let ended = finish_within(parent, "orphan_parent")?;
     check!(ended.status > 0 && ended.fault().is_none(), "orphan_parent {}", Ending(ended));
