@@ -93,7 +93,7 @@ pub fn map_kernel_page(page: Page, flags: PageTableFlags) -> Result<PhysFrame, M
     let frame = Frame::allocate_zeroed().ok_or(MapToError::FrameAllocationFailed)?;
     let physical = frame.phys();
     // SAFETY: the kernel root is valid; boot and kernel-stack management run with interrupts
-    // masked on one CPU, so no other mapper is live.
+    // masked and under the big kernel lock, so no other mapper is live.
     let mut mapper = unsafe { mapper_for(kernel_root()) };
     // SAFETY: the frame is fresh and unused, and `page` is a kernel-half page reserved for
     // the caller, so the new mapping aliases nothing.

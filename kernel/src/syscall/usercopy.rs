@@ -6,7 +6,8 @@
 //! user half and that every page of it is mapped user-accessible (and writable, for writes)
 //! in the caller's address space, then copies inside a `stac`/`clac` window. A failed check
 //! is `EFAULT` and copies nothing: there is no partial copy, and since the kernel runs with
-//! interrupts masked on one CPU, nothing can unmap a page between the check and the copy.
+//! interrupts masked and under the big kernel lock, nothing can unmap a page between the check
+//! and the copy.
 //!
 //! An empty range touches no memory, so its address is not checked at all: Rust's empty
 //! slices carry a dangling pointer (`0x1`), and `write(1, b"")` or a `spawn` with an empty

@@ -3,7 +3,7 @@
 //!
 //! - **Run queue**: one queue of ready processes in FIFO order, shared by every CPU (the
 //!   big kernel lock serialises the scheduler anyway, so per-CPU queues would only add
-//!   stealing; see decision 36). A process runs on one CPU at a time: only a ready process
+//!   stealing; see decision 43). A process runs on one CPU at a time: only a ready process
 //!   is chosen, and choosing it makes it running. A process runs for up to
 //!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); its CPU's timer
 //!   interrupt checks the slice, and a process whose slice is used up goes to the back of

@@ -284,21 +284,22 @@ pub fn timer_interrupts(index: usize) -> u64 {
 pub(super) fn masked_stretch_begins() {
     let now = read_timestamp() as u32;
     // SAFETY: inside the kernel `GS` points at this CPU's block, whose `masked_since` field
-    // is at this offset; only this CPU writes it. One store through `GS`: this is on every
-    // kernel entry.
+    // (an `AtomicU32`: an aligned 32-bit store is atomic) is at this offset. One store
+    // through `GS`: this is on every kernel entry.
     unsafe {
         asm!("mov dword ptr gs:[{offset}], {now:e}", offset = const PER_CPU_MASKED_SINCE, now = in(reg) now, options(nostack, preserves_flags))
     };
 }
 
 /// Notes that interrupts are about to be enabled again, and keeps the longest stretch. Only
-/// this CPU writes its block, so a plain compare and store will do.
+/// this CPU writes its stretch fields after boot, so a plain compare and store will do.
 #[inline]
 pub(super) fn masked_stretch_ends() {
     let now = read_timestamp() as u32;
     // SAFETY: inside the kernel `GS` points at this CPU's block, whose `masked_since` and
-    // `longest_masked` fields are at these offsets; only this CPU writes them. Through `GS`
-    // because this is on every return to ring 3.
+    // `longest_masked` fields (`AtomicU32`s, read and written with aligned 32-bit accesses)
+    // are at these offsets; only this CPU writes them once boot is over (see
+    // [`reset_longest_masked`]). Through `GS` because this is on every return to ring 3.
     unsafe {
         asm!(
             "sub {now:e}, dword ptr gs:[{since}]",
@@ -320,13 +321,15 @@ pub fn longest_masked_cycles() -> u64 {
     PER_CPU.iter().map(|block| u64::from(block.longest_masked.load(Ordering::Relaxed))).max().unwrap_or(0)
 }
 
-/// Forgets every CPU's longest masked stretch (boot runs masked for long; measuring starts
-/// after it).
+/// Forgets every CPU's longest masked stretch, and starts every open one now (boot runs
+/// masked for long, and the other CPUs wait for the boot processor's lock all through it;
+/// measuring starts after it).
 pub fn reset_longest_masked() {
+    let now = read_timestamp() as u32;
     for block in &PER_CPU {
+        block.masked_since.store(now, Ordering::Relaxed);
         block.longest_masked.store(0, Ordering::Relaxed);
     }
-    masked_stretch_begins();
 }
 
 /// The current stack pointer.
