@@ -360,7 +360,12 @@ impl Scheduler {
 /// Switches to whatever should run next, if that is not the running context. The caller
 /// has already put the running process in its new state.
 fn reschedule() {
-    if let Some(to) = with_scheduler(Scheduler::choose_next) {
+    switch_to_chosen(with_scheduler(Scheduler::choose_next));
+}
+
+/// Switches to `to`, what [`Scheduler::choose_next`] chose, if anything.
+fn switch_to_chosen(to: Option<Context>) {
+    if let Some(to) = to {
         kernel_stack::switch_to(to);
         after_switch();
     }
@@ -368,6 +373,7 @@ fn reschedule() {
 
 /// Bookkeeping right after a switch, on the new stack: finishes a process that exited on
 /// this CPU (see [`Departed`]). Also the first thing a new process runs.
+#[inline]
 pub fn after_switch() {
     let this_cpu = cpu::index();
     if DEPARTED[this_cpu].swap(false, Ordering::Acquire)
@@ -589,12 +595,12 @@ fn attend() -> Result<(), Killed> {
 
 /// Puts the running process at the back of the run queue and runs the next one.
 pub fn yield_now() {
-    with_scheduler(|scheduler| {
+    switch_to_chosen(with_scheduler(|scheduler| {
         let slot = scheduler.current_slot().expect("yield with no current process");
         scheduler.current_process().state = State::Ready;
         scheduler.push_ready(slot);
-    });
-    reschedule();
+        scheduler.choose_next()
+    }));
 }
 
 /// Blocks the running process for `reason` unless `done` (checked under the lock, so no
