@@ -33,6 +33,14 @@ pub enum Kind {
     Power = 7,
     /// One end of a kernel pipe: `read` on the read end, `write` on the write end.
     Pipe = 8,
+    /// A device's interrupt line: `irq_bind` it to a notification, `irq_ack` it.
+    Irq = 9,
+    /// A range of I/O ports: `ioports_enable` lets the holder use `in`/`out` on them.
+    IoPorts = 10,
+    /// A device's physical memory (the framebuffer): `memory_map` it; `framebuffer_info`.
+    DeviceMemory = 11,
+    /// The kernel's log: `write` appends to it, `log_read` reads what it retains.
+    Log = 12,
 }
 
 impl Kind {
@@ -47,6 +55,10 @@ impl Kind {
             6 => Self::Process,
             7 => Self::Power,
             8 => Self::Pipe,
+            9 => Self::Irq,
+            10 => Self::IoPorts,
+            11 => Self::DeviceMemory,
+            12 => Self::Log,
             _ => return None,
         })
     }
@@ -62,6 +74,10 @@ impl Kind {
             Self::Process => "process",
             Self::Power => "power",
             Self::Pipe => "pipe",
+            Self::Irq => "irq",
+            Self::IoPorts => "ioports",
+            Self::DeviceMemory => "device memory",
+            Self::Log => "log",
         }
     }
 }
@@ -72,9 +88,11 @@ pub mod rights {
     pub const DUPLICATE: u32 = 1 << 0;
     /// The handle may be moved to another process in a message.
     pub const TRANSFER: u32 = 1 << 1;
-    /// Console, pipe read end: `read`. Memory: map readable (and `spawn` from it).
+    /// Console, pipe read end: `read`. Memory, device memory: map readable (and `spawn`
+    /// from memory). Log: `log_read`. I/O ports: `ioports_enable` (with WRITE).
     pub const READ: u32 = 1 << 2;
-    /// Console, pipe write end: `write`. Memory: map writable.
+    /// Console, pipe write end, log: `write`. Memory, device memory: map writable. I/O
+    /// ports: `ioports_enable` (with READ).
     pub const WRITE: u32 = 1 << 3;
     /// Memory: map executable (never together with writable in one mapping).
     pub const EXECUTE: u32 = 1 << 4;
@@ -86,7 +104,7 @@ pub mod rights {
     pub const MINT: u32 = 1 << 7;
     /// Notification: `signal`.
     pub const SIGNAL: u32 = 1 << 8;
-    /// Notification: `wait`. Process: `wait`.
+    /// Notification: `wait`. Process: `wait`. Irq: `irq_bind` and `irq_ack`.
     pub const WAIT: u32 = 1 << 9;
     /// Process: `kill`, and making it the console's foreground process.
     pub const KILL: u32 = 1 << 10;
@@ -112,7 +130,7 @@ mod tests {
 
     #[test]
     fn info_round_trips_every_kind() {
-        for kind in [Kind::Console, Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe] {
+        for kind in [Kind::Console, Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe, Kind::Irq, Kind::IoPorts, Kind::DeviceMemory, Kind::Log] {
             assert_eq!(split_info(info(kind, rights::SEND | rights::MINT)), (Some(kind), rights::SEND | rights::MINT));
             assert_eq!(Kind::from_u32(kind as u32), Some(kind));
         }

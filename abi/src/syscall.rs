@@ -180,6 +180,25 @@ syscalls! {
     PIPE_CREATE = 37, "pipe_create", [OutPtr];
     /// `memory_size(h) -> bytes`: the size of the memory object `h` names (whole pages).
     MEMORY_SIZE = 38, "memory_size", [Handle];
+    /// `irq_bind(irq, notification, bits) -> 0`: when the interrupt line `irq` names fires,
+    /// the kernel masks it and signals `bits` on `notification` (WAIT right on both; `bits`
+    /// non-zero, bit 63 refused: `EINVAL`). `EBUSY` if the line is bound already. Binding
+    /// unmasks the line; the binding lasts until the binding process ends (or the line's
+    /// object dies), and the line is masked again then.
+    IRQ_BIND = 39, "irq_bind", [Handle, Handle, Int];
+    /// `irq_ack(irq) -> 0`: unmasks the line after the driver has served the device (WAIT
+    /// right). `EINVAL` if the line is not bound, `EPERM` if another process bound it.
+    IRQ_ACK = 40, "irq_ack", [Handle];
+    /// `ioports_enable(h) -> 0`: the caller may use `in`/`out` on the port range `h` names
+    /// (READ and WRITE rights) from now on; every other port still kills it with #GP.
+    /// `ENOSPC` past [`crate::IO_RANGES_MAX`] ranges.
+    IOPORTS_ENABLE = 41, "ioports_enable", [Handle];
+    /// `framebuffer_info(h, out) -> 0`: fills a [`crate::FramebufferInfo`] for the device
+    /// memory `h` names (no right needed); `EINVAL` if it is not a framebuffer.
+    FRAMEBUFFER_INFO = 42, "framebuffer_info", [Handle, OutPtr];
+    /// `log_read(h, buf, len) -> bytes`: copies the newest `len` bytes (at most) of the
+    /// kernel's log ring into `buf`, oldest first (READ right on a log handle).
+    LOG_READ = 43, "log_read", [Handle, OutPtr, Len];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -19,7 +19,7 @@ use crate::arch::x86_64::hooks::{self, KernelHooks};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, pic, ps2, qemu, serial, syscall_entry, trap};
 use crate::mm::kernel_stack;
-use crate::{backtrace, console, ktest, mm, println, syscall, task, time};
+use crate::{backtrace, console, ktest, mm, object, println, syscall, task, time};
 
 /// The kernel's version, as the banner shows it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -50,6 +50,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if !kernel_symbols {
         log::warn!("no kernel symbol table: backtraces show addresses only");
     }
+    let framebuffer = boot_info.framebuffer.as_ref().map(framebuffer_layout);
     let screen = boot_info.framebuffer.as_mut().and_then(console::attach_framebuffer);
     println!("\x1b[1;36mEnigma {VERSION}\x1b[0m: an x86_64 microkernel in Rust");
     match screen {
@@ -103,7 +104,8 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     console::input::start();
     console::start_drawing_in_background();
-    start_init(command_line.as_deref().unwrap_or(""), ramdisk.as_ref());
+    let devices = find_devices(framebuffer);
+    start_init(command_line.as_deref().unwrap_or(""), ramdisk.as_ref(), devices);
     // Boot ran with interrupts masked throughout; what is measured from here on is what
     // processes cause.
     cpu::reset_longest_masked();
@@ -122,8 +124,8 @@ fn report_new_nmis() {
     }
 }
 
-/// Device interrupts: the timer drives the clock's checks and the scheduler; keyboard and
-/// COM1 feed the console's input queues.
+/// Device interrupts: the timer drives the clock's checks and the scheduler; a line a driver
+/// bound goes to it; keyboard and COM1 feed the kernel console's input queues otherwise.
 fn device_interrupt(line: u8) {
     match line {
         pic::TIMER_IRQ => {
@@ -131,6 +133,7 @@ fn device_interrupt(line: u8) {
             task::on_timer_tick();
             report_new_nmis();
         }
+        line if object::device::interrupt(line) => {}
         pic::KEYBOARD_IRQ => console::input::push_scancode(ps2::read_scancode()),
         pic::COM1_IRQ => serial::drain_received(console::input::push_serial_byte),
         _ => {}
@@ -141,10 +144,65 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
+/// The framebuffer's virtual address, length and layout, read before the console takes it.
+fn framebuffer_layout(framebuffer: &bootloader_api::info::FrameBuffer) -> (u64, u64, abi::FramebufferInfo) {
+    let info = framebuffer.info();
+    let format = match info.pixel_format {
+        bootloader_api::info::PixelFormat::Bgr => abi::PIXEL_BGR,
+        bootloader_api::info::PixelFormat::U8 => abi::PIXEL_GRAY,
+        _ => abi::PIXEL_RGB,
+    };
+    let layout = abi::FramebufferInfo {
+        width: info.width as u32,
+        height: info.height as u32,
+        stride: info.stride as u32,
+        bytes_per_pixel: info.bytes_per_pixel as u32,
+        format,
+    };
+    (framebuffer.buffer().as_ptr() as u64, info.byte_len as u64, layout)
+}
+
+/// The device objects `init` gets, by handle number (`abi::init_handles`).
+type Devices = Vec<(u64, object::Handle)>;
+
+/// Makes the device objects from what boot found: the keyboard's and COM1's lines and ports,
+/// the framebuffer, the log, and COM2 if it answers.
+fn find_devices(framebuffer: Option<(u64, u64, abi::FramebufferInfo)>) -> Devices {
+    use abi::handle::rights::{DUPLICATE, READ, TRANSFER, WAIT, WRITE};
+    use abi::init_handles::*;
+    use alloc::sync::Arc;
+    use object::device::{DeviceMemory, IoPorts, Irq};
+    use object::{Handle, Object};
+    let shared = DUPLICATE | TRANSFER;
+    let irq = |line| Handle::new(Object::Irq(Arc::new(Irq::new(line))), shared | WAIT);
+    let ports = |first, count| Handle::new(Object::IoPorts(Arc::new(IoPorts::new(first, count))), shared | READ | WRITE);
+    let mut devices = alloc::vec![
+        (KEYBOARD_IRQ, irq(pic::KEYBOARD_IRQ)),
+        (SERIAL_IRQ, irq(pic::COM1_IRQ)),
+        (PS2_PORTS, ports(ps2::DATA_PORT, ps2::STATUS_PORT - ps2::DATA_PORT + 1)),
+        (SERIAL_PORTS, ports(serial::COM1_BASE, 8)),
+        (LOG, Handle::new(Object::Log, shared | READ | WRITE)),
+    ];
+    let screen = framebuffer.filter(|&(address, _, _)| address % mm::frame::FRAME_SIZE == 0);
+    match screen.and_then(|(address, len, layout)| Some((mm::paging::kernel_frames(address, len)?, layout))) {
+        Some((frames, layout)) => {
+            let memory = DeviceMemory::new(mm::shared::SharedFrames::boot_memory(frames), Some(layout));
+            devices.push((FRAMEBUFFER, Handle::new(Object::DeviceMemory(Arc::new(memory)), shared | READ | WRITE)));
+        }
+        None => log::warn!("no framebuffer for the console server"),
+    }
+    if serial::com2_present() {
+        devices.push((SPARE_IRQ, irq(pic::COM2_IRQ)));
+        devices.push((SPARE_PORTS, ports(serial::COM2_BASE, 8)));
+    }
+    devices
+}
+
 /// Starts `/bin/init` from the ramdisk with the command line's words as its arguments after
 /// its own name (`init` runs the program they name instead of the shell), the console as
-/// handles 0 to 2, the power handle as 3 and the ramdisk, read-only, as 4.
-fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>) {
+/// handles 0 to 2, the power handle as 3, the ramdisk, read-only, as 4, and the device
+/// handles as `abi::init_handles` numbers them.
+fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, devices: Devices) {
     let mut words: Vec<&str> = command_line.split_whitespace().collect();
     if words.first() != Some(&INIT) {
         words.insert(0, INIT);
@@ -165,6 +223,9 @@ fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>) {
     let ramdisk_rights = abi::handle::rights::DUPLICATE | abi::handle::rights::TRANSFER | abi::handle::rights::READ;
     let ramdisk_handle = crate::object::Handle::new(crate::object::Object::Memory(alloc::sync::Arc::new(ramdisk_object)), ramdisk_rights);
     handles.insert_at(4, ramdisk_handle);
+    for (number, handle) in devices {
+        handles.insert_at(number as u32, handle);
+    }
     match task::scheduler::spawn(INIT, image, &words, 0, handles) {
         Ok(process) => log::info!("started {INIT} as pid {} ({} KiB ramdisk)", process.pid, ramdisk.bytes.len() / 1024),
         Err(error) => {

@@ -22,6 +22,8 @@ pub mod drivers;
 pub mod ipc;
 #[forbid(unsafe_code)]
 pub mod ktest;
+#[forbid(unsafe_code)]
+pub mod log_ring;
 pub mod mm;
 #[forbid(unsafe_code)]
 pub mod object;

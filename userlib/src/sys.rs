@@ -281,3 +281,32 @@ pub fn set_foreground(child: Option<Child>) -> Result<()> {
 pub fn console_mode(mode: u64) -> Result<u64> {
     call(CONSOLE_MODE, [mode, 0, 0, 0, 0, 0])
 }
+
+/// `irq_bind`: when the interrupt line `irq` fires, the kernel masks it and signals `bits`
+/// on `notification`.
+pub fn irq_bind(irq: u64, notification: u64, bits: u64) -> Result<()> {
+    call(IRQ_BIND, [irq, notification, bits, 0, 0, 0]).map(|_| ())
+}
+
+/// `irq_ack`: unmasks the line `irq` after its device was served.
+pub fn irq_ack(irq: u64) -> Result<()> {
+    call(IRQ_ACK, [irq, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `ioports_enable`: lets this process use `in`/`out` on the port range `ports` names.
+pub fn ioports_enable(ports: u64) -> Result<()> {
+    call(IOPORTS_ENABLE, [ports, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `framebuffer_info`: the layout of the framebuffer the device memory `memory` names.
+pub fn framebuffer_info(memory: u64) -> Result<abi::FramebufferInfo> {
+    let mut info = abi::FramebufferInfo::default();
+    call(FRAMEBUFFER_INFO, [memory, &raw mut info as u64, 0, 0, 0, 0])?;
+    Ok(info)
+}
+
+/// `log_read`: the newest bytes of the kernel's log (at most `buffer.len()`), oldest first;
+/// returns how many were copied.
+pub fn log_read(log: u64, buffer: &mut [u8]) -> Result<usize> {
+    call(LOG_READ, [log, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
+}

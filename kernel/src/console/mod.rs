@@ -163,11 +163,12 @@ struct Undrawn;
 impl Write for Undrawn {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         write_bytes_undrawn(text.as_bytes());
+        crate::log_ring::append(text.as_bytes());
         Ok(())
     }
 }
 
-/// Formats to both consoles; the body of [`print!`](crate::print).
+/// Formats to both consoles and the log ring; the body of [`print!`](crate::print).
 pub fn print_fmt(args: fmt::Arguments) {
     cpu::without_interrupts(|| {
         // Formatting can call `write_str` many times; holding the interrupts off for the
@@ -175,6 +176,12 @@ pub fn print_fmt(args: fmt::Arguments) {
         let _ = Undrawn.write_fmt(args);
     });
     draw_soon();
+}
+
+/// Writes what a holder of the Log handle wrote: to the serial console and the log ring.
+pub fn write_log(bytes: &[u8]) {
+    cpu::without_interrupts(|| serial::write_bytes(bytes));
+    crate::log_ring::append(bytes);
 }
 
 /// Writes a panic message to both consoles without waiting for a lock a dead context holds,

@@ -180,7 +180,7 @@ impl Endpoint {
 
     /// The last receiving handle is gone: every queued caller fails, now and later.
     fn receivers_gone(&self) {
-        let callers: VecDeque<Arc<ProcessObject>> = core::mem::replace(&mut self.queues.lock().callers, VecDeque::new());
+        let callers: VecDeque<Arc<ProcessObject>> = core::mem::take(&mut self.queues.lock().callers);
         for caller in callers {
             super::fail_call(&caller, EPIPE);
         }

@@ -9,6 +9,7 @@
 //! The number of live objects is counted ([`live_objects`], reported by `sysinfo`), so a test
 //! can see an object that leaked.
 
+pub mod device;
 pub mod handles;
 pub mod memory;
 
@@ -23,6 +24,7 @@ use crate::ipc::notification::Notification;
 use crate::ipc::pipe::PipeEnd;
 use crate::ipc::reply::Reply;
 use crate::task::process::ProcessObject;
+use device::{DeviceMemory, IoPorts, Irq};
 use memory::MemoryObject;
 
 static LIVE_OBJECTS: AtomicU64 = AtomicU64::new(0);
@@ -76,6 +78,14 @@ pub enum Object {
     Power,
     /// One end of a pipe (handles duplicated from one another share it).
     Pipe(Arc<PipeEnd>),
+    /// An interrupt line.
+    Irq(Arc<Irq>),
+    /// A range of I/O ports.
+    IoPorts(Arc<IoPorts>),
+    /// A device's physical memory.
+    DeviceMemory(Arc<DeviceMemory>),
+    /// The kernel's log (there is one; it is not counted).
+    Log,
 }
 
 impl Object {
@@ -91,6 +101,10 @@ impl Object {
             Self::Process(process) => Self::Process(process.clone()),
             Self::Power => Self::Power,
             Self::Pipe(end) => Self::Pipe(end.clone()),
+            Self::Irq(irq) => Self::Irq(irq.clone()),
+            Self::IoPorts(ports) => Self::IoPorts(ports.clone()),
+            Self::DeviceMemory(memory) => Self::DeviceMemory(memory.clone()),
+            Self::Log => Self::Log,
         })
     }
 
@@ -105,6 +119,10 @@ impl Object {
             Self::Process(_) => Kind::Process,
             Self::Power => Kind::Power,
             Self::Pipe(_) => Kind::Pipe,
+            Self::Irq(_) => Kind::Irq,
+            Self::IoPorts(_) => Kind::IoPorts,
+            Self::DeviceMemory(_) => Kind::DeviceMemory,
+            Self::Log => Kind::Log,
         }
     }
 }

@@ -29,6 +29,7 @@ const WRITE_CHUNK: u64 = 256;
 /// What a stream handle names.
 enum Stream {
     Console,
+    Log,
     Pipe(Arc<PipeEnd>),
     Endpoint(Arc<EndpointRef>),
 }
@@ -41,6 +42,8 @@ fn stream(number: u64, right: u32) -> Result<Stream, i64> {
     let handle = table.get(number)?;
     match handle.object() {
         Object::Console => handle.require(right).map(|()| Stream::Console),
+        // The log is written, never read as a stream (`log_read` reads it).
+        Object::Log if right == rights::WRITE => handle.require(right).map(|()| Stream::Log),
         Object::Pipe(end) => handle.require(right).map(|()| Stream::Pipe(end.clone())),
         Object::Endpoint(endpoint) => handle.require(rights::SEND).map(|()| Stream::Endpoint(endpoint.clone())),
         _ => Err(EBADF),
@@ -56,6 +59,7 @@ pub fn write(args: &Args) -> SyscallResult {
     let source = buffer.check_readable()?;
     match target {
         Stream::Console => Ok(write_console(source)),
+        Stream::Log => Ok(write_in_steps(source, crate::console::write_log)),
         Stream::Pipe(end) => {
             let me = scheduler::current_object();
             let count = end.pipe().write(&me, source.len() as usize, |offset, room| source.copy_to(offset as u64, room))?;
@@ -66,9 +70,16 @@ pub fn write(args: &Args) -> SyscallResult {
 }
 
 /// Writes to the console. The framebuffer's pixels are drawn after the bytes, in bounded
-/// steps with preemption points between them. A process killed part-way gets the count
-/// written so far (or `EINTR` if nothing was).
+/// steps with preemption points between them.
 fn write_console(source: ReadableSlice) -> u64 {
+    let written = write_in_steps(source, crate::console::write_bytes_undrawn);
+    crate::console::draw_in_steps(|| scheduler::preemption_point().is_ok());
+    written
+}
+
+/// Hands the bytes of `source` to `sink` in steps of [`WRITE_CHUNK`], with preemption points
+/// between them. A process killed part-way gets the count written so far.
+fn write_in_steps(source: ReadableSlice, mut sink: impl FnMut(&[u8])) -> u64 {
     let mut chunk = [0u8; WRITE_CHUNK as usize];
     let mut offset = 0;
     while offset < source.len() {
@@ -77,10 +88,9 @@ fn write_console(source: ReadableSlice) -> u64 {
         }
         let bytes = &mut chunk[..WRITE_CHUNK.min(source.len() - offset) as usize];
         source.copy_to(offset, bytes);
-        crate::console::write_bytes_undrawn(bytes);
+        sink(bytes);
         offset += bytes.len() as u64;
     }
-    crate::console::draw_in_steps(|| scheduler::preemption_point().is_ok());
     offset
 }
 
@@ -124,6 +134,7 @@ pub fn read(args: &Args) -> SyscallResult {
     }
     match source {
         Stream::Console => read_console(&buffer, target),
+        Stream::Log => Err(EBADF),
         Stream::Pipe(end) => {
             let me = scheduler::current_object();
             let count = end.pipe().read(&me, buffer.len() as usize, |offset, bytes| target.copy_from(offset as u64, bytes))?;

@@ -4,7 +4,7 @@
 use abi::errno::ENOSYS;
 use abi::syscall::*;
 
-use super::{Args, SyscallResult, handle, io, ipc, memory, process, system, time};
+use super::{Args, SyscallResult, device, handle, io, ipc, memory, process, system, time};
 use crate::arch::x86_64::trap::TrapFrame;
 
 /// A syscall handler: most take the six argument registers; IPC's take the whole frame,
@@ -61,6 +61,11 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[PROCESS_PID as usize] = Arguments(process::process_pid);
     table[PIPE_CREATE as usize] = Arguments(io::pipe_create);
     table[MEMORY_SIZE as usize] = Arguments(ipc::memory_size);
+    table[IRQ_BIND as usize] = Arguments(device::irq_bind);
+    table[IRQ_ACK as usize] = Arguments(device::irq_ack);
+    table[IOPORTS_ENABLE as usize] = Arguments(device::ioports_enable);
+    table[FRAMEBUFFER_INFO as usize] = Arguments(device::framebuffer_info);
+    table[LOG_READ as usize] = Arguments(device::log_read);
     table
 };
 

@@ -56,6 +56,11 @@ pub trait Image {
     /// Its length in bytes.
     fn len(&self) -> usize;
 
+    /// Whether it has no bytes (an empty image is refused like any other too short one).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Copies `out.len()` bytes from `offset`; false if they are not all inside.
     fn read_at(&self, offset: usize, out: &mut [u8]) -> bool;
 

@@ -95,6 +95,8 @@ pub struct Process {
     pub object: Arc<ProcessObject>,
     /// The CPU fault in ring 3 that is ending it, for `wait`.
     pub fault: Option<CpuFault>,
+    /// The I/O ports it enabled (`ioports_enable`), open in the TSS while it runs.
+    pub io_ports: crate::arch::x86_64::gdt::PortRanges,
 }
 
 impl super::table::Keyed for Process {

@@ -35,7 +35,7 @@ use super::executor;
 use super::loader::{self, Image, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::{cpu, gdt};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
@@ -255,6 +255,7 @@ impl Scheduler {
                     None => crate::mm::paging::activate_kernel_root(),
                 }
                 cpu::set_kernel_stack(stack.top());
+                gdt::set_io_permissions(&process.io_ports);
                 CURRENT_PID.store(process.pid, Ordering::Relaxed);
                 self.current = Some(slot);
                 stack.context()
@@ -262,6 +263,7 @@ impl Scheduler {
             None if self.current.is_none() => return None,
             None => {
                 self.current = None;
+                gdt::set_io_permissions(&Default::default());
                 CURRENT_PID.store(0, Ordering::Relaxed);
                 Context::Boot
             }
@@ -338,6 +340,7 @@ pub fn spawn(
             killed: false,
             object: object.clone(),
             fault: None,
+            io_ports: Default::default(),
         };
         scheduler.processes.insert_at(slot, process);
         scheduler.run_queue.push(slot);
@@ -524,6 +527,20 @@ pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, Kil
     taken.ok_or(Killed)
 }
 
+/// Lets the running process use the ports of `range` from now on; `ENOSPC` when it has
+/// [`abi::IO_RANGES_MAX`] ranges already.
+pub fn enable_io_ports(range: gdt::PortRange) -> Result<(), i64> {
+    with_scheduler(|scheduler| {
+        let ports = &mut scheduler.current_process().io_ports;
+        if !ports.contains(&range) {
+            let free = ports.iter_mut().find(|entry| entry.count == 0).ok_or(abi::errno::ENOSPC)?;
+            *free = range;
+        }
+        gdt::set_io_permissions(ports);
+        Ok(())
+    })
+}
+
 /// Wakes every process blocked reading the console.
 pub fn wake_console_readers() {
     with_scheduler(|scheduler| scheduler.wake_all(|reason| reason == BlockReason::ConsoleRead));
@@ -674,6 +691,7 @@ pub fn exit_current(status: i32) -> ! {
     // Dropped outside every lock: closing a handle may wake other processes.
     let handles = object.handles.lock().take_all();
     drop(handles);
+    crate::object::device::forget_process(&object);
     let (shut_down, leaving) = with_scheduler(|scheduler| {
         let slot = scheduler.current.expect("an exiting process is current");
         let mut process = scheduler.processes.remove_at(slot).expect("the exiting process is in the table");

@@ -1,7 +1,8 @@
 //! `init`: the first process (pid 1), and the only one the kernel starts, from the boot
 //! ramdisk. It holds the root handles the kernel gives it (the console as 0, 1 and 2, the
-//! power handle as 3, the ramdisk, read-only, as 4) and hands each program it starts only
-//! what that program needs:
+//! power handle as 3, the ramdisk, read-only, as 4, and the device handles and the kernel's
+//! log as `abi::init_handles` numbers them) and hands each program it starts only what that
+//! program needs:
 //!
 //! - `names`, the name server (from the ramdisk): the console and the receiving end of a new
 //!   endpoint (as 3);
@@ -12,13 +13,18 @@
 //!   root directory as its current directory (4), and the power handle (as 5), so that
 //!   `shutdown` works from the shell; the programs the shell starts get only the first five.
 //!
+//! - the name service also gets, registered as `log`, a copy of the kernel's log that may only
+//!   be read, for `dmesg`.
+//!
 //! Then it supervises them: whenever one ends it says how and starts it again (a restarted
 //! server has a new endpoint, and the root directory is registered again).
 //!
 //! With arguments (the kernel's command line, `--init "PROG ARGS"` in the launcher), init
 //! starts the servers and then runs `PROG ARGS` instead of the shell, with the shell's
-//! handles, and exits with its status when it ends (which powers the machine off with it);
-//! 127 if it cannot be started.
+//! handles and, as 6 to 10, the spare devices tests and `bench` drive: the log (READ and
+//! WRITE), COM2's line and ports, the keyboard's line (bound by the console, so binding it
+//! is refused) and the framebuffer, read-only. It exits with the program's status when it
+//! ends (which powers the machine off with it); 127 if it cannot be started.
 #![no_std]
 #![no_main]
 
@@ -31,10 +37,9 @@ use userlib::{args, eprintln, fs, names, println};
 
 userlib::main!(main);
 
-/// The handle the kernel gives the first process to power off with.
-const POWER: u32 = 3;
-/// The handle of the ramdisk the kernel gives the first process.
-const RAMDISK: u64 = 4;
+use abi::init_handles::{FRAMEBUFFER, KEYBOARD_IRQ, LOG, POWER, RAMDISK, SPARE_IRQ, SPARE_PORTS};
+use abi::handle::rights;
+use userlib::ipc::OwnedHandle;
 /// The pause before trying again when starting a program fails.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// The status when the program named on the command line cannot be started.
@@ -80,6 +85,7 @@ fn main() -> i32 {
     let mut file_system = Service::new("fs");
     let mut shell = Service::new("sh");
     let mut lookup = start_names(&mut names, ramdisk);
+    register_log(&lookup);
     let mut root = start_fs(&mut file_system, ramdisk, &lookup);
     if let [_, program, ..] = args() {
         return run_program(program, &args()[1..], &lookup, &root);
@@ -93,6 +99,7 @@ fn main() -> i32 {
                 shell.ended(handle, info);
                 if names_ended {
                     lookup = start_names(&mut names, ramdisk);
+                    register_log(&lookup);
                 }
                 if names_ended || fs_ended {
                     root = if fs_ended { start_fs(&mut file_system, ramdisk, &lookup) } else { register_root(root, &lookup) };
@@ -175,6 +182,16 @@ fn start_fs(file_system: &mut Service, ramdisk: &[u8], lookup: &Endpoint) -> End
     }
 }
 
+/// Registers a copy of the kernel's log that may only be read with the name service as
+/// `log`, for `dmesg`.
+fn register_log(lookup: &Endpoint) {
+    let registered = userlib::ipc::duplicate(LOG, rights::DUPLICATE | rights::TRANSFER | rights::READ)
+        .and_then(|reader| names::register_handle_with(lookup, "log", &OwnedHandle::from_raw(reader)));
+    if let Err(error) = registered {
+        eprintln!("init: cannot register the log: {error}");
+    }
+}
+
 /// Registers the root directory with the name service as `fs`, and makes it init's own.
 fn register_root(root: Endpoint, lookup: &Endpoint) -> Endpoint {
     if let Err(error) = names::register_with(lookup, fs::SERVICE, &root) {
@@ -187,7 +204,7 @@ fn register_root(root: Endpoint, lookup: &Endpoint) -> Endpoint {
 /// The handles the shell and the command line's program get: the console, the name service,
 /// the root directory and the power handle.
 fn session_handles(lookup: &Endpoint, root: &Endpoint) -> [u32; 6] {
-    [0, 1, 2, lookup.handle().raw() as u32, root.handle().raw() as u32, POWER]
+    [0, 1, 2, lookup.handle().raw() as u32, root.handle().raw() as u32, POWER as u32]
 }
 
 /// Starts the shell from the file system.
@@ -208,7 +225,17 @@ fn start_shell(shell: &mut Service, lookup: &Endpoint, root: &Endpoint) {
 
 /// Runs the command line's program to its end: its exit status, or 127 if it cannot start.
 fn run_program(program: &str, argv: &[&str], lookup: &Endpoint, root: &Endpoint) -> i32 {
-    let child = match userlib::process::spawn_child(program, argv, &session_handles(lookup, root)) {
+    let screen = match userlib::ipc::duplicate(FRAMEBUFFER, rights::DUPLICATE | rights::READ) {
+        Ok(screen) => screen,
+        Err(error) => {
+            eprintln!("init: cannot copy the framebuffer handle for {program}: {error}");
+            return NOT_STARTED;
+        }
+    };
+    let mut handles = [0u32; 11];
+    handles[..6].copy_from_slice(&session_handles(lookup, root));
+    handles[6..].copy_from_slice(&[LOG, SPARE_IRQ, SPARE_PORTS, KEYBOARD_IRQ, screen].map(|number| number as u32));
+    let child = match userlib::process::spawn_child(program, argv, &handles) {
         Ok(child) => {
             println!("init: started {program} as pid {}", child.pid);
             child

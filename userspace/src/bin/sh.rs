@@ -253,7 +253,7 @@ fn is_builtin(name: &str) -> bool {
 }
 
 /// Runs `words` if it is a built-in: `Some` with what the shell does next, else `None`.
-fn run_builtin(words: &[String], jobs: &mut Vec<Process>) -> Option<ControlFlow<i32>> {
+fn run_builtin(words: &[String], jobs: &mut [Process]) -> Option<ControlFlow<i32>> {
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let (&name, arguments) = words.split_first()?;
     match name {

@@ -7,6 +7,12 @@
 //! debug exception, NMI, double fault and machine check, the traps that can arrive where the
 //! current stack cannot be trusted (see [`super::trap`]).
 //!
+//! The TSS is followed by an I/O permission bitmap covering ports `0..0x400` (the ISA range;
+//! higher ports lie past its end and are always refused in ring 3). It holds the ranges the
+//! running process enabled (`ioports_enable`), and only those: [`set_io_permissions`] closes
+//! the previous process's ranges and opens the next one's on a switch, so processes without
+//! ports cost nothing but a comparison.
+//!
 //! At boot the interrupt stacks are small static arrays; once memory management is up, the
 //! boot code replaces them with guarded stacks ([`set_interrupt_stack`]), so an overflow of
 //! one of them faults instead of overwriting what lies below.
@@ -74,13 +80,77 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-struct TssCell(UnsafeCell<TaskStateSegment>);
+/// Ports the I/O permission bitmap covers: `0..IO_PORTS_COVERED`.
+pub const IO_PORTS_COVERED: u16 = 0x400;
+/// Bitmap bytes, plus the terminating `0xff` the CPU may read past the last one.
+const IO_BITMAP_BYTES: usize = IO_PORTS_COVERED as usize / 8 + 1;
+
+/// A range of I/O ports a process may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port.
+    pub first: u16,
+    /// How many ports (0: an unused entry).
+    pub count: u16,
+}
+
+/// The ranges one process has enabled.
+pub type PortRanges = [PortRange; abi::IO_RANGES_MAX];
+
+/// The TSS and its I/O bitmap, which must follow it in memory.
+#[repr(C)]
+struct TssWithBitmap {
+    tss: TaskStateSegment,
+    /// A set bit refuses its port.
+    io_bitmap: [u8; IO_BITMAP_BYTES],
+    /// What the bitmap opens now (kept beside it, not part of what the CPU reads).
+    open: PortRanges,
+}
+
+struct TssCell(UnsafeCell<TssWithBitmap>);
 
 // SAFETY: Enigma runs on one CPU, and the kernel writes the TSS only with interrupts masked
-// (process switches and boot); the CPU reads it on privilege changes and IST deliveries.
+// (process switches and boot); the CPU reads it on privilege changes, IST deliveries and
+// ring-3 port accesses.
 unsafe impl Sync for TssCell {}
 
-static TSS: TssCell = TssCell(UnsafeCell::new(TaskStateSegment::new()));
+static TSS: TssCell = TssCell(UnsafeCell::new(TssWithBitmap {
+    tss: {
+        let mut tss = TaskStateSegment::new();
+        tss.iomap_base = core::mem::size_of::<TaskStateSegment>() as u16;
+        tss
+    },
+    io_bitmap: [0xff; IO_BITMAP_BYTES],
+    open: [PortRange { first: 0, count: 0 }; abi::IO_RANGES_MAX],
+}));
+
+fn tss() -> *mut TaskStateSegment {
+    // SAFETY: a pointer to a field of the static, no reference is made.
+    unsafe { &raw mut (*TSS.0.get()).tss }
+}
+
+/// Makes the I/O bitmap allow exactly the ports in `ranges` (the next process's), closing
+/// the ranges it allowed before. Interrupts must be masked (a switch or a syscall).
+pub fn set_io_permissions(ranges: &PortRanges) {
+    let cell = TSS.0.get();
+    // SAFETY: one CPU with interrupts masked: nothing else reads or writes the bitmap or
+    // `open` meanwhile (the CPU reads the bitmap only for ring-3 port accesses).
+    let (bitmap, open) = unsafe { (&mut (*cell).io_bitmap, &mut (*cell).open) };
+    if open == ranges {
+        return;
+    }
+    for (range, allow) in open.iter().map(|range| (range, false)).chain(ranges.iter().map(|range| (range, true))) {
+        for port in range.first..range.first.saturating_add(range.count).min(IO_PORTS_COVERED) {
+            let (byte, bit) = (usize::from(port / 8), port % 8);
+            if allow {
+                bitmap[byte] &= !(1 << bit);
+            } else {
+                bitmap[byte] |= 1 << bit;
+            }
+        }
+    }
+    *open = *ranges;
+}
 
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
@@ -92,7 +162,7 @@ pub fn init() {
         // stays inside `BOOT_STACKS`.
         let bottom = VirtAddr::from_ptr(unsafe { stacks.add(slot) });
         // SAFETY: the TSS is not loaded yet, so nothing else reads it while it is written.
-        unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(stack.index())] = bottom + BOOT_STACK_SIZE as u64 };
+        unsafe { (*tss()).interrupt_stack_table[usize::from(stack.index())] = bottom + BOOT_STACK_SIZE as u64 };
     }
 
     let (gdt, selectors) = GDT.call_once(|| {
@@ -101,9 +171,12 @@ pub fn init() {
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
-        // SAFETY: the TSS is a static, so it outlives the GDT, and it is only modified
-        // with interrupts masked.
-        let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS.0.get()) });
+        // SAFETY: the references live only for this call, which reads the TSS's `iomap_base`
+        // and the bitmap's length and address while nothing writes them (boot, one CPU).
+        // The static outlives the GDT, and is modified only with interrupts masked.
+        let (tss, bitmap) = unsafe { (&*tss(), &(*TSS.0.get()).io_bitmap) };
+        let descriptor = Descriptor::tss_segment_with_iomap(tss, bitmap).expect("the I/O bitmap follows the TSS");
+        let tss = gdt.append(descriptor);
         (gdt, Selectors { kernel_code, kernel_data, user_data, user_code, tss })
     });
     gdt.load();
@@ -130,13 +203,13 @@ pub fn selectors() -> &'static Selectors {
 pub(super) fn set_privilege_stack(top: VirtAddr) {
     // SAFETY: one CPU, interrupts masked by every caller (process switches), so no entry
     // from ring 3 reads RSP0 while it changes.
-    unsafe { (*TSS.0.get()).privilege_stack_table[0] = top };
+    unsafe { (*tss()).privilege_stack_table[0] = top };
 }
 
 /// The top of `which`'s interrupt stack.
 pub fn interrupt_stack_top(which: InterruptStack) -> VirtAddr {
     // SAFETY: a plain read of a slot the kernel writes only with interrupts masked.
-    unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(which.index())] }
+    unsafe { (*tss()).interrupt_stack_table[usize::from(which.index())] }
 }
 
 /// Makes the stack whose top is `top` the interrupt stack of `which`.
@@ -147,5 +220,5 @@ pub fn interrupt_stack_top(which: InterruptStack) -> VirtAddr {
 pub unsafe fn set_interrupt_stack(which: InterruptStack, top: VirtAddr) {
     // SAFETY: one CPU with interrupts masked, so no IST delivery reads the slot while it
     // changes (an NMI could, which is why the old stack stays valid too: it is static).
-    unsafe { (*TSS.0.get()).interrupt_stack_table[usize::from(which.index())] = top };
+    unsafe { (*tss()).interrupt_stack_table[usize::from(which.index())] = top };
 }

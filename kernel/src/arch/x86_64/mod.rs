@@ -3,8 +3,8 @@
 //!
 //! - [`cpu`]: protection features (NX, WP, SMEP, SMAP, UMIP), per-CPU data behind `GS`,
 //!   interrupt masking and halting, user-memory access windows (`stac`/`clac`).
-//! - [`gdt`]: segments in the order `sysret` needs, the TSS with `RSP0` and the interrupt
-//!   stacks.
+//! - [`gdt`]: segments in the order `sysret` needs, the TSS with `RSP0`, the interrupt
+//!   stacks and the I/O permission bitmap.
 //! - [`trap`]: the trap frame, one entry stub per vector, the IDT and the dispatcher.
 //! - [`syscall_entry`]: the `syscall` instruction's MSRs and its entry stub.
 //! - [`hooks`]: what the layers above install to answer syscalls, faults and interrupts.
@@ -30,3 +30,6 @@ pub mod qemu;
 pub mod serial;
 pub mod syscall_entry;
 pub mod trap;
+
+/// The interrupt controller's per-line masking, which device drivers' `Irq` objects use.
+pub use pic::{mask_line, unmask_line};

@@ -16,6 +16,8 @@ pub const TIMER_IRQ: u8 = 0;
 /// The PS/2 keyboard's line.
 pub const KEYBOARD_IRQ: u8 = 1;
 const CASCADE_IRQ: u8 = 2;
+/// COM2's line.
+pub const COM2_IRQ: u8 = 3;
 /// COM1's line.
 pub const COM1_IRQ: u8 = 4;
 const PRIMARY_SPURIOUS_IRQ: u8 = 7;
@@ -35,6 +37,35 @@ pub fn init() {
     }
 }
 
+/// Masks `line` at the interrupt controller: it raises nothing until [`unmask_line`].
+pub fn mask_line(line: u8) {
+    set_line_masked(line, true);
+}
+
+/// Unmasks `line` at the interrupt controller.
+pub fn unmask_line(line: u8) {
+    set_line_masked(line, false);
+}
+
+fn set_line_masked(line: u8, masked: bool) {
+    if line >= 16 || line == CASCADE_IRQ {
+        return;
+    }
+    let mut pics = PICS.lock();
+    // SAFETY: reading and writing the mask registers changes only which lines interrupt;
+    // every vector has a handler.
+    unsafe {
+        let [mut primary, mut secondary] = pics.read_masks();
+        let (mask, bit) = if line < 8 { (&mut primary, line) } else { (&mut secondary, line - 8) };
+        if masked {
+            *mask |= 1 << bit;
+        } else {
+            *mask &= !(1 << bit);
+        }
+        pics.write_masks(primary, secondary);
+    }
+}
+
 fn end_of_interrupt(irq: u8) {
     // SAFETY: `irq` is the line being handled, so acknowledging it is correct.
     unsafe { PICS.lock().notify_end_of_interrupt(IRQ_BASE + irq) };
@@ -43,17 +74,13 @@ fn end_of_interrupt(irq: u8) {
 /// Handles hardware interrupt line `irq`: the kernel's device hook, then the acknowledgement.
 pub(super) fn handle_interrupt(irq: u8) {
     match irq {
-        TIMER_IRQ | KEYBOARD_IRQ | COM1_IRQ => {
-            (super::hooks::hooks().device_interrupt)(irq);
-            end_of_interrupt(irq);
-        }
         // A spurious interrupt from the primary controller must not be acknowledged; one from
         // the secondary is acknowledged on the primary only (the cascade line did fire).
         PRIMARY_SPURIOUS_IRQ => {}
         SECONDARY_SPURIOUS_IRQ => end_of_interrupt(CASCADE_IRQ),
-        other => {
-            log::warn!("unexpected IRQ {other}");
-            end_of_interrupt(other);
+        line => {
+            (super::hooks::hooks().device_interrupt)(line);
+            end_of_interrupt(line);
         }
     }
 }

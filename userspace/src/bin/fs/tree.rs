@@ -460,7 +460,7 @@ impl Tree {
         data.blocks.try_reserve(added.len()).map_err(|_| ENOMEM)?;
         data.blocks.append(&mut added);
         data.blocks.truncate(wanted);
-        if length < data.len && length % BLOCK as u64 != 0 {
+        if length < data.len && !length.is_multiple_of(BLOCK as u64) {
             let last = &mut data.blocks[wanted - 1];
             last[(length % BLOCK as u64) as usize..].fill(0);
         }

@@ -41,7 +41,7 @@ use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USE
 use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
     MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
-    RECV, REPLY, REPLY_RECV, SHUTDOWN, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
+    RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::ipc::{self, Endpoint};
@@ -432,6 +432,12 @@ impl Worker {
             REPLY => Kind::Reply,
             SIGNAL | WAIT_NOTIFICATION => Kind::Notification,
             MEMORY_MAP => Kind::Memory,
+            // Workers hold no device handles (only init's program does), so these calls see
+            // handles of other kinds and free numbers: each must refuse them.
+            IRQ_BIND | IRQ_ACK => Kind::Irq,
+            IOPORTS_ENABLE => Kind::IoPorts,
+            FRAMEBUFFER_INFO => Kind::DeviceMemory,
+            LOG_READ => Kind::Log,
             _ => return None,
         })
     }
@@ -843,6 +849,9 @@ impl Worker {
                 self.problem(index, format_args!("uptime went back from {last} to {result}"))
             }
             UPTIME => self.last_uptime = result as u64,
+            IRQ_BIND | IRQ_ACK | IOPORTS_ENABLE | FRAMEBUFFER_INFO | LOG_READ if result >= 0 => {
+                self.problem(index, format_args!("syscall {number} worked without a device handle: {result}"))
+            }
             SHUTDOWN if result != -EBADF => {
                 self.problem(index, format_args!("shutdown without a power handle returned {result}"))
             }

@@ -9,7 +9,8 @@
 //! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
 //! hostile cases of each), [`files`] (the `fs` server and its handles) and [`pipes`] (kernel
-//! pipes, as streams between processes). [`helpers`] holds the helper roles multi-process cases start
+//! pipes, as streams between processes) and [`devices`] (device capabilities, the log, the power
+//! handle). [`helpers`] holds the helper roles multi-process cases start
 //! (`handles` and `ipc` keep their own), and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
@@ -28,6 +29,7 @@ mod dirty;
 
 mod common;
 mod console;
+mod devices;
 mod files;
 mod handles;
 mod helpers;
@@ -59,8 +61,9 @@ fn main() -> i32 {
         ipc::CASES,
         files::CASES,
         pipes::CASES,
+        devices::CASES,
     ]
     .concat();
-    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS, files::HELPERS, pipes::HELPERS].concat();
+    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS, files::HELPERS, pipes::HELPERS, devices::HELPERS].concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
 }
