@@ -252,15 +252,16 @@ pub const PROT_EXEC: u64 = 1 << 2;
 /// `wait`'s handle argument meaning "any process this one holds a handle with WAIT to".
 pub const WAIT_ANY: i64 = -1;
 
-/// `console_mode` argument: the kernel's line discipline edits lines, echoes and handles
-/// Ctrl-C (the default).
+/// A console session's mode (`stream::MODE`): the console's line discipline edits lines,
+/// echoes and handles Ctrl-C (the default).
 pub const CONSOLE_COOKED: u64 = 0;
-/// `console_mode` argument: every input byte goes to the reader as typed, without echo. Ctrl-C
+/// A console session's mode (`stream::MODE`): every input byte goes to the reader as typed,
+/// without echo. Ctrl-C
 /// still kills the foreground process. Arrow keys arrive as ANSI sequences (`ESC [ A`..`D`).
 pub const CONSOLE_RAW: u64 = 1;
 
 /// The control bytes of console input: what the keyboard driver and a serial terminal send,
-/// what the kernel's line discipline and `userlib`'s line editor act on.
+/// what the console's line discipline and `userlib`'s line editor act on.
 pub mod keys {
     /// Ctrl-C: interrupt.
     pub const CTRL_C: u8 = 0x03;

@@ -13,15 +13,27 @@
 //! A write longer than [`crate::ipc::BUFFER_MAX`] goes out as several calls of at most that
 //! many bytes, and stops at the first that is short or fails (the count so far is returned
 //! if it is not 0, else the error). A read makes one call; the kernel returns at most `len`
-//! bytes, and never more than the reply carried. The badge of the handle tells the server
+//! bytes, and never more than the reply carried. A server may answer a read with `-EAGAIN`:
+//! the kernel then asks it again (the console does so with reads it has held for a second,
+//! so that it never keeps for long the reply handle of a reader that was killed meanwhile,
+//! and with it that reader's process object). The badge of the handle tells the server
 //! which open file or session the call is for. A caller killed while it waits gets `EINTR`,
 //! as in any call; a server that is gone is `EPIPE`. Everything else a server offers
-//! (seeking, `stat`, console modes) is an ordinary call that `userlib` makes.
+//! (seeking, `stat`, console modes) is an ordinary call that `userlib` makes; a console
+//! session also answers [`MODE`] and [`FOREGROUND`].
 
 /// The label of a forwarded `write`.
 pub const WRITE: u64 = 0x5354_5257;
 /// The label of a forwarded `read`.
 pub const READ: u64 = 0x5354_5244;
+
+/// A console session's mode call: `words[0]` is [`crate::CONSOLE_COOKED`] or
+/// [`crate::CONSOLE_RAW`]; the reply label is the mode before, or `-errno`.
+pub const MODE: u64 = 0x5354_4d44;
+/// A console session's foreground call: the message carries a process handle with KILL and
+/// WAIT (Ctrl-C kills that process), or no handle (Ctrl-C kills nothing); the reply label is
+/// 0 or `-errno`.
+pub const FOREGROUND: u64 = 0x5354_4647;
 
 /// Bytes a kernel pipe holds: a writer blocks when it is full.
 pub const PIPE_CAPACITY: usize = 4096;

@@ -11,7 +11,8 @@ pub enum Arg {
     /// A plain integer (exit status, flags).
     Int,
     /// A stream handle (`read`/`write`): 0 is standard input, 1 and 2 standard output and
-    /// error; a console, a pipe end, or an endpoint that speaks the stream protocol.
+    /// error; a console session or another endpoint that speaks the stream protocol, a pipe
+    /// end, or the kernel's log.
     Fd,
     /// A process id, or `-1` where "any" is allowed.
     Pid,
@@ -66,14 +67,13 @@ macro_rules! syscalls {
 syscalls! {
     /// `exit(status) -> !`: ends the caller with `status`.
     EXIT = 0, "exit", [Int];
-    /// `write(h, buf, len) -> bytes`: writes to a stream handle with WRITE (the console, a
-    /// pipe's write end) or SEND (an endpoint, to which the kernel forwards it as calls of
+    /// `write(h, buf, len) -> bytes`: writes to a stream handle with WRITE (the kernel's log,
+    /// a pipe's write end) or SEND (an endpoint, to which the kernel forwards it as calls of
     /// the stream protocol, see [`crate::stream`]). A pipe writer blocks while the pipe is
     /// full and gets `EPIPE` once no reader is left.
     WRITE = 1, "write", [Fd, InPtr, Len];
     /// `read(h, buf, len) -> bytes`: reads at most `len` bytes from a stream handle with
-    /// READ (the console: blocks for a line in cooked mode, a byte in raw mode; a pipe's read
-    /// end: blocks while it is empty) or SEND (an endpoint, see [`crate::stream`]). 0 is the
+    /// READ (a pipe's read end: blocks while it is empty) or SEND (an endpoint, see [`crate::stream`]). 0 is the
     /// end of the stream (a pipe whose last writer is gone, the end of a file).
     READ = 2, "read", [Fd, OutPtr, Len];
     /// `getpid() -> pid`.
@@ -121,13 +121,6 @@ syscalls! {
     SHUTDOWN = 15, "shutdown", [Handle, Int];
     /// `sysinfo(out) -> 0`: fills a [`crate::SysInfo`].
     SYSINFO = 16, "sysinfo", [OutPtr];
-    /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for
-    /// none) the one Ctrl-C kills (`ESRCH` if it has ended). Only the foreground process
-    /// itself, or a holder of a handle with KILL to it, may replace it (`EPERM` otherwise).
-    SET_FOREGROUND = 18, "set_foreground", [Handle];
-    /// `console_mode(mode) -> previous mode`: `CONSOLE_COOKED` or `CONSOLE_RAW`. When the
-    /// process that chose raw mode exits, the console goes back to cooked mode.
-    CONSOLE_MODE = 19, "console_mode", [Int];
     /// `getppid() -> pid`: the parent's pid (0 for the first process).
     GETPPID = 20, "getppid", [];
     /// `handle_close(h) -> 0`: closes a handle; the object dies with its last handle.

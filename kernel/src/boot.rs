@@ -1,10 +1,10 @@
 //! The boot sequence, and the kernel's last words (panics and double faults).
 //!
-//! Order: serial console and logger → banner → framebuffer console → GDT and TSS → per-CPU
+//! Order: serial log and logger → banner → framebuffer kept for panics → GDT and TSS → per-CPU
 //! data → IDT and the kernel's trap hooks → CPU protections → memory (frames, page tables,
 //! heap) → guarded interrupt stacks → ACPI, clock (HPET/TSC), PIC and timer → `syscall` MSRs
-//! → command line → (in-kernel tests, if asked) → console input tasks → `/bin/init` from the
-//! boot ramdisk → the idle loop.
+//! → command line → (in-kernel tests, if asked) → device objects → `/bin/init` from the
+//! boot ramdisk, with them → the idle loop.
 //!
 //! The trap hooks ([`HOOKS`]) are where the CPU's reports reach the rest of the kernel.
 
@@ -19,7 +19,7 @@ use crate::arch::x86_64::hooks::{self, KernelHooks};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, pic, ps2, qemu, serial, syscall_entry, trap};
 use crate::mm::kernel_stack;
-use crate::{backtrace, console, ktest, mm, object, println, syscall, task, time};
+use crate::{backtrace, klog, ktest, mm, object, println, syscall, task, time};
 
 /// The kernel's version, as the banner shows it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -46,15 +46,15 @@ static HOOKS: KernelHooks = KernelHooks {
 pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // First, while the boot information is still whole (the framebuffer keeps its part).
     let kernel_symbols = backtrace::init(boot_info);
-    console::init();
+    klog::init();
     if !kernel_symbols {
         log::warn!("no kernel symbol table: backtraces show addresses only");
     }
     let framebuffer = boot_info.framebuffer.as_ref().map(framebuffer_layout);
-    let screen = boot_info.framebuffer.as_mut().and_then(console::attach_framebuffer);
+    let screen = boot_info.framebuffer.as_mut().and_then(klog::keep_framebuffer_for_panics);
     println!("\x1b[1;36mEnigma {VERSION}\x1b[0m: an x86_64 microkernel in Rust");
     match screen {
-        Some(size) => log::info!("framebuffer console: {size}"),
+        Some(size) => log::info!("framebuffer: {size}"),
         None => log::warn!("no usable framebuffer; serial console only"),
     }
     gdt::init();
@@ -102,8 +102,6 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         ktest::run(&String::from_utf8_lossy(&selection));
     }
 
-    console::input::start();
-    console::start_drawing_in_background();
     let devices = find_devices(framebuffer);
     start_init(command_line.as_deref().unwrap_or(""), ramdisk.as_ref(), devices);
     // Boot ran with interrupts masked throughout; what is measured from here on is what
@@ -124,19 +122,16 @@ fn report_new_nmis() {
     }
 }
 
-/// Device interrupts: the timer drives the clock's checks and the scheduler; a line a driver
-/// bound goes to it; keyboard and COM1 feed the kernel console's input queues otherwise.
+/// Device interrupts: the timer drives the clock's checks and the scheduler; every other
+/// line goes to the driver that bound it (an unbound line is masked, so it does not fire).
 fn device_interrupt(line: u8) {
-    match line {
-        pic::TIMER_IRQ => {
-            time::tick();
-            task::on_timer_tick();
-            report_new_nmis();
-        }
-        line if object::device::interrupt(line) => {}
-        pic::KEYBOARD_IRQ => console::input::push_scancode(ps2::read_scancode()),
-        pic::COM1_IRQ => serial::drain_received(console::input::push_serial_byte),
-        _ => {}
+    if line == pic::TIMER_IRQ {
+        time::tick();
+        task::on_timer_tick();
+        report_new_nmis();
+    } else if !object::device::interrupt(line) {
+        log::warn!("interrupt on line {line}, which no driver has bound");
+        crate::arch::x86_64::mask_line(line);
     }
 }
 
@@ -144,7 +139,8 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
-/// The framebuffer's virtual address, length and layout, read before the console takes it.
+/// The framebuffer's virtual address, length and layout, for the console server's device
+/// memory.
 fn framebuffer_layout(framebuffer: &bootloader_api::info::FrameBuffer) -> (u64, u64, abi::FramebufferInfo) {
     let info = framebuffer.info();
     let format = match info.pixel_format {
@@ -199,7 +195,7 @@ fn find_devices(framebuffer: Option<(u64, u64, abi::FramebufferInfo)>) -> Device
 }
 
 /// Starts `/bin/init` from the ramdisk with the command line's words as its arguments after
-/// its own name (`init` runs the program they name instead of the shell), the console as
+/// its own name (`init` runs the program they name instead of the shell), the kernel's log as
 /// handles 0 to 2, the power handle as 3, the ramdisk, read-only, as 4, and the device
 /// handles as `abi::init_handles` numbers them.
 fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, devices: Devices) {
@@ -218,7 +214,7 @@ fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, device
         log::error!("cannot start {INIT}: no {INIT_PATH} in the ramdisk");
         qemu::exit(FIRST_PROGRAM_FAILED);
     };
-    let mut handles = crate::object::handles::HandleTable::with_console(true).expect("no memory for the first handle table");
+    let mut handles = crate::object::handles::HandleTable::for_first_process().expect("no memory for the first handle table");
     let ramdisk_object = crate::object::memory::MemoryObject::new(ramdisk.shared_frames());
     let ramdisk_rights = abi::handle::rights::DUPLICATE | abi::handle::rights::TRANSFER | abi::handle::rights::READ;
     let ramdisk_handle = crate::object::Handle::new(crate::object::Object::Memory(alloc::sync::Arc::new(ramdisk_object)), ramdisk_rights);
@@ -239,8 +235,8 @@ fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, device
 /// status 101.
 pub fn panic(info: &PanicInfo) -> ! {
     cpu::disable_interrupts();
-    console::print_panic(format_args!("\n\x1b[1;31mKERNEL PANIC\x1b[0m: {info}\n"));
-    backtrace::print_kernel_backtrace(console::print_panic);
+    klog::print_panic(format_args!("\n\x1b[1;31mKERNEL PANIC\x1b[0m: {info}\n"));
+    backtrace::print_kernel_backtrace(klog::print_panic);
     qemu::exit(abi::status::PANIC)
 }
 
@@ -252,7 +248,7 @@ fn fatal_fault(fault: &CpuFault, frame: &TrapFrame) -> ! {
     let overflowed_slot = kernel_stack::guard_page_slot(::x86_64::VirtAddr::new_truncate(frame.rsp));
     if frame.vector == 8 {
         if let Some(slot) = overflowed_slot {
-            console::print_panic(format_args!(
+            klog::print_panic(format_args!(
                 "kernel stack overflow: the stack in slot {slot} ran into its guard page (rsp {:#x}, {} context)\n",
                 frame.rsp,
                 if kernel_stack::running() == kernel_stack::Context::Stack(slot) { "running" } else { "another" },

@@ -61,8 +61,6 @@ impl Drop for LiveObject {
 /// What a handle names.
 #[derive(Debug)]
 pub enum Object {
-    /// The kernel's console (there is one; it is not counted).
-    Console,
     /// An endpoint, with the badge this handle sends with.
     Endpoint(Arc<EndpointRef>),
     /// The right to answer one call; held in the handle itself, since it is never shared
@@ -93,7 +91,6 @@ impl Object {
     /// which is one of a kind.
     pub fn duplicate(&self) -> Option<Self> {
         Some(match self {
-            Self::Console => Self::Console,
             Self::Endpoint(endpoint) => Self::Endpoint(endpoint.clone()),
             Self::Reply(_) => return None,
             Self::Notification(notification) => Self::Notification(notification.clone()),
@@ -111,7 +108,6 @@ impl Object {
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {
-            Self::Console => Kind::Console,
             Self::Endpoint(_) => Kind::Endpoint,
             Self::Reply(_) => Kind::Reply,
             Self::Notification(_) => Kind::Notification,

@@ -1,19 +1,16 @@
-//! Stream syscalls: `write`, `read` (on the console, a pipe end, or an endpoint that speaks
-//! the stream protocol of `abi::stream`), `pipe_create`, and the console's `set_foreground`
-//! and `console_mode`.
+//! Stream syscalls: `write`, `read` (on a pipe end, the kernel's log (write only), or an
+//! endpoint that speaks the stream protocol of `abi::stream`: a console session, an open
+//! file) and `pipe_create`.
 
 use alloc::sync::Arc;
 
-use abi::errno::{EBADF, EINTR, EINVAL, EPERM, ESRCH};
-use abi::handle::{NO_HANDLE, rights};
+use abi::errno::{EAGAIN, EBADF, EINTR};
+use abi::handle::rights;
 use abi::ipc::BUFFER_MAX;
 use abi::stream;
 
-use super::handle::lookup;
-use super::usercopy::{ReadableSlice, UserSlice, WritableSlice};
+use super::usercopy::{ReadableSlice, UserSlice};
 use super::{Args, SyscallResult, require_heap_room};
-use crate::console::input;
-use crate::console::line_discipline::{LINE_MAX, Mode};
 use crate::ipc::endpoint::EndpointRef;
 use crate::ipc::pipe::{Pipe, PipeEnd};
 use crate::ipc::state::{Destination, Outgoing, UserBuffer};
@@ -28,20 +25,18 @@ const WRITE_CHUNK: u64 = 256;
 
 /// What a stream handle names.
 enum Stream {
-    Console,
     Log,
     Pipe(Arc<PipeEnd>),
     Endpoint(Arc<EndpointRef>),
 }
 
-/// The stream handle `number` names: the console or a pipe end with `right` (READ or
-/// WRITE), or an endpoint with SEND. `EBADF` for any other kind.
+/// The stream handle `number` names: a pipe end with `right` (READ or WRITE), the log with
+/// WRITE, or an endpoint with SEND. `EBADF` for any other kind.
 fn stream(number: u64, right: u32) -> Result<Stream, i64> {
     let me = scheduler::current_object();
     let table = me.handles.lock();
     let handle = table.get(number)?;
     match handle.object() {
-        Object::Console => handle.require(right).map(|()| Stream::Console),
         // The log is written, never read as a stream (`log_read` reads it).
         Object::Log if right == rights::WRITE => handle.require(right).map(|()| Stream::Log),
         Object::Pipe(end) => handle.require(right).map(|()| Stream::Pipe(end.clone())),
@@ -50,7 +45,7 @@ fn stream(number: u64, right: u32) -> Result<Stream, i64> {
     }
 }
 
-/// `write(h, buf, len) -> bytes`: to the console or a pipe's write end (WRITE), or as stream
+/// `write(h, buf, len) -> bytes`: to the log or a pipe's write end (WRITE), or as stream
 /// calls to an endpoint (SEND). The whole range is checked first, so a bad tail fails
 /// before anything is written.
 pub fn write(args: &Args) -> SyscallResult {
@@ -58,8 +53,7 @@ pub fn write(args: &Args) -> SyscallResult {
     let target = stream(args[0], rights::WRITE)?;
     let source = buffer.check_readable()?;
     match target {
-        Stream::Console => Ok(write_console(source)),
-        Stream::Log => Ok(write_in_steps(source, crate::console::write_log)),
+        Stream::Log => Ok(write_in_steps(source, crate::klog::write_log)),
         Stream::Pipe(end) => {
             let me = scheduler::current_object();
             let count = end.pipe().write(&me, source.len() as usize, |offset, room| source.copy_to(offset as u64, room))?;
@@ -67,14 +61,6 @@ pub fn write(args: &Args) -> SyscallResult {
         }
         Stream::Endpoint(endpoint) => write_endpoint(&endpoint, args[1], source.len()),
     }
-}
-
-/// Writes to the console. The framebuffer's pixels are drawn after the bytes, in bounded
-/// steps with preemption points between them.
-fn write_console(source: ReadableSlice) -> u64 {
-    let written = write_in_steps(source, crate::console::write_bytes_undrawn);
-    crate::console::draw_in_steps(|| scheduler::preemption_point().is_ok());
-    written
 }
 
 /// Hands the bytes of `source` to `sink` in steps of [`WRITE_CHUNK`], with preemption points
@@ -123,7 +109,7 @@ fn write_endpoint(endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResu
     Ok(done)
 }
 
-/// `read(h, buf, len) -> bytes`: from the console or a pipe's read end (READ), or as a
+/// `read(h, buf, len) -> bytes`: from a pipe's read end (READ), or as a
 /// `stream::READ` call to an endpoint (SEND); 0 at the end of the stream.
 pub fn read(args: &Args) -> SyscallResult {
     let buffer = UserSlice::new(args[1], args[2]);
@@ -133,7 +119,6 @@ pub fn read(args: &Args) -> SyscallResult {
         return Ok(0);
     }
     match source {
-        Stream::Console => read_console(&buffer, target),
         Stream::Log => Err(EBADF),
         Stream::Pipe(end) => {
             let me = scheduler::current_object();
@@ -143,22 +128,18 @@ pub fn read(args: &Args) -> SyscallResult {
         Stream::Endpoint(endpoint) => {
             let me = scheduler::current_object();
             let room = buffer.len().min(BUFFER_MAX);
-            let message = Outgoing { label: stream::READ, words: [buffer.len(), 0, 0, 0], ..Outgoing::default() };
             let into = Destination { buffer: Some(UserBuffer { address: args[1], len: room }) };
-            let reply = ipc::call(&me, &endpoint, message, into, Timeout::Forever)?;
-            let count = stream::reply_result(reply.label)?;
-            Ok(count.min(room).min(reply.len))
+            loop {
+                let message = Outgoing { label: stream::READ, words: [buffer.len(), 0, 0, 0], ..Outgoing::default() };
+                let reply = ipc::call(&me, &endpoint, message, into, Timeout::Forever)?;
+                match stream::reply_result(reply.label) {
+                    // The server gave the read back to be asked again (see `abi::stream`).
+                    Err(EAGAIN) => scheduler::preemption_point().map_err(|_| EINTR)?,
+                    result => return Ok(result?.min(room).min(reply.len)),
+                }
+            }
         }
     }
-}
-
-/// Blocks until the console has input; 0 at end of input.
-fn read_console(buffer: &UserSlice, target: WritableSlice) -> SyscallResult {
-    let mut kernel_buffer = [0u8; LINE_MAX + 1];
-    let wanted = (buffer.len() as usize).min(kernel_buffer.len());
-    let count = scheduler::wait_for_console(|| input::take_input(&mut kernel_buffer[..wanted])).map_err(|_| EINTR)?;
-    target.copy_from(0, &kernel_buffer[..count]);
-    Ok(count as u64)
 }
 
 /// `pipe_create(ends_out) -> 0`: a new pipe; its read end's and write end's handle numbers
@@ -185,49 +166,4 @@ pub fn pipe_create(args: &Args) -> SyscallResult {
     bytes[4..].copy_from_slice(&numbers[1].to_le_bytes());
     out.copy_from(0, &bytes);
     Ok(0)
-}
-
-/// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for none)
-/// the one Ctrl-C kills; `ESRCH` if it has ended. Only the foreground process itself, or a holder of a handle with
-/// KILL to it, may replace it (`EPERM` otherwise), so a background job cannot take Ctrl-C
-/// away from the program in front.
-pub fn set_foreground(args: &Args) -> SyscallResult {
-    let pid = if args[0] == NO_HANDLE {
-        0
-    } else {
-        let process = lookup(args[0], rights::KILL, |object| match object {
-            Object::Process(process) => Some(process.clone()),
-            _ => None,
-        })?;
-        // An ended process is forgotten by the console already; naming it would leave a
-        // foreground that nobody could replace.
-        if process.exit.lock().is_some() {
-            return Err(ESRCH);
-        }
-        process.pid
-    };
-    let current = input::foreground();
-    if current != 0 && current != scheduler::current_pid() {
-        let holds_a_kill_handle = scheduler::current_object().handles.lock().first_where(|handle| {
-            handle.rights() & rights::KILL != 0 && matches!(handle.object(), Object::Process(process) if process.pid == current)
-        });
-        if holds_a_kill_handle.is_none() {
-            return Err(EPERM);
-        }
-    }
-    input::set_foreground(pid);
-    Ok(0)
-}
-
-/// `console_mode(mode) -> previous mode`.
-pub fn console_mode(args: &Args) -> SyscallResult {
-    let mode = match args[0] {
-        abi::CONSOLE_COOKED => Mode::Cooked,
-        abi::CONSOLE_RAW => Mode::Raw,
-        _ => return Err(EINVAL),
-    };
-    Ok(match input::set_mode(mode, scheduler::current_pid()) {
-        Mode::Cooked => abi::CONSOLE_COOKED,
-        Mode::Raw => abi::CONSOLE_RAW,
-    })
 }

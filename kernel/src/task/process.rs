@@ -42,8 +42,6 @@ impl PidAllocator {
 /// Why a process is off the run queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockReason {
-    /// In `read` on the console, waiting for input.
-    ConsoleRead,
     /// In `wait`, until a process it holds a handle to ends, or until the clock reaches
     /// `until_ns` (`u64::MAX`: no timeout).
     WaitProcess {

@@ -4,8 +4,8 @@
 //!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); the timer interrupt
 //!   checks the slice, and a process whose slice is used up goes to the back of the queue
 //!   on its way back to ring 3 (or at a preemption point of a long syscall).
-//! - **Blocking**: `read` on the console, `wait` and `sleep` mark the process blocked and
-//!   switch away; the console's input task, a child's exit or the timer makes it ready again.
+//! - **Blocking**: IPC, `wait` and `sleep` mark the process blocked and switch away; a
+//!   partner, a child's exit or the timer makes it ready again.
 //!   When nothing is ready the CPU goes back to the idle loop, which runs the async executor
 //!   and halts until the next interrupt.
 //! - **Kill**: `kill` only marks the process; a blocked one is woken, its blocking call
@@ -127,6 +127,10 @@ struct Scheduler {
     first_pid: Option<Pid>,
     /// When the running process's time slice began (clock nanoseconds).
     slice_start_ns: u64,
+    /// A sleeper the timer woke is waiting: the running process's slice ends now, so that a
+    /// sleep is not stretched by another process's whole slice (a flood of console output
+    /// once made 10 ms sleeps take 36 ms).
+    sleeper_waiting: bool,
     /// The earliest time a sleeper wants to wake at (`u64::MAX`: none).
     next_wake_ns: u64,
     /// Stacks of exited processes, freed right after the switch away from them.
@@ -140,6 +144,7 @@ static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     pids: PidAllocator::new(),
     first_pid: None,
     slice_start_ns: 0,
+    sleeper_waiting: false,
     next_wake_ns: u64::MAX,
     dead_stacks: Vec::new(),
 });
@@ -204,6 +209,7 @@ impl Scheduler {
                 if until_ns <= now_ns {
                     process.state = State::Ready;
                     self.run_queue.push(slot);
+                    self.sleeper_waiting = true;
                 } else {
                     next = next.min(until_ns);
                 }
@@ -233,6 +239,9 @@ impl Scheduler {
                 Some(slot)
             }
             None => {
+                // The sleepers ahead in the queue get their turn from here; a message handed
+                // to a partner (above) leaves them waiting for the next return to ring 3.
+                self.sleeper_waiting = false;
                 let processes = &self.processes;
                 self.run_queue.pop_ready(|slot| processes.at(slot).is_some_and(|process| process.state == State::Ready))
             }
@@ -379,7 +388,7 @@ pub fn run_idle_loop() -> ! {
         if idle {
             cpu::wait_for_interrupt();
         } else {
-            // A task that stays ready (the console's drawing, one bounded step per round)
+            // A task that stays ready (one that wakes itself each round)
             // must not keep interrupts masked from one round to the next.
             cpu::take_pending_interrupts();
         }
@@ -400,7 +409,7 @@ pub fn on_timer_tick() {
 }
 
 fn slice_used(scheduler: &Scheduler, now_ns: u64) -> bool {
-    now_ns.saturating_sub(scheduler.slice_start_ns) >= TIME_SLICE_NS
+    scheduler.sleeper_waiting || now_ns.saturating_sub(scheduler.slice_start_ns) >= TIME_SLICE_NS
 }
 
 /// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
@@ -494,11 +503,8 @@ fn block_unless_handing_to(
                 return result;
             }
             scheduler.current_process().state = State::Blocked(reason);
-            if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns } =
-                reason
-            {
-                scheduler.next_wake_ns = scheduler.next_wake_ns.min(until_ns);
-            }
+            let (BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns }) = reason;
+            scheduler.next_wake_ns = scheduler.next_wake_ns.min(until_ns);
             Ok(Some(scheduler.choose_next_preferring(partner)))
         });
         match outcome? {
@@ -516,17 +522,6 @@ fn block_unless_handing_to(
     }
 }
 
-/// Blocks until `take` produces a value (it is retried every time console input arrives),
-/// or the process is killed.
-pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, Killed> {
-    let mut taken = None;
-    block_unless(BlockReason::ConsoleRead, || {
-        taken = take();
-        taken.is_some()
-    })?;
-    taken.ok_or(Killed)
-}
-
 /// Lets the running process use the ports of `range` from now on; `ENOSPC` when it has
 /// [`abi::IO_RANGES_MAX`] ranges already.
 pub fn enable_io_ports(range: gdt::PortRange) -> Result<(), i64> {
@@ -539,11 +534,6 @@ pub fn enable_io_ports(range: gdt::PortRange) -> Result<(), i64> {
         gdt::set_io_permissions(ports);
         Ok(())
     })
-}
-
-/// Wakes every process blocked reading the console.
-pub fn wake_console_readers() {
-    with_scheduler(|scheduler| scheduler.wake_all(|reason| reason == BlockReason::ConsoleRead));
 }
 
 /// How a blocking IPC operation's wait ended.
@@ -706,7 +696,6 @@ pub fn exit_current(status: i32) -> ! {
     // The table's entry (its name, its reference to the object) goes outside the lock.
     drop(leaving);
     drop(object);
-    crate::console::input::forget_process(pid);
     if shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");
         crate::arch::x86_64::qemu::exit(status);

@@ -1,8 +1,11 @@
 //! The two 8259 programmable interrupt controllers, remapped to vectors 32..48, and the
 //! routing of each hardware interrupt to its driver.
 //!
-//! Lines in use: IRQ 0 (PIT timer), IRQ 1 (PS/2 keyboard), IRQ 2 (the cascade), IRQ 4 (COM1).
-//! Every handled interrupt goes to the kernel's device hook and is then acknowledged; the
+//! The kernel itself uses IRQ 0 (PIT timer) and IRQ 2 (the cascade); device lines (IRQ 1 the
+//! PS/2 keyboard, 3 COM2, 4 COM1) stay masked until a ring-3 driver binds them, and are
+//! masked again each time they fire until the driver acknowledges ([`mask_line`],
+//! [`unmask_line`]). Every handled interrupt goes to the kernel's device hook and is then
+//! acknowledged at the controller; the
 //! hook never switches processes (that waits for the way back to ring 3), so a switch never
 //! leaves the controller waiting.
 
@@ -26,10 +29,11 @@ const SECONDARY_SPURIOUS_IRQ: u8 = 15;
 // SAFETY: 32..48 are free vectors (the exceptions end at 31), and the offsets are 8 apart.
 static PICS: Mutex<ChainedPics> = Mutex::new(unsafe { ChainedPics::new(IRQ_BASE, IRQ_BASE + 8) });
 
-/// Remaps both controllers and unmasks the lines Enigma uses.
+/// Remaps both controllers and unmasks the timer and the cascade; a device's line is
+/// unmasked when its driver binds it.
 pub fn init() {
     let mut pics = PICS.lock();
-    let unmasked = (1u8 << TIMER_IRQ) | (1 << KEYBOARD_IRQ) | (1 << CASCADE_IRQ) | (1 << COM1_IRQ);
+    let unmasked = (1u8 << TIMER_IRQ) | (1 << CASCADE_IRQ);
     // SAFETY: the IDT has handlers for all sixteen vectors before interrupts are enabled.
     unsafe {
         pics.initialize();

@@ -202,7 +202,7 @@ impl Worker {
             heap_end: heap,
             scratch: [(0, 0); 32],
             scratch_next: 0,
-            pool: [(0, Kind::Console); POOL],
+            pool: [(0, Kind::Endpoint); POOL],
             pool_len: 0,
             pool_next: 0,
             meeting: [u64::MAX; 4],
@@ -426,8 +426,8 @@ impl Worker {
     fn wanted_kind(number: u64) -> Option<Kind> {
         use abi::syscall::*;
         Some(match number {
-            WRITE | READ => Kind::Console,
-            WAIT | KILL | SET_FOREGROUND | PROCESS_PID => Kind::Process,
+            WRITE | READ => Kind::Pipe,
+            WAIT | KILL | PROCESS_PID => Kind::Process,
             ENDPOINT_MINT | ENDPOINT_BIND | CALL | RECV | REPLY_RECV => Kind::Endpoint,
             REPLY => Kind::Reply,
             SIGNAL | WAIT_NOTIFICATION => Kind::Notification,
@@ -650,14 +650,10 @@ impl Worker {
     /// Keeps the call from ending or hanging the worker, printing junk, or taking away what
     /// it keeps: see the module documentation.
     fn make_safe(&mut self, rng: &mut Rng, number: u64, args: &mut [u64; 6]) {
-        let console = console_rights(args[0]);
         match number {
-            // A pipe or an endpoint served by another process may never answer; `fs` always does.
+            // A pipe or an endpoint served by another process (the console, whose sessions
+            // are the worker's standard streams) may never answer; `fs` always does.
             READ | WRITE if args[0] != FS_ROOT && may_block(args[0]) => args[2] = 0,
-            READ if console & rights::READ != 0 && args[2] > 0 && !surely_unwritable(args[1], args[2]) => args[2] = 0,
-            WRITE if console & rights::WRITE != 0 && args[2] > 0 && !surely_unreadable(args[1], args[2]) => {
-                args[2] = 0
-            }
             SLEEP if args[0] > MS => args[0] %= MS + 1,
             // The worker's console handles and board stay, or it could not report; the board
             // is never copied or mapped, so nothing but the partners writes it.
@@ -955,20 +951,11 @@ fn raw(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
     unsafe { sys::raw(path, number, args) }
 }
 
-/// The rights of handle `number` if it is a console handle, else 0.
 /// Whether handle `number` is a stream whose `read` or `write` may wait for another process
 /// for good: a pipe end, or an endpoint.
 fn may_block(number: u64) -> bool {
     let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
     info >= 0 && matches!(abi::handle::split_info(info as u64).0, Some(Kind::Pipe | Kind::Endpoint))
-}
-
-fn console_rights(number: u64) -> u32 {
-    let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
-    match abi::handle::split_info(info as u64) {
-        (Some(Kind::Console), granted) if info >= 0 => granted,
-        _ => 0,
-    }
 }
 
 fn user_str(text: &[u8]) -> UserStr {
@@ -979,10 +966,7 @@ fn user_str(text: &[u8]) -> UserStr {
 /// [`surely_unreadable`]), where nothing is checked before the buffer but the handle;
 /// `None` if unknown.
 fn required_error(number: u64, args: &[u64; 6]) -> Option<i64> {
-    let console = console_rights(args[0]);
     let (pointer, len) = match number {
-        WRITE if console & rights::WRITE != 0 => (args[1], args[2]),
-        READ if console & rights::READ != 0 => (args[1], args[2]),
         PROCESS_LIST => (args[0], args[1].saturating_mul(size_of::<ProcessInfo>() as u64)),
         SYSINFO => (args[0], size_of::<SysInfo>() as u64),
         _ => return None,
