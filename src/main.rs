@@ -741,7 +741,7 @@ mod tests {
         assert_eq!(
             rest,
             "-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cpu max -m 256M \
-             -display none -serial stdio -icount shift=0 \
+             -display none -serial stdio -serial null -icount shift=0 \
              -fw_cfg name=opt/enigma/cmdline,string=sh -c a,,b \
              -fw_cfg name=opt/enigma/ktest,string=t -S"
         );
@@ -778,7 +778,7 @@ mod tests {
         assert_eq!(args[2..4], ["-bios", OVMF]);
         let joined = args.join(" ");
         assert!(joined.ends_with(
-            "-chardev stdio,id=console,mux=on,signal=off -serial chardev:console -mon chardev=console"
+            "-chardev stdio,id=console,mux=on,signal=off -serial chardev:console -mon chardev=console -serial null"
         ));
         assert!(!joined.contains("-display"));
         assert!(!joined.contains("-fw_cfg"));

@@ -1,6 +1,6 @@
 //! The stream protocol: how `read` and `write` reach a server.
 //!
-//! `read` and `write` work on every stream handle. On a console handle or a pipe end the
+//! `read` and `write` work on every stream handle. On a pipe end or the kernel's log the
 //! kernel does the work itself; on an endpoint handle with SEND (an open file of the `fs`
 //! server, a console session) it forwards the call to the endpoint's server as ordinary IPC
 //! calls, which the server answers like any other:

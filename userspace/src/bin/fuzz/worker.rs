@@ -18,10 +18,11 @@
 //! notification, shared memory) and sometimes another of its handles, so the partners serve
 //! and call each other and the worker, and the worker's `kill`s end them at random.
 //!
-//! The worker keeps itself able to report: its console handles 0-2 and the problem board
+//! The worker keeps itself able to report: its console sessions 0-2 and the problem board
 //! (shared memory at handle 3, where partners count their problems) are never closed,
 //! duplicated, mapped or moved away (a message that would move one copies it instead, and
-//! the board is never sent); a `read` of the console that could block gets length 0; sleeps
+//! the board is never sent); a `read` or `write` that could block (on a console session, a
+//! pipe) gets length 0; sleeps
 //! are clamped to 1 ms; the worker never uses its heap after it starts, so `brk` may move
 //! freely, and `munmap`/`mprotect` aim at its scratch mappings, never at the buffers it reads.
 //!
@@ -655,7 +656,7 @@ impl Worker {
             // are the worker's standard streams) may never answer; `fs` always does.
             READ | WRITE if args[0] != FS_ROOT && may_block(args[0]) => args[2] = 0,
             SLEEP if args[0] > MS => args[0] %= MS + 1,
-            // The worker's console handles and board stay, or it could not report; the board
+            // The worker's console sessions and board stay, or it could not report; the board
             // is never copied or mapped, so nothing but the partners writes it.
             HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = 6 + rng.below(250),
             HANDLE_DUPLICATE | MEMORY_MAP if args[0] == BOARD => args[0] = 6 + rng.below(250),

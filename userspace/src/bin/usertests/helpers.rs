@@ -314,8 +314,9 @@ fn helper_kill_every_number(_: &[&str]) -> i32 {
     0
 }
 
-/// `bomb DEPTH`: starts two `bomb DEPTH-1` (if DEPTH > 0), holds its slot a while, reaps
-/// them, and exits with the number of spawns refused with EAGAIN in its subtree, or with a
+/// `bomb DEPTH`: starts two `bomb DEPTH-1` (if DEPTH > 0), holds its slot a while (100 ms:
+/// with 20 ms, on a loaded host, leaves could end before the table filled, and no spawn was
+/// refused), reaps them, and exits with the number of spawns refused with EAGAIN in its subtree, or with a
 /// negative status for any other failure.
 fn helper_bomb(args: &[&str]) -> i32 {
     let depth: u32 = arg(args, 0);
@@ -331,7 +332,7 @@ fn helper_bomb(args: &[&str]) -> i32 {
             }
         }
     }
-    let _ = sys::sleep_ms(20);
+    let _ = sys::sleep_ms(100);
     for child in children {
         match wait_for(child) {
             Ok(ended) if ended.status >= 0 && ended.fault().is_none() => refused += ended.status,
