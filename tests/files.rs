@@ -69,20 +69,7 @@ fn yes_into_head_prints_three_lines_and_ends() {
 fn ls_bin_lists_every_program() {
     let mut vm = boot_to_prompt();
     let listed = run(&mut vm, "ls /bin");
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("userspace/src/bin");
-    let mut programs: Vec<String> = std::fs::read_dir(&bin)
-        .expect("reading userspace/src/bin")
-        .filter_map(|entry| {
-            let path = entry.expect("a directory entry").path();
-            match path.extension() {
-                Some(extension) if extension == "rs" => path.file_stem().map(|stem| stem.to_string_lossy().into_owned()),
-                None if path.join("main.rs").is_file() => path.file_name().map(|name| name.to_string_lossy().into_owned()),
-                _ => None,
-            }
-        })
-        .collect();
-    programs.sort();
-    assert_eq!(listed.lines().collect::<Vec<_>>(), programs, "ls /bin:\n{listed}");
+    assert_eq!(listed.lines().collect::<Vec<_>>(), common::repository_programs(), "ls /bin:\n{listed}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running, the example
+//! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running (beside the
+//! name server and the file server it starts first), the example
 //! servers (`kvd`/`kv`, `upperd`/`upper`) answering from the shell, the shell's
 //! programs and built-ins, its line editing and history, Ctrl-C, background jobs, and shell
 //! restarts, typed on the serial console or on the keyboard through the QEMU monitor. Every
@@ -133,6 +134,11 @@ fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
             .any(|row| (row.pid, row.parent, row.name.as_str()) == (3, 1, "names")),
         "{ps:?}"
     );
+    assert!(
+        rows.iter()
+            .any(|row| (row.pid, row.parent, row.name.as_str()) == (4, 1, "fs")),
+        "{ps:?}"
+    );
     assert_eq!(
         rows.len(),
         5,
@@ -162,12 +168,12 @@ fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
         .skip_while(|line| !line.starts_with("Programs"))
         .nth(1)
         .unwrap_or("");
-    for program in ["echo", "hello", "init", "sh", "sleep", "spin", "yes"] {
-        assert!(
-            programs.split_whitespace().any(|name| name == program),
-            "{program}: {help:?}"
-        );
-    }
+    // Every program in the repository, which is what `/bin` holds.
+    assert_eq!(
+        programs.split_whitespace().collect::<Vec<_>>(),
+        common::repository_programs(),
+        "{help:?}"
+    );
 
     vm.send("shutdown\n");
     let (code, output) = vm.wait_exit(STEP);
@@ -331,8 +337,8 @@ fn init_starts_a_new_shell_after_exit_and_ctrl_d_and_the_shell_kills_only_its_jo
     let third = number_after(&ended, "Enigma shell, pid ");
 
     // The shell holds handles to its own jobs and to nothing else: init, the console, the
-    // name server and the shell itself are out of its reach.
-    for pid in [1, 2, 3, third] {
+    // name server, the file server and the shell itself are out of its reach.
+    for pid in [1, 2, 3, 4, third] {
         assert_eq!(
             run(&mut vm, &format!("kill {pid}")),
             format!("kill {pid}\r\nsh: kill {pid}: not a job of this shell")

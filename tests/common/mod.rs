@@ -616,3 +616,22 @@ fn key_for(c: char) -> Option<String> {
         _ => None,
     }
 }
+
+/// The names of the user programs in the repository (`userspace/src/bin/`: a file `NAME.rs`,
+/// or a directory `NAME/` with a `main.rs`), sorted: what the boot ramdisk's `/bin` holds.
+pub fn repository_programs() -> Vec<String> {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("userspace/src/bin");
+    let mut programs: Vec<String> = std::fs::read_dir(&bin)
+        .expect("reading userspace/src/bin")
+        .filter_map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            match path.extension() {
+                Some(extension) if extension == "rs" => path.file_stem().map(|stem| stem.to_string_lossy().into_owned()),
+                None if path.join("main.rs").is_file() => path.file_name().map(|name| name.to_string_lossy().into_owned()),
+                _ => None,
+            }
+        })
+        .collect();
+    programs.sort();
+    programs
+}

@@ -127,9 +127,9 @@ pub const NODES_MAX: usize = 4096;
 /// Most open files and directories at once.
 pub const OPEN_MAX: usize = 1024;
 
-/// A reply label as a result: 0 or a count, or `-errno`.
+/// A reply label as a result: 0 or a count (an offset, a number of entries), or `-errno`.
 pub fn status(label: u64) -> Result<u64> {
-    abi::stream::reply_result(label).map_err(Errno)
+    abi::stream::reply_result(label, i64::MAX as u64).map_err(Errno)
 }
 
 /// What a directory entry or `stat` says.

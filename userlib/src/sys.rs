@@ -306,7 +306,7 @@ fn session_call(session: u64, label: u64, word: u64, handles: &[u32]) -> Result<
     // The handle belongs to the program, not to this call.
     session.into_raw();
     let (reply, _) = result?;
-    abi::stream::reply_result(reply.label).map_err(Errno)
+    abi::stream::reply_result(reply.label, i64::MAX as u64).map_err(Errno)
 }
 
 /// `irq_bind`: when the interrupt line `irq` fires, the kernel masks it and signals `bits`

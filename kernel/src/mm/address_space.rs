@@ -421,12 +421,38 @@ impl AddressSpace {
         if len == 0 {
             return true;
         }
-        let first = start & !(FRAME_SIZE - 1);
-        let last = (start + len - 1) & !(FRAME_SIZE - 1);
-        (first..=last).step_by(FRAME_SIZE as usize).all(|page| {
-            self.page_flags(VirtAddr::new(page))
-                .is_some_and(|flags| !write || flags.contains(PageTableFlags::WRITABLE))
-        })
+        let needed = if write {
+            PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE | PageTableFlags::WRITABLE
+        } else {
+            PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE
+        };
+        let mut page = start & !(FRAME_SIZE - 1);
+        let last = start + len - 1;
+        while page <= last {
+            if !self.leaf_flags(page).is_some_and(|flags| flags.contains(needed)) {
+                return false;
+            }
+            page += FRAME_SIZE;
+        }
+        true
+    }
+
+    /// The flags of the last-level entry for the user address `address`, read straight
+    /// from the tables (the hot path of every user copy's check); `None` where a level
+    /// above it is missing or maps a huge page.
+    fn leaf_flags(&self, address: u64) -> Option<PageTableFlags> {
+        let mut frame = self.root;
+        for shift in [39, 30, 21] {
+            // SAFETY: `frame` is this address space's root or one of its tables, reached
+            // through the physical-memory map; the reference is only read, and only here.
+            let entry = &unsafe { table_at(frame) }[((address >> shift) & 511) as usize];
+            if !points_to_table(entry) {
+                return None;
+            }
+            frame = PhysFrame::containing_address(entry.addr());
+        }
+        // SAFETY: as above, for the last-level table.
+        Some(unsafe { table_at(frame) }[((address >> 12) & 511) as usize].flags())
     }
 
     /// The physical address behind the mapped user address `address`.

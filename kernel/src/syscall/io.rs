@@ -13,9 +13,10 @@ use super::usercopy::{ReadableSlice, UserSlice};
 use super::{Args, SyscallResult, require_heap_room};
 use crate::ipc::endpoint::EndpointRef;
 use crate::ipc::pipe::{Pipe, PipeEnd};
-use crate::ipc::state::{Destination, Outgoing, UserBuffer};
+use crate::ipc::state::{Destination, Outgoing, Received, UserBuffer};
 use crate::ipc::{self, Timeout};
 use crate::object::{Handle, Object};
+use crate::task::process::ProcessObject;
 use crate::task::scheduler;
 
 /// Bytes copied from user memory and written per step of a `write`. Between steps the process
@@ -30,10 +31,9 @@ enum Stream {
     Endpoint(Arc<EndpointRef>),
 }
 
-/// The stream handle `number` names: a pipe end with `right` (READ or WRITE), the log with
-/// WRITE, or an endpoint with SEND. `EBADF` for any other kind.
-fn stream(number: u64, right: u32) -> Result<Stream, i64> {
-    let me = scheduler::current_object();
+/// The stream handle `number` of `me` names: a pipe end with `right` (READ or WRITE), the
+/// log with WRITE, or an endpoint with SEND. `EBADF` for any other kind.
+fn stream(me: &ProcessObject, number: u64, right: u32) -> Result<Stream, i64> {
     let table = me.handles.lock();
     let handle = table.get(number)?;
     match handle.object() {
@@ -49,17 +49,17 @@ fn stream(number: u64, right: u32) -> Result<Stream, i64> {
 /// calls to an endpoint (SEND). The whole range is checked first, so a bad tail fails
 /// before anything is written.
 pub fn write(args: &Args) -> SyscallResult {
+    let me = scheduler::current_object();
     let buffer = UserSlice::new(args[1], args[2]);
-    let target = stream(args[0], rights::WRITE)?;
+    let target = stream(&me, args[0], rights::WRITE)?;
     let source = buffer.check_readable()?;
     match target {
         Stream::Log => Ok(write_in_steps(source, crate::klog::write_log)),
         Stream::Pipe(end) => {
-            let me = scheduler::current_object();
             let count = end.pipe().write(&me, source.len() as usize, |offset, room| source.copy_to(offset as u64, room))?;
             Ok(count as u64)
         }
-        Stream::Endpoint(endpoint) => write_endpoint(&endpoint, args[1], source.len()),
+        Stream::Endpoint(endpoint) => write_endpoint(&me, &endpoint, args[1], source.len()),
     }
 }
 
@@ -82,8 +82,7 @@ fn write_in_steps(source: ReadableSlice, mut sink: impl FnMut(&[u8])) -> u64 {
 
 /// Writes the `len` bytes at `address` as `stream::WRITE` calls of at most `BUFFER_MAX`
 /// bytes, until one is short or fails: the count written, or the first call's error.
-fn write_endpoint(endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResult {
-    let me = scheduler::current_object();
+fn write_endpoint(me: &Arc<ProcessObject>, endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResult {
     let mut done = 0;
     while done < len {
         let chunk = (len - done).min(BUFFER_MAX);
@@ -93,11 +92,11 @@ fn write_endpoint(endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResu
             buffer: Some(UserBuffer { address: address + done, len: chunk }),
             ..Outgoing::default()
         };
-        let written = ipc::call(&me, endpoint, message, Destination::default(), Timeout::Forever)
-            .and_then(|reply| stream::reply_result(reply.label));
+        let written = stream_call(me, endpoint, message, Destination::default())
+            .and_then(|reply| stream::reply_result(reply.label, chunk));
         match written {
             Ok(count) => {
-                done += count.min(chunk);
+                done += count;
                 if count < chunk {
                     break;
                 }
@@ -109,11 +108,29 @@ fn write_endpoint(endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResu
     Ok(done)
 }
 
+/// One call of the stream protocol. Handles a server put in the reply are closed: the
+/// caller of `read` or `write` does not know they came, so they would only fill its table.
+fn stream_call(me: &Arc<ProcessObject>, endpoint: &EndpointRef, message: Outgoing, into: Destination) -> Result<Received, i64> {
+    let reply = ipc::call(me, endpoint, message, into, Timeout::Forever)?;
+    if reply.handle_count > 0 {
+        let mut stray: [Option<Handle>; abi::ipc::HANDLES_MAX] = Default::default();
+        let mut table = me.handles.lock();
+        for (&number, slot) in reply.handles[..reply.handle_count as usize].iter().zip(&mut stray) {
+            *slot = table.remove(u64::from(number)).ok();
+        }
+        drop(table);
+        // Closed outside the table's lock: closing a handle may wake a process.
+        drop(stray);
+    }
+    Ok(reply)
+}
+
 /// `read(h, buf, len) -> bytes`: from a pipe's read end (READ), or as a
 /// `stream::READ` call to an endpoint (SEND); 0 at the end of the stream.
 pub fn read(args: &Args) -> SyscallResult {
+    let me = scheduler::current_object();
     let buffer = UserSlice::new(args[1], args[2]);
-    let source = stream(args[0], rights::READ)?;
+    let source = stream(&me, args[0], rights::READ)?;
     let target = buffer.check_writable()?;
     if buffer.is_empty() {
         return Ok(0);
@@ -121,21 +138,20 @@ pub fn read(args: &Args) -> SyscallResult {
     match source {
         Stream::Log => Err(EBADF),
         Stream::Pipe(end) => {
-            let me = scheduler::current_object();
             let count = end.pipe().read(&me, buffer.len() as usize, |offset, bytes| target.copy_from(offset as u64, bytes))?;
             Ok(count as u64)
         }
         Stream::Endpoint(endpoint) => {
-            let me = scheduler::current_object();
             let room = buffer.len().min(BUFFER_MAX);
             let into = Destination { buffer: Some(UserBuffer { address: args[1], len: room }) };
             loop {
-                let message = Outgoing { label: stream::READ, words: [buffer.len(), 0, 0, 0], ..Outgoing::default() };
-                let reply = ipc::call(&me, &endpoint, message, into, Timeout::Forever)?;
-                match stream::reply_result(reply.label) {
+                let message = Outgoing { label: stream::READ, words: [room, 0, 0, 0], ..Outgoing::default() };
+                let reply = stream_call(&me, &endpoint, message, into)?;
+                // The count may not exceed the bytes that arrived (nor, so, the room).
+                match stream::reply_result(reply.label, reply.len.min(room)) {
                     // The server gave the read back to be asked again (see `abi::stream`).
                     Err(EAGAIN) => scheduler::preemption_point().map_err(|_| EINTR)?,
-                    result => return Ok(result?.min(room).min(reply.len)),
+                    result => return result,
                 }
             }
         }

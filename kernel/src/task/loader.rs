@@ -54,12 +54,7 @@ const SYMBOL_MAP_AREA: Range<u64> =
 /// A program image the loader reads.
 pub trait Image {
     /// Its length in bytes.
-    fn len(&self) -> usize;
-
-    /// Whether it has no bytes (an empty image is refused like any other too short one).
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    fn size(&self) -> usize;
 
     /// Copies `out.len()` bytes from `offset`; false if they are not all inside.
     fn read_at(&self, offset: usize, out: &mut [u8]) -> bool;
@@ -69,7 +64,7 @@ pub trait Image {
 }
 
 impl Image for [u8] {
-    fn len(&self) -> usize {
+    fn size(&self) -> usize {
         <[u8]>::len(self)
     }
 
@@ -84,7 +79,7 @@ impl Image for [u8] {
 }
 
 impl Image for SharedFrames {
-    fn len(&self) -> usize {
+    fn size(&self) -> usize {
         SharedFrames::len(self) as usize
     }
 
@@ -178,7 +173,7 @@ pub fn validate(image: &(impl Image + ?Sized)) -> Result<ValidImage, LoadError> 
     let table_end = usize::from(header.e_phnum)
         .checked_mul(SIZEOF_PHDR)
         .and_then(|size| size.checked_add(table_start))
-        .filter(|&end| end <= image.len())
+        .filter(|&end| end <= image.size())
         .ok_or(invalid("program headers outside the file"))?;
 
     let mut segments = Vec::new();
@@ -187,7 +182,7 @@ pub fn validate(image: &(impl Image + ?Sized)) -> Result<ValidImage, LoadError> 
             .and_then(|bytes| bytes.pread_with(0, LE).ok())
             .ok_or(invalid("truncated program header"))?;
         if program_header.p_type == PT_LOAD && program_header.p_memsz > 0 {
-            segments.push(check_segment(&program_header, image.len())?);
+            segments.push(check_segment(&program_header, image.size())?);
         }
     }
     if segments.is_empty() {
@@ -263,7 +258,7 @@ pub fn symbol_tables(image: &(impl Image + ?Sized)) -> Option<SymbolTables> {
     let bytes = |section: &SectionHeader| -> Option<Range<usize>> {
         let start = usize::try_from(section.sh_offset).ok()?;
         let end = start.checked_add(usize::try_from(section.sh_size).ok()?)?;
-        (end <= image.len()).then_some(start..end)
+        (end <= image.size()).then_some(start..end)
     };
     let symtab = (0..usize::from(header.e_shnum)).filter_map(section).find(|section| section.sh_type == SHT_SYMTAB)?;
     let strtab = section(usize::try_from(symtab.sh_link).ok()?).filter(|section| section.sh_type == SHT_STRTAB)?;

@@ -33,7 +33,7 @@ fn main() -> i32 {
     let mut room = [0u8; 512];
     let mut transfer = Transfer { send: name.as_bytes(), receive: Some(&mut room), ..Transfer::default() };
     let answer = init.call_with(&Message::new(label, [0; 4]), &mut transfer, abi::ipc::FOREVER);
-    match answer.map(|(reply, arrived)| (abi::stream::reply_result(reply.label), arrived.len)) {
+    match answer.map(|(reply, arrived)| (abi::stream::reply_result(reply.label, i64::MAX as u64), arrived.len)) {
         Ok((Ok(_), len)) => {
             print!("{}", core::str::from_utf8(&room[..len.min(room.len())]).unwrap_or("?"));
             0

@@ -9,6 +9,10 @@
 //! prints `fuzz: N calls, seed S, kernel intact`. A kernel panic shows as launcher status 101
 //! instead; the seed printed at the start replays the run.
 //!
+//! Workers also send the `fs` server random requests (through the root directory, which the
+//! coordinator passes them with a read-only copy of the `fuzz` image they start children
+//! from), and check it survives them.
+//!
 //! Call `i` is drawn from its own generator seeded with `(seed, i)`, so any call can be
 //! regenerated alone. [`worker`] draws and checks the calls; [`partner`] is the IPC partner
 //! the workers start, which serves and calls whatever endpoints it is given. Calls that end
@@ -152,7 +156,11 @@ fn coordinate(args: &[&str]) -> i32 {
     let start = sys::uptime_ns();
     // The workers start from this image, read before the baseline; and they send `fs` random
     // requests through its root directory.
-    let (image, root) = match (userlib::testing::own_image(), userlib::fs::directory_handle()) {
+    // The workers get the image read-only: mapped writable, their random writes would
+    // change what the next worker starts from.
+    let read_only_image = userlib::testing::own_image()
+        .and_then(|image| userlib::ipc::duplicate(image, abi::handle::rights::READ | abi::handle::rights::DUPLICATE));
+    let (image, root) = match (read_only_image, userlib::fs::directory_handle()) {
         (Ok(image), Ok(root)) => (image as u32, root as u32),
         (Err(errno), _) | (_, Err(errno)) => {
             println!("fuzz: cannot read its own image or find the file system: {errno}");

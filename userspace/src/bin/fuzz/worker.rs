@@ -18,13 +18,23 @@
 //! notification, shared memory) and sometimes another of its handles, so the partners serve
 //! and call each other and the worker, and the worker's `kill`s end them at random.
 //!
-//! The worker keeps itself able to report: its console sessions 0-2 and the problem board
-//! (shared memory at handle 3, where partners count their problems) are never closed,
-//! duplicated, mapped or moved away (a message that would move one copies it instead, and
-//! the board is never sent); a `read` or `write` that could block (on a console session, a
-//! pipe) gets length 0; sleeps
-//! are clamped to 1 ms; the worker never uses its heap after it starts, so `brk` may move
-//! freely, and `munmap`/`mprotect` aim at its scratch mappings, never at the buffers it reads.
+//! One call in [`FS_ONE_IN`] is instead a request to the `fs` server, or a short session
+//! with a file it opens there ([`files`]): fs must answer each with a count or an errno,
+//! hand over handles only where the protocol says, and still describe `/` at the end.
+//!
+//! The worker keeps itself able to report: its console sessions 0-2, the image (3), the
+//! root directory (4), the problem board (shared memory at handle 5, where partners count
+//! their problems) and its own pipe (6 and 7) are never closed or moved away (a message that
+//! would move one copies it instead, and the board and the pipe ends are never sent,
+//! duplicated or mapped); a `read` or `write` of a console session, or of a pipe or endpoint
+//! another process may hold, that could block gets length 0; sleeps are clamped to 1 ms; the worker never
+//! uses its heap after it starts, so `brk` may move freely, and `munmap`/`mprotect` aim at
+//! its scratch mappings, never at the buffers it reads.
+//!
+//! Its own pipe is the one it reads and writes with real lengths: it knows how many bytes
+//! the pipe holds, so it never asks for more than fit (a write would block) or reads an
+//! empty one, and it checks that each `write` moved all it was given and each `read`
+//! returned what the pipe held, up to its length.
 //!
 //! It checks: errors are known errno values; unassigned numbers give `ENOSYS`;
 //! `getpid`/`getppid` are right; uptime never goes back; a refused buffer gives `EFAULT`;
@@ -38,6 +48,7 @@
 use abi::errno::{EAGAIN, EBADF, EFAULT, EMFILE, ENOMEM, ENOSYS};
 use abi::handle::{Kind, NO_HANDLE, rights};
 use abi::ipc::{BUFFER_MAX, COPY_HANDLE, HANDLES_MAX, IpcBuffers, LABEL_CLOSED, LABEL_MAX, LABEL_NOTIFICATION};
+use abi::stream::PIPE_CAPACITY;
 use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USER_STACK_TOP, USER_START};
 use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
@@ -52,6 +63,11 @@ use userlib::sys::{self, EntryPath, Pid};
 
 use crate::dirty::Call;
 use crate::{Decimal, MAX_REPORTED, MS, RISKY_ONE_IN, Risky, Rng};
+
+mod files;
+
+/// One call in this many (of those not risky) is a request to `fs` ([`files`]).
+const FS_ONE_IN: u64 = 12;
 
 const PAGE: u64 = PAGE_SIZE;
 /// Spawned `fuzz --exit N` children get an N below this, and partners exit 0, so a status
@@ -103,8 +119,18 @@ pub const FS_ROOT: u64 = 4;
 pub const BOARD: u64 = 5;
 /// The problem board's handle in a partner, which gets it after the console.
 pub const PARTNER_BOARD: u64 = 3;
+/// The ends of the worker's own pipe, made after the board. Only the worker holds them (they
+/// are never copied, moved or given to a child), so it knows how many bytes the pipe holds:
+/// `read` and `write` on them get real lengths, never one that would block, and must move
+/// exactly what the pipe allows.
+pub const PIPE_READ: u64 = 6;
+pub const PIPE_WRITE: u64 = 7;
 /// The handles the worker keeps for itself.
-const PROTECTED: [u64; 6] = [0, 1, 2, IMAGE, FS_ROOT, BOARD];
+const PROTECTED: [u64; 8] = [0, 1, 2, IMAGE, FS_ROOT, BOARD, PIPE_READ, PIPE_WRITE];
+/// Handles the worker keeps that never leave it, not even as copies.
+const PRIVATE: [u64; 3] = [BOARD, PIPE_READ, PIPE_WRITE];
+/// The first handle number the worker does not keep.
+const FIRST_FREE: u64 = 8;
 /// Handles the worker remembers; when it forgets one to remember another, it closes it.
 const POOL: usize = 48;
 /// How long the worker waits at the end for a child it still holds before killing it.
@@ -157,6 +183,8 @@ pub struct Worker {
     children: [(Pid, i32); 16],
     children_next: usize,
     last_uptime: u64,
+    /// Bytes in the worker's own pipe.
+    pipe_bytes: u64,
     problems: i32,
 }
 
@@ -184,6 +212,9 @@ struct Planned {
 
 impl Worker {
     pub fn new(seed: u64) -> Self {
+        // One-shot children start from the image the coordinator gave: the worker has no
+        // name service to find the file system with.
+        userlib::testing::set_own_image(IMAGE);
         let mut rng = Rng::for_call(seed, u64::MAX);
         let input = &raw mut INPUT;
         for index in 0..BUFFER {
@@ -210,11 +241,15 @@ impl Worker {
             children: [(0, 0); 16],
             children_next: 0,
             last_uptime: 0,
+            pipe_bytes: 0,
             problems: 0,
         };
         let board = raw(EntryPath::Syscall, abi::syscall::MEMORY_CREATE, [1, 0, 0, 0, 0, 0]);
         if board != BOARD as i64 {
             worker.problem(0, format_args!("the problem board is handle {board}, not {BOARD}"));
+        }
+        if sys::pipe_create() != Ok((PIPE_READ, PIPE_WRITE)) {
+            worker.problem(0, format_args!("the worker's pipe is not handles {PIPE_READ} and {PIPE_WRITE}"));
         }
         worker
     }
@@ -226,6 +261,8 @@ impl Worker {
             if rng.below(RISKY_ONE_IN) == 0 {
                 let risky = Risky::draw(&mut rng);
                 self.risky(index, risky, &mut rng);
+            } else if rng.below(FS_ONE_IN) == 0 {
+                self.fs_request(index, &mut rng);
             } else {
                 let planned = self.plan(&mut rng);
                 self.make(index, &planned);
@@ -235,6 +272,7 @@ impl Worker {
             }
         }
         self.sweep(first + count);
+        self.fs_alive(first + count);
         self.read_board(first + count);
         self.problems.min(MAX_REPORTED)
     }
@@ -341,7 +379,7 @@ impl Worker {
                 4 => rng.next(),
                 _ => rng.below(256),
             },
-            Arg::Fd => match rng.below(8) {
+            Arg::Fd => match rng.below(10) {
                 0 => 0,
                 1 => 1,
                 2 => 2,
@@ -349,6 +387,7 @@ impl Worker {
                 4 => rng.below(1024),
                 5 => 1 << 32 | rng.below(3),
                 6 => u64::MAX,
+                7 | 8 => rng.pick(&[PIPE_READ, PIPE_WRITE]),
                 _ => rng.next(),
             },
             Arg::Pid => rng.below(200),
@@ -598,7 +637,7 @@ impl Worker {
         let mut parts = unsafe { buffers.read_unaligned() };
         for entry in &mut parts.send_handles {
             match u64::from(*entry & !COPY_HANDLE) {
-                BOARD => *entry = !COPY_HANDLE,
+                private if PRIVATE.contains(&private) => *entry = !COPY_HANDLE,
                 kept if PROTECTED.contains(&kept) => *entry |= COPY_HANDLE,
                 _ => {}
             }
@@ -652,14 +691,19 @@ impl Worker {
     /// it keeps: see the module documentation.
     fn make_safe(&mut self, rng: &mut Rng, number: u64, args: &mut [u64; 6]) {
         match number {
+            // The worker's own pipe: never more than it holds, or than fits.
+            READ if args[0] == PIPE_READ => {
+                args[2] = if self.pipe_bytes == 0 { 0 } else { files::within_own_buffers(args[1], args[2]) }
+            }
+            WRITE if args[0] == PIPE_WRITE => args[2] %= PIPE_CAPACITY as u64 - self.pipe_bytes + 1,
             // A pipe or an endpoint served by another process (the console, whose sessions
             // are the worker's standard streams) may never answer; `fs` always does.
             READ | WRITE if args[0] != FS_ROOT && may_block(args[0]) => args[2] = 0,
             SLEEP if args[0] > MS => args[0] %= MS + 1,
             // The worker's console sessions and board stay, or it could not report; the board
             // is never copied or mapped, so nothing but the partners writes it.
-            HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = 6 + rng.below(250),
-            HANDLE_DUPLICATE | MEMORY_MAP if args[0] == BOARD => args[0] = 6 + rng.below(250),
+            HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
+            HANDLE_DUPLICATE | MEMORY_MAP if PRIVATE.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
             _ => {}
         }
     }
@@ -837,6 +881,21 @@ impl Worker {
             self.problem(index, format_args!("syscall {number} returned {result} for a buffer it must refuse"));
         }
         match number {
+            READ if args[0] == PIPE_READ && result >= 0 => {
+                let expected = args[2].min(self.pipe_bytes);
+                if result as u64 != expected {
+                    let held = self.pipe_bytes;
+                    self.problem(index, format_args!("a read of {} bytes from a pipe holding {held} returned {result}", args[2]));
+                }
+                self.pipe_bytes -= (result as u64).min(self.pipe_bytes);
+            }
+            WRITE if args[0] == PIPE_WRITE && result >= 0 => {
+                if result as u64 != args[2] {
+                    let held = self.pipe_bytes;
+                    self.problem(index, format_args!("a write of {} bytes to a pipe holding {held} returned {result}", args[2]));
+                }
+                self.pipe_bytes = (self.pipe_bytes + result as u64).min(PIPE_CAPACITY as u64);
+            }
             GETPID if result != i64::from(self.me) => self.problem(index, format_args!("getpid returned {result}")),
             GETPPID if result != i64::from(self.parent) => {
                 self.problem(index, format_args!("getppid returned {result}"))

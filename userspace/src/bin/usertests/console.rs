@@ -1,6 +1,6 @@
 //! Console output and input, and the simple syscalls: `write`, `read`, `getpid`, `getppid`,
-//! `yield`, `uptime`, `sysinfo`, `process_list`, `programs`; and the console server's
-//! session calls (`stream::MODE`, `stream::FOREGROUND`) on standard input.
+//! `yield`, `uptime`, `sysinfo`, `process_list`, the list of programs in `/bin`; and the
+//! console server's session calls (`stream::MODE`, `stream::FOREGROUND`) on standard input.
 
 use alloc::format;
 
@@ -229,7 +229,7 @@ fn session_call(label: u64, word: u64, handles: &[u32]) -> i64 {
     let result = session.call_with(&Message::new(label, [word, 0, 0, 0]), &mut transfer, abi::ipc::FOREVER);
     session.into_raw();
     match result {
-        Ok((reply, _)) => match stream::reply_result(reply.label) {
+        Ok((reply, _)) => match stream::reply_result(reply.label, i64::MAX as u64) {
             Ok(value) => value as i64,
             Err(errno) => -errno,
         },

@@ -485,7 +485,7 @@ fn files_malformed_requests_are_answered() -> Outcome {
             let mut transfer = Transfer { send: bytes, send_handles: handles, ..Transfer::default() };
             root.call_with(&Message::new(label, words), &mut transfer, abi::ipc::FOREVER).map(|(reply, _)| reply.label).context("call fs")
         };
-        let errno_of = |label: u64| abi::stream::reply_result(label).err();
+        let errno_of = |label: u64| userlib::fs::status(label).err().map(|errno| errno.0);
         check!(errno_of(ask(0, [0; 4], b"", &[])?) == Some(EINVAL), "label 0 was not refused");
         check!(errno_of(ask(9999, [u64::MAX; 4], b"/etc", &[])?) == Some(EINVAL), "an unknown label was not refused");
         check!(errno_of(ask(fs::OPEN, [0; 4], b"/etc/\xff\xfe", &[])?) == Some(EINVAL), "a path that is not UTF-8 was opened");

@@ -21,7 +21,8 @@ use abi::ipc::{
     MINT_NOTIFY_CLOSE,
 };
 use abi::syscall::{
-    CALL, ENDPOINT_BIND, ENDPOINT_MINT, HANDLE_INFO, MEMORY_CREATE, MEMORY_MAP, RECV, REPLY, REPLY_RECV, WAIT_NOTIFICATION,
+    CALL, ENDPOINT_BIND, ENDPOINT_MINT, HANDLE_INFO, MEMORY_CREATE, MEMORY_MAP, MEMORY_SIZE, RECV, REPLY, REPLY_RECV,
+    WAIT_NOTIFICATION,
 };
 use abi::{PROT_EXEC, PROT_READ, PROT_WRITE};
 use userlib::check;
@@ -89,6 +90,7 @@ pub const CASES: &[Case] = userlib::cases![
     here shared_memory_never_writable_and_executable,
     here shared_memory_charged_to_the_mapper,
     here memory_create_limits,
+    here memory_size_counts_whole_pages,
     here memory_map_needs_rights,
 ];
 
@@ -1660,6 +1662,23 @@ fn memory_create_limits() -> Outcome {
     check!(created == 3, "{created} objects of 16 MiB fitted in the limit, expected 3");
     let after = system_frames()?;
     check!(after == frames, "{after} frames after closing the objects, {frames} before");
+    Ok(())
+}
+
+/// `memory_size` (what a program given an image or the ramdisk learns its length from) needs
+/// no right, and refuses every handle that is not a memory object.
+fn memory_size_counts_whole_pages() -> Outcome {
+    for pages in [1, 3] {
+        let memory = shared_memory(pages)?;
+        expect_value(&format!("the size of {pages} pages"), call(MEMORY_SIZE, [memory.handle().raw(), 0, 0, 0, 0, 0]), (pages * PAGE) as i64)?;
+        let without_rights = duplicate(memory.handle(), 0)?;
+        expect_value("the size through a handle without rights", call(MEMORY_SIZE, [without_rights.raw(), 0, 0, 0, 0, 0]), (pages * PAGE) as i64)?;
+    }
+    let signal = notification()?;
+    let free = crate::processes::free_handle_number().ok_or("no free handle number")?;
+    for (handle, what) in [(signal.handle().raw(), "a notification"), (free, "a free number"), (u64::MAX, "u64::MAX")] {
+        expect_errno(&format!("memory_size of {what}"), call(MEMORY_SIZE, [handle, 0, 0, 0, 0, 0]), EBADF)?;
+    }
     Ok(())
 }
 

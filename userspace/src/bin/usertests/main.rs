@@ -8,10 +8,11 @@
 //! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion), [`processes`] (the
 //! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
-//! hostile cases of each), [`files`] (the `fs` server and its handles) and [`pipes`] (kernel
-//! pipes, as streams between processes) and [`devices`] (device capabilities, the log, the power
-//! handle). [`helpers`] holds the helper roles multi-process cases start
-//! (`handles` and `ipc` keep their own), and [`common`] what the cases share.
+//! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
+//! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
+//! server) and [`devices`] (device capabilities, the log, the power handle). [`helpers`]
+//! holds the helper roles multi-process cases start (the subjects from `handles` on keep
+//! their own), and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
 //! and exits 0 only when nothing failed. Names on the command line run just those cases. A
@@ -42,6 +43,7 @@ mod privileged;
 mod processes;
 mod protection;
 mod registers;
+mod streams;
 
 use userlib::testing::Suite;
 
@@ -61,9 +63,12 @@ fn main() -> i32 {
         ipc::CASES,
         files::CASES,
         pipes::CASES,
+        streams::CASES,
         devices::CASES,
     ]
     .concat();
-    let helpers = [helpers::HELPERS, handles::HELPERS, ipc::HELPERS, files::HELPERS, pipes::HELPERS, devices::HELPERS].concat();
+    let helpers =
+        [helpers::HELPERS, handles::HELPERS, ipc::HELPERS, files::HELPERS, pipes::HELPERS, streams::HELPERS, devices::HELPERS]
+            .concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
 }
