@@ -1,5 +1,6 @@
-//! Device capabilities: I/O ports, interrupt lines, device memory, the kernel's log and the
-//! power handle. Each is usable only through its handle, exactly as far as its rights go.
+//! Device capabilities: I/O ports, interrupt lines, device memory and the kernel's log. Each
+//! is usable only through its handle, exactly as far as its rights go. (That `shutdown`
+//! needs the power handle is `handles`' `power_handle_only_for_the_first_process`.)
 //!
 //! Run as the `--init` program (as `make test` runs it), `usertests` gets from `init` the
 //! spare devices as handles 6 to 10 ([`LOG`], [`SPARE_IRQ`], [`SPARE_PORTS`],
@@ -47,7 +48,6 @@ pub const CASES: &[Case] = userlib::cases![
     here irq_ack_needs_the_binder,
     here a_bound_irq_signals_its_notification,
     here the_log_keeps_what_is_written_to_it,
-    here shutdown_needs_the_power_handle,
 ];
 
 pub const HELPERS: &[(&str, userlib::testing::Helper)] = &[
@@ -55,7 +55,6 @@ pub const HELPERS: &[(&str, userlib::testing::Helper)] = &[
     ("irq_binder", helper_irq_binder),
     ("irq_holder", helper_irq_holder),
     ("irq_driver", helper_irq_driver),
-    ("powerless", helper_powerless),
 ];
 
 fn init_passes_the_spare_devices() -> Outcome {
@@ -177,6 +176,7 @@ fn an_irq_is_bound_once() -> Outcome {
     }
     let notification = Notification::create().context("notification_create")?;
     let bits = 1;
+    expect_errno("irq_bind of the keyboard's line, which the console holds", call(IRQ_BIND, [KEYBOARD_IRQ, notification.handle().raw(), bits, 0, 0, 0]), EBUSY)?;
     expect_errno("irq_bind with no bits", call(IRQ_BIND, [SPARE_IRQ, notification.handle().raw(), 0, 0, 0, 0]), EINVAL)?;
     expect_errno("irq_bind with bit 63", call(IRQ_BIND, [SPARE_IRQ, notification.handle().raw(), 1 << 63, 0, 0, 0]), EINVAL)?;
     expect_errno("irq_bind to the console", call(IRQ_BIND, [SPARE_IRQ, 1, bits, 0, 0, 0]), EBADF)?;
@@ -200,6 +200,7 @@ fn irq_ack_needs_the_binder() -> Outcome {
     expect_errno("irq_ack of an unbound line", call(IRQ_ACK, [SPARE_IRQ, 0, 0, 0, 0, 0]), EINVAL)?;
     expect_errno("irq_ack of a free number", call(IRQ_ACK, [200, 0, 0, 0, 0, 0]), EBADF)?;
     expect_errno("irq_ack of the console", call(IRQ_ACK, [1, 0, 0, 0, 0, 0]), EBADF)?;
+    expect_errno("irq_ack of the keyboard's line, which the console bound", call(IRQ_ACK, [KEYBOARD_IRQ, 0, 0, 0, 0, 0]), EPERM)?;
     let holder = spawn_with_handles("irq_holder", &[], &[0, 1, 2, SPARE_IRQ as u32])?;
     // Until the holder has bound the line, acknowledging it here is EINVAL; then EPERM.
     let bound = wait_until(core::time::Duration::from_secs(5), || Ok(call(IRQ_ACK, [SPARE_IRQ, 0, 0, 0, 0, 0]) == -EPERM))?;
@@ -256,20 +257,4 @@ fn the_log_keeps_what_is_written_to_it() -> Outcome {
     expect_errno("log_read without READ", call(LOG_READ, [write_only.raw(), newest.as_mut_ptr() as u64, 16, 0, 0, 0]), EPERM)?;
     let mut read_buffer = [0u8; 4];
     expect_errno("read from the log", call(abi::syscall::READ, [LOG, read_buffer.as_mut_ptr() as u64, 4, 0, 0, 0]), EBADF)
-}
-
-/// `powerless`: holds only the console; tries `shutdown` through every handle number it
-/// could name. Exits 0 if each was refused (had one worked, the machine would be off).
-fn helper_powerless(_: &[&str]) -> i32 {
-    for handle in 0..16 {
-        if refused_shutdown(sys::EntryPath::Syscall, handle) != -EBADF {
-            return 3;
-        }
-    }
-    0
-}
-
-fn shutdown_needs_the_power_handle() -> Outcome {
-    let child = spawn_with_handles("powerless", &[], &[0, 1, 2])?;
-    expect_exit("powerless (3: a shutdown was not refused with EBADF)", finish_within(child, "powerless")?, 0)
 }

@@ -10,7 +10,7 @@
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
 //! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
-//! server) and [`devices`] (device capabilities, the log, the power handle). [`helpers`]
+//! server) and [`devices`] (device capabilities and the kernel's log). [`helpers`]
 //! holds the helper roles multi-process cases start (the subjects from `handles` on keep
 //! their own), and [`common`] what the cases share.
 //!
