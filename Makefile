@@ -21,10 +21,10 @@ run: deps
 # crates with all their targets, the kernel and the user programs as built for the machine,
 # and the kernel library as built for its host unit tests.
 test: deps
-	cargo clippy --release -p abi -p userlib -p enigma --all-targets -- -D warnings
+	cargo clippy --release -p abi -p userlib -p console -p enigma --all-targets -- -D warnings
 	cargo clippy --release -p kernel -p userspace --target x86_64-unknown-none -- -D warnings
 	cargo clippy --release -p kernel --lib --tests -- -D warnings
-	cargo test --release -p abi -p kernel -p userlib -p enigma
+	cargo test --release -p abi -p kernel -p userlib -p console -p enigma
 
 # Enigma's heap allocators against linked_list_allocator and talc, on the host.
 bench-alloc: toolchain

@@ -307,6 +307,9 @@ fn qemu_command(options: &Options, console: Console, window: bool) -> Command {
         ]),
         Console::Pipe => cmd.args(["-serial", "stdio"]),
     };
+    // COM2, connected to nothing: a spare device (IRQ 3) that `usertests` and `bench` drive
+    // through device handles without disturbing the console's.
+    cmd.args(["-serial", "null"]);
     if options.icount {
         cmd.args(["-icount", "shift=0"]);
     }
@@ -765,7 +768,7 @@ mod tests {
         assert_eq!(
             rest,
             "-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cpu max -m 256M -smp 2 \
-             -display none -serial stdio -icount shift=0 \
+             -display none -serial stdio -serial null -icount shift=0 \
              -fw_cfg name=opt/enigma/cmdline,string=sh -c a,,b \
              -fw_cfg name=opt/enigma/ktest,string=t -S"
         );
@@ -802,7 +805,7 @@ mod tests {
         assert_eq!(args[2..4], ["-bios", OVMF]);
         let joined = args.join(" ");
         assert!(joined.ends_with(
-            "-chardev stdio,id=console,mux=on,signal=off -serial chardev:console -mon chardev=console"
+            "-chardev stdio,id=console,mux=on,signal=off -serial chardev:console -mon chardev=console -serial null"
         ));
         assert!(!joined.contains("-display"));
         assert!(!joined.contains("-fw_cfg"));

@@ -40,6 +40,8 @@ fn bench_prints_every_figure_and_the_kernel_keeps_its_latency_bound() {
         "spawn_file_wait",
         "pipe_pingpong",
         "file_read_1m",
+        "irq_to_driver",
+        "console_write_4k",
         "longest_masked_ns",
     ] {
         assert!(figures.get(name).is_some_and(|&value| value > 0.0), "no figure for {name}:\n{output}");
@@ -48,6 +50,10 @@ fn bench_prints_every_figure_and_the_kernel_keeps_its_latency_bound() {
     // trip over two pipes is two writes, two reads and two switches.
     assert!(figures["file_read_1m"] > 0.1, "{output}");
     assert!(figures["pipe_pingpong"] > 2.0 * figures["yield_switch"], "{output}");
+    // A device interrupt reaches its driver through a switch at least; 4 KiB through the
+    // console is a call and 4096 bytes sent to COM1 one by one, each a port write or more.
+    assert!(figures["irq_to_driver"] > figures["yield_switch"], "{output}");
+    assert!(figures["console_write_4k"] > 4096.0, "{output}");
     // Copying 4 KiB each way costs more than registers alone.
     assert!(figures["ipc_call_4k"] > figures["ipc_call"], "{output}");
     let longest = figures["longest_masked_ns"];

@@ -1,6 +1,7 @@
-//! End-to-end test of the clock: `uptime` keeps pace with the host's clock while the kernel
-//! is kept busy with interrupts masked (a console flood), because uptime comes from a counter
-//! (HPET or TSC) and not from counting timer interrupts, which are lost meanwhile.
+//! End-to-end tests of the clock and of latency: `uptime` keeps pace with the host's clock
+//! while the console is flooded, because uptime comes from a counter (HPET or TSC) and not
+//! from counting timer interrupts; and while the console server writes 1 MiB of newlines,
+//! other processes' sleeps stay on time.
 
 mod common;
 
@@ -13,6 +14,9 @@ const BOOT: Duration = Duration::from_secs(90);
 const FLOOD: Duration = Duration::from_secs(12);
 /// The most the guest's clock may differ from the host's over the interval.
 const TOLERANCE: f64 = 0.01;
+/// The same over the newline flood, which is shorter (a few seconds), so that the host's
+/// reading of the markers weighs more.
+const FLOOD_TOLERANCE: f64 = 0.05;
 
 /// Seconds in the last `up S.mmm s` of `output`. It is looked for anywhere, not at the
 /// start of a line: what is typed ahead is echoed as it arrives, between the shell's lines.
@@ -52,5 +56,43 @@ fn uptime_keeps_pace_with_the_host_clock_during_a_console_flood() {
         drift <= TOLERANCE,
         "uptime advanced {guest:.3} s while the host's clock advanced {host:.3} s ({:.2} % apart)",
         drift * 100.0
+    );
+}
+
+/// The guest's uptime in a `flood: ... at NS ns` marker line after byte `from` of `output`.
+fn marker_uptime(output: &str, from: usize, marker: &str) -> f64 {
+    let at = output[from..].find(marker).map(|at| from + at + marker.len()).unwrap_or_else(|| panic!("no {marker:?}"));
+    let digits: String = output[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<f64>().unwrap_or_else(|_| panic!("bad marker {:?}", &output[at..at + 40])) / 1e9
+}
+
+/// The latency case: while a child writes 1 MiB of newlines to the console server,
+/// `usertests`' 10 ms sleeps must return within 30 ms (the case checks that), and the guest's
+/// uptime must advance with the host's clock within 5 % over the flood (checked here, from the
+/// markers the case writes to the kernel's log, which reach the serial line at once).
+#[test]
+fn a_newline_flood_leaves_sleeps_on_time_and_uptime_at_the_host_pace() {
+    let case = "sleep_on_time_during_a_newline_flood";
+    let vm = Vm::boot(&["--init", &format!("usertests {case}")]);
+    let output = vm.wait_for("flood: start at ", BOOT);
+    let started = Instant::now();
+    let from = output.find("flood: start at ").expect("the start marker");
+    // The marker's number is whole once the words after it have arrived.
+    let output = vm.wait_for_after(from, " sleeps of 10 ms", BOOT);
+    let ended = Instant::now();
+    let guest = marker_uptime(&output, from, "flood: end at ") - marker_uptime(&output, from, "flood: start at ");
+    let host = (ended - started).as_secs_f64();
+    let (status, whole) = vm.wait_exit(BOOT);
+    let summary: Vec<&str> = whole.lines().filter(|line| line.contains("flood: end") || line.contains(case)).collect();
+    println!("{}", summary.join("\n"));
+    assert!(whole.contains(&format!("PASS {case}")), "the case failed: {summary:?}");
+    assert_eq!(status, 0, "{summary:?}");
+    let drift = (guest - host).abs() / host;
+    assert!(
+        drift <= FLOOD_TOLERANCE,
+        "uptime advanced {guest:.3} s while the host's clock advanced {host:.3} s during the flood ({:.2} % apart); markers: {:?} {:?}",
+        drift * 100.0,
+        &output[from..(from + 40).min(output.len())],
+        summary
     );
 }

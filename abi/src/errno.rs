@@ -24,6 +24,8 @@ pub const EAGAIN: i64 = 11;
 pub const ENOMEM: i64 = 12;
 /// A pointer or range is not valid, mapped user memory with the needed rights.
 pub const EFAULT: i64 = 14;
+/// The resource is taken: an interrupt line another holder has bound.
+pub const EBUSY: i64 = 16;
 /// The file or directory exists already.
 pub const EEXIST: i64 = 17;
 /// The operation would move something into another file system (or into itself).

@@ -17,8 +17,6 @@ pub const NO_HANDLE: u64 = u64::MAX;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// The kernel's console: `read` and `write` work on it.
-    Console = 1,
     /// An IPC endpoint: `call` on it (with SEND), `recv` on it (with RECEIVE).
     Endpoint = 2,
     /// The right to answer one `call`, made by `recv`; used up by `reply`.
@@ -33,13 +31,20 @@ pub enum Kind {
     Power = 7,
     /// One end of a kernel pipe: `read` on the read end, `write` on the write end.
     Pipe = 8,
+    /// A device's interrupt line: `irq_bind` it to a notification, `irq_ack` it.
+    Irq = 9,
+    /// A range of I/O ports: `ioports_enable` lets the holder use `in`/`out` on them.
+    IoPorts = 10,
+    /// A device's physical memory (the framebuffer): `memory_map` it; `framebuffer_info`.
+    DeviceMemory = 11,
+    /// The kernel's log: `write` appends to it, `log_read` reads what it retains.
+    Log = 12,
 }
 
 impl Kind {
     /// Decodes a kind from `handle_info`.
     pub fn from_u32(value: u32) -> Option<Self> {
         Some(match value {
-            1 => Self::Console,
             2 => Self::Endpoint,
             3 => Self::Reply,
             4 => Self::Notification,
@@ -47,6 +52,10 @@ impl Kind {
             6 => Self::Process,
             7 => Self::Power,
             8 => Self::Pipe,
+            9 => Self::Irq,
+            10 => Self::IoPorts,
+            11 => Self::DeviceMemory,
+            12 => Self::Log,
             _ => return None,
         })
     }
@@ -54,7 +63,6 @@ impl Kind {
     /// A short lower-case name.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Console => "console",
             Self::Endpoint => "endpoint",
             Self::Reply => "reply",
             Self::Notification => "notification",
@@ -62,6 +70,10 @@ impl Kind {
             Self::Process => "process",
             Self::Power => "power",
             Self::Pipe => "pipe",
+            Self::Irq => "irq",
+            Self::IoPorts => "ioports",
+            Self::DeviceMemory => "device memory",
+            Self::Log => "log",
         }
     }
 }
@@ -72,9 +84,11 @@ pub mod rights {
     pub const DUPLICATE: u32 = 1 << 0;
     /// The handle may be moved to another process in a message.
     pub const TRANSFER: u32 = 1 << 1;
-    /// Console, pipe read end: `read`. Memory: map readable (and `spawn` from it).
+    /// Pipe read end: `read`. Memory, device memory: map readable (and `spawn` from
+    /// memory). Log: `log_read`. I/O ports: `ioports_enable` (with WRITE).
     pub const READ: u32 = 1 << 2;
-    /// Console, pipe write end: `write`. Memory: map writable.
+    /// Pipe write end, log: `write`. Memory, device memory: map writable. I/O
+    /// ports: `ioports_enable` (with READ).
     pub const WRITE: u32 = 1 << 3;
     /// Memory: map executable (never together with writable in one mapping).
     pub const EXECUTE: u32 = 1 << 4;
@@ -86,9 +100,9 @@ pub mod rights {
     pub const MINT: u32 = 1 << 7;
     /// Notification: `signal`.
     pub const SIGNAL: u32 = 1 << 8;
-    /// Notification: `wait`. Process: `wait`.
+    /// Notification: `wait`. Process: `wait`. Irq: `irq_bind` and `irq_ack`.
     pub const WAIT: u32 = 1 << 9;
-    /// Process: `kill`, and making it the console's foreground process.
+    /// Process: `kill` (and so being made a console session's foreground process).
     pub const KILL: u32 = 1 << 10;
     /// Power: `shutdown`.
     pub const POWER: u32 = 1 << 11;
@@ -112,11 +126,13 @@ mod tests {
 
     #[test]
     fn info_round_trips_every_kind() {
-        for kind in [Kind::Console, Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe] {
+        for kind in [Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe, Kind::Irq, Kind::IoPorts, Kind::DeviceMemory, Kind::Log] {
             assert_eq!(split_info(info(kind, rights::SEND | rights::MINT)), (Some(kind), rights::SEND | rights::MINT));
             assert_eq!(Kind::from_u32(kind as u32), Some(kind));
         }
         assert_eq!(Kind::from_u32(0), None);
+        // 1 was the kernel's console, which is a server now.
+        assert_eq!(Kind::from_u32(1), None);
         assert_eq!(split_info(0x99 << 32).0, None);
     }
 }

@@ -163,6 +163,57 @@ pub struct SysInfo {
     pub current_cpu: u32,
 }
 
+/// A linear framebuffer's layout, as `framebuffer_info` reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FramebufferInfo {
+    /// Visible pixels per row.
+    pub width: u32,
+    /// Visible pixel rows.
+    pub height: u32,
+    /// Pixels from the start of one row to the start of the next.
+    pub stride: u32,
+    /// Bytes per pixel.
+    pub bytes_per_pixel: u32,
+    /// [`PIXEL_RGB`], [`PIXEL_BGR`] or [`PIXEL_GRAY`].
+    pub format: u32,
+}
+
+/// `FramebufferInfo::format`: red, green, blue bytes.
+pub const PIXEL_RGB: u32 = 0;
+/// `FramebufferInfo::format`: blue, green, red bytes.
+pub const PIXEL_BGR: u32 = 1;
+/// `FramebufferInfo::format`: one luminance byte.
+pub const PIXEL_GRAY: u32 = 2;
+
+/// Most I/O port ranges one process may have enabled.
+pub const IO_RANGES_MAX: usize = 4;
+
+/// The handles the kernel gives the first process (`init`), by number. A device the kernel
+/// did not find leaves its slot empty. Nobody else gets any of them except from init.
+pub mod init_handles {
+    /// The power handle (POWER).
+    pub const POWER: u64 = 3;
+    /// The boot ramdisk, read-only memory.
+    pub const RAMDISK: u64 = 4;
+    /// The PS/2 keyboard's interrupt line (1).
+    pub const KEYBOARD_IRQ: u64 = 5;
+    /// COM1's interrupt line (4).
+    pub const SERIAL_IRQ: u64 = 6;
+    /// The PS/2 controller's ports (0x60..=0x64).
+    pub const PS2_PORTS: u64 = 7;
+    /// COM1's ports (0x3f8..=0x3ff).
+    pub const SERIAL_PORTS: u64 = 8;
+    /// The framebuffer, as device memory.
+    pub const FRAMEBUFFER: u64 = 9;
+    /// The kernel's log (READ and WRITE).
+    pub const LOG: u64 = 10;
+    /// COM2's interrupt line (3), a spare device for tests and `bench`, if COM2 exists.
+    pub const SPARE_IRQ: u64 = 11;
+    /// COM2's ports (0x2f8..=0x2ff), if COM2 exists.
+    pub const SPARE_PORTS: u64 = 12;
+}
+
 /// `SysInfo::protections`: supervisor-mode execution prevention is on.
 pub const PROTECTION_SMEP: u32 = 1 << 0;
 /// `SysInfo::protections`: supervisor-mode access prevention is on.
@@ -223,15 +274,16 @@ pub const PROT_EXEC: u64 = 1 << 2;
 /// `wait`'s handle argument meaning "any process this one holds a handle with WAIT to".
 pub const WAIT_ANY: i64 = -1;
 
-/// `console_mode` argument: the kernel's line discipline edits lines, echoes and handles
-/// Ctrl-C (the default).
+/// A console session's mode (`stream::MODE`): the console's line discipline edits lines,
+/// echoes and handles Ctrl-C (the default).
 pub const CONSOLE_COOKED: u64 = 0;
-/// `console_mode` argument: every input byte goes to the reader as typed, without echo. Ctrl-C
+/// A console session's mode (`stream::MODE`): every input byte goes to the reader as typed,
+/// without echo. Ctrl-C
 /// still kills the foreground process. Arrow keys arrive as ANSI sequences (`ESC [ A`..`D`).
 pub const CONSOLE_RAW: u64 = 1;
 
 /// The control bytes of console input: what the keyboard driver and a serial terminal send,
-/// what the kernel's line discipline and `userlib`'s line editor act on.
+/// what the console's line discipline and `userlib`'s line editor act on.
 pub mod keys {
     /// Ctrl-C: interrupt.
     pub const CTRL_C: u8 = 0x03;

@@ -1,6 +1,6 @@
 //! The stream protocol: how `read` and `write` reach a server.
 //!
-//! `read` and `write` work on every stream handle. On a console handle or a pipe end the
+//! `read` and `write` work on every stream handle. On a pipe end or the kernel's log the
 //! kernel does the work itself; on an endpoint handle with SEND (an open file of the `fs`
 //! server, a console session) it forwards the call to the endpoint's server as ordinary IPC
 //! calls, which the server answers like any other:
@@ -13,18 +13,29 @@
 //! A write longer than [`crate::ipc::BUFFER_MAX`] goes out as several calls of at most that
 //! many bytes, and stops at the first that is short or fails (the count so far is returned
 //! if it is not 0, else the error). A read makes one call for at most `BUFFER_MAX` bytes
-//! (`words[0]` says how many the caller can take). A count larger than the call could have
+//! (`words[0]` says how many the caller can take). A server may answer a read with
+//! `-EAGAIN`: the kernel then asks it again (the console does so with reads it has held for
+//! a second, so that it never keeps for long the reply handle of a reader that was killed
+//! meanwhile, and with it that reader's process object). A count larger than the call could have
 //! moved (more than was sent, or than the reply carried) is `EIO` ([`reply_result`]), and
 //! handles a server puts in a stream reply are closed, never left in the caller's table.
 //! The badge of the handle tells the server which open file or session the call is for. A
 //! caller killed while it waits gets `EINTR`, as in any call; a server that is gone is
 //! `EPIPE`. Everything else a server offers (seeking, `stat`, console modes) is an ordinary
-//! call that `userlib` makes.
+//! call that `userlib` makes; a console session also answers [`MODE`] and [`FOREGROUND`].
 
 /// The label of a forwarded `write`.
 pub const WRITE: u64 = 0x5354_5257;
 /// The label of a forwarded `read`.
 pub const READ: u64 = 0x5354_5244;
+
+/// A console session's mode call: `words[0]` is [`crate::CONSOLE_COOKED`] or
+/// [`crate::CONSOLE_RAW`]; the reply label is the mode before, or `-errno`.
+pub const MODE: u64 = 0x5354_4d44;
+/// A console session's foreground call: the message carries a process handle with KILL and
+/// WAIT (Ctrl-C kills that process), or no handle (Ctrl-C kills nothing); the reply label is
+/// 0 or `-errno`.
+pub const FOREGROUND: u64 = 0x5354_4647;
 
 /// Bytes a kernel pipe holds: a writer blocks when it is full.
 pub const PIPE_CAPACITY: usize = 4096;

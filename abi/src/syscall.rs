@@ -11,7 +11,8 @@ pub enum Arg {
     /// A plain integer (exit status, flags).
     Int,
     /// A stream handle (`read`/`write`): 0 is standard input, 1 and 2 standard output and
-    /// error; a console, a pipe end, or an endpoint that speaks the stream protocol.
+    /// error; a console session or another endpoint that speaks the stream protocol, a pipe
+    /// end, or the kernel's log.
     Fd,
     /// A process id, or `-1` where "any" is allowed.
     Pid,
@@ -66,14 +67,13 @@ macro_rules! syscalls {
 syscalls! {
     /// `exit(status) -> !`: ends the caller with `status`.
     EXIT = 0, "exit", [Int];
-    /// `write(h, buf, len) -> bytes`: writes to a stream handle with WRITE (the console, a
-    /// pipe's write end) or SEND (an endpoint, to which the kernel forwards it as calls of
+    /// `write(h, buf, len) -> bytes`: writes to a stream handle with WRITE (the kernel's log,
+    /// a pipe's write end) or SEND (an endpoint, to which the kernel forwards it as calls of
     /// the stream protocol, see [`crate::stream`]). A pipe writer blocks while the pipe is
     /// full and gets `EPIPE` once no reader is left.
     WRITE = 1, "write", [Fd, InPtr, Len];
     /// `read(h, buf, len) -> bytes`: reads at most `len` bytes from a stream handle with
-    /// READ (the console: blocks for a line in cooked mode, a byte in raw mode; a pipe's read
-    /// end: blocks while it is empty) or SEND (an endpoint, see [`crate::stream`]). 0 is the
+    /// READ (a pipe's read end: blocks while it is empty) or SEND (an endpoint, see [`crate::stream`]). 0 is the
     /// end of the stream (a pipe whose last writer is gone, the end of a file).
     READ = 2, "read", [Fd, OutPtr, Len];
     /// `getpid() -> pid`.
@@ -121,13 +121,6 @@ syscalls! {
     SHUTDOWN = 15, "shutdown", [Handle, Int];
     /// `sysinfo(out) -> 0`: fills a [`crate::SysInfo`].
     SYSINFO = 16, "sysinfo", [OutPtr];
-    /// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for
-    /// none) the one Ctrl-C kills (`ESRCH` if it has ended). Only the foreground process
-    /// itself, or a holder of a handle with KILL to it, may replace it (`EPERM` otherwise).
-    SET_FOREGROUND = 18, "set_foreground", [Handle];
-    /// `console_mode(mode) -> previous mode`: `CONSOLE_COOKED` or `CONSOLE_RAW`. When the
-    /// process that chose raw mode exits, the console goes back to cooked mode.
-    CONSOLE_MODE = 19, "console_mode", [Int];
     /// `getppid() -> pid`: the parent's pid (0 for the first process).
     GETPPID = 20, "getppid", [];
     /// `handle_close(h) -> 0`: closes a handle; the object dies with its last handle.
@@ -180,6 +173,25 @@ syscalls! {
     PIPE_CREATE = 37, "pipe_create", [OutPtr];
     /// `memory_size(h) -> bytes`: the size of the memory object `h` names (whole pages).
     MEMORY_SIZE = 38, "memory_size", [Handle];
+    /// `irq_bind(irq, notification, bits) -> 0`: when the interrupt line `irq` names fires,
+    /// the kernel masks it and signals `bits` on `notification` (WAIT right on both; `bits`
+    /// non-zero, bit 63 refused: `EINVAL`). `EBUSY` if the line is bound already. Binding
+    /// unmasks the line; the binding lasts until the binding process ends (or the line's
+    /// object dies), and the line is masked again then.
+    IRQ_BIND = 39, "irq_bind", [Handle, Handle, Int];
+    /// `irq_ack(irq) -> 0`: unmasks the line after the driver has served the device (WAIT
+    /// right). `EINVAL` if the line is not bound, `EPERM` if another process bound it.
+    IRQ_ACK = 40, "irq_ack", [Handle];
+    /// `ioports_enable(h) -> 0`: the caller may use `in`/`out` on the port range `h` names
+    /// (READ and WRITE rights) from now on; every other port still kills it with #GP.
+    /// `ENOSPC` past [`crate::IO_RANGES_MAX`] ranges.
+    IOPORTS_ENABLE = 41, "ioports_enable", [Handle];
+    /// `framebuffer_info(h, out) -> 0`: fills a [`crate::FramebufferInfo`] for the device
+    /// memory `h` names (no right needed); `EINVAL` if it is not a framebuffer.
+    FRAMEBUFFER_INFO = 42, "framebuffer_info", [Handle, OutPtr];
+    /// `log_read(h, buf, len) -> bytes`: copies the newest `len` bytes (at most) of the
+    /// kernel's log ring into `buf`, oldest first (READ right on a log handle).
+    LOG_READ = 43, "log_read", [Handle, OutPtr, Len];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -1,11 +1,12 @@
 //! The boot sequence, and the kernel's last words (panics and double faults).
 //!
-//! Order: serial console and logger → banner → framebuffer console → GDT and TSS → per-CPU
-//! data → the big kernel lock → IDT and the kernel's trap hooks → CPU protections → memory
-//! (frames, page tables, heap) → guarded interrupt stacks → ACPI → interrupt controllers
-//! (IOAPIC or 8259s) and the local APIC → clock (HPET/TSC) and the calibrated local timer →
-//! `syscall` MSRs → the other CPUs (each to its idle loop) → command line → (in-kernel tests,
-//! if asked) → console input tasks → `/bin/init` from the boot ramdisk → the idle loop.
+//! Order: serial log and logger → banner → framebuffer kept for panics → GDT and TSS →
+//! per-CPU data → the big kernel lock → IDT and the kernel's trap hooks → CPU protections →
+//! memory (frames, page tables, heap) → guarded interrupt stacks → ACPI → interrupt
+//! controllers (IOAPIC or 8259s) and the local APIC → clock (HPET/TSC) and the calibrated
+//! local timer → `syscall` MSRs → the other CPUs (each to its idle loop) → command line →
+//! (in-kernel tests, if asked) → device objects → `/bin/init` from the boot ramdisk, with
+//! them → the idle loop.
 //!
 //! The trap hooks ([`HOOKS`]) are where the CPU's reports reach the rest of the kernel.
 
@@ -21,7 +22,7 @@ use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::arch::x86_64::smp::{self, StartupParameters};
 use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, irq, kernel_lock, ps2, qemu, serial, syscall_entry, trap};
 use crate::mm::kernel_stack;
-use crate::{backtrace, console, ktest, mm, println, syscall, task, time};
+use crate::{backtrace, klog, ktest, mm, object, println, syscall, task, time};
 
 /// The kernel's version, as the banner shows it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -49,14 +50,15 @@ static HOOKS: KernelHooks = KernelHooks {
 pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // First, while the boot information is still whole (the framebuffer keeps its part).
     let kernel_symbols = backtrace::init(boot_info);
-    console::init();
+    klog::init();
     if !kernel_symbols {
         log::warn!("no kernel symbol table: backtraces show addresses only");
     }
-    let screen = boot_info.framebuffer.as_mut().and_then(console::attach_framebuffer);
+    let framebuffer = boot_info.framebuffer.as_ref().map(framebuffer_layout);
+    let screen = boot_info.framebuffer.as_mut().and_then(klog::keep_framebuffer_for_panics);
     println!("\x1b[1;36mEnigma {VERSION}\x1b[0m: an x86_64 microkernel in Rust");
     match screen {
-        Some(size) => log::info!("framebuffer console: {size}"),
+        Some(size) => log::info!("framebuffer: {size}"),
         None => log::warn!("no usable framebuffer; serial console only"),
     }
     gdt::init(0);
@@ -123,9 +125,8 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         ktest::run(&String::from_utf8_lossy(&selection));
     }
 
-    console::input::start();
-    console::start_drawing_in_background();
-    start_init(command_line.as_deref().unwrap_or(""), ramdisk.as_ref());
+    let devices = find_devices(framebuffer);
+    start_init(command_line.as_deref().unwrap_or(""), ramdisk.as_ref(), devices);
     // Boot ran with interrupts masked throughout; what is measured from here on is what
     // processes cause.
     cpu::reset_longest_masked();
@@ -208,16 +209,15 @@ fn timer_tick() -> bool {
 }
 
 /// Device interrupts: the timer wakes sleepers (when `timer_tick` found some due) and reports
-/// NMIs; keyboard and COM1 feed the console's input queues.
+/// NMIs; every other line goes to the driver that bound it (an unbound line is masked, so it
+/// does not fire).
 fn device_interrupt(line: u8) {
-    match line {
-        irq::TIMER_LINE => {
-            task::on_timer_tick();
-            report_new_nmis();
-        }
-        irq::KEYBOARD_LINE => console::input::push_scancode(ps2::read_scancode()),
-        irq::COM1_LINE => serial::drain_received(console::input::push_serial_byte),
-        _ => {}
+    if line == irq::TIMER_LINE {
+        task::on_timer_tick();
+        report_new_nmis();
+    } else if !object::device::interrupt(line) {
+        log::warn!("interrupt on line {line}, which no driver has bound");
+        irq::mask_line(line);
     }
 }
 
@@ -225,10 +225,66 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
+/// The framebuffer's virtual address, length and layout, for the console server's device
+/// memory.
+fn framebuffer_layout(framebuffer: &bootloader_api::info::FrameBuffer) -> (u64, u64, abi::FramebufferInfo) {
+    let info = framebuffer.info();
+    let format = match info.pixel_format {
+        bootloader_api::info::PixelFormat::Bgr => abi::PIXEL_BGR,
+        bootloader_api::info::PixelFormat::U8 => abi::PIXEL_GRAY,
+        _ => abi::PIXEL_RGB,
+    };
+    let layout = abi::FramebufferInfo {
+        width: info.width as u32,
+        height: info.height as u32,
+        stride: info.stride as u32,
+        bytes_per_pixel: info.bytes_per_pixel as u32,
+        format,
+    };
+    (framebuffer.buffer().as_ptr() as u64, info.byte_len as u64, layout)
+}
+
+/// The device objects `init` gets, by handle number (`abi::init_handles`).
+type Devices = Vec<(u64, object::Handle)>;
+
+/// Makes the device objects from what boot found: the keyboard's and COM1's lines and ports,
+/// the framebuffer, the log, and COM2 if it answers.
+fn find_devices(framebuffer: Option<(u64, u64, abi::FramebufferInfo)>) -> Devices {
+    use abi::handle::rights::{DUPLICATE, READ, TRANSFER, WAIT, WRITE};
+    use abi::init_handles::*;
+    use alloc::sync::Arc;
+    use object::device::{DeviceMemory, IoPorts, Irq};
+    use object::{Handle, Object};
+    let shared = DUPLICATE | TRANSFER;
+    let interrupt_line = |line| Handle::new(Object::Irq(Arc::new(Irq::new(line))), shared | WAIT);
+    let ports = |first, count| Handle::new(Object::IoPorts(Arc::new(IoPorts::new(first, count))), shared | READ | WRITE);
+    let mut devices = alloc::vec![
+        (KEYBOARD_IRQ, interrupt_line(irq::KEYBOARD_LINE)),
+        (SERIAL_IRQ, interrupt_line(irq::COM1_LINE)),
+        (PS2_PORTS, ports(ps2::DATA_PORT, ps2::STATUS_PORT - ps2::DATA_PORT + 1)),
+        (SERIAL_PORTS, ports(serial::COM1_BASE, 8)),
+        (LOG, Handle::new(Object::Log, shared | READ | WRITE)),
+    ];
+    let screen = framebuffer.filter(|&(address, _, _)| address % mm::frame::FRAME_SIZE == 0);
+    match screen.and_then(|(address, len, layout)| Some((mm::paging::kernel_frames(address, len)?, layout))) {
+        Some((frames, layout)) => {
+            let memory = DeviceMemory::new(mm::shared::SharedFrames::boot_memory(frames), Some(layout));
+            devices.push((FRAMEBUFFER, Handle::new(Object::DeviceMemory(Arc::new(memory)), shared | READ | WRITE)));
+        }
+        None => log::warn!("no framebuffer for the console server"),
+    }
+    if serial::com2_present() {
+        devices.push((SPARE_IRQ, interrupt_line(irq::COM2_LINE)));
+        devices.push((SPARE_PORTS, ports(serial::COM2_BASE, 8)));
+    }
+    devices
+}
+
 /// Starts `/bin/init` from the ramdisk with the command line's words as its arguments after
-/// its own name (`init` runs the program they name instead of the shell), the console as
-/// handles 0 to 2, the power handle as 3 and the ramdisk, read-only, as 4.
-fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>) {
+/// its own name (`init` runs the program they name instead of the shell), the kernel's log as
+/// handles 0 to 2, the power handle as 3, the ramdisk, read-only, as 4, and the device
+/// handles as `abi::init_handles` numbers them.
+fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, devices: Devices) {
     let mut words: Vec<&str> = command_line.split_whitespace().collect();
     if words.first() != Some(&INIT) {
         words.insert(0, INIT);
@@ -244,11 +300,14 @@ fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>) {
         log::error!("cannot start {INIT}: no {INIT_PATH} in the ramdisk");
         qemu::exit(FIRST_PROGRAM_FAILED);
     };
-    let mut handles = crate::object::handles::HandleTable::with_console(true).expect("no memory for the first handle table");
+    let mut handles = crate::object::handles::HandleTable::for_first_process().expect("no memory for the first handle table");
     let ramdisk_object = crate::object::memory::MemoryObject::new(ramdisk.shared_frames());
     let ramdisk_rights = abi::handle::rights::DUPLICATE | abi::handle::rights::TRANSFER | abi::handle::rights::READ;
     let ramdisk_handle = crate::object::Handle::new(crate::object::Object::Memory(alloc::sync::Arc::new(ramdisk_object)), ramdisk_rights);
     handles.insert_at(4, ramdisk_handle);
+    for (number, handle) in devices {
+        handles.insert_at(number as u32, handle);
+    }
     match task::scheduler::spawn(INIT, image, &words, 0, handles) {
         Ok(process) => log::info!("started {INIT} as pid {} ({} KiB ramdisk)", process.pid, ramdisk.bytes.len() / 1024),
         Err(error) => {
@@ -263,8 +322,8 @@ fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>) {
 pub fn panic(info: &PanicInfo) -> ! {
     cpu::disable_interrupts();
     smp::stop_other_processors();
-    console::print_panic(format_args!("\n\x1b[1;31mKERNEL PANIC\x1b[0m: {info}\n"));
-    backtrace::print_kernel_backtrace(console::print_panic);
+    klog::print_panic(format_args!("\n\x1b[1;31mKERNEL PANIC\x1b[0m: {info}\n"));
+    backtrace::print_kernel_backtrace(klog::print_panic);
     qemu::exit(abi::status::PANIC)
 }
 
@@ -276,7 +335,7 @@ fn fatal_fault(fault: &CpuFault, frame: &TrapFrame) -> ! {
     let overflowed_slot = kernel_stack::guard_page_slot(::x86_64::VirtAddr::new_truncate(frame.rsp));
     if frame.vector == 8 {
         if let Some(slot) = overflowed_slot {
-            console::print_panic(format_args!(
+            klog::print_panic(format_args!(
                 "kernel stack overflow: the stack in slot {slot} ran into its guard page (rsp {:#x}, {} context)\n",
                 frame.rsp,
                 if kernel_stack::running() == kernel_stack::Context::Stack(slot) { "running" } else { "another" },

@@ -7,9 +7,7 @@
 //! kernel stack (both must end in a double fault on its own stack, reported as such),
 //! `free_running_stack` frees the kernel stack it runs on (which must panic),
 //! `machine_check` raises vector 18 (which must end in a panic naming it), and `panic`
-//! panics on purpose. Tests in [`ICOUNT_TESTS`] bound guest instruction counts, which
-//! `rdtsc` gives only under the launcher's `--icount`; `all` leaves them out and they run by
-//! name. Each test prints `ktest NAME ... ok` or `... FAILED: why`; the run ends with
+//! panics on purpose. Each test prints `ktest NAME ... ok` or `... FAILED: why`; the run ends with
 //! `ktest: N passed, M failed` and exit status 0 only when nothing failed.
 
 use alloc::boxed::Box;
@@ -22,8 +20,6 @@ use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PageTableFlags;
 
 use crate::arch::x86_64::{cpu, kernel_lock, qemu, smp, trap};
-use crate::console;
-use crate::console::input::{QUEUE_CAPACITY, SERIAL_QUEUE};
 use crate::mm::address_space::{AddressSpace, UserRights};
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::paging::ScratchPage;
@@ -62,7 +58,6 @@ pub const TESTS: &[Test] = &[
     ("page_fault_reports_address", page_fault_reports_address),
     ("timer_ticks_advance", timer_ticks_advance),
     ("executor_future_woken_by_interrupt", executor_future_woken_by_interrupt),
-    ("full_input_queue_drops_without_blocking", full_input_queue_drops_without_blocking),
     ("address_space_frees_every_frame", address_space_frees_every_frame),
     ("kernel_stack_frees_every_frame", kernel_stack_frees_every_frame),
     ("kernel_stack_has_guard_page", kernel_stack_has_guard_page),
@@ -74,9 +69,6 @@ pub const TESTS: &[Test] = &[
     ("clock_keeps_time_with_interrupts_masked", clock_keeps_time_with_interrupts_masked),
     ("every_listed_cpu_runs_and_takes_timer_interrupts", every_listed_cpu_runs_and_takes_timer_interrupts),
 ];
-
-/// Tests that need `--icount` (one `rdtsc` tick per guest instruction); run by name only.
-pub const ICOUNT_TESTS: &[Test] = &[("console_draws_in_bounded_steps", console_draws_in_bounded_steps)];
 
 /// Which overflow a stack-overflow test is waiting for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -103,9 +95,7 @@ pub fn run(selection: &str) -> ! {
         "panic" => deliberate_panic(),
         _ => {}
     }
-    let by_name = ICOUNT_TESTS.iter().filter(|(name, _)| *name == selection);
-    let chosen: Vec<_> =
-        TESTS.iter().filter(|(name, _)| selection == "all" || *name == selection).chain(by_name).collect();
+    let chosen: Vec<_> = TESTS.iter().filter(|(name, _)| selection == "all" || *name == selection).collect();
     if chosen.is_empty() {
         println!("ktest: no test named {selection:?}");
         qemu::exit(2);
@@ -141,10 +131,10 @@ pub fn finish_double_fault_test(overflowed_slot: Option<usize>) -> ! {
         _ => ("stack_overflow", overflowed_slot.is_none()),
     };
     if passed {
-        crate::console::print_panic(format_args!("ktest {name} ... ok\nktest: 1 passed, 0 failed\n"));
+        crate::klog::print_panic(format_args!("ktest {name} ... ok\nktest: 1 passed, 0 failed\n"));
         qemu::exit(0)
     }
-    crate::console::print_panic(format_args!(
+    crate::klog::print_panic(format_args!(
         "ktest {name} ... FAILED: the double fault named slot {overflowed_slot:?}\nktest: 0 passed, 1 failed\n"
     ));
     qemu::exit(1)
@@ -309,21 +299,6 @@ fn executor_future_woken_by_interrupt() -> TestResult {
     Ok(())
 }
 
-fn full_input_queue_drops_without_blocking() -> TestResult {
-    let dropped_before = SERIAL_QUEUE.dropped();
-    let extra = 10;
-    let accepted = (0..QUEUE_CAPACITY + extra).filter(|&index| SERIAL_QUEUE.push(index as u8)).count();
-    let dropped = SERIAL_QUEUE.dropped() - dropped_before;
-    let mut drained = 0;
-    while SERIAL_QUEUE.try_pop().is_some() {
-        drained += 1;
-    }
-    ensure!(accepted == QUEUE_CAPACITY, "{accepted} bytes accepted, capacity is {QUEUE_CAPACITY}");
-    ensure!(dropped == extra as u64, "{dropped} bytes counted as dropped, expected {extra}");
-    ensure!(drained == QUEUE_CAPACITY, "{drained} bytes drained");
-    Ok(())
-}
-
 fn address_space_frees_every_frame() -> TestResult {
     let before = frame::free_count();
     {
@@ -439,70 +414,6 @@ fn clock_keeps_time_with_interrupts_masked() -> TestResult {
     wait_for_interrupt();
     let after_ticks = time::uptime_ns();
     ensure!(after_ticks - before_ticks < 5_000_000, "uptime jumped by {} ns when a tick arrived", after_ticks - before_ticks);
-    Ok(())
-}
-/// Guest instructions in 1 ms of guest time under `--icount` (`shift=0`: one per nanosecond).
-const INSTRUCTIONS_PER_MS: u64 = 1_000_000;
-/// Bytes the `write` syscall hands to the console at once (its `WRITE_CHUNK`).
-const WRITE_CHUNK: usize = 256;
-
-/// What writing some bytes to the console costs, in `rdtsc` ticks, done as the `write`
-/// syscall does it: 256-byte pieces into the grid, then drawing in steps, with a preemption
-/// point before every piece and every step.
-struct ConsoleCost {
-    longest_piece: u64,
-    longest_step: u64,
-    steps: u64,
-    total: u64,
-}
-
-fn console_write_cost(bytes: &[u8]) -> ConsoleCost {
-    let start = cpu::read_timestamp();
-    let mut longest_piece = 0;
-    for piece in bytes.chunks(WRITE_CHUNK) {
-        let before = cpu::read_timestamp();
-        console::write_bytes_undrawn(piece);
-        longest_piece = longest_piece.max(cpu::read_timestamp() - before);
-    }
-    let (mut longest_step, mut steps) = (0, 0);
-    let mut step_start = cpu::read_timestamp();
-    // The step before each call (none before the first) ends where the call starts.
-    console::draw_in_steps(|| {
-        let now = cpu::read_timestamp();
-        if steps > 0 {
-            longest_step = longest_step.max(now - step_start);
-        }
-        steps += 1;
-        step_start = cpu::read_timestamp();
-        true
-    });
-    let end = cpu::read_timestamp();
-    if steps > 0 {
-        longest_step = longest_step.max(end - step_start);
-    }
-    ConsoleCost { longest_piece, longest_step, steps, total: end - start }
-}
-
-/// No piece of console output keeps the CPU (with interrupts masked) for 1 ms of guest time:
-/// neither a 256-byte piece of the grid update nor a drawing step, on the worst inputs: a
-/// screen of glyphs drawn afresh, that screen scrolled by one line (its pixel rows moved),
-/// and 256 newlines (the `write` that once took about 200 ms).
-fn console_draws_in_bounded_steps() -> TestResult {
-    // Lines longer than any screen row, so every row ends up full of glyphs.
-    let glyph_lines: Vec<u8> =
-        (0..64u8).flat_map(|line| core::iter::repeat_n(b'A' + line % 26, 400).chain(*b"\n")).collect();
-    let cases: [(&str, &[u8]); 3] =
-        [("a screen of glyphs", &glyph_lines), ("one more line", b"\n"), ("256 newlines", &[b'\n'; 256])];
-    for (name, bytes) in cases {
-        let cost = console_write_cost(bytes);
-        println!(
-            "ktest console: {name}: {} steps, longest step {} ticks, longest 256-byte piece {} ticks, total {} ticks",
-            cost.steps, cost.longest_step, cost.longest_piece, cost.total
-        );
-        ensure!(cost.steps > 0, "{name}: nothing was drawn (no framebuffer?)");
-        ensure!(cost.longest_step < INSTRUCTIONS_PER_MS, "{name}: a drawing step took {} ticks", cost.longest_step);
-        ensure!(cost.longest_piece < INSTRUCTIONS_PER_MS, "{name}: a 256-byte piece took {} ticks", cost.longest_piece);
-    }
     Ok(())
 }
 

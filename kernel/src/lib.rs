@@ -1,7 +1,7 @@
 //! The Enigma kernel as a library: every subsystem lives here, and `main.rs` only wires the
 //! bootloader's entry point to [`boot::kernel_main`]. Built for `x86_64-unknown-none` it is the
 //! kernel; built for the host under `cargo test` it carries the unit tests of the pure logic
-//! (allocators, frame bookkeeping, line discipline, ELF checks, region sets, run queues).
+//! (allocators, frame bookkeeping, ELF checks, region sets, run queues, the log ring).
 //!
 //! `unsafe` code is confined to `arch/`, `mm/` and `syscall/usercopy.rs`; every other module
 //! forbids it.
@@ -15,13 +15,13 @@ pub mod backtrace;
 #[forbid(unsafe_code)]
 pub mod boot;
 #[forbid(unsafe_code)]
-pub mod console;
-#[forbid(unsafe_code)]
-pub mod drivers;
+pub mod klog;
 #[forbid(unsafe_code)]
 pub mod ipc;
 #[forbid(unsafe_code)]
 pub mod ktest;
+#[forbid(unsafe_code)]
+pub mod log_ring;
 pub mod mm;
 #[forbid(unsafe_code)]
 pub mod object;

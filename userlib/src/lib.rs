@@ -36,6 +36,7 @@ extern crate alloc;
 mod backtrace;
 #[cfg(not(test))]
 mod heap;
+pub mod device;
 pub mod fs;
 pub mod io;
 pub mod ipc;

@@ -2,7 +2,8 @@
 //!
 //! [`LineEditor::read_line`] switches the console to raw mode, prints the prompt, and does its
 //! own echo and editing until the line is complete; then it puts the console back in cooked
-//! mode, so the programs the caller starts read the console with the kernel's line editing.
+//! mode, so the programs the caller starts read the console with the console server's line
+//! editing.
 //! Keys:
 //!
 //! - printable characters (UTF-8) are inserted at the cursor;

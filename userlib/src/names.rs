@@ -15,7 +15,7 @@
 use abi::errno::{EINVAL, ENAMETOOLONG};
 use abi::ipc::COPY_HANDLE;
 
-use crate::ipc::{Endpoint, Message, Transfer};
+use crate::ipc::{Endpoint, Message, OwnedHandle, Transfer};
 use crate::sys::{Errno, Result};
 
 /// The handle number the name service has in every program `init` (or a program started
@@ -65,8 +65,14 @@ pub fn register(name: &str, endpoint: &Endpoint) -> Result<()> {
 /// [`register`] through the name service handle `names` (for `init`, which holds it
 /// elsewhere than [`NAMES_HANDLE`]).
 pub fn register_with(names: &Endpoint, name: &str, endpoint: &Endpoint) -> Result<()> {
+    register_handle_with(names, name, endpoint.handle())
+}
+
+/// [`register_with`] for a handle of any kind the name service keeps (an endpoint, or the
+/// kernel's log).
+pub fn register_handle_with(names: &Endpoint, name: &str, handle: &OwnedHandle) -> Result<()> {
     check(name)?;
-    let handles = [endpoint.handle().raw() as u32 | COPY_HANDLE];
+    let handles = [handle.raw() as u32 | COPY_HANDLE];
     let mut transfer = Transfer { send: name.as_bytes(), send_handles: &handles, receive: None };
     let result = names.call_with(&Message::new(REGISTER, [0; 4]), &mut transfer, abi::ipc::FOREVER);
     status(result?.0.label)
@@ -74,6 +80,11 @@ pub fn register_with(names: &Endpoint, name: &str, endpoint: &Endpoint) -> Resul
 
 /// The endpoint registered under `name`.
 pub fn lookup(name: &str) -> Result<Endpoint> {
+    lookup_handle(name).map(|handle| Endpoint::from_raw(handle.into_raw()))
+}
+
+/// The handle registered under `name`, of whatever kind.
+pub fn lookup_handle(name: &str) -> Result<OwnedHandle> {
     check(name)?;
     let names = service();
     let mut transfer = Transfer { send: name.as_bytes(), ..Transfer::default() };
@@ -82,7 +93,7 @@ pub fn lookup(name: &str) -> Result<Endpoint> {
     let (reply, arrived) = result?;
     status(reply.label)?;
     match arrived.handles() {
-        [handle] => Ok(Endpoint::from_raw(u64::from(*handle))),
+        [handle] => Ok(OwnedHandle::from_raw(u64::from(*handle))),
         _ => Err(Errno(EINVAL)),
     }
 }

@@ -272,12 +272,68 @@ pub fn sysinfo() -> Result<SysInfo> {
     Ok(info)
 }
 
-/// `set_foreground`: makes `child` (`None`: nobody) the process Ctrl-C kills.
+/// Makes `child` (`None`: nobody) the process Ctrl-C kills, through the console session on
+/// standard input (a `stream::FOREGROUND` call, which carries a copy of the child's handle).
+/// Not a syscall: the console is a server.
 pub fn set_foreground(child: Option<Child>) -> Result<()> {
-    call(SET_FOREGROUND, [child.map_or(abi::handle::NO_HANDLE, |child| child.handle), 0, 0, 0, 0, 0]).map(|_| ())
+    set_foreground_on(crate::io::STDIN, child)
 }
 
-/// `console_mode`: `abi::CONSOLE_COOKED` or `abi::CONSOLE_RAW`; returns the previous mode.
+/// [`set_foreground`] through the console session `session`.
+pub fn set_foreground_on(session: u64, child: Option<Child>) -> Result<()> {
+    use abi::handle::rights;
+    // A copy that may only kill, wait and move (here, into the message).
+    let copy = match child {
+        Some(child) => Some(crate::ipc::duplicate(child.handle, rights::TRANSFER | rights::KILL | rights::WAIT)?),
+        None => None,
+    };
+    let handles = copy.map(|handle| [handle as u32]);
+    session_call(session, abi::stream::FOREGROUND, 0, handles.as_ref().map_or(&[], |handles| handles.as_slice())).map(|_| ())
+}
+
+/// Sets the console session's mode on standard input, `abi::CONSOLE_COOKED` or
+/// `abi::CONSOLE_RAW` (a `stream::MODE` call); returns the previous mode.
 pub fn console_mode(mode: u64) -> Result<u64> {
-    call(CONSOLE_MODE, [mode, 0, 0, 0, 0, 0])
+    session_call(crate::io::STDIN, abi::stream::MODE, mode, &[])
+}
+
+/// A call to the console session `session`: its result (`EBADF` when the handle is no
+/// endpoint: a pipe, the kernel's log; an error label from a server that is no console).
+fn session_call(session: u64, label: u64, word: u64, handles: &[u32]) -> Result<u64> {
+    let session = crate::ipc::Endpoint::from_raw(session);
+    let mut transfer = crate::ipc::Transfer { send_handles: handles, ..crate::ipc::Transfer::default() };
+    let result = session.call_with(&crate::ipc::Message::new(label, [word, 0, 0, 0]), &mut transfer, abi::ipc::FOREVER);
+    // The handle belongs to the program, not to this call.
+    session.into_raw();
+    let (reply, _) = result?;
+    abi::stream::reply_result(reply.label, i64::MAX as u64).map_err(Errno)
+}
+
+/// `irq_bind`: when the interrupt line `irq` fires, the kernel masks it and signals `bits`
+/// on `notification`.
+pub fn irq_bind(irq: u64, notification: u64, bits: u64) -> Result<()> {
+    call(IRQ_BIND, [irq, notification, bits, 0, 0, 0]).map(|_| ())
+}
+
+/// `irq_ack`: unmasks the line `irq` after its device was served.
+pub fn irq_ack(irq: u64) -> Result<()> {
+    call(IRQ_ACK, [irq, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `ioports_enable`: lets this process use `in`/`out` on the port range `ports` names.
+pub fn ioports_enable(ports: u64) -> Result<()> {
+    call(IOPORTS_ENABLE, [ports, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `framebuffer_info`: the layout of the framebuffer the device memory `memory` names.
+pub fn framebuffer_info(memory: u64) -> Result<abi::FramebufferInfo> {
+    let mut info = abi::FramebufferInfo::default();
+    call(FRAMEBUFFER_INFO, [memory, &raw mut info as u64, 0, 0, 0, 0])?;
+    Ok(info)
+}
+
+/// `log_read`: the newest bytes of the kernel's log (at most `buffer.len()`), oldest first;
+/// returns how many were copied.
+pub fn log_read(log: u64, buffer: &mut [u8]) -> Result<usize> {
+    call(LOG_READ, [log, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }

@@ -159,6 +159,18 @@ pub fn kernel_translate(address: VirtAddr) -> Option<PhysAddr> {
     mapper.translate_addr(address)
 }
 
+/// The frames behind the `len` bytes the kernel's tables map at `address` (page-aligned),
+/// in page order; `None` if a page of them is not mapped.
+pub fn kernel_frames(address: u64, len: u64) -> Option<alloc::vec::Vec<PhysFrame>> {
+    let pages = len.div_ceil(super::frame::FRAME_SIZE);
+    let mut frames = alloc::vec::Vec::with_capacity(pages as usize);
+    for page in 0..pages {
+        let physical = kernel_translate(VirtAddr::new(address + page * super::frame::FRAME_SIZE))?;
+        frames.push(PhysFrame::containing_address(physical));
+    }
+    Some(frames)
+}
+
 /// Whether an entry points at a lower-level table (as opposed to being empty or a huge page).
 pub fn points_to_table(entry: &PageTableEntry) -> bool {
     let flags = entry.flags();

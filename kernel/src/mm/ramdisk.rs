@@ -9,11 +9,10 @@
 
 use alloc::vec::Vec;
 
-use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PhysFrame;
 
 use super::frame::FRAME_SIZE;
-use super::paging::kernel_translate;
+use super::paging::kernel_frames;
 use super::shared::SharedFrames;
 
 /// The loaded ramdisk.
@@ -30,12 +29,7 @@ impl Ramdisk {
     /// none or a page of it is not mapped.
     pub fn from_boot(address: Option<u64>, len: u64) -> Option<Self> {
         let address = address.filter(|&address| address % FRAME_SIZE == 0 && len > 0)?;
-        let pages = len.div_ceil(FRAME_SIZE);
-        let mut frames = Vec::with_capacity(pages as usize);
-        for page in 0..pages {
-            let physical = kernel_translate(VirtAddr::new(address + page * FRAME_SIZE))?;
-            frames.push(PhysFrame::containing_address(physical));
-        }
+        let frames = kernel_frames(address, len)?;
         // SAFETY: the bootloader mapped all `len` bytes at `address` (every page was just
         // found mapped), marked the frames as its own so they are never allocated, and
         // nothing writes to them from now on (see the module documentation); the mapping

@@ -80,18 +80,16 @@ impl HandleTable {
         Ok(handle)
     }
 
-    /// A table holding only the kernel console as handles 0, 1 and 2 (standard input,
-    /// output and error), and, for the first process, the power handle as 3.
-    pub fn with_console(power: bool) -> Result<Self, i64> {
+    /// The first process's table: the kernel's log as handles 0, 1 and 2 (standard input,
+    /// output and error; it may only be written, so reading it is `EBADF`) and the power
+    /// handle as 3.
+    pub fn for_first_process() -> Result<Self, i64> {
         let mut table = Self::new()?;
         let shared = rights::DUPLICATE | rights::TRANSFER;
-        table.insert_at(0, Handle::new(Object::Console, shared | rights::READ));
-        for number in 1..3 {
-            table.insert_at(number, Handle::new(Object::Console, shared | rights::WRITE));
+        for number in 0..3 {
+            table.insert_at(number, Handle::new(Object::Log, shared | rights::WRITE));
         }
-        if power {
-            table.insert_at(3, Handle::new(Object::Power, rights::DUPLICATE | rights::TRANSFER | rights::POWER));
-        }
+        table.insert_at(3, Handle::new(Object::Power, shared | rights::POWER));
         Ok(table)
     }
 

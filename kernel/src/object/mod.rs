@@ -9,6 +9,7 @@
 //! The number of live objects is counted ([`live_objects`], reported by `sysinfo`), so a test
 //! can see an object that leaked.
 
+pub mod device;
 pub mod handles;
 pub mod memory;
 
@@ -23,6 +24,7 @@ use crate::ipc::notification::Notification;
 use crate::ipc::pipe::PipeEnd;
 use crate::ipc::reply::Reply;
 use crate::task::process::ProcessObject;
+use device::{DeviceMemory, IoPorts, Irq};
 use memory::MemoryObject;
 
 static LIVE_OBJECTS: AtomicU64 = AtomicU64::new(0);
@@ -59,8 +61,6 @@ impl Drop for LiveObject {
 /// What a handle names.
 #[derive(Debug)]
 pub enum Object {
-    /// The kernel's console (there is one; it is not counted).
-    Console,
     /// An endpoint, with the badge this handle sends with.
     Endpoint(Arc<EndpointRef>),
     /// The right to answer one call; held in the handle itself, since it is never shared
@@ -76,6 +76,14 @@ pub enum Object {
     Power,
     /// One end of a pipe (handles duplicated from one another share it).
     Pipe(Arc<PipeEnd>),
+    /// An interrupt line.
+    Irq(Arc<Irq>),
+    /// A range of I/O ports.
+    IoPorts(Arc<IoPorts>),
+    /// A device's physical memory.
+    DeviceMemory(Arc<DeviceMemory>),
+    /// The kernel's log (there is one; it is not counted).
+    Log,
 }
 
 impl Object {
@@ -83,7 +91,6 @@ impl Object {
     /// which is one of a kind.
     pub fn duplicate(&self) -> Option<Self> {
         Some(match self {
-            Self::Console => Self::Console,
             Self::Endpoint(endpoint) => Self::Endpoint(endpoint.clone()),
             Self::Reply(_) => return None,
             Self::Notification(notification) => Self::Notification(notification.clone()),
@@ -91,13 +98,16 @@ impl Object {
             Self::Process(process) => Self::Process(process.clone()),
             Self::Power => Self::Power,
             Self::Pipe(end) => Self::Pipe(end.clone()),
+            Self::Irq(irq) => Self::Irq(irq.clone()),
+            Self::IoPorts(ports) => Self::IoPorts(ports.clone()),
+            Self::DeviceMemory(memory) => Self::DeviceMemory(memory.clone()),
+            Self::Log => Self::Log,
         })
     }
 
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {
-            Self::Console => Kind::Console,
             Self::Endpoint(_) => Kind::Endpoint,
             Self::Reply(_) => Kind::Reply,
             Self::Notification(_) => Kind::Notification,
@@ -105,6 +115,10 @@ impl Object {
             Self::Process(_) => Kind::Process,
             Self::Power => Kind::Power,
             Self::Pipe(_) => Kind::Pipe,
+            Self::Irq(_) => Kind::Irq,
+            Self::IoPorts(_) => Kind::IoPorts,
+            Self::DeviceMemory(_) => Kind::DeviceMemory,
+            Self::Log => Kind::Log,
         }
     }
 }

@@ -1,19 +1,16 @@
-//! Stream syscalls: `write`, `read` (on the console, a pipe end, or an endpoint that speaks
-//! the stream protocol of `abi::stream`), `pipe_create`, and the console's `set_foreground`
-//! and `console_mode`.
+//! Stream syscalls: `write`, `read` (on a pipe end, the kernel's log (write only), or an
+//! endpoint that speaks the stream protocol of `abi::stream`: a console session, an open
+//! file) and `pipe_create`.
 
 use alloc::sync::Arc;
 
-use abi::errno::{EBADF, EINTR, EINVAL, EPERM, ESRCH};
-use abi::handle::{NO_HANDLE, rights};
+use abi::errno::{EAGAIN, EBADF, EINTR};
+use abi::handle::rights;
 use abi::ipc::BUFFER_MAX;
 use abi::stream;
 
-use super::handle::lookup;
-use super::usercopy::{ReadableSlice, UserSlice, WritableSlice};
+use super::usercopy::{ReadableSlice, UserSlice};
 use super::{Args, SyscallResult, require_heap_room};
-use crate::console::input;
-use crate::console::line_discipline::{LINE_MAX, Mode};
 use crate::ipc::endpoint::EndpointRef;
 use crate::ipc::pipe::{Pipe, PipeEnd};
 use crate::ipc::state::{Destination, Outgoing, Received, UserBuffer};
@@ -29,25 +26,26 @@ const WRITE_CHUNK: u64 = 256;
 
 /// What a stream handle names.
 enum Stream {
-    Console,
+    Log,
     Pipe(Arc<PipeEnd>),
     Endpoint(Arc<EndpointRef>),
 }
 
-/// The stream handle `number` of `me` names: the console or a pipe end with `right` (READ
-/// or WRITE), or an endpoint with SEND. `EBADF` for any other kind.
+/// The stream handle `number` of `me` names: a pipe end with `right` (READ or WRITE), the
+/// log with WRITE, or an endpoint with SEND. `EBADF` for any other kind.
 fn stream(me: &ProcessObject, number: u64, right: u32) -> Result<Stream, i64> {
     let table = me.handles.lock();
     let handle = table.get(number)?;
     match handle.object() {
-        Object::Console => handle.require(right).map(|()| Stream::Console),
+        // The log is written, never read as a stream (`log_read` reads it).
+        Object::Log if right == rights::WRITE => handle.require(right).map(|()| Stream::Log),
         Object::Pipe(end) => handle.require(right).map(|()| Stream::Pipe(end.clone())),
         Object::Endpoint(endpoint) => handle.require(rights::SEND).map(|()| Stream::Endpoint(endpoint.clone())),
         _ => Err(EBADF),
     }
 }
 
-/// `write(h, buf, len) -> bytes`: to the console or a pipe's write end (WRITE), or as stream
+/// `write(h, buf, len) -> bytes`: to the log or a pipe's write end (WRITE), or as stream
 /// calls to an endpoint (SEND). The whole range is checked first, so a bad tail fails
 /// before anything is written.
 pub fn write(args: &Args) -> SyscallResult {
@@ -56,7 +54,7 @@ pub fn write(args: &Args) -> SyscallResult {
     let target = stream(&me, args[0], rights::WRITE)?;
     let source = buffer.check_readable()?;
     match target {
-        Stream::Console => Ok(write_console(source)),
+        Stream::Log => Ok(write_in_steps(source, crate::klog::write_log)),
         Stream::Pipe(end) => {
             let count = end.pipe().write(&me, source.len() as usize, |offset, room| source.copy_to(offset as u64, room))?;
             Ok(count as u64)
@@ -65,10 +63,9 @@ pub fn write(args: &Args) -> SyscallResult {
     }
 }
 
-/// Writes to the console. The framebuffer's pixels are drawn after the bytes, in bounded
-/// steps with preemption points between them. A process killed part-way gets the count
-/// written so far (or `EINTR` if nothing was).
-fn write_console(source: ReadableSlice) -> u64 {
+/// Hands the bytes of `source` to `sink` in steps of [`WRITE_CHUNK`], with preemption points
+/// between them. A process killed part-way gets the count written so far.
+fn write_in_steps(source: ReadableSlice, mut sink: impl FnMut(&[u8])) -> u64 {
     let mut chunk = [0u8; WRITE_CHUNK as usize];
     let mut offset = 0;
     while offset < source.len() {
@@ -77,10 +74,9 @@ fn write_console(source: ReadableSlice) -> u64 {
         }
         let bytes = &mut chunk[..WRITE_CHUNK.min(source.len() - offset) as usize];
         source.copy_to(offset, bytes);
-        crate::console::write_bytes_undrawn(bytes);
+        sink(bytes);
         offset += bytes.len() as u64;
     }
-    crate::console::draw_in_steps(|| scheduler::preemption_point().is_ok());
     offset
 }
 
@@ -129,7 +125,7 @@ fn stream_call(me: &Arc<ProcessObject>, endpoint: &EndpointRef, message: Outgoin
     Ok(reply)
 }
 
-/// `read(h, buf, len) -> bytes`: from the console or a pipe's read end (READ), or as a
+/// `read(h, buf, len) -> bytes`: from a pipe's read end (READ), or as a
 /// `stream::READ` call to an endpoint (SEND); 0 at the end of the stream.
 pub fn read(args: &Args) -> SyscallResult {
     let me = scheduler::current_object();
@@ -140,29 +136,26 @@ pub fn read(args: &Args) -> SyscallResult {
         return Ok(0);
     }
     match source {
-        Stream::Console => read_console(&buffer, target),
+        Stream::Log => Err(EBADF),
         Stream::Pipe(end) => {
             let count = end.pipe().read(&me, buffer.len() as usize, |offset, bytes| target.copy_from(offset as u64, bytes))?;
             Ok(count as u64)
         }
         Stream::Endpoint(endpoint) => {
             let room = buffer.len().min(BUFFER_MAX);
-            let message = Outgoing { label: stream::READ, words: [room, 0, 0, 0], ..Outgoing::default() };
             let into = Destination { buffer: Some(UserBuffer { address: args[1], len: room }) };
-            let reply = stream_call(&me, &endpoint, message, into)?;
-            // The count may not exceed the bytes that arrived (nor, so, the room).
-            stream::reply_result(reply.label, reply.len.min(room))
+            loop {
+                let message = Outgoing { label: stream::READ, words: [room, 0, 0, 0], ..Outgoing::default() };
+                let reply = stream_call(&me, &endpoint, message, into)?;
+                // The count may not exceed the bytes that arrived (nor, so, the room).
+                match stream::reply_result(reply.label, reply.len.min(room)) {
+                    // The server gave the read back to be asked again (see `abi::stream`).
+                    Err(EAGAIN) => scheduler::preemption_point().map_err(|_| EINTR)?,
+                    result => return result,
+                }
+            }
         }
     }
-}
-
-/// Blocks until the console has input; 0 at end of input.
-fn read_console(buffer: &UserSlice, target: WritableSlice) -> SyscallResult {
-    let mut kernel_buffer = [0u8; LINE_MAX + 1];
-    let wanted = (buffer.len() as usize).min(kernel_buffer.len());
-    let count = scheduler::wait_for_console(|| input::take_input(&mut kernel_buffer[..wanted])).map_err(|_| EINTR)?;
-    target.copy_from(0, &kernel_buffer[..count]);
-    Ok(count as u64)
 }
 
 /// `pipe_create(ends_out) -> 0`: a new pipe; its read end's and write end's handle numbers
@@ -189,49 +182,4 @@ pub fn pipe_create(args: &Args) -> SyscallResult {
     bytes[4..].copy_from_slice(&numbers[1].to_le_bytes());
     out.copy_from(0, &bytes);
     Ok(0)
-}
-
-/// `set_foreground(h) -> 0`: makes the process `h` names (KILL right; `NO_HANDLE` for none)
-/// the one Ctrl-C kills; `ESRCH` if it has ended. Only the foreground process itself, or a holder of a handle with
-/// KILL to it, may replace it (`EPERM` otherwise), so a background job cannot take Ctrl-C
-/// away from the program in front.
-pub fn set_foreground(args: &Args) -> SyscallResult {
-    let pid = if args[0] == NO_HANDLE {
-        0
-    } else {
-        let process = lookup(args[0], rights::KILL, |object| match object {
-            Object::Process(process) => Some(process.clone()),
-            _ => None,
-        })?;
-        // An ended process is forgotten by the console already; naming it would leave a
-        // foreground that nobody could replace.
-        if process.exit.lock().is_some() {
-            return Err(ESRCH);
-        }
-        process.pid
-    };
-    let current = input::foreground();
-    if current != 0 && current != scheduler::current_pid() {
-        let holds_a_kill_handle = scheduler::current_object().handles.lock().first_where(|handle| {
-            handle.rights() & rights::KILL != 0 && matches!(handle.object(), Object::Process(process) if process.pid == current)
-        });
-        if holds_a_kill_handle.is_none() {
-            return Err(EPERM);
-        }
-    }
-    input::set_foreground(pid);
-    Ok(0)
-}
-
-/// `console_mode(mode) -> previous mode`.
-pub fn console_mode(args: &Args) -> SyscallResult {
-    let mode = match args[0] {
-        abi::CONSOLE_COOKED => Mode::Cooked,
-        abi::CONSOLE_RAW => Mode::Raw,
-        _ => return Err(EINVAL),
-    };
-    Ok(match input::set_mode(mode, scheduler::current_pid()) {
-        Mode::Cooked => abi::CONSOLE_COOKED,
-        Mode::Raw => abi::CONSOLE_RAW,
-    })
 }

@@ -315,6 +315,7 @@ pub fn memory_map(args: &Args) -> SyscallResult {
         | if args[2] & abi::PROT_EXEC != 0 { rights::EXECUTE } else { 0 };
     let frames = lookup(args[0], needed, |object| match object {
         Object::Memory(memory) => Some(memory.frames().clone()),
+        Object::DeviceMemory(memory) => Some(memory.frames().clone()),
         _ => None,
     })?;
     with_current_memory(|memory| memory.map_shared(frames, args[1], user_rights, &mut pause)).map_err(|error| error.errno())
@@ -324,6 +325,7 @@ pub fn memory_map(args: &Args) -> SyscallResult {
 pub fn memory_size(args: &Args) -> SyscallResult {
     lookup(args[0], 0, |object| match object {
         Object::Memory(memory) => Some(memory.frames().len()),
+        Object::DeviceMemory(memory) => Some(memory.frames().len()),
         _ => None,
     })
 }

@@ -7,6 +7,8 @@
 pub mod usercopy;
 
 #[forbid(unsafe_code)]
+mod device;
+#[forbid(unsafe_code)]
 mod handle;
 #[forbid(unsafe_code)]
 mod io;

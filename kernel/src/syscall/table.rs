@@ -4,7 +4,7 @@
 use abi::errno::ENOSYS;
 use abi::syscall::*;
 
-use super::{Args, SyscallResult, handle, io, ipc, memory, process, system, time};
+use super::{Args, SyscallResult, device, handle, io, ipc, memory, process, system, time};
 use crate::arch::x86_64::trap::TrapFrame;
 
 /// A syscall handler: most take the six argument registers; IPC's take the whole frame,
@@ -40,8 +40,6 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[PROCESS_LIST as usize] = Arguments(process::process_list);
     table[SHUTDOWN as usize] = Arguments(system::shutdown);
     table[SYSINFO as usize] = Arguments(system::sysinfo);
-    table[SET_FOREGROUND as usize] = Arguments(io::set_foreground);
-    table[CONSOLE_MODE as usize] = Arguments(io::console_mode);
     table[GETPPID as usize] = Arguments(process::getppid);
     table[HANDLE_CLOSE as usize] = Arguments(handle::close);
     table[HANDLE_DUPLICATE as usize] = Arguments(handle::duplicate);
@@ -61,6 +59,11 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[PROCESS_PID as usize] = Arguments(process::process_pid);
     table[PIPE_CREATE as usize] = Arguments(io::pipe_create);
     table[MEMORY_SIZE as usize] = Arguments(ipc::memory_size);
+    table[IRQ_BIND as usize] = Arguments(device::irq_bind);
+    table[IRQ_ACK as usize] = Arguments(device::irq_ack);
+    table[IOPORTS_ENABLE as usize] = Arguments(device::ioports_enable);
+    table[FRAMEBUFFER_INFO as usize] = Arguments(device::framebuffer_info);
+    table[LOG_READ as usize] = Arguments(device::log_read);
     table
 };
 

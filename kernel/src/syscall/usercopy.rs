@@ -53,6 +53,8 @@ unsafe impl Plain for abi::ipc::IpcBuffers {}
 unsafe impl Plain for u32 {}
 // SAFETY: `repr(C)`: three u64 fields, no padding, any bits valid (readers check it).
 unsafe impl Plain for abi::backtrace::SymbolMapHeader {}
+// SAFETY: five `u32`s, `repr(C)`, no padding.
+unsafe impl Plain for abi::FramebufferInfo {}
 
 const _: () = assert!(
     size_of::<abi::ProcessInfo>() == 72

@@ -8,5 +8,4 @@ pub mod table;
 
 pub use scheduler::{
     before_user_return, kill, kill_current_for_fault, on_timer_tick, preemption_point, start_user, timer_tick_without_lock,
-    wake_console_readers,
 };

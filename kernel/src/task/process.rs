@@ -42,8 +42,6 @@ impl PidAllocator {
 /// Why a process is off the run queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockReason {
-    /// In `read` on the console, waiting for input.
-    ConsoleRead,
     /// In `wait`, until a process it holds a handle to ends, or until the clock reaches
     /// `until_ns` (`u64::MAX`: no timeout).
     WaitProcess {
@@ -101,6 +99,8 @@ pub struct Process {
     pub cpu_time_ns: u64,
     /// When it last started running (clock nanoseconds).
     pub running_since_ns: u64,
+    /// The I/O ports it enabled (`ioports_enable`), open in the TSS while it runs.
+    pub io_ports: crate::arch::x86_64::gdt::PortRanges,
 }
 
 impl super::table::Keyed for Process {

@@ -3,18 +3,19 @@
 //!
 //! - **Run queue**: one queue of ready processes in FIFO order, shared by every CPU (the
 //!   big kernel lock serialises the scheduler anyway, so per-CPU queues would only add
-//!   stealing; see decision 43). A process runs on one CPU at a time: only a ready process
+//!   stealing; see decision 47). A process runs on one CPU at a time: only a ready process
 //!   is chosen, and choosing it makes it running. A process runs for up to
 //!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); its CPU's timer
 //!   interrupt checks the slice, and a process whose slice is used up goes to the back of
 //!   the queue on its way back to ring 3 (or at a preemption point of a long syscall).
-//! - **Per CPU**: the running process, when its slice began, the stack of a process that
-//!   exited there (freed after the switch away), whether the CPU is halted in its idle loop,
-//!   and a flag asking the running process to look at its state. A CPU with nothing to run
-//!   halts; a process made ready while a CPU halts sends that CPU a reschedule interrupt, so
-//!   it runs at once rather than at the next tick.
-//! - **Blocking**: `read` on the console, `wait` and `sleep` mark the process blocked and
-//!   switch away; the console's input task, a child's exit or the timer makes it ready again.
+//! - **Per CPU**: the running process, when its slice began, a process that exited there
+//!   (finished after the switch away), whether the CPU is halted in its idle loop, and a flag
+//!   asking the running process to look at its state. A CPU with nothing to run halts; a
+//!   process made ready while a CPU halts sends that CPU a reschedule interrupt, so it runs at
+//!   once rather than at the next tick; a sleeper the timer wakes while no CPU idles ends the
+//!   slice of the process the tick interrupted.
+//! - **Blocking**: IPC, `wait` and `sleep` mark the process blocked and switch away; a
+//!   partner, a child's exit or the timer makes it ready again.
 //!   When nothing is ready the CPU goes back to the idle loop, which runs the async executor
 //!   and halts until the next interrupt.
 //! - **Kill**: `kill` only marks the process; a blocked one is woken, its blocking call
@@ -51,8 +52,7 @@ use super::loader::{self, Image, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
 use crate::arch::x86_64::cpu::{self, MAX_CPUS};
-use crate::arch::x86_64::kernel_lock;
-use crate::arch::x86_64::smp;
+use crate::arch::x86_64::{gdt, kernel_lock, smp};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
@@ -206,6 +206,12 @@ static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 /// that CPU, read by its timer interrupt without a lock.
 static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// Set when this CPU's timer woke a sleeper that no idle CPU took: the slice of the process
+/// this CPU runs ends now, so that a sleep is not stretched by another process's whole slice
+/// (a flood of console output once made 10 ms sleeps take 36 ms). Cleared when the CPU next
+/// takes a process from the run queue.
+static SLEEPER_WAITING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
 /// Set when a CPU's `departed` holds a process for [`after_switch`] to finish, so a switch
 /// with none does not take the lock again.
 static DEPARTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -229,15 +235,17 @@ impl Scheduler {
     }
 
     /// Queues the ready process in `slot`, and wakes a halted CPU (another one: this CPU
-    /// looks at the queue by itself) to run it.
-    fn push_ready(&mut self, slot: usize) {
+    /// looks at the queue by itself) to run it; returns whether it woke one.
+    fn push_ready(&mut self, slot: usize) -> bool {
         self.run_queue.push(slot);
         let others_idle = self.idle_cpus & !(1 << cpu::index());
-        if others_idle != 0 {
-            let idle = others_idle.trailing_zeros() as usize;
-            self.idle_cpus &= !(1 << idle);
-            smp::send_reschedule(idle);
+        if others_idle == 0 {
+            return false;
         }
+        let idle = others_idle.trailing_zeros() as usize;
+        self.idle_cpus &= !(1 << idle);
+        smp::send_reschedule(idle);
+        true
     }
 
     /// Makes the process in `slot` ready if it is blocked.
@@ -264,12 +272,14 @@ impl Scheduler {
     }
 
     /// Makes every sleeper (and IPC or process wait with a timeout) whose time has come ready,
-    /// and notes when the next one is due.
-    fn wake_sleepers(&mut self, now_ns: u64) {
+    /// and notes when the next one is due; returns whether one of them waits for a CPU (none
+    /// was idle to take it).
+    fn wake_sleepers(&mut self, now_ns: u64) -> bool {
         if now_ns < NEXT_WAKE_NS.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
         let mut next = u64::MAX;
+        let mut sleeper_waits = false;
         for slot in 0..MAX_PROCESSES {
             let Some(process) = self.processes.at_mut(slot) else { continue };
             if let State::Blocked(
@@ -278,13 +288,14 @@ impl Scheduler {
             {
                 if until_ns <= now_ns {
                     process.state = State::Ready;
-                    self.push_ready(slot);
+                    sleeper_waits |= !self.push_ready(slot);
                 } else {
                     next = next.min(until_ns);
                 }
             }
         }
         NEXT_WAKE_NS.store(next, Ordering::Relaxed);
+        sleeper_waits
     }
 
     /// Picks what runs next and prepares the switch to it; `None` when the running context
@@ -315,6 +326,9 @@ impl Scheduler {
                 Some(slot)
             }
             None => {
+                // The sleepers ahead in the queue get their turn from here; a message handed
+                // to a partner (above) leaves them waiting for the next return to ring 3.
+                SLEEPER_WAITING[this_cpu].store(false, Ordering::Relaxed);
                 let processes = &self.processes;
                 self.run_queue.pop_ready(|slot| processes.at(slot).is_some_and(|process| process.state == State::Ready))
             }
@@ -339,6 +353,7 @@ impl Scheduler {
                     None => crate::mm::paging::activate_kernel_root(),
                 }
                 cpu::set_kernel_stack(stack.top());
+                gdt::set_io_permissions(&process.io_ports);
                 cpu::set_current_pid(process.pid);
                 self.cpus[this_cpu].current = Some(slot);
                 stack.context()
@@ -346,6 +361,7 @@ impl Scheduler {
             None if outgoing.is_none() => return None,
             None => {
                 self.cpus[this_cpu].current = None;
+                gdt::set_io_permissions(&Default::default());
                 cpu::set_current_pid(0);
                 // An idle CPU holds no process's address space, so only the CPU that runs a
                 // process can cache its translations (see `arch::x86_64::tlb`).
@@ -439,6 +455,7 @@ pub fn spawn(
             cpu: 0,
             cpu_time_ns: 0,
             running_since_ns: 0,
+            io_ports: Default::default(),
         };
         scheduler.processes.insert_at(slot, process);
         scheduler.push_ready(slot);
@@ -511,7 +528,7 @@ pub fn run_idle_loop() -> ! {
             kernel_lock::acquire();
             with_scheduler(|scheduler| scheduler.idle_cpus &= !(1 << this_cpu));
         } else {
-            // A task that stays ready (the console's drawing, one bounded step per round)
+            // A task that stays ready (one that wakes itself each round)
             // must not keep interrupts masked from one round to the next.
             let_others_in();
         }
@@ -533,14 +550,22 @@ pub fn timer_tick_without_lock() -> bool {
     now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || cpu::attention_requested() || executor::has_ready()
 }
 
-/// The part of a timer interrupt that runs under the big kernel lock: wakes due sleepers.
+/// The part of a timer interrupt that runs under the big kernel lock: wakes due sleepers. A
+/// sleeper that no idle CPU was woken for ends the slice of the process this tick interrupted
+/// (see [`SLEEPER_WAITING`]).
 pub fn on_timer_tick() {
     let now = crate::time::uptime_ns();
-    with_scheduler(|scheduler| scheduler.wake_sleepers(now));
+    let sleeper_waits = with_scheduler(|scheduler| scheduler.wake_sleepers(now));
+    if sleeper_waits && cpu::current_pid() != 0 {
+        let this_cpu = cpu::index();
+        SLEEPER_WAITING[this_cpu].store(true, Ordering::Relaxed);
+        cpu::request_attention(this_cpu);
+    }
 }
 
 fn slice_used(cpu: usize, now_ns: u64) -> bool {
-    now_ns.saturating_sub(SLICE_START_NS[cpu].load(Ordering::Relaxed)) >= TIME_SLICE_NS
+    SLEEPER_WAITING[cpu].load(Ordering::Relaxed)
+        || now_ns.saturating_sub(SLICE_START_NS[cpu].load(Ordering::Relaxed)) >= TIME_SLICE_NS
 }
 
 /// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
@@ -635,11 +660,8 @@ fn block_unless_handing_to(
                 return result;
             }
             scheduler.current_process().state = State::Blocked(reason);
-            if let BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns } =
-                reason
-            {
-                NEXT_WAKE_NS.fetch_min(until_ns, Ordering::Relaxed);
-            }
+            let (BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns }) = reason;
+            NEXT_WAKE_NS.fetch_min(until_ns, Ordering::Relaxed);
             Ok(Some(scheduler.choose_next_preferring(partner)))
         });
         match outcome? {
@@ -657,20 +679,18 @@ fn block_unless_handing_to(
     }
 }
 
-/// Blocks until `take` produces a value (it is retried every time console input arrives),
-/// or the process is killed.
-pub fn wait_for_console<T>(mut take: impl FnMut() -> Option<T>) -> Result<T, Killed> {
-    let mut taken = None;
-    block_unless(BlockReason::ConsoleRead, || {
-        taken = take();
-        taken.is_some()
-    })?;
-    taken.ok_or(Killed)
-}
-
-/// Wakes every process blocked reading the console.
-pub fn wake_console_readers() {
-    with_scheduler(|scheduler| scheduler.wake_all(|reason| reason == BlockReason::ConsoleRead));
+/// Lets the running process use the ports of `range` from now on; `ENOSPC` when it has
+/// [`abi::IO_RANGES_MAX`] ranges already.
+pub fn enable_io_ports(range: gdt::PortRange) -> Result<(), i64> {
+    with_scheduler(|scheduler| {
+        let ports = &mut scheduler.current_process().io_ports;
+        if !ports.contains(&range) {
+            let free = ports.iter_mut().find(|entry| entry.count == 0).ok_or(abi::errno::ENOSPC)?;
+            *free = range;
+        }
+        gdt::set_io_permissions(ports);
+        Ok(())
+    })
 }
 
 /// How a blocking IPC operation's wait ended.
@@ -822,6 +842,7 @@ pub fn exit_current(status: i32) -> ! {
     // Dropped outside every lock: closing a handle may wake other processes.
     let handles = object.handles.lock().take_all();
     drop(handles);
+    crate::object::device::forget_process(&object);
     let (shut_down, leaving) = with_scheduler(|scheduler| {
         let this_cpu = cpu::index();
         let slot = scheduler.current_slot().expect("an exiting process is current");
@@ -836,7 +857,6 @@ pub fn exit_current(status: i32) -> ! {
     // The table's entry (its name, its reference to the object) goes outside the lock.
     drop(leaving);
     drop(object);
-    crate::console::input::forget_process(pid);
     if shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");
         crate::arch::x86_64::qemu::exit(status);

@@ -19,6 +19,16 @@
 //! - `ipc_call_4k`: the same with 4 KiB of bytes each way;
 //! - `notify_wait`: one `signal` that wakes a process blocked in `wait_notification` (a
 //!   ping-pong of two notifications, halved);
+//! - `irq_to_driver`: from the `out` that makes a device interrupt to its driver running in
+//!   ring 3. The device is COM2 (the spare device `init` gives the program it runs, as
+//!   handles 7 and 8): the benchmark enables its transmitter-empty interrupt, which fires at
+//!   once, and waits; the driver, a child blocked in `wait_notification` on the notification
+//!   the line is bound to, reads the TSC as soon as it runs and sends it back as the bits of
+//!   another notification. So the figure covers the interrupt's delivery, the kernel masking
+//!   the line and signalling, the benchmark blocking, and the switch to the driver; the driver
+//!   then clears the interrupt and unmasks the line (`irq_ack`), outside the figure;
+//! - `console_write_4k`: one 4 KiB `write` of text lines to standard output, the console
+//!   server (forwarded as a stream call; the server sends it to COM1 and draws it);
 //! - `longest_masked_ns`: the longest stretch the kernel ran with interrupts masked (from
 //!   `sysinfo`), after the operations above and a few long ones: a 32 MiB `mmap`/`munmap`, a
 //!   spawn of the largest program, and a `write` of 256 newlines to the console.
@@ -34,6 +44,7 @@ use abi::ipc::{FOREVER, IpcBuffers};
 use userlib::ipc::{Endpoint, Message, Notification, OwnedHandle, Transfer, raw_ipc};
 use userlib::sys::{self, EntryPath};
 use userlib::testing::spawn_self;
+use userlib::device::{read_port, write_port};
 use userlib::{args, fs, println, process, timestamp};
 
 userlib::main!(main);
@@ -44,6 +55,19 @@ const SPAWN_ROUNDS: u64 = 50;
 const MAP_ROUNDS: u64 = 2_000;
 const IPC_ROUNDS: u64 = 10_000;
 const PIPE_ROUNDS: u64 = 10_000;
+const IRQ_ROUNDS: u64 = 1_000;
+const CONSOLE_ROUNDS: u64 = 20;
+/// COM2's line and ports, as init hands them to the program it runs.
+const SPARE_IRQ: u64 = 7;
+const SPARE_PORTS: u64 = 8;
+/// COM2's registers.
+const COM2_INTERRUPT_ENABLE: u16 = 0x2f9;
+const COM2_INTERRUPT_ID: u16 = 0x2fa;
+const COM2_MODEM_CONTROL: u16 = 0x2fc;
+/// Interrupt enable: transmitter empty (fires at once, the transmitter being idle).
+const TRANSMITTER_EMPTY: u8 = 0x02;
+/// Modem control: OUT2, which lets the UART's interrupt out.
+const OUT2: u8 = 0x08;
 /// The file `file_read_1m` reads, and its size and read size.
 const BIG_FILE: &str = "/tmp/bench-1m";
 const BIG_FILE_BYTES: usize = 1024 * 1024;
@@ -209,8 +233,67 @@ fn notify_wait() -> Option<u64> {
     (failures == 0).then_some(cycles / 2)
 }
 
+/// `bench --driver`: COM2's driver for `irq_to_driver`, with the line as handle 0, the ports
+/// as 1 and the notification to answer on as 2. Each interrupt: the TSC at once, sent back
+/// as bits; then the interrupt cleared and the line unmasked.
+fn driver() -> i32 {
+    let (Ok(interrupts), answer) = (Notification::create(), Notification::from_raw(2)) else { return 1 };
+    if sys::irq_bind(0, interrupts.handle().raw(), 1).is_err() || sys::ioports_enable(1).is_err() {
+        return 1;
+    }
+    loop {
+        if interrupts.wait(FOREVER).is_err() {
+            return 1;
+        }
+        let now = timestamp();
+        // Reading the identification clears the transmitter interrupt; disabling it keeps the
+        // line quiet until the next round enables it again.
+        let _ = read_port(COM2_INTERRUPT_ID);
+        write_port(COM2_INTERRUPT_ENABLE, 0);
+        if sys::irq_ack(0).is_err() || answer.signal(now & !(1 << 63)).is_err() {
+            return 1;
+        }
+    }
+}
+
+/// Cycles from COM2's interrupt being raised to its driver running; `None` without COM2's
+/// handles or if a round failed.
+fn irq_to_driver() -> Option<u64> {
+    sys::ioports_enable(SPARE_PORTS).ok()?;
+    let answer = Notification::create().ok()?;
+    let driver = spawn_self(&["bench", "--driver"], &[SPARE_IRQ as u32, SPARE_PORTS as u32, answer.handle().raw() as u32]).ok()?;
+    write_port(COM2_MODEM_CONTROL, OUT2);
+    let mut total = 0;
+    let mut failed = false;
+    for _ in 0..IRQ_ROUNDS {
+        let start = timestamp();
+        write_port(COM2_INTERRUPT_ENABLE, TRANSMITTER_EMPTY);
+        match answer.wait(FOREVER) {
+            Ok(arrived) if arrived > start => total += arrived - start,
+            _ => failed = true,
+        }
+    }
+    let _ = sys::kill(driver);
+    let _ = sys::wait(Some(driver));
+    (!failed).then_some(total / IRQ_ROUNDS)
+}
+
+/// Cycles of one 4 KiB `write` of text to standard output (the console server).
+fn console_write_4k() -> Option<u64> {
+    let line = b"console_write_4k: 4 KiB of text lines through the console server, 64 bytes each
+";
+    let mut text = [0u8; 4096];
+    for (index, byte) in text.iter_mut().enumerate() {
+        *byte = if index % 64 == 63 { b'\n' } else { line[index % 64] };
+    }
+    let mut failed = false;
+    let cycles = cycles_per_round(CONSOLE_ROUNDS, || failed |= sys::write(userlib::io::STDOUT, &text) != Ok(text.len()));
+    (!failed).then_some(cycles)
+}
+
 fn main() -> i32 {
     match args().get(1).copied() {
+        Some("--driver") => return driver(),
         Some("--exit") => return 0,
         Some("--yield") => {
             for _ in 0..YIELD_ROUNDS {
@@ -273,6 +356,8 @@ fn main() -> i32 {
         ("ipc_call_4k", ipc_round_trip(true)),
         ("notify_wait", notify_wait()),
         ("pipe_pingpong", pipe_pingpong()),
+        ("irq_to_driver", irq_to_driver()),
+        ("console_write_4k", console_write_4k()),
     ] {
         match figure {
             Some(figure) => println!("bench: {name} {figure}"),

@@ -1,44 +1,68 @@
 //! `init`: the first process (pid 1), and the only one the kernel starts, from the boot
-//! ramdisk. It holds the root handles the kernel gives it (the console as 0, 1 and 2, the
-//! power handle as 3, the ramdisk, read-only, as 4) and hands each program it starts only
-//! what that program needs:
+//! ramdisk. It holds the root handles the kernel gives it (the kernel's log as 0, 1 and 2,
+//! the power handle as 3, the ramdisk, read-only, as 4, and the device handles as
+//! `abi::init_handles` numbers them) and hands each program it starts only what it needs:
 //!
-//! - `names`, the name server (from the ramdisk): the console and the receiving end of a new
-//!   endpoint (as 3);
-//! - `fs`, the file system (from the ramdisk): the console, the receiving end of another new
-//!   endpoint (as 3) and the ramdisk (as 4). Init registers a handle to that endpoint with
-//!   badge 0, which fs serves as its root directory, with the name service as `fs`;
-//! - `sh`, the shell, read from the file system: the console, the name service (as 3), the
-//!   root directory as its current directory (4), and the power handle (as 5), so that
-//!   `shutdown` works from the shell; the programs the shell starts get only the first five.
+//! - `console`, the console server (from the ramdisk), first: the log as 0 to 2, the
+//!   receiving end of a new endpoint (as 3), the keyboard's and COM1's lines and ports (4 to
+//!   7), a copy of the log that may only be read (8) and the framebuffer (9). Init keeps a *session* handle to it (badge 1, send only),
+//!   which everyone else gets as standard input, output and error;
+//! - `names`, the name server (from the ramdisk): the log as 0 to 2 (so that it outlives a
+//!   console restart) and the receiving end of a new endpoint (as 3). It also gets, as `log`,
+//!   a copy of the kernel's log that may only be read (for `dmesg`), and as `init` a handle
+//!   to init's supervisor endpoint (for `svc`);
+//! - `fs`, the file system (from the ramdisk): the log, the receiving end of another new
+//!   endpoint (as 3) and the ramdisk (as 4). Init registers its root directory (badge 0)
+//!   with the name service as `fs`;
+//! - `sh`, the shell, read from the file system: the console session as 0 to 2, the name
+//!   service (3), the root directory (4) and the power handle (5).
 //!
-//! Then it supervises them: whenever one ends it says how and starts it again (a restarted
-//! server has a new endpoint, and the root directory is registered again).
+//! Then it supervises them. It waits for any child's end with a timeout of
+//! [`SUPERVISION_TICK`], and between waits answers its supervisor endpoint without blocking
+//! (`svc_protocol`: list the services, restart one by killing it). Whenever a service ends
+//! it says how and starts it again: a restarted server has a new endpoint (names and the
+//! root directory are registered again); when the console ends, the shell is killed too
+//! (its standard streams named the dead console) and both come back with a new session.
 //!
 //! With arguments (the kernel's command line, `--init "PROG ARGS"` in the launcher), init
-//! starts the servers and then runs `PROG ARGS` instead of the shell, with the shell's
-//! handles, and exits with its status when it ends (which powers the machine off with it);
-//! 127 if it cannot be started.
+//! starts the console and the servers and then runs `PROG ARGS` instead of the shell, with
+//! the shell's handles and, as 6 to 10, the spare devices tests and `bench` drive: the log
+//! (READ and WRITE), COM2's line and ports, the keyboard's line (which the console has bound,
+//! so binding it is refused) and the framebuffer, read-only. It exits with the program's
+//! status when it ends (which powers the machine off with it); 127 if it cannot be started.
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+#[path = "../svc_protocol.rs"]
+mod svc_protocol;
+
+use alloc::format;
+use alloc::string::String;
+
+use abi::errno::{EAGAIN, EINVAL, ENOENT, ETIMEDOUT};
+use abi::handle::rights;
+use abi::init_handles::{
+    FRAMEBUFFER, KEYBOARD_IRQ, LOG, POWER, PS2_PORTS, RAMDISK, SERIAL_IRQ, SERIAL_PORTS, SPARE_IRQ, SPARE_PORTS,
+};
 use tar_no_std::TarArchiveRef;
-use userlib::ipc::{Endpoint, SharedMemory};
+use userlib::ipc::{Endpoint, Message, OwnedHandle, Request, SharedMemory, Transfer};
 use userlib::process::Ending;
-use userlib::sys::{self, Child};
+use userlib::sys::{self, Child, Errno};
 use userlib::time::{self, Duration};
 use userlib::{args, eprintln, fs, names, println};
 
 userlib::main!(main);
 
-/// The handle the kernel gives the first process to power off with.
-const POWER: u32 = 3;
-/// The handle of the ramdisk the kernel gives the first process.
-const RAMDISK: u64 = 4;
 /// The pause before trying again when starting a program fails.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// The status when the program named on the command line cannot be started.
 const NOT_STARTED: i32 = 127;
+/// The longest init waits for a child's end before looking at its supervisor endpoint.
+const SUPERVISION_TICK: Duration = Duration::from_millis(50);
+/// The badge of the console session init hands out.
+const SESSION_BADGE: u64 = 1;
 
 /// A supervised program.
 struct Service {
@@ -60,6 +84,30 @@ impl Service {
         println!("init: {} (pid {pid}) {}; starting it again", self.name, Ending(info));
         true
     }
+
+    /// Kills the running process (its end is handled like any other).
+    fn kill(&self) {
+        if let Some(child) = self.running {
+            let _ = sys::kill(child);
+        }
+    }
+}
+
+/// Everything init supervises, and the handles it hands out.
+struct Supervisor {
+    ramdisk: &'static [u8],
+    console: Service,
+    names: Service,
+    file_system: Service,
+    shell: Service,
+    /// A console session (send only), everyone's standard streams.
+    session: Endpoint,
+    /// The name service (send only).
+    lookup: Endpoint,
+    /// The root directory (badge 0).
+    root: Endpoint,
+    /// The supervisor endpoint `svc` calls.
+    control: Endpoint,
 }
 
 fn main() -> i32 {
@@ -76,34 +124,181 @@ fn main() -> i32 {
             return 1;
         }
     };
+    let Ok(control) = Endpoint::create() else {
+        eprintln!("init: no endpoint for supervision");
+        return 1;
+    };
+    let mut console = Service::new("console");
+    let session = start_console(&mut console, ramdisk);
     let mut names = Service::new("names");
+    let lookup = start_names(&mut names, ramdisk);
     let mut file_system = Service::new("fs");
-    let mut shell = Service::new("sh");
-    let mut lookup = start_names(&mut names, ramdisk);
-    let mut root = start_fs(&mut file_system, ramdisk, &lookup);
+    let root = start_fs(&mut file_system, ramdisk);
+    let mut supervisor = Supervisor {
+        ramdisk,
+        console,
+        names,
+        file_system,
+        shell: Service::new("sh"),
+        session,
+        lookup,
+        root,
+        control,
+    };
+    supervisor.register_names();
     if let [_, program, ..] = args() {
-        return run_program(program, &args()[1..], &lookup, &root);
+        return supervisor.run_program(program, &args()[1..]);
     }
-    start_shell(&mut shell, &lookup, &root);
-    loop {
-        match sys::wait(None) {
-            Ok((handle, info)) => {
-                let names_ended = names.ended(handle, info);
-                let fs_ended = file_system.ended(handle, info);
-                shell.ended(handle, info);
-                if names_ended {
-                    lookup = start_names(&mut names, ramdisk);
-                }
-                if names_ended || fs_ended {
-                    root = if fs_ended { start_fs(&mut file_system, ramdisk, &lookup) } else { register_root(root, &lookup) };
-                }
-                if shell.running.is_none() {
-                    start_shell(&mut shell, &lookup, &root);
+    supervisor.start_shell();
+    supervisor.supervise()
+}
+
+impl Supervisor {
+    /// Waits for ends and answers `svc`, for ever.
+    fn supervise(&mut self) -> ! {
+        let mut room = [0u8; 64];
+        loop {
+            match sys::wait_handle(abi::WAIT_ANY as u64, SUPERVISION_TICK.as_nanos() as u64) {
+                Ok((handle, info)) => self.ended(handle, info),
+                Err(Errno(EAGAIN | ETIMEDOUT)) => {}
+                Err(error) => {
+                    eprintln!("init: wait: {error}");
+                    pause();
                 }
             }
+            while let Ok(request) = self.control.recv(&mut room, 0) {
+                let len = request.arrived.len.min(room.len());
+                self.answer(request, &room[..len]);
+            }
+        }
+    }
+
+    /// Starts again whatever ended (the process `handle` named).
+    fn ended(&mut self, handle: u64, info: abi::ExitInfo) {
+        if self.console.ended(handle, info) {
+            self.session = start_console(&mut self.console, self.ramdisk);
+            // The shell's standard streams name the console that is gone: it starts again
+            // (when its end comes round) with the new session.
+            self.shell.kill();
+        }
+        let names_ended = self.names.ended(handle, info);
+        let fs_ended = self.file_system.ended(handle, info);
+        self.shell.ended(handle, info);
+        if names_ended {
+            self.lookup = start_names(&mut self.names, self.ramdisk);
+        }
+        if fs_ended {
+            self.root = start_fs(&mut self.file_system, self.ramdisk);
+        }
+        if names_ended || fs_ended {
+            self.register_names();
+        }
+        if self.shell.running.is_none() && self.console.running.is_some() {
+            self.start_shell();
+        }
+    }
+
+    /// Answers one `svc` request.
+    fn answer(&mut self, request: Request, bytes: &[u8]) {
+        let Some(reply) = request.reply else { return };
+        // Handles sent along are not wanted.
+        for &number in request.arrived.handles() {
+            drop(OwnedHandle::from_raw(u64::from(number)));
+        }
+        let services = [&self.console, &self.names, &self.file_system, &self.shell];
+        let (label, text) = match request.message.label {
+            svc_protocol::LIST => {
+                let mut text = String::new();
+                for service in services {
+                    text += &format!("{} {}\n", service.name, service.running.map_or(0, |child| child.pid));
+                }
+                (0, text)
+            }
+            svc_protocol::RESTART => match services.iter().find(|service| service.name.as_bytes() == bytes) {
+                Some(service) => {
+                    println!("init: restarting {} at a user's request", service.name);
+                    service.kill();
+                    (0, String::new())
+                }
+                None => (abi::stream::reply_label(Err(ENOENT)), String::new()),
+            },
+            _ => (abi::stream::reply_label(Err(EINVAL)), String::new()),
+        };
+        let mut transfer = Transfer { send: text.as_bytes(), ..Transfer::default() };
+        let _ = reply.send_with(&Message::new(label, [0; 4]), &mut transfer);
+    }
+
+    /// Registers with the name service what init publishes: the log (read-only), the root
+    /// directory and the supervisor endpoint.
+    fn register_names(&mut self) {
+        let log = userlib::ipc::duplicate(LOG, rights::DUPLICATE | rights::TRANSFER | rights::READ)
+            .and_then(|reader| names::register_handle_with(&self.lookup, "log", &OwnedHandle::from_raw(reader)));
+        if let Err(error) = log {
+            eprintln!("init: cannot register the log: {error}");
+        }
+        let control = self.control.mint(0, false).and_then(|caller| names::register_with(&self.lookup, svc_protocol::SERVICE, &caller));
+        if let Err(error) = control {
+            eprintln!("init: cannot register the supervisor: {error}");
+        }
+        if let Err(error) = names::register_with(&self.lookup, fs::SERVICE, &self.root) {
+            eprintln!("init: cannot register {}: {error}", fs::SERVICE);
+        }
+        fs::use_current_dir_handle(self.root.handle().raw());
+    }
+
+    /// The handles the shell and the command line's program get: the console session, the
+    /// name service, the root directory and the power handle.
+    fn session_handles(&self) -> [u32; 6] {
+        let session = self.session.handle().raw() as u32;
+        [session, session, session, self.lookup.handle().raw() as u32, self.root.handle().raw() as u32, POWER as u32]
+    }
+
+    /// Starts the shell from the file system.
+    fn start_shell(&mut self) {
+        loop {
+            match userlib::process::spawn_child(self.shell.name, &[self.shell.name], &self.session_handles()) {
+                Ok(child) => {
+                    self.shell.running = Some(child);
+                    return;
+                }
+                Err(error) => {
+                    eprintln!("init: cannot start {}: {error}; trying again in {RETRY_DELAY:?}", self.shell.name);
+                    pause();
+                }
+            }
+        }
+    }
+
+    /// Runs the command line's program to its end: its exit status, or 127 if it cannot
+    /// start.
+    fn run_program(&self, program: &str, argv: &[&str]) -> i32 {
+        let screen = match userlib::ipc::duplicate(FRAMEBUFFER, rights::DUPLICATE | rights::READ) {
+            Ok(screen) => screen,
             Err(error) => {
-                eprintln!("init: wait: {error}");
-                pause();
+                eprintln!("init: cannot copy the framebuffer handle for {program}: {error}");
+                return NOT_STARTED;
+            }
+        };
+        let mut handles = [0u32; 11];
+        handles[..6].copy_from_slice(&self.session_handles());
+        handles[6..].copy_from_slice(&[LOG, SPARE_IRQ, SPARE_PORTS, KEYBOARD_IRQ, screen].map(|number| number as u32));
+        let child = match userlib::process::spawn_child(program, argv, &handles) {
+            Ok(child) => {
+                println!("init: started {program} as pid {}", child.pid);
+                child
+            }
+            Err(error) => {
+                eprintln!("init: cannot start {program}: {error}");
+                return NOT_STARTED;
+            }
+        };
+        // The program may be stopped with Ctrl-C.
+        let _ = sys::set_foreground_on(self.session.handle().raw(), Some(child));
+        match sys::wait(Some(child)) {
+            Ok((_, info)) => info.status,
+            Err(error) => {
+                eprintln!("init: waiting for {program}: {error}");
+                1
             }
         }
     }
@@ -120,13 +315,16 @@ fn image_in_ramdisk(ramdisk: &[u8], name: &str) -> Result<SharedMemory, &'static
 }
 
 /// Starts `name` from the ramdisk with a new endpoint, whose receiving end it gets whole as
-/// handle 3, after the console and before `extra`; returns the endpoint's handle here.
-fn start_server(service: &mut Service, ramdisk: &[u8], extra: &[u32]) -> Endpoint {
+/// handle 3, after the log and before `extra`; returns the endpoint's handle here.
+fn start_server(service: &mut Service, ramdisk: &[u8], extra: &[u64]) -> Endpoint {
     loop {
         let started = image_in_ramdisk(ramdisk, service.name).and_then(|image| {
             let endpoint = Endpoint::create().map_err(|_| "no endpoint")?;
-            let mut handles = [0, 1, 2, endpoint.handle().raw() as u32, 0];
-            handles[4..4 + extra.len()].copy_from_slice(extra);
+            let mut handles = [0u32; 4 + 6];
+            handles[..4].copy_from_slice(&[0, 1, 2, endpoint.handle().raw() as u32]);
+            for (slot, &number) in handles[4..].iter_mut().zip(extra) {
+                *slot = number as u32;
+            }
             let child = sys::spawn(image.handle().raw(), &[service.name], &handles[..4 + extra.len()], 0)
                 .map_err(|_| "spawn failed")?;
             Ok((child, endpoint))
@@ -144,89 +342,45 @@ fn start_server(service: &mut Service, ramdisk: &[u8], extra: &[u32]) -> Endpoin
     }
 }
 
-/// Starts the name server; returns a handle that may only call it, for the others. (The
-/// endpoint's own handle is closed here once the server has its copy, so the server is its
-/// only receiver: if it dies, callers learn it.)
-fn start_names(names: &mut Service, ramdisk: &[u8]) -> Endpoint {
+/// Mints a handle to `endpoint` with `badge` that may only call it, trying again until it
+/// works. (The endpoint's own handle is closed by the caller once the server has its copy,
+/// so the server is its only receiver: if it dies, callers learn it.)
+fn caller(endpoint: &Endpoint, badge: u64, what: &str) -> Endpoint {
     loop {
-        let endpoint = start_server(names, ramdisk, &[]);
-        match endpoint.mint(0, false) {
+        match endpoint.mint(badge, false) {
             Ok(caller) => return caller,
             Err(error) => {
-                eprintln!("init: cannot mint a handle to names: {error}");
+                eprintln!("init: cannot mint a handle to {what}: {error}");
                 pause();
             }
         }
     }
 }
 
-/// Starts the file system with the ramdisk; returns its root directory (badge 0), registered
-/// with the name service.
-fn start_fs(file_system: &mut Service, ramdisk: &[u8], lookup: &Endpoint) -> Endpoint {
-    loop {
-        let endpoint = start_server(file_system, ramdisk, &[RAMDISK as u32]);
-        match endpoint.mint(0, false) {
-            Ok(root) => return register_root(root, lookup),
-            Err(error) => {
-                eprintln!("init: cannot mint the root directory: {error}");
-                pause();
-            }
-        }
-    }
+/// Starts the console server with the devices it drives and a copy of the log it may only
+/// read (to show it on the screen); returns a session handle.
+fn start_console(console: &mut Service, ramdisk: &[u8]) -> Endpoint {
+    // Without the copy (no room) it gets init's standard output, which may only be written:
+    // the screen starts empty, and the console works all the same.
+    let log_reader = userlib::ipc::duplicate(LOG, rights::DUPLICATE | rights::READ).map(OwnedHandle::from_raw);
+    let reader_number = log_reader.as_ref().map_or(1, OwnedHandle::raw);
+    let devices = [KEYBOARD_IRQ, SERIAL_IRQ, PS2_PORTS, SERIAL_PORTS, reader_number, FRAMEBUFFER];
+    // Without a framebuffer the console drives the serial port alone.
+    let present = if userlib::ipc::handle_info(FRAMEBUFFER).is_ok() { devices.len() } else { devices.len() - 1 };
+    let endpoint = start_server(console, ramdisk, &devices[..present]);
+    caller(&endpoint, SESSION_BADGE, "the console")
 }
 
-/// Registers the root directory with the name service as `fs`, and makes it init's own.
-fn register_root(root: Endpoint, lookup: &Endpoint) -> Endpoint {
-    if let Err(error) = names::register_with(lookup, fs::SERVICE, &root) {
-        eprintln!("init: cannot register {}: {error}", fs::SERVICE);
-    }
-    fs::use_current_dir_handle(root.handle().raw());
-    root
+/// Starts the name server; returns a handle that may only call it.
+fn start_names(names: &mut Service, ramdisk: &[u8]) -> Endpoint {
+    let endpoint = start_server(names, ramdisk, &[]);
+    caller(&endpoint, 0, "names")
 }
 
-/// The handles the shell and the command line's program get: the console, the name service,
-/// the root directory and the power handle.
-fn session_handles(lookup: &Endpoint, root: &Endpoint) -> [u32; 6] {
-    [0, 1, 2, lookup.handle().raw() as u32, root.handle().raw() as u32, POWER]
-}
-
-/// Starts the shell from the file system.
-fn start_shell(shell: &mut Service, lookup: &Endpoint, root: &Endpoint) {
-    loop {
-        match userlib::process::spawn_child(shell.name, &[shell.name], &session_handles(lookup, root)) {
-            Ok(child) => {
-                shell.running = Some(child);
-                return;
-            }
-            Err(error) => {
-                eprintln!("init: cannot start {}: {error}; trying again in {RETRY_DELAY:?}", shell.name);
-                pause();
-            }
-        }
-    }
-}
-
-/// Runs the command line's program to its end: its exit status, or 127 if it cannot start.
-fn run_program(program: &str, argv: &[&str], lookup: &Endpoint, root: &Endpoint) -> i32 {
-    let child = match userlib::process::spawn_child(program, argv, &session_handles(lookup, root)) {
-        Ok(child) => {
-            println!("init: started {program} as pid {}", child.pid);
-            child
-        }
-        Err(error) => {
-            eprintln!("init: cannot start {program}: {error}");
-            return NOT_STARTED;
-        }
-    };
-    // The program may be stopped with Ctrl-C.
-    let _ = sys::set_foreground(Some(child));
-    match sys::wait(Some(child)) {
-        Ok((_, info)) => info.status,
-        Err(error) => {
-            eprintln!("init: waiting for {program}: {error}");
-            1
-        }
-    }
+/// Starts the file system with the ramdisk; returns its root directory (badge 0).
+fn start_fs(file_system: &mut Service, ramdisk: &[u8]) -> Endpoint {
+    let endpoint = start_server(file_system, ramdisk, &[RAMDISK]);
+    caller(&endpoint, 0, "the root directory")
 }
 
 /// Sleeps for [`RETRY_DELAY`]; init cannot be killed, so the sleep cannot be cut short.

@@ -1,4 +1,5 @@
-//! `names`: the name server. Keeps up to [`CAPACITY`] endpoints under names and hands out
+//! `names`: the name server. Keeps up to [`CAPACITY`] endpoints (and the kernel's log, which
+//! `init` registers as `log` for `dmesg`) under names and hands out
 //! copies (see `userlib::names` for the protocol). `init` starts it with the endpoint to
 //! serve as handle 3.
 //!
@@ -55,7 +56,7 @@ fn handle(
     match request.message.label {
         REGISTER => {
             let [endpoint] = arrived.as_slice() else { return Err(Errno(EINVAL)) };
-            if endpoint.info()?.0 != Some(Kind::Endpoint) {
+            if !matches!(endpoint.info()?.0, Some(Kind::Endpoint | Kind::Log)) {
                 return Err(Errno(EINVAL));
             }
             let endpoint = arrived.pop().ok_or(Errno(EINVAL))?;

@@ -1,4 +1,4 @@
-//! The global descriptor tables and the task-state segments, one of each per CPU.
+//! The global descriptor table and the task-state segment.
 //!
 //! Order of the GDT, fixed by `syscall`/`sysret` (see `STAR` in [`super::syscall_entry`]):
 //! null, kernel code `0x08`, kernel data `0x10`, user data `0x1b`, user code `0x23`, TSS
@@ -7,12 +7,18 @@
 //! debug exception, NMI, double fault and machine check, the traps that can arrive where the
 //! current stack cannot be trusted (see [`super::trap`]).
 //!
-//! Every CPU has its own TSS (its own `RSP0` and interrupt stacks), and so its own GDT, whose
-//! TSS descriptor names it; the selectors are the same on every CPU. At boot the boot
-//! processor's interrupt stacks are small static arrays; once memory management is up, the
-//! boot code replaces them with guarded stacks ([`set_interrupt_stack`]), so an overflow of
-//! one of them faults instead of overwriting what lies below. Other CPUs get guarded stacks
-//! before they start.
+//! The TSS is followed by an I/O permission bitmap covering ports `0..0x400` (the ISA range;
+//! higher ports lie past its end and are always refused in ring 3). It holds the ranges the
+//! running process enabled (`ioports_enable`), and only those: [`set_io_permissions`] closes
+//! the previous process's ranges and opens the next one's on a switch, so processes without
+//! ports cost nothing but a comparison.
+//!
+//! Every CPU has its own TSS (its own `RSP0`, interrupt stacks and I/O bitmap, which holds the
+//! ranges of the process that CPU runs), and so its own GDT, whose TSS descriptor names it;
+//! the selectors are the same on every CPU. At boot the boot processor's interrupt stacks are
+//! small static arrays; once memory management is up, the boot code replaces them with
+//! guarded stacks ([`set_interrupt_stack`]), so an overflow of one of them faults instead of
+//! overwriting what lies below. Other CPUs get guarded stacks before they start.
 
 use core::cell::UnsafeCell;
 
@@ -79,14 +85,82 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-struct TssCell(UnsafeCell<TaskStateSegment>);
+/// Ports the I/O permission bitmap covers: `0..IO_PORTS_COVERED`.
+pub const IO_PORTS_COVERED: u16 = 0x400;
+/// Bitmap bytes, plus the terminating `0xff` the CPU may read past the last one.
+const IO_BITMAP_BYTES: usize = IO_PORTS_COVERED as usize / 8 + 1;
 
-// SAFETY: a CPU's TSS is written by that CPU only, with interrupts masked (process switches
-// and its own start-up), or by the boot processor before that CPU starts; the CPU reads it
-// on privilege changes and IST deliveries.
+/// A range of I/O ports a process may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port.
+    pub first: u16,
+    /// How many ports (0: an unused entry).
+    pub count: u16,
+}
+
+/// The ranges one process has enabled.
+pub type PortRanges = [PortRange; abi::IO_RANGES_MAX];
+
+/// The TSS and its I/O bitmap, which must follow it in memory.
+#[repr(C)]
+struct TssWithBitmap {
+    tss: TaskStateSegment,
+    /// A set bit refuses its port.
+    io_bitmap: [u8; IO_BITMAP_BYTES],
+    /// What the bitmap opens now (kept beside it, not part of what the CPU reads).
+    open: PortRanges,
+}
+
+struct TssCell(UnsafeCell<TssWithBitmap>);
+
+// SAFETY: a CPU's TSS is written by that CPU only, with interrupts masked (process switches,
+// `ioports_enable` and its own start-up), or by the boot processor before that CPU starts;
+// the CPU reads it on privilege changes, IST deliveries and ring-3 port accesses.
 unsafe impl Sync for TssCell {}
 
-static TSS: [TssCell; MAX_CPUS] = [const { TssCell(UnsafeCell::new(TaskStateSegment::new())) }; MAX_CPUS];
+static TSS: [TssCell; MAX_CPUS] = [const {
+    TssCell(UnsafeCell::new(TssWithBitmap {
+        tss: {
+            let mut tss = TaskStateSegment::new();
+            tss.iomap_base = core::mem::size_of::<TaskStateSegment>() as u16;
+            tss
+        },
+        io_bitmap: [0xff; IO_BITMAP_BYTES],
+        open: [PortRange { first: 0, count: 0 }; abi::IO_RANGES_MAX],
+    }))
+}; MAX_CPUS];
+
+/// CPU `cpu`'s TSS.
+fn tss(cpu: usize) -> *mut TaskStateSegment {
+    // SAFETY: a pointer to a field of the static, no reference is made.
+    unsafe { &raw mut (*TSS[cpu % MAX_CPUS].0.get()).tss }
+}
+
+/// Makes this CPU's I/O bitmap allow exactly the ports in `ranges` (those of the process it
+/// runs next), closing the ranges it allowed before. Interrupts must be masked (a switch or
+/// a syscall).
+pub fn set_io_permissions(ranges: &PortRanges) {
+    let cell = TSS[super::cpu::index()].0.get();
+    // SAFETY: only this CPU touches its bitmap and `open`, with interrupts masked, so nothing
+    // else reads or writes them meanwhile (the CPU reads the bitmap only for ring-3 port
+    // accesses).
+    let (bitmap, open) = unsafe { (&mut (*cell).io_bitmap, &mut (*cell).open) };
+    if open == ranges {
+        return;
+    }
+    for (range, allow) in open.iter().map(|range| (range, false)).chain(ranges.iter().map(|range| (range, true))) {
+        for port in range.first..range.first.saturating_add(range.count).min(IO_PORTS_COVERED) {
+            let (byte, bit) = (usize::from(port / 8), port % 8);
+            if allow {
+                bitmap[byte] &= !(1 << bit);
+            } else {
+                bitmap[byte] |= 1 << bit;
+            }
+        }
+    }
+    *open = *ranges;
+}
 
 static GDT: [Once<(GlobalDescriptorTable, Selectors)>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 
@@ -101,7 +175,7 @@ pub fn init(cpu: usize) {
             // arithmetic stays inside `BOOT_STACKS`.
             let bottom = VirtAddr::from_ptr(unsafe { stacks.add(slot) });
             // SAFETY: the TSS is not loaded yet, so nothing else reads it while it is written.
-            unsafe { (*TSS[0].0.get()).interrupt_stack_table[usize::from(stack.index())] = bottom + BOOT_STACK_SIZE as u64 };
+            unsafe { (*tss(0)).interrupt_stack_table[usize::from(stack.index())] = bottom + BOOT_STACK_SIZE as u64 };
         }
     }
 
@@ -111,9 +185,13 @@ pub fn init(cpu: usize) {
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
-        // SAFETY: the TSS is a static, so it outlives the GDT, and it is only modified
-        // with interrupts masked.
-        let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS[cpu].0.get()) });
+        // SAFETY: the references live only for this call, which reads the TSS's `iomap_base`
+        // and the bitmap's length and address while nothing writes them (this CPU's start,
+        // interrupts masked). The static outlives the GDT, and is modified only with
+        // interrupts masked.
+        let (tss, bitmap) = unsafe { (&*tss(cpu), &(*TSS[cpu].0.get()).io_bitmap) };
+        let descriptor = Descriptor::tss_segment_with_iomap(tss, bitmap).expect("the I/O bitmap follows the TSS");
+        let tss = gdt.append(descriptor);
         (gdt, Selectors { kernel_code, kernel_data, user_data, user_code, tss })
     });
     gdt.load();
@@ -141,14 +219,14 @@ pub fn selectors() -> &'static Selectors {
 pub(super) fn set_privilege_stack(cpu: usize, top: VirtAddr) {
     // SAFETY: only CPU `cpu` calls this for its own TSS (process switches), with interrupts
     // masked, so no entry from ring 3 on that CPU reads RSP0 while it changes.
-    unsafe { (*TSS[cpu].0.get()).privilege_stack_table[0] = top };
+    unsafe { (*tss(cpu)).privilege_stack_table[0] = top };
 }
 
 /// The top of CPU `cpu`'s interrupt stack for `which`.
 pub fn interrupt_stack_top(cpu: usize, which: InterruptStack) -> VirtAddr {
     // SAFETY: a plain read of a slot the kernel writes only before that CPU starts, or on it
     // with interrupts masked.
-    unsafe { (*TSS[cpu].0.get()).interrupt_stack_table[usize::from(which.index())] }
+    unsafe { (*tss(cpu)).interrupt_stack_table[usize::from(which.index())] }
 }
 
 /// Makes the stack whose top is `top` CPU `cpu`'s interrupt stack for `which`.
@@ -161,5 +239,5 @@ pub unsafe fn set_interrupt_stack(cpu: usize, which: InterruptStack, top: VirtAd
     // SAFETY: the caller is CPU `cpu` with interrupts masked, or that CPU does not run, so no
     // IST delivery reads the slot while it changes (an NMI could, which is why the old stack
     // stays valid too: it is static).
-    unsafe { (*TSS[cpu].0.get()).interrupt_stack_table[usize::from(which.index())] = top };
+    unsafe { (*tss(cpu)).interrupt_stack_table[usize::from(which.index())] = top };
 }

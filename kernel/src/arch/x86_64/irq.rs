@@ -7,13 +7,12 @@
 //! - when a line fires, the kernel's `KernelHooks::device_interrupt(n)` runs (under the big
 //!   kernel lock, before the controller is acknowledged): that is where a line bound to a
 //!   driver is masked and the driver told;
-//! - [`mask_line`] and [`unmask_line`] stop and restart one line: a driver's line stays masked
-//!   from its interrupt until the driver has served the device.
+//! - [`mask_line`] and [`unmask_line`] stop and restart one line: every line starts masked, a
+//!   driver's binding unmasks it, and it stays masked from each interrupt until the driver
+//!   has served the device.
 //!
-//! The keyboard's and COM1's lines start unmasked (the kernel's console reads them); every
-//! other line starts masked. Line 0 is the timer: each CPU's local APIC timer (see
-//! [`super::apic`]), not a device line, so it cannot be masked here; line 2 is the 8259s'
-//! cascade, never a device.
+//! Line 0 is the timer: each CPU's local APIC timer (see [`super::apic`]), not a device line,
+//! so it cannot be masked here; line 2 is the 8259s' cascade, never a device.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,10 +26,10 @@ use super::{apic, ioapic, pic};
 pub const TIMER_LINE: u8 = 0;
 /// The PS/2 keyboard's line.
 pub const KEYBOARD_LINE: u8 = 1;
+/// COM2's line.
+pub const COM2_LINE: u8 = 3;
 /// COM1's line.
 pub const COM1_LINE: u8 = 4;
-/// The lines that start unmasked: the kernel console's.
-const CONSOLE_LINES: [u8; 2] = [KEYBOARD_LINE, COM1_LINE];
 /// The ISA lines.
 const LINES: u8 = 16;
 const PRIMARY_SPURIOUS_LINE: u8 = 7;
@@ -48,8 +47,7 @@ static ROUTES: Mutex<[Option<IsaRoute>; LINES as usize]> = Mutex::new([None; LIN
 
 /// Takes over device interrupts: the 8259s are remapped in any case; with an IOAPIC in
 /// `apic` they are masked and every device line is routed through the IOAPIC to the CPU with
-/// APIC id `boot_apic_id`. The console's lines start unmasked, the others masked. Returns
-/// whether the IOAPIC serves.
+/// APIC id `boot_apic_id`. Every line starts masked. Returns whether the IOAPIC serves.
 pub fn init(apic: Option<&ApicDescription>, boot_apic_id: u32) -> bool {
     pic::init();
     if let Some((description, io_apic)) = apic.and_then(|apic| Some((apic, apic.io_apic?))) {
@@ -62,9 +60,6 @@ pub fn init(apic: Option<&ApicDescription>, boot_apic_id: u32) -> bool {
             routes[usize::from(line)] = Some(route);
         }
         USING_IOAPIC.store(true, Ordering::Release);
-    }
-    for line in CONSOLE_LINES {
-        unmask_line(line);
     }
     USING_IOAPIC.load(Ordering::Acquire)
 }

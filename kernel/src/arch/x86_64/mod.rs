@@ -3,8 +3,8 @@
 //!
 //! - [`cpu`]: protection features (NX, WP, SMEP, SMAP, UMIP), per-CPU data behind `GS`,
 //!   interrupt masking and halting, user-memory access windows (`stac`/`clac`).
-//! - [`gdt`]: segments in the order `sysret` needs, each CPU's TSS with `RSP0` and the
-//!   interrupt stacks.
+//! - [`gdt`]: segments in the order `sysret` needs, each CPU's TSS with `RSP0`, the
+//!   interrupt stacks and the I/O permission bitmap.
 //! - [`kernel_lock`]: the big kernel lock, taken on every entry.
 //! - [`smp`]: starting the other CPUs (INIT-SIPI-SIPI and the real-mode trampoline), CPU
 //!   numbers and APIC ids, reschedule IPIs, stopping the others on a panic.
@@ -43,6 +43,6 @@ pub mod syscall_entry;
 pub mod tlb;
 pub mod trap;
 
-/// The interrupt controller's per-line masking, which drivers' interrupt lines use (see
+/// The interrupt controller's per-line masking, which device drivers' `Irq` objects use (see
 /// [`irq`]).
 pub use irq::{mask_line, unmask_line};

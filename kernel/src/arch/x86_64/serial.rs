@@ -10,7 +10,8 @@ use uart_16550::spec::registers::FifoTriggerLevel;
 use uart_16550::spec::registers::IER;
 use uart_16550::{Config, Uart16550};
 
-const COM1_BASE: u16 = 0x3f8;
+/// COM1's first port; its line is IRQ 4.
+pub const COM1_BASE: u16 = 0x3f8;
 
 static COM1: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
 
@@ -58,6 +59,20 @@ pub fn drain_received(mut sink: impl FnMut(u8)) {
         while let Ok(byte) = uart.try_receive_byte() {
             sink(byte);
         }
+    }
+}
+
+/// COM2's first port; its line is IRQ 3.
+pub const COM2_BASE: u16 = 0x2f8;
+
+/// Whether a UART answers at COM2 (its scratch register keeps what is written to it).
+pub fn com2_present() -> bool {
+    let mut scratch: ::x86_64::instructions::port::Port<u8> = ::x86_64::instructions::port::Port::new(COM2_BASE + 7);
+    // SAFETY: the scratch register of a 16550 at COM2 (or nothing, on a machine without
+    // one) has no effect on anything; the kernel uses COM2 for nothing else.
+    unsafe {
+        scratch.write(0x5a);
+        scratch.read() == 0x5a
     }
 }
 

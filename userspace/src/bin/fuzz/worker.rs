@@ -22,12 +22,12 @@
 //! with a file it opens there ([`files`]): fs must answer each with a count or an errno,
 //! hand over handles only where the protocol says, and still describe `/` at the end.
 //!
-//! The worker keeps itself able to report: its console handles 0-2, the image (3), the
+//! The worker keeps itself able to report: its console sessions 0-2, the image (3), the
 //! root directory (4), the problem board (shared memory at handle 5, where partners count
 //! their problems) and its own pipe (6 and 7) are never closed or moved away (a message that
 //! would move one copies it instead, and the board and the pipe ends are never sent,
-//! duplicated or mapped); a `read` of the console, or of a pipe or endpoint another process
-//! may hold, that could block gets length 0; sleeps are clamped to 1 ms; the worker never
+//! duplicated or mapped); a `read` or `write` of a console session, or of a pipe or endpoint
+//! another process may hold, that could block gets length 0; sleeps are clamped to 1 ms; the worker never
 //! uses its heap after it starts, so `brk` may move freely, and `munmap`/`mprotect` aim at
 //! its scratch mappings, never at the buffers it reads.
 //!
@@ -53,7 +53,7 @@ use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USE
 use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
     MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
-    RECV, REPLY, REPLY_RECV, SHUTDOWN, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
+    RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::ipc::{self, Endpoint};
@@ -234,7 +234,7 @@ impl Worker {
             heap_end: heap,
             scratch: [(0, 0); 32],
             scratch_next: 0,
-            pool: [(0, Kind::Console); POOL],
+            pool: [(0, Kind::Endpoint); POOL],
             pool_len: 0,
             pool_next: 0,
             meeting: [u64::MAX; 4],
@@ -466,12 +466,18 @@ impl Worker {
     fn wanted_kind(number: u64) -> Option<Kind> {
         use abi::syscall::*;
         Some(match number {
-            WRITE | READ => Kind::Console,
-            WAIT | KILL | SET_FOREGROUND | PROCESS_PID => Kind::Process,
+            WRITE | READ => Kind::Pipe,
+            WAIT | KILL | PROCESS_PID => Kind::Process,
             ENDPOINT_MINT | ENDPOINT_BIND | CALL | RECV | REPLY_RECV => Kind::Endpoint,
             REPLY => Kind::Reply,
             SIGNAL | WAIT_NOTIFICATION => Kind::Notification,
             MEMORY_MAP => Kind::Memory,
+            // Workers hold no device handles (only init's program does), so these calls see
+            // handles of other kinds and free numbers: each must refuse them.
+            IRQ_BIND | IRQ_ACK => Kind::Irq,
+            IOPORTS_ENABLE => Kind::IoPorts,
+            FRAMEBUFFER_INFO => Kind::DeviceMemory,
+            LOG_READ => Kind::Log,
             _ => return None,
         })
     }
@@ -684,21 +690,17 @@ impl Worker {
     /// Keeps the call from ending or hanging the worker, printing junk, or taking away what
     /// it keeps: see the module documentation.
     fn make_safe(&mut self, rng: &mut Rng, number: u64, args: &mut [u64; 6]) {
-        let console = console_rights(args[0]);
         match number {
             // The worker's own pipe: never more than it holds, or than fits.
             READ if args[0] == PIPE_READ => {
                 args[2] = if self.pipe_bytes == 0 { 0 } else { files::within_own_buffers(args[1], args[2]) }
             }
             WRITE if args[0] == PIPE_WRITE => args[2] %= PIPE_CAPACITY as u64 - self.pipe_bytes + 1,
-            // A pipe or an endpoint served by another process may never answer; `fs` always does.
+            // A pipe or an endpoint served by another process (the console, whose sessions
+            // are the worker's standard streams) may never answer; `fs` always does.
             READ | WRITE if args[0] != FS_ROOT && may_block(args[0]) => args[2] = 0,
-            READ if console & rights::READ != 0 && args[2] > 0 && !surely_unwritable(args[1], args[2]) => args[2] = 0,
-            WRITE if console & rights::WRITE != 0 && args[2] > 0 && !surely_unreadable(args[1], args[2]) => {
-                args[2] = 0
-            }
             SLEEP if args[0] > MS => args[0] %= MS + 1,
-            // The worker's console handles and board stay, or it could not report; the board
+            // The worker's console sessions and board stay, or it could not report; the board
             // is never copied or mapped, so nothing but the partners writes it.
             HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
             HANDLE_DUPLICATE | MEMORY_MAP if PRIVATE.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
@@ -903,6 +905,9 @@ impl Worker {
                 self.problem(index, format_args!("uptime went back from {last} to {result}"))
             }
             UPTIME => self.last_uptime = result as u64,
+            IRQ_BIND | IRQ_ACK | IOPORTS_ENABLE | FRAMEBUFFER_INFO | LOG_READ if result >= 0 => {
+                self.problem(index, format_args!("syscall {number} worked without a device handle: {result}"))
+            }
             SHUTDOWN if result != -EBADF => {
                 self.problem(index, format_args!("shutdown without a power handle returned {result}"))
             }
@@ -1006,20 +1011,11 @@ fn raw(path: EntryPath, number: u64, args: [u64; 6]) -> i64 {
     unsafe { sys::raw(path, number, args) }
 }
 
-/// The rights of handle `number` if it is a console handle, else 0.
 /// Whether handle `number` is a stream whose `read` or `write` may wait for another process
 /// for good: a pipe end, or an endpoint.
 fn may_block(number: u64) -> bool {
     let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
     info >= 0 && matches!(abi::handle::split_info(info as u64).0, Some(Kind::Pipe | Kind::Endpoint))
-}
-
-fn console_rights(number: u64) -> u32 {
-    let info = raw(EntryPath::Syscall, HANDLE_INFO, [number, 0, 0, 0, 0, 0]);
-    match abi::handle::split_info(info as u64) {
-        (Some(Kind::Console), granted) if info >= 0 => granted,
-        _ => 0,
-    }
 }
 
 fn user_str(text: &[u8]) -> UserStr {
@@ -1030,10 +1026,7 @@ fn user_str(text: &[u8]) -> UserStr {
 /// [`surely_unreadable`]), where nothing is checked before the buffer but the handle;
 /// `None` if unknown.
 fn required_error(number: u64, args: &[u64; 6]) -> Option<i64> {
-    let console = console_rights(args[0]);
     let (pointer, len) = match number {
-        WRITE if console & rights::WRITE != 0 => (args[1], args[2]),
-        READ if console & rights::READ != 0 => (args[1], args[2]),
         PROCESS_LIST => (args[0], args[1].saturating_mul(size_of::<ProcessInfo>() as u64)),
         SYSINFO => (args[0], size_of::<SysInfo>() as u64),
         _ => return None,

@@ -12,7 +12,7 @@ use abi::errno::{E2BIG, EBADF, EFAULT, EINVAL, EMFILE, EPERM};
 use abi::handle::{HANDLE_MAX, Kind, NO_HANDLE, rights};
 use abi::syscall::{
     CALL, ENDPOINT_BIND, ENDPOINT_MINT, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO, KILL, MEMORY_MAP, PROCESS_PID, READ,
-    RECV, REPLY, REPLY_RECV, SET_FOREGROUND, SIGNAL, SPAWN, WAIT, WAIT_NOTIFICATION, WRITE,
+    RECV, REPLY, REPLY_RECV, SIGNAL, SPAWN, WAIT, WAIT_NOTIFICATION, WRITE,
 };
 use abi::{PROT_READ, PROT_WRITE, SPAWN_HANDLES_MAX};
 use userlib::check;
@@ -46,7 +46,9 @@ pub const HELPERS: &[(&str, Helper)] = &[
 ];
 
 /// Rights of the handles the kernel and the create calls give out.
-const CONSOLE_SHARED: u32 = rights::DUPLICATE | rights::TRANSFER;
+const SHARED: u32 = rights::DUPLICATE | rights::TRANSFER;
+/// A console session, as init hands them out: standard input, output and error.
+const SESSION_RIGHTS: u32 = SHARED | rights::SEND;
 const ENDPOINT_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SEND | rights::RECEIVE | rights::MINT;
 const NOTIFICATION_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SIGNAL | rights::WAIT;
 const MEMORY_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::READ | rights::WRITE | rights::EXECUTE;
@@ -62,9 +64,9 @@ fn shared_memory() -> Result<SharedMemory, String> {
 }
 
 fn handle_info_reports_kind_and_rights() -> Outcome {
-    expect_handle("standard input", 0, Kind::Console, CONSOLE_SHARED | rights::READ)?;
-    expect_handle("standard output", 1, Kind::Console, CONSOLE_SHARED | rights::WRITE)?;
-    expect_handle("standard error", 2, Kind::Console, CONSOLE_SHARED | rights::WRITE)?;
+    expect_handle("standard input", 0, Kind::Endpoint, SESSION_RIGHTS)?;
+    expect_handle("standard output", 1, Kind::Endpoint, SESSION_RIGHTS)?;
+    expect_handle("standard error", 2, Kind::Endpoint, SESSION_RIGHTS)?;
     let endpoint = endpoint()?;
     expect_handle("a new endpoint", endpoint.handle().raw(), Kind::Endpoint, ENDPOINT_RIGHTS)?;
     let signal = notification()?;
@@ -93,7 +95,6 @@ fn use_handle(handle: u64) -> Vec<(&'static str, i64)> {
         ("read", call(READ, [handle, out, 1, 0, 0, 0])),
         ("wait", call(WAIT, [handle, 0, 0, 0, 0, 0])),
         ("kill", call(KILL, [handle, 0, 0, 0, 0, 0])),
-        ("set_foreground", call(SET_FOREGROUND, [handle, 0, 0, 0, 0, 0])),
         ("shutdown", refused_shutdown(EntryPath::Syscall, handle)),
         ("handle_close", call(HANDLE_CLOSE, [handle, 0, 0, 0, 0, 0])),
         ("handle_duplicate", call(HANDLE_DUPLICATE, [handle, u64::from(rights::ALL), 0, 0, 0, 0])),
@@ -138,7 +139,7 @@ fn forged_handle_numbers_refused() -> Outcome {
             expect_errno_both(&format!("syscall {syscall} on {what}"), syscall, [number_arg, 0, 0, 0, 0, 0], EBADF)?;
         }
     }
-    expect_handle("standard output, after every forged number", 1, Kind::Console, CONSOLE_SHARED | rights::WRITE)?;
+    expect_handle("standard output, after every forged number", 1, Kind::Endpoint, SESSION_RIGHTS)?;
     expect_objects_back(objects, "after the forged numbers")
 }
 
@@ -166,7 +167,6 @@ fn wrong_kind_refused() -> Outcome {
             ("read from a process", call(READ, [p, out, 1, 0, 0, 0])),
             ("wait on a notification", call(WAIT, [n, 0, 0, 0, 0, 0])),
             ("kill of an endpoint", call(KILL, [ep, 0, 0, 0, 0, 0])),
-            ("set_foreground of shared memory", call(SET_FOREGROUND, [m, 0, 0, 0, 0, 0])),
             ("shutdown through the console", refused_shutdown(EntryPath::Int80, 1)),
             ("shutdown through a process", refused_shutdown(EntryPath::Syscall, p)),
             ("endpoint_mint of a notification", call(ENDPOINT_MINT, [n, 1, u64::from(rights::ALL), 0, 0, 0])),
@@ -201,8 +201,9 @@ fn missing_rights_refused() -> Outcome {
     let no_signal = without(signal.handle(), NOTIFICATION_RIGHTS, rights::SIGNAL)?;
     let no_wait = without(signal.handle(), NOTIFICATION_RIGHTS, rights::WAIT)?;
     let no_duplicate = without(signal.handle(), NOTIFICATION_RIGHTS, rights::DUPLICATE)?;
-    let reader = OwnedHandle::from_raw(ipc::duplicate(0, rights::ALL).context("handle_duplicate of standard input")?);
-    let writer = OwnedHandle::from_raw(ipc::duplicate(1, rights::ALL).context("handle_duplicate of standard output")?);
+    // Reading and writing a console session need SEND (they are calls to the console).
+    let deaf = OwnedHandle::from_raw(ipc::duplicate(0, rights::ALL & !rights::SEND).context("handle_duplicate of standard input")?);
+    let mute = OwnedHandle::from_raw(ipc::duplicate(1, rights::ALL & !rights::SEND).context("handle_duplicate of standard output")?);
     let text = b"must not appear\n";
     let mut byte = [0u8; 1];
     for (what, result) in [
@@ -212,9 +213,8 @@ fn missing_rights_refused() -> Outcome {
         ("signal without SIGNAL", call(SIGNAL, [no_signal.raw(), 1, 0, 0, 0, 0])),
         ("wait_notification without WAIT", call(WAIT_NOTIFICATION, [no_wait.raw(), 0, 0, 0, 0, 0])),
         ("handle_duplicate without DUPLICATE", call(HANDLE_DUPLICATE, [no_duplicate.raw(), u64::from(rights::ALL), 0, 0, 0, 0])),
-        ("write through a copy of standard input", call(WRITE, [reader.raw(), text.as_ptr() as u64, text.len() as u64, 0, 0, 0])),
-        ("read through a copy of standard output", call(READ, [writer.raw(), byte.as_mut_ptr() as u64, 1, 0, 0, 0])),
-        ("read through standard error", call(READ, [2, byte.as_mut_ptr() as u64, 1, 0, 0, 0])),
+        ("write through a copy of standard output without SEND", call(WRITE, [mute.raw(), text.as_ptr() as u64, text.len() as u64, 0, 0, 0])),
+        ("read through a copy of standard input without SEND", call(READ, [deaf.raw(), byte.as_mut_ptr() as u64, 1, 0, 0, 0])),
     ] {
         expect_errno(what, result, EPERM)?;
     }
@@ -242,8 +242,8 @@ fn duplicate_narrows_never_widens() -> Outcome {
         let result = call(HANDLE_DUPLICATE, [n.raw(), rights_arg, 0, 0, 0, 0]);
         expect_errno(&format!("handle_duplicate with rights {rights_arg:#x}"), result, EINVAL)?;
     }
-    let console = OwnedHandle::from_raw(ipc::duplicate(1, rights::READ | rights::WRITE).context("handle_duplicate")?);
-    expect_handle("standard output duplicated asking for READ too", console.raw(), Kind::Console, rights::WRITE)?;
+    let console = OwnedHandle::from_raw(ipc::duplicate(1, rights::SEND | rights::RECEIVE).context("handle_duplicate")?);
+    expect_handle("standard output duplicated asking for RECEIVE too", console.raw(), Kind::Endpoint, rights::SEND)?;
     // The narrowed handles name the same object.
     expect_value("signal through the narrowed copy", call(SIGNAL, [signal_only.raw(), 6, 0, 0, 0, 0]), 0)?;
     expect_value("wait through the WAIT-only copy", call(WAIT_NOTIFICATION, [beyond.raw(), 0, 0, 0, 0, 0]), 6)
@@ -376,7 +376,7 @@ fn spawn_passes_copies_of_handles() -> Outcome {
     let expected = [
         (Kind::Notification, rights::DUPLICATE | rights::SIGNAL),
         (Kind::Endpoint, ENDPOINT_RIGHTS),
-        (Kind::Console, CONSOLE_SHARED | rights::WRITE),
+        (Kind::Endpoint, SESSION_RIGHTS),
         (Kind::Memory, MEMORY_RIGHTS),
     ];
     let handles = [narrowed.raw() as u32, endpoint.handle().raw() as u32, 2, memory.handle().raw() as u32];
@@ -459,7 +459,7 @@ fn power_handle_only_for_the_first_process() -> Outcome {
     if !power.is_empty() {
         check!(power == [5], "this suite holds power handles {power:?}, expected [5]");
         expect_handle("the power handle", 5, Kind::Power, POWER_RIGHTS)?;
-        let powerless = duplicate(&OwnedHandle::from_raw(ipc::duplicate(5, rights::ALL).context("handle_duplicate")?), CONSOLE_SHARED)?;
+        let powerless = duplicate(&OwnedHandle::from_raw(ipc::duplicate(5, rights::ALL).context("handle_duplicate")?), SHARED)?;
         expect_errno("shutdown through a power handle without POWER", refused_shutdown(EntryPath::Syscall, powerless.raw()), EPERM)?;
     } else {
         check!(sys::getppid() != 1, "the suite, started by init, holds no power handle");

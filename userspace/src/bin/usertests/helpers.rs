@@ -8,11 +8,11 @@ use core::arch::asm;
 use core::hint::black_box;
 
 use abi::ExitInfo;
-use abi::errno::{EAGAIN, EBADF, EPERM};
-use abi::handle::{NO_HANDLE, rights};
+use abi::errno::{EAGAIN, EBADF};
+use abi::handle::rights;
 use abi::ipc::FOREVER;
 use abi::status::KILLED;
-use abi::syscall::{CALL, SET_FOREGROUND, SLEEP, YIELD};
+use abi::syscall::{CALL, SLEEP, YIELD};
 use userlib::ipc::{self, Endpoint, Message, OwnedHandle};
 use userlib::println;
 use userlib::process;
@@ -32,6 +32,7 @@ pub const HELPERS: &[(&str, Helper)] = &[
     ("spin_window", helper_spin_window),
     ("interrupts_off_spinner", helper_interrupts_off_spinner),
     ("console_reader", helper_console_reader),
+    ("newline_flood", helper_newline_flood),
     ("report_pid", helper_report_pid),
     ("report_ppid", helper_report_ppid),
     ("echo_args", helper_echo_args),
@@ -51,7 +52,6 @@ pub const HELPERS: &[(&str, Helper)] = &[
     ("fpu_writer", helper_fpu_writer),
     ("fpu_reader", helper_fpu_reader),
     ("raw_mode_then_exit", helper_raw_mode_then_exit),
-    ("clear_foreground", helper_clear_foreground),
     ("long_writer", helper_long_writer),
 ];
 
@@ -134,18 +134,23 @@ fn helper_console_reader(_: &[&str]) -> i32 {
     REACHED_END
 }
 
-/// `raw_mode_then_exit`: puts the console in raw mode and exits without restoring it.
+/// `raw_mode_then_exit`: after 200 ms (its parent makes it the foreground process
+/// meanwhile), puts the console in raw mode and exits without restoring it.
 fn helper_raw_mode_then_exit(_: &[&str]) -> i32 {
+    let _ = sys::sleep_ms(200);
     match sys::console_mode(abi::CONSOLE_RAW) {
         Ok(_) => 0,
         Err(_) => 1,
     }
 }
 
-/// `clear_foreground`: tries to clear a foreground process it holds no handle to; exits 0
-/// when the kernel refuses with EPERM.
-fn helper_clear_foreground(_: &[&str]) -> i32 {
-    if call(SET_FOREGROUND, [NO_HANDLE, 0, 0, 0, 0, 0]) == -EPERM { 0 } else { 1 }
+/// `newline_flood`: one 1 MiB write of newlines to the console, then exit 0.
+fn helper_newline_flood(_: &[&str]) -> i32 {
+    let text = alloc::vec![b'\n'; 1024 * 1024];
+    match sys::write(userlib::io::STDOUT, &text) {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
 }
 
 /// `long_writer`: one 1 MiB write of NUL bytes, which no console shows but each costs a
@@ -309,8 +314,9 @@ fn helper_kill_every_number(_: &[&str]) -> i32 {
     0
 }
 
-/// `bomb DEPTH`: starts two `bomb DEPTH-1` (if DEPTH > 0), holds its slot a while, reaps
-/// them, and exits with the number of spawns refused with EAGAIN in its subtree, or with a
+/// `bomb DEPTH`: starts two `bomb DEPTH-1` (if DEPTH > 0), holds its slot a while (100 ms:
+/// with 20 ms, on a loaded host, leaves could end before the table filled, and no spawn was
+/// refused), reaps them, and exits with the number of spawns refused with EAGAIN in its subtree, or with a
 /// negative status for any other failure.
 fn helper_bomb(args: &[&str]) -> i32 {
     let depth: u32 = arg(args, 0);
@@ -326,7 +332,7 @@ fn helper_bomb(args: &[&str]) -> i32 {
             }
         }
     }
-    let _ = sys::sleep_ms(20);
+    let _ = sys::sleep_ms(100);
     for child in children {
         match wait_for(child) {
             Ok(ended) if ended.status >= 0 && ended.fault().is_none() => refused += ended.status,

@@ -10,9 +10,10 @@
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
 //! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
-//! server) and [`smp`] (processes running at once on several CPUs). [`helpers`] holds the
-//! helper roles multi-process cases start (the subjects from `handles` on keep their own),
-//! and [`common`] what the cases share.
+//! server), [`devices`] (device capabilities and the kernel's log) and [`smp`] (processes
+//! running at once on several CPUs). [`helpers`] holds the helper roles multi-process cases
+//! start (the subjects from `handles` on keep their own), and [`common`] what the cases
+//! share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
 //! and exits 0 only when nothing failed. Names on the command line run just those cases. A
@@ -30,6 +31,7 @@ mod dirty;
 
 mod common;
 mod console;
+mod devices;
 mod files;
 mod handles;
 mod helpers;
@@ -64,6 +66,7 @@ fn main() -> i32 {
         files::CASES,
         pipes::CASES,
         streams::CASES,
+        devices::CASES,
         smp::CASES,
     ]
     .concat();
@@ -74,6 +77,7 @@ fn main() -> i32 {
         files::HELPERS,
         pipes::HELPERS,
         streams::HELPERS,
+        devices::HELPERS,
         smp::HELPERS,
     ]
     .concat();

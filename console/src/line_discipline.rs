@@ -12,7 +12,7 @@
 //! - **Raw**: every byte is readable as soon as it arrives, without echo, so a program such as
 //!   the shell can do its own editing. Ctrl-C is still reported (and also delivered).
 //!
-//! This is pure logic, unit-tested on the host; `console::input` runs it.
+//! This is pure logic, unit-tested on the host; the console server runs it.
 
 use abi::keys::{BACKSPACE, CTRL_C, CTRL_D, DELETE, ESCAPE};
 use alloc::collections::VecDeque;

@@ -1,5 +1,5 @@
-//! The `log` facade's backend: `[   1.234] INFO  message` lines on both consoles, with the
-//! level coloured. Only the kernel's own messages are shown: a library's (the tar reader
+//! The `log` facade's backend: `[   1.234] INFO  message` lines on the serial console and in
+//! the log ring, with the level coloured. Only the kernel's own messages are shown: a library's (the tar reader
 //! notes every folder of the ramdisk it skips) are not the kernel's to report.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
