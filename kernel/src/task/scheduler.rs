@@ -78,6 +78,7 @@ impl RunQueue {
     /// taken once, on the first push, so it never allocates again (nor from the timer
     /// interrupt, which wakes sleepers), and the kernel heap's use comes back exactly after
     /// a busy moment.
+    #[inline]
     pub fn push(&mut self, slot: usize) {
         let bit = 1 << (slot % MAX_PROCESSES);
         if self.queued & bit != 0 {
@@ -369,7 +370,9 @@ impl Scheduler {
                 Context::Idle(this_cpu)
             }
         };
-        (to != kernel_stack::running()).then_some(to)
+        // Another process's stack, or the idle context when a process ran: never the
+        // context running now (`switch_to` checks that too).
+        Some(to)
     }
 }
 

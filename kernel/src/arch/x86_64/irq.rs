@@ -13,8 +13,18 @@
 //!
 //! Line 0 is the timer: each CPU's local APIC timer (see [`super::apic`]), not a device line,
 //! so it cannot be masked here; line 2 is the 8259s' cascade, never a device.
+//!
+//! A masked line's interrupt must wait, not vanish: the 8259s keep it requested, but the
+//! IOAPIC ignores an edge that arrives while its input is masked (as the 82093AA's manual
+//! says, and QEMU does), so a device whose request came between the kernel's mask and the
+//! driver's unmask would never be heard of again (its line stays high, with no new edge).
+//! So an edge-triggered line is never masked at the IOAPIC; masking it (which every line is
+//! at first) only holds its interrupts here: one that arrives is noted, acknowledged and
+//! kept, and unmasking sends it to the line's CPU again as an inter-processor interrupt on
+//! the line's vector. Level-triggered lines (the MADT may say so) are masked at the IOAPIC,
+//! which keeps a level request.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use spin::Mutex;
 
@@ -44,6 +54,12 @@ fn is_device_line(line: u8) -> bool {
 static USING_IOAPIC: AtomicBool = AtomicBool::new(false);
 /// How each ISA line reaches the IOAPIC.
 static ROUTES: Mutex<[Option<IsaRoute>; LINES as usize]> = Mutex::new([None; LINES as usize]);
+/// Edge-triggered IOAPIC lines whose interrupts are held back (bit n: line n), and those of
+/// them that fired meanwhile (see the module comment).
+static HELD: AtomicU32 = AtomicU32::new(0);
+static HELD_AND_FIRED: AtomicU32 = AtomicU32::new(0);
+/// The APIC id of the CPU the IOAPIC delivers to.
+static DESTINATION: AtomicU32 = AtomicU32::new(0);
 
 /// Takes over device interrupts: the 8259s are remapped in any case; with an IOAPIC in
 /// `apic` they are masked and every device line is routed through the IOAPIC to the CPU with
@@ -52,11 +68,17 @@ pub fn init(apic: Option<&ApicDescription>, boot_apic_id: u32) -> bool {
     pic::init();
     if let Some((description, io_apic)) = apic.and_then(|apic| Some((apic, apic.io_apic?))) {
         pic::mask_all();
+        DESTINATION.store(boot_apic_id, Ordering::Relaxed);
         ioapic::init(io_apic.base, io_apic.gsi_base);
         let mut routes = ROUTES.lock();
         for line in (0..LINES).filter(|&line| is_device_line(line)) {
             let route = description.isa_route(line);
             ioapic::route(route.gsi, IRQ_BASE + line, boot_apic_id, route.active_low, route.level_triggered);
+            if !route.level_triggered {
+                // Held rather than masked, from the start (see the module comment).
+                HELD.fetch_or(1 << line, Ordering::AcqRel);
+                ioapic::set_masked(route.gsi, false);
+            }
             routes[usize::from(line)] = Some(route);
         }
         USING_IOAPIC.store(true, Ordering::Release);
@@ -68,12 +90,21 @@ fn set_masked(line: u8, masked: bool) {
     if !is_device_line(line) {
         return;
     }
-    if USING_IOAPIC.load(Ordering::Acquire) {
-        if let Some(route) = ROUTES.lock()[usize::from(line)] {
-            ioapic::set_masked(route.gsi, masked);
-        }
-    } else {
+    if !USING_IOAPIC.load(Ordering::Acquire) {
         pic::set_masked(line, masked);
+        return;
+    }
+    let Some(route) = ROUTES.lock()[usize::from(line)] else { return };
+    let bit = 1 << line;
+    if route.level_triggered {
+        ioapic::set_masked(route.gsi, masked);
+    } else if masked {
+        HELD.fetch_or(bit, Ordering::AcqRel);
+    } else {
+        HELD.fetch_and(!bit, Ordering::AcqRel);
+        if HELD_AND_FIRED.fetch_and(!bit, Ordering::AcqRel) & bit != 0 {
+            apic::send_ipi(DESTINATION.load(Ordering::Relaxed), IRQ_BASE + line);
+        }
     }
 }
 
@@ -109,7 +140,12 @@ pub(super) fn handle_line(line: u8) {
         PRIMARY_SPURIOUS_LINE if through_8259 => {}
         SECONDARY_SPURIOUS_LINE if through_8259 => pic::end_of_interrupt(pic::CASCADE_IRQ),
         line if is_device_line(line) => {
-            (super::hooks::hooks().device_interrupt)(line);
+            let bit = 1 << line;
+            if !through_8259 && HELD.load(Ordering::Acquire) & bit != 0 {
+                HELD_AND_FIRED.fetch_or(bit, Ordering::AcqRel);
+            } else {
+                (super::hooks::hooks().device_interrupt)(line);
+            }
             end_of_interrupt(line);
         }
         other => {

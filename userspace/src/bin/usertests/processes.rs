@@ -329,8 +329,10 @@ fn kill_needs_a_process_handle() -> Outcome {
     let outcome: Outcome = (|| {
         let no_kill = OwnedHandle::from_raw(ipc::duplicate(child.handle, rights::ALL & !rights::KILL).context("handle_duplicate")?);
         expect_errno("kill through a process handle without KILL", call(KILL, [no_kill.raw(), 0, 0, 0, 0, 0]), EPERM)?;
-        sleep_ms(5)?;
-        check!(state_of(child.pid)? == Some(ProcessState::Blocked), "the child did not survive the refused kill");
+        // Until it has run (on another CPU, perhaps not yet) it is ready, not asleep; a
+        // refused kill that went through would end it, and it would never be seen asleep.
+        let asleep = wait_until(userlib::time::Duration::from_secs(2), || Ok(state_of(child.pid)? == Some(ProcessState::Blocked)))?;
+        check!(asleep, "the child did not survive the refused kill: {:?}", state_of(child.pid)?);
         Ok(())
     })();
     kill_and_reap(&[child])?;
