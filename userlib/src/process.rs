@@ -192,7 +192,15 @@ mod tests {
 
     use super::*;
 
-    fn row(pid: u32, parent: u32, state: ProcessState, name: &str, memory_bytes: u64) -> ProcessInfo {
+    fn row(
+        pid: u32,
+        parent: u32,
+        state: ProcessState,
+        name: &str,
+        memory_bytes: u64,
+        cpu: u32,
+        cpu_time_ns: u64,
+    ) -> ProcessInfo {
         let mut info = ProcessInfo::EMPTY;
         info.pid = pid;
         info.parent = parent;
@@ -200,21 +208,25 @@ mod tests {
         info.name[..name.len()].copy_from_slice(name.as_bytes());
         info.name_len = name.len() as u32;
         info.memory_bytes = memory_bytes;
+        info.cpu = cpu;
+        info.cpu_time_ns = cpu_time_ns;
         info
     }
 
     #[test]
     fn table_has_a_header_and_one_aligned_line_per_process() {
-        let rows =
-            [row(1, 0, ProcessState::Blocked, "init", 90 * 1024), row(12, 1, ProcessState::Running, "sh", 1 << 20)];
+        let rows = [
+            row(1, 0, ProcessState::Blocked, "init", 90 * 1024, 0, 12_345_678),
+            row(12, 1, ProcessState::Running, "sh", 1 << 20, 3, 61_002_000_000),
+        ];
         let text = Table(&rows).to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
             [
-                "  PID PARENT  STATE      MEMORY  NAME",
-                "    1      0  blocked    90 KiB  init",
-                "   12      1  running  1024 KiB  sh"
+                "  PID PARENT  STATE      MEMORY  CPU      TIME  NAME",
+                "    1      0  blocked    90 KiB    0    0.012s  init",
+                "   12      1  running  1024 KiB    3   61.002s  sh"
             ]
         );
     }

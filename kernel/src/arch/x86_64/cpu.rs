@@ -226,7 +226,14 @@ pub fn current_pid() -> u32 {
     let pid: u32;
     // SAFETY: inside the kernel `GS` always points at this CPU's block, whose `current_pid`
     // field is at this offset.
-    unsafe { asm!("mov {:e}, gs:[{offset}]", out(reg) pid, offset = const PER_CPU_CURRENT_PID, options(nostack, preserves_flags, readonly)) };
+    unsafe {
+        asm!(
+            "mov {:e}, gs:[{offset}]",
+            out(reg) pid,
+            offset = const PER_CPU_CURRENT_PID,
+            options(nostack, preserves_flags, readonly)
+        )
+    };
     pid
 }
 
@@ -235,7 +242,14 @@ pub fn current_pid() -> u32 {
 pub fn set_current_pid(pid: u32) {
     // SAFETY: inside the kernel `GS` always points at this CPU's block, whose `current_pid`
     // field is at this offset; only this CPU writes it.
-    unsafe { asm!("mov dword ptr gs:[{offset}], {pid:e}", pid = in(reg) pid, offset = const PER_CPU_CURRENT_PID, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "mov dword ptr gs:[{offset}], {pid:e}",
+            pid = in(reg) pid,
+            offset = const PER_CPU_CURRENT_PID,
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// Asks the process CPU `cpu` runs to look at its state (its time slice is used up, or it

@@ -26,9 +26,11 @@
 //! cores the pollers took the holder's host time (four CPUs on two cores ran the kernel-heap
 //! case of `usertests` ten times slower than two CPUs did). The sleeper raises its task
 //! priority so that only the kernel's urgent interrupts (the wake-up and TLB shootdowns) are
-//! taken while it halts; the others wait for it to hold the lock and enable interrupts. A holder that works through a long operation learns at each preemption point
-//! how long it has kept others waiting ([`contended_for`]), so the scheduler can hand the
-//! lock over in turns rather than at every step.
+//! taken while it halts; the others wait for it to hold the lock and enable interrupts.
+//!
+//! A holder that works through a long operation learns at each preemption point how long it
+//! has kept others waiting ([`contended_for`]), so the scheduler can hand the lock over in
+//! turns rather than at every step.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

@@ -256,7 +256,8 @@ fn helper_handshake_peer(_: &[&str]) -> i32 {
         if round == u64::MAX {
             return 0;
         }
-        let intact = (0..HANDSHAKE_DATA_WORDS).all(|index| words[DATA + index].load(Ordering::Relaxed) == handshake_word(round, index));
+        let intact = (0..HANDSHAKE_DATA_WORDS)
+            .all(|index| words[DATA + index].load(Ordering::Relaxed) == handshake_word(round, index));
         let cpu = match sys::sysinfo() {
             Ok(info) if intact => u64::from(info.current_cpu),
             _ => BAD_DATA,
