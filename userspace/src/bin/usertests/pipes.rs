@@ -14,6 +14,7 @@ use abi::syscall::{PIPE_CREATE, READ, WRITE};
 use userlib::check;
 use userlib::ipc::{self, OwnedHandle};
 use userlib::process::{self, Process};
+use userlib::time::Duration;
 use userlib::sys::{self, Errno};
 use userlib::testing::{Case, Context, Helper, Outcome};
 
@@ -186,9 +187,10 @@ fn pipes_writer_blocks_while_full() -> Outcome {
     let total = PIPE_CAPACITY * 3 + 17;
     let writer = with_stream("pipe_write", &[&format!("{total}")], &write_end)?;
     drop(write_end);
-    let _ = sys::sleep_ms(20);
-    let waiting = state_of(writer.pid)?;
-    check!(waiting == Some(abi::ProcessState::Blocked), "the writer of a full pipe is {waiting:?}, not blocked");
+    // Started and blocked on another CPU, or after this process sleeps: a busy host may take
+    // a while to do either, so the state is looked at until it shows (for at most 2 s).
+    let blocked = wait_until(Duration::from_secs(2), || Ok(state_of(writer.pid)? == Some(abi::ProcessState::Blocked)))?;
+    check!(blocked, "the writer of a full pipe is {:?}, not blocked", state_of(writer.pid)?);
     let back = read_exactly(&read_end, total)?;
     check!(back.iter().enumerate().all(|(offset, &byte)| byte == pattern(offset)), "the bytes came out changed");
     expect_exit("the writer", finish_within(writer, "pipe_write")?, 0)
@@ -249,8 +251,8 @@ fn pipes_blocked_reader_killed_ends_killed() -> Outcome {
     let (read_end, write_end) = pipe()?;
     let reader = with_stream("pipe_read_all", &[], &read_end)?;
     drop(read_end);
-    let _ = sys::sleep_ms(10);
-    check!(state_of(reader.pid)? == Some(abi::ProcessState::Blocked), "the reader of an empty pipe is not blocked");
+    let blocked = wait_until(Duration::from_secs(2), || Ok(state_of(reader.pid)? == Some(abi::ProcessState::Blocked)))?;
+    check!(blocked, "the reader of an empty pipe is {:?}, not blocked", state_of(reader.pid)?);
     sys::kill(reader).context("kill")?;
     expect_exit("a reader killed while blocked", finish_within(reader, "pipe_read_all")?, abi::status::KILLED)?;
     drop(write_end);
