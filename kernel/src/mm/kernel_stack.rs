@@ -324,10 +324,9 @@ impl Drop for KernelStack {
         assert!(!in_use_anywhere(self.context()), "freeing the kernel stack of a running context");
         self.context().saved().store(0, Ordering::Release);
         let first = self.pages().next().expect("a stack has pages");
-        // SAFETY: the pages were mapped by `new` for this stack alone; no CPU runs on it or
-        // is leaving it (checked above), nothing suspended on it can be resumed (its saved
-        // state is gone), and `words_mut` borrows are over. A page may be missing only if
-        // `new` failed part-way, which `unmap_kernel_pages` skips.
+        // A page may be missing only if `new` failed part-way; `unmap_kernel_pages` skips it.
+        // SAFETY: `new` mapped the pages for this stack alone; no CPU runs on or is leaving it
+        // (checked above), its saved state is gone, and `words_mut` borrows are over.
         unsafe { unmap_kernel_pages(first, STACK_PAGES) };
         SLOTS_IN_USE.lock()[self.slot] = false;
     }

@@ -30,10 +30,9 @@ impl Ramdisk {
     pub fn from_boot(address: Option<u64>, len: u64) -> Option<Self> {
         let address = address.filter(|&address| address % FRAME_SIZE == 0 && len > 0)?;
         let frames = kernel_frames(address, len)?;
-        // SAFETY: the bootloader mapped all `len` bytes at `address` (every page was just
-        // found mapped), marked the frames as its own so they are never allocated, and
-        // nothing writes to them from now on (see the module documentation); the mapping
-        // stays for the kernel's whole life.
+        // SAFETY: all `len` bytes at `address` were just found mapped, for the kernel's whole
+        // life; the bootloader marked the frames as its own so they are never allocated, and
+        // nothing writes to them from now on (see the module documentation).
         let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, len as usize) };
         Some(Self { bytes, frames })
     }

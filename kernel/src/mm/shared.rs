@@ -98,11 +98,10 @@ impl SharedFrames {
     /// Copies the bytes at `offset` into `out`; false if they are not all inside.
     pub fn read(&self, offset: u64, out: &mut [u8]) -> bool {
         self.pieces(offset, out.len() as u64, |physical, chunk, done| {
-            // SAFETY: the source lies inside one frame of this object (alive while `self`
-            // is), reached through the physical-memory map; `out` is kernel memory, so the
-            // two cannot overlap. A process may write the frame meanwhile: the copy then
-            // sees some mix of old and new bytes, which is all a reader of shared memory can
-            // expect, and no reference to the frame outlives the copy.
+            // A process may write the frame meanwhile: the copy then sees a mix of old and new
+            // bytes, which is all a reader of shared memory can expect.
+            // SAFETY: the source lies inside one frame of this object (alive while `self` is),
+            // through the physical map; `out` is kernel memory, so they cannot overlap.
             unsafe {
                 core::ptr::copy_nonoverlapping(
                     phys_to_virt(::x86_64::PhysAddr::new(physical)).as_ptr::<u8>(),

@@ -310,10 +310,10 @@ pub(super) fn masked_stretch_begins() {
 #[inline]
 pub(super) fn masked_stretch_ends() {
     let now = read_timestamp() as u32;
-    // SAFETY: inside the kernel `GS` points at this CPU's block, whose `masked_since` and
-    // `longest_masked` fields (`AtomicU32`s, read and written with aligned 32-bit accesses)
-    // are at these offsets; only this CPU writes them once boot is over (see
-    // [`reset_longest_masked`]). Through `GS` because this is on every return to ring 3.
+    // Through `GS` because this is on every return to ring 3; only this CPU writes these
+    // fields once boot is over (see [`reset_longest_masked`]).
+    // SAFETY: in the kernel `GS` points at this CPU's block, whose aligned `AtomicU32`
+    // fields `masked_since` and `longest_masked` are at these offsets.
     unsafe {
         asm!(
             "sub {now:e}, dword ptr gs:[{since}]",

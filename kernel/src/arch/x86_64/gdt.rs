@@ -195,10 +195,9 @@ pub fn init(cpu: usize) {
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
-        // SAFETY: the references live only for this call, which reads the TSS's `iomap_base`
-        // and the bitmap's length and address while nothing writes them (this CPU's start,
-        // interrupts masked). The static outlives the GDT, and is modified only with
-        // interrupts masked.
+        // The static outlives the GDT and is modified only with interrupts masked.
+        // SAFETY: the references live only for this call, which reads `iomap_base` and the
+        // bitmap's place while nothing writes them (this CPU's start, interrupts masked).
         let (tss, bitmap) = unsafe { (&*tss(cpu), &(*TSS[cpu].0.get()).io_bitmap) };
         let descriptor = Descriptor::tss_segment_with_iomap(tss, bitmap).expect("the I/O bitmap follows the TSS");
         let tss = gdt.append(descriptor);

@@ -26,10 +26,10 @@ fn count_down(count: u16) {
     let mut command: Port<u8> = Port::new(0x43);
     let mut channel0: Port<u8> = Port::new(0x40);
     let [low, high] = count.to_le_bytes();
-    // SAFETY: ports 0x40/0x43 are the PIT's; command 0x30 selects channel 0, low-then-high
-    // byte access, mode 0 (output goes high at the end of the count), binary counting;
-    // read-back 0xe2 latches channel 0's status, whose bit 7 is the output pin. Channel 0's
-    // interrupt line is masked at both controllers.
+    // Command 0x30: channel 0, low-then-high byte access, mode 0 (output goes high at the
+    // end of the count), binary; read-back 0xe2 latches channel 0's status (bit 7: output).
+    // SAFETY: ports 0x40/0x43 are the PIT's, and channel 0's interrupt line is masked at
+    // both controllers, so programming it disturbs nothing else.
     unsafe {
         command.write(0x30);
         channel0.write(low);

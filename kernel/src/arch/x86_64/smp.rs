@@ -272,11 +272,9 @@ pub fn start_processor(
     let length = trampoline_offset(&raw const enigma_ap_trampoline_end) as usize;
     let base = abi::memory::PHYSICAL_MAP_OFFSET + page;
     let at = |label: *const u8| (base + trampoline_offset(label)) as *mut u8;
-    // SAFETY: the trampoline is `length` bytes of this kernel's text, shorter than a page;
-    // `page` is a free page below 1 MiB (the caller's word, checked in range above), reached
-    // through the physical-memory map; the labels lie inside the copied bytes, at the
-    // alignments the assembly gives them; no CPU runs the page while it is written (the
-    // previous one is online, so past the trampoline).
+    // No CPU runs the page while it is written: the previous one is online, so past it.
+    // SAFETY: `length` bytes of kernel text (under a page) go to the free page below 1 MiB
+    // the caller gave (range checked above); the labels lie inside the copied bytes.
     unsafe {
         core::ptr::copy_nonoverlapping(&raw const enigma_ap_trampoline_start, base as *mut u8, length);
         let gdt = page + trampoline_offset(&raw const enigma_ap_gdt);
