@@ -12,8 +12,9 @@
 //! about to end: the faulting instruction, then the return addresses on its frame-pointer
 //! chain. Everything comes from the process's memory through `usercopy`, checked and
 //! bounded: the chain only inside the user stack, the symbol map through its header, its
-//! symbol table read once for all frames, a buffer at a time on the kernel stack. A process may have broken any of it; then the
-//! lines have fewer names, or fewer frames, and nothing else happens.
+//! symbol table read once for all frames, a buffer at a time on the kernel stack, with a
+//! preemption point after each. A process may have broken any of it; then the lines have
+//! fewer names, or fewer frames, and nothing else happens.
 
 use core::fmt;
 
@@ -70,8 +71,10 @@ pub fn print_kernel_backtrace(print: fn(fmt::Arguments)) {
     }
 }
 
-/// Prints the backtrace of the running process, stopped by `fault`, to the console.
-pub fn print_user_backtrace(fault: &CpuFault) {
+/// Prints the backtrace of the running process, stopped by `fault`, to the console. The
+/// symbol search calls `pause` (a preemption point) between chunks of the symbol table: a
+/// large program's table took tens of milliseconds to scan with interrupts masked.
+pub fn print_user_backtrace(fault: &CpuFault, pause: &mut dyn FnMut()) {
     let mut frames = [Frame::Interrupted(fault.instruction); MAX_FRAMES + 1];
     let mut count = 1;
     let read_record = |record: u64| {
@@ -88,7 +91,7 @@ pub fn print_user_backtrace(fault: &CpuFault) {
     let symbols = UserSymbols::find();
     let mut functions = [None; MAX_FRAMES + 1];
     if let Some(symbols) = &symbols {
-        symbols.search(frames, &mut functions);
+        symbols.search(frames, &mut functions, pause);
     }
     crate::println!("{BACKTRACE_HEADING}");
     for (index, (frame, function)) in frames.iter().zip(functions).enumerate() {
@@ -117,12 +120,9 @@ impl UserSymbols {
     }
 
     /// Finds the function of every frame, in one pass over the symbol table, into
-    /// `functions` (in the order of `frames`).
-    fn search(&self, frames: &[Frame], functions: &mut [Option<Symbol>]) {
-        let Ok(symtab) = UserSlice::new(USER_SYMBOLS_BASE + SymbolMapHeader::SIZE, self.header.symtab_len).check_readable()
-        else {
-            return;
-        };
+    /// `functions` (in the order of `frames`), calling `pause` after each chunk.
+    fn search(&self, frames: &[Frame], functions: &mut [Option<Symbol>], pause: &mut dyn FnMut()) {
+        let symtab = USER_SYMBOLS_BASE + SymbolMapHeader::SIZE;
         let mut searches = [FunctionSearch::new(0); MAX_FRAMES + 1];
         for (search, frame) in searches.iter_mut().zip(frames) {
             *search = FunctionSearch::new(frame.lookup_address());
@@ -130,13 +130,18 @@ impl UserSymbols {
         let searches = &mut searches[..frames.len()];
         let mut chunk = [0; SYMTAB_CHUNK];
         let mut offset = 0;
-        while offset < symtab.len() {
-            let length = (symtab.len() - offset).min(SYMTAB_CHUNK as u64) as usize;
-            symtab.copy_to(offset, &mut chunk[..length]);
+        while offset < self.header.symtab_len {
+            let length = (self.header.symtab_len - offset).min(SYMTAB_CHUNK as u64) as usize;
+            // Each chunk is checked when it is read: the pause between chunks runs other
+            // processes, so a check made before it would prove nothing after.
+            if UserSlice::new(symtab + offset, length as u64).read_into(&mut chunk[..length]).is_err() {
+                return;
+            }
             for search in searches.iter_mut() {
                 search.search(&chunk[..length]);
             }
             offset += length as u64;
+            pause();
         }
         for (function, search) in functions.iter_mut().zip(searches) {
             *function = search.found();

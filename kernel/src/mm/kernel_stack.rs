@@ -103,10 +103,13 @@ pub fn running() -> Context {
     Context::decode(RUNNING[cpu::index()].load(Ordering::Relaxed))
 }
 
-/// Whether some CPU runs `context`, or is still leaving it.
-fn in_use_anywhere(context: Context) -> bool {
+/// The first CPU that runs `context` (`Ok`), or else the first that is still leaving it
+/// (`Err`): a stack in use by neither may be freed.
+fn users(context: Context) -> Option<Result<usize, usize>> {
     let value = context.encode();
-    RUNNING.iter().chain(&LEAVING).any(|entry| entry.load(Ordering::Acquire) == value)
+    let running = RUNNING.iter().position(|entry| entry.load(Ordering::Acquire) == value);
+    let leaving = || LEAVING.iter().position(|entry| entry.load(Ordering::Acquire) == value);
+    running.map(Ok).or_else(|| leaving().map(Err))
 }
 
 /// Suspends the context this CPU runs and resumes `to`. Returns when something switches back
@@ -321,7 +324,9 @@ impl KernelStack {
 impl Drop for KernelStack {
     fn drop(&mut self) {
         assert!(!self.is_running(), "freeing the kernel stack the CPU is running on");
-        assert!(!in_use_anywhere(self.context()), "freeing the kernel stack of a running context");
+        if let Some(user) = users(self.context()) {
+            panic!("freeing the kernel stack of a running context ({:?}, CPU {user:?}; this is CPU {})", self.context(), cpu::index());
+        }
         self.context().saved().store(0, Ordering::Release);
         let first = self.pages().next().expect("a stack has pages");
         // A page may be missing only if `new` failed part-way; `unmap_kernel_pages` skips it.

@@ -324,6 +324,9 @@ impl Scheduler {
                 if self.processes.at(slot).is_some_and(|process| process.state == State::Ready) {
                     self.run_queue.remove(slot);
                 }
+                // The partner runs on the rest of the caller's slice: a pair handing the CPU
+                // back and forth is charged as one, so its slice runs out and the queue is
+                // served (a fresh slice at each hand-off starved every other process).
                 Some(slot)
             }
             None => {
@@ -331,12 +334,16 @@ impl Scheduler {
                 // to a partner (above) leaves them waiting for the next return to ring 3.
                 SLEEPER_WAITING[this_cpu].store(false, Ordering::Relaxed);
                 let processes = &self.processes;
-                self.run_queue.pop_ready(|slot| processes.at(slot).is_some_and(|process| process.state == State::Ready))
+                let popped =
+                    self.run_queue.pop_ready(|slot| processes.at(slot).is_some_and(|process| process.state == State::Ready));
+                if popped.is_some() {
+                    SLICE_START_NS[this_cpu].store(now, Ordering::Relaxed);
+                }
+                popped
             }
         };
         let to = match next {
             Some(slot) => {
-                SLICE_START_NS[this_cpu].store(now, Ordering::Relaxed);
                 let process = self.processes.at_mut(slot).expect("queued slot holds a process");
                 process.state = State::Running;
                 process.cpu = this_cpu as u32;
@@ -881,7 +888,7 @@ pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
         });
         crate::println!("pid {pid} ({name}) killed: {fault}");
     }
-    crate::backtrace::print_user_backtrace(fault);
+    crate::backtrace::print_user_backtrace(fault, &mut pause);
     exit_current(abi::status::FAULT);
 }
 

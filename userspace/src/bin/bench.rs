@@ -31,7 +31,9 @@
 //!   server (forwarded as a stream call; the server sends it to COM1 and draws it);
 //! - `longest_masked_ns`: the longest stretch the kernel ran with interrupts masked (from
 //!   `sysinfo`), after the operations above and a few long ones: a 32 MiB `mmap`/`munmap`, a
-//!   spawn of the largest program, and a `write` of 256 newlines to the console.
+//!   spawn of the largest program, a `write` of 256 newlines to the console, a fault storm
+//!   (12 children of the largest program killed by a page fault, each fault reported with a
+//!   named backtrace) and a spawn and exit storm (12 of them started, then all reaped).
 #![no_std]
 #![no_main]
 
@@ -111,6 +113,30 @@ fn long_operations() -> u32 {
         Err(_) => failures += 1,
     }
     failures += u32::from(sys::write(1, &[b'\n'; 256]).is_err());
+    // A fault storm: each child's report names its frames from the largest symbol table.
+    failures += storm(&["usertests", "--child", "write_to_text"]);
+    // A spawn and exit storm.
+    failures += storm(&["usertests", "--child", "exit_with", "0"]);
+    failures
+}
+
+/// Children [`storm`] starts before it waits for any.
+const STORM_CHILDREN: usize = 12;
+
+/// Starts [`STORM_CHILDREN`] copies of `usertests` with `argv`, then waits for them all;
+/// returns how many could not be started or waited for.
+fn storm(argv: &[&str]) -> u32 {
+    let mut failures = 0;
+    let mut children = alloc::vec::Vec::new();
+    for _ in 0..STORM_CHILDREN {
+        match process::spawn_child("usertests", argv, &[1, 2]) {
+            Ok(child) => children.push(child),
+            Err(_) => failures += 1,
+        }
+    }
+    for child in children {
+        failures += u32::from(sys::wait(Some(child)).is_err());
+    }
     failures
 }
 

@@ -10,10 +10,10 @@
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
 //! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
-//! server), [`devices`] (device capabilities and the kernel's log) and [`smp`] (processes
-//! running at once on several CPUs). [`helpers`] holds the helper roles multi-process cases
-//! start (the subjects from `handles` on keep their own), and [`common`] what the cases
-//! share.
+//! server), [`devices`] (device capabilities and the kernel's log), [`smp`] (processes
+//! running at once on several CPUs) and [`scheduling`] (fair turns for every ready
+//! process). [`helpers`] holds the helper roles multi-process cases start (the subjects from
+//! `handles` on keep their own), and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
 //! and exits 0 only when nothing failed. Names on the command line run just those cases. A
@@ -44,6 +44,7 @@ mod privileged;
 mod processes;
 mod protection;
 mod registers;
+mod scheduling;
 mod smp;
 mod streams;
 
@@ -68,6 +69,7 @@ fn main() -> i32 {
         streams::CASES,
         devices::CASES,
         smp::CASES,
+        scheduling::CASES,
     ]
     .concat();
     let helpers = [
@@ -78,6 +80,7 @@ fn main() -> i32 {
         pipes::HELPERS,
         streams::HELPERS,
         devices::HELPERS,
+        scheduling::HELPERS,
         smp::HELPERS,
     ]
     .concat();
