@@ -20,6 +20,15 @@
 //! yet. Each CPU therefore records the context it is leaving until the switch is done, and a
 //! switch to a context another CPU is still leaving waits for its state, which takes a few
 //! instructions and no lock.
+//!
+//! **Freeing a stack.** A stack may be freed when no CPU runs it (or has chosen to: a CPU
+//! writes its running note before it switches) and the CPU that left it last has saved its
+//! state. Saving the stack pointer is the leaving CPU's last touch of the stack, so a saved
+//! state is the exact sign that it is done with it. The leaving note is not such a sign: it
+//! is cleared only when the leaving CPU's next context runs, and a host that deschedules that
+//! CPU's thread right after the save leaves the note standing while another CPU resumes the
+//! context, runs it to its exit and frees its stack (the fuzzer on a busy host panicked with
+//! "freeing the kernel stack of a running context"; see decision 53).
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -103,13 +112,10 @@ pub fn running() -> Context {
     Context::decode(RUNNING[cpu::index()].load(Ordering::Relaxed))
 }
 
-/// The first CPU that runs `context` (`Ok`), or else the first that is still leaving it
-/// (`Err`): a stack in use by neither may be freed.
-fn users(context: Context) -> Option<Result<usize, usize>> {
+/// The CPU that runs `context`, or has chosen to (its note is written before the switch).
+fn running_on(context: Context) -> Option<usize> {
     let value = context.encode();
-    let running = RUNNING.iter().position(|entry| entry.load(Ordering::Acquire) == value);
-    let leaving = || LEAVING.iter().position(|entry| entry.load(Ordering::Acquire) == value);
-    running.map(Ok).or_else(|| leaving().map(Err))
+    RUNNING.iter().position(|entry| entry.load(Ordering::Acquire) == value)
 }
 
 /// Suspends the context this CPU runs and resumes `to`. Returns when something switches back
@@ -119,8 +125,8 @@ pub fn switch_to(to: Context) {
     let this_cpu = cpu::index();
     let from = Context::decode(RUNNING[this_cpu].load(Ordering::Relaxed));
     assert_ne!(from, to, "switching a context to itself");
-    // A freed stack has no saved state (its drop cleared it, and nothing can be leaving it),
-    // so this also refuses a switch to a freed stack.
+    // A freed stack has no saved state (its drop cleared it), so this also refuses a switch
+    // to a freed stack, once any leaving note that still names its slot is cleared.
     let target = loop {
         let target = to.saved().swap(0, Ordering::AcqRel);
         if target != 0 {
@@ -241,23 +247,19 @@ impl KernelStack {
             slots[slot] = true;
             slot
         };
-        let stack = Self { slot };
-        for page in stack.pages() {
+        for page in stack_pages(slot) {
             if map_kernel_page(page, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).is_err() {
-                // Dropping unmaps whatever part was mapped.
+                // SAFETY: the slot was taken above for this stack, whose pages nothing has
+                // seen; the part that was mapped goes.
+                unsafe { release_slot(slot) };
                 return None;
             }
         }
-        Some(stack)
+        Some(Self { slot })
     }
 
     fn base(&self) -> VirtAddr {
-        VirtAddr::new(KERNEL_STACKS_START + self.slot as u64 * SLOT_PAGES * FRAME_SIZE)
-    }
-
-    fn pages(&self) -> impl Iterator<Item = Page> {
-        let first_stack_page = Page::containing_address(self.base() + FRAME_SIZE);
-        (0..STACK_PAGES).map(move |index| first_stack_page + index)
+        slot_base(self.slot)
     }
 
     /// The address just above the stack (16-byte aligned), where pushing starts.
@@ -321,18 +323,45 @@ impl KernelStack {
     }
 }
 
+/// The lowest address of slot `slot` (its guard page).
+fn slot_base(slot: usize) -> VirtAddr {
+    VirtAddr::new(KERNEL_STACKS_START + slot as u64 * SLOT_PAGES * FRAME_SIZE)
+}
+
+/// The stack pages of slot `slot`, above its guard page.
+fn stack_pages(slot: usize) -> impl Iterator<Item = Page> {
+    let first_stack_page = Page::containing_address(slot_base(slot) + FRAME_SIZE);
+    (0..STACK_PAGES).map(move |index| first_stack_page + index)
+}
+
+/// Unmaps whatever is mapped of slot `slot`'s stack, frees those frames, and gives the slot
+/// back.
+///
+/// # Safety
+/// The slot must be in use, for a stack that nothing will touch again: no CPU runs on it or
+/// will switch to it, and no reference into it is left.
+unsafe fn release_slot(slot: usize) {
+    let first = stack_pages(slot).next().expect("a stack has pages");
+    // SAFETY: the slot's pages were mapped by `map_kernel_page` for this stack alone, and the
+    // caller guarantees nothing uses them any more; pages not mapped are skipped.
+    unsafe { unmap_kernel_pages(first, STACK_PAGES) };
+    SLOTS_IN_USE.lock()[slot] = false;
+}
+
 impl Drop for KernelStack {
+    /// Frees the stack once no CPU runs it and the last CPU that left it has saved its state
+    /// (see "Freeing a stack" in the module comment).
     fn drop(&mut self) {
+        let context = self.context();
         assert!(!self.is_running(), "freeing the kernel stack the CPU is running on");
-        if let Some(user) = users(self.context()) {
-            panic!("freeing the kernel stack of a running context ({:?}, CPU {user:?}; this is CPU {})", self.context(), cpu::index());
+        if let Some(cpu) = running_on(context) {
+            panic!("freeing the kernel stack of {context:?}, which CPU {cpu} runs (this is CPU {})", cpu::index());
         }
-        self.context().saved().store(0, Ordering::Release);
-        let first = self.pages().next().expect("a stack has pages");
-        // A page may be missing only if `new` failed part-way; `unmap_kernel_pages` skips it.
-        // SAFETY: `new` mapped the pages for this stack alone; no CPU runs on or is leaving it
-        // (checked above), its saved state is gone, and `words_mut` borrows are over.
-        unsafe { unmap_kernel_pages(first, STACK_PAGES) };
-        SLOTS_IN_USE.lock()[self.slot] = false;
+        let saved = context.saved().swap(0, Ordering::AcqRel);
+        assert_ne!(saved, 0, "freeing the kernel stack of {context:?}, which no CPU runs but whose state is not saved");
+        // SAFETY: the slot is this stack's; no CPU runs it or can choose it (its owner let it
+        // go), the CPU that left it last saved its state, which is that CPU's last touch of
+        // the stack, and that state is gone now; `words_mut` borrows are over.
+        unsafe { release_slot(self.slot) };
     }
 }
