@@ -55,6 +55,9 @@ pub enum ProcessState {
     Running = 1,
     /// Off the run queue until an event (console input, a message, a process's end, a timer).
     Blocked = 2,
+    /// Ended, and leaving: its CPU is switching away from it, and it leaves the table (with
+    /// its kernel stack and its object's last kernel reference) once that switch is done.
+    Ending = 3,
 }
 
 impl ProcessState {
@@ -64,6 +67,7 @@ impl ProcessState {
             0 => Some(Self::Ready),
             1 => Some(Self::Running),
             2 => Some(Self::Blocked),
+            3 => Some(Self::Ending),
             _ => None,
         }
     }
@@ -74,6 +78,7 @@ impl ProcessState {
             Self::Ready => "ready",
             Self::Running => "running",
             Self::Blocked => "blocked",
+            Self::Ending => "ending",
         }
     }
 }

@@ -70,6 +70,8 @@ pub enum State {
     Running,
     /// Off the run queue until an event.
     Blocked(BlockReason),
+    /// Ended: its CPU is switching away for the last time (see `scheduler::Departed`).
+    Ending,
 }
 
 /// A process control block.
@@ -123,6 +125,7 @@ impl Process {
             State::Ready => ProcessState::Ready,
             State::Running => ProcessState::Running,
             State::Blocked(_) => ProcessState::Blocked,
+            State::Ending => ProcessState::Ending,
         };
         let mut name = [0u8; NAME_MAX];
         let length = self.name.len().min(NAME_MAX);

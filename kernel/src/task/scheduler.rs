@@ -26,11 +26,12 @@
 //!   last CPU it ran on; `ps` shows both.
 //! - **Exit**: memory is freed in steps with preemption points between them (a process of
 //!   64 MiB takes tens of millions of instructions to free), then the handles are closed and
-//!   it leaves the table; the kernel stack, which the exiting code still runs on, is freed
-//!   right after the switch away, and only then is how it ended recorded in its object (which
-//!   whoever holds a handle can `wait` for) and are waiters woken, so that a waiter on another
-//!   CPU never finds the stack's frames still in use. There are no zombies and no
-//!   reparenting. When the first process exits, the machine shuts down with its status.
+//!   it is marked ending; right after its CPU switches away from it for the last time, it
+//!   leaves the table, the kernel stack it ran on is freed, and how it ended is recorded in
+//!   its object (which whoever holds a handle can `wait` for) and waiters are woken, all in
+//!   one hold of the big kernel lock, so that no CPU sees it gone or ended while its frames or
+//!   objects are still in use. There are no zombies and no reparenting. When the first
+//!   process exits, the machine shuts down with its status.
 //!
 //! The kernel runs with interrupts masked (except in the idle loop's halt and at preemption
 //! points) and under the big kernel lock, so the scheduler lock is taken by one CPU at a
@@ -44,7 +45,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use abi::{ExitInfo, ProcessInfo};
+use abi::ProcessInfo;
 use spin::Mutex;
 
 use super::executor;
@@ -157,23 +158,31 @@ struct CpuState {
     departed: Option<Departed>,
 }
 
-/// A process that has left the table but still ran on its kernel stack when it did. Right
-/// after its CPU switched away, the stack is freed, and only then is the process's end
-/// recorded and are waiters woken: whoever learns that it ended (on any CPU) finds every
-/// frame it had back.
+/// A process that has ended (state [`State::Ending`]) but still ran on its kernel stack when
+/// it did. Right after its CPU switched away, it leaves the table, its stack is freed, its end
+/// is recorded and waiters are woken, all in one hold of the big kernel lock: whoever learns
+/// that it ended, or sees it gone from the table (on any CPU), finds every frame and object it
+/// had back (see decision 50).
 #[derive(Debug)]
 struct Departed {
-    stack: KernelStack,
-    object: Arc<ProcessObject>,
-    ending: ExitInfo,
+    slot: usize,
+    pid: Pid,
+    status: i32,
 }
 
 impl Departed {
-    /// Frees the stack, records the end and wakes every process waiting for an end. Takes
-    /// the scheduler lock itself, and drops the object outside it.
+    /// Takes the process out of the table, frees its stack, records its end and wakes every
+    /// process waiting for an end. Takes the scheduler lock itself, and drops the process's
+    /// parts outside it.
     fn finish(self) {
-        let Self { stack, object, ending } = self;
-        drop(stack);
+        let process = with_scheduler(|scheduler| {
+            let process = scheduler.processes.remove_at(self.slot).expect("an ending process is in the table");
+            assert_eq!((process.pid, process.state), (self.pid, State::Ending), "the slot of an ending process was reused");
+            process
+        });
+        let ending = process.exit_info(self.status);
+        let object = process.object.clone();
+        drop(process);
         *object.exit.lock() = Some(ending);
         with_scheduler(|scheduler| scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. })));
     }
@@ -839,9 +848,10 @@ fn release_memory(memory: Arc<ProcessMemory>) {
     drop(memory);
 }
 
-/// Ends the running process with `status`: frees its memory, closes its handles, records
-/// how it ended in its object (for whoever holds a handle to it), leaves the process table,
-/// and wakes every process waiting for an end.
+/// Ends the running process with `status`: frees its memory, closes its handles, and
+/// switches away for the last time; then (see [`Departed`]) it leaves the process table, its
+/// end is recorded in its object (for whoever holds a handle to it), and every process
+/// waiting for an end is woken.
 pub fn exit_current(status: i32) -> ! {
     let pid = current_pid();
     let (memory, object) =
@@ -853,19 +863,15 @@ pub fn exit_current(status: i32) -> ! {
     let handles = object.handles.lock().take_all();
     drop(handles);
     crate::object::device::forget_process(&object);
-    let (shut_down, leaving) = with_scheduler(|scheduler| {
+    let shut_down = with_scheduler(|scheduler| {
         let this_cpu = cpu::index();
         let slot = scheduler.current_slot().expect("an exiting process is current");
-        let mut process = scheduler.processes.remove_at(slot).expect("the exiting process is in the table");
-        let stack = process.kernel_stack.take().expect("an exiting process runs on its kernel stack");
-        let departed = Departed { stack, object: process.object.clone(), ending: process.exit_info(status) };
-        let earlier = scheduler.cpus[this_cpu].departed.replace(departed);
+        scheduler.current_process().state = State::Ending;
+        let earlier = scheduler.cpus[this_cpu].departed.replace(Departed { slot, pid, status });
         assert!(earlier.is_none(), "a departed process was not finished after its switch");
         DEPARTED[this_cpu].store(true, Ordering::Release);
-        (scheduler.first_pid == Some(pid), process)
+        scheduler.first_pid == Some(pid)
     });
-    // The table's entry (its name, its reference to the object) goes outside the lock.
-    drop(leaving);
     drop(object);
     if shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");
