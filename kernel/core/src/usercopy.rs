@@ -145,15 +145,6 @@ impl UserSlice {
         source.copy_to(0, &mut bytes);
         Ok(bytes)
     }
-
-    /// Copies `data` to the start of the range; `data` must fit in it.
-    pub fn write_from(&self, data: &[u8]) -> Result<(), i64> {
-        if data.len() as u64 > self.len {
-            return Err(EFAULT);
-        }
-        UserSlice::new(self.address, data.len() as u64).check_writable()?.copy_from(0, data);
-        Ok(())
-    }
 }
 
 // A checked range stays valid until the syscall returns, across preemption points too: a

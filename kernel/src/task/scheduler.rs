@@ -353,7 +353,7 @@ impl Scheduler {
                     // An exiting process frees its memory with the kernel's own table active.
                     None => crate::mm::paging::activate_kernel_root(),
                 }
-                cpu::set_kernel_stack(stack.top());
+                stack.load_for_entries();
                 gdt::set_io_permissions(&process.io_ports);
                 cpu::set_current_pid(process.pid);
                 self.cpus[this_cpu].current = Some(slot);

@@ -136,7 +136,7 @@ pub fn switch_to(to: Context) {
         assert!(being_left, "switching to a context with no saved state");
         core::hint::spin_loop();
     };
-    debug_assert!(!cpu::interrupts_enabled(), "switching with interrupts enabled");
+    assert!(!cpu::interrupts_enabled(), "switching with interrupts enabled");
     LEAVING[this_cpu].store(from.encode(), Ordering::Release);
     RUNNING[this_cpu].store(to.encode(), Ordering::Release);
     kernel_lock::release();
@@ -146,7 +146,7 @@ pub fn switch_to(to: Context) {
     // again). `from` is the context this CPU runs, tracked here, so its save slot is the
     // right one.
     // SAFETY: as above; `from.saved()` is a static, valid for the write; interrupts are
-    // masked (the kernel runs with them masked; checked above in debug builds).
+    // masked (checked above).
     unsafe { switch_context(from.saved().as_ptr(), target) };
     finish_switch();
 }
@@ -178,7 +178,7 @@ pub struct KernelStack {
 /// Creates the page tables that cover the whole kernel-stack region, so that creating and
 /// freeing stacks later never allocates or keeps table frames: a process's life leaves the
 /// free-frame count exactly where it was, from the first process on.
-pub fn init() {
+pub(crate) fn init() {
     let region_end = KERNEL_STACKS_START + MAX_STACKS as u64 * SLOT_PAGES * FRAME_SIZE;
     let table_span = 512 * FRAME_SIZE;
     let mut address = KERNEL_STACKS_START;
@@ -312,6 +312,15 @@ pub fn idle_stack(cpu: usize) -> Option<VirtAddr> {
 }
 
 impl KernelStack {
+    /// Makes this stack the one this CPU enters on from ring 3 (the TSS's `RSP0` and the
+    /// `syscall` path's per-CPU slot), for the process about to run on it.
+    #[inline]
+    pub fn load_for_entries(&self) {
+        // SAFETY: `self` is a mapped kernel stack; it is the running process's (the scheduler
+        // loads it for the process it resumes), and stays mapped while that process can enter.
+        unsafe { cpu::set_kernel_stack(self.top()) };
+    }
+
     /// Whether the CPU is running on this stack now.
     pub fn is_running(&self) -> bool {
         (self.guard_page()..self.top()).contains(&cpu::stack_pointer())

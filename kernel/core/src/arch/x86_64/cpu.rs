@@ -184,8 +184,14 @@ const _: () = assert!(
 
 /// Points `GS` at CPU `index`'s block. The kernel runs with this `GS` base from now on; user
 /// code starts with base 0, swapped in by the first return to ring 3. Each CPU calls it once,
-/// for itself.
+/// for itself. A second call for the same CPU (or a CPU number past [`MAX_CPUS`]) panics:
+/// another CPU's `GS` would then point at a live block.
 pub fn init_per_cpu(index: usize) {
+    static STARTED: [core::sync::atomic::AtomicBool; MAX_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; MAX_CPUS];
+    assert!(
+        index < MAX_CPUS && !STARTED[index].swap(true, Ordering::Relaxed),
+        "cpu::init_per_cpu({index}) called twice or past MAX_CPUS"
+    );
     let block = &PER_CPU[index];
     block.index.store(index as u32, Ordering::Relaxed);
     GsBase::write(VirtAddr::from_ptr(block));
@@ -211,9 +217,14 @@ fn this() -> &'static PerCpu {
 }
 
 /// Makes `top` the stack the CPU switches to on the next entry from ring 3, through both
-/// the TSS (interrupts, exceptions, `int 0x80`) and the per-CPU block (`syscall`).
+/// the TSS (interrupts, exceptions, `int 0x80`) and the per-CPU block (`syscall`). The safe
+/// way in is `KernelStack::load_for_entries`, which can only name a mapped kernel stack.
+///
+/// # Safety
+/// `top` must be the top of a mapped kernel stack that nothing else runs on, and stay so
+/// until another call replaces it.
 #[inline]
-pub fn set_kernel_stack(top: VirtAddr) {
+pub(crate) unsafe fn set_kernel_stack(top: VirtAddr) {
     let index = index();
     PER_CPU[index].kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
     super::gdt::set_privilege_stack(index, top);

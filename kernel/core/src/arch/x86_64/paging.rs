@@ -1,7 +1,5 @@
-//! The page-table root register and the TLB.
+//! The page-table root register (CR3).
 
-use ::x86_64::VirtAddr;
-use ::x86_64::instructions::tlb;
 use ::x86_64::registers::control::{Cr3, Cr3Flags};
 use ::x86_64::structures::paging::PhysFrame;
 
@@ -22,12 +20,6 @@ pub unsafe fn switch_root(root: PhysFrame) {
         // SAFETY: guaranteed by the caller.
         unsafe { Cr3::write(root, Cr3Flags::empty()) };
     }
-}
-
-/// Drops this CPU's cached translation of the page containing `address` (only this CPU's:
-/// see [`super::tlb::shoot_down`] for the others).
-pub fn flush_page(address: VirtAddr) {
-    tlb::flush(address);
 }
 
 /// Reloads CR3 with the active root, flushing every non-global translation.
