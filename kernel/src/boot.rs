@@ -22,7 +22,6 @@ use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::arch::x86_64::smp::{self, StartupParameters};
 use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, irq, kernel_lock, ps2, qemu, serial, syscall_entry, trap};
 use crate::mm::kernel_stack;
-use crate::syscall::usercopy;
 use crate::{backtrace, klog, ktest, mm, object, println, syscall, task, time};
 
 /// The kernel's version, as the banner shows it.
@@ -68,7 +67,6 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // its idle loop first halts.
     kernel_lock::acquire();
     hooks::install(&HOOKS);
-    usercopy::install_current_memory(task::scheduler::lend_current_memory);
     trap::init();
     let protections = cpu::enable_protections();
     log::info!(

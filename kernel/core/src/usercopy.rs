@@ -18,21 +18,9 @@ use core::marker::PhantomData;
 use core::mem::size_of;
 
 use abi::errno::EFAULT;
-use spin::Once;
 
 use crate::arch::x86_64::cpu::with_user_access;
-use crate::mm::user_memory::UserMemory;
-
-/// How `usercopy` finds the calling process's memory: lends it, locked, to the closure.
-/// The scheduler installs it once at boot ([`install_current_memory`]).
-pub type CurrentMemory = fn(&mut dyn FnMut(&mut UserMemory));
-
-static CURRENT_MEMORY: Once<CurrentMemory> = Once::new();
-
-/// Installs the scheduler's way to the calling process's memory. Only the first call counts.
-pub fn install_current_memory(hook: CurrentMemory) {
-    CURRENT_MEMORY.call_once(|| hook);
-}
+use crate::mm::user_memory::with_active;
 
 /// Data that may be copied byte for byte to and from user memory.
 ///
@@ -76,22 +64,11 @@ const _: () = assert!(
 );
 
 /// Whether the caller may access `[address, address + len)` (writing too, if `write`); an
-/// empty range always.
-///
-/// The copies go through the page table this CPU has loaded, so the check is made against
-/// that table and no other: memory the hook lends that is not the active address space
-/// grants nothing.
+/// empty range always. The copies go through the page table this CPU has loaded, so the
+/// check is made against that table's memory and no other.
+#[inline]
 fn accessible(address: u64, len: u64, write: bool) -> bool {
-    if len == 0 {
-        return true;
-    }
-    let Some(current_memory) = CURRENT_MEMORY.get() else { return false };
-    let mut allowed = false;
-    current_memory(&mut |memory| {
-        let space = memory.space();
-        allowed = space.is_active() && space.check_user_access(address, len, write);
-    });
-    allowed
+    len == 0 || with_active(|memory| memory.space().check_user_access(address, len, write)).unwrap_or(false)
 }
 
 /// A byte range in the caller's memory.

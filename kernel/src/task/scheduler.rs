@@ -479,11 +479,6 @@ pub fn with_current_memory<R>(f: impl FnOnce(&mut UserMemory) -> R) -> R {
     f(&mut locked)
 }
 
-/// [`with_current_memory`] in the shape `usercopy` installs.
-pub fn lend_current_memory(f: &mut dyn FnMut(&mut UserMemory)) {
-    with_current_memory(f);
-}
-
 /// What long memory operations call between steps: a preemption point whose "killed"
 /// answer is left for the way back to ring 3 (the operation finishes first).
 pub fn pause() {

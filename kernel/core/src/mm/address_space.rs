@@ -202,12 +202,6 @@ impl AddressSpace {
         self.root
     }
 
-    /// Whether it is the address space this CPU has loaded (its root in CR3).
-    #[inline]
-    pub fn is_active(&self) -> bool {
-        crate::arch::x86_64::paging::active_root() == self.root
-    }
-
     /// Makes the kernel's own table the active one (before this address space goes away).
     pub fn deactivate(&self) {
         if crate::arch::x86_64::paging::active_root() == self.root {
