@@ -227,6 +227,7 @@ impl KernelStack {
     }
 
     /// The context that runs on this stack.
+    #[inline]
     pub fn context(&self) -> Context {
         Context::Stack(self.slot)
     }
@@ -248,6 +249,7 @@ impl KernelStack {
         Some(stack)
     }
 
+    #[inline]
     fn base(&self) -> VirtAddr {
         VirtAddr::new(KERNEL_STACKS_START + self.slot as u64 * SLOT_PAGES * FRAME_SIZE)
     }
@@ -258,6 +260,7 @@ impl KernelStack {
     }
 
     /// The address just above the stack (16-byte aligned), where pushing starts.
+    #[inline]
     pub fn top(&self) -> VirtAddr {
         self.base() + SLOT_PAGES * FRAME_SIZE
     }

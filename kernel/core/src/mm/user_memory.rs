@@ -503,7 +503,7 @@ pub fn with_active<R>(f: impl FnOnce(&mut UserMemory) -> R) -> Option<R> {
     // naming it); it cannot be dropped while this runs, since it is dropped only by kernel code
     // under the big kernel lock, which this CPU holds, with interrupts masked.
     let memory = unsafe { pointer.as_ref() }?;
-    (crate::arch::x86_64::paging::active_root() == memory.root).then(|| f(&mut memory.lock()))
+    crate::arch::x86_64::paging::is_active_root(memory.root).then(|| f(&mut memory.lock()))
 }
 
 /// The user stack's mapped range `[start, USER_STACK_TOP)`.

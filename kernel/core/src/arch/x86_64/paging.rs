@@ -8,6 +8,19 @@ pub fn active_root() -> PhysFrame {
     Cr3::read().0
 }
 
+/// Whether `root` is the active top-level page table: [`active_root`] without building a
+/// frame, for the user-copy checks.
+#[inline]
+pub fn is_active_root(root: PhysFrame) -> bool {
+    let cr3: u64;
+    // SAFETY: reading CR3 has no side effect.
+    unsafe { core::arch::asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+    cr3 & ROOT_ADDRESS_BITS == root.start_address().as_u64()
+}
+
+/// The bits of CR3 that hold the root's physical address (the rest are flags and the PCID).
+const ROOT_ADDRESS_BITS: u64 = 0x000f_ffff_ffff_f000;
+
 /// Makes `root` the active top-level page table (a CR3 write, which also flushes every
 /// non-global TLB entry), and records it for TLB shootdowns.
 ///
