@@ -52,7 +52,8 @@ use super::loader::{self, Image, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
 use crate::arch::x86_64::cpu::{self, MAX_CPUS};
-use crate::arch::x86_64::{gdt, kernel_lock, smp};
+use crate::arch::x86_64::kernel_lock::{self, Pause};
+use crate::arch::x86_64::{gdt, smp};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
@@ -367,7 +368,7 @@ impl Scheduler {
                 // An idle CPU holds no process's address space, so only the CPU that runs a
                 // process can cache its translations (see `arch::x86_64::tlb`).
                 crate::mm::paging::activate_kernel_root();
-                Context::Idle(this_cpu)
+                Context::idle()
             }
         };
         // Another process's stack, or the idle context when a process ran: never the
@@ -499,9 +500,7 @@ fn let_others_in() {
     if kernel_lock::contended_for().is_some_and(|cycles| crate::time::cycles_to_ns(cycles) < LOCK_TURN_NS) {
         return;
     }
-    kernel_lock::release();
-    cpu::take_pending_interrupts();
-    kernel_lock::acquire();
+    kernel_lock::release_for(Pause::TakePendingInterrupts);
 }
 
 /// A CPU's idle loop, on its idle stack (the boot stack for the boot processor): runs ready
@@ -526,9 +525,7 @@ pub fn run_idle_loop() -> ! {
                 idle
             });
         if idle {
-            kernel_lock::release();
-            smp::idle_halt();
-            kernel_lock::acquire();
+            kernel_lock::release_for(Pause::IdleHalt);
             with_scheduler(|scheduler| scheduler.idle_cpus &= !(1 << this_cpu));
         } else {
             // A task that stays ready (one that wakes itself each round)

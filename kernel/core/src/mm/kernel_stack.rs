@@ -53,9 +53,13 @@ static SLOTS_IN_USE: Mutex<[bool; MAX_STACKS]> = Mutex::new([false; MAX_STACKS])
 static SAVED_STACK_POINTERS: [AtomicU64; MAX_STACKS + MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_STACKS + MAX_CPUS];
 
 /// A suspended (or running) flow of control in the kernel: a process's kernel stack, or the
-/// stack a CPU's idle loop runs on.
+/// stack a CPU's idle loop runs on. Made only from a live [`KernelStack`] or as this CPU's
+/// idle context, so a switch can name no other CPU's idle stack and no slot out of range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Context {
+pub struct Context(Place);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
     /// The idle loop of this CPU (on CPU 0, the stack the bootloader gave the kernel).
     Idle(usize),
     /// The kernel stack in this slot.
@@ -63,19 +67,33 @@ pub enum Context {
 }
 
 impl Context {
+    /// The idle context of the CPU running this.
+    #[inline]
+    pub fn idle() -> Self {
+        Self(Place::Idle(cpu::index()))
+    }
+
+    /// The kernel-stack slot it runs on; `None` for an idle context.
+    pub fn stack_slot(self) -> Option<usize> {
+        match self.0 {
+            Place::Stack(slot) => Some(slot),
+            Place::Idle(_) => None,
+        }
+    }
+
     fn saved(self) -> &'static AtomicU64 {
         &SAVED_STACK_POINTERS[self.encode()]
     }
 
     fn encode(self) -> usize {
-        match self {
-            Self::Idle(cpu) => MAX_STACKS + cpu % MAX_CPUS,
-            Self::Stack(slot) => slot,
+        match self.0 {
+            Place::Idle(cpu) => MAX_STACKS + cpu % MAX_CPUS,
+            Place::Stack(slot) => slot,
         }
     }
 
     fn decode(value: usize) -> Self {
-        if value >= MAX_STACKS { Self::Idle(value - MAX_STACKS) } else { Self::Stack(value) }
+        Self(if value >= MAX_STACKS { Place::Idle(value - MAX_STACKS) } else { Place::Stack(value) })
     }
 }
 
@@ -229,7 +247,7 @@ impl KernelStack {
     /// The context that runs on this stack.
     #[inline]
     pub fn context(&self) -> Context {
-        Context::Stack(self.slot)
+        Context(Place::Stack(self.slot))
     }
 
     fn new() -> Option<Self> {
