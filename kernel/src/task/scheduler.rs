@@ -538,16 +538,16 @@ pub fn run_idle_loop() -> ! {
 /// The part of a timer interrupt on this CPU that needs no lock: marks the running process's
 /// time slice as used up when the clock says so (whether the tick found the process in ring 3
 /// or at a preemption point in a long syscall). Returns whether the kernel has more to do
-/// under its lock: a sleeper is due ([`on_timer_tick`]), or the running process must look at
-/// its state, or a kernel task is ready. Most ticks have nothing to do, and so never queue for
-/// the big kernel lock.
+/// under its lock: a sleeper is due ([`on_timer_tick`]), or this CPU was asked for attention
+/// (the running process must look at its state, or a kernel task it woke is ready). Most ticks
+/// have nothing to do, and so never queue for the big kernel lock.
 pub fn timer_tick_without_lock() -> bool {
     let now = crate::time::uptime_ns();
     let this_cpu = cpu::index();
     if cpu::current_pid() != 0 && slice_used(this_cpu, now) {
         cpu::request_attention(this_cpu);
     }
-    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || cpu::attention_requested() || executor::has_ready()
+    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || cpu::attention_requested()
 }
 
 /// The part of a timer interrupt that runs under the big kernel lock: wakes due sleepers. A
@@ -591,12 +591,11 @@ pub fn preemption_point() -> Result<(), Killed> {
 }
 
 fn reschedule_if_needed() -> Result<(), Killed> {
-    if executor::has_ready() {
-        executor::run_ready();
-    }
     if !cpu::take_attention_request() {
         return Ok(());
     }
+    // A kernel task's waker asks for attention (see `executor`).
+    executor::run_ready();
     attend()
 }
 
