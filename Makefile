@@ -18,17 +18,19 @@ run: deps
 	cargo run --release -- $(ARGS) || [ $$? -eq 125 ]
 
 # Lints first, with warnings denied, so the lints the crates configure take effect: the host
-# crates with all their targets, the kernel and the user programs as built for the machine,
-# and the kernel library as built for its host unit tests.
+# crates with all their targets, the kernel (its privileged core included) and the user
+# programs as built for the machine, and the kernel's two libraries as built for their host
+# unit tests (the core with its allocator benchmark).
 test: deps
 	cargo clippy --release -p abi -p userlib -p console -p enigma --all-targets -- -D warnings
-	cargo clippy --release -p kernel -p userspace --target x86_64-unknown-none -- -D warnings
+	cargo clippy --release -p kernel -p enigma-core -p userspace --target x86_64-unknown-none -- -D warnings
 	cargo clippy --release -p kernel --lib --tests -- -D warnings
-	cargo test --release -p abi -p kernel -p userlib -p console -p enigma
+	cargo clippy --release -p enigma-core --lib --tests --benches -- -D warnings
+	cargo test --release -p abi -p enigma-core -p kernel -p userlib -p console -p enigma
 
 # Enigma's heap allocators against linked_list_allocator and talc, on the host.
 bench-alloc: toolchain
-	cargo bench -p kernel --bench alloc
+	cargo bench -p enigma-core --bench alloc
 
 # A long syscall-fuzzing run; a kernel panic would end it with status 101.
 fuzz: deps

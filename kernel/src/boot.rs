@@ -338,7 +338,7 @@ fn fatal_fault(fault: &CpuFault, frame: &TrapFrame) -> ! {
             klog::print_panic(format_args!(
                 "kernel stack overflow: the stack in slot {slot} ran into its guard page (rsp {:#x}, {} context)\n",
                 frame.rsp,
-                if kernel_stack::running() == kernel_stack::Context::Stack(slot) { "running" } else { "another" },
+                if kernel_stack::running().stack_slot() == Some(slot) { "running" } else { "another" },
             ));
         }
         if ktest::expecting_double_fault() {

@@ -19,7 +19,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PageTableFlags;
 
-use crate::arch::x86_64::{cpu, kernel_lock, qemu, smp, trap};
+use crate::arch::x86_64::kernel_lock::{self, Pause};
+use crate::arch::x86_64::{cpu, qemu, smp, trap};
 use crate::mm::address_space::{AddressSpace, UserRights};
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::paging::ScratchPage;
@@ -43,9 +44,7 @@ macro_rules! ensure {
 /// Halts until an interrupt, with the big kernel lock released meanwhile (as the idle loop
 /// does: an interrupt from code that ran with interrupts enabled takes the lock).
 fn wait_for_interrupt() {
-    kernel_lock::release();
-    cpu::wait_for_interrupt();
-    kernel_lock::acquire();
+    kernel_lock::release_for(Pause::Halt);
 }
 
 /// Every test `--ktest all` runs, in order.
@@ -126,7 +125,7 @@ pub fn finish_double_fault_test(overflowed_slot: Option<usize>) -> ! {
     let (name, passed) = match EXPECTED_OVERFLOW.load(Ordering::Relaxed) {
         expected if expected == ExpectedOverflow::ProcessStack as u8 => (
             "process_stack_overflow",
-            overflowed_slot.is_some_and(|slot| kernel_stack::running() == Context::Stack(slot)),
+            overflowed_slot.is_some_and(|slot| kernel_stack::running().stack_slot() == Some(slot)),
         ),
         _ => ("stack_overflow", overflowed_slot.is_none()),
     };
@@ -393,7 +392,7 @@ fn kernel_stack_knows_when_it_runs() -> TestResult {
     let stack = KernelStack::new_for_user(trap::TrapFrame::new_user(0x40_0000, 0x7fff_0000_0000))
         .ok_or("kernel stack allocation failed")?;
     ensure!(!stack.is_running(), "a stack nothing runs on claims to be running");
-    ensure!(kernel_stack::running() == Context::Idle(0), "the tests do not run on the boot stack");
+    ensure!(cpu::index() == 0 && kernel_stack::running() == Context::idle(), "the tests do not run on the boot stack");
     Ok(())
 }
 

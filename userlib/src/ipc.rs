@@ -249,6 +249,20 @@ impl Endpoint {
         Ok((registers.message, arrived(&buffers)))
     }
 
+    /// Answers `reply` (if any) with `message` and `transfer`'s bytes and handles, then waits
+    /// (at most `timeout` nanoseconds) for the next message, whose bytes go to
+    /// `transfer.receive`: one `reply_recv`, the loop of a server that answers without a
+    /// copy (the bytes are sent from where they lie). The reply is used up whatever happens;
+    /// an answer its caller cannot take is dropped, and the result is the receive's.
+    pub fn reply_recv(&self, reply: Option<Reply>, message: &Message, transfer: &mut Transfer, timeout: u64) -> Result<Request> {
+        let mut buffers = transfer.buffers()?;
+        let reply = reply.map_or(NO_HANDLE, |reply| reply.0.into_raw());
+        // SAFETY: as in `call_with`.
+        let registers =
+            checked(unsafe { raw_ipc(REPLY_RECV, reply, message, &raw mut buffers as u64, timeout, self.0.raw()) })?;
+        Ok(Request::new(registers, arrived(&buffers)))
+    }
+
     /// Waits (at most `timeout` nanoseconds) for a message; its bytes go to `room`.
     pub fn recv(&self, room: &mut [u8], timeout: u64) -> Result<Request> {
         let mut transfer = Transfer { receive: Some(room), ..Transfer::default() };

@@ -4,25 +4,16 @@
 //! r9`) from either `int 0x80` or `syscall` and calls [`dispatch`]; the result goes back in
 //! `rax`, `>= 0` for success and `-errno` for failure. Handlers see arguments as plain
 //! integers and reach user memory only through [`usercopy`].
-pub mod usercopy;
+pub use enigma_core::usercopy;
 
-#[forbid(unsafe_code)]
 mod device;
-#[forbid(unsafe_code)]
 mod handle;
-#[forbid(unsafe_code)]
 mod io;
-#[forbid(unsafe_code)]
 mod ipc;
-#[forbid(unsafe_code)]
 mod memory;
-#[forbid(unsafe_code)]
 mod process;
-#[forbid(unsafe_code)]
 mod system;
-#[forbid(unsafe_code)]
 mod table;
-#[forbid(unsafe_code)]
 mod time;
 
 pub use table::dispatch_frame;

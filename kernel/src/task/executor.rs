@@ -7,9 +7,11 @@
 //!
 //! Where it runs: the scheduler's idle loop calls [`run_ready`] whenever no process is ready
 //! and halts only when [`has_ready`] is false, with interrupts masked between that check and
-//! the `sti; hlt` pair, so a wake-up cannot slip in between. It also runs on every return to
-//! ring 3 that finds a task ready, so input is decoded (and Ctrl-C delivered) even while a
-//! process spins without ever blocking.
+//! the `sti; hlt` pair, so a wake-up cannot slip in between. A waker also asks the CPU it runs
+//! on for attention, so that CPU runs the executor at its next return to ring 3 or
+//! preemption point, and input is decoded (and Ctrl-C delivered) even while a process spins
+//! without ever blocking. The hot paths (every return to ring 3, every tick) look only at the
+//! attention flag they check anyway: the executor costs nothing while it has no work.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -39,10 +41,15 @@ struct TaskWaker {
 
 impl TaskWaker {
     fn schedule(&self) {
-        if !self.queued.swap(true, Ordering::AcqRel) && ready_queue().push(self.id).is_err() {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if ready_queue().push(self.id).is_err() {
             // Only possible with more than READY_CAPACITY tasks; let a later wake retry.
             self.queued.store(false, Ordering::Release);
+            return;
         }
+        cpu::request_attention(cpu::index());
     }
 }
 

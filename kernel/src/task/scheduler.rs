@@ -53,7 +53,8 @@ use super::loader::{self, Image, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
 use crate::arch::x86_64::cpu::{self, MAX_CPUS};
-use crate::arch::x86_64::{gdt, kernel_lock, smp};
+use crate::arch::x86_64::kernel_lock::{self, Pause};
+use crate::arch::x86_64::{gdt, smp};
 use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
@@ -369,7 +370,7 @@ impl Scheduler {
                     // An exiting process frees its memory with the kernel's own table active.
                     None => crate::mm::paging::activate_kernel_root(),
                 }
-                cpu::set_kernel_stack(stack.top());
+                stack.load_for_entries();
                 gdt::set_io_permissions(&process.io_ports);
                 cpu::set_current_pid(process.pid);
                 self.cpus[this_cpu].current = Some(slot);
@@ -383,7 +384,7 @@ impl Scheduler {
                 // An idle CPU holds no process's address space, so only the CPU that runs a
                 // process can cache its translations (see `arch::x86_64::tlb`).
                 crate::mm::paging::activate_kernel_root();
-                Context::Idle(this_cpu)
+                Context::idle()
             }
         };
         // Another process's stack, or the idle context when a process ran: never the
@@ -515,9 +516,7 @@ fn let_others_in() {
     if kernel_lock::contended_for().is_some_and(|cycles| crate::time::cycles_to_ns(cycles) < LOCK_TURN_NS) {
         return;
     }
-    kernel_lock::release();
-    cpu::take_pending_interrupts();
-    kernel_lock::acquire();
+    kernel_lock::release_for(Pause::TakePendingInterrupts);
 }
 
 /// A CPU's idle loop, on its idle stack (the boot stack for the boot processor): runs ready
@@ -542,9 +541,7 @@ pub fn run_idle_loop() -> ! {
                 idle
             });
         if idle {
-            kernel_lock::release();
-            smp::idle_halt();
-            kernel_lock::acquire();
+            kernel_lock::release_for(Pause::IdleHalt);
             with_scheduler(|scheduler| scheduler.idle_cpus &= !(1 << this_cpu));
         } else {
             // A task that stays ready (one that wakes itself each round)
@@ -557,16 +554,16 @@ pub fn run_idle_loop() -> ! {
 /// The part of a timer interrupt on this CPU that needs no lock: marks the running process's
 /// time slice as used up when the clock says so (whether the tick found the process in ring 3
 /// or at a preemption point in a long syscall). Returns whether the kernel has more to do
-/// under its lock: a sleeper is due ([`on_timer_tick`]), or the running process must look at
-/// its state, or a kernel task is ready. Most ticks have nothing to do, and so never queue for
-/// the big kernel lock.
+/// under its lock: a sleeper is due ([`on_timer_tick`]), or this CPU was asked for attention
+/// (the running process must look at its state, or a kernel task it woke is ready). Most ticks
+/// have nothing to do, and so never queue for the big kernel lock.
 pub fn timer_tick_without_lock() -> bool {
     let now = crate::time::uptime_ns();
     let this_cpu = cpu::index();
     if cpu::current_pid() != 0 && slice_used(this_cpu, now) {
         cpu::request_attention(this_cpu);
     }
-    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || cpu::attention_requested() || executor::has_ready()
+    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || cpu::attention_requested()
 }
 
 /// The part of a timer interrupt that runs under the big kernel lock: wakes due sleepers. A
@@ -610,12 +607,11 @@ pub fn preemption_point() -> Result<(), Killed> {
 }
 
 fn reschedule_if_needed() -> Result<(), Killed> {
-    if executor::has_ready() {
-        executor::run_ready();
-    }
     if !cpu::take_attention_request() {
         return Ok(());
     }
+    // A kernel task's waker asks for attention (see `executor`).
+    executor::run_ready();
     attend()
 }
 

@@ -23,15 +23,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use abi::errno::*;
-use abi::handle::NO_HANDLE;
-use abi::ipc::{BUFFER_MAX, FOREVER, IpcBuffers, LABEL_CLOSED, LABEL_NOTIFICATION};
+use abi::ipc::{BUFFER_MAX, FOREVER, LABEL_CLOSED, LABEL_NOTIFICATION};
 use abi::stream;
-use abi::syscall::{REPLY, REPLY_RECV};
 use tar_no_std::TarArchiveRef;
 use tree::{BLOCK, Errno, NodeId, ROOT, Tree};
 use userlib::eprintln;
 use userlib::fs::{self as protocol, open};
-use userlib::ipc::{self, Endpoint, Message, SharedMemory, raw_ipc};
+use userlib::ipc::{self, Endpoint, Message, Reply, SharedMemory, Transfer};
 
 userlib::main!(main);
 
@@ -65,8 +63,10 @@ enum Bytes {
     None,
     /// The first `len` bytes of `outgoing`.
     Outgoing(usize),
-    /// Bytes of a file's block or of the ramdisk, which stay put until the next request.
-    Piece(*const u8, usize),
+    /// `len` bytes of file `node` from `offset`, all in one block or in the ramdisk: sent from
+    /// where they lie (nothing changes the file before the reply goes out with the next
+    /// receive).
+    Piece { node: NodeId, offset: u64, len: usize },
 }
 
 /// A reply: its label and words, its bytes, and a handle to hand over.
@@ -129,59 +129,40 @@ impl Server {
     /// handle whose caller has gone comes back and is closed.
     fn serve(&mut self) -> ! {
         let mut incoming = vec![0u8; BUFFER_MAX as usize];
-        let mut pending = (NO_HANDLE, Message::default(), 0u64, 0u64);
+        let mut pending: Option<(Reply, Message, Bytes)> = None;
         loop {
-            let (reply, message, send_ptr, send_len) = core::mem::replace(&mut pending, (NO_HANDLE, Message::default(), 0, 0));
-            let mut buffers = IpcBuffers {
-                send_ptr,
-                send_len,
-                recv_ptr: incoming.as_mut_ptr() as u64,
-                recv_capacity: incoming.len() as u64,
-                ..IpcBuffers::default()
+            let (reply, message, bytes) = match pending.take() {
+                Some((reply, message, bytes)) => (Some(reply), message, bytes),
+                None => (None, Message::default(), Bytes::None),
             };
-            // SAFETY: `buffers` describes `incoming` and the reply's bytes, which stay put until
-            // this call returns (a piece of a file is not freed before the next request).
-            let registers =
-                unsafe { raw_ipc(REPLY_RECV, reply, &message, &raw mut buffers as u64, FOREVER, self.endpoint.handle().raw()) };
-            if registers.result < 0 {
-                continue;
-            }
-            for &arrived in &buffers.received_handles[..(buffers.received_handle_count as usize).min(abi::ipc::HANDLES_MAX)] {
+            let send = match bytes {
+                Bytes::None => &[][..],
+                Bytes::Outgoing(len) => &self.outgoing[..len],
+                Bytes::Piece { node, offset, len } => self.tree.file(node).map_or(&[][..], |data| data.piece(offset, len)),
+            };
+            let mut transfer = Transfer { send, receive: Some(&mut incoming), ..Transfer::default() };
+            let Ok(request) = self.endpoint.reply_recv(reply, &message, &mut transfer, FOREVER) else { continue };
+            for &arrived in request.arrived.handles() {
                 let _ = ipc::close(u64::from(arrived));
             }
-            let length = (buffers.received_len as usize).min(incoming.len());
-            let Some(answer) = self.handle(registers.badge, registers.message, &incoming[..length]) else {
-                if registers.reply != NO_HANDLE {
-                    let _ = ipc::close(registers.reply);
-                }
-                continue;
-            };
-            if registers.reply == NO_HANDLE {
-                if let Some(handle) = answer.handle {
+            let length = request.arrived.len.min(incoming.len());
+            let Some(answer) = self.handle(request.badge, request.message, &incoming[..length]) else { continue };
+            match (request.reply, answer.handle) {
+                (None, Some(handle)) => {
                     let _ = ipc::close(handle);
                 }
-                continue;
-            }
-            let (send_ptr, send_len) = match answer.bytes {
-                Bytes::None => (0, 0),
-                Bytes::Outgoing(len) => (self.outgoing.as_ptr() as u64, len as u64),
-                Bytes::Piece(pointer, len) => (pointer as u64, len as u64),
-            };
-            match answer.handle {
-                None => pending = (registers.reply, answer.message, send_ptr, send_len),
-                Some(handle) => self.reply_with_handle(registers.reply, &answer.message, handle),
+                (None, None) => {}
+                (Some(reply), None) => pending = Some((reply, answer.message, answer.bytes)),
+                (Some(reply), Some(handle)) => Self::reply_with_handle(reply, &answer.message, handle),
             }
         }
     }
 
     /// Answers with `handle` moved to the caller; if the caller has gone, the handle came
     /// back and is closed (its close notice then frees what it named).
-    fn reply_with_handle(&self, reply: u64, message: &Message, handle: u64) {
-        let mut buffers = IpcBuffers { send_handle_count: 1, ..IpcBuffers::default() };
-        buffers.send_handles[0] = handle as u32;
-        // SAFETY: `buffers` lives until the call returns and describes no bytes.
-        let registers = unsafe { raw_ipc(REPLY, reply, message, &raw mut buffers as u64, 0, 0) };
-        if registers.result < 0 {
+    fn reply_with_handle(reply: Reply, message: &Message, handle: u64) {
+        let handles = [handle as u32];
+        if reply.send_with(message, &mut Transfer { send_handles: &handles, ..Transfer::default() }).is_err() {
             let _ = ipc::close(handle);
         }
     }
@@ -338,7 +319,7 @@ impl Server {
         let wanted = wanted.min(BUFFER_MAX) as usize;
         let first = data.piece(offset, wanted);
         let (bytes, count) = if first.len() == wanted || offset.saturating_add(first.len() as u64) >= data.len() {
-            (Bytes::Piece(first.as_ptr(), first.len()), first.len())
+            (Bytes::Piece { node, offset, len: first.len() }, first.len())
         } else {
             let mut count = 0;
             while count < wanted {

@@ -62,8 +62,11 @@ pub fn heap_stats() -> heap::HeapStats {
     }
 }
 
-/// Sets up frames, the kernel's page table and the heap, in that order.
+/// Sets up frames, the kernel's page table and the heap, in that order. Once: a second call
+/// would hand out the live heap again, so it panics.
 pub fn init(regions: &MemoryRegions) {
+    static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    assert!(!DONE.swap(true, core::sync::atomic::Ordering::Relaxed), "mm::init called twice");
     frame::init(regions);
     paging::init();
     kernel_stack::init();

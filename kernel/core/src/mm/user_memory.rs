@@ -17,6 +17,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PhysFrame;
@@ -25,6 +26,7 @@ use abi::memory::{PAGE_SIZE, USER_END, USER_MMAP_BASE, USER_STACK_GUARD, USER_ST
 
 use super::address_space::{Account, AddressSpace, MemoryError, UserRights};
 use super::shared::SharedFrames;
+use crate::arch::x86_64::cpu::{self, MAX_CPUS};
 
 /// Most bytes the heap may grow to (the per-process page limit applies as well).
 pub const HEAP_MAX: u64 = 256 * 1024 * 1024;
@@ -459,8 +461,11 @@ impl ProcessMemory {
     }
 
     /// Makes this memory the active address space, without taking the lock (its owner may
-    /// hold it, suspended at a preemption point).
+    /// hold it, suspended at a preemption point), and records it as this CPU's for
+    /// [`with_active`].
+    #[inline]
     pub fn activate(&self) {
+        ACTIVE[cpu::index()].store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
         // SAFETY: `root` is the top-level table of the address space inside `memory`, which
         // lives as long as `self`; its upper half is the kernel's, so the running kernel code
         // and stacks stay mapped across the switch.
@@ -471,6 +476,34 @@ impl ProcessMemory {
     pub fn charged_bytes(&self) -> u64 {
         self.account.charged() * PAGE_SIZE
     }
+}
+
+impl Drop for ProcessMemory {
+    fn drop(&mut self) {
+        let this = core::ptr::from_mut(self);
+        for slot in &ACTIVE {
+            let _ = slot.compare_exchange(this, core::ptr::null_mut(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The process memory each CPU loaded last ([`ProcessMemory::activate`]), or null. A
+/// `ProcessMemory` takes itself out when it is dropped, so every non-null entry points at a
+/// live one; whether it is still the one in CR3 is checked on use (the kernel's own table may
+/// have been loaded since).
+static ACTIVE: [AtomicPtr<ProcessMemory>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
+/// Lends the process memory this CPU has loaded (the root in CR3), locked, to `f`; `None`
+/// while the CPU runs on any other table. This is how `usercopy` finds the memory its copies
+/// go through, so what it checks is what the CPU will use.
+#[inline]
+pub fn with_active<R>(f: impl FnOnce(&mut UserMemory) -> R) -> Option<R> {
+    let pointer = ACTIVE[cpu::index()].load(Ordering::Relaxed);
+    // SAFETY: a non-null entry points at a live `ProcessMemory` (its drop clears the entries
+    // naming it); it cannot be dropped while this runs, since it is dropped only by kernel code
+    // under the big kernel lock, which this CPU holds, with interrupts masked.
+    let memory = unsafe { pointer.as_ref() }?;
+    crate::arch::x86_64::paging::is_active_root(memory.root).then(|| f(&mut memory.lock()))
 }
 
 /// The user stack's mapped range `[start, USER_STACK_TOP)`.

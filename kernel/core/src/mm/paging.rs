@@ -57,8 +57,12 @@ pub unsafe fn mapper_for(root: PhysFrame) -> OffsetPageTable<'static> {
 /// Records the boot table as the kernel's root, empties its lower half (the bootloader's
 /// identity-mapped trampoline is no longer needed), and gives every upper-half entry a table,
 /// so the kernel half can be shared by copying those 256 entries.
-pub fn init() {
+///
+/// Only the first call does anything: a second one would empty the lower half of whatever
+/// table is active then (a process's), so it panics.
+pub(crate) fn init() {
     let root = crate::arch::x86_64::paging::active_root();
+    assert!(KERNEL_ROOT.get().is_none(), "mm::paging::init called twice");
     KERNEL_ROOT.call_once(|| root);
     // SAFETY: `root` is the active, valid top-level table, and nothing else holds a
     // reference to it during boot.
@@ -89,7 +93,13 @@ pub fn activate_kernel_root() {
 }
 
 /// Maps a fresh zeroed frame at `page` in the kernel half with `flags` (PRESENT is added).
-pub fn map_kernel_page(page: Page, flags: PageTableFlags) -> Result<PhysFrame, MapToError<Size4KiB>> {
+/// A page in the lower half or a user-accessible mapping would hand kernel memory to
+/// processes, so either panics; a page already mapped is an error (nothing is aliased).
+pub(crate) fn map_kernel_page(page: Page, flags: PageTableFlags) -> Result<PhysFrame, MapToError<Size4KiB>> {
+    assert!(
+        usize::from(page.p4_index()) >= FIRST_KERNEL_ENTRY && !flags.contains(PageTableFlags::USER_ACCESSIBLE),
+        "map_kernel_page: {page:?} with {flags:?} is not a kernel-only kernel-half mapping"
+    );
     let frame = Frame::allocate_zeroed().ok_or(MapToError::FrameAllocationFailed)?;
     let physical = frame.phys();
     // SAFETY: the kernel root is valid; boot and kernel-stack management run with interrupts

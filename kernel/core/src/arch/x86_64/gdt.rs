@@ -150,15 +150,26 @@ fn tss(cpu: usize) -> *mut TaskStateSegment {
 /// Makes this CPU's I/O bitmap allow exactly the ports in `ranges` (those of the process it
 /// runs next), closing the ranges it allowed before. Interrupts must be masked (a switch or
 /// a syscall).
+#[inline]
 pub fn set_io_permissions(ranges: &PortRanges) {
+    let cell = TSS[super::cpu::index()].0.get();
+    // SAFETY: only this CPU touches `open`, with interrupts masked, so nothing writes it
+    // meanwhile.
+    let open = unsafe { &(*cell).open };
+    if as_words(open) != as_words(ranges) {
+        change_io_permissions(ranges);
+    }
+}
+
+/// The rare part of [`set_io_permissions`]: rewriting the bitmap.
+#[cold]
+#[inline(never)]
+fn change_io_permissions(ranges: &PortRanges) {
     let cell = TSS[super::cpu::index()].0.get();
     // SAFETY: only this CPU touches its bitmap and `open`, with interrupts masked, so nothing
     // else reads or writes them meanwhile (the CPU reads the bitmap only for ring-3 port
     // accesses).
     let (bitmap, open) = unsafe { (&mut (*cell).io_bitmap, &mut (*cell).open) };
-    if as_words(open) == as_words(ranges) {
-        return;
-    }
     for (range, allow) in open.iter().map(|range| (range, false)).chain(ranges.iter().map(|range| (range, true))) {
         for port in range.first..range.first.saturating_add(range.count).min(IO_PORTS_COVERED) {
             let (byte, bit) = (usize::from(port / 8), port % 8);

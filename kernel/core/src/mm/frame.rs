@@ -141,9 +141,12 @@ pub fn low_memory_page() -> Option<PhysAddr> {
     (page != 0).then(|| PhysAddr::new(page))
 }
 
-/// Builds the frame allocator from the boot memory map. Must run once, before any other
-/// function here, with the physical-memory map in place.
-pub fn init(regions: &MemoryRegions) {
+/// Builds the frame allocator from the boot memory map, before any other function here, with
+/// the physical-memory map in place. A second call would forget every frame in use, so it
+/// panics instead.
+pub(crate) fn init(regions: &MemoryRegions) {
+    static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    assert!(!DONE.swap(true, Ordering::Relaxed), "mm::frame::init called twice");
     let low_page = regions
         .iter()
         .filter(|region| region.kind == MemoryRegionKind::Usable)

@@ -138,6 +138,8 @@ pub(super) struct PerCpu {
     timer_interrupts: AtomicU64,
     /// Set when the process this CPU runs must look at its state, see [`request_attention`].
     attention: AtomicBool,
+    /// Whether this CPU holds the big kernel lock (see [`super::kernel_lock`]).
+    holds_kernel_lock: AtomicBool,
 }
 
 /// Byte offset of `PerCpu::kernel_stack_top`.
@@ -156,6 +158,8 @@ const PER_CPU_INDEX: usize = 32;
 const PER_CPU_CURRENT_PID: usize = 36;
 /// Byte offset of `PerCpu::attention`.
 const PER_CPU_ATTENTION: usize = 48;
+/// Byte offset of `PerCpu::holds_kernel_lock`.
+const PER_CPU_HOLDS_KERNEL_LOCK: usize = 49;
 
 static PER_CPU: [PerCpu; MAX_CPUS] = [const {
     PerCpu {
@@ -168,6 +172,7 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const {
         current_pid: AtomicU32::new(0),
         timer_interrupts: AtomicU64::new(0),
         attention: AtomicBool::new(false),
+        holds_kernel_lock: AtomicBool::new(false),
     }
 }; MAX_CPUS];
 
@@ -180,12 +185,19 @@ const _: () = assert!(
         && core::mem::offset_of!(PerCpu, index) == PER_CPU_INDEX
         && core::mem::offset_of!(PerCpu, current_pid) == PER_CPU_CURRENT_PID
         && core::mem::offset_of!(PerCpu, attention) == PER_CPU_ATTENTION
+        && core::mem::offset_of!(PerCpu, holds_kernel_lock) == PER_CPU_HOLDS_KERNEL_LOCK
 );
 
 /// Points `GS` at CPU `index`'s block. The kernel runs with this `GS` base from now on; user
 /// code starts with base 0, swapped in by the first return to ring 3. Each CPU calls it once,
-/// for itself.
+/// for itself. A second call for the same CPU (or a CPU number past [`MAX_CPUS`]) panics:
+/// another CPU's `GS` would then point at a live block.
 pub fn init_per_cpu(index: usize) {
+    static STARTED: [core::sync::atomic::AtomicBool; MAX_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; MAX_CPUS];
+    assert!(
+        index < MAX_CPUS && !STARTED[index].swap(true, Ordering::Relaxed),
+        "cpu::init_per_cpu({index}) called twice or past MAX_CPUS"
+    );
     let block = &PER_CPU[index];
     block.index.store(index as u32, Ordering::Relaxed);
     GsBase::write(VirtAddr::from_ptr(block));
@@ -211,9 +223,14 @@ fn this() -> &'static PerCpu {
 }
 
 /// Makes `top` the stack the CPU switches to on the next entry from ring 3, through both
-/// the TSS (interrupts, exceptions, `int 0x80`) and the per-CPU block (`syscall`).
+/// the TSS (interrupts, exceptions, `int 0x80`) and the per-CPU block (`syscall`). The safe
+/// way in is `KernelStack::load_for_entries`, which can only name a mapped kernel stack.
+///
+/// # Safety
+/// `top` must be the top of a mapped kernel stack that nothing else runs on, and stay so
+/// until another call replaces it.
 #[inline]
-pub fn set_kernel_stack(top: VirtAddr) {
+pub(crate) unsafe fn set_kernel_stack(top: VirtAddr) {
     let index = index();
     PER_CPU[index].kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
     super::gdt::set_privilege_stack(index, top);
@@ -235,6 +252,37 @@ pub fn current_pid() -> u32 {
         )
     };
     pid
+}
+
+/// Records whether this CPU holds the big kernel lock (only `kernel_lock` calls this, right
+/// after taking it and right before letting it go).
+#[inline]
+pub(super) fn note_kernel_lock(held: bool) {
+    // SAFETY: inside the kernel `GS` always points at this CPU's block, whose
+    // `holds_kernel_lock` field is this byte; only this CPU writes it.
+    unsafe {
+        if held {
+            asm!("mov byte ptr gs:[{offset}], 1", offset = const PER_CPU_HOLDS_KERNEL_LOCK, options(nostack, preserves_flags));
+        } else {
+            asm!("mov byte ptr gs:[{offset}], 0", offset = const PER_CPU_HOLDS_KERNEL_LOCK, options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// Whether this CPU holds the big kernel lock.
+#[inline]
+pub(super) fn holds_kernel_lock() -> bool {
+    let held: u8;
+    // SAFETY: as in `note_kernel_lock`; a read.
+    unsafe {
+        asm!(
+            "mov {held}, byte ptr gs:[{offset}]",
+            held = out(reg_byte) held,
+            offset = const PER_CPU_HOLDS_KERNEL_LOCK,
+            options(nostack, preserves_flags, readonly)
+        )
+    };
+    held != 0
 }
 
 /// Records the pid of the process this CPU now runs (0: none).

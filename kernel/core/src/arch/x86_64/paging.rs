@@ -1,7 +1,5 @@
-//! The page-table root register and the TLB.
+//! The page-table root register (CR3).
 
-use ::x86_64::VirtAddr;
-use ::x86_64::instructions::tlb;
 use ::x86_64::registers::control::{Cr3, Cr3Flags};
 use ::x86_64::structures::paging::PhysFrame;
 
@@ -9,6 +7,19 @@ use ::x86_64::structures::paging::PhysFrame;
 pub fn active_root() -> PhysFrame {
     Cr3::read().0
 }
+
+/// Whether `root` is the active top-level page table: [`active_root`] without building a
+/// frame, for the user-copy checks.
+#[inline]
+pub fn is_active_root(root: PhysFrame) -> bool {
+    let cr3: u64;
+    // SAFETY: reading CR3 has no side effect.
+    unsafe { core::arch::asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+    cr3 & ROOT_ADDRESS_BITS == root.start_address().as_u64()
+}
+
+/// The bits of CR3 that hold the root's physical address (the rest are flags and the PCID).
+const ROOT_ADDRESS_BITS: u64 = 0x000f_ffff_ffff_f000;
 
 /// Makes `root` the active top-level page table (a CR3 write, which also flushes every
 /// non-global TLB entry), and records it for TLB shootdowns.
@@ -22,12 +33,6 @@ pub unsafe fn switch_root(root: PhysFrame) {
         // SAFETY: guaranteed by the caller.
         unsafe { Cr3::write(root, Cr3Flags::empty()) };
     }
-}
-
-/// Drops this CPU's cached translation of the page containing `address` (only this CPU's:
-/// see [`super::tlb::shoot_down`] for the others).
-pub fn flush_page(address: VirtAddr) {
-    tlb::flush(address);
 }
 
 /// Reloads CR3 with the active root, flushing every non-global translation.

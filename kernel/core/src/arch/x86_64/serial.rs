@@ -53,15 +53,6 @@ fn send_translated(uart: &mut Uart16550<PioBackend>, bytes: &[u8]) {
     }
 }
 
-/// Hands every byte waiting in the receive FIFO to `sink`.
-pub fn drain_received(mut sink: impl FnMut(u8)) {
-    if let Some(uart) = COM1.lock().as_mut() {
-        while let Ok(byte) = uart.try_receive_byte() {
-            sink(byte);
-        }
-    }
-}
-
 /// COM2's first port; its line is IRQ 3.
 pub const COM2_BASE: u16 = 0x2f8;
 

@@ -3,9 +3,9 @@
 //! same pre-generated operation sequences (`small`, `mixed`, `realloc`). Prints one
 //! `alloc-bench <allocator> <workload> <ns/op>` line per pair, the space efficiency of each
 //! allocator on `mixed`, and fixed_size_block's throughput ratio against the two crates on
-//! `small`. Run with `cargo bench -p kernel --bench alloc`.
+//! `small`. Run with `cargo bench -p enigma-core --bench alloc`.
 
-use kernel::mm::heap::{
+use enigma_core::mm::heap::{
     BumpAllocator, FixedSizeBlockAllocator, HeapAllocator, LinkedListAllocator,
 };
 use std::alloc::Layout;

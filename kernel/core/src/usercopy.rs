@@ -20,7 +20,7 @@ use core::mem::size_of;
 use abi::errno::EFAULT;
 
 use crate::arch::x86_64::cpu::with_user_access;
-use crate::task::scheduler::with_current_memory;
+use crate::mm::user_memory::with_active;
 
 /// Data that may be copied byte for byte to and from user memory.
 ///
@@ -64,9 +64,11 @@ const _: () = assert!(
 );
 
 /// Whether the caller may access `[address, address + len)` (writing too, if `write`); an
-/// empty range always.
+/// empty range always. The copies go through the page table this CPU has loaded, so the
+/// check is made against that table's memory and no other.
+#[inline]
 fn accessible(address: u64, len: u64, write: bool) -> bool {
-    len == 0 || with_current_memory(|memory| memory.space().check_user_access(address, len, write))
+    len == 0 || with_active(|memory| memory.space().check_user_access(address, len, write)).unwrap_or(false)
 }
 
 /// A byte range in the caller's memory.
@@ -119,15 +121,6 @@ impl UserSlice {
         let mut bytes = alloc::vec![0; self.len as usize];
         source.copy_to(0, &mut bytes);
         Ok(bytes)
-    }
-
-    /// Copies `data` to the start of the range; `data` must fit in it.
-    pub fn write_from(&self, data: &[u8]) -> Result<(), i64> {
-        if data.len() as u64 > self.len {
-            return Err(EFAULT);
-        }
-        UserSlice::new(self.address, data.len() as u64).check_writable()?.copy_from(0, data);
-        Ok(())
     }
 }
 

@@ -62,9 +62,13 @@ static SLOTS_IN_USE: Mutex<[bool; MAX_STACKS]> = Mutex::new([false; MAX_STACKS])
 static SAVED_STACK_POINTERS: [AtomicU64; MAX_STACKS + MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_STACKS + MAX_CPUS];
 
 /// A suspended (or running) flow of control in the kernel: a process's kernel stack, or the
-/// stack a CPU's idle loop runs on.
+/// stack a CPU's idle loop runs on. Made only from a live [`KernelStack`] or as this CPU's
+/// idle context, so a switch can name no other CPU's idle stack and no slot out of range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Context {
+pub struct Context(Place);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
     /// The idle loop of this CPU (on CPU 0, the stack the bootloader gave the kernel).
     Idle(usize),
     /// The kernel stack in this slot.
@@ -72,19 +76,33 @@ pub enum Context {
 }
 
 impl Context {
+    /// The idle context of the CPU running this.
+    #[inline]
+    pub fn idle() -> Self {
+        Self(Place::Idle(cpu::index()))
+    }
+
+    /// The kernel-stack slot it runs on; `None` for an idle context.
+    pub fn stack_slot(self) -> Option<usize> {
+        match self.0 {
+            Place::Stack(slot) => Some(slot),
+            Place::Idle(_) => None,
+        }
+    }
+
     fn saved(self) -> &'static AtomicU64 {
         &SAVED_STACK_POINTERS[self.encode()]
     }
 
     fn encode(self) -> usize {
-        match self {
-            Self::Idle(cpu) => MAX_STACKS + cpu % MAX_CPUS,
-            Self::Stack(slot) => slot,
+        match self.0 {
+            Place::Idle(cpu) => MAX_STACKS + cpu % MAX_CPUS,
+            Place::Stack(slot) => slot,
         }
     }
 
     fn decode(value: usize) -> Self {
-        if value >= MAX_STACKS { Self::Idle(value - MAX_STACKS) } else { Self::Stack(value) }
+        Self(if value >= MAX_STACKS { Place::Idle(value - MAX_STACKS) } else { Place::Stack(value) })
     }
 }
 
@@ -145,7 +163,7 @@ pub fn switch_to(to: Context) {
         assert!(being_left, "switching to a context with no saved state");
         core::hint::spin_loop();
     };
-    debug_assert!(!cpu::interrupts_enabled(), "switching with interrupts enabled");
+    assert!(!cpu::interrupts_enabled(), "switching with interrupts enabled");
     LEAVING[this_cpu].store(from.encode(), Ordering::Release);
     RUNNING[this_cpu].store(to.encode(), Ordering::Release);
     kernel_lock::release();
@@ -155,7 +173,7 @@ pub fn switch_to(to: Context) {
     // again). `from` is the context this CPU runs, tracked here, so its save slot is the
     // right one.
     // SAFETY: as above; `from.saved()` is a static, valid for the write; interrupts are
-    // masked (the kernel runs with them masked; checked above in debug builds).
+    // masked (checked above).
     unsafe { switch_context(from.saved().as_ptr(), target) };
     finish_switch();
 }
@@ -187,7 +205,7 @@ pub struct KernelStack {
 /// Creates the page tables that cover the whole kernel-stack region, so that creating and
 /// freeing stacks later never allocates or keeps table frames: a process's life leaves the
 /// free-frame count exactly where it was, from the first process on.
-pub fn init() {
+pub(crate) fn init() {
     let region_end = KERNEL_STACKS_START + MAX_STACKS as u64 * SLOT_PAGES * FRAME_SIZE;
     let table_span = 512 * FRAME_SIZE;
     let mut address = KERNEL_STACKS_START;
@@ -236,8 +254,9 @@ impl KernelStack {
     }
 
     /// The context that runs on this stack.
+    #[inline]
     pub fn context(&self) -> Context {
-        Context::Stack(self.slot)
+        Context(Place::Stack(self.slot))
     }
 
     fn new() -> Option<Self> {
@@ -258,11 +277,13 @@ impl KernelStack {
         Some(Self { slot })
     }
 
+    #[inline]
     fn base(&self) -> VirtAddr {
         slot_base(self.slot)
     }
 
     /// The address just above the stack (16-byte aligned), where pushing starts.
+    #[inline]
     pub fn top(&self) -> VirtAddr {
         self.base() + SLOT_PAGES * FRAME_SIZE
     }
@@ -317,6 +338,15 @@ pub fn idle_stack(cpu: usize) -> Option<VirtAddr> {
 }
 
 impl KernelStack {
+    /// Makes this stack the one this CPU enters on from ring 3 (the TSS's `RSP0` and the
+    /// `syscall` path's per-CPU slot), for the process about to run on it.
+    #[inline]
+    pub fn load_for_entries(&self) {
+        // SAFETY: `self` is a mapped kernel stack; it is the running process's (the scheduler
+        // loads it for the process it resumes), and stays mapped while that process can enter.
+        unsafe { cpu::set_kernel_stack(self.top()) };
+    }
+
     /// Whether the CPU is running on this stack now.
     pub fn is_running(&self) -> bool {
         (self.guard_page()..self.top()).contains(&cpu::stack_pointer())

@@ -58,6 +58,7 @@ pub fn acquire() {
     if LOCK.now_serving.load(Ordering::Acquire) != ticket {
         wait_for_turn(ticket);
     }
+    cpu::note_kernel_lock(true);
 }
 
 /// How many times a waiter polls the lock before it halts.
@@ -88,13 +89,42 @@ fn wait_for_turn(ticket: u32) {
     LOCK.sleepers.fetch_and(!(1 << this_cpu), Ordering::Relaxed);
 }
 
-/// Releases the lock, which this CPU holds.
+/// Releases the lock, which this CPU holds. Only the core's own entry, exit and switch paths
+/// call it; the layers above go through [`release_for`], which checks.
 #[inline]
-pub fn release() {
+pub(crate) fn release() {
+    cpu::note_kernel_lock(false);
     LOCK.now_serving.fetch_add(1, Ordering::SeqCst);
     if LOCK.sleepers.load(Ordering::SeqCst) != 0 {
         wake_sleeper();
     }
+}
+
+/// What a CPU does while [`release_for`] has let the lock go: nothing that touches kernel
+/// state, so the other CPUs may have the kernel meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pause {
+    /// Lets pending interrupts in for an instruction (`cpu::take_pending_interrupts`).
+    TakePendingInterrupts,
+    /// Halts until an interrupt (`cpu::wait_for_interrupt`).
+    Halt,
+    /// The idle loop's halt (`smp::idle_halt`).
+    IdleHalt,
+}
+
+/// Lets the lock go for `pause` and takes it again: the one way for code above `arch` to let
+/// other CPUs and pending interrupts into the kernel. A release by a CPU that does not hold
+/// the lock would let a second CPU in, so this checks that this CPU holds it, and panics
+/// otherwise.
+pub fn release_for(pause: Pause) {
+    assert!(cpu::holds_kernel_lock(), "releasing the big kernel lock on a CPU that does not hold it");
+    release();
+    match pause {
+        Pause::TakePendingInterrupts => cpu::take_pending_interrupts(),
+        Pause::Halt => cpu::wait_for_interrupt(),
+        Pause::IdleHalt => smp::idle_halt(),
+    }
+    acquire();
 }
 
 /// Wakes the CPU whose turn it is if it sleeps. The lock may have changed hands again since
