@@ -261,7 +261,7 @@ fn breakpoint_returns() -> TestResult {
         .and_then(|(_, rest)| rest.strip_suffix(", continuing"))
         .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok())
         .ok_or_else(|| format!("the newest log line is {line:?}, not the breakpoint's report"))?;
-    let here = breakpoint_returns as usize as u64;
+    let here = breakpoint_returns as fn() -> TestResult as usize as u64;
     ensure!((here..here + 0x1000).contains(&rip), "the breakpoint was reported at {rip:#x}, outside this test ({here:#x})");
     Ok(())
 }
