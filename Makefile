@@ -34,7 +34,7 @@ bench: deps
 	cargo build --release
 	scripts/bench.sh
 
-# The fuzzer with eight seeds at 1, 2 and 4 CPUs and usertests three times at 4 CPUs, while
+# The fuzzer with five seeds at 1, 2 and 4 CPUs and usertests twice at 4 CPUs, while
 # two busy loops load the host; ends with `stress: N passed, M failed` (see scripts/stress.sh
 # for its settings, e.g. `make stress SEEDS="1 2" CALLS=20000`).
 stress: deps
