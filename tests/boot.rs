@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Vm, run};
 
 /// Upper bound for a boot plus a short program under TCG on a loaded 2-core machine.
-const BOOT: Duration = Duration::from_secs(90);
+const BOOT: Duration = common::BOOT_LIMIT;
 
 fn banner() -> String {
     format!("Enigma {}", env!("CARGO_PKG_VERSION"))

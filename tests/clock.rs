@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::Vm;
 
-const BOOT: Duration = Duration::from_secs(90);
+const BOOT: Duration = common::BOOT_LIMIT;
 /// How long the console is flooded between the two readings of `uptime`.
 const FLOOD: Duration = Duration::from_secs(12);
 /// How far the guest's clock may run from the host's over the interval, beyond the bracket.

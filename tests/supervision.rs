@@ -11,11 +11,11 @@ use common::Vm;
 
 const PROMPT: &str = "enigma$ ";
 /// Upper bound for booting to the first prompt under TCG on a loaded machine.
-const BOOT: Duration = Duration::from_secs(60);
+const BOOT: Duration = common::BOOT_LIMIT;
 /// Upper bound for one command, and for the console and shell to come back after a kill:
 /// a hang limit, since how soon they are back under TCG depends on the host's load (the
 /// figure is printed).
-const STEP: Duration = Duration::from_secs(30);
+const STEP: Duration = common::STEP_LIMIT;
 
 /// Types `line` on the serial line and returns the output up to the next prompt after it.
 fn run(vm: &mut Vm, line: &str) -> String {
