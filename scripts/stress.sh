@@ -8,7 +8,7 @@
 # Settings (environment variables, defaults in brackets):
 #   SEEDS ["1 2 3 4 5"]         fuzzer seeds          CALLS [20000]  calls per fuzz run
 #   CPUS ["1 2 4"]              CPU counts to fuzz at  USERTESTS_RUNS [2]  usertests runs at 4 CPUs
-#   HOGS [2]                    host busy loops        RUN_TIMEOUT [240]  seconds per QEMU run
+#   HOGS [2]                    host busy loops        RUN_TIMEOUT [600]  seconds per QEMU run (a hang limit)
 #   ENIGMA [target/release/enigma]  the launcher       LOGS [a new temporary directory]
 set -u
 
@@ -17,7 +17,7 @@ CALLS=${CALLS:-20000}
 CPUS=${CPUS:-"1 2 4"}
 USERTESTS_RUNS=${USERTESTS_RUNS:-2}
 HOGS=${HOGS:-2}
-RUN_TIMEOUT=${RUN_TIMEOUT:-240}
+RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 ENIGMA=${ENIGMA:-target/release/enigma}
 LOGS=${LOGS:-$(mktemp -d -t enigma-stress.XXXXXX)}
 mkdir -p "$LOGS"

@@ -22,7 +22,7 @@ fn fuzzing_three_seeds_at_two_and_four_cpus_leaves_the_kernel_intact() {
         .env("CALLS", "50000")
         .env("USERTESTS_RUNS", "0")
         .env("HOGS", "0")
-        .env("RUN_TIMEOUT", "170")
+        .env("RUN_TIMEOUT", "600")
         .output()
         .expect("scripts/stress.sh runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
