@@ -1,4 +1,6 @@
-# Enigma's two commands: `make run` boots it in QEMU, `make test` runs every test.
+# Enigma's two commands: `make run` boots it in QEMU, `make test` runs every test. Beside
+# them: `make bench` (figures against bench/baseline.txt) and `make stress` (about ten
+# minutes of fuzzing and usertests with the host loaded on purpose).
 # Both first install whatever is missing: the pinned Rust toolchain (rust-toolchain.toml),
 # and QEMU with OVMF and gdb (apt-get). A second call installs nothing.
 
@@ -10,7 +12,7 @@ ARGS ?=
 SEED ?= 7
 CALLS ?= 200000
 
-.PHONY: run test deps toolchain qemu gdb bench-alloc fuzz clean
+.PHONY: run test bench stress deps toolchain qemu gdb bench-alloc fuzz clean
 
 # Quitting QEMU yourself (Ctrl-A X, closing the window) ends the launcher with 125, which is
 # how a session normally ends, so it is not reported as a failure here.
@@ -27,6 +29,19 @@ test: deps
 	cargo clippy --release -p kernel --lib --tests -- -D warnings
 	cargo clippy --release -p enigma-core --lib --tests --benches -- -D warnings
 	cargo test --release -p abi -p enigma-core -p kernel -p userlib -p console -p enigma
+
+# `bench` under `--icount --smp 1`, checked against bench/baseline.txt (no figure more than
+# 5 % over it), then the two-CPU speed-up of `parallel 2 400` by the host's clock, printed.
+bench: deps
+	cargo build --release
+	scripts/bench.sh
+
+# The fuzzer with five seeds at 1, 2 and 4 CPUs and usertests twice at 4 CPUs, while
+# two busy loops load the host; ends with `stress: N passed, M failed` (see scripts/stress.sh
+# for its settings, e.g. `make stress SEEDS="1 2" CALLS=20000`).
+stress: deps
+	cargo build --release
+	scripts/stress.sh
 
 # Enigma's heap allocators against linked_list_allocator and talc, on the host.
 bench-alloc: toolchain

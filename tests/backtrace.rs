@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::run;
 
 /// A boot plus a short program under TCG on a loaded 2-core machine.
-const BOOT: Duration = Duration::from_secs(90);
+const BOOT: Duration = common::BOOT_LIMIT;
 
 /// The function names of the backtrace that follows `heading_after` in `output`, in order:
 /// the lines after the first `backtrace:` line that follows it, while they have the frame

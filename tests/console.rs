@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::{Screen, Vm};
 
 /// Upper bound for a boot plus a short program under TCG on a loaded 2-core machine.
-const BOOT: Duration = Duration::from_secs(90);
+const BOOT: Duration = common::BOOT_LIMIT;
 /// Upper bound for one shell command.
-const STEP: Duration = Duration::from_secs(30);
+const STEP: Duration = common::STEP_LIMIT;
 const PROMPT: &str = "enigma$ ";
 /// Pixel rows of a text row (the 16-pixel font).
 const TEXT_ROW_HEIGHT: usize = 16;

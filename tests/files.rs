@@ -14,9 +14,9 @@ use common::Vm;
 /// The shell's prompt.
 const PROMPT: &str = "enigma$ ";
 /// Upper bound for booting to the first prompt.
-const BOOT: Duration = Duration::from_secs(60);
+const BOOT: Duration = common::BOOT_LIMIT;
 /// Upper bound for one command to finish.
-const STEP: Duration = Duration::from_secs(30);
+const STEP: Duration = common::STEP_LIMIT;
 
 fn boot_to_prompt() -> Vm {
     let vm = Vm::boot(&[]);

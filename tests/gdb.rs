@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use common::Vm;
 
 /// How long gdb may take for the whole session under TCG on a loaded machine.
-const GDB_LIMIT: Duration = Duration::from_secs(120);
+const GDB_LIMIT: Duration = common::BOOT_LIMIT;
 /// How long the launcher may take to print the attach command, and QEMU to exit after gdb.
-const LAUNCHER_LIMIT: Duration = Duration::from_secs(30);
+const LAUNCHER_LIMIT: Duration = common::STEP_LIMIT;
 
 /// A local TCP port that was free a moment ago (the host chose it; QEMU binds it next).
 fn free_port() -> u16 {
@@ -54,7 +54,7 @@ impl Drop for Gdb {
 #[test]
 fn gdb_stops_in_a_user_program_and_in_a_syscall_handler() {
     let port = free_port();
-    let vm = Vm::boot(&[&format!("--gdb={port}"), "--init", "hello", "--timeout", "170"]);
+    let vm = Vm::boot(&[&format!("--gdb={port}"), "--init", "hello", "--timeout", "290"]);
     let attach = printed_gdb_commands(&vm);
     assert_eq!(attach.len(), 3, "expected kernel symbols, hello's symbols and the connection: {attach:?}");
     assert!(attach[1].ends_with("/hello"), "{attach:?}");
@@ -64,7 +64,7 @@ fn gdb_stops_in_a_user_program_and_in_a_syscall_handler() {
         "set pagination off",
         "set confirm off",
         // QEMU may still be starting: gdb retries refused connections until this many seconds.
-        "set tcp connect-timeout 60",
+        "set tcp connect-timeout 240",
     ]
     .into_iter()
     .map(str::to_owned)

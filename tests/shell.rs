@@ -14,9 +14,9 @@ use common::{Screen, Vm};
 /// The shell's prompt.
 const PROMPT: &str = "enigma$ ";
 /// Upper bound for booting to the first prompt (nominal 1-2 s; TCG on a loaded machine).
-const BOOT: Duration = Duration::from_secs(60);
+const BOOT: Duration = common::BOOT_LIMIT;
 /// Upper bound for one command to finish.
-const STEP: Duration = Duration::from_secs(30);
+const STEP: Duration = common::STEP_LIMIT;
 
 /// Boots with no `--init` and waits for the shell's first prompt.
 fn boot_to_prompt() -> Vm {

@@ -14,8 +14,8 @@ use common::run;
 const SUFFIX: &str = "-tests";
 /// How long one program may run under TCG on a loaded 2-core machine; the launcher's own
 /// `--timeout` stops QEMU a little earlier.
-const LIMIT: Duration = Duration::from_secs(150);
-const LAUNCHER_TIMEOUT: &str = "140";
+const LIMIT: Duration = common::BOOT_LIMIT;
+const LAUNCHER_TIMEOUT: &str = "290";
 
 /// The test programs in `userspace/src/bin`, sorted.
 fn test_programs() -> Vec<String> {

@@ -1,11 +1,10 @@
-//! End-to-end runs of the ring-3 test suite and the syscall fuzzer through the launcher:
-//! `usertests` must pass every case (all 293 it has today, the leak check last) with one CPU
-//! and with four, one fault case must pass when run alone by name, and 200 000 random
-//! syscalls (seed 7) on two CPUs must end with the kernel intact.
+//! End-to-end runs of the ring-3 test suite through the launcher: `usertests` must pass
+//! every one of its [`CASES`] cases (the leak check last) with one CPU and with four, one
+//! fault case must pass when run alone by name, and the kernel's heap must survive a full
+//! process table of region hogs with 4 GiB. (The syscall fuzzer runs in `tests/stress.rs`.)
 //!
-//! The tests here run one at a time (see [`alone`]): the suite's timing cases (sleep
-//! accuracy, preemption, a kill reaching another CPU) measure the guest's latency by the
-//! host's clock, and a second QEMU on a two-core machine would take the host time they need.
+//! The tests here run one at a time (see [`alone`]): the suite's timing cases have only
+//! generous hang limits, but a second QEMU on a two-core machine would still slow every case.
 
 mod common;
 
@@ -14,12 +13,14 @@ use std::time::Duration;
 
 use common::run;
 
-/// Limits for TCG on a loaded 2-core machine; nominally the suite takes about 10 s (15 s
-/// with four CPUs) and the fuzz run about 35 s. The launcher's own `--timeout` stops QEMU a
-/// little earlier.
-const SUITE_LIMIT: Duration = Duration::from_secs(300);
-const SINGLE_CASE_LIMIT: Duration = Duration::from_secs(60);
-const FUZZ_LIMIT: Duration = Duration::from_secs(180);
+/// Hang limits for TCG on a loaded 2-core machine; nominally the suite takes about 10 s (15 s
+/// with four CPUs). The launcher's own `--timeout` stops QEMU a little earlier.
+const SUITE_LIMIT: Duration = Duration::from_secs(600);
+const SINGLE_CASE_LIMIT: Duration = common::BOOT_LIMIT;
+const HEAP_CASE_LIMIT: Duration = common::BOOT_LIMIT;
+/// The cases `usertests` runs, the leak check included. Change it with the cases (in
+/// `userspace/src/bin/usertests/`), so that a case that stops running fails here.
+const CASES: u32 = 307;
 
 /// Holds the machine for one test: the tests of this file run one after the other.
 fn alone() -> MutexGuard<'static, ()> {
@@ -43,13 +44,12 @@ fn final_summary(output: &str) -> (u32, u32) {
 /// the leak check last.
 fn suite_passes_with(cpus: &str) {
     let _machine = alone();
-    let (status, output) = run(&["--smp", cpus, "--init", "usertests", "--timeout", "280"], "", SUITE_LIMIT);
+    let (status, output) = run(&["--smp", cpus, "--init", "usertests", "--timeout", "580"], "", SUITE_LIMIT);
     let failures: Vec<&str> = output.lines().filter(|line| line.starts_with("FAIL")).collect();
     assert!(failures.is_empty(), "failing cases with {cpus} CPUs:\n{}\n\nfull output:\n{output}", failures.join("\n"));
     let (passed, failed) = final_summary(&output);
     assert_eq!(failed, 0, "output:\n{output}");
-    // Cases may be added; none may go missing.
-    assert!(passed >= 293, "only {passed} cases passed; output:\n{output}");
+    assert_eq!(passed, CASES, "cases passed; output:\n{output}");
     let last_case = output.lines().rev().find(|line| line.starts_with("PASS ") || line.starts_with("FAIL "));
     assert_eq!(last_case, Some("PASS leak"), "the leak check did not run last; output:\n{output}");
     assert_eq!(status, 0, "output:\n{output}");
@@ -68,7 +68,7 @@ fn usertests_passes_every_case_on_four_cpus() {
 #[test]
 fn usertests_runs_a_fault_case_by_name() {
     let _machine = alone();
-    let (status, output) = run(&["--init", "usertests write_to_text", "--timeout", "50"], "", SINGLE_CASE_LIMIT);
+    let (status, output) = run(&["--init", "usertests write_to_text", "--timeout", "290"], "", SINGLE_CASE_LIMIT);
     assert!(output.lines().any(|line| line == "PASS write_to_text"), "output:\n{output}");
     assert!(output.contains("(usertests) killed: page fault"), "the child was not killed by a page fault:\n{output}");
     assert_eq!(final_summary(&output), (1, 0), "output:\n{output}");
@@ -78,21 +78,10 @@ fn usertests_runs_a_fault_case_by_name() {
 #[test]
 fn usertests_reports_an_unknown_case() {
     let _machine = alone();
-    let (status, output) = run(&["--init", "usertests no_such_case", "--timeout", "50"], "", SINGLE_CASE_LIMIT);
+    let (status, output) = run(&["--init", "usertests no_such_case", "--timeout", "290"], "", SINGLE_CASE_LIMIT);
     assert!(output.lines().any(|line| line == "FAIL no_such_case: no such case"), "output:\n{output}");
     assert_eq!(final_summary(&output), (0, 1), "output:\n{output}");
     assert_eq!(status, 1, "output:\n{output}");
-}
-
-#[test]
-fn fuzz_with_seed_7_and_200000_calls_on_two_cpus_leaves_the_kernel_intact() {
-    let _machine = alone();
-    let (status, output) =
-        run(&["--smp", "2", "--init", "fuzz --seed 7 --calls 200000", "--timeout", "170"], "", FUZZ_LIMIT);
-    let last = output.lines().rev().find(|line| line.starts_with("fuzz:")).unwrap_or_default();
-    assert_eq!(last, "fuzz: 200000 calls, seed 7, kernel intact", "output:\n{output}");
-    assert!(output.contains("fuzz: seed 7, 200000 calls"), "the seed is not printed first:\n{output}");
-    assert_eq!(status, 0, "output:\n{output}");
 }
 
 #[test]
@@ -101,7 +90,7 @@ fn the_kernel_heap_survives_full_process_table_of_region_hogs_with_4_gib() {
     // With 4 GiB the frames no longer run out first, so only the kernel's own limits stand
     // between 63 processes full of separate mappings and an exhausted kernel heap.
     let (status, output) =
-        run(&["--init", "usertests kernel_heap_stays_bounded", "--timeout", "170", "--", "-m", "4G"], "", FUZZ_LIMIT);
+        run(&["--init", "usertests kernel_heap_stays_bounded", "--timeout", "290", "--", "-m", "4G"], "", HEAP_CASE_LIMIT);
     assert!(output.lines().any(|line| line == "PASS kernel_heap_stays_bounded"), "output:\n{output}");
     assert!(!output.contains("KERNEL PANIC"), "output:\n{output}");
     assert_eq!(status, 0, "output:\n{output}");

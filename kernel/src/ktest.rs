@@ -243,8 +243,25 @@ fn map_page_and_read_back() -> TestResult {
     Ok(())
 }
 
+/// `int3` in ring 0 is taken (the trap handler logs `breakpoint at RIP, continuing`, with a
+/// RIP inside this function) and returns here.
 fn breakpoint_returns() -> TestResult {
+    const REPORT: &str = "breakpoint at ";
+    let mut before = [0u8; 256];
+    let before_len = crate::log_ring::read_newest(&mut before);
     ::x86_64::instructions::interrupts::int3();
+    let mut after = [0u8; 256];
+    let after_len = crate::log_ring::read_newest(&mut after);
+    let newest = core::str::from_utf8(&after[..after_len]).unwrap_or_default();
+    ensure!(before[..before_len] != after[..after_len], "the breakpoint logged nothing: the trap was not taken");
+    let line = newest.lines().last().unwrap_or_default().trim_end();
+    let rip = line
+        .split_once(REPORT)
+        .and_then(|(_, rest)| rest.strip_suffix(", continuing"))
+        .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok())
+        .ok_or_else(|| format!("the newest log line is {line:?}, not the breakpoint's report"))?;
+    let here = breakpoint_returns as fn() -> TestResult as usize as u64;
+    ensure!((here..here + 0x1000).contains(&rip), "the breakpoint was reported at {rip:#x}, outside this test ({here:#x})");
     Ok(())
 }
 
@@ -388,11 +405,49 @@ fn interrupt_stacks_have_guard_pages() -> TestResult {
     Ok(())
 }
 
+/// What the context `kernel_stack_knows_when_it_runs` starts found on its own stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum SeenOnItsStack {
+    NotYet = 0,
+    RunningAndCurrent = 1,
+    NotRunning = 2,
+    NotCurrent = 3,
+}
+
+static SEEN_ON_ITS_STACK: AtomicU8 = AtomicU8::new(SeenOnItsStack::NotYet as u8);
+/// The stack `kernel_stack_knows_when_it_runs` switches to.
+static STACK_TO_RUN: spin::Mutex<Option<KernelStack>> = spin::Mutex::new(None);
+
+/// Both sides: a stack nothing runs on says so, and a context running on its stack finds
+/// that stack running and itself the CPU's current context.
 fn kernel_stack_knows_when_it_runs() -> TestResult {
+    extern "C" fn look_at_own_stack() -> ! {
+        kernel_stack::finish_switch();
+        let seen = match &*STACK_TO_RUN.lock() {
+            Some(stack) if !stack.is_running() => SeenOnItsStack::NotRunning,
+            Some(stack) if kernel_stack::running() != stack.context() => SeenOnItsStack::NotCurrent,
+            Some(_) => SeenOnItsStack::RunningAndCurrent,
+            None => SeenOnItsStack::NotRunning,
+        };
+        SEEN_ON_ITS_STACK.store(seen as u8, Ordering::Release);
+        kernel_stack::switch_to(Context::idle());
+        unreachable!("the test does not switch back to the stack it looked at");
+    }
     let stack = KernelStack::new_for_user(trap::TrapFrame::new_user(0x40_0000, 0x7fff_0000_0000))
         .ok_or("kernel stack allocation failed")?;
     ensure!(!stack.is_running(), "a stack nothing runs on claims to be running");
     ensure!(cpu::index() == 0 && kernel_stack::running() == Context::idle(), "the tests do not run on the boot stack");
+    let running = KernelStack::new_for_kernel(look_at_own_stack).ok_or("kernel stack allocation failed")?;
+    let context = running.context();
+    *STACK_TO_RUN.lock() = Some(running);
+    SEEN_ON_ITS_STACK.store(SeenOnItsStack::NotYet as u8, Ordering::Release);
+    kernel_stack::switch_to(context);
+    drop(STACK_TO_RUN.lock().take());
+    let seen = SEEN_ON_ITS_STACK.load(Ordering::Acquire);
+    ensure!(seen != SeenOnItsStack::NotYet as u8, "the context on the new stack never ran");
+    ensure!(seen != SeenOnItsStack::NotRunning as u8, "a stack the CPU runs on claims not to be running");
+    ensure!(seen != SeenOnItsStack::NotCurrent as u8, "the context on the new stack is not the CPU's current one");
     Ok(())
 }
 

@@ -23,6 +23,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// How long a boot to a prompt, or to a short program's end, may take before a test calls
+/// it hung. A hang limit, not a speed bound, so generous on purpose: under TCG a loaded host
+/// (other QEMUs, busy loops on every core) stretches a boot of a few seconds to minutes,
+/// most of it in the firmware and the bootloader (docs/ARCHITECTURE.md, decision 56).
+pub const BOOT_LIMIT: Duration = Duration::from_secs(300);
+/// The same for one step after the boot: a shell command, a key typed and echoed.
+pub const STEP_LIMIT: Duration = Duration::from_secs(120);
+
 /// How long to wait for QEMU to open its monitor socket and for one monitor command.
 const MONITOR_TIMEOUT: Duration = Duration::from_secs(60);
 /// The pause after each key typed by [`Vm::sendkeys`].

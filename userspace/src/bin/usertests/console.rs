@@ -38,7 +38,7 @@ pub const CASES: &[Case] = userlib::cases![
     here raw_mode_released_on_exit,
     here console_survives_bad_calls,
     here long_write_preemptible,
-    here sleep_on_time_during_a_newline_flood,
+    here sleeps_never_end_early_during_a_newline_flood,
 ];
 
 /// Read-only text the kernel may read for a `write`.
@@ -311,30 +311,29 @@ fn long_write_preemptible() -> Outcome {
     let slept_ms = (sys::uptime_ns() - start) / 1_000_000;
     sys::kill(writer).context("kill of the writer")?;
     let ended = wait_for(writer)?;
-    // A write that could not be preempted would hold the CPU for seconds.
-    check!(slept_ms < 100, "a 20 ms sleep took {slept_ms} ms while another process was in a long write");
+    // The sleep ended while the writer was still in its write (it was killed there, not
+    // after it): the write was preempted. A write that could not be preempted would hold
+    // the CPU until it is done, and the writer would exit 0.
+    check!(slept_ms * MS < 20 * MS + HANG_NS, "a 20 ms sleep took {slept_ms} ms while another process was in a long write");
     expect_exit("the writer, killed mid-write,", ended, KILLED)?;
     Ok(())
 }
 
 
-/// The kernel's log, which init gives this suite as handle 6 (see `devices`): markers
-/// written there reach the serial line at once, not behind the console's queue.
+/// The kernel's log, which init gives this suite as handle 6 (see `devices`): a report
+/// written there reaches the serial line at once, not behind the console's queue.
 const LOG: u64 = 6;
-/// The most a 10 ms sleep may take while the console is flooded.
-const FLOODED_SLEEP_LIMIT_MS: u64 = 30;
 
-/// While a child writes 1 MiB of newlines to the console, 10 ms sleeps here take at most
-/// 30 ms: all but 1 % of them. (Under TCG the guest's clock is the host's, so a moment the
-/// host does not run QEMU, on a machine shared with other work, shows as a late sleep; on
-/// an idle host none is late, and the longest takes about 20 ms.) The markers `flood: start at NS` and `flood: end at NS` (uptime) go to the kernel's
-/// log, so that `tests/clock.rs` can compare the guest's clock with the host's over the flood.
-fn sleep_on_time_during_a_newline_flood() -> Outcome {
+/// While a child writes 1 MiB of newlines to the console, 10 ms sleeps here keep ending:
+/// none early, none hung. How late they end is reported (`flood: N sleeps of 10 ms, the
+/// longest ...` in the kernel's log) and not judged: under TCG the guest's clock is the
+/// host's, so a moment a loaded host does not run QEMU shows as a late sleep. What makes
+/// sleeps late inside the kernel, interrupts masked for long, is bounded by `bench`'s
+/// `longest_masked_ns` under `--icount`.
+fn sleeps_never_end_early_during_a_newline_flood() -> Outcome {
     let flooder = spawn_child("newline_flood", &[])?;
     let start = sys::uptime_ns();
-    let marker = format!("flood: start at {start} ns\n");
-    let _ = sys::write(LOG, marker.as_bytes());
-    let (mut sleeps, mut worst_ns, mut late) = (0u64, 0u64, 0u64);
+    let (mut sleeps, mut shortest_ns, mut longest_ns) = (0u64, u64::MAX, 0u64);
     let ended = loop {
         if let Ok((_, info)) = sys::wait_handle(flooder.handle, 0) {
             break info;
@@ -342,24 +341,25 @@ fn sleep_on_time_during_a_newline_flood() -> Outcome {
         let before = sys::uptime_ns();
         sys::sleep_ms(10).context("sleep")?;
         let slept = sys::uptime_ns() - before;
-        worst_ns = worst_ns.max(slept);
-        late += u64::from(slept > FLOODED_SLEEP_LIMIT_MS * 1_000_000);
+        shortest_ns = shortest_ns.min(slept);
+        longest_ns = longest_ns.max(slept);
         sleeps += 1;
     };
     let end = sys::uptime_ns();
     let masked = sys::sysinfo().map_or(0, |info| info.longest_masked_ns);
-    let marker = format!(
-        "flood: end at {end} ns, {sleeps} sleeps of 10 ms, {late} late, the longest {} us (longest masked {} us)\n",
-        worst_ns / 1000,
+    let report = format!(
+        "flood: {sleeps} sleeps of 10 ms in {} ms, the shortest {} us, the longest {} us (longest masked {} us)\n",
+        (end - start) / MS,
+        shortest_ns / 1000,
+        longest_ns / 1000,
         masked / 1000
     );
-    let _ = sys::write(LOG, marker.as_bytes());
+    let _ = sys::write(LOG, report.as_bytes());
     expect_exit("newline_flood", ended, 0)?;
-    check!(sleeps >= 5, "the flood lasted {} ms, too short to measure ({sleeps} sleeps)", (end - start) / 1_000_000);
-    check!(
-        late <= sleeps / 100,
-        "{late} of {sleeps} 10 ms sleeps took over {FLOODED_SLEEP_LIMIT_MS} ms (the longest {} us) while the console was flooded",
-        worst_ns / 1000
-    );
+    check!(sleeps >= 5, "the flood lasted {} ms, too short to measure ({sleeps} sleeps)", (end - start) / MS);
+    // The clock is read between ticks, so a sleep may end up to a tick before the time asked.
+    let tick = 1_000_000_000 / u64::from(info()?.timer_hz);
+    check!(shortest_ns + tick >= 10 * MS, "a 10 ms sleep ended after {shortest_ns} ns, early, while the console was flooded");
+    check!(longest_ns < 10 * MS + HANG_NS, "a 10 ms sleep took {longest_ns} ns, hung, while the console was flooded");
     Ok(())
 }

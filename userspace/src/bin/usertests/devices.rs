@@ -203,7 +203,7 @@ fn irq_ack_needs_the_binder() -> Outcome {
     expect_errno("irq_ack of the keyboard's line, which the console bound", call(IRQ_ACK, [KEYBOARD_IRQ, 0, 0, 0, 0, 0]), EPERM)?;
     let holder = spawn_with_handles("irq_holder", &[], &[0, 1, 2, SPARE_IRQ as u32])?;
     // Until the holder has bound the line, acknowledging it here is EINVAL; then EPERM.
-    let bound = wait_until(core::time::Duration::from_secs(5), || Ok(call(IRQ_ACK, [SPARE_IRQ, 0, 0, 0, 0, 0]) == -EPERM))?;
+    let bound = wait_until(HANG_LIMIT, || Ok(call(IRQ_ACK, [SPARE_IRQ, 0, 0, 0, 0, 0]) == -EPERM))?;
     kill_and_reap(&[holder])?;
     check!(bound, "irq_ack of a line another process bound was never EPERM");
     expect_errno("irq_ack once the binder has ended", call(IRQ_ACK, [SPARE_IRQ, 0, 0, 0, 0, 0]), EINVAL)
@@ -223,7 +223,7 @@ fn helper_irq_driver(_: &[&str]) -> i32 {
     }
     port_out(COM2_MODEM_CONTROL, OUT2);
     port_out(COM2_INTERRUPT_ENABLE, TRANSMITTER_EMPTY);
-    match notification.wait(1_000_000_000) {
+    match notification.wait(HANG_NS) {
         Ok(4) => {}
         _ => return 5,
     }
@@ -242,7 +242,7 @@ fn a_bound_irq_signals_its_notification() -> Outcome {
     // In a child, so that the binding (and the ports) end with it.
     let child = spawn_with_handles("irq_driver", &[], &[0, 1, 2, SPARE_IRQ as u32, SPARE_PORTS as u32])?;
     let info = finish_within(child, "irq_driver")?;
-    expect_exit("irq_driver (5: no signal within 1 s, 6: not a transmitter interrupt)", info, 0)
+    expect_exit("irq_driver (5: no signal within the hang limit, 6: not a transmitter interrupt)", info, 0)
 }
 
 fn the_log_keeps_what_is_written_to_it() -> Outcome {

@@ -359,10 +359,18 @@ fn helper_region_hog(_: &[&str]) -> i32 {
     0
 }
 
-/// `memory_hog`: maps memory until refused, then sleeps until killed.
+/// `memory_hog`: maps memory, a MiB at a time and then a page at a time, until refused with
+/// ENOMEM (its own limit or the machine's memory, whichever comes first), then sleeps until
+/// killed. Exits 4 at once if a refusal is any other error.
 fn helper_memory_hog(_: &[&str]) -> i32 {
     for step in [MIB, PAGE] {
-        while sys::mmap(0, step, RW).is_ok() {}
+        loop {
+            match sys::mmap(0, step, RW) {
+                Ok(_) => {}
+                Err(Errno(abi::errno::ENOMEM)) => break,
+                Err(_) => return 4,
+            }
+        }
     }
     let _ = sys::sleep_ms(u64::MAX);
     0

@@ -598,7 +598,7 @@ fn handle_loop_broken_by_timeout() -> Outcome {
     let called = ipc(CALL, ep, &Message::default(), &raw mut message as u64, 20 * MS, 0);
     let elapsed = now() - start;
     expect_ipc_errno("a call carrying its own endpoint's only receiving handle", &called, ETIMEDOUT)?;
-    check!((20 * MS..20 * MS + 3 * SLICE_NS).contains(&elapsed), "the 20 ms call returned after {} ms", elapsed / MS);
+    check!((20 * MS..20 * MS + HANG_NS).contains(&elapsed), "the 20 ms call returned after {} ms", elapsed / MS);
     expect_handle("the receiving handle after the call timed out", ep, Kind::Endpoint, ENDPOINT_RIGHTS)?;
     expect_nothing_queued("the timed-out call", &endpoint)?;
     drop(endpoint);
@@ -629,9 +629,10 @@ fn handle_loop_broken_by_kill() -> Outcome {
 // ---------------------------------------------------------------------------------------
 
 /// Fails unless `elapsed` is at least `asked` and at most three time slices more.
+/// A timeout of `asked` ns expired after `elapsed`: not early, and not hung.
 fn expect_timed(what: &str, elapsed: u64, asked: u64) -> Outcome {
     check!(
-        (asked..asked + 3 * SLICE_NS).contains(&elapsed),
+        (asked..asked + HANG_NS).contains(&elapsed),
         "{what} with a {} ms timeout returned after {} us",
         asked / MS,
         elapsed / 1000
@@ -645,7 +646,7 @@ fn recv_timeout_zero_is_eagain() -> Outcome {
     let polled = ipc(RECV, endpoint.handle().raw(), &Message::default(), 0, 0, 0);
     let elapsed = now() - start;
     expect_ipc_errno("recv with timeout 0 on an empty endpoint", &polled, EAGAIN)?;
-    check!(elapsed < 5 * MS, "recv with timeout 0 took {} us", elapsed / 1000);
+    check!(elapsed < HANG_NS, "recv with timeout 0 took {} us", elapsed / 1000);
     check!(polled.reply == 0 && polled.badge == endpoint.handle().raw(), "a refused recv changed its registers: {polled:?}");
     Ok(())
 }
@@ -665,7 +666,7 @@ fn call_timeout_zero_is_eagain() -> Outcome {
     let polled = ipc(CALL, endpoint.handle().raw(), &Message::new(5, [1, 2, 3, 4]), 0, 0, 0);
     let elapsed = now() - start;
     expect_ipc_errno("call with timeout 0 while nobody receives", &polled, EAGAIN)?;
-    check!(elapsed < 5 * MS, "call with timeout 0 took {} us", elapsed / 1000);
+    check!(elapsed < HANG_NS, "call with timeout 0 took {} us", elapsed / 1000);
     check!(polled.message == Message::new(5, [1, 2, 3, 4]), "a refused call changed its message registers: {:?}", polled.message);
     expect_nothing_queued("a polled call", &endpoint)
 }
@@ -723,7 +724,7 @@ fn calling_a_dead_server_is_epipe() -> Outcome {
         let called = ipc(CALL, client.raw(), &Message::default(), 0, timeout, 0);
         let elapsed = now() - start;
         expect_ipc_errno(&format!("call with {what} to an endpoint nobody can receive on"), &called, EPIPE)?;
-        check!(elapsed < 5 * MS, "the failed call took {} us", elapsed / 1000);
+        check!(elapsed < HANG_NS, "the failed call took {} us", elapsed / 1000);
     }
     Ok(())
 }
@@ -739,7 +740,7 @@ fn server_death_fails_queued_callers() -> Outcome {
     let elapsed = now() - start;
     expect_exit("the server", finish_within(server, "the server")?, 0)?;
     expect_ipc_errno("a call queued when its server exited", &called, EPIPE)?;
-    check!(elapsed < 30 * MS + 3 * SLICE_NS, "the call failed {} ms after it began", elapsed / MS);
+    check!(elapsed < 30 * MS + HANG_NS, "the call failed {} ms after it began", elapsed / MS);
     Ok(())
 }
 
@@ -807,7 +808,7 @@ fn kill_process_blocked_in_call() -> Outcome {
     kill_and_reap(&[child])?;
     let elapsed = now() - start;
     blocked?;
-    check!(elapsed < 100 * MS, "killing a process blocked in call took {} ms", elapsed / MS);
+    check!(elapsed < HANG_NS, "killing a process blocked in call took {} ms", elapsed / MS);
     expect_nothing_queued("killing the only caller", &endpoint)?;
     drop(endpoint);
     expect_objects_back(objects, "after killing a caller with a handle in its message")
@@ -881,7 +882,7 @@ fn closing_endpoint_fails_blocked_callers() -> Outcome {
     for ended in endings {
         expect_exit("a caller blocked when its endpoint was closed (1032: EPIPE)", ended, errno_status(EPIPE))?;
     }
-    check!(elapsed < 100 * MS, "the callers took {} ms to learn the endpoint was closed", elapsed / MS);
+    check!(elapsed < HANG_NS, "the callers took {} ms to learn the endpoint was closed", elapsed / MS);
     Ok(())
 }
 
@@ -1316,7 +1317,7 @@ fn notification_timeouts() -> Outcome {
     let polled = bits.wait(0);
     let elapsed = now() - start;
     check!(polled == Err(Errno(EAGAIN)), "wait with timeout 0 and no bits returned {polled:?}");
-    check!(elapsed < 5 * MS, "wait with timeout 0 took {} us", elapsed / 1000);
+    check!(elapsed < HANG_NS, "wait with timeout 0 took {} us", elapsed / 1000);
     let start = now();
     let waited = bits.wait(20 * MS);
     let elapsed = now() - start;

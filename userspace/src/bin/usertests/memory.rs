@@ -433,30 +433,41 @@ fn global_memory_exhaustion() -> Outcome {
         pids.push(spawn_child("memory_hog", &[])?);
     }
     let outcome: Outcome = (|| {
-        let all_done = wait_until(CHILD_LIMIT * 2, || {
+        // Until every hog sleeps (it mapped until ENOMEM) or one is gone (it failed).
+        let settled = wait_until(CHILD_LIMIT * 2, || {
             let table = Table::read()?;
-            Ok(pids.iter().all(|child| table.find(child.pid).is_some_and(|row| row.state == ProcessState::Blocked as u32)))
+            let states: Vec<Option<u32>> = pids.iter().map(|child| table.find(child.pid).map(|row| row.state)).collect();
+            Ok(states.iter().any(Option::is_none) || states.iter().all(|&state| state == Some(ProcessState::Blocked as u32)))
         })?;
-        check!(all_done, "the memory hogs did not finish mapping");
-        let free = sys::sysinfo().context("sysinfo while memory is exhausted")?.free_frames;
+        check!(settled, "the memory hogs did not finish mapping");
+        let info = sys::sysinfo().context("sysinfo while memory is exhausted")?;
+        let free = info.free_frames;
         check!(free < 64, "{hogs} hogs left {free} frames free: physical memory was not exhausted");
-        match userlib::testing::spawn_self(&["usertests", "--child", "exit_with", "0"], &process::standard_handles()) {
-            Ok(child) => {
-                wait_for(child)?;
-            }
-            Err(errno) => {
-                check!(errno == Errno(ENOMEM) || errno == Errno(EAGAIN), "spawn without memory failed with {errno}")
-            }
+        check!(info.processes < info.max_processes, "the process table is full: a refused spawn would not be about memory");
+        // Exhausted memory refuses a spawn and a mapping with ENOMEM, and nothing else.
+        let spawned = userlib::testing::spawn_self(&["usertests", "--child", "exit_with", "0"], &process::standard_handles());
+        if let Ok(child) = spawned {
+            wait_for(child)?;
         }
-        let result = sys::mmap(0, 16 * PAGE, RW);
-        if let Ok(address) = result {
-            unmap(address, 16)?;
+        check!(spawned.is_err_and(|errno| errno == Errno(ENOMEM)), "spawn without memory returned {spawned:?}, not ENOMEM");
+        let pages = free + 16;
+        let mapped = sys::mmap(0, pages * PAGE, RW);
+        if let Ok(address) = mapped {
+            unmap(address, pages)?;
         }
-        check!(result.is_ok() || result == Err(Errno(ENOMEM)), "mmap without memory returned {result:?}");
+        check!(mapped == Err(Errno(ENOMEM)), "mmap of {pages} pages with {free} frames free returned {mapped:?}, not ENOMEM");
         Ok(())
     })();
-    kill_and_reap(&pids)?;
+    let mut endings = Vec::new();
+    for &child in &pids {
+        let _ = sys::kill(child);
+        endings.push(wait_for(child)?);
+    }
     outcome?;
+    check!(
+        endings.iter().all(|ending| *ending == ExitInfo::exited(KILLED)),
+        "a memory hog ended before it was killed (4: a refusal other than ENOMEM): {endings:?}"
+    );
     let after = system_frames()?;
     check!(after == before, "{} frames missing after the hogs were reaped", before.saturating_sub(after));
     Ok(())
@@ -470,9 +481,13 @@ fn global_memory_exhaustion() -> Outcome {
 fn kernel_heap_stays_bounded() -> Outcome {
     let before = info()?;
     let mut pids = Vec::new();
-    while let Ok(child) = userlib::testing::spawn_self(&["usertests", "--child", "region_hog"], &process::standard_handles()) {
-        pids.push(child);
-    }
+    let refusal = loop {
+        match userlib::testing::spawn_self(&["usertests", "--child", "region_hog"], &process::standard_handles()) {
+            Ok(child) => pids.push(child),
+            Err(errno) => break errno,
+        }
+    };
+    let table_full = info()?.processes == before.max_processes;
     let settled = wait_until(CHILD_LIMIT, || {
         let table = Table::read()?;
         Ok(pids.iter().all(|child| table.find(child.pid).is_some_and(|row| row.state != ProcessState::Ready as u32)))
@@ -486,6 +501,13 @@ fn kernel_heap_stays_bounded() -> Outcome {
     let after = info()?;
     check!(settled, "the region hogs did not all finish mapping within {CHILD_LIMIT:?}");
     check!(pids.len() >= 32, "only {} processes could be started", pids.len());
+    // The spawns stop at the process table's end (EAGAIN) or, with less memory, at the
+    // machine's memory (ENOMEM); any other refusal is a failure.
+    check!(
+        (table_full && refusal == Errno(EAGAIN)) || (!table_full && refusal == Errno(ENOMEM)),
+        "the spawns of region hogs ended with {refusal} with the process table {}",
+        if table_full { "full" } else { "not full" }
+    );
     check!(
         endings.iter().all(|ending| *ending == ExitInfo::exited(KILLED)),
         "a region hog failed: {endings:?}"

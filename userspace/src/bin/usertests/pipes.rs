@@ -14,7 +14,6 @@ use abi::syscall::{PIPE_CREATE, READ, WRITE};
 use userlib::check;
 use userlib::ipc::{self, OwnedHandle};
 use userlib::process::{self, Process};
-use userlib::time::Duration;
 use userlib::sys::{self, Errno};
 use userlib::testing::{Case, Context, Helper, Outcome};
 
@@ -188,8 +187,8 @@ fn pipes_writer_blocks_while_full() -> Outcome {
     let writer = with_stream("pipe_write", &[&format!("{total}")], &write_end)?;
     drop(write_end);
     // Started and blocked on another CPU, or after this process sleeps: a busy host may take
-    // a while to do either, so the state is looked at until it shows (for at most 2 s).
-    let blocked = wait_until(Duration::from_secs(2), || Ok(state_of(writer.pid)? == Some(abi::ProcessState::Blocked)))?;
+    // a while to do either, so the state is looked at until it shows.
+    let blocked = wait_until(HANG_LIMIT, || Ok(state_of(writer.pid)? == Some(abi::ProcessState::Blocked)))?;
     check!(blocked, "the writer of a full pipe is {:?}, not blocked", state_of(writer.pid)?);
     let back = read_exactly(&read_end, total)?;
     check!(back.iter().enumerate().all(|(offset, &byte)| byte == pattern(offset)), "the bytes came out changed");
@@ -210,23 +209,32 @@ fn pipes_reader_blocks_until_bytes_come() -> Outcome {
 
 fn pipes_blocked_writer_whose_reader_exits_gets_epipe() -> Outcome {
     let (read_end, write_end) = pipe()?;
+    let (go_read, go_write) = pipe()?;
     let writer = with_stream("pipe_write", &[&format!("{}", PIPE_CAPACITY * 4)], &write_end)?;
-    let reader = with_stream("pipe_hold", &["40"], &read_end)?;
-    drop((read_end, write_end));
-    // The writer fills the pipe and blocks; the reader exits without reading a byte.
+    let reader = spawn_with_handles("pipe_hold", &[], &[0, 1, 2, read_end.raw() as u32, go_read.raw() as u32])?;
+    drop((read_end, write_end, go_read));
+    // The writer fills the pipe and blocks (seen in the process list); only then does the
+    // reader exit, without reading a byte.
+    let blocked = wait_until(HANG_LIMIT, || Ok(state_of(writer.pid)? == Some(abi::ProcessState::Blocked)))?;
+    let writer_state = state_of(writer.pid)?;
+    sys::write(go_write.raw(), b"x").context("write to the reader's go pipe")?;
     let ended = finish_within(writer, "pipe_write")?;
     expect_exit("the reader", finish_within(reader, "pipe_hold")?, 0)?;
+    check!(blocked, "the writer of a full pipe is {writer_state:?}, not blocked, while the reader holds the pipe");
     expect_exit("the blocked writer (10 + EPIPE: its write failed once the reader was gone)", ended, 10 + EPIPE as i32)
 }
 
 fn pipes_reader_killed_mid_transfer() -> Outcome {
     let (read_end, write_end) = pipe()?;
-    let reader = with_stream("pipe_read_slowly", &[], &read_end)?;
-    drop(read_end);
+    let (progress_read, progress_write) = pipe()?;
+    let reader = spawn_with_handles("pipe_read_slowly", &[], &[0, 1, 2, read_end.raw() as u32, progress_write.raw() as u32])?;
+    drop((read_end, progress_write));
     let chunk = vec![1u8; PIPE_CAPACITY];
     sys::write(write_end.raw(), &chunk).context("write")?;
-    let _ = sys::sleep_ms(5);
+    // The reader passes on every byte it took: two seen there, the transfer is under way.
+    let seen = read_exactly(&progress_read, 2);
     sys::kill(reader).context("kill the reader")?;
+    check!(seen.is_ok_and(|bytes| bytes == [1, 1]), "the reader did not pass on the first bytes it read");
     expect_exit("the killed reader", finish_within(reader, "pipe_read_slowly")?, abi::status::KILLED)?;
     let result = sys::write(write_end.raw(), &chunk);
     check!(result == Err(Errno(EPIPE)), "a write after the reader was killed returned {result:?}");
@@ -251,7 +259,7 @@ fn pipes_blocked_reader_killed_ends_killed() -> Outcome {
     let (read_end, write_end) = pipe()?;
     let reader = with_stream("pipe_read_all", &[], &read_end)?;
     drop(read_end);
-    let blocked = wait_until(Duration::from_secs(2), || Ok(state_of(reader.pid)? == Some(abi::ProcessState::Blocked)))?;
+    let blocked = wait_until(HANG_LIMIT, || Ok(state_of(reader.pid)? == Some(abi::ProcessState::Blocked)))?;
     check!(blocked, "the reader of an empty pipe is {:?}, not blocked", state_of(reader.pid)?);
     sys::kill(reader).context("kill")?;
     expect_exit("a reader killed while blocked", finish_within(reader, "pipe_read_all")?, abi::status::KILLED)?;
@@ -314,9 +322,10 @@ fn helper_pipe_read_all(_: &[&str]) -> i32 {
     i32::from(userlib::fs::read_to_end(3).is_err())
 }
 
-/// `pipe_hold MS`: keeps its handles MS milliseconds without using them; exits 0.
-fn helper_pipe_hold(args: &[&str]) -> i32 {
-    let _ = sys::sleep_ms(args.first().and_then(|text| text.parse().ok()).unwrap_or(0));
+/// `pipe_hold`: keeps its handle 3 without using it until a byte (or the end) comes on its
+/// handle 4; exits 0.
+fn helper_pipe_hold(_: &[&str]) -> i32 {
+    let _ = sys::read(4, &mut [0u8; 1]);
     0
 }
 
@@ -326,10 +335,11 @@ fn helper_pipe_late_write(args: &[&str]) -> i32 {
     i32::from(sys::write(3, b"late") != Ok(4))
 }
 
-/// `pipe_read_slowly`: reads its handle 3 a byte a millisecond, for ever.
+/// `pipe_read_slowly`: reads its handle 3 a byte a millisecond, for ever, writing each byte
+/// it read to its handle 4 (so the case sees the transfer under way).
 fn helper_pipe_read_slowly(_: &[&str]) -> i32 {
     let mut byte = [0u8; 1];
-    while sys::read(3, &mut byte).is_ok() {
+    while sys::read(3, &mut byte).is_ok() && sys::write(4, &byte).is_ok() {
         let _ = sys::sleep_ms(1);
     }
     REACHED_END

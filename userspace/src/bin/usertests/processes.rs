@@ -55,7 +55,7 @@ pub const CASES: &[Case] = userlib::cases![
     here orphan_goes_to_nobody,
     here preemption,
     here preemption_with_interrupts_cleared,
-    here sleep_accuracy,
+    here sleep_never_ends_early,
     here sleep_zero,
     here sleep_huge_is_killable,
 ];
@@ -165,7 +165,7 @@ fn wait_timeout_zero_is_eagain() -> Outcome {
     let still_held = ipc::handle_info(child.handle);
     kill_and_reap(&[child])?;
     check!(polled == Err(Errno(EAGAIN)), "wait with timeout 0 on a running child returned {polled:?}");
-    check!(elapsed < 5 * MS, "wait with timeout 0 took {} ms", elapsed / MS);
+    check!(elapsed < HANG_NS, "wait with timeout 0 took {} ms", elapsed / MS);
     check!(
         matches!(still_held, Ok((Some(Kind::Process), _))),
         "the handle did not stay open after the refused wait: {still_held:?}"
@@ -184,13 +184,13 @@ fn wait_timeout_expires() -> Outcome {
     kill_and_reap(&[child])?;
     check!(waited == Err(Errno(ETIMEDOUT)), "wait with a 30 ms timeout on a running child returned {waited:?}");
     check!(
-        (30 * MS..30 * MS + 3 * SLICE_NS).contains(&elapsed),
+        (30 * MS..30 * MS + HANG_NS).contains(&elapsed),
         "wait with a 30 ms timeout returned after {} ms",
         elapsed / MS
     );
     check!(waited_any == Err(Errno(ETIMEDOUT)), "wait for any process with a 20 ms timeout returned {waited_any:?}");
     check!(
-        (20 * MS..20 * MS + 3 * SLICE_NS).contains(&elapsed_any),
+        (20 * MS..20 * MS + HANG_NS).contains(&elapsed_any),
         "wait for any process with a 20 ms timeout returned after {} ms",
         elapsed_any / MS
     );
@@ -254,7 +254,7 @@ fn kill_sleeping_child() -> Outcome {
     kill_and_reap(&[child])?;
     let elapsed = now() - start;
     check!(started, "the sleeper never blocked");
-    check!(elapsed < 100 * MS, "killing a sleeper took {} ms", elapsed / MS);
+    check!(elapsed < HANG_NS, "killing a sleeper took {} ms", elapsed / MS);
     Ok(())
 }
 
@@ -331,7 +331,7 @@ fn kill_needs_a_process_handle() -> Outcome {
         expect_errno("kill through a process handle without KILL", call(KILL, [no_kill.raw(), 0, 0, 0, 0, 0]), EPERM)?;
         // Until it has run (on another CPU, perhaps not yet) it is ready, not asleep; a
         // refused kill that went through would end it, and it would never be seen asleep.
-        let asleep = wait_until(userlib::time::Duration::from_secs(2), || Ok(state_of(child.pid)? == Some(ProcessState::Blocked)))?;
+        let asleep = wait_until(HANG_LIMIT, || Ok(state_of(child.pid)? == Some(ProcessState::Blocked)))?;
         check!(asleep, "the child did not survive the refused kill: {:?}", state_of(child.pid)?);
         Ok(())
     })();
@@ -526,9 +526,14 @@ fn orphan_goes_to_nobody() -> Outcome {
     expect_objects_back(objects, "after the orphan ended")
 }
 
+/// Where a `spin_window` pair starts after now, and how long it lasts: wide, so that a
+/// spinner a loaded host starts late still runs inside it.
+const WINDOW_START_NS: u64 = 100 * MS;
+const WINDOW_NS: u64 = 500 * MS;
+
 fn preemption() -> Outcome {
-    let start = now() + 20 * MS;
-    let end = start + 100 * MS;
+    let start = now() + WINDOW_START_NS;
+    let end = start + WINDOW_NS;
     let (start_text, end_text) = (format!("{start}"), format!("{end}"));
     let first = spawn_child("spin_window", &[&start_text, &end_text])?;
     let second = spawn_child("spin_window", &[&start_text, &end_text])?;
@@ -539,7 +544,7 @@ fn preemption() -> Outcome {
     let endings = (wait_for(first)?, wait_for(second)?);
     slept?;
     check!(
-        elapsed <= asked + 3 * SLICE_NS,
+        elapsed <= asked + HANG_NS,
         "the parent asked for {} ms of sleep and got the CPU back after {} ms",
         asked / MS,
         elapsed / MS
@@ -564,26 +569,20 @@ fn preemption_with_interrupts_cleared() -> Outcome {
     expect_exit("the spinner", ended, KILLED)?;
     // Running on another CPU, or waiting for this one.
     check!(matches!(state, Some(ProcessState::Ready | ProcessState::Running)), "the spinner was not runnable: {state:?}");
-    check!(elapsed <= 30 * MS + 3 * SLICE_NS, "a 30 ms sleep took {} ms next to the spinner", elapsed / MS);
+    check!(elapsed <= 30 * MS + HANG_NS, "a 30 ms sleep took {} ms next to the spinner", elapsed / MS);
     Ok(())
 }
 
-fn sleep_accuracy() -> Outcome {
+/// A sleep never ends more than a tick early (the clock is read between ticks), and ends.
+/// How late it ends depends on the host's load under TCG, so that is not judged here.
+fn sleep_never_ends_early() -> Outcome {
     let tick = 1_000_000_000 / u64::from(info()?.timer_hz);
     for duration in [MS, 2 * MS, 5 * MS, 10 * MS, 25 * MS] {
-        let mut last = 0;
-        let mut within = false;
-        for _ in 0..3 {
-            let start = now();
-            sys::sleep_ns(duration).context("sleep")?;
-            last = now() - start;
-            check!(last + tick >= duration, "sleep({} ms) returned after {last} ns", duration / MS);
-            if last <= duration + 2 * tick {
-                within = true;
-                break;
-            }
-        }
-        check!(within, "sleep({} ms) took {last} ns in three tries, more than a tick late", duration / MS);
+        let start = now();
+        sys::sleep_ns(duration).context("sleep")?;
+        let slept = now() - start;
+        check!(slept + tick >= duration, "sleep({} ms) returned after {slept} ns, early", duration / MS);
+        check!(slept < duration + HANG_NS, "sleep({} ms) returned after {slept} ns, hung", duration / MS);
     }
     Ok(())
 }
@@ -593,7 +592,7 @@ fn sleep_zero() -> Outcome {
     expect_value("sleep(0)", call(SLEEP, [0; 6]), 0)?;
     expect_value("sleep(1 ns)", call(SLEEP, [1, 0, 0, 0, 0, 0]), 0)?;
     let elapsed = now() - start;
-    check!(elapsed < 10 * MS, "sleep(0) and sleep(1 ns) took {elapsed} ns");
+    check!(elapsed < HANG_NS, "sleep(0) and sleep(1 ns) took {elapsed} ns");
     Ok(())
 }
 

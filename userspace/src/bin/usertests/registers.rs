@@ -131,8 +131,9 @@ fn stack_pointer_in_kernel_half() -> Outcome {
 }
 
 fn nt_flag_contained() -> Outcome {
-    let start = now() + 10 * MS;
-    let end = start + 150 * MS;
+    // Wide, so that a spinner a loaded host starts late still runs inside it.
+    let start = now() + 100 * MS;
+    let end = start + 500 * MS;
     let (start, end) = (format!("{start}"), format!("{end}"));
     let spinner = spawn_child("spin_window", &[&start, &end])?;
     let sleeper = spawn_child("int80_sleeper", &[])?;

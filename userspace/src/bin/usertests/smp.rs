@@ -3,8 +3,12 @@
 //! more, that processes ran on different CPUs at once (two spinners use two CPUs' worth of
 //! time, a kill interrupts a process running elsewhere, IPC and shared memory work between
 //! partners on different CPUs, a page unmapped on one CPU is gone on another); with one, what
-//! one CPU allows (the spinners share it, the partners take turns). So the suite passes at
-//! every CPU count, and a kernel that ran one process at a time fails it with two.
+//! one CPU allows (the spinners share it, the partners take turns, nothing is ever seen on
+//! another CPU, the unmapped page faults on the CPU that unmapped it). So the suite passes
+//! at every CPU count, and a kernel that ran one process at a time fails it with two. With
+//! one CPU each case prints that it checked the one-CPU outcome, since "another CPU" was
+//! not exercised. Timing bounds are hang limits ([`HANG_LIMIT`]): how fast a kill reaches
+//! another CPU depends on the host's load under TCG, so it is printed, not judged.
 
 use alloc::format;
 use alloc::string::String;
@@ -24,7 +28,7 @@ use crate::helpers::arg;
 
 pub const CASES: &[Case] = userlib::cases![
     here spinners_use_a_cpu_each,
-    here kill_ends_a_process_running_on_another_cpu_at_once,
+    here kill_ends_a_process_running_on_another_cpu,
     here ipc_ping_pong_across_cpus,
     here shared_memory_handshake_across_cpus,
     here page_unmapped_on_one_cpu_faults_on_another,
@@ -44,6 +48,14 @@ fn cpus() -> Result<u32, String> {
 /// The CPU this process ran its last `sysinfo` on (it may move at any time).
 fn this_cpu() -> Result<u32, String> {
     Ok(info()?.current_cpu)
+}
+
+/// With one CPU, says that `case` checked the one-CPU outcome (`what`) rather than what it
+/// names across CPUs.
+fn note_one_cpu(cpus: u32, case: &str, what: &str) {
+    if cpus == 1 {
+        userlib::println!("  {case}: one CPU, so no other CPU to exercise: checked that {what}");
+    }
 }
 
 /// The CPU time `children` have used so far, together.
@@ -100,34 +112,37 @@ fn spinners_use_a_cpu_each() -> Outcome {
     })
 }
 
-fn kill_ends_a_process_running_on_another_cpu_at_once() -> Outcome {
+/// How long, with one CPU, the spinner is watched for never running on another CPU.
+const ONE_CPU_WATCH: Duration = Duration::from_millis(200);
+
+fn kill_ends_a_process_running_on_another_cpu() -> Outcome {
     let cpus = cpus()?;
-    let mut last = 0;
-    for _ in 0..3 {
-        let spinner = spawn_child("spinner", &[])?;
-        let elsewhere = wait_until(Duration::from_secs(1), || {
-            let me = this_cpu()?;
-            let table = Table::read()?;
-            Ok(table.find(spinner.pid).is_some_and(|row| row.state == ProcessState::Running as u32 && row.cpu != me))
-        });
-        let elsewhere = match elsewhere {
-            Ok(seen) => seen,
-            Err(error) => return kill_and_reap(&[spinner]).and(Err(error)),
-        };
-        if cpus >= 2 && !elsewhere {
-            kill_and_reap(&[spinner])?;
-            return Err(format!("with {cpus} CPUs the spinner was never seen running on another CPU in 1 s"));
-        }
-        let start = now();
-        sys::kill(spinner).context("kill of the spinner")?;
-        let ended = wait_for(spinner)?;
-        last = now() - start;
-        expect_exit("the spinner", ended, KILLED)?;
-        if last < SLICE_NS / 2 {
-            return Ok(());
-        }
+    note_one_cpu(cpus, "kill_ends_a_process_running_on_another_cpu", "the spinner never ran on another CPU and the kill ended it");
+    let spinner = spawn_child("spinner", &[])?;
+    let elsewhere = wait_until(if cpus >= 2 { HANG_LIMIT } else { ONE_CPU_WATCH }, || {
+        let me = this_cpu()?;
+        let table = Table::read()?;
+        Ok(table.find(spinner.pid).is_some_and(|row| row.state == ProcessState::Running as u32 && row.cpu != me))
+    });
+    let elsewhere = match elsewhere {
+        Ok(seen) => seen,
+        Err(error) => return kill_and_reap(&[spinner]).and(Err(error)),
+    };
+    if cpus >= 2 && !elsewhere {
+        kill_and_reap(&[spinner])?;
+        return Err(format!("with {cpus} CPUs the spinner was never seen running on another CPU in {HANG_LIMIT:?}"));
     }
-    Err(format!("killing a spinner took {last} ns to its end in three tries: half a time slice or more"))
+    if cpus == 1 && elsewhere {
+        kill_and_reap(&[spinner])?;
+        return Err(String::from("with one CPU the spinner was seen running on another CPU"));
+    }
+    let start = now();
+    sys::kill(spinner).context("kill of the spinner")?;
+    let ended = wait_for(spinner)?;
+    let took = now() - start;
+    expect_exit("the spinner", ended, KILLED)?;
+    check!(took < HANG_NS, "killing a spinner took {took} ns to its end");
+    Ok(())
 }
 
 /// Round trips of [`ipc_ping_pong_across_cpus`].
@@ -193,6 +208,7 @@ fn ipc_ping_pong_across_cpus() -> Outcome {
     } else {
         check!(across == 0, "with one CPU {across} answers came from another CPU");
     }
+    note_one_cpu(cpus, "ipc_ping_pong_across_cpus", "every answer came from the caller's CPU");
     Ok(())
 }
 
@@ -225,9 +241,9 @@ unsafe fn shared_words<'a>(address: u64) -> &'a [AtomicU64] {
 
 /// Waits, yielding (with one CPU the partner needs it), until `word` holds `value`.
 fn wait_for_word(word: &AtomicU64, value: u64, what: &str) -> Outcome {
-    let deadline = now() + 5_000 * MS;
+    let deadline = now() + HANG_NS;
     while word.load(Ordering::Acquire) != value {
-        check!(now() < deadline, "{what} did not reach {value} in 5 s");
+        check!(now() < deadline, "{what} did not reach {value} in {HANG_LIMIT:?}");
         sys::yield_now();
     }
     Ok(())
@@ -242,7 +258,7 @@ fn helper_handshake_peer(_: &[&str]) -> i32 {
     let words = unsafe { shared_words(address) };
     let mut last = 0;
     loop {
-        let deadline = now() + 5_000 * MS;
+        let deadline = now() + HANG_NS;
         let round = loop {
             let round = words[ROUND].load(Ordering::Acquire);
             if round != last {
@@ -299,16 +315,20 @@ fn shared_memory_handshake_across_cpus() -> Outcome {
             across * 2 >= HANDSHAKE_ROUNDS,
             "with {cpus} CPUs the peer checked only {across} of {HANDSHAKE_ROUNDS} rounds on another CPU than the writer's"
         );
+    } else {
+        check!(across == 0, "with one CPU the peer checked {across} rounds on another CPU than the writer's");
     }
+    note_one_cpu(cpus, "shared_memory_handshake_across_cpus", "the peer checked every round on the writer's CPU");
     Ok(())
 }
 
 /// Where `touch_after_munmap_elsewhere` maps its page.
 const TOUCHED_PAGE: u64 = FIXED_BASE;
 
-/// Yields until this process runs on a CPU `wanted` accepts, for at most 2 s; whether it did.
+/// Yields until this process runs on a CPU `wanted` accepts, for at most [`HANG_LIMIT`];
+/// whether it did.
 fn yield_until_on(wanted: impl Fn(u32) -> bool) -> Result<bool, String> {
-    let deadline = now() + 2_000 * MS;
+    let deadline = now() + HANG_NS;
     while now() < deadline {
         if wanted(this_cpu()?) {
             return Ok(true);
@@ -321,7 +341,7 @@ fn yield_until_on(wanted: impl Fn(u32) -> bool) -> Result<bool, String> {
 /// `touch_after_munmap_elsewhere MOVE`: maps a page and writes it (its translation is now in
 /// this CPU's TLB); with MOVE 1, moves to another CPU (the suite keeps every CPU busy so
 /// that a yield lands anywhere) and unmaps the page there, then moves back to the first CPU
-/// and writes the page again, which must fault. Exits 2 if a move did not happen in 2 s, 3
+/// and writes the page again, which must fault. Exits 2 if a move did not happen in [`HANG_LIMIT`], 3
 /// if the write did not fault, [`errno_status`] if a call failed.
 fn helper_touch_after_munmap_elsewhere(args: &[&str]) -> i32 {
     let moving = arg::<u32>(args, 0) == 1;
@@ -353,7 +373,8 @@ fn page_unmapped_on_one_cpu_faults_on_another() -> Outcome {
     with_spinners(&spinners, || {
         let moving = if cpus >= 2 { "1" } else { "0" };
         let ended = finish_within(spawn_child("touch_after_munmap_elsewhere", &[moving])?, "the child")?;
-        check!(ended != abi::ExitInfo::exited(2), "with {cpus} CPUs the child never moved to another CPU and back in 2 s");
+        check!(ended != abi::ExitInfo::exited(2), "with {cpus} CPUs the child never moved to another CPU and back in {HANG_LIMIT:?}");
+        note_one_cpu(cpus, "page_unmapped_on_one_cpu_faults_on_another", "the page unmapped on the only CPU faults there");
         Expected::page_fault(TOUCHED_PAGE).at(poke_site()).error(PF_USER | PF_WRITE).check(&ended)
     })
 }

@@ -1,0 +1,33 @@
+//! The short version of `make stress`, run by `make test`: `scripts/stress.sh` with the
+//! syscall fuzzer at three seeds, 50 000 calls each, at two CPUs and at four, without the
+//! host busy loops and the usertests runs of the full version. Every run must end with the
+//! kernel intact (no panic, the fuzzer's last line), and the script's one summary line must
+//! count six passes.
+
+use std::process::Command;
+
+/// Seeds the short version fuzzes with.
+const SEEDS: &str = "1 2 3";
+/// CPU counts it fuzzes at.
+const CPUS: &str = "2 4";
+/// Runs: one per seed and CPU count.
+const RUNS: usize = 6;
+
+#[test]
+fn fuzzing_three_seeds_at_two_and_four_cpus_leaves_the_kernel_intact() {
+    let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stress.sh"))
+        .env("ENIGMA", env!("CARGO_BIN_EXE_enigma"))
+        .env("SEEDS", SEEDS)
+        .env("CPUS", CPUS)
+        .env("CALLS", "50000")
+        .env("USERTESTS_RUNS", "0")
+        .env("HOGS", "0")
+        .env("RUN_TIMEOUT", "600")
+        .output()
+        .expect("scripts/stress.sh runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(last, format!("stress: {RUNS} passed, 0 failed"), "output:\n{stdout}");
+    assert!(output.status.success(), "status {:?}; output:\n{stdout}", output.status);
+}
