@@ -347,11 +347,15 @@ impl File {
         }
     }
 
-    /// An open directory's absolute path.
+    /// An open directory's absolute path; `ENAMETOOLONG` if it is longer than [`PATH_MAX`]
+    /// (never a part of it).
     pub fn path(&self) -> Result<String> {
         let mut room = vec![0u8; PATH_MAX];
         let (_, _, arrived) = request(self.0.raw(), GETPATH, [0; 4], &[], Some(&mut room))?;
-        room.truncate(arrived.len.min(PATH_MAX));
+        if arrived.len > PATH_MAX {
+            return Err(Errno(ENAMETOOLONG));
+        }
+        room.truncate(arrived.len);
         String::from_utf8(room).map_err(|_| Errno(EINVAL))
     }
 }

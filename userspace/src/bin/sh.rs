@@ -22,6 +22,8 @@
 //!   `sh: FILE: ERRNO` for a redirection that cannot be opened.
 //! - Built-ins (see [`BUILTINS`]) run inside the shell, also when the line ends with `&`;
 //!   they cannot be redirected or piped. Ctrl-D on an empty line is `exit`.
+//! - `init` gives the shell the operator's handle to its supervisor (handle 6), which may
+//!   restart services; the shell passes it to `svc` alone, never to other programs.
 #![no_std]
 #![no_main]
 
@@ -39,6 +41,8 @@ use userlib::process::{self, Ending, Process, Table};
 use userlib::sys::{self, Errno, Pid};
 use userlib::time::Duration;
 use userlib::{eprintln, print, println};
+
+use userlib::supervisor;
 
 userlib::main!(main);
 
@@ -351,7 +355,12 @@ fn run_pipeline(pipeline: &[Command], background: bool, jobs: &mut Vec<Process>)
     for (command, stdio) in pipeline.iter().zip(&streams) {
         let argv: Vec<&str> = command.words.iter().map(String::as_str).collect();
         let name = argv[0];
-        match Process::spawn(name, &argv, &process::standard_handles_with(*stdio)) {
+        let mut handles = process::standard_handles_with(*stdio);
+        // Only `svc` gets the operator's handle to init's supervisor, as its handle 5.
+        if name == "svc" && handles.len() == supervisor::SVC_HANDLE as usize && matches!(userlib::ipc::handle_info(supervisor::SHELL_HANDLE), Ok((Some(abi::handle::Kind::Endpoint), _))) {
+            handles.push(supervisor::SHELL_HANDLE as u32);
+        }
+        match Process::spawn(name, &argv, &handles) {
             Ok(child) => started.push(child),
             Err(Errno(ENOENT)) => eprintln!("sh: {name}: not found"),
             Err(error) => eprintln!("sh: {name}: {error}"),

@@ -223,6 +223,11 @@ impl Server {
             protocol::READDIR => self.read_dir(base, words[0]),
             protocol::GETPATH => {
                 let path = self.tree.path_of(base)?;
+                // A path longer than any request may carry is refused rather than cut (a
+                // chain of 255-byte names can be longer than the reply's buffer too).
+                if path.len() > protocol::PATH_MAX {
+                    return Err(ENAMETOOLONG);
+                }
                 self.outgoing[..path.len()].copy_from_slice(path.as_bytes());
                 Ok(Answer { bytes: Bytes::Outgoing(path.len()), ..Answer::status(Ok(0)) })
             }
@@ -287,8 +292,12 @@ impl Server {
         if flags & open::DIRECTORY != 0 && !is_directory {
             return Err(ENOTDIR);
         }
-        if is_directory && flags & (open::WRITE | open::TRUNCATE | open::APPEND) != 0 {
+        let changes = flags & (open::WRITE | open::TRUNCATE | open::APPEND) != 0;
+        if is_directory && changes {
             return Err(EISDIR);
+        }
+        if changes && !self.tree.node(node).is_writable() {
+            return Err(EROFS);
         }
         if flags & open::TRUNCATE != 0 {
             self.tree.set_len(node, 0)?;

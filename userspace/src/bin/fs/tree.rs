@@ -96,6 +96,11 @@ impl Node {
         }
     }
 
+    /// Whether it may be changed.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
     /// A file's length, or a directory's number of entries.
     pub fn size(&self) -> u64 {
         match &self.content {

@@ -338,9 +338,10 @@ fn files_only_tmp_is_writable() -> Outcome {
     expect_fs_errno("create in /etc", File::create("/etc/ut-new"), EROFS)?;
     expect_fs_errno("unlink /bin/true", fs::unlink("/bin/true"), EROFS)?;
     expect_fs_errno("rename /etc/motd", fs::rename("/etc/motd", "/tmp/ut-motd"), EROFS)?;
-    let motd = File::open_with("/etc/motd", open::READ | open::WRITE).context("open /etc/motd")?;
-    expect_fs_errno("write to /etc/motd", motd.write(b"x"), EROFS)?;
-    expect_fs_errno("truncate /etc/motd", motd.truncate(0), EROFS)?;
+    expect_fs_errno("open /etc/motd to write", File::open_with("/etc/motd", open::READ | open::WRITE), EROFS)?;
+    let motd = File::open("/etc/motd").context("open /etc/motd")?;
+    expect_fs_errno("write to /etc/motd opened to read", motd.write(b"x"), EBADF)?;
+    expect_fs_errno("truncate /etc/motd opened to read", motd.truncate(0), EBADF)?;
     check!(!fs::read("/etc/motd").context("read")?.is_empty(), "the motd was emptied");
     Ok(())
 }

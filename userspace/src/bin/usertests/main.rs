@@ -10,8 +10,9 @@
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
 //! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
-//! server), [`devices`] (device capabilities and the kernel's log) and [`smp`] (processes
-//! running at once on several CPUs). [`helpers`] holds the helper roles multi-process cases
+//! server), [`devices`] (device capabilities and the kernel's log), [`smp`] (processes
+//! running at once on several CPUs) and [`services`] (who may do what with the servers `init`
+//! starts). [`helpers`] holds the helper roles multi-process cases
 //! start (the subjects from `handles` on keep their own), and [`common`] what the cases
 //! share.
 //!
@@ -44,6 +45,7 @@ mod privileged;
 mod processes;
 mod protection;
 mod registers;
+mod services;
 mod smp;
 mod streams;
 
@@ -68,6 +70,7 @@ fn main() -> i32 {
         streams::CASES,
         devices::CASES,
         smp::CASES,
+        services::CASES,
     ]
     .concat();
     let helpers = [
@@ -79,6 +82,7 @@ fn main() -> i32 {
         streams::HELPERS,
         devices::HELPERS,
         smp::HELPERS,
+        services::HELPERS,
     ]
     .concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
