@@ -38,7 +38,8 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 
-use abi::errno::{EAGAIN, EINVAL, ENOENT, EPERM, ETIMEDOUT};
+use abi::errno::{EAGAIN, EINVAL, ENOENT, EPERM, EPIPE, ETIMEDOUT};
+use abi::handle::NO_HANDLE;
 use abi::handle::rights;
 use abi::init_handles::{
     FRAMEBUFFER, KEYBOARD_IRQ, LOG, POWER, PS2_PORTS, RAMDISK, SERIAL_IRQ, SERIAL_PORTS, SPARE_IRQ, SPARE_PORTS,
@@ -108,8 +109,13 @@ struct Supervisor {
     names_user: Endpoint,
     /// What init has registered: the log, the supervisor and the root directory.
     published: [Option<names::Registration>; 3],
-    /// The root directory (badge 0).
+    /// The root directory (badge 0, fs's root session).
     root: Endpoint,
+    /// The root directory in the session of the shell or the command line's program (none
+    /// if fs could not start one: then no program starts until fs is back).
+    user_root: Option<Endpoint>,
+    /// The root directory in the session published as `fs`.
+    public_root: Option<Endpoint>,
     /// Whether init runs the shell (rather than the command line's program).
     runs_shell: bool,
     /// The supervisor endpoint `svc` calls.
@@ -145,6 +151,7 @@ fn main() -> i32 {
     let (names_system, names_user) = start_names(&mut names, ramdisk);
     let mut file_system = Service::new("fs");
     let root = start_fs(&mut file_system, ramdisk);
+    let (user_root, public_root) = (session_below(&root), session_below(&root));
     let mut supervisor = Supervisor {
         ramdisk,
         console,
@@ -156,6 +163,8 @@ fn main() -> i32 {
         names_user,
         published: [None, None, None],
         root,
+        user_root,
+        public_root,
         runs_shell: args().len() < 2,
         control,
         operator,
@@ -206,6 +215,7 @@ impl Supervisor {
         }
         if fs_ended {
             self.root = start_fs(&mut self.file_system, self.ramdisk);
+            (self.user_root, self.public_root) = (session_below(&self.root), session_below(&self.root));
         }
         if names_ended || fs_ended {
             self.register_names();
@@ -255,7 +265,7 @@ impl Supervisor {
     fn register_names(&mut self) {
         let log = userlib::ipc::duplicate(LOG, rights::DUPLICATE | rights::TRANSFER | rights::READ).map(OwnedHandle::from_raw);
         let control = self.control.mint(0, false).map(|caller| OwnedHandle::from_raw(caller.into_raw()));
-        let handles = [log.as_ref().map_err(|error| *error), control.as_ref().map_err(|error| *error), Ok(self.root.handle())];
+        let handles = [log.as_ref().map_err(|error| *error), control.as_ref().map_err(|error| *error), self.public_root.as_ref().map(Endpoint::handle).ok_or(Errno(EPIPE))];
         for ((name, handle), slot) in ["log", supervisor::SERVICE, fs::SERVICE].into_iter().zip(handles).zip(&mut self.published) {
             if let (Ok(handle), Some(registration)) = (handle, &*slot)
                 && registration.replace(name, handle).is_ok()
@@ -274,7 +284,7 @@ impl Supervisor {
     /// name service, the root directory and the power handle.
     fn session_handles(&self) -> [u32; 6] {
         let session = self.session.handle().raw() as u32;
-        [session, session, session, self.names_user.handle().raw() as u32, self.root.handle().raw() as u32, POWER as u32]
+        [session, session, session, self.names_user.handle().raw() as u32, self.user_root.as_ref().map_or(NO_HANDLE, |root| root.handle().raw()) as u32, POWER as u32]
     }
 
     /// Starts the shell from the file system.
@@ -404,6 +414,22 @@ fn start_names(names: &mut Service, ramdisk: &[u8]) -> (Endpoint, Endpoint) {
 fn start_fs(file_system: &mut Service, ramdisk: &[u8]) -> Endpoint {
     let endpoint = start_server(file_system, ramdisk, &[RAMDISK]);
     caller(&endpoint, 0, "the root directory")
+}
+
+/// The root directory in a new session of fs below `root`'s, with `fs::SESSION_LIMITS`
+/// (none, said why, if fs cannot start one: it has ended, and starts again).
+fn session_below(root: &Endpoint) -> Option<Endpoint> {
+    let root = fs::File::from_raw(root.handle().raw());
+    let session = root.new_session(fs::SESSION_LIMITS);
+    // The handle is init's root, lent for the call.
+    root.into_raw();
+    match session {
+        Ok(session) => Some(Endpoint::from_raw(session.into_raw())),
+        Err(error) => {
+            eprintln!("init: cannot start a session of fs: {error}");
+            None
+        }
+    }
 }
 
 /// Sleeps for [`RETRY_DELAY`]; init cannot be killed, so the sleep cannot be cut short.

@@ -356,6 +356,12 @@ fn run_pipeline(pipeline: &[Command], background: bool, jobs: &mut Vec<Process>)
         let argv: Vec<&str> = command.words.iter().map(String::as_str).collect();
         let name = argv[0];
         let mut handles = process::standard_handles_with(*stdio);
+        // Each program gets its current directory in a session of its own (or, if fs cannot
+        // start one, the shell's), so what it holds in fs is bounded by `fs::JOB_LIMITS`.
+        let session = job_session();
+        if let (Some(session), Some(directory)) = (&session, handles.get_mut(fs::CWD_HANDLE as usize)) {
+            *directory = session.handle().raw() as u32;
+        }
         // Only `svc` gets the operator's handle to init's supervisor, as its handle 5.
         if name == "svc" && handles.len() == supervisor::SVC_HANDLE as usize && matches!(userlib::ipc::handle_info(supervisor::SHELL_HANDLE), Ok((Some(abi::handle::Kind::Endpoint), _))) {
             handles.push(supervisor::SHELL_HANDLE as u32);
@@ -416,6 +422,15 @@ fn list_jobs(jobs: &[Process]) {
     for job in jobs {
         println!("[pid {}]", job.pid());
     }
+}
+
+/// The current directory in a new session of fs with `fs::JOB_LIMITS`, if fs starts one.
+fn job_session() -> Option<fs::File> {
+    let current = fs::File::from_raw(fs::current_dir_handle()?);
+    let session = current.new_session(fs::JOB_LIMITS);
+    // The current directory stays the shell's.
+    current.into_raw();
+    session.ok()
 }
 
 /// Powers off through the power handle the shell was given, if it was.

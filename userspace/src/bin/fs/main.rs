@@ -17,6 +17,7 @@
 
 extern crate alloc;
 
+mod sessions;
 mod tree;
 
 use alloc::vec;
@@ -28,6 +29,7 @@ use abi::ipc::{BUFFER_MAX, FOREVER, IpcBuffers, LABEL_CLOSED, LABEL_NOTIFICATION
 use abi::stream;
 use abi::syscall::{REPLY, REPLY_RECV};
 use tar_no_std::TarArchiveRef;
+use sessions::{OPENS, ROOT_SESSION, SessionId};
 use tree::{BLOCK, Errno, NodeId, ROOT, Tree};
 use userlib::eprintln;
 use userlib::fs::{self as protocol, open};
@@ -48,6 +50,8 @@ struct Open {
     node: NodeId,
     offset: u64,
     flags: u64,
+    /// The session it was opened through (and what it makes is charged to).
+    session: SessionId,
 }
 
 /// What fs keeps besides the tree.
@@ -209,8 +213,14 @@ impl Server {
         if badge == 0 { Ok(ROOT) } else { self.open_entry(badge).map(|open| open.node) }
     }
 
+    /// The session a badge's requests are charged to.
+    fn session_of(&mut self, badge: u64) -> Result<SessionId, Errno> {
+        if badge == 0 { Ok(ROOT_SESSION) } else { self.open_entry(badge).map(|open| open.session) }
+    }
+
     fn request(&mut self, badge: u64, label: u64, words: [u64; 4], bytes: &[u8]) -> Result<Answer, Errno> {
         let base = self.node_of(badge)?;
+        let session = self.session_of(badge)?;
         match label {
             stream::READ => self.read(badge, words[0]),
             stream::WRITE => self.write(badge, &bytes[..bytes.len().min(words[0] as usize)]),
@@ -237,25 +247,37 @@ impl Server {
                 self.tree.node_count() as u64,
                 self.opens.iter().flatten().count() as u64,
             ])),
+            protocol::SESSION => {
+                if self.tree.node(base).kind() != protocol::KIND_DIRECTORY {
+                    return Err(ENOTDIR);
+                }
+                let started = self.tree.sessions.start(session, [words[0], words[1], words[2]])?;
+                let answer = self.hand_out(base, open::READ | open::DIRECTORY, started);
+                if answer.is_err() {
+                    // The new session never had a handle: it ends here.
+                    self.end_handle(started);
+                }
+                answer
+            }
             protocol::OPEN | protocol::MKDIR | protocol::RMDIR | protocol::UNLINK | protocol::RENAME | protocol::STAT
             | protocol::LOAD_IMAGE => {
                 if bytes.len() > protocol::PATH_MAX * 2 + 1 {
                     return Err(ENAMETOOLONG);
                 }
                 let path = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
-                self.path_request(base, label, words, path)
+                self.path_request(base, session, label, words, path)
             }
             _ => Err(EINVAL),
         }
     }
 
-    fn path_request(&mut self, base: NodeId, label: u64, words: [u64; 4], path: &str) -> Result<Answer, Errno> {
+    fn path_request(&mut self, base: NodeId, session: SessionId, label: u64, words: [u64; 4], path: &str) -> Result<Answer, Errno> {
         if label != protocol::RENAME && path.len() > protocol::PATH_MAX {
             return Err(ENAMETOOLONG);
         }
         match label {
-            protocol::OPEN => self.open(base, path, words[0]),
-            protocol::MKDIR => self.tree.mkdir(base, path).map(|()| Answer::status(Ok(0))),
+            protocol::OPEN => self.open(base, session, path, words[0]),
+            protocol::MKDIR => self.tree.mkdir(base, path, session).map(|()| Answer::status(Ok(0))),
             protocol::RMDIR => self.tree.remove(base, path, true).map(|()| Answer::status(Ok(0))),
             protocol::UNLINK => self.tree.remove(base, path, false).map(|()| Answer::status(Ok(0))),
             protocol::RENAME => {
@@ -278,16 +300,14 @@ impl Server {
         Answer::words([node_data.kind(), node_data.size(), node as u64, 0])
     }
 
-    /// Opens `path`: a new badge, and a handle minted with it.
-    fn open(&mut self, base: NodeId, path: &str, flags: u64) -> Result<Answer, Errno> {
+    /// Opens `path` through `session`: a new badge, and a handle minted with it.
+    fn open(&mut self, base: NodeId, session: SessionId, path: &str, flags: u64) -> Result<Answer, Errno> {
         if flags & !open::ALL != 0 {
             return Err(EINVAL);
         }
-        let free = self.opens.iter().position(Option::is_none);
-        if free.is_none() && self.opens.len() >= protocol::OPEN_MAX {
-            return Err(EMFILE);
-        }
-        let node = self.tree.open(base, path, flags & open::CREATE != 0, flags & open::EXCLUSIVE != 0)?;
+        // Refused before anything is made.
+        self.room_to_open(session)?;
+        let node = self.tree.open(base, path, flags & open::CREATE != 0, flags & open::EXCLUSIVE != 0, session)?;
         let is_directory = self.tree.node(node).kind() == protocol::KIND_DIRECTORY;
         if flags & open::DIRECTORY != 0 && !is_directory {
             return Err(ENOTDIR);
@@ -302,17 +322,37 @@ impl Server {
         if flags & open::TRUNCATE != 0 {
             self.tree.set_len(node, 0)?;
         }
-        let index = free.unwrap_or(self.opens.len());
-        let handle = self.endpoint.mint(index as u64 + 1, true).map_err(|errno| errno.0)?;
-        let entry = Open { node, offset: 0, flags };
+        self.hand_out(node, flags, session)
+    }
+
+    /// A new open entry for `node` in `session`, and the handle minted for it.
+    fn hand_out(&mut self, node: NodeId, flags: u64, session: SessionId) -> Result<Answer, Errno> {
+        self.room_to_open(session)?;
+        let index = self.opens.iter().position(Option::is_none).unwrap_or(self.opens.len());
+        self.tree.sessions.charge(session, OPENS, 1)?;
+        let handle = match self.endpoint.mint(index as u64 + 1, true) {
+            Ok(handle) => handle,
+            Err(errno) => {
+                self.tree.sessions.release(session, OPENS, 1);
+                return Err(errno.0);
+            }
+        };
+        let entry = Open { node, offset: 0, flags, session };
         match self.opens.get_mut(index) {
             Some(slot) => *slot = Some(entry),
             None => self.opens.push(Some(entry)),
         }
         self.tree.count_open(node, true);
+        self.tree.sessions.count_handle(session, true);
         let size = self.tree.node(node).size();
         let kind = self.tree.node(node).kind();
         Ok(Answer { message: Message::new(0, [kind, size, 0, 0]), bytes: Bytes::None, handle: Some(handle.into_raw()) })
+    }
+
+    /// `EMFILE` unless fs and `session` have room for one more open file.
+    fn room_to_open(&self, session: SessionId) -> Result<(), Errno> {
+        let full = self.opens.iter().all(Option::is_some) && self.opens.len() >= protocol::OPEN_MAX;
+        if full || self.tree.sessions.room(session, OPENS) == 0 { Err(EMFILE) } else { Ok(()) }
     }
 
     /// The last handle with `badge` was closed.
@@ -320,9 +360,19 @@ impl Server {
         let Some(index) = usize::try_from(badge).ok().and_then(|badge| badge.checked_sub(1)) else { return };
         if let Some(open) = self.opens.get_mut(index).and_then(Option::take) {
             self.tree.count_open(open.node, false);
+            self.tree.sessions.release(open.session, OPENS, 1);
+            self.end_handle(open.session);
         }
         while self.opens.last().is_some_and(Option::is_none) {
             self.opens.pop();
+        }
+    }
+
+    /// Counts a handle of `session` closed; if that ended the session, its parent takes
+    /// over what it made.
+    fn end_handle(&mut self, session: SessionId) {
+        if let Some(parent) = self.tree.sessions.count_handle(session, false) {
+            self.tree.reassign(session, parent);
         }
     }
 

@@ -14,6 +14,8 @@ use alloc::vec::Vec;
 use abi::errno::*;
 use userlib::fs::{CAPACITY, FILE_MAX, KIND_DIRECTORY, KIND_FILE, NAME_MAX, NODES_MAX};
 
+use crate::sessions::{BYTES, NODES, ROOT_SESSION, SessionId, Sessions};
+
 /// A node's number: its place in the slab.
 pub type NodeId = usize;
 
@@ -85,6 +87,8 @@ pub struct Node {
     opens: usize,
     /// Whether it may be changed (`/tmp` and what is made below it).
     writable: bool,
+    /// The session it and its blocks are charged to.
+    owner: SessionId,
 }
 
 impl Node {
@@ -118,6 +122,8 @@ pub struct Tree {
     count: usize,
     /// Blocks of file data held (ramdisk files hold none).
     blocks: usize,
+    /// Who pays for what.
+    pub sessions: Sessions,
 }
 
 /// A path's last component and the directory it is in.
@@ -136,10 +142,14 @@ impl Tree {
             linked: true,
             opens: 0,
             writable: false,
+            owner: ROOT_SESSION,
         };
-        let mut tree = Self { nodes: alloc::vec![Some(root)], count: 1, blocks: 0 };
+        let mut sessions = Sessions::new();
+        // The root session has room for every node there can be.
+        let _ = sessions.charge(ROOT_SESSION, NODES, 1);
+        let mut tree = Self { nodes: alloc::vec![Some(root)], count: 1, blocks: 0, sessions };
         // A fresh tree has room for far more than two nodes, so this cannot fail.
-        let _ = tree.make(ROOT, "tmp", Content::Directory(BTreeMap::new()), true);
+        let _ = tree.make(ROOT, "tmp", Content::Directory(BTreeMap::new()), true, ROOT_SESSION);
         tree
     }
 
@@ -176,12 +186,14 @@ impl Tree {
         }
     }
 
-    /// Adds a node named `name` in `directory`: its id, or `ENOSPC` when the tree is full.
-    fn make(&mut self, directory: NodeId, name: &str, content: Content, writable: bool) -> Result<NodeId, Errno> {
+    /// Adds a node named `name` in `directory`, charged to `owner`: its id, or `ENOSPC` when
+    /// the tree or the session is full.
+    fn make(&mut self, directory: NodeId, name: &str, content: Content, writable: bool, owner: SessionId) -> Result<NodeId, Errno> {
         if self.count >= NODES_MAX {
             return Err(ENOSPC);
         }
-        let node = Node { parent: directory, name: String::from(name), content, linked: true, opens: 0, writable };
+        self.sessions.charge(owner, NODES, 1)?;
+        let node = Node { parent: directory, name: String::from(name), content, linked: true, opens: 0, writable, owner };
         let id = match self.nodes.iter().position(Option::is_none) {
             Some(id) => {
                 self.nodes[id] = Some(node);
@@ -258,8 +270,9 @@ impl Tree {
         if self.node(id).writable { Ok(()) } else { Err(EROFS) }
     }
 
-    /// Opens (and with `create` makes) the file or directory at `path`: its node.
-    pub fn open(&mut self, base: NodeId, path: &str, create: bool, exclusive: bool) -> Result<NodeId, Errno> {
+    /// Opens (and with `create` makes, charged to `session`) the file or directory at
+    /// `path`: its node.
+    pub fn open(&mut self, base: NodeId, path: &str, create: bool, exclusive: bool, session: SessionId) -> Result<NodeId, Errno> {
         if !create {
             return self.resolve(base, path);
         }
@@ -269,19 +282,19 @@ impl Tree {
             Some(&existing) => Ok(existing),
             None => {
                 self.require_writable(parent.directory)?;
-                self.make(parent.directory, parent.name, Content::File(FileData::default()), true)
+                self.make(parent.directory, parent.name, Content::File(FileData::default()), true, session)
             }
         }
     }
 
-    /// Makes a directory.
-    pub fn mkdir(&mut self, base: NodeId, path: &str) -> Result<(), Errno> {
+    /// Makes a directory, charged to `session`.
+    pub fn mkdir(&mut self, base: NodeId, path: &str, session: SessionId) -> Result<(), Errno> {
         let parent = self.parent(base, path)?;
         if self.entries(parent.directory)?.contains_key(parent.name) {
             return Err(EEXIST);
         }
         self.require_writable(parent.directory)?;
-        self.make(parent.directory, parent.name, Content::Directory(BTreeMap::new()), true).map(|_| ())
+        self.make(parent.directory, parent.name, Content::Directory(BTreeMap::new()), true, session).map(|_| ())
     }
 
     /// Removes the name at `path`: a file (`directory` false) or an empty directory.
@@ -325,10 +338,24 @@ impl Tree {
         if node.linked || node.opens > 0 {
             return;
         }
-        if let Some(Node { content: Content::File(data), .. }) = self.nodes[id].take() {
-            self.blocks -= data.blocks.len();
+        if let Some(node) = self.nodes[id].take() {
+            if let Content::File(data) = node.content {
+                self.blocks -= data.blocks.len();
+                self.sessions.release(node.owner, BYTES, (data.blocks.len() * BLOCK) as u64);
+            }
+            self.sessions.release(node.owner, NODES, 1);
         }
         self.count -= 1;
+    }
+
+    /// Charges to `to` from now on what was charged to `from` (a session that ended, whose
+    /// charges its parent `to` already counts).
+    pub fn reassign(&mut self, from: SessionId, to: SessionId) {
+        for node in self.nodes.iter_mut().flatten() {
+            if node.owner == from {
+                node.owner = to;
+            }
+        }
     }
 
     /// Whether `ancestor` is `id` or one of the directories `id` is in.
@@ -389,7 +416,7 @@ impl Tree {
                 Some(&existing) => existing,
                 None => {
                     let writable = self.node(directory).writable;
-                    self.make(directory, folder, Content::Directory(BTreeMap::new()), writable)?
+                    self.make(directory, folder, Content::Directory(BTreeMap::new()), writable, ROOT_SESSION)?
                 }
             };
         }
@@ -399,7 +426,7 @@ impl Tree {
             }
             let writable = self.node(directory).writable;
             let file = FileData { ramdisk: Some(bytes), blocks: Vec::new(), len: bytes.len() as u64 };
-            self.make(directory, last, Content::File(file), writable)?;
+            self.make(directory, last, Content::File(file), writable, ROOT_SESSION)?;
         }
         Ok(())
     }
@@ -449,6 +476,7 @@ impl Tree {
         self.own_blocks(id)?;
         let wanted = length.div_ceil(BLOCK as u64) as usize;
         let have = self.file(id)?.blocks.len();
+        let owner = self.node(id).owner;
         let mut added = Vec::new();
         if wanted > have {
             let more = wanted - have;
@@ -459,8 +487,11 @@ impl Tree {
             for _ in 0..more {
                 added.push(zeroed_block()?);
             }
+            self.sessions.charge(owner, BYTES, (more * BLOCK) as u64)?;
         }
-        self.blocks = self.blocks + added.len() - have.saturating_sub(wanted);
+        let removed = have.saturating_sub(wanted);
+        self.sessions.release(owner, BYTES, (removed * BLOCK) as u64);
+        self.blocks = self.blocks + added.len() - removed;
         let Content::File(data) = &mut self.node_mut(id).content else { return Err(EISDIR) };
         data.blocks.try_reserve(added.len()).map_err(|_| ENOMEM)?;
         data.blocks.append(&mut added);
@@ -487,6 +518,7 @@ impl Tree {
             block[..chunk.len()].copy_from_slice(chunk);
             blocks.push(block);
         }
+        self.sessions.charge(self.node(id).owner, BYTES, (needed * BLOCK) as u64)?;
         self.blocks += needed;
         if let Content::File(data) = &mut self.node_mut(id).content {
             data.blocks = blocks;
@@ -511,7 +543,8 @@ impl Tree {
         if end > length {
             self.own_blocks(id)?;
             let held = self.file(id)?.blocks.len() as u64;
-            let room = (CAPACITY / BLOCK as u64).saturating_sub(self.blocks as u64) + held;
+            let session_room = self.sessions.room(self.node(id).owner, BYTES) / BLOCK as u64;
+            let room = (CAPACITY / BLOCK as u64).saturating_sub(self.blocks as u64).min(session_room) + held;
             let reachable = room * BLOCK as u64;
             if reachable <= offset {
                 return Err(ENOSPC);

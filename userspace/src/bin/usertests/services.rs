@@ -24,6 +24,9 @@ use crate::common::*;
 pub const CASES: &[Case] = userlib::cases![
     here services_fs_path_longer_than_a_reply_is_enametoolong,
     here services_fs_refuses_writing_read_only_files_at_open,
+    here services_fs_session_at_its_open_file_limit_leaves_others_working,
+    here services_fs_session_at_its_node_and_byte_limits_leaves_others_working,
+    here services_fs_sessions_below_cannot_exceed_their_parent,
     here services_names_system_names_cannot_be_taken,
     here services_names_taken_names_are_refused,
     here services_names_only_the_registration_replaces_a_name,
@@ -61,13 +64,23 @@ fn call_on(handle: u64, label: u64, words: [u64; 4], bytes: &[u8], room: Option<
     abi::stream::reply_result(reply.label, i64::MAX as u64).map_err(Errno).map(|value| (value, arrived))
 }
 
-/// Opens `name` in the open directory `directory`.
-fn open_in(directory: &File, name: &str) -> sys::Result<File> {
-    let (_, arrived) = call_on(directory.handle().raw(), fs::OPEN, [open::READ | open::DIRECTORY, 0, 0, 0], name.as_bytes(), None)?;
+/// Opens `path` relative to the open directory `directory` with `flags`.
+fn open_at(directory: &File, path: &str, flags: u64) -> sys::Result<File> {
+    let (_, arrived) = call_on(directory.handle().raw(), fs::OPEN, [flags, 0, 0, 0], path.as_bytes(), None)?;
     match arrived.handles() {
         [handle] => Ok(File::from_raw(u64::from(*handle))),
         _ => Err(Errno(EINVAL)),
     }
+}
+
+/// Opens the directory `name` in the open directory `directory`.
+fn open_in(directory: &File, name: &str) -> sys::Result<File> {
+    open_at(directory, name, open::READ | open::DIRECTORY)
+}
+
+/// Makes the directory `path` relative to `directory`.
+fn mkdir_at(directory: &File, path: &str) -> sys::Result<()> {
+    call_on(directory.handle().raw(), fs::MKDIR, [0; 4], path.as_bytes(), None).map(|_| ())
 }
 
 /// Builds [`DEEP_LEVELS`] nested directories with long names under `top`, each made
@@ -134,6 +147,91 @@ fn services_fs_refuses_writing_read_only_files_at_open() -> Outcome {
     expect_errno_of("open /bin/true with WRITE", File::open_with("/bin/true", open::WRITE), EROFS)?;
     check!(!fs::read("/etc/motd").context("read")?.is_empty(), "the motd was emptied");
     Ok(())
+}
+
+/// A fresh directory under `/tmp` for a case, and a new session there with `limits`.
+fn session_in(name: &str, limits: [u64; 3]) -> Result<(String, File), String> {
+    let path = format!("/tmp/ut-{name}");
+    let _ = fs::rmdir(&path);
+    fs::mkdir(&path).context("mkdir")?;
+    let directory = File::open_with(&path, open::READ | open::DIRECTORY).context("open the directory")?;
+    let session = directory.new_session(limits).context("SESSION")?;
+    Ok((path, session))
+}
+
+fn services_fs_session_at_its_open_file_limit_leaves_others_working() -> Outcome {
+    // The session's own handle is one of its 4 open files.
+    let (path, session) = session_in("sess-open", [4, 0, 0])?;
+    let sibling = File::open_with(&path, open::READ | open::DIRECTORY).and_then(|directory| directory.new_session([4, 0, 0]));
+    let mut held = Vec::new();
+    let refusal = loop {
+        match open_at(&session, ".", open::READ | open::DIRECTORY) {
+            Ok(file) => held.push(file),
+            Err(errno) => break errno,
+        }
+        if held.len() > 8 {
+            break Errno(0);
+        }
+    };
+    let count = held.len();
+    // At its limit, the session is refused; this program's session and a sibling are not.
+    let own = File::open("/etc/motd").map(drop);
+    let sibling_open = sibling.as_ref().map_err(|errno| *errno).and_then(|sibling| open_at(sibling, ".", open::READ).map(drop));
+    // Closing one gives room again.
+    held.pop();
+    let again = open_at(&session, ".", open::READ).map(drop);
+    drop((held, session, sibling));
+    let removed = fs::rmdir(&path);
+    check!(refusal == Errno(EMFILE) && count == 3, "the session opened {count} more, then {refusal:?} (expected 3, then EMFILE)");
+    own.context("an open in this program's session")?;
+    sibling_open.context("an open in a sibling session")?;
+    again.context("an open after one was closed")?;
+    removed.context("rmdir")
+}
+
+fn services_fs_session_at_its_node_and_byte_limits_leaves_others_working() -> Outcome {
+    let before = fs::statfs().context("statfs")?;
+    let (path, session) = session_in("sess-space", [0, 3, 8192])?;
+    let made: Vec<sys::Result<()>> = ["a", "b"].iter().map(|name| mkdir_at(&session, name)).collect();
+    let file = open_at(&session, "a/data", open::WRITE | open::CREATE);
+    let file_made = file.as_ref().map(drop).map_err(|errno| *errno);
+    let fourth = mkdir_at(&session, "c");
+    let own_mkdir = fs::mkdir(&format!("{path}/own"));
+    // 2 blocks fit: a write of 3 is cut to 2, the next refused.
+    let chunk = alloc::vec![0x5au8; 3 * 4096];
+    let (first, second) = match &file {
+        Ok(file) => (file.write(&chunk), file.write(&chunk)),
+        Err(errno) => (Err(*errno), Err(*errno)),
+    };
+    let own_write = fs::write(&format!("{path}/own/data"), &chunk);
+    drop((file, session));
+    let cleaned = [format!("{path}/own/data"), format!("{path}/a/data")].iter().try_for_each(|file| fs::unlink(file));
+    let cleaned_dirs = ["own", "a", "b"].iter().try_for_each(|name| fs::rmdir(&format!("{path}/{name}")));
+    let removed = fs::rmdir(&path);
+    check!(made.iter().all(Result::is_ok), "the session's mkdirs: {made:?}");
+    file_made.context("the third node, a file")?;
+    expect_errno_of("a node past the limit", fourth, ENOSPC)?;
+    check!(first == Ok(8192), "the first write of 12 KiB gave {first:?}, expected 8192 (the session's limit)");
+    expect_errno_of("a write past the byte limit", second, ENOSPC)?;
+    own_mkdir.context("a mkdir in this program's session")?;
+    own_write.context("a write in this program's session")?;
+    cleaned.context("unlink")?;
+    cleaned_dirs.context("rmdir")?;
+    removed.context("rmdir the top")?;
+    let after = fs::statfs().context("statfs after")?;
+    check!(after.used == before.used && after.nodes == before.nodes, "after: {after:?}, before: {before:?}");
+    Ok(())
+}
+
+fn services_fs_sessions_below_cannot_exceed_their_parent() -> Outcome {
+    let (path, parent) = session_in("sess-nested", [3, 0, 0])?;
+    // Asking for more than the parent has gives no more: both handles count in the parent.
+    let child = parent.new_session([100, 0, 0]).context("a session below")?;
+    let opened = open_at(&child, ".", open::READ);
+    let refused = open_at(&child, ".", open::READ);
+    drop((opened, child, parent));
+    fs::rmdir(&path).context("rmdir")?;
+    expect_errno_of("the third open of the parent's three", refused, EMFILE)
 }
 
 /// A new endpoint and a send-only handle to it.
