@@ -142,6 +142,13 @@ pub const FILE_MAX: u64 = CAPACITY;
 pub const NODES_MAX: usize = 4096;
 /// Most open files and directories at once.
 pub const OPEN_MAX: usize = 1024;
+/// The journal `init` creates once and hands to every fs it starts, in which fs records the
+/// changes to `/tmp` so that a restarted fs keeps them: two memory objects (fs's handles 5
+/// and 6), a header of this many bytes and a region, then a second region.
+pub const JOURNAL_HEADER: u64 = 4096;
+/// Bytes of each region of the journal: room for a snapshot of a full `/tmp` (all of
+/// [`CAPACITY`], and [`NODES_MAX`] nodes with long names) and a log after it.
+pub const JOURNAL_REGION: u64 = 10 * 1024 * 1024;
 /// Most sessions live at once (`EMFILE`).
 pub const SESSIONS_MAX: usize = 256;
 /// The limits `[open files, nodes, bytes]` of the sessions `init` starts: one for the shell

@@ -109,6 +109,8 @@ struct Supervisor {
     names_user: Endpoint,
     /// What init has registered: the log, the supervisor and the root directory.
     published: [Option<names::Registration>; 3],
+    /// The journal of `/tmp`, handed to every fs.
+    journal: Option<[SharedMemory; 2]>,
     /// The root directory (badge 0, fs's root session).
     root: Endpoint,
     /// The root directory in the session of the shell or the command line's program (none
@@ -150,7 +152,13 @@ fn main() -> i32 {
     let mut names = Service::new("names");
     let (names_system, names_user) = start_names(&mut names, ramdisk);
     let mut file_system = Service::new("fs");
-    let root = start_fs(&mut file_system, ramdisk);
+    // The journal outlives every fs: each new one replays what the last one recorded.
+    let pages = |bytes: u64| bytes.div_ceil(abi::memory::PAGE_SIZE);
+    let journal = SharedMemory::create(pages(fs::JOURNAL_HEADER + fs::JOURNAL_REGION))
+        .and_then(|first| Ok([first, SharedMemory::create(pages(fs::JOURNAL_REGION))?]))
+        .inspect_err(|error| eprintln!("init: no memory for the journal of /tmp ({error}); it will not survive a restart of fs"))
+        .ok();
+    let root = start_fs(&mut file_system, ramdisk, journal.as_ref());
     let (user_root, public_root) = (session_below(&root), session_below(&root));
     let mut supervisor = Supervisor {
         ramdisk,
@@ -162,6 +170,7 @@ fn main() -> i32 {
         names_system,
         names_user,
         published: [None, None, None],
+        journal,
         root,
         user_root,
         public_root,
@@ -214,7 +223,10 @@ impl Supervisor {
             (self.names_system, self.names_user) = start_names(&mut self.names, self.ramdisk);
         }
         if fs_ended {
-            self.root = start_fs(&mut self.file_system, self.ramdisk);
+            // The shell's current directory named the fs that is gone: it starts again (when
+            // its end comes round) in the new one.
+            self.shell.kill();
+            self.root = start_fs(&mut self.file_system, self.ramdisk, self.journal.as_ref());
             (self.user_root, self.public_root) = (session_below(&self.root), session_below(&self.root));
         }
         if names_ended || fs_ended {
@@ -410,9 +422,13 @@ fn start_names(names: &mut Service, ramdisk: &[u8]) -> (Endpoint, Endpoint) {
     (caller(&endpoint, names::SYSTEM_SESSION, "names"), caller(&endpoint, names::USER_SESSION, "names"))
 }
 
-/// Starts the file system with the ramdisk; returns its root directory (badge 0).
-fn start_fs(file_system: &mut Service, ramdisk: &[u8]) -> Endpoint {
-    let endpoint = start_server(file_system, ramdisk, &[RAMDISK]);
+/// Starts the file system with the ramdisk and the journal of `/tmp`; returns its root
+/// directory (badge 0).
+fn start_fs(file_system: &mut Service, ramdisk: &[u8], journal: Option<&[SharedMemory; 2]>) -> Endpoint {
+    let endpoint = match journal {
+        Some([first, second]) => start_server(file_system, ramdisk, &[RAMDISK, first.handle().raw(), second.handle().raw()]),
+        None => start_server(file_system, ramdisk, &[RAMDISK]),
+    };
     caller(&endpoint, 0, "the root directory")
 }
 

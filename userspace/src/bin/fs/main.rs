@@ -17,6 +17,7 @@
 
 extern crate alloc;
 
+mod journal;
 mod sessions;
 mod tree;
 
@@ -41,6 +42,8 @@ userlib::main!(main);
 const ENDPOINT: u64 = 3;
 /// The boot ramdisk.
 const RAMDISK: u64 = 4;
+/// The journal's two memory objects (`journal`), if `init` gave them.
+const JOURNAL: [u64; 2] = [5, 6];
 /// Most bytes of directory entries one `READDIR` reply holds.
 const READDIR_BYTES: usize = 4096;
 
@@ -97,6 +100,15 @@ fn main() -> i32 {
     match unsafe { SharedMemory::from_raw(RAMDISK).map_read_only_forever() } {
         Ok(bytes) => fill(&mut tree, bytes),
         Err(error) => eprintln!("fs: cannot map the ramdisk: {error}; starting empty"),
+    }
+    match journal::Journal::map(JOURNAL[0], JOURNAL[1]) {
+        Some(journal) => {
+            let replayed = tree.attach(journal);
+            if replayed > 0 {
+                userlib::println!("fs: /tmp restored from the journal ({replayed} changes)");
+            }
+        }
+        None => eprintln!("fs: no journal; /tmp will not survive a restart"),
     }
     let mut server = Server { tree, opens: Vec::new(), endpoint: Endpoint::from_raw(ENDPOINT), outgoing: vec![0; BUFFER_MAX as usize] };
     server.serve()

@@ -4,6 +4,9 @@
 //! system names that no program may take, names owned by their registration (replaced only
 //! through it, gone when it is closed or its holder exits), a quota per session. `init`'s
 //! supervisor: the published handle may list but not restart.
+//!
+//! `fs_survives_restart` is a helper role rather than a case, for it restarts fs under the
+//! whole suite's feet: `tests/services.rs` runs it alone as the `--init` program.
 
 use alloc::format;
 use alloc::string::String;
@@ -36,7 +39,11 @@ pub const CASES: &[Case] = userlib::cases![
     here services_supervisor_restart_needs_the_operator_badge,
 ];
 
-pub const HELPERS: &[(&str, Helper)] = &[("register_and_exit", helper_register_and_exit)];
+pub const HELPERS: &[(&str, Helper)] = &[
+    ("register_and_exit", helper_register_and_exit),
+    ("fs_survives_restart", helper_fs_survives_restart),
+    ("write_until_refused", helper_write_until_refused),
+];
 
 /// How long a server may take to handle the close notices of a handle closed or a process
 /// that ended.
@@ -391,4 +398,145 @@ fn services_supervisor_restart_needs_the_operator_badge() -> Outcome {
         "handle {operator} is not the operator's handle (run usertests as the --init program)"
     );
     expect_errno_of("RESTART of no service through the operator's handle", call_on(operator, supervisor::RESTART, [0; 4], b"nothing", None), ENOENT)
+}
+
+/// The bytes `write_until_refused` writes at `offset`: a pattern that tells every position
+/// apart, so a lost or misplaced piece shows.
+fn pattern_at(offset: usize) -> u8 {
+    (offset.wrapping_mul(7) ^ (offset >> 12)) as u8
+}
+
+/// Bytes of each of `write_until_refused`'s writes.
+const STREAM_CHUNK: usize = 4096;
+
+/// `write_until_refused PATH`: creates PATH and writes the pattern to it in chunks of
+/// [`STREAM_CHUNK`] until a write fails (fs was killed: `EPIPE`); 0 then, 1 if it could not
+/// start.
+fn helper_write_until_refused(args: &[&str]) -> i32 {
+    let [path] = args else { return 2 };
+    let Ok(file) = File::create(path) else { return 1 };
+    let mut offset = 0;
+    loop {
+        let chunk: Vec<u8> = (offset..offset + STREAM_CHUNK).map(pattern_at).collect();
+        match file.write(&chunk) {
+            Ok(count) => offset += count,
+            Err(_) => return 0,
+        }
+    }
+}
+
+/// `fs_survives_restart`: fills `/tmp` with files made by every kind of change, restarts fs
+/// through the operator's handle (once while a child writes a file), and checks that the new
+/// fs has them all, byte for byte, that old handles get `EPIPE`, and that the file being
+/// written when fs died holds a whole number of the child's writes. 0 if so; 1, after
+/// printing why, if not.
+fn helper_fs_survives_restart(_: &[&str]) -> i32 {
+    match fs_survives_restart() {
+        Ok(()) => {
+            userlib::println!("fs_survives_restart: every file came back");
+            0
+        }
+        Err(why) => {
+            userlib::println!("fs_survives_restart: {why}");
+            1
+        }
+    }
+}
+
+/// What `fs_survives_restart` leaves in `/tmp`: path and bytes.
+fn kept_files() -> Vec<(String, Vec<u8>)> {
+    let big: Vec<u8> = (0..200_000).map(pattern_at).collect();
+    let mut patched = big[..50_000].to_vec();
+    patched[10_000..10_005].copy_from_slice(b"patch");
+    alloc::vec![
+        (String::from("/tmp/keep/big"), big),
+        (String::from("/tmp/keep/sub/deeper/small"), b"small file".to_vec()),
+        (String::from("/tmp/keep/renamed"), b"moved here".to_vec()),
+        (String::from("/tmp/keep/patched"), patched),
+        (String::from("/tmp/keep/empty"), Vec::new()),
+    ]
+}
+
+fn fs_survives_restart() -> Outcome {
+    fs::mkdir("/tmp/keep").context("mkdir")?;
+    fs::mkdir("/tmp/keep/sub").context("mkdir sub")?;
+    fs::mkdir("/tmp/keep/sub/deeper").context("mkdir deeper")?;
+    fs::mkdir("/tmp/keep/gone-dir").context("mkdir gone-dir")?;
+    fs::rmdir("/tmp/keep/gone-dir").context("rmdir")?;
+    let files = kept_files();
+    for (path, bytes) in &files {
+        match path.as_str() {
+            "/tmp/keep/renamed" => {
+                fs::write("/tmp/keep/before-rename", bytes).context("write")?;
+                fs::rename("/tmp/keep/before-rename", path).context("rename")?;
+            }
+            "/tmp/keep/patched" => {
+                // Written long, then cut and patched in the middle.
+                let file = File::create(path).context("create")?;
+                file.write_all(&files[0].1).context("write")?;
+                file.truncate(50_000).context("truncate")?;
+                file.seek(fs::SEEK_SET, 10_000).context("seek")?;
+                file.write_all(b"patch").context("patch")?;
+            }
+            _ => fs::write(path, bytes).context(path)?,
+        }
+    }
+    fs::write("/tmp/keep/unlinked", b"x").context("write")?;
+    fs::unlink("/tmp/keep/unlinked").context("unlink")?;
+    let held = File::open("/tmp/keep/big").context("open")?;
+
+    // A child writes while fs is killed.
+    let writer = spawn_child("write_until_refused", &["/tmp/keep/stream"])?;
+    let _ = sys::sleep_ms(200);
+    restart_fs()?;
+    let ended = finish_within(writer, "the writer")?;
+    check!(ended == abi::ExitInfo::exited(0), "the writer {}", userlib::process::Ending(ended));
+    let mut room = [0u8; 16];
+    let stale = sys::read(held.handle().raw(), &mut room);
+    check!(stale == Err(Errno(EPIPE)), "a read on a handle from the old fs gave {stale:?}, not EPIPE");
+    drop(held);
+    let stream = fs::read("/tmp/keep/stream").context("read the stream")?;
+    check!(stream.len() % STREAM_CHUNK == 0, "the stream holds {} bytes, not whole writes of {STREAM_CHUNK}", stream.len());
+    check!(stream.iter().enumerate().all(|(offset, &byte)| byte == pattern_at(offset)), "the stream's bytes differ from what was written");
+    check_files(&files)?;
+    // A second restart replays the first one's replay (and what came after) as well.
+    fs::unlink("/tmp/keep/stream").context("unlink the stream")?;
+    restart_fs()?;
+    check_files(&files)?;
+    expect_errno_of("the stream after it was unlinked", fs::read("/tmp/keep/stream"), ENOENT)?;
+    expect_errno_of("a file unlinked before the restarts", fs::read("/tmp/keep/unlinked"), ENOENT)?;
+    expect_errno_of("a directory removed before the restarts", fs::metadata("/tmp/keep/gone-dir"), ENOENT)?;
+    Ok(())
+}
+
+/// Checks that every file holds its bytes.
+fn check_files(files: &[(String, Vec<u8>)]) -> Outcome {
+    for (path, bytes) in files {
+        let found = fs::read(path).context(path)?;
+        check!(found.len() == bytes.len(), "{path} holds {} bytes, not {}", found.len(), bytes.len());
+        if let Some(offset) = found.iter().zip(bytes).position(|(found, expected)| found != expected) {
+            return Err(format!("{path} differs at byte {offset}"));
+        }
+    }
+    Ok(())
+}
+
+/// Restarts fs through the operator's handle and waits until the new one answers through
+/// the name service; makes its root the current directory.
+fn restart_fs() -> Outcome {
+    let old = names::lookup(fs::SERVICE).context("lookup fs")?;
+    call_on(supervisor::PROGRAM_HANDLE, supervisor::RESTART, [0; 4], b"fs", None).context("RESTART fs")?;
+    let deadline = sys::uptime_ns() + 10 * SETTLE_NS;
+    loop {
+        // The old fs's handle fails once it is gone; the name then leads to the new one.
+        let old_gone = call_on(old.handle().raw(), fs::STAT, [0; 4], b"/", None).is_err();
+        if old_gone && let Ok(root) = names::lookup(fs::SERVICE)
+            && call_on(root.handle().raw(), fs::STAT, [0; 4], b"/tmp", None).is_ok()
+        {
+            fs::use_current_dir_handle(root.into_raw());
+            return Ok(());
+        }
+        check!(sys::uptime_ns() < deadline, "fs did not come back within {} s", 10 * SETTLE_NS / 1_000_000_000);
+        let _ = sys::sleep_ms(10);
+    }
 }
