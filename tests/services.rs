@@ -42,9 +42,11 @@ fn svc_restart_fs_from_the_shell_keeps_tmp() {
     command(&mut vm, "echo kept across the restart > /tmp/d/note");
     let start = vm.output_len();
     vm.send("svc restart fs\n");
-    let restarted = vm.wait_for_after(start, "init: fs (pid ", STEP);
-    // The shell comes back too, in the new fs.
-    vm.wait_for_after(restarted.len(), PROMPT, STEP);
+    vm.wait_for_after(start, "init: fs (pid ", STEP);
+    // The shell comes back too, in the new fs: its banner, then its prompt.
+    let banner = vm.wait_for_after(start, "Enigma shell, pid ", STEP);
+    let new_shell = banner.rfind("Enigma shell, pid ").expect("the banner was found");
+    vm.wait_for_after(new_shell, PROMPT, STEP);
     let shown = command(&mut vm, "cat /tmp/d/note");
     assert!(shown.contains("cat /tmp/d/note\r\nkept across the restart"), "{shown:?}");
     let listed = command(&mut vm, "svc list");

@@ -377,6 +377,22 @@ impl File {
         }
     }
 
+    /// Opens `path` relative to this open directory with `flags`.
+    pub fn open_at(&self, path: &str, flags: u64) -> Result<Self> {
+        let (_, _, arrived) = request(self.0.raw(), OPEN, [flags, 0, 0, 0], checked(path)?, None)?;
+        Ok(Self(OwnedHandle::from_raw(one_handle(&arrived)?)))
+    }
+
+    /// Makes the directory `path` relative to this open directory.
+    pub fn mkdir_at(&self, path: &str) -> Result<()> {
+        request(self.0.raw(), MKDIR, [0; 4], checked(path)?, None).map(|_| ())
+    }
+
+    /// Removes the empty directory `path` relative to this open directory.
+    pub fn rmdir_at(&self, path: &str) -> Result<()> {
+        request(self.0.raw(), RMDIR, [0; 4], checked(path)?, None).map(|_| ())
+    }
+
     /// A new session below this directory handle's, with `limits` (`[open files, nodes,
     /// bytes]`, 0 for the parent's): a handle to the same directory through which what is
     /// opened and made is charged to the new session.

@@ -96,6 +96,11 @@ impl Registration {
     pub fn handle(&self) -> &OwnedHandle {
         self.0.handle()
     }
+
+    /// Takes over handle `number`, a registration the name server handed out.
+    pub fn from_raw(number: u64) -> Self {
+        Self(Endpoint::from_raw(number))
+    }
 }
 
 /// Registers `endpoint` (a handle that may be copied and passed on) under `name`; the name

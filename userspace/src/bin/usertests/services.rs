@@ -71,24 +71,12 @@ fn call_on(handle: u64, label: u64, words: [u64; 4], bytes: &[u8], room: Option<
     abi::stream::reply_result(reply.label, i64::MAX as u64).map_err(Errno).map(|value| (value, arrived))
 }
 
-/// Opens `path` relative to the open directory `directory` with `flags`.
-fn open_at(directory: &File, path: &str, flags: u64) -> sys::Result<File> {
-    let (_, arrived) = call_on(directory.handle().raw(), fs::OPEN, [flags, 0, 0, 0], path.as_bytes(), None)?;
-    match arrived.handles() {
-        [handle] => Ok(File::from_raw(u64::from(*handle))),
-        _ => Err(Errno(EINVAL)),
-    }
-}
-
 /// Opens the directory `name` in the open directory `directory`.
 fn open_in(directory: &File, name: &str) -> sys::Result<File> {
-    open_at(directory, name, open::READ | open::DIRECTORY)
+    directory.open_at(name, open::READ | open::DIRECTORY)
 }
 
-/// Makes the directory `path` relative to `directory`.
-fn mkdir_at(directory: &File, path: &str) -> sys::Result<()> {
-    call_on(directory.handle().raw(), fs::MKDIR, [0; 4], path.as_bytes(), None).map(|_| ())
-}
+
 
 /// Builds [`DEEP_LEVELS`] nested directories with long names under `top`, each made
 /// relative to its parent: the deepest one, open, and how many were made.
@@ -98,7 +86,7 @@ fn build_deep_tree(top: &File, name: &str) -> (sys::Result<File>, usize) {
         Err(errno) => return (Err(errno), 0),
     };
     for level in 0..DEEP_LEVELS {
-        let made = call_on(current.handle().raw(), fs::MKDIR, [0; 4], name.as_bytes(), None).and_then(|_| open_in(&current, name));
+        let made = current.mkdir_at(name).and_then(|()| open_in(&current, name));
         match made {
             Ok(next) => current = next,
             Err(errno) => return (Err(errno), level),
@@ -112,7 +100,7 @@ fn remove_deep_tree(mut deepest: File, name: &str, levels: usize) -> sys::Result
     for _ in 0..levels {
         let parent = open_in(&deepest, "..")?;
         drop(deepest);
-        call_on(parent.handle().raw(), fs::RMDIR, [0; 4], name.as_bytes(), None)?;
+        parent.rmdir_at(name)?;
         deepest = parent;
     }
     Ok(())
@@ -172,7 +160,7 @@ fn services_fs_session_at_its_open_file_limit_leaves_others_working() -> Outcome
     let sibling = File::open_with(&path, open::READ | open::DIRECTORY).and_then(|directory| directory.new_session([4, 0, 0]));
     let mut held = Vec::new();
     let refusal = loop {
-        match open_at(&session, ".", open::READ | open::DIRECTORY) {
+        match session.open_at(".", open::READ | open::DIRECTORY) {
             Ok(file) => held.push(file),
             Err(errno) => break errno,
         }
@@ -183,10 +171,10 @@ fn services_fs_session_at_its_open_file_limit_leaves_others_working() -> Outcome
     let count = held.len();
     // At its limit, the session is refused; this program's session and a sibling are not.
     let own = File::open("/etc/motd").map(drop);
-    let sibling_open = sibling.as_ref().map_err(|errno| *errno).and_then(|sibling| open_at(sibling, ".", open::READ).map(drop));
+    let sibling_open = sibling.as_ref().map_err(|errno| *errno).and_then(|sibling| sibling.open_at(".", open::READ).map(drop));
     // Closing one gives room again.
     held.pop();
-    let again = open_at(&session, ".", open::READ).map(drop);
+    let again = session.open_at(".", open::READ).map(drop);
     drop((held, session, sibling));
     let removed = fs::rmdir(&path);
     check!(refusal == Errno(EMFILE) && count == 3, "the session opened {count} more, then {refusal:?} (expected 3, then EMFILE)");
@@ -199,10 +187,10 @@ fn services_fs_session_at_its_open_file_limit_leaves_others_working() -> Outcome
 fn services_fs_session_at_its_node_and_byte_limits_leaves_others_working() -> Outcome {
     let before = fs::statfs().context("statfs")?;
     let (path, session) = session_in("sess-space", [0, 3, 8192])?;
-    let made: Vec<sys::Result<()>> = ["a", "b"].iter().map(|name| mkdir_at(&session, name)).collect();
-    let file = open_at(&session, "a/data", open::WRITE | open::CREATE);
+    let made: Vec<sys::Result<()>> = ["a", "b"].iter().map(|name| session.mkdir_at(name)).collect();
+    let file = session.open_at("a/data", open::WRITE | open::CREATE);
     let file_made = file.as_ref().map(drop).map_err(|errno| *errno);
-    let fourth = mkdir_at(&session, "c");
+    let fourth = session.mkdir_at("c");
     let own_mkdir = fs::mkdir(&format!("{path}/own"));
     // 2 blocks fit: a write of 3 is cut to 2, the next refused.
     let chunk = alloc::vec![0x5au8; 3 * 4096];
@@ -234,8 +222,8 @@ fn services_fs_sessions_below_cannot_exceed_their_parent() -> Outcome {
     let (path, parent) = session_in("sess-nested", [3, 0, 0])?;
     // Asking for more than the parent has gives no more: both handles count in the parent.
     let child = parent.new_session([100, 0, 0]).context("a session below")?;
-    let opened = open_at(&child, ".", open::READ);
-    let refused = open_at(&child, ".", open::READ);
+    let opened = child.open_at(".", open::READ);
+    let refused = child.open_at(".", open::READ);
     drop((opened, child, parent));
     fs::rmdir(&path).context("rmdir")?;
     expect_errno_of("the third open of the parent's three", refused, EMFILE)
