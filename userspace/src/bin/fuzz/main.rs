@@ -54,7 +54,7 @@ const RISKY_ONE_IN: u64 = 400;
 /// Most problems one worker reports in its exit status.
 const MAX_REPORTED: i32 = 100;
 /// The services workers make one request for this many syscalls.
-const SERVICES_ONE_IN: u64 = 10;
+const SERVICES_ONE_IN: u64 = 40;
 /// How long the coordinator waits for what the workers started to end.
 const SETTLE_NS: u64 = 10_000 * MS;
 
