@@ -8,27 +8,33 @@
 //!   7), a copy of the log that may only be read (8) and the framebuffer (9). Init keeps a *session* handle to it (badge 1, send only),
 //!   which everyone else gets as standard input, output and error;
 //! - `names`, the name server (from the ramdisk): the log as 0 to 2 (so that it outlives a
-//!   console restart) and the receiving end of a new endpoint (as 3). It also gets, as `log`,
-//!   a copy of the kernel's log that may only be read (for `dmesg`), and as `init` a handle
-//!   to init's supervisor endpoint (for `svc`);
+//!   console restart) and the receiving end of a new endpoint (as 3). Init keeps the system
+//!   session to it and hands out the user session (`userlib::names`). Init registers, as
+//!   `log`, a copy of the kernel's log that may only be read (for `dmesg`), and as `init` a
+//!   handle to its supervisor endpoint that may only list;
 //! - `fs`, the file system (from the ramdisk): the log, the receiving end of another new
-//!   endpoint (as 3) and the ramdisk (as 4). Init registers its root directory (badge 0)
-//!   with the name service as `fs`;
+//!   endpoint (as 3), the ramdisk (as 4) and the journal of `/tmp` (5 and 6), which init
+//!   creates once and keeps so that every new fs finds `/tmp` as the last one left it. Init
+//!   keeps the root directory (badge 0, fs's root session) and registers the root in a
+//!   session of its own with the name service as `fs`;
 //! - `sh`, the shell, read from the file system: the console session as 0 to 2, the name
-//!   service (3), the root directory (4) and the power handle (5).
+//!   service's user session (3), the root directory in an fs session of its own (4), the
+//!   power handle (5) and the operator's handle to the supervisor, which may restart (6).
 //!
 //! Then it supervises them. It waits for any child's end with a timeout of
 //! [`SUPERVISION_TICK`], and between waits answers its supervisor endpoint without blocking
 //! (`userlib::supervisor`: list the services, restart one by killing it). Whenever a service ends
 //! it says how and starts it again: a restarted server has a new endpoint (names and the
-//! root directory are registered again); when the console ends, the shell is killed too
-//! (its standard streams named the dead console) and both come back with a new session.
+//! root directory are registered again); when the console or fs ends, the shell is killed
+//! too (its standard streams or its current directory named the dead server) and comes
+//! back in the new one.
 //!
 //! With arguments (the kernel's command line, `--init "PROG ARGS"` in the launcher), init
 //! starts the console and the servers and then runs `PROG ARGS` instead of the shell, with
 //! the shell's handles and, as 6 to 10, the spare devices tests and `bench` drive: the log
 //! (READ and WRITE), COM2's line and ports, the keyboard's line (which the console has bound,
-//! so binding it is refused) and the framebuffer, read-only. It exits with the program's
+//! so binding it is refused) and the framebuffer, read-only, and the operator's handle as
+//! 11. It supervises the services meanwhile as with the shell, and exits with the program's
 //! status when it ends (which powers the machine off with it); 127 if it cannot be started.
 #![no_std]
 #![no_main]

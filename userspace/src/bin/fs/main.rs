@@ -7,7 +7,9 @@
 //! and registers a handle with badge 0, the root directory, as `fs` with the name service.
 //! Every open file or directory is a handle fs mints with a badge of its own and a close
 //! notice, so `read` and `write` on it reach fs as the kernel's stream calls and fs forgets
-//! it when its last copy is closed. The tree and its rules are in [`tree`].
+//! it when its last copy is closed. The tree and its rules are in [`tree`], who pays for
+//! what in [`sessions`], and how `/tmp` outlives fs in [`journal`] (`init` hands over the
+//! journal as handles 5 and 6).
 //!
 //! Whatever a client sends, fs answers and carries on: unknown labels, badges, flags and
 //! paths get their errno; handles that arrive with a request are closed; a reply whose

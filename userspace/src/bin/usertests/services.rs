@@ -355,7 +355,12 @@ fn services_names_quota_per_session() -> Outcome {
             other => break other,
         }
     };
-    again.map(drop).context("a registration once the others were closed")
+    again.map(drop).context("a registration once the others were closed")?;
+    // Every closed registration's name goes (the server's copies of the endpoints with them).
+    for index in 0..count {
+        expect_errno_of("a name whose registration was closed", settled_lookup(&format!("ut-quota-{index}")), ENOENT)?;
+    }
+    expect_errno_of("the last name", settled_lookup("ut-quota-again"), ENOENT)
 }
 
 fn services_supervisor_restart_needs_the_operator_badge() -> Outcome {
