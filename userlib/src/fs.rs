@@ -24,6 +24,7 @@
 //! | [`STAT`] | | words `[kind, size, node]` |
 //! | [`LOAD_IMAGE`] | | words `[size]`, a memory handle holding the file's bytes (for `spawn`) |
 //! | [`STATFS`] | | words `[bytes used, capacity, nodes used, open files]` |
+//! | [`SESSION`] | `[open files, nodes, bytes]` | the directory's handle in a new session |
 //!
 //! **Requests on an open file or directory**: `abi::stream::READ` and `WRITE`; [`SEEK`]
 //! (`[whence, offset]`, the label is the new offset); [`TRUNCATE`] (`[length]`); [`FSTAT`]
@@ -36,7 +37,19 @@
 //! [`NAME_MAX`] bytes and paths of at most [`PATH_MAX`] (`ENAMETOOLONG`), [`CAPACITY`] bytes
 //! of file data in all (`ENOSPC`), files of at most [`FILE_MAX`] bytes (`EFBIG`),
 //! [`NODES_MAX`] files and directories (`ENOSPC`), [`OPEN_MAX`] open files (`EMFILE`).
-//! Only `/tmp` and what is below it may be changed (`EROFS` elsewhere).
+//! Only `/tmp` and what is below it may be changed (`EROFS` elsewhere); a file that may not
+//! be changed cannot be opened to write, append or truncate (`EROFS` at open).
+//!
+//! **Sessions.** Whatever a handle opens or makes is charged to its *session*, and a session
+//! holds at most its limits of open files (`EMFILE`), files and directories made and bytes
+//! of file data (`ENOSPC`), counted together with every session below it. `init` holds the
+//! root (fs's own limits) and starts a session with [`SESSION_LIMITS`] for the shell (or
+//! the `--init` program) and another behind the name [`SERVICE`], so looking the root up
+//! gives no fresh quota; the shell starts one with [`JOB_LIMITS`] for each program it
+//! runs (its current directory, handle [`CWD_HANDLE`]). Any program may start sessions
+//! below its own ([`File::new_session`]) for what it starts. A session lasts while a handle
+//! opened through it is open; what it made is then its parent's. Bytes are charged to the
+//! session that made the file, whoever writes them.
 
 use alloc::string::String;
 use alloc::vec;
@@ -80,6 +93,9 @@ pub const FSTAT: u64 = 11;
 pub const READDIR: u64 = 12;
 /// An open directory's absolute path.
 pub const GETPATH: u64 = 13;
+/// A new session below the directory handle's, with limits `[open files, nodes, bytes]`
+/// (0: as the parent's); the reply carries a handle to the same directory in that session.
+pub const SESSION: u64 = 14;
 
 /// The bits of `OPEN`'s flags.
 pub mod open {
@@ -126,6 +142,20 @@ pub const FILE_MAX: u64 = CAPACITY;
 pub const NODES_MAX: usize = 4096;
 /// Most open files and directories at once.
 pub const OPEN_MAX: usize = 1024;
+/// The journal `init` creates once and hands to every fs it starts, in which fs records the
+/// changes to `/tmp` so that a restarted fs keeps them: two memory objects (fs's handles 5
+/// and 6), a header of this many bytes and a region, then a second region.
+pub const JOURNAL_HEADER: u64 = 4096;
+/// Bytes of each region of the journal: room for a snapshot of a full `/tmp` (all of
+/// [`CAPACITY`], and [`NODES_MAX`] nodes with long names) and a log after it.
+pub const JOURNAL_REGION: u64 = 10 * 1024 * 1024;
+/// Most sessions live at once (`EMFILE`).
+pub const SESSIONS_MAX: usize = 256;
+/// The limits `[open files, nodes, bytes]` of the sessions `init` starts: one for the shell
+/// or the `--init` program, one behind the name `fs`.
+pub const SESSION_LIMITS: [u64; 3] = [OPEN_MAX as u64 * 3 / 4, NODES_MAX as u64 * 3 / 4, CAPACITY * 3 / 4];
+/// The limits of the session the shell starts for each program it runs.
+pub const JOB_LIMITS: [u64; 3] = [OPEN_MAX as u64 / 2, NODES_MAX as u64 / 2, CAPACITY / 2];
 
 /// A reply label as a result: 0 or a count (an offset, a number of entries), or `-errno`.
 pub fn status(label: u64) -> Result<u64> {
@@ -347,11 +377,39 @@ impl File {
         }
     }
 
-    /// An open directory's absolute path.
+    /// Opens `path` relative to this open directory with `flags`.
+    pub fn open_at(&self, path: &str, flags: u64) -> Result<Self> {
+        let (_, _, arrived) = request(self.0.raw(), OPEN, [flags, 0, 0, 0], checked(path)?, None)?;
+        Ok(Self(OwnedHandle::from_raw(one_handle(&arrived)?)))
+    }
+
+    /// Makes the directory `path` relative to this open directory.
+    pub fn mkdir_at(&self, path: &str) -> Result<()> {
+        request(self.0.raw(), MKDIR, [0; 4], checked(path)?, None).map(|_| ())
+    }
+
+    /// Removes the empty directory `path` relative to this open directory.
+    pub fn rmdir_at(&self, path: &str) -> Result<()> {
+        request(self.0.raw(), RMDIR, [0; 4], checked(path)?, None).map(|_| ())
+    }
+
+    /// A new session below this directory handle's, with `limits` (`[open files, nodes,
+    /// bytes]`, 0 for the parent's): a handle to the same directory through which what is
+    /// opened and made is charged to the new session.
+    pub fn new_session(&self, limits: [u64; 3]) -> Result<Self> {
+        let (_, _, arrived) = request(self.0.raw(), SESSION, [limits[0], limits[1], limits[2], 0], &[], None)?;
+        Ok(Self(OwnedHandle::from_raw(one_handle(&arrived)?)))
+    }
+
+    /// An open directory's absolute path; `ENAMETOOLONG` if it is longer than [`PATH_MAX`]
+    /// (never a part of it).
     pub fn path(&self) -> Result<String> {
         let mut room = vec![0u8; PATH_MAX];
         let (_, _, arrived) = request(self.0.raw(), GETPATH, [0; 4], &[], Some(&mut room))?;
-        room.truncate(arrived.len.min(PATH_MAX));
+        if arrived.len > PATH_MAX {
+            return Err(Errno(ENAMETOOLONG));
+        }
+        room.truncate(arrived.len);
         String::from_utf8(room).map_err(|_| Errno(EINVAL))
     }
 }

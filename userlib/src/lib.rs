@@ -44,6 +44,7 @@ pub mod line_editor;
 pub mod names;
 pub mod process;
 mod rt;
+pub mod supervisor;
 pub mod sys;
 pub mod testing;
 pub mod time;

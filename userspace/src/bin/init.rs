@@ -8,40 +8,44 @@
 //!   7), a copy of the log that may only be read (8) and the framebuffer (9). Init keeps a *session* handle to it (badge 1, send only),
 //!   which everyone else gets as standard input, output and error;
 //! - `names`, the name server (from the ramdisk): the log as 0 to 2 (so that it outlives a
-//!   console restart) and the receiving end of a new endpoint (as 3). It also gets, as `log`,
-//!   a copy of the kernel's log that may only be read (for `dmesg`), and as `init` a handle
-//!   to init's supervisor endpoint (for `svc`);
+//!   console restart) and the receiving end of a new endpoint (as 3). Init keeps the system
+//!   session to it and hands out the user session (`userlib::names`). Init registers, as
+//!   `log`, a copy of the kernel's log that may only be read (for `dmesg`), and as `init` a
+//!   handle to its supervisor endpoint that may only list;
 //! - `fs`, the file system (from the ramdisk): the log, the receiving end of another new
-//!   endpoint (as 3) and the ramdisk (as 4). Init registers its root directory (badge 0)
-//!   with the name service as `fs`;
+//!   endpoint (as 3), the ramdisk (as 4) and the journal of `/tmp` (5 and 6), which init
+//!   creates once and keeps so that every new fs finds `/tmp` as the last one left it. Init
+//!   keeps the root directory (badge 0, fs's root session) and registers the root in a
+//!   session of its own with the name service as `fs`;
 //! - `sh`, the shell, read from the file system: the console session as 0 to 2, the name
-//!   service (3), the root directory (4) and the power handle (5).
+//!   service's user session (3), the root directory in an fs session of its own (4), the
+//!   power handle (5) and the operator's handle to the supervisor, which may restart (6).
 //!
 //! Then it supervises them. It waits for any child's end with a timeout of
 //! [`SUPERVISION_TICK`], and between waits answers its supervisor endpoint without blocking
-//! (`svc_protocol`: list the services, restart one by killing it). Whenever a service ends
+//! (`userlib::supervisor`: list the services, restart one by killing it). Whenever a service ends
 //! it says how and starts it again: a restarted server has a new endpoint (names and the
-//! root directory are registered again); when the console ends, the shell is killed too
-//! (its standard streams named the dead console) and both come back with a new session.
+//! root directory are registered again); when the console or fs ends, the shell is killed
+//! too (its standard streams or its current directory named the dead server) and comes
+//! back in the new one.
 //!
 //! With arguments (the kernel's command line, `--init "PROG ARGS"` in the launcher), init
 //! starts the console and the servers and then runs `PROG ARGS` instead of the shell, with
 //! the shell's handles and, as 6 to 10, the spare devices tests and `bench` drive: the log
 //! (READ and WRITE), COM2's line and ports, the keyboard's line (which the console has bound,
-//! so binding it is refused) and the framebuffer, read-only. It exits with the program's
+//! so binding it is refused) and the framebuffer, read-only, and the operator's handle as
+//! 11. It supervises the services meanwhile as with the shell, and exits with the program's
 //! status when it ends (which powers the machine off with it); 127 if it cannot be started.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-#[path = "../svc_protocol.rs"]
-mod svc_protocol;
-
 use alloc::format;
 use alloc::string::String;
 
-use abi::errno::{EAGAIN, EINVAL, ENOENT, ETIMEDOUT};
+use abi::errno::{EAGAIN, EINVAL, ENOENT, EPERM, EPIPE, ETIMEDOUT};
+use abi::handle::NO_HANDLE;
 use abi::handle::rights;
 use abi::init_handles::{
     FRAMEBUFFER, KEYBOARD_IRQ, LOG, POWER, PS2_PORTS, RAMDISK, SERIAL_IRQ, SERIAL_PORTS, SPARE_IRQ, SPARE_PORTS,
@@ -52,6 +56,8 @@ use userlib::process::Ending;
 use userlib::sys::{self, Child, Errno};
 use userlib::time::{self, Duration};
 use userlib::{args, eprintln, fs, names, println};
+
+use userlib::supervisor;
 
 userlib::main!(main);
 
@@ -102,12 +108,29 @@ struct Supervisor {
     shell: Service,
     /// A console session (send only), everyone's standard streams.
     session: Endpoint,
-    /// The name service (send only).
-    lookup: Endpoint,
-    /// The root directory (badge 0).
+    /// The name service, as init's own session (`names::SYSTEM_SESSION`).
+    names_system: Endpoint,
+    /// The name service, as the session the shell or the command line's program gets
+    /// (`names::USER_SESSION`).
+    names_user: Endpoint,
+    /// What init has registered: the log, the supervisor and the root directory.
+    published: [Option<names::Registration>; 3],
+    /// The journal of `/tmp`, handed to every fs.
+    journal: Option<[SharedMemory; 2]>,
+    /// The root directory (badge 0, fs's root session).
     root: Endpoint,
+    /// The root directory in the session of the shell or the command line's program (none
+    /// if fs could not start one: then no program starts until fs is back).
+    user_root: Option<Endpoint>,
+    /// The root directory in the session published as `fs`.
+    public_root: Option<Endpoint>,
+    /// Whether init runs the shell (rather than the command line's program).
+    runs_shell: bool,
     /// The supervisor endpoint `svc` calls.
     control: Endpoint,
+    /// The supervisor with the operator's badge (which may restart), for the shell or the
+    /// command line's program only.
+    operator: Endpoint,
 }
 
 fn main() -> i32 {
@@ -124,16 +147,25 @@ fn main() -> i32 {
             return 1;
         }
     };
-    let Ok(control) = Endpoint::create() else {
+    let Some((control, operator)) =
+        Endpoint::create().ok().and_then(|control| control.mint(supervisor::OPERATOR_BADGE, false).ok().map(|operator| (control, operator)))
+    else {
         eprintln!("init: no endpoint for supervision");
         return 1;
     };
     let mut console = Service::new("console");
     let session = start_console(&mut console, ramdisk);
     let mut names = Service::new("names");
-    let lookup = start_names(&mut names, ramdisk);
+    let (names_system, names_user) = start_names(&mut names, ramdisk);
     let mut file_system = Service::new("fs");
-    let root = start_fs(&mut file_system, ramdisk);
+    // The journal outlives every fs: each new one replays what the last one recorded.
+    let pages = |bytes: u64| bytes.div_ceil(abi::memory::PAGE_SIZE);
+    let journal = SharedMemory::create(pages(fs::JOURNAL_HEADER + fs::JOURNAL_REGION))
+        .and_then(|first| Ok([first, SharedMemory::create(pages(fs::JOURNAL_REGION))?]))
+        .inspect_err(|error| eprintln!("init: no memory for the journal of /tmp ({error}); it will not survive a restart of fs"))
+        .ok();
+    let root = start_fs(&mut file_system, ramdisk, journal.as_ref());
+    let (user_root, public_root) = (session_below(&root), session_below(&root));
     let mut supervisor = Supervisor {
         ramdisk,
         console,
@@ -141,24 +173,33 @@ fn main() -> i32 {
         file_system,
         shell: Service::new("sh"),
         session,
-        lookup,
+        names_system,
+        names_user,
+        published: [None, None, None],
+        journal,
         root,
+        user_root,
+        public_root,
+        runs_shell: args().len() < 2,
         control,
+        operator,
     };
     supervisor.register_names();
     if let [_, program, ..] = args() {
         return supervisor.run_program(program, &args()[1..]);
     }
     supervisor.start_shell();
-    supervisor.supervise()
+    supervisor.supervise(None)
 }
 
 impl Supervisor {
-    /// Waits for ends and answers `svc`, for ever.
-    fn supervise(&mut self) -> ! {
+    /// Waits for ends and answers `svc`: for ever, or until `program` ends (its exit
+    /// status).
+    fn supervise(&mut self, program: Option<Child>) -> i32 {
         let mut room = [0u8; 64];
         loop {
             match sys::wait_handle(abi::WAIT_ANY as u64, SUPERVISION_TICK.as_nanos() as u64) {
+                Ok((handle, info)) if program.is_some_and(|child| child.handle == handle) => return info.status,
                 Ok((handle, info)) => self.ended(handle, info),
                 Err(Errno(EAGAIN | ETIMEDOUT)) => {}
                 Err(error) => {
@@ -185,15 +226,19 @@ impl Supervisor {
         let fs_ended = self.file_system.ended(handle, info);
         self.shell.ended(handle, info);
         if names_ended {
-            self.lookup = start_names(&mut self.names, self.ramdisk);
+            (self.names_system, self.names_user) = start_names(&mut self.names, self.ramdisk);
         }
         if fs_ended {
-            self.root = start_fs(&mut self.file_system, self.ramdisk);
+            // The shell's current directory named the fs that is gone: it starts again (when
+            // its end comes round) in the new one.
+            self.shell.kill();
+            self.root = start_fs(&mut self.file_system, self.ramdisk, self.journal.as_ref());
+            (self.user_root, self.public_root) = (session_below(&self.root), session_below(&self.root));
         }
         if names_ended || fs_ended {
             self.register_names();
         }
-        if self.shell.running.is_none() && self.console.running.is_some() {
+        if self.runs_shell && self.shell.running.is_none() && self.console.running.is_some() {
             self.start_shell();
         }
     }
@@ -206,15 +251,17 @@ impl Supervisor {
             drop(OwnedHandle::from_raw(u64::from(number)));
         }
         let services = [&self.console, &self.names, &self.file_system, &self.shell];
+        let operator = request.badge == supervisor::OPERATOR_BADGE;
         let (label, text) = match request.message.label {
-            svc_protocol::LIST => {
+            supervisor::LIST => {
                 let mut text = String::new();
                 for service in services {
                     text += &format!("{} {}\n", service.name, service.running.map_or(0, |child| child.pid));
                 }
                 (0, text)
             }
-            svc_protocol::RESTART => match services.iter().find(|service| service.name.as_bytes() == bytes) {
+            supervisor::RESTART if !operator => (abi::stream::reply_label(Err(EPERM)), String::new()),
+            supervisor::RESTART => match services.iter().find(|service| service.name.as_bytes() == bytes) {
                 Some(service) => {
                     println!("init: restarting {} at a user's request", service.name);
                     service.kill();
@@ -228,20 +275,25 @@ impl Supervisor {
         let _ = reply.send_with(&Message::new(label, [0; 4]), &mut transfer);
     }
 
-    /// Registers with the name service what init publishes: the log (read-only), the root
-    /// directory and the supervisor endpoint.
+    /// Registers with the name service what init publishes: the log (read-only), the
+    /// supervisor endpoint (a handle with badge 0, which may only list) and the root
+    /// directory. A name init registered before is pointed at the new handle through its
+    /// registration; after a restart of the name server, whose registrations died with it,
+    /// it is registered anew.
     fn register_names(&mut self) {
-        let log = userlib::ipc::duplicate(LOG, rights::DUPLICATE | rights::TRANSFER | rights::READ)
-            .and_then(|reader| names::register_handle_with(&self.lookup, "log", &OwnedHandle::from_raw(reader)));
-        if let Err(error) = log {
-            eprintln!("init: cannot register the log: {error}");
-        }
-        let control = self.control.mint(0, false).and_then(|caller| names::register_with(&self.lookup, svc_protocol::SERVICE, &caller));
-        if let Err(error) = control {
-            eprintln!("init: cannot register the supervisor: {error}");
-        }
-        if let Err(error) = names::register_with(&self.lookup, fs::SERVICE, &self.root) {
-            eprintln!("init: cannot register {}: {error}", fs::SERVICE);
+        let log = userlib::ipc::duplicate(LOG, rights::DUPLICATE | rights::TRANSFER | rights::READ).map(OwnedHandle::from_raw);
+        let control = self.control.mint(0, false).map(|caller| OwnedHandle::from_raw(caller.into_raw()));
+        let handles = [log.as_ref().map_err(|error| *error), control.as_ref().map_err(|error| *error), self.public_root.as_ref().map(Endpoint::handle).ok_or(Errno(EPIPE))];
+        for ((name, handle), slot) in ["log", supervisor::SERVICE, fs::SERVICE].into_iter().zip(handles).zip(&mut self.published) {
+            if let (Ok(handle), Some(registration)) = (handle, &*slot)
+                && registration.replace(name, handle).is_ok()
+            {
+                continue;
+            }
+            match handle.and_then(|handle| names::register_handle_with(&self.names_system, name, handle)) {
+                Ok(registration) => *slot = Some(registration),
+                Err(error) => eprintln!("init: cannot register {name}: {error}"),
+            }
         }
         fs::use_current_dir_handle(self.root.handle().raw());
     }
@@ -250,13 +302,15 @@ impl Supervisor {
     /// name service, the root directory and the power handle.
     fn session_handles(&self) -> [u32; 6] {
         let session = self.session.handle().raw() as u32;
-        [session, session, session, self.lookup.handle().raw() as u32, self.root.handle().raw() as u32, POWER as u32]
+        [session, session, session, self.names_user.handle().raw() as u32, self.user_root.as_ref().map_or(NO_HANDLE, |root| root.handle().raw()) as u32, POWER as u32]
     }
 
     /// Starts the shell from the file system.
     fn start_shell(&mut self) {
         loop {
-            match userlib::process::spawn_child(self.shell.name, &[self.shell.name], &self.session_handles()) {
+            let mut handles = self.session_handles().to_vec();
+            handles.push(self.operator.handle().raw() as u32);
+            match userlib::process::spawn_child(self.shell.name, &[self.shell.name], &handles) {
                 Ok(child) => {
                     self.shell.running = Some(child);
                     return;
@@ -269,9 +323,9 @@ impl Supervisor {
         }
     }
 
-    /// Runs the command line's program to its end: its exit status, or 127 if it cannot
-    /// start.
-    fn run_program(&self, program: &str, argv: &[&str]) -> i32 {
+    /// Runs the command line's program to its end, supervising the services meanwhile as
+    /// with the shell: its exit status, or 127 if it cannot start.
+    fn run_program(&mut self, program: &str, argv: &[&str]) -> i32 {
         let screen = match userlib::ipc::duplicate(FRAMEBUFFER, rights::DUPLICATE | rights::READ) {
             Ok(screen) => screen,
             Err(error) => {
@@ -279,9 +333,11 @@ impl Supervisor {
                 return NOT_STARTED;
             }
         };
-        let mut handles = [0u32; 11];
+        let mut handles = [0u32; 12];
         handles[..6].copy_from_slice(&self.session_handles());
-        handles[6..].copy_from_slice(&[LOG, SPARE_IRQ, SPARE_PORTS, KEYBOARD_IRQ, screen].map(|number| number as u32));
+        handles[6..].copy_from_slice(
+            &[LOG, SPARE_IRQ, SPARE_PORTS, KEYBOARD_IRQ, screen, self.operator.handle().raw()].map(|number| number as u32),
+        );
         let child = match userlib::process::spawn_child(program, argv, &handles) {
             Ok(child) => {
                 println!("init: started {program} as pid {}", child.pid);
@@ -294,13 +350,7 @@ impl Supervisor {
         };
         // The program may be stopped with Ctrl-C.
         let _ = sys::set_foreground_on(self.session.handle().raw(), Some(child));
-        match sys::wait(Some(child)) {
-            Ok((_, info)) => info.status,
-            Err(error) => {
-                eprintln!("init: waiting for {program}: {error}");
-                1
-            }
-        }
+        self.supervise(Some(child))
     }
 }
 
@@ -371,16 +421,37 @@ fn start_console(console: &mut Service, ramdisk: &[u8]) -> Endpoint {
     caller(&endpoint, SESSION_BADGE, "the console")
 }
 
-/// Starts the name server; returns a handle that may only call it.
-fn start_names(names: &mut Service, ramdisk: &[u8]) -> Endpoint {
+/// Starts the name server; returns init's own session with it and the session for the shell
+/// or the command line's program (handles that may only call it).
+fn start_names(names: &mut Service, ramdisk: &[u8]) -> (Endpoint, Endpoint) {
     let endpoint = start_server(names, ramdisk, &[]);
-    caller(&endpoint, 0, "names")
+    (caller(&endpoint, names::SYSTEM_SESSION, "names"), caller(&endpoint, names::USER_SESSION, "names"))
 }
 
-/// Starts the file system with the ramdisk; returns its root directory (badge 0).
-fn start_fs(file_system: &mut Service, ramdisk: &[u8]) -> Endpoint {
-    let endpoint = start_server(file_system, ramdisk, &[RAMDISK]);
+/// Starts the file system with the ramdisk and the journal of `/tmp`; returns its root
+/// directory (badge 0).
+fn start_fs(file_system: &mut Service, ramdisk: &[u8], journal: Option<&[SharedMemory; 2]>) -> Endpoint {
+    let endpoint = match journal {
+        Some([first, second]) => start_server(file_system, ramdisk, &[RAMDISK, first.handle().raw(), second.handle().raw()]),
+        None => start_server(file_system, ramdisk, &[RAMDISK]),
+    };
     caller(&endpoint, 0, "the root directory")
+}
+
+/// The root directory in a new session of fs below `root`'s, with `fs::SESSION_LIMITS`
+/// (none, said why, if fs cannot start one: it has ended, and starts again).
+fn session_below(root: &Endpoint) -> Option<Endpoint> {
+    let root = fs::File::from_raw(root.handle().raw());
+    let session = root.new_session(fs::SESSION_LIMITS);
+    // The handle is init's root, lent for the call.
+    root.into_raw();
+    match session {
+        Ok(session) => Some(Endpoint::from_raw(session.into_raw())),
+        Err(error) => {
+            eprintln!("init: cannot start a session of fs: {error}");
+            None
+        }
+    }
 }
 
 /// Sleeps for [`RETRY_DELAY`]; init cannot be killed, so the sleep cannot be cut short.

@@ -37,11 +37,14 @@ fn main() -> i32 {
         }
     };
     // Clients get a handle that may only call; this one, which receives, stays here.
-    let registered = endpoint.mint(0, false).and_then(|client| names::register(SERVICE, &client));
-    if let Err(errno) = registered {
-        eprintln!("kvd: cannot register {SERVICE:?}: {errno}");
-        return 1;
-    }
+    // The name lasts as long as the registration, which lives until the server ends.
+    let _registration = match endpoint.mint(0, false).and_then(|client| names::register(SERVICE, &client)) {
+        Ok(registration) => registration,
+        Err(errno) => {
+            eprintln!("kvd: cannot register {SERVICE:?}: {errno}");
+            return 1;
+        }
+    };
     let mut store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     userlib::ipc::serve(&endpoint, |request, bytes, answer| {
         Message::new(label_of(handle(&mut store, request, bytes, answer)), [0; 4])

@@ -22,6 +22,8 @@
 //!   `sh: FILE: ERRNO` for a redirection that cannot be opened.
 //! - Built-ins (see [`BUILTINS`]) run inside the shell, also when the line ends with `&`;
 //!   they cannot be redirected or piped. Ctrl-D on an empty line is `exit`.
+//! - `init` gives the shell the operator's handle to its supervisor (handle 6), which may
+//!   restart services; the shell passes it to `svc` alone, never to other programs.
 #![no_std]
 #![no_main]
 
@@ -39,6 +41,8 @@ use userlib::process::{self, Ending, Process, Table};
 use userlib::sys::{self, Errno, Pid};
 use userlib::time::Duration;
 use userlib::{eprintln, print, println};
+
+use userlib::supervisor;
 
 userlib::main!(main);
 
@@ -351,7 +355,18 @@ fn run_pipeline(pipeline: &[Command], background: bool, jobs: &mut Vec<Process>)
     for (command, stdio) in pipeline.iter().zip(&streams) {
         let argv: Vec<&str> = command.words.iter().map(String::as_str).collect();
         let name = argv[0];
-        match Process::spawn(name, &argv, &process::standard_handles_with(*stdio)) {
+        let mut handles = process::standard_handles_with(*stdio);
+        // Each program gets its current directory in a session of its own (or, if fs cannot
+        // start one, the shell's), so what it holds in fs is bounded by `fs::JOB_LIMITS`.
+        let session = job_session();
+        if let (Some(session), Some(directory)) = (&session, handles.get_mut(fs::CWD_HANDLE as usize)) {
+            *directory = session.handle().raw() as u32;
+        }
+        // Only `svc` gets the operator's handle to init's supervisor, as its handle 5.
+        if name == "svc" && handles.len() == supervisor::SVC_HANDLE as usize && matches!(userlib::ipc::handle_info(supervisor::SHELL_HANDLE), Ok((Some(abi::handle::Kind::Endpoint), _))) {
+            handles.push(supervisor::SHELL_HANDLE as u32);
+        }
+        match Process::spawn(name, &argv, &handles) {
             Ok(child) => started.push(child),
             Err(Errno(ENOENT)) => eprintln!("sh: {name}: not found"),
             Err(error) => eprintln!("sh: {name}: {error}"),
@@ -407,6 +422,15 @@ fn list_jobs(jobs: &[Process]) {
     for job in jobs {
         println!("[pid {}]", job.pid());
     }
+}
+
+/// The current directory in a new session of fs with `fs::JOB_LIMITS`, if fs starts one.
+fn job_session() -> Option<fs::File> {
+    let current = fs::File::from_raw(fs::current_dir_handle()?);
+    let session = current.new_session(fs::JOB_LIMITS);
+    // The current directory stays the shell's.
+    current.into_raw();
+    session.ok()
 }
 
 /// Powers off through the power handle the shell was given, if it was.

@@ -1,29 +1,34 @@
 //! `svc list` shows the services `init` supervises and their pids; `svc restart NAME` asks
 //! init to restart one (it kills it, and starts it again as after any end). Restarting
 //! `console` also restarts the shell, whose standard streams were the old console's.
+//!
+//! It calls the operator's handle the shell passes it as handle 5 if it has one; otherwise
+//! the supervisor it finds through the name service, which may only list (`restart` then
+//! fails with `EPERM`).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-#[path = "../svc_protocol.rs"]
-mod svc_protocol;
-
-use userlib::ipc::{Message, Transfer};
+use userlib::ipc::{Endpoint, Message, Transfer};
 use userlib::{args, eprintln, names, print};
+
+use userlib::supervisor;
 
 userlib::main!(main);
 
 fn main() -> i32 {
     let (label, name) = match args() {
-        [_, "list"] => (svc_protocol::LIST, ""),
-        [_, "restart", name] => (svc_protocol::RESTART, *name),
+        [_, "list"] => (supervisor::LIST, ""),
+        [_, "restart", name] => (supervisor::RESTART, *name),
         _ => {
             eprintln!("usage: svc list | svc restart NAME");
             return 2;
         }
     };
-    let init = match names::lookup(svc_protocol::SERVICE) {
+    let operator = matches!(userlib::ipc::handle_info(supervisor::SVC_HANDLE), Ok((Some(abi::handle::Kind::Endpoint), _)));
+    let found = if operator { Ok(Endpoint::from_raw(supervisor::SVC_HANDLE)) } else { names::lookup(supervisor::SERVICE) };
+    let init = match found {
         Ok(init) => init,
         Err(error) => {
             eprintln!("svc: cannot reach init: {error}");

@@ -7,7 +7,9 @@
 //! and registers a handle with badge 0, the root directory, as `fs` with the name service.
 //! Every open file or directory is a handle fs mints with a badge of its own and a close
 //! notice, so `read` and `write` on it reach fs as the kernel's stream calls and fs forgets
-//! it when its last copy is closed. The tree and its rules are in [`tree`].
+//! it when its last copy is closed. The tree and its rules are in [`tree`], who pays for
+//! what in [`sessions`], and how `/tmp` outlives fs in [`journal`] (`init` hands over the
+//! journal as handles 5 and 6).
 //!
 //! Whatever a client sends, fs answers and carries on: unknown labels, badges, flags and
 //! paths get their errno; handles that arrive with a request are closed; a reply whose
@@ -17,6 +19,8 @@
 
 extern crate alloc;
 
+mod journal;
+mod sessions;
 mod tree;
 
 use alloc::vec;
@@ -26,6 +30,7 @@ use abi::errno::*;
 use abi::ipc::{BUFFER_MAX, FOREVER, LABEL_CLOSED, LABEL_NOTIFICATION};
 use abi::stream;
 use tar_no_std::TarArchiveRef;
+use sessions::{OPENS, ROOT_SESSION, SessionId};
 use tree::{BLOCK, Errno, NodeId, ROOT, Tree};
 use userlib::eprintln;
 use userlib::fs::{self as protocol, open};
@@ -37,6 +42,8 @@ userlib::main!(main);
 const ENDPOINT: u64 = 3;
 /// The boot ramdisk.
 const RAMDISK: u64 = 4;
+/// The journal's two memory objects (`journal`), if `init` gave them.
+const JOURNAL: [u64; 2] = [5, 6];
 /// Most bytes of directory entries one `READDIR` reply holds.
 const READDIR_BYTES: usize = 4096;
 
@@ -46,6 +53,8 @@ struct Open {
     node: NodeId,
     offset: u64,
     flags: u64,
+    /// The session it was opened through (and what it makes is charged to).
+    session: SessionId,
 }
 
 /// What fs keeps besides the tree.
@@ -93,6 +102,15 @@ fn main() -> i32 {
     match unsafe { SharedMemory::from_raw(RAMDISK).map_read_only_forever() } {
         Ok(bytes) => fill(&mut tree, bytes),
         Err(error) => eprintln!("fs: cannot map the ramdisk: {error}; starting empty"),
+    }
+    match journal::Journal::map(JOURNAL[0], JOURNAL[1]) {
+        Some(journal) => {
+            let replayed = tree.attach(journal);
+            if replayed > 0 {
+                userlib::println!("fs: /tmp restored from the journal ({replayed} changes)");
+            }
+        }
+        None => eprintln!("fs: no journal; /tmp will not survive a restart"),
     }
     let mut server = Server { tree, opens: Vec::new(), endpoint: Endpoint::from_raw(ENDPOINT), outgoing: vec![0; BUFFER_MAX as usize] };
     server.serve()
@@ -190,8 +208,14 @@ impl Server {
         if badge == 0 { Ok(ROOT) } else { self.open_entry(badge).map(|open| open.node) }
     }
 
+    /// The session a badge's requests are charged to.
+    fn session_of(&mut self, badge: u64) -> Result<SessionId, Errno> {
+        if badge == 0 { Ok(ROOT_SESSION) } else { self.open_entry(badge).map(|open| open.session) }
+    }
+
     fn request(&mut self, badge: u64, label: u64, words: [u64; 4], bytes: &[u8]) -> Result<Answer, Errno> {
         let base = self.node_of(badge)?;
+        let session = self.session_of(badge)?;
         match label {
             stream::READ => self.read(badge, words[0]),
             stream::WRITE => self.write(badge, &bytes[..bytes.len().min(words[0] as usize)]),
@@ -204,6 +228,11 @@ impl Server {
             protocol::READDIR => self.read_dir(base, words[0]),
             protocol::GETPATH => {
                 let path = self.tree.path_of(base)?;
+                // A path longer than any request may carry is refused rather than cut (a
+                // chain of 255-byte names can be longer than the reply's buffer too).
+                if path.len() > protocol::PATH_MAX {
+                    return Err(ENAMETOOLONG);
+                }
                 self.outgoing[..path.len()].copy_from_slice(path.as_bytes());
                 Ok(Answer { bytes: Bytes::Outgoing(path.len()), ..Answer::status(Ok(0)) })
             }
@@ -213,25 +242,37 @@ impl Server {
                 self.tree.node_count() as u64,
                 self.opens.iter().flatten().count() as u64,
             ])),
+            protocol::SESSION => {
+                if self.tree.node(base).kind() != protocol::KIND_DIRECTORY {
+                    return Err(ENOTDIR);
+                }
+                let started = self.tree.sessions.start(session, [words[0], words[1], words[2]])?;
+                let answer = self.hand_out(base, open::READ | open::DIRECTORY, started);
+                if answer.is_err() {
+                    // The new session never had a handle: it ends here.
+                    self.end_handle(started);
+                }
+                answer
+            }
             protocol::OPEN | protocol::MKDIR | protocol::RMDIR | protocol::UNLINK | protocol::RENAME | protocol::STAT
             | protocol::LOAD_IMAGE => {
                 if bytes.len() > protocol::PATH_MAX * 2 + 1 {
                     return Err(ENAMETOOLONG);
                 }
                 let path = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
-                self.path_request(base, label, words, path)
+                self.path_request(base, session, label, words, path)
             }
             _ => Err(EINVAL),
         }
     }
 
-    fn path_request(&mut self, base: NodeId, label: u64, words: [u64; 4], path: &str) -> Result<Answer, Errno> {
+    fn path_request(&mut self, base: NodeId, session: SessionId, label: u64, words: [u64; 4], path: &str) -> Result<Answer, Errno> {
         if label != protocol::RENAME && path.len() > protocol::PATH_MAX {
             return Err(ENAMETOOLONG);
         }
         match label {
-            protocol::OPEN => self.open(base, path, words[0]),
-            protocol::MKDIR => self.tree.mkdir(base, path).map(|()| Answer::status(Ok(0))),
+            protocol::OPEN => self.open(base, session, path, words[0]),
+            protocol::MKDIR => self.tree.mkdir(base, path, session).map(|()| Answer::status(Ok(0))),
             protocol::RMDIR => self.tree.remove(base, path, true).map(|()| Answer::status(Ok(0))),
             protocol::UNLINK => self.tree.remove(base, path, false).map(|()| Answer::status(Ok(0))),
             protocol::RENAME => {
@@ -254,37 +295,59 @@ impl Server {
         Answer::words([node_data.kind(), node_data.size(), node as u64, 0])
     }
 
-    /// Opens `path`: a new badge, and a handle minted with it.
-    fn open(&mut self, base: NodeId, path: &str, flags: u64) -> Result<Answer, Errno> {
+    /// Opens `path` through `session`: a new badge, and a handle minted with it.
+    fn open(&mut self, base: NodeId, session: SessionId, path: &str, flags: u64) -> Result<Answer, Errno> {
         if flags & !open::ALL != 0 {
             return Err(EINVAL);
         }
-        let free = self.opens.iter().position(Option::is_none);
-        if free.is_none() && self.opens.len() >= protocol::OPEN_MAX {
-            return Err(EMFILE);
-        }
-        let node = self.tree.open(base, path, flags & open::CREATE != 0, flags & open::EXCLUSIVE != 0)?;
+        // Refused before anything is made.
+        self.room_to_open(session)?;
+        let node = self.tree.open(base, path, flags & open::CREATE != 0, flags & open::EXCLUSIVE != 0, session)?;
         let is_directory = self.tree.node(node).kind() == protocol::KIND_DIRECTORY;
         if flags & open::DIRECTORY != 0 && !is_directory {
             return Err(ENOTDIR);
         }
-        if is_directory && flags & (open::WRITE | open::TRUNCATE | open::APPEND) != 0 {
+        let changes = flags & (open::WRITE | open::TRUNCATE | open::APPEND) != 0;
+        if is_directory && changes {
             return Err(EISDIR);
+        }
+        if changes && !self.tree.node(node).is_writable() {
+            return Err(EROFS);
         }
         if flags & open::TRUNCATE != 0 {
             self.tree.set_len(node, 0)?;
         }
-        let index = free.unwrap_or(self.opens.len());
-        let handle = self.endpoint.mint(index as u64 + 1, true).map_err(|errno| errno.0)?;
-        let entry = Open { node, offset: 0, flags };
+        self.hand_out(node, flags, session)
+    }
+
+    /// A new open entry for `node` in `session`, and the handle minted for it.
+    fn hand_out(&mut self, node: NodeId, flags: u64, session: SessionId) -> Result<Answer, Errno> {
+        self.room_to_open(session)?;
+        let index = self.opens.iter().position(Option::is_none).unwrap_or(self.opens.len());
+        self.tree.sessions.charge(session, OPENS, 1)?;
+        let handle = match self.endpoint.mint(index as u64 + 1, true) {
+            Ok(handle) => handle,
+            Err(errno) => {
+                self.tree.sessions.release(session, OPENS, 1);
+                return Err(errno.0);
+            }
+        };
+        let entry = Open { node, offset: 0, flags, session };
         match self.opens.get_mut(index) {
             Some(slot) => *slot = Some(entry),
             None => self.opens.push(Some(entry)),
         }
         self.tree.count_open(node, true);
+        self.tree.sessions.count_handle(session, true);
         let size = self.tree.node(node).size();
         let kind = self.tree.node(node).kind();
         Ok(Answer { message: Message::new(0, [kind, size, 0, 0]), bytes: Bytes::None, handle: Some(handle.into_raw()) })
+    }
+
+    /// `EMFILE` unless fs and `session` have room for one more open file.
+    fn room_to_open(&self, session: SessionId) -> Result<(), Errno> {
+        let full = self.opens.iter().all(Option::is_some) && self.opens.len() >= protocol::OPEN_MAX;
+        if full || self.tree.sessions.room(session, OPENS) == 0 { Err(EMFILE) } else { Ok(()) }
     }
 
     /// The last handle with `badge` was closed.
@@ -292,9 +355,19 @@ impl Server {
         let Some(index) = usize::try_from(badge).ok().and_then(|badge| badge.checked_sub(1)) else { return };
         if let Some(open) = self.opens.get_mut(index).and_then(Option::take) {
             self.tree.count_open(open.node, false);
+            self.tree.sessions.release(open.session, OPENS, 1);
+            self.end_handle(open.session);
         }
         while self.opens.last().is_some_and(Option::is_none) {
             self.opens.pop();
+        }
+    }
+
+    /// Counts a handle of `session` closed; if that ended the session, its parent takes
+    /// over what it made.
+    fn end_handle(&mut self, session: SessionId) {
+        if let Some(parent) = self.tree.sessions.count_handle(session, false) {
+            self.tree.reassign(session, parent);
         }
     }
 

@@ -14,6 +14,9 @@ use alloc::vec::Vec;
 use abi::errno::*;
 use userlib::fs::{CAPACITY, FILE_MAX, KIND_DIRECTORY, KIND_FILE, NAME_MAX, NODES_MAX};
 
+use crate::journal::{Journal, Record};
+use crate::sessions::{BYTES, NODES, ROOT_SESSION, SessionId, Sessions};
+
 /// A node's number: its place in the slab.
 pub type NodeId = usize;
 
@@ -85,6 +88,8 @@ pub struct Node {
     opens: usize,
     /// Whether it may be changed (`/tmp` and what is made below it).
     writable: bool,
+    /// The session it and its blocks are charged to.
+    owner: SessionId,
 }
 
 impl Node {
@@ -94,6 +99,11 @@ impl Node {
             Content::File(_) => KIND_FILE,
             Content::Directory(_) => KIND_DIRECTORY,
         }
+    }
+
+    /// Whether it may be changed.
+    pub fn is_writable(&self) -> bool {
+        self.writable
     }
 
     /// A file's length, or a directory's number of entries.
@@ -113,6 +123,10 @@ pub struct Tree {
     count: usize,
     /// Blocks of file data held (ramdisk files hold none).
     blocks: usize,
+    /// Who pays for what.
+    pub sessions: Sessions,
+    /// Where changes to what may be changed are recorded, once attached.
+    journal: Option<Journal>,
 }
 
 /// A path's last component and the directory it is in.
@@ -131,10 +145,14 @@ impl Tree {
             linked: true,
             opens: 0,
             writable: false,
+            owner: ROOT_SESSION,
         };
-        let mut tree = Self { nodes: alloc::vec![Some(root)], count: 1, blocks: 0 };
+        let mut sessions = Sessions::new();
+        // The root session has room for every node there can be.
+        let _ = sessions.charge(ROOT_SESSION, NODES, 1);
+        let mut tree = Self { nodes: alloc::vec![Some(root)], count: 1, blocks: 0, sessions, journal: None };
         // A fresh tree has room for far more than two nodes, so this cannot fail.
-        let _ = tree.make(ROOT, "tmp", Content::Directory(BTreeMap::new()), true);
+        let _ = tree.make(ROOT, "tmp", Content::Directory(BTreeMap::new()), true, ROOT_SESSION);
         tree
     }
 
@@ -171,25 +189,36 @@ impl Tree {
         }
     }
 
-    /// Adds a node named `name` in `directory`: its id, or `ENOSPC` when the tree is full.
-    fn make(&mut self, directory: NodeId, name: &str, content: Content, writable: bool) -> Result<NodeId, Errno> {
+    /// Adds a node named `name` in `directory`, charged to `owner`: its id, or `ENOSPC` when
+    /// the tree or the session is full.
+    fn make(&mut self, directory: NodeId, name: &str, content: Content, writable: bool, owner: SessionId) -> Result<NodeId, Errno> {
         if self.count >= NODES_MAX {
             return Err(ENOSPC);
         }
-        let node = Node { parent: directory, name: String::from(name), content, linked: true, opens: 0, writable };
-        let id = match self.nodes.iter().position(Option::is_none) {
-            Some(id) => {
-                self.nodes[id] = Some(node);
-                id
-            }
-            None => {
-                self.nodes.push(Some(node));
-                self.nodes.len() - 1
-            }
-        };
+        let id = self.nodes.iter().position(Option::is_none).unwrap_or(self.nodes.len());
+        self.insert(id, directory, name, content, writable, owner)?;
+        if writable {
+            let directory_made = matches!(self.node(id).content, Content::Directory(_));
+            self.log(&Record::Make { id: id as u32, parent: directory as u32, directory: directory_made, name });
+        }
+        Ok(id)
+    }
+
+    /// Puts a new node at `id` (a free slot, or the next one), charged to `owner`.
+    fn insert(&mut self, id: NodeId, directory: NodeId, name: &str, content: Content, writable: bool, owner: SessionId) -> Result<(), Errno> {
+        if self.nodes.get(id).is_some_and(Option::is_some) || id > self.nodes.len() {
+            return Err(EEXIST);
+        }
+        self.sessions.charge(owner, NODES, 1)?;
+        let node = Node { parent: directory, name: String::from(name), content, linked: true, opens: 0, writable, owner };
+        if id == self.nodes.len() {
+            self.nodes.push(Some(node));
+        } else {
+            self.nodes[id] = Some(node);
+        }
         self.count += 1;
         self.entries_mut(directory).insert(String::from(name), id);
-        Ok(id)
+        Ok(())
     }
 
     /// The components of `path` after its start (the root for an absolute path, else
@@ -253,8 +282,9 @@ impl Tree {
         if self.node(id).writable { Ok(()) } else { Err(EROFS) }
     }
 
-    /// Opens (and with `create` makes) the file or directory at `path`: its node.
-    pub fn open(&mut self, base: NodeId, path: &str, create: bool, exclusive: bool) -> Result<NodeId, Errno> {
+    /// Opens (and with `create` makes, charged to `session`) the file or directory at
+    /// `path`: its node.
+    pub fn open(&mut self, base: NodeId, path: &str, create: bool, exclusive: bool, session: SessionId) -> Result<NodeId, Errno> {
         if !create {
             return self.resolve(base, path);
         }
@@ -264,19 +294,19 @@ impl Tree {
             Some(&existing) => Ok(existing),
             None => {
                 self.require_writable(parent.directory)?;
-                self.make(parent.directory, parent.name, Content::File(FileData::default()), true)
+                self.make(parent.directory, parent.name, Content::File(FileData::default()), true, session)
             }
         }
     }
 
-    /// Makes a directory.
-    pub fn mkdir(&mut self, base: NodeId, path: &str) -> Result<(), Errno> {
+    /// Makes a directory, charged to `session`.
+    pub fn mkdir(&mut self, base: NodeId, path: &str, session: SessionId) -> Result<(), Errno> {
         let parent = self.parent(base, path)?;
         if self.entries(parent.directory)?.contains_key(parent.name) {
             return Err(EEXIST);
         }
         self.require_writable(parent.directory)?;
-        self.make(parent.directory, parent.name, Content::Directory(BTreeMap::new()), true).map(|_| ())
+        self.make(parent.directory, parent.name, Content::Directory(BTreeMap::new()), true, session).map(|_| ())
     }
 
     /// Removes the name at `path`: a file (`directory` false) or an empty directory.
@@ -291,6 +321,7 @@ impl Tree {
             _ => {}
         }
         self.unlink(parent.directory, id);
+        self.log(&Record::Remove { parent: parent.directory as u32, name: parent.name });
         Ok(())
     }
 
@@ -320,10 +351,24 @@ impl Tree {
         if node.linked || node.opens > 0 {
             return;
         }
-        if let Some(Node { content: Content::File(data), .. }) = self.nodes[id].take() {
-            self.blocks -= data.blocks.len();
+        if let Some(node) = self.nodes[id].take() {
+            if let Content::File(data) = node.content {
+                self.blocks -= data.blocks.len();
+                self.sessions.release(node.owner, BYTES, (data.blocks.len() * BLOCK) as u64);
+            }
+            self.sessions.release(node.owner, NODES, 1);
         }
         self.count -= 1;
+    }
+
+    /// Charges to `to` from now on what was charged to `from` (a session that ended, whose
+    /// charges its parent `to` already counts).
+    pub fn reassign(&mut self, from: SessionId, to: SessionId) {
+        for node in self.nodes.iter_mut().flatten() {
+            if node.owner == from {
+                node.owner = to;
+            }
+        }
     }
 
     /// Whether `ancestor` is `id` or one of the directories `id` is in.
@@ -362,14 +407,26 @@ impl Tree {
                 (Content::Directory(entries), true) if !entries.is_empty() => return Err(ENOTEMPTY),
                 _ => {}
             }
-            self.unlink(target.directory, existing);
         }
-        let (source_name, target_name) = (String::from(source.name), String::from(target.name));
-        self.entries_mut(source.directory).remove(&source_name);
-        self.entries_mut(target.directory).insert(target_name.clone(), moving);
+        self.move_entry(source.directory, source.name, target.directory, target.name)?;
+        self.log(&Record::Rename { from: source.directory as u32, from_name: source.name, to: target.directory as u32, to_name: target.name });
+        Ok(())
+    }
+
+    /// Moves the entry `from_name` of `from` to `to_name` of `to`, unlinking what was there.
+    fn move_entry(&mut self, from: NodeId, from_name: &str, to: NodeId, to_name: &str) -> Result<(), Errno> {
+        let moving = *self.entries(from)?.get(from_name).ok_or(ENOENT)?;
+        if let Some(&existing) = self.entries(to)?.get(to_name) {
+            if existing == moving {
+                return Ok(());
+            }
+            self.unlink(to, existing);
+        }
+        self.entries_mut(from).remove(from_name);
+        self.entries_mut(to).insert(String::from(to_name), moving);
         let node = self.node_mut(moving);
-        node.parent = target.directory;
-        node.name = target_name;
+        node.parent = to;
+        node.name = String::from(to_name);
         Ok(())
     }
 
@@ -384,7 +441,7 @@ impl Tree {
                 Some(&existing) => existing,
                 None => {
                     let writable = self.node(directory).writable;
-                    self.make(directory, folder, Content::Directory(BTreeMap::new()), writable)?
+                    self.make(directory, folder, Content::Directory(BTreeMap::new()), writable, ROOT_SESSION)?
                 }
             };
         }
@@ -394,7 +451,7 @@ impl Tree {
             }
             let writable = self.node(directory).writable;
             let file = FileData { ramdisk: Some(bytes), blocks: Vec::new(), len: bytes.len() as u64 };
-            self.make(directory, last, Content::File(file), writable)?;
+            self.make(directory, last, Content::File(file), writable, ROOT_SESSION)?;
         }
         Ok(())
     }
@@ -434,9 +491,18 @@ impl Tree {
         }
     }
 
+    /// Makes the file `id` `length` bytes long, and records it.
+    pub fn set_len(&mut self, id: NodeId, length: u64) -> Result<(), Errno> {
+        self.resize(id, length)?;
+        if self.node(id).linked {
+            self.log(&Record::SetLen { id: id as u32, length });
+        }
+        Ok(())
+    }
+
     /// Makes the file `id` `length` bytes long: zeros are added, or bytes cut (and the
     /// rest of the last block cleared, so that growing again reads zeros).
-    pub fn set_len(&mut self, id: NodeId, length: u64) -> Result<(), Errno> {
+    fn resize(&mut self, id: NodeId, length: u64) -> Result<(), Errno> {
         self.require_writable(id)?;
         if length > FILE_MAX {
             return Err(EFBIG);
@@ -444,6 +510,7 @@ impl Tree {
         self.own_blocks(id)?;
         let wanted = length.div_ceil(BLOCK as u64) as usize;
         let have = self.file(id)?.blocks.len();
+        let owner = self.node(id).owner;
         let mut added = Vec::new();
         if wanted > have {
             let more = wanted - have;
@@ -454,8 +521,11 @@ impl Tree {
             for _ in 0..more {
                 added.push(zeroed_block()?);
             }
+            self.sessions.charge(owner, BYTES, (more * BLOCK) as u64)?;
         }
-        self.blocks = self.blocks + added.len() - have.saturating_sub(wanted);
+        let removed = have.saturating_sub(wanted);
+        self.sessions.release(owner, BYTES, (removed * BLOCK) as u64);
+        self.blocks = self.blocks + added.len() - removed;
         let Content::File(data) = &mut self.node_mut(id).content else { return Err(EISDIR) };
         data.blocks.try_reserve(added.len()).map_err(|_| ENOMEM)?;
         data.blocks.append(&mut added);
@@ -482,6 +552,7 @@ impl Tree {
             block[..chunk.len()].copy_from_slice(chunk);
             blocks.push(block);
         }
+        self.sessions.charge(self.node(id).owner, BYTES, (needed * BLOCK) as u64)?;
         self.blocks += needed;
         if let Content::File(data) = &mut self.node_mut(id).content {
             data.blocks = blocks;
@@ -490,9 +561,18 @@ impl Tree {
         Ok(())
     }
 
-    /// Writes `bytes` at `offset` in the file `id`, growing it (as much as the limits allow):
-    /// the count written, `EFBIG` or `ENOSPC` if nothing could be.
+    /// Writes `bytes` at `offset` in the file `id`, growing it (as much as the limits allow),
+    /// and records it: the count written, `EFBIG` or `ENOSPC` if nothing could be.
     pub fn write(&mut self, id: NodeId, offset: u64, bytes: &[u8]) -> Result<usize, Errno> {
+        let count = self.write_unrecorded(id, offset, bytes)?;
+        if count > 0 && self.node(id).linked {
+            self.log(&Record::Write { id: id as u32, offset, bytes: &bytes[..count] });
+        }
+        Ok(count)
+    }
+
+    /// [`Tree::write`] without the record.
+    fn write_unrecorded(&mut self, id: NodeId, offset: u64, bytes: &[u8]) -> Result<usize, Errno> {
         self.require_writable(id)?;
         if bytes.is_empty() {
             return Ok(0);
@@ -506,13 +586,14 @@ impl Tree {
         if end > length {
             self.own_blocks(id)?;
             let held = self.file(id)?.blocks.len() as u64;
-            let room = (CAPACITY / BLOCK as u64).saturating_sub(self.blocks as u64) + held;
+            let session_room = self.sessions.room(self.node(id).owner, BYTES) / BLOCK as u64;
+            let room = (CAPACITY / BLOCK as u64).saturating_sub(self.blocks as u64).min(session_room) + held;
             let reachable = room * BLOCK as u64;
             if reachable <= offset {
                 return Err(ENOSPC);
             }
             count = count.min((reachable - offset) as usize);
-            self.set_len(id, offset + count as u64)?;
+            self.resize(id, offset + count as u64)?;
         } else {
             self.own_blocks(id)?;
         }
@@ -527,6 +608,116 @@ impl Tree {
             done += piece;
         }
         Ok(count)
+    }
+}
+
+impl Tree {
+    /// Replays `journal`'s records onto this tree (filled from the ramdisk, `/tmp` empty)
+    /// and records every change from now on in it: how many records were replayed.
+    pub fn attach(&mut self, journal: Journal) -> usize {
+        let mut replayed = 0;
+        let mut failed = false;
+        for record in journal.records() {
+            if let Err(errno) = self.apply(&record) {
+                userlib::eprintln!("fs: journal record {replayed} ({record:?}) does not apply ({}); /tmp is kept as it was before it", abi::errno::name(errno));
+                failed = true;
+                break;
+            }
+            replayed += 1;
+        }
+        self.journal = Some(journal);
+        if failed {
+            // What stands now becomes the journal's content.
+            self.compact();
+        }
+        replayed
+    }
+
+    /// Does what `record` says, recording nothing.
+    fn apply(&mut self, record: &Record) -> Result<(), Errno> {
+        match *record {
+            Record::Make { id, parent, directory, name } => {
+                let parent = parent as NodeId;
+                if !self.nodes.get(parent).is_some_and(Option::is_some) || !self.node(parent).writable {
+                    return Err(EINVAL);
+                }
+                if self.entries(parent)?.contains_key(name) {
+                    return Err(EEXIST);
+                }
+                let content = if directory { Content::Directory(BTreeMap::new()) } else { Content::File(FileData::default()) };
+                self.insert(id as NodeId, parent, name, content, true, ROOT_SESSION)
+            }
+            Record::Remove { parent, name } => {
+                let parent = self.live(parent as NodeId)?;
+                let id = *self.entries(parent)?.get(name).ok_or(ENOENT)?;
+                self.unlink(parent, id);
+                Ok(())
+            }
+            Record::Rename { from, from_name, to, to_name } => {
+                let (from, to) = (self.live(from as NodeId)?, self.live(to as NodeId)?);
+                self.move_entry(from, from_name, to, to_name)
+            }
+            Record::Write { id, offset, bytes } => {
+                let id = self.live(id as NodeId)?;
+                self.write_unrecorded(id, offset, bytes).map(drop)
+            }
+            Record::SetLen { id, length } => {
+                let id = self.live(id as NodeId)?;
+                self.resize(id, length)
+            }
+        }
+    }
+
+    /// `id` if it is a live, writable node (`EINVAL` otherwise: a record that does not fit).
+    fn live(&self, id: NodeId) -> Result<NodeId, Errno> {
+        if self.nodes.get(id).is_some_and(|node| node.as_ref().is_some_and(|node| node.writable)) { Ok(id) } else { Err(EINVAL) }
+    }
+
+    /// Records `record`; when the journal is full, writes a snapshot first and records it
+    /// after that.
+    fn log(&mut self, record: &Record) {
+        let Some(journal) = self.journal.as_mut() else { return };
+        if journal.append(record) {
+            return;
+        }
+        self.compact();
+        if !self.journal.as_mut().is_some_and(|journal| journal.append(record)) {
+            userlib::eprintln!("fs: the journal is full; this change to /tmp will not survive a restart");
+        }
+    }
+
+    /// Writes a snapshot of everything writable into the journal's other region and makes
+    /// it the active one: records that make each node (parents first) and give files their
+    /// bytes.
+    fn compact(&mut self) {
+        let Some(mut journal) = self.journal.take() else { return };
+        journal.begin_snapshot();
+        let mut fits = true;
+        let mut pending: Vec<NodeId> = self.nodes.iter().enumerate().filter(|(_, node)| node.as_ref().is_some_and(|node| node.linked && node.writable && !self.node(node.parent).writable)).map(|(id, _)| id).collect();
+        while let Some(directory) = pending.pop() {
+            let Ok(entries) = self.entries(directory) else { continue };
+            for (name, &id) in entries {
+                let Content::File(data) = &self.node(id).content else {
+                    fits &= journal.snapshot(&Record::Make { id: id as u32, parent: directory as u32, directory: true, name });
+                    pending.push(id);
+                    continue;
+                };
+                fits &= journal.snapshot(&Record::Make { id: id as u32, parent: directory as u32, directory: false, name });
+                fits &= journal.snapshot(&Record::SetLen { id: id as u32, length: data.len });
+                let mut offset = 0;
+                while offset < data.len {
+                    let piece = data.piece(offset, BLOCK);
+                    fits &= journal.snapshot(&Record::Write { id: id as u32, offset, bytes: piece });
+                    offset += piece.len() as u64;
+                }
+            }
+        }
+        if fits {
+            journal.commit_snapshot();
+        } else {
+            userlib::eprintln!("fs: a snapshot of /tmp does not fit in the journal; it keeps the older one");
+        }
+        self.journal = Some(journal);
     }
 }
 

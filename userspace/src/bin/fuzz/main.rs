@@ -11,7 +11,10 @@
 //!
 //! Workers also send the `fs` server random requests (through the root directory, which the
 //! coordinator passes them with a read-only copy of the `fuzz` image they start children
-//! from), and check it survives them.
+//! from), and check it survives them. After the syscall workers, services workers (`fuzz
+//! --services SEED FIRST COUNT`, one call in [`SERVICES_ONE_IN`]) send random requests to the
+//! name server, `init`'s supervisor and the console, and build a tree too deep for any path
+//! in fs ([`services`]), and check that every service still answers correctly.
 //!
 //! Call `i` is drawn from its own generator seeded with `(seed, i)`, so any call can be
 //! regenerated alone. [`worker`] draws and checks the calls; [`partner`] is the IPC partner
@@ -27,6 +30,7 @@ extern crate alloc;
 #[path = "../../dirty.rs"]
 mod dirty;
 mod partner;
+mod services;
 mod worker;
 
 use abi::ipc::{FOREVER, LABEL_MAX};
@@ -49,6 +53,8 @@ const DEFAULT_CALLS: u64 = 10_000;
 const RISKY_ONE_IN: u64 = 400;
 /// Most problems one worker reports in its exit status.
 const MAX_REPORTED: i32 = 100;
+/// The services workers make one request for this many syscalls.
+const SERVICES_ONE_IN: u64 = 40;
 /// How long the coordinator waits for what the workers started to end.
 const SETTLE_NS: u64 = 10_000 * MS;
 
@@ -62,6 +68,10 @@ fn main() -> i32 {
         },
         Some("--one") => match (number(2), number(3)) {
             (Some(seed), Some(index)) => one_shot(seed, index),
+            _ => usage(),
+        },
+        Some("--services") => match (number(2), number(3), number(4)) {
+            (Some(seed), Some(first), Some(count)) => services::run(seed, first, count),
             _ => usage(),
         },
         Some("--partner") => match (number(2), number(3)) {
@@ -194,10 +204,31 @@ fn coordinate(args: &[&str]) -> i32 {
         }
         first += count;
     }
+    let services_calls = calls.div_ceil(SERVICES_ONE_IN);
+    let mut first = 0;
+    while first < services_calls {
+        let count = BATCH.min(services_calls - first);
+        let (seed_text, first_text, count_text) = (Decimal::new(seed), Decimal::new(first), Decimal::new(count));
+        let argv = ["fuzz", "--services", seed_text.as_str(), first_text.as_str(), count_text.as_str()];
+        let names = userlib::names::NAMES_HANDLE as u32;
+        match userlib::testing::spawn_self(&argv, &[0, 1, 2, names, root]).and_then(|worker| sys::wait(Some(worker))) {
+            Ok((_, ending)) if ending == abi::ExitInfo::exited(0) => {}
+            Ok((_, ending)) if ending.fault().is_none() && (1..=MAX_REPORTED).contains(&ending.status) => problems += ending.status,
+            Ok((_, ending)) => {
+                println!("fuzz: the services worker for calls {first}..{} died: {}", first + count, Ending(ending));
+                problems += 1;
+            }
+            Err(errno) => {
+                println!("fuzz: cannot run a services worker: {errno}");
+                return 1;
+            }
+        }
+        first += count;
+    }
     let _ = sys::console_mode(abi::CONSOLE_COOKED);
     let _ = sys::set_foreground(None);
     problems += settle(&baseline);
-    match Resources::measure() {
+    match Resources::settled(&baseline) {
         Some(now) if now == baseline => {}
         Some(now) => {
             println!(
@@ -250,6 +281,19 @@ struct Resources {
 }
 
 impl Resources {
+    /// The resources once they equal `baseline` (servers handle the close notices of what
+    /// the workers held a moment after they end), or as they are after [`SETTLE_NS`].
+    fn settled(baseline: &Self) -> Option<Self> {
+        let deadline = sys::uptime_ns() + SETTLE_NS;
+        loop {
+            let now = Self::measure()?;
+            if now == *baseline || sys::uptime_ns() > deadline {
+                return Some(now);
+            }
+            let _ = sys::sleep_ns(5 * MS);
+        }
+    }
+
     fn measure() -> Option<Self> {
         let info = sys::sysinfo().ok()?;
         let mut rows = [abi::ProcessInfo::EMPTY; 64];

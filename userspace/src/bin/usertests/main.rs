@@ -11,9 +11,10 @@
 //! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
 //! server), [`devices`] (device capabilities and the kernel's log), [`smp`] (processes
-//! running at once on several CPUs) and [`scheduling`] (fair turns for every ready
-//! process). [`helpers`] holds the helper roles multi-process cases start (the subjects from
-//! `handles` on keep their own), and [`common`] what the cases share.
+//! running at once on several CPUs), [`scheduling`] (fair turns for every ready process)
+//! and [`services`] (who may do what with the servers `init` starts). [`helpers`] holds the
+//! helper roles multi-process cases start (the subjects from `handles` on keep their own),
+//! and [`common`] what the cases share.
 //!
 //! A case prints `PASS name` or `FAIL name: why`; the suite ends with `N passed, M failed`
 //! and exits 0 only when nothing failed. Names on the command line run just those cases. A
@@ -45,6 +46,7 @@ mod processes;
 mod protection;
 mod registers;
 mod scheduling;
+mod services;
 mod smp;
 mod streams;
 
@@ -70,6 +72,7 @@ fn main() -> i32 {
         devices::CASES,
         smp::CASES,
         scheduling::CASES,
+        services::CASES,
     ]
     .concat();
     let helpers = [
@@ -82,6 +85,7 @@ fn main() -> i32 {
         devices::HELPERS,
         scheduling::HELPERS,
         smp::HELPERS,
+        services::HELPERS,
     ]
     .concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()

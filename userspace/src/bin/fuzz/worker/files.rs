@@ -10,7 +10,7 @@
 //! that are not UTF-8, names under `/tmp` (the one writable place, so the tree really
 //! changes) and elsewhere, or are random bytes; some requests carry a handle, which fs must
 //! close. The checks: the call reaches fs (never `EPIPE`: fs is alive), the answer's label
-//! is a count or a known errno, a successful `OPEN` or `LOAD_IMAGE` hands over exactly one
+//! is a count or a known errno, a successful `OPEN`, `SESSION` or `LOAD_IMAGE` hands over exactly one
 //! handle of the right kind and nothing else hands over any, and what the stream calls return
 //! is a known errno or a count no larger than asked for. [`alive`] asks fs to describe `/`
 //! at the end of every worker's batch.
@@ -42,7 +42,7 @@ static mut ANSWER: [u8; ANSWER_ROOM] = [0; ANSWER_ROOM];
 const COMPONENTS: [&[u8]; 13] = [b"tmp", b"tmp", b"..", b".", b"", b"etc", b"motd", b"bin", b"fuzz", b"a", b"dir", b"\xff\xfe", b"nul\0byte"];
 
 /// Labels a request carries.
-const LABELS: [u64; 18] = [
+const LABELS: [u64; 19] = [
     protocol::OPEN,
     protocol::MKDIR,
     protocol::RMDIR,
@@ -56,10 +56,11 @@ const LABELS: [u64; 18] = [
     protocol::FSTAT,
     protocol::READDIR,
     protocol::GETPATH,
+    protocol::SESSION,
     stream::READ,
     stream::WRITE,
     0,
-    protocol::GETPATH + 1,
+    protocol::SESSION + 1,
     u64::MAX - 2,
 ];
 
@@ -171,7 +172,8 @@ impl Worker {
     }
 
     /// Checks fs's answer to a request with `label`; closes the handles that came with it,
-    /// but for the one a successful `OPEN` or `LOAD_IMAGE` hands over, which it returns.
+    /// but for the one a successful `OPEN`, `SESSION` or `LOAD_IMAGE` hands over, which it
+    /// returns.
     fn check_answer(&mut self, index: u64, label: u64, answer: &Answer) -> Option<u64> {
         let arrived = &answer.handles[..answer.handle_count];
         let status = protocol::status(answer.label);
@@ -181,7 +183,7 @@ impl Worker {
             self.problem(index, format_args!("fs answered label {label:#x} with {:#x}", answer.label));
         }
         let expected = match (label, status) {
-            (protocol::OPEN, Ok(_)) => Some(Kind::Endpoint),
+            (protocol::OPEN | protocol::SESSION, Ok(_)) => Some(Kind::Endpoint),
             (protocol::LOAD_IMAGE, Ok(_)) => Some(Kind::Memory),
             _ => None,
         };
