@@ -64,7 +64,7 @@ record() {
     local name=$1 log=$2 why=$3
     if grep -q "KERNEL PANIC" "$log"; then
         panics=$((panics + 1))
-        why="${why:-failed}; $(grep -m1 -A1 "KERNEL PANIC" "$log" | tr '\n' ' ')"
+        why="${why:-failed}; $(grep -m1 -A1 "KERNEL PANIC" "$log" | sed 's/\x1b\[[0-9;]*m//g' | tr -d '\r' | tr '\n' ' ')"
     fi
     if [ -z "$why" ]; then
         passed=$((passed + 1))
