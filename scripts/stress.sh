@@ -62,9 +62,9 @@ run() {
 # Records one run's verdict: `record NAME LOG WHY` (WHY empty: it passed).
 record() {
     local name=$1 log=$2 why=$3
-    if grep -q "KERNEL PANIC" "$log"; then
+    if grep -aq "KERNEL PANIC" "$log"; then
         panics=$((panics + 1))
-        why="${why:-failed}; $(grep -m1 -A1 "KERNEL PANIC" "$log" | sed 's/\x1b\[[0-9;]*m//g' | tr -d '\r' | tr '\n' ' ')"
+        why="${why:-failed}; $(grep -a -m1 -A1 "KERNEL PANIC" "$log" | sed 's/\x1b\[[0-9;]*m//g' | tr -d '\r' | tr '\n' ' ')"
     fi
     if [ -z "$why" ]; then
         passed=$((passed + 1))
@@ -101,9 +101,9 @@ for round in $(seq 1 "$USERTESTS_RUNS"); do
     run "$log" --smp 4 --init usertests
     status=$?
     why=""
-    summary=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1 | tr -d '\r')
-    if grep -q "^FAIL" "$log"; then
-        why="$(grep "^FAIL" "$log" | head -n 3 | tr -d '\r' | tr '\n' ' ')"
+    summary=$(grep -aE "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1 | tr -d '\r')
+    if grep -aq "^FAIL" "$log"; then
+        why="$(grep -a "^FAIL" "$log" | head -n 3 | tr -d '\r' | tr '\n' ' ')"
     elif [ "${summary##* passed, }" != "0 failed" ]; then
         why="summary ${summary:-missing}"
     elif [ "$status" -ne 0 ]; then
