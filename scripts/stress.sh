@@ -83,10 +83,10 @@ for cpus in $CPUS; do
         run "$log" --smp "$cpus" --init "fuzz --seed $seed --calls $CALLS"
         status=$?
         why=""
-        last=$(grep "^fuzz:" "$log" | tail -n 1 | tr -d '\r')
+        last=$(grep -a "^fuzz:" "$log" | tail -n 1 | tr -d '\r')
         if [ "$last" != "fuzz: $CALLS calls, seed $seed, kernel intact" ]; then
             why="last fuzz line ${last:-missing}"
-        elif ! grep -q "^fuzz: seed $seed, $CALLS calls" "$log"; then
+        elif ! grep -aq "^fuzz: seed $seed, $CALLS calls" "$log"; then
             why="no line gives the seed to replay it with"
         elif [ "$status" -ne 0 ]; then
             why="exit status $status"
