@@ -62,9 +62,9 @@ run() {
 # Records one run's verdict: `record NAME LOG WHY` (WHY empty: it passed).
 record() {
     local name=$1 log=$2 why=$3
-    if grep -q "KERNEL PANIC" "$log"; then
+    if grep -aq "KERNEL PANIC" "$log"; then
         panics=$((panics + 1))
-        why="${why:-failed}; $(grep -m1 -A1 "KERNEL PANIC" "$log" | tr '\n' ' ')"
+        why="${why:-failed}; $(grep -a -m1 -A1 "KERNEL PANIC" "$log" | sed 's/\x1b\[[0-9;]*m//g' | tr -d '\r' | tr '\n' ' ')"
     fi
     if [ -z "$why" ]; then
         passed=$((passed + 1))
@@ -83,10 +83,10 @@ for cpus in $CPUS; do
         run "$log" --smp "$cpus" --init "fuzz --seed $seed --calls $CALLS"
         status=$?
         why=""
-        last=$(grep "^fuzz:" "$log" | tail -n 1 | tr -d '\r')
+        last=$(grep -a "^fuzz:" "$log" | tail -n 1 | tr -d '\r')
         if [ "$last" != "fuzz: $CALLS calls, seed $seed, kernel intact" ]; then
             why="last fuzz line ${last:-missing}"
-        elif ! grep -q "^fuzz: seed $seed, $CALLS calls" "$log"; then
+        elif ! grep -aq "^fuzz: seed $seed, $CALLS calls" "$log"; then
             why="no line gives the seed to replay it with"
         elif [ "$status" -ne 0 ]; then
             why="exit status $status"
@@ -101,9 +101,9 @@ for round in $(seq 1 "$USERTESTS_RUNS"); do
     run "$log" --smp 4 --init usertests
     status=$?
     why=""
-    summary=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1 | tr -d '\r')
-    if grep -q "^FAIL" "$log"; then
-        why="$(grep "^FAIL" "$log" | head -n 3 | tr -d '\r' | tr '\n' ' ')"
+    summary=$(grep -aE "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1 | tr -d '\r')
+    if grep -aq "^FAIL" "$log"; then
+        why="$(grep -a "^FAIL" "$log" | head -n 3 | tr -d '\r' | tr '\n' ' ')"
     elif [ "${summary##* passed, }" != "0 failed" ]; then
         why="summary ${summary:-missing}"
     elif [ "$status" -ne 0 ]; then
