@@ -1,10 +1,14 @@
 //! The `log` facade's backend: `[   1.234] INFO  message` lines on the serial console and in
-//! the log ring, with the level coloured. Only the kernel's own messages are shown: a library's (the tar reader
-//! notes every folder of the ramdisk it skips) are not the kernel's to report.
+//! the log ring, with the level coloured. Only the kernel's own messages are shown, from its
+//! two crates ([`KERNEL_CRATES`]): a library's (the tar reader notes every folder of the
+//! ramdisk it skips) are not the kernel's to report.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 struct ConsoleLogger;
+
+/// The crates whose messages are shown: the kernel proper and its privileged core.
+const KERNEL_CRATES: [&str; 2] = [module_path!(), "enigma_core"];
 
 static LOGGER: ConsoleLogger = ConsoleLogger;
 
@@ -17,7 +21,8 @@ pub(super) fn init() {
 
 impl Log for ConsoleLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level() && metadata.target().starts_with(module_path!().split("::").next().unwrap_or(""))
+        let source = metadata.target().split("::").next().unwrap_or("");
+        metadata.level() <= log::max_level() && KERNEL_CRATES.iter().any(|name| name.split("::").next() == Some(source))
     }
 
     fn log(&self, record: &Record) {
