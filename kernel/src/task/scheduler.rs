@@ -1,0 +1,956 @@
+//! The process table and the scheduler: preemptive round-robin over ready processes, on
+//! every CPU.
+//!
+//! - **Run queue**: one queue of ready processes in FIFO order, shared by every CPU (the
+//!   big kernel lock serialises the scheduler anyway, so per-CPU queues would only add
+//!   stealing; see decision 47). A process runs on one CPU at a time: only a ready process
+//!   is chosen, and choosing it makes it running. A process runs for up to
+//!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); its CPU's timer
+//!   interrupt checks the slice, and a process whose slice is used up goes to the back of
+//!   the queue on its way back to ring 3 (or at a preemption point of a long syscall).
+//! - **Per CPU**: the running process, when its slice began, a process that exited there
+//!   (finished after the switch away), whether the CPU is halted in its idle loop, and a flag
+//!   asking the running process to look at its state. A CPU with nothing to run halts; a
+//!   process made ready while a CPU halts sends that CPU a reschedule interrupt, so it runs at
+//!   once rather than at the next tick; a sleeper the timer wakes while no CPU idles ends the
+//!   slice of the process the tick interrupted.
+//! - **Blocking**: IPC, `wait` and `sleep` mark the process blocked and switch away; a
+//!   partner, a child's exit or the timer makes it ready again.
+//!   When nothing is ready the CPU goes back to the idle loop, which runs the async executor
+//!   and halts until the next interrupt.
+//! - **Kill**: `kill` only marks the process; a blocked one is woken, its blocking call
+//!   returns `EINTR`, and the process exits on its way back to ring 3, after every kernel
+//!   frame it had unwound normally, so nothing it held leaks. One running on another CPU is
+//!   sent a reschedule interrupt, which brings it into the kernel at once.
+//! - **CPU time**: each process accumulates the time it spent running, and remembers the
+//!   last CPU it ran on; `ps` shows both.
+//! - **Exit**: memory is freed in steps with preemption points between them (a process of
+//!   64 MiB takes tens of millions of instructions to free), then the handles are closed and
+//!   it is marked ending; right after its CPU switches away from it for the last time, it
+//!   leaves the table, the kernel stack it ran on is freed, and how it ended is recorded in
+//!   its object (which whoever holds a handle can `wait` for) and waiters are woken, all in
+//!   one hold of the big kernel lock, so that no CPU sees it gone or ended while its frames or
+//!   objects are still in use. There are no zombies and no reparenting. When the first
+//!   process exits, the machine shuts down with its status.
+//!
+//! The kernel runs with interrupts masked (except in the idle loop's halt and at preemption
+//! points) and under the big kernel lock, so the scheduler lock is taken by one CPU at a
+//! time in practice; it stays, inside the big lock, as the last in the lock order. No lock is
+//! ever held across a switch (the switch releases the big lock, see `kernel_stack`). Nothing
+//! here allocates in the timer interrupt.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use abi::ProcessInfo;
+use spin::Mutex;
+
+use super::executor;
+use super::loader::{self, Image, LoadError};
+use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
+use super::table::SlotTable;
+use crate::arch::x86_64::cpu::{self, MAX_CPUS};
+use crate::arch::x86_64::kernel_lock::{self, Pause};
+use crate::arch::x86_64::{gdt, smp};
+use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
+use crate::mm::address_space::PAGES_PER_STEP;
+use crate::mm::kernel_stack::{self, Context, KernelStack};
+use crate::mm::user_memory::{ProcessMemory, UserMemory};
+use crate::object::handles::HandleTable;
+
+pub use super::table::MAX_PROCESSES;
+/// How long a process may run before another ready process gets the CPU.
+pub const TIME_SLICE_NS: u64 = 10_000_000;
+
+/// Ready processes in round-robin order, by slot in the process table.
+#[derive(Debug, Default)]
+pub struct RunQueue {
+    queue: VecDeque<usize>,
+    /// Which slots are in `queue` (bit n: slot n), so a push needs no search.
+    queued: u64,
+}
+
+const _: () = assert!(MAX_PROCESSES <= u64::BITS as usize, "a run queue keeps one bit per process slot");
+
+impl RunQueue {
+    /// Appends `slot` unless it is already queued. The queue's room for every process is
+    /// taken once, on the first push, so it never allocates again (nor from the timer
+    /// interrupt, which wakes sleepers), and the kernel heap's use comes back exactly after
+    /// a busy moment.
+    #[inline]
+    pub fn push(&mut self, slot: usize) {
+        let bit = 1 << (slot % MAX_PROCESSES);
+        if self.queued & bit != 0 {
+            return;
+        }
+        if self.queue.capacity() < MAX_PROCESSES {
+            self.queue.reserve_exact(MAX_PROCESSES);
+        }
+        self.queued |= bit;
+        self.queue.push_back(slot);
+    }
+
+    /// Takes the first queued slot that `is_ready` still accepts, dropping stale entries.
+    pub fn pop_ready(&mut self, mut is_ready: impl FnMut(usize) -> bool) -> Option<usize> {
+        while let Some(slot) = self.queue.pop_front() {
+            self.queued &= !(1 << (slot % MAX_PROCESSES));
+            if is_ready(slot) {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// Takes `slot` out of the queue (it runs next, handed the CPU directly).
+    pub fn remove(&mut self, slot: usize) {
+        let bit = 1 << (slot % MAX_PROCESSES);
+        if self.queued & bit != 0 {
+            self.queued &= !bit;
+            self.queue.retain(|&queued| queued != slot);
+        }
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// Why `spawn` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The process table (or the kernel-stack pool) is full, or every pid has been used.
+    TooManyProcesses,
+    /// The image could not be loaded.
+    Load(LoadError),
+}
+
+impl SpawnError {
+    /// The errno `spawn` returns.
+    pub fn errno(self) -> i64 {
+        use abi::errno::*;
+        match self {
+            Self::TooManyProcesses => EAGAIN,
+            Self::Load(LoadError::Memory(error)) => error.errno(),
+            Self::Load(LoadError::ArgumentsTooLong) => E2BIG,
+            Self::Load(LoadError::Invalid(_)) => EINVAL,
+        }
+    }
+}
+
+/// Why `kill` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillError {
+    /// No live process has that pid.
+    NoSuchProcess,
+    /// Pid 1 cannot be killed.
+    NotPermitted,
+}
+
+/// What the scheduler keeps for each CPU.
+#[derive(Debug)]
+struct CpuState {
+    /// The slot of the process this CPU runs.
+    current: Option<usize>,
+    /// A process that exited on this CPU, finished right after the switch away.
+    departed: Option<Departed>,
+}
+
+/// A process that has ended (state [`State::Ending`]) but still ran on its kernel stack when
+/// it did. Right after its CPU switched away, it leaves the table, its stack is freed, its end
+/// is recorded and waiters are woken, all in one hold of the big kernel lock: whoever learns
+/// that it ended, or sees it gone from the table (on any CPU), finds every frame and object it
+/// had back (see decision 50).
+#[derive(Debug)]
+struct Departed {
+    slot: usize,
+    pid: Pid,
+    status: i32,
+}
+
+impl Departed {
+    /// Takes the process out of the table, frees its stack, records its end and wakes every
+    /// process waiting for an end. Takes the scheduler lock itself, and drops the process's
+    /// parts outside it.
+    fn finish(self) {
+        let process = with_scheduler(|scheduler| {
+            let process = scheduler.processes.remove_at(self.slot).expect("an ending process is in the table");
+            assert_eq!((process.pid, process.state), (self.pid, State::Ending), "the slot of an ending process was reused");
+            process
+        });
+        let ending = process.exit_info(self.status);
+        let object = process.object.clone();
+        drop(process);
+        *object.exit.lock() = Some(ending);
+        with_scheduler(|scheduler| scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. })));
+    }
+}
+
+struct Scheduler {
+    processes: SlotTable<Process>,
+    run_queue: RunQueue,
+    cpus: [CpuState; MAX_CPUS],
+    /// CPUs about to halt, or halted, in their idle loops that nobody has woken yet (bit n:
+    /// CPU n).
+    idle_cpus: u32,
+    pids: PidAllocator,
+    first_pid: Option<Pid>,
+}
+
+static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
+    processes: SlotTable::new(),
+    run_queue: RunQueue { queue: VecDeque::new(), queued: 0 },
+    cpus: [const { CpuState { current: None, departed: None } }; MAX_CPUS],
+    idle_cpus: 0,
+    pids: PidAllocator::new(),
+    first_pid: None,
+});
+
+/// The earliest time a sleeper wants to wake at (`u64::MAX`: none). Written under the
+/// scheduler lock, read without it by the timer interrupt.
+static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// When the time slice of the process each CPU runs began (clock nanoseconds). Written by
+/// that CPU, read by its timer interrupt without a lock.
+static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Set when this CPU's timer woke a sleeper that no idle CPU took: the slice of the process
+/// this CPU runs ends now, so that a sleep is not stretched by another process's whole slice
+/// (a flood of console output once made 10 ms sleeps take 36 ms). Cleared when the CPU next
+/// takes a process from the run queue.
+static SLEEPER_WAITING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Set when a CPU's `departed` holds a process for [`after_switch`] to finish, so a switch
+/// with none does not take the lock again.
+static DEPARTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Runs `f` on the scheduler, under its lock. Kernel code runs with interrupts masked (see
+/// the module comment), so no interrupt handler on this CPU can want the lock meanwhile.
+fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    debug_assert!(!cpu::interrupts_enabled(), "the scheduler lock taken with interrupts enabled");
+    f(&mut SCHEDULER.lock())
+}
+
+impl Scheduler {
+    /// The slot of the process this CPU runs.
+    fn current_slot(&self) -> Option<usize> {
+        self.cpus[cpu::index()].current
+    }
+
+    fn current_process(&mut self) -> &mut Process {
+        let slot = self.current_slot().expect("no current process");
+        self.processes.at_mut(slot).expect("current process missing from the table")
+    }
+
+    /// Queues the ready process in `slot`, and wakes a halted CPU (another one: this CPU
+    /// looks at the queue by itself) to run it; returns whether it woke one.
+    fn push_ready(&mut self, slot: usize) -> bool {
+        self.run_queue.push(slot);
+        let others_idle = self.idle_cpus & !(1 << cpu::index());
+        if others_idle == 0 {
+            return false;
+        }
+        let idle = others_idle.trailing_zeros() as usize;
+        self.idle_cpus &= !(1 << idle);
+        smp::send_reschedule(idle);
+        true
+    }
+
+    /// Makes the process in `slot` ready if it is blocked.
+    fn make_ready_at(&mut self, slot: usize) {
+        if let Some(process) = self.processes.at_mut(slot)
+            && matches!(process.state, State::Blocked(_))
+        {
+            process.state = State::Ready;
+            self.push_ready(slot);
+        }
+    }
+
+    /// Makes every process blocked for a reason `matches` accepts ready.
+    fn wake_all(&mut self, matches: impl Fn(BlockReason) -> bool) {
+        for slot in 0..MAX_PROCESSES {
+            if let Some(process) = self.processes.at_mut(slot)
+                && let State::Blocked(reason) = process.state
+                && matches(reason)
+            {
+                process.state = State::Ready;
+                self.push_ready(slot);
+            }
+        }
+    }
+
+    /// Makes every sleeper (and IPC or process wait with a timeout) whose time has come ready,
+    /// and notes when the next one is due; returns whether one of them waits for a CPU (none
+    /// was idle to take it).
+    fn wake_sleepers(&mut self, now_ns: u64) -> bool {
+        if now_ns < NEXT_WAKE_NS.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut next = u64::MAX;
+        let mut sleeper_waits = false;
+        for slot in 0..MAX_PROCESSES {
+            let Some(process) = self.processes.at_mut(slot) else { continue };
+            if let State::Blocked(
+                BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns },
+            ) = process.state
+            {
+                if until_ns <= now_ns {
+                    process.state = State::Ready;
+                    sleeper_waits |= !self.push_ready(slot);
+                } else {
+                    next = next.min(until_ns);
+                }
+            }
+        }
+        NEXT_WAKE_NS.store(next, Ordering::Relaxed);
+        sleeper_waits
+    }
+
+    /// Picks what runs next and prepares the switch to it; `None` when the running context
+    /// simply continues.
+    fn choose_next(&mut self) -> Option<Context> {
+        self.choose_next_preferring(None)
+    }
+
+    /// [`choose_next`](Self::choose_next), but the process in slot `partner` runs next if it
+    /// is blocked (it was just handed a message, and becomes ready without a trip through the
+    /// run queue) or ready (taken out of the queue). The process this CPU ran until now is
+    /// charged the time since it started running.
+    fn choose_next_preferring(&mut self, partner: Option<usize>) -> Option<Context> {
+        let this_cpu = cpu::index();
+        let now = crate::time::uptime_ns();
+        let outgoing = self.cpus[this_cpu].current;
+        if let Some(process) = outgoing.and_then(|slot| self.processes.at_mut(slot)) {
+            process.charge_cpu_time(now);
+        }
+        let partner = partner.filter(|&slot| {
+            self.processes.at(slot).is_some_and(|process| matches!(process.state, State::Blocked(_) | State::Ready))
+        });
+        let next = match partner {
+            Some(slot) => {
+                if self.processes.at(slot).is_some_and(|process| process.state == State::Ready) {
+                    self.run_queue.remove(slot);
+                }
+                // The partner runs on the rest of the caller's slice: a pair handing the CPU
+                // back and forth is charged as one, so its slice runs out and the queue is
+                // served (a fresh slice at each hand-off starved every other process).
+                Some(slot)
+            }
+            None => {
+                // The sleepers ahead in the queue get their turn from here; a message handed
+                // to a partner (above) leaves them waiting for the next return to ring 3.
+                SLEEPER_WAITING[this_cpu].store(false, Ordering::Relaxed);
+                let processes = &self.processes;
+                let popped =
+                    self.run_queue.pop_ready(|slot| processes.at(slot).is_some_and(|process| process.state == State::Ready));
+                if popped.is_some() {
+                    SLICE_START_NS[this_cpu].store(now, Ordering::Relaxed);
+                }
+                popped
+            }
+        };
+        let to = match next {
+            Some(slot) => {
+                let process = self.processes.at_mut(slot).expect("queued slot holds a process");
+                process.state = State::Running;
+                process.cpu = this_cpu as u32;
+                process.running_since_ns = now;
+                if process.killed {
+                    cpu::request_attention(this_cpu);
+                }
+                if outgoing == Some(slot) {
+                    return None;
+                }
+                let stack = process.kernel_stack.as_ref().expect("a ready process has a kernel stack");
+                match &process.memory {
+                    Some(memory) => memory.activate(),
+                    // An exiting process frees its memory with the kernel's own table active.
+                    None => crate::mm::paging::activate_kernel_root(),
+                }
+                stack.load_for_entries();
+                gdt::set_io_permissions(&process.io_ports);
+                cpu::set_current_pid(process.pid);
+                self.cpus[this_cpu].current = Some(slot);
+                stack.context()
+            }
+            None if outgoing.is_none() => return None,
+            None => {
+                self.cpus[this_cpu].current = None;
+                gdt::set_io_permissions(&Default::default());
+                cpu::set_current_pid(0);
+                // An idle CPU holds no process's address space, so only the CPU that runs a
+                // process can cache its translations (see `arch::x86_64::tlb`).
+                crate::mm::paging::activate_kernel_root();
+                Context::idle()
+            }
+        };
+        // Another process's stack, or the idle context when a process ran: never the
+        // context running now (`switch_to` checks that too).
+        Some(to)
+    }
+}
+
+/// Switches to whatever should run next, if that is not the running context. The caller
+/// has already put the running process in its new state.
+fn reschedule() {
+    switch_to_chosen(with_scheduler(Scheduler::choose_next));
+}
+
+/// Switches to `to`, what [`Scheduler::choose_next`] chose, if anything.
+fn switch_to_chosen(to: Option<Context>) {
+    if let Some(to) = to {
+        kernel_stack::switch_to(to);
+        after_switch();
+    }
+}
+
+/// Bookkeeping right after a switch, on the new stack: finishes a process that exited on
+/// this CPU (see [`Departed`]). Also the first thing a new process runs.
+#[inline]
+pub fn after_switch() {
+    let this_cpu = cpu::index();
+    if DEPARTED[this_cpu].swap(false, Ordering::Acquire)
+        && let Some(departed) = with_scheduler(|scheduler| scheduler.cpus[this_cpu].departed.take())
+    {
+        departed.finish();
+    }
+}
+
+/// The first Rust code a new process runs on its kernel stack, before its first entry to
+/// ring 3: it finishes the switch to it (taking the big kernel lock), and may have been
+/// killed before it ever ran.
+pub fn start_user() {
+    kernel_stack::finish_switch();
+    after_switch();
+    before_user_return();
+}
+
+/// The pid of the process this CPU runs (0 while idle).
+#[inline]
+pub fn current_pid() -> Pid {
+    cpu::current_pid()
+}
+
+/// The parent of the running process.
+pub fn parent_pid() -> Pid {
+    with_scheduler(|scheduler| scheduler.current_process().parent)
+}
+
+/// Starts the program in `image`, called `name`, with `args` (argv\[0\] first) as a child
+/// of `parent`, with `handles` as its handle table; returns its object.
+pub fn spawn(
+    name: &str,
+    image: &(impl Image + ?Sized),
+    args: &[&str],
+    parent: Pid,
+    handles: HandleTable,
+) -> Result<Arc<ProcessObject>, SpawnError> {
+    if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
+        return Err(SpawnError::TooManyProcesses);
+    }
+    let loaded = loader::load(image, args, &mut pause).map_err(SpawnError::Load)?;
+    let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
+    let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
+    let memory = Arc::new(ProcessMemory::new(loaded.memory));
+    let mut handles = Some(handles);
+    let spawned = with_scheduler(|scheduler| {
+        // The table may have filled up while the program was loading.
+        let slot = scheduler.processes.free_slot().ok_or(SpawnError::TooManyProcesses)?;
+        let pid = scheduler.pids.allocate().ok_or(SpawnError::TooManyProcesses)?;
+        scheduler.first_pid.get_or_insert(pid);
+        let object = Arc::new(ProcessObject::new(pid, slot, handles.take().unwrap_or_default()));
+        let process = Process {
+            pid,
+            parent,
+            name: String::from(name),
+            state: State::Ready,
+            memory: Some(memory),
+            kernel_stack: Some(stack),
+            killed: false,
+            object: object.clone(),
+            fault: None,
+            cpu: 0,
+            cpu_time_ns: 0,
+            running_since_ns: 0,
+            io_ports: Default::default(),
+        };
+        scheduler.processes.insert_at(slot, process);
+        scheduler.push_ready(slot);
+        Ok(object)
+    });
+    // Handles of a child that could not start are closed outside the lock (closing one may
+    // wake another process).
+    drop(handles);
+    spawned
+}
+
+/// Runs `f` on the running process's memory. The scheduler lock is not held meanwhile, so
+/// `f` may pass preemption points (see [`pause`]).
+pub fn with_current_memory<R>(f: impl FnOnce(&mut UserMemory) -> R) -> R {
+    let memory = with_scheduler(|scheduler| scheduler.current_process().memory.clone())
+        .expect("a running process has memory");
+    let mut locked = memory.lock();
+    f(&mut locked)
+}
+
+/// What long memory operations call between steps: a preemption point whose "killed"
+/// answer is left for the way back to ring 3 (the operation finishes first).
+pub fn pause() {
+    let _ = preemption_point();
+}
+
+/// How long a CPU may keep the big kernel lock across preemption points while other CPUs
+/// wait for it. Handing it over at every point (every 64 pages of a long `mmap`) made each
+/// step of one CPU's work wait for a step of every other CPU's; with four CPUs in the kernel
+/// at once (63 processes mapping memory) that ran fourteen times slower than on one CPU.
+const LOCK_TURN_NS: u64 = 100_000;
+
+/// Lets pending interrupts in, and other CPUs into the kernel: releases the big kernel lock,
+/// enables interrupts for an instruction, and takes the lock again. While others wait and
+/// this CPU's turn ([`LOCK_TURN_NS`]) lasts, it keeps the lock instead, and interrupts stay
+/// masked (their handlers need the lock) until the turn ends.
+fn let_others_in() {
+    if kernel_lock::contended_for().is_some_and(|cycles| crate::time::cycles_to_ns(cycles) < LOCK_TURN_NS) {
+        return;
+    }
+    kernel_lock::release_for(Pause::TakePendingInterrupts);
+}
+
+/// A CPU's idle loop, on its idle stack (the boot stack for the boot processor): runs ready
+/// kernel tasks, hands the CPU to ready processes, and halts when there is nothing to do.
+/// Every CPU ends here once it is set up, holding the big kernel lock, which it keeps except
+/// while halted (a CPU must not halt holding it).
+pub fn run_idle_loop() -> ! {
+    let this_cpu = cpu::index();
+    loop {
+        executor::run_ready();
+        reschedule();
+        // Interrupts are masked here, so nothing can become ready between this check and
+        // the `sti; hlt` pair, which enables interrupts and halts as one step; a process
+        // made ready by another CPU in between finds this CPU marked idle and sends it a
+        // reschedule interrupt, which that pair takes.
+        let idle = !executor::has_ready()
+            && with_scheduler(|scheduler| {
+                let idle = scheduler.run_queue.is_empty();
+                if idle {
+                    scheduler.idle_cpus |= 1 << this_cpu;
+                }
+                idle
+            });
+        if idle {
+            kernel_lock::release_for(Pause::IdleHalt);
+            with_scheduler(|scheduler| scheduler.idle_cpus &= !(1 << this_cpu));
+        } else {
+            // A task that stays ready (one that wakes itself each round)
+            // must not keep interrupts masked from one round to the next.
+            let_others_in();
+        }
+    }
+}
+
+/// The part of a timer interrupt on this CPU that needs no lock: marks the running process's
+/// time slice as used up when the clock says so (whether the tick found the process in ring 3
+/// or at a preemption point in a long syscall). Returns whether the kernel has more to do
+/// under its lock: a sleeper is due ([`on_timer_tick`]), or this CPU was asked for attention
+/// (the running process must look at its state, or a kernel task it woke is ready). Most ticks
+/// have nothing to do, and so never queue for the big kernel lock.
+pub fn timer_tick_without_lock() -> bool {
+    let now = crate::time::uptime_ns();
+    let this_cpu = cpu::index();
+    if cpu::current_pid() != 0 && slice_used(this_cpu, now) {
+        cpu::request_attention(this_cpu);
+    }
+    now >= NEXT_WAKE_NS.load(Ordering::Relaxed) || cpu::attention_requested()
+}
+
+/// The part of a timer interrupt that runs under the big kernel lock: wakes due sleepers. A
+/// sleeper that no idle CPU was woken for ends the slice of the process this tick interrupted
+/// (see [`SLEEPER_WAITING`]).
+pub fn on_timer_tick() {
+    let now = crate::time::uptime_ns();
+    let sleeper_waits = with_scheduler(|scheduler| scheduler.wake_sleepers(now));
+    if sleeper_waits && cpu::current_pid() != 0 {
+        let this_cpu = cpu::index();
+        SLEEPER_WAITING[this_cpu].store(true, Ordering::Relaxed);
+        cpu::request_attention(this_cpu);
+    }
+}
+
+fn slice_used(cpu: usize, now_ns: u64) -> bool {
+    SLEEPER_WAITING[cpu].load(Ordering::Relaxed)
+        || now_ns.saturating_sub(SLICE_START_NS[cpu].load(Ordering::Relaxed)) >= TIME_SLICE_NS
+}
+
+/// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
+/// gives up the CPU when the time slice is used up.
+pub fn before_user_return() {
+    if let Err(Killed) = reschedule_if_needed() {
+        exit_current(abi::status::KILLED);
+    }
+}
+
+/// The running process was killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Killed;
+
+/// A point inside a long syscall where the process may be preempted: interrupts that are
+/// pending are taken (so the clock and input keep up), other CPUs get the big kernel lock for
+/// a moment, input is decoded, and the CPU goes to another process if the time slice is used
+/// up. Holds no lock but the big one. Returns `Err(Killed)` if the process was killed; the
+/// syscall should then return at once.
+pub fn preemption_point() -> Result<(), Killed> {
+    let_others_in();
+    reschedule_if_needed()
+}
+
+fn reschedule_if_needed() -> Result<(), Killed> {
+    if !cpu::take_attention_request() {
+        return Ok(());
+    }
+    // A kernel task's waker asks for attention (see `executor`).
+    executor::run_ready();
+    attend()
+}
+
+/// The rare part of [`reschedule_if_needed`]: the process was killed or its slice is used up.
+#[cold]
+#[inline(never)]
+fn attend() -> Result<(), Killed> {
+    let now = crate::time::uptime_ns();
+    let killed = with_scheduler(|scheduler| scheduler.current_process().killed);
+    let slice_used = slice_used(cpu::index(), now);
+    if killed {
+        // Keep the request for the return to ring 3, which ends the process.
+        cpu::request_attention(cpu::index());
+        return Err(Killed);
+    }
+    if slice_used {
+        yield_now();
+    }
+    Ok(())
+}
+
+/// Puts the running process at the back of the run queue and runs the next one.
+pub fn yield_now() {
+    switch_to_chosen(with_scheduler(|scheduler| {
+        let slot = scheduler.current_slot().expect("yield with no current process");
+        scheduler.current_process().state = State::Ready;
+        scheduler.push_ready(slot);
+        scheduler.choose_next()
+    }));
+}
+
+/// Blocks the running process for `reason` unless `done` (checked under the lock, so no
+/// wake-up is lost between the check and blocking) says the wait is over. Returns
+/// `Err(Killed)` if the process was killed.
+fn block_unless(reason: BlockReason, done: impl FnMut() -> bool) -> Result<(), Killed> {
+    block_unless_handing_to(reason, None, done)
+}
+
+/// [`block_unless`], handing the CPU to `partner` (a process just handed a message) if this
+/// process does block; if it does not, the partner is simply made ready. Blocking and
+/// choosing what runs next happen in one critical section.
+fn block_unless_handing_to(
+    reason: BlockReason,
+    mut partner: Option<Handoff>,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), Killed> {
+    loop {
+        let outcome = with_scheduler(|scheduler| {
+            let partner = partner.take().and_then(|handoff| handoff.claim(scheduler));
+            let finished = if done() {
+                Some(Ok(None))
+            } else if scheduler.current_process().killed {
+                Some(Err(Killed))
+            } else {
+                None
+            };
+            if let Some(result) = finished {
+                if let Some(slot) = partner {
+                    scheduler.make_ready_at(slot);
+                }
+                return result;
+            }
+            scheduler.current_process().state = State::Blocked(reason);
+            let (BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns }) = reason;
+            NEXT_WAKE_NS.fetch_min(until_ns, Ordering::Relaxed);
+            Ok(Some(scheduler.choose_next_preferring(partner)))
+        });
+        match outcome? {
+            None => return Ok(()),
+            Some(Some(to)) => {
+                kernel_stack::switch_to(to);
+                after_switch();
+                // Woken: most often the wait is over, which needs no lock to see.
+                if done() {
+                    return Ok(());
+                }
+            }
+            Some(None) => {}
+        }
+    }
+}
+
+/// Lets the running process use the ports of `range` from now on; `ENOSPC` when it has
+/// [`abi::IO_RANGES_MAX`] ranges already.
+pub fn enable_io_ports(range: gdt::PortRange) -> Result<(), i64> {
+    with_scheduler(|scheduler| {
+        let ports = &mut scheduler.current_process().io_ports;
+        if !ports.contains(&range) {
+            let free = ports.iter_mut().find(|entry| entry.count == 0).ok_or(abi::errno::ENOSPC)?;
+            *free = range;
+        }
+        gdt::set_io_permissions(ports);
+        Ok(())
+    })
+}
+
+/// How a blocking IPC operation's wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// A partner delivered (the flag is set).
+    Ready,
+    /// The process was killed.
+    Killed,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Blocks the running process until `ready` is set, it is killed, or the clock reaches
+/// `deadline` (nanoseconds since boot; `None`: never). If `partner` (a process just handed a
+/// message) is ready, it runs next, without a trip through the run queue.
+pub fn block_for_ipc(ready: &AtomicBool, deadline: Option<u64>, partner: Option<Handoff>) -> BlockOutcome {
+    let until_ns = deadline.unwrap_or(u64::MAX);
+    let mut outcome = BlockOutcome::Ready;
+    let result = block_unless_handing_to(BlockReason::Ipc { until_ns }, partner, || {
+        if ready.load(Ordering::Acquire) {
+            return true;
+        }
+        if deadline.is_some() && crate::time::uptime_ns() >= until_ns {
+            outcome = BlockOutcome::TimedOut;
+            return true;
+        }
+        false
+    });
+    match result {
+        Ok(()) => outcome,
+        Err(Killed) => BlockOutcome::Killed,
+    }
+}
+
+/// Makes a blocked process ready (a partner delivered to it).
+pub fn wake(process: &ProcessObject) {
+    drop(Handoff::new(process));
+}
+
+/// A blocked process that was just handed what it waited for. Given to [`block_for_ipc`], it
+/// runs next, without a trip through the run queue; dropped, it is made ready like any other
+/// woken process.
+#[must_use = "dropping a handoff just wakes the process"]
+#[derive(Debug)]
+pub struct Handoff {
+    slot: usize,
+    pid: Pid,
+    claimed: bool,
+}
+
+impl Handoff {
+    /// A handoff to `process`.
+    pub fn new(process: &ProcessObject) -> Self {
+        Self { slot: process.slot, pid: process.pid, claimed: false }
+    }
+
+    /// The process's slot, if it is still in the table; the handoff is used up either way.
+    fn claim(mut self, scheduler: &Scheduler) -> Option<usize> {
+        self.claimed = true;
+        scheduler.processes.at(self.slot).is_some_and(|process| process.pid == self.pid).then_some(self.slot)
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if !self.claimed {
+            with_scheduler(|scheduler| {
+                if scheduler.processes.at(self.slot).is_some_and(|process| process.pid == self.pid) {
+                    scheduler.make_ready_at(self.slot);
+                }
+            });
+        }
+    }
+}
+
+/// The memory of process `pid`, unless it has ended.
+pub fn memory_of(pid: Pid) -> Option<Arc<ProcessMemory>> {
+    with_scheduler(|scheduler| scheduler.processes.get(pid).and_then(|process| process.memory.clone()))
+}
+
+/// The running process's object (handles, IPC state).
+pub fn current_object() -> Arc<ProcessObject> {
+    with_scheduler(|scheduler| scheduler.current_process().object.clone())
+}
+
+/// Sleeps for at least `ns` nanoseconds (woken by the first timer interrupt after that).
+pub fn sleep_ns(ns: u64) -> Result<(), Killed> {
+    let until_ns = crate::time::uptime_ns().saturating_add(ns);
+    block_unless(BlockReason::Sleep { until_ns }, || crate::time::uptime_ns() >= until_ns)
+}
+
+/// Blocks the running process until some process ends (every waiter is woken by every
+/// end and looks again), the clock reaches `deadline` (`None`: never), or it is killed.
+pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
+    let until_ns = deadline.unwrap_or(u64::MAX);
+    let mut blocked_once = false;
+    block_unless(BlockReason::WaitProcess { until_ns }, || {
+        let done = blocked_once || crate::time::uptime_ns() >= until_ns;
+        blocked_once = true;
+        done
+    })
+}
+
+/// Marks `pid` killed; it ends before it next returns to ring 3. If it runs on another CPU,
+/// that CPU is interrupted, so it ends at once.
+pub fn kill(pid: Pid) -> Result<(), KillError> {
+    with_scheduler(|scheduler| {
+        let is_first = scheduler.first_pid == Some(pid);
+        let slot = scheduler.processes.slot_of(pid).ok_or(KillError::NoSuchProcess)?;
+        let process = scheduler.processes.at_mut(slot).ok_or(KillError::NoSuchProcess)?;
+        if is_first {
+            return Err(KillError::NotPermitted);
+        }
+        process.killed = true;
+        scheduler.make_ready_at(slot);
+        if let Some(running_on) = (0..MAX_CPUS).find(|&cpu| scheduler.cpus[cpu].current == Some(slot)) {
+            cpu::request_attention(running_on);
+            if running_on != cpu::index() {
+                smp::send_reschedule(running_on);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Frees a process's memory in steps, with preemption points between them. The process is
+/// still current and runnable meanwhile (with the kernel's own table active).
+fn release_memory(memory: Arc<ProcessMemory>) {
+    {
+        let mut locked = memory.lock();
+        while !locked.release_step(PAGES_PER_STEP) {
+            pause();
+        }
+    }
+    drop(memory);
+}
+
+/// Ends the running process with `status`: frees its memory, closes its handles, and
+/// switches away for the last time; then (see [`Departed`]) it leaves the process table, its
+/// end is recorded in its object (for whoever holds a handle to it), and every process
+/// waiting for an end is woken.
+pub fn exit_current(status: i32) -> ! {
+    let pid = current_pid();
+    let (memory, object) =
+        with_scheduler(|scheduler| (scheduler.current_process().memory.take(), scheduler.current_process().object.clone()));
+    if let Some(memory) = memory {
+        release_memory(memory);
+    }
+    // Dropped outside every lock: closing a handle may wake other processes.
+    let handles = object.handles.lock().take_all();
+    drop(handles);
+    crate::object::device::forget_process(&object);
+    let shut_down = with_scheduler(|scheduler| {
+        let this_cpu = cpu::index();
+        let slot = scheduler.current_slot().expect("an exiting process is current");
+        scheduler.current_process().state = State::Ending;
+        let earlier = scheduler.cpus[this_cpu].departed.replace(Departed { slot, pid, status });
+        assert!(earlier.is_none(), "a departed process was not finished after its switch");
+        DEPARTED[this_cpu].store(true, Ordering::Release);
+        scheduler.first_pid == Some(pid)
+    });
+    drop(object);
+    if shut_down {
+        log::info!("first process (pid {pid}) exited with status {status}; shutting down");
+        crate::arch::x86_64::qemu::exit(status);
+    }
+    reschedule();
+    unreachable!("an exited process was resumed");
+}
+
+/// Ends the running process after a CPU fault in ring 3, saying why on the console.
+pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
+    let pid = current_pid();
+    // In a block of its own: `exit_current` never returns, so the copy of the name must be
+    // dropped before it (each fault used to leak it).
+    {
+        let name = with_scheduler(|scheduler| {
+            let process = scheduler.current_process();
+            process.fault = Some(*fault);
+            process.name.clone()
+        });
+        crate::println!("pid {pid} ({name}) killed: {fault}");
+    }
+    crate::backtrace::print_user_backtrace(fault, &mut pause);
+    exit_current(abi::status::FAULT);
+}
+
+/// A row for every process, in pid order.
+pub fn process_list() -> Vec<ProcessInfo> {
+    let now = crate::time::uptime_ns();
+    with_scheduler(|scheduler| {
+        let mut rows: Vec<ProcessInfo> = scheduler.processes.iter().map(|process| process.info(now)).collect();
+        rows.sort_unstable_by_key(|row| row.pid);
+        rows
+    })
+}
+
+/// How many processes are in the table.
+pub fn process_count() -> usize {
+    with_scheduler(|scheduler| scheduler.processes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_queue_is_fifo_without_duplicates() {
+        let mut queue = RunQueue::default();
+        for pid in [3, 1, 3, 2] {
+            queue.push(pid);
+        }
+        let order: Vec<usize> = core::iter::from_fn(|| queue.pop_ready(|_| true)).collect();
+        assert_eq!(order, [3, 1, 2]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn run_queue_skips_entries_that_are_no_longer_ready() {
+        let mut queue = RunQueue::default();
+        for pid in 1..=4 {
+            queue.push(pid);
+        }
+        assert_eq!(queue.pop_ready(|pid| pid % 2 == 0), Some(2));
+        assert_eq!(queue.pop_ready(|pid| pid == 4), Some(4));
+        assert_eq!(queue.pop_ready(|_| true), None);
+    }
+
+    #[test]
+    fn requeued_pid_goes_to_the_back() {
+        let mut queue = RunQueue::default();
+        queue.push(1);
+        queue.push(2);
+        let first = queue.pop_ready(|_| true).unwrap();
+        queue.push(first);
+        assert_eq!(queue.pop_ready(|_| true), Some(2));
+        assert_eq!(queue.pop_ready(|_| true), Some(1));
+    }
+
+    #[test]
+    fn spawn_errors_map_to_documented_errnos() {
+        assert_eq!(SpawnError::TooManyProcesses.errno(), abi::errno::EAGAIN);
+        let memory = LoadError::Memory(crate::mm::address_space::MemoryError::OutOfMemory);
+        assert_eq!(SpawnError::Load(memory).errno(), abi::errno::ENOMEM);
+        assert_eq!(SpawnError::Load(LoadError::Invalid("x")).errno(), abi::errno::EINVAL);
+    }
+}
