@@ -379,6 +379,7 @@ impl Scheduler {
             None if outgoing.is_none() => return None,
             None => {
                 self.cpus[this_cpu].current = None;
+                kernel_stack::load_none_for_entries();
                 gdt::set_io_permissions(&Default::default());
                 cpu::set_current_pid(0);
                 // An idle CPU holds no process's address space, so only the CPU that runs a

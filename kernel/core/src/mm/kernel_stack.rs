@@ -337,6 +337,15 @@ pub fn idle_stack(cpu: usize) -> Option<VirtAddr> {
     permanent_stack()
 }
 
+/// Makes this CPU's entries from ring 3 land on a page that is never mapped (the guard page
+/// of the first slot), for a CPU that runs no process: a stray entry double-faults, and no
+/// CPU keeps naming a stack that may be freed.
+pub fn load_none_for_entries() {
+    // SAFETY: the first slot's guard page is never mapped (`new` maps only stack pages, and
+    // `init` unmaps the page it maps to build the tables), so an entry faults on it.
+    unsafe { cpu::set_kernel_stack(slot_base(0) + FRAME_SIZE) };
+}
+
 impl KernelStack {
     /// Makes this stack the one this CPU enters on from ring 3 (the TSS's `RSP0` and the
     /// `syscall` path's per-CPU slot), for the process about to run on it.
@@ -386,6 +395,9 @@ impl Drop for KernelStack {
         assert!(!self.is_running(), "freeing the kernel stack the CPU is running on");
         if let Some(cpu) = running_on(context) {
             panic!("freeing the kernel stack of {context:?}, which CPU {cpu} runs (this is CPU {})", cpu::index());
+        }
+        if let Some(cpu) = cpu::entering_on(self.top()) {
+            panic!("freeing the kernel stack of {context:?}, which CPU {cpu} would enter on from ring 3");
         }
         let saved = context.saved().swap(0, Ordering::AcqRel);
         assert_ne!(saved, 0, "freeing the kernel stack of {context:?}, which no CPU runs but whose state is not saved");

@@ -228,12 +228,18 @@ fn this() -> &'static PerCpu {
 ///
 /// # Safety
 /// `top` must be the top of a mapped kernel stack that nothing else runs on, and stay so
-/// until another call replaces it.
+/// until another call replaces it; or the top of a page that is never mapped (an entry then
+/// double-faults instead of writing anywhere).
 #[inline]
 pub(crate) unsafe fn set_kernel_stack(top: VirtAddr) {
     let index = index();
-    PER_CPU[index].kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
+    PER_CPU[index].kernel_stack_top.store(top.as_u64(), Ordering::Release);
     super::gdt::set_privilege_stack(index, top);
+}
+
+/// The first CPU whose entries from ring 3 land on the stack whose top is `top`, if any.
+pub(crate) fn entering_on(top: VirtAddr) -> Option<usize> {
+    PER_CPU.iter().position(|block| block.kernel_stack_top.load(Ordering::Acquire) == top.as_u64())
 }
 
 /// The pid of the process this CPU runs (0 while idle). The scheduler keeps it in the per-CPU
