@@ -459,7 +459,14 @@ fn spawn_limit() -> Outcome {
         after.processes,
         before.processes
     );
-    check!(after.kernel_objects == before.kernel_objects, "{} kernel objects after reaping, {} before", after.kernel_objects, before.kernel_objects);
+    // Not more than before: `fs` may let go meanwhile of what it held for the spawns before
+    // this case (on a loaded host, 38 objects before and 36 after).
+    check!(
+        after.kernel_objects <= before.kernel_objects,
+        "{} kernel objects after reaping, {} before",
+        after.kernel_objects,
+        before.kernel_objects
+    );
     let frames_after = system_frames()?;
     check!(frames_after == frames, "{} frames missing after reaping", frames.saturating_sub(frames_after));
     Ok(())
