@@ -478,7 +478,7 @@ fn spawn_bomb() -> Outcome {
     let ended = run_child("bomb", &["6"])?;
     check!(
         ended.status > 0 && ended.fault().is_none(),
-        "the bomb {} (positive: EAGAINs seen; negative: another error)",
+        "the bomb {} (positive: refusals seen, EAGAIN or ENOMEM; negative: another error)",
         Ending(ended)
     );
     let after = info()?.processes;
