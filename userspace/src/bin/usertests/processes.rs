@@ -476,9 +476,12 @@ fn spawn_bomb() -> Outcome {
     let processes = info()?.processes;
     let frames = system_frames()?;
     let ended = run_child("bomb", &["6"])?;
+    // Whether the table fills depends on how fast the host runs the bomb (on a loaded host
+    // its leaves can end before it does); `spawn_limit` checks the refusal itself. Here: no
+    // spawn fails any other way, and everything comes back.
     check!(
-        ended.status > 0 && ended.fault().is_none(),
-        "the bomb {} (positive: refusals seen, EAGAIN or ENOMEM; negative: another error)",
+        ended.status >= 0 && ended.fault().is_none(),
+        "the bomb {} (0 or more: spawns refused with EAGAIN or ENOMEM; negative: another error)",
         Ending(ended)
     );
     let after = info()?.processes;
