@@ -338,11 +338,11 @@ impl Supervisor {
         handles[6..].copy_from_slice(
             &[LOG, SPARE_IRQ, SPARE_PORTS, KEYBOARD_IRQ, screen, self.operator.handle().raw()].map(|number| number as u32),
         );
+        // Said before the start, not after: the program's first line would race with it (on
+        // another CPU its output and this line came out interleaved mid-word).
+        println!("init: starting {program}");
         let child = match userlib::process::spawn_child(program, argv, &handles) {
-            Ok(child) => {
-                println!("init: started {program} as pid {}", child.pid);
-                child
-            }
+            Ok(child) => child,
             Err(error) => {
                 eprintln!("init: cannot start {program}: {error}");
                 return NOT_STARTED;
