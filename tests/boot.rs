@@ -142,7 +142,7 @@ fn a_kernel_panic_exits_with_status_101() {
 #[test]
 fn serial_input_is_echoed_and_read_line_by_line() {
     let mut vm = Vm::boot(&["--init", "cat"]);
-    vm.wait_for("started cat", BOOT);
+    vm.wait_for("init: starting cat", BOOT);
     vm.send("ping-serial\n");
     // Once echoed by the line discipline, once written back by `cat` after it read the line.
     let output = vm.wait_for("ping-serial\r\nping-serial", BOOT);
@@ -155,7 +155,7 @@ fn serial_input_is_echoed_and_read_line_by_line() {
 #[test]
 fn keyboard_input_is_echoed() {
     let vm = Vm::boot_with_monitor(&["--init", "cat"]);
-    vm.wait_for("started cat", BOOT);
+    vm.wait_for("init: starting cat", BOOT);
     vm.sendkeys("key-echo\n");
     let output = vm.wait_for("key-echo\r\nkey-echo", BOOT);
     assert_eq!(count(&output, "key-echo"), 2, "output:\n{output}");
@@ -164,7 +164,7 @@ fn keyboard_input_is_echoed() {
 #[test]
 fn the_framebuffer_shows_the_console_text() {
     let vm = Vm::boot_with_monitor(&["--init", "cat"]);
-    vm.wait_for("started cat", BOOT);
+    vm.wait_for("init: starting cat", BOOT);
     let screen = vm.screendump();
     assert_eq!((screen.width, screen.height), (1280, 720), "unexpected screen size");
     let drawn = screen.non_background_fraction();

@@ -135,7 +135,7 @@ fn monitor_quit_exits_125() {
 #[test]
 fn sendkeys_types_every_mapped_character() {
     let vm = Vm::boot_with_monitor(&["--init", "cat"]);
-    vm.wait_for("started cat", BIOS_BOOT);
+    vm.wait_for("init: starting cat", BIOS_BOOT);
     let start = vm.output_len();
     // Every character `sendkeys` maps but Enter and Backspace, which end and edit the line:
     // an `X` erased with Backspace, then Enter. `cat` writes the line back once it has read
