@@ -210,27 +210,64 @@ impl LineDiscipline {
     /// rest of a line longer than `out` stays for the next read). Returns `None` when
     /// nothing is readable, `Some(0)` for end of input.
     pub fn take(&mut self, out: &mut [u8]) -> Option<usize> {
+        let count = self.peek(out)?;
+        self.consume(count);
+        Some(count)
+    }
+
+    /// Copies what [`take`](Self::take) would move into `out`, leaving it readable: the
+    /// console hands input to a reader and lets it go only once the reader got it.
+    pub fn peek(&self, out: &mut [u8]) -> Option<usize> {
         if !self.raw.is_empty() {
             let count = out.len().min(self.raw.len());
-            for (slot, byte) in out.iter_mut().zip(self.raw.drain(..count)) {
+            for (slot, &byte) in out.iter_mut().zip(self.raw.iter()) {
                 *slot = byte;
             }
             return Some(count);
         }
-        let line = self.lines.front_mut()?;
+        let line = self.lines.front()?;
         let count = out.len().min(line.len());
         out[..count].copy_from_slice(&line[..count]);
-        line.drain(..count);
+        Some(count)
+    }
+
+    /// Lets go of the `count` bytes the last [`peek`](Self::peek) showed (0 for an end of
+    /// input, which is let go of too).
+    pub fn consume(&mut self, count: usize) {
+        if !self.raw.is_empty() {
+            self.raw.drain(..count.min(self.raw.len()));
+            return;
+        }
+        let Some(line) = self.lines.front_mut() else { return };
+        line.drain(..count.min(line.len()));
         if line.is_empty() {
             self.lines.pop_front();
         }
-        Some(count)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peeked_input_stays_until_consumed() {
+        let mut discipline = LineDiscipline::new();
+        feed_all(&mut discipline, b"one\ntwo\n");
+        let mut out = [0u8; 16];
+        assert_eq!(discipline.peek(&mut out), Some(4));
+        assert_eq!(discipline.peek(&mut out), Some(4), "a peek took the line");
+        discipline.consume(4);
+        assert_eq!(discipline.take(&mut out), Some(4));
+        assert_eq!(&out[..4], b"two\n");
+        discipline.set_mode(Mode::Raw);
+        feed_all(&mut discipline, b"xy");
+        assert_eq!(discipline.peek(&mut out[..1]), Some(1));
+        discipline.consume(1);
+        assert_eq!(discipline.take(&mut out), Some(1));
+        assert_eq!(out[0], b'y');
+        assert_eq!(discipline.take(&mut out), None);
+    }
 
     fn feed_all(discipline: &mut LineDiscipline, bytes: &[u8]) -> (Vec<u8>, Vec<Reaction>) {
         let mut echoed = Vec::new();

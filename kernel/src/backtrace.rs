@@ -4,7 +4,7 @@
 //! **Kernel.** At boot, [`init`] finds the symbol and string tables in the kernel's ELF file,
 //! which stays in reserved memory (`mm::kernel_image`); the kernel is loaded at
 //! `abi::memory::KERNEL_IMAGE_BASE`, so an address minus that is a symbol value.
-//! [`print_kernel_backtrace`] walks the current stack (`arch::x86_64::backtrace`) and names
+//! [`print_kernel_backtrace`] walks the current stack (`arch::backtrace`) and names
 //! each frame. It runs in the panic handler, so it allocates nothing and takes no lock: it
 //! prints through the console's panic path, and the tables are only read.
 //!
@@ -26,8 +26,8 @@ use abi::memory::{KERNEL_IMAGE_BASE, USER_STACK_SIZE, USER_STACK_TOP, USER_SYMBO
 use bootloader_api::BootInfo;
 use spin::Once;
 
-use crate::arch::x86_64::backtrace::{record_boot_stack, walk_current_stack};
-use crate::arch::x86_64::trap::CpuFault;
+use crate::arch::backtrace::{record_boot_stack, walk_current_stack};
+use crate::arch::trap::CpuFault;
 use crate::mm::kernel_image;
 use crate::syscall::usercopy::{UserPtr, UserSlice};
 use crate::task::loader::symbol_tables;

@@ -17,10 +17,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use bootloader_api::BootInfo;
 
-use crate::arch::x86_64::hooks::{self, KernelHooks};
-use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
-use crate::arch::x86_64::smp::{self, StartupParameters};
-use crate::arch::x86_64::{acpi, cpu, fw_cfg, gdt, hpet, irq, kernel_lock, ps2, qemu, serial, syscall_entry, trap};
+use crate::arch::hooks::{self, KernelHooks};
+use crate::arch::trap::{CpuFault, TrapFrame};
+use crate::arch::smp::{self, StartupParameters};
+use crate::arch::{acpi, cpu, fw_cfg, gdt, hpet, irq, kernel_lock, ps2, qemu, serial, syscall_entry, trap};
 use crate::mm::kernel_stack;
 use crate::{backtrace, klog, ktest, mm, object, println, syscall, task, time};
 
@@ -79,7 +79,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
 
     let offset = boot_info.physical_memory_offset.into_option();
-    assert_eq!(offset, Some(mm::paging::PHYSICAL_MEMORY_OFFSET), "physical memory is not mapped where expected");
+    assert_eq!(offset, Some(mm::physical_map::PHYSICAL_MEMORY_OFFSET), "physical memory is not mapped where expected");
     mm::init(&boot_info.memory_regions);
     let ramdisk = mm::ramdisk::Ramdisk::from_boot(boot_info.ramdisk_addr.into_option(), boot_info.ramdisk_len);
     let heap = mm::heap_stats();
@@ -101,7 +101,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     smp::init_boot_processor(local_apic_base, through_ioapic, apic.map_or(1, |apic| apic.processors.len()));
     log::info!(
         "interrupts: {} local APIC, devices through the {}",
-        if crate::arch::x86_64::apic::is_x2apic() { "x2APIC" } else { "xAPIC" },
+        if crate::arch::apic::is_x2apic() { "x2APIC" } else { "xAPIC" },
         if through_ioapic { "IOAPIC" } else { "8259s" }
     );
     let (clock, timer_counts) = time::start(hpet);

@@ -18,13 +18,16 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::PageTableFlags;
+use abi::errno::EFAULT;
 
-use crate::arch::x86_64::kernel_lock::{self, Pause};
-use crate::arch::x86_64::{cpu, qemu, smp, trap};
+use crate::arch::kernel_lock::{self, Pause};
+use crate::arch::{cpu, qemu, smp, trap};
 use crate::mm::address_space::{AddressSpace, UserRights};
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::paging::ScratchPage;
+use crate::mm::user_memory::{ProcessMemory, UserMemory};
 use crate::mm::{frame, paging};
+use crate::syscall::usercopy::UserSlice;
 use crate::task::executor;
 use crate::{println, time};
 
@@ -58,6 +61,7 @@ pub const TESTS: &[Test] = &[
     ("timer_ticks_advance", timer_ticks_advance),
     ("executor_future_woken_by_interrupt", executor_future_woken_by_interrupt),
     ("address_space_frees_every_frame", address_space_frees_every_frame),
+    ("checked_user_ranges_stop_holding_when_pages_go", checked_user_ranges_stop_holding_when_pages_go),
     ("kernel_stack_frees_every_frame", kernel_stack_frees_every_frame),
     ("kernel_stack_has_guard_page", kernel_stack_has_guard_page),
     ("user_pages_never_writable_and_executable", user_pages_never_writable_and_executable),
@@ -333,6 +337,39 @@ fn address_space_frees_every_frame() -> TestResult {
     Ok(())
 }
 
+/// A range `usercopy` checked stays usable while its address space is the active one and
+/// loses no page; after an unmap in it, or with another address space loaded, a copy through
+/// it is `EFAULT` and writes nothing.
+fn checked_user_ranges_stop_holding_when_pages_go() -> TestResult {
+    let base = 0x40_0000u64;
+    let memory_with_pages = || -> Result<ProcessMemory, String> {
+        let mut space = AddressSpace::new().map_err(|error| format!("{error:?}"))?;
+        space.map_zeroed(VirtAddr::new(base), 2, UserRights::ReadWrite, &mut || {}).map_err(|error| format!("{error:?}"))?;
+        Ok(ProcessMemory::new(UserMemory::new(space, base + 2 * 4096)))
+    };
+    let (first, second) = (memory_with_pages()?, memory_with_pages()?);
+    let outcome = (|| -> TestResult {
+        first.activate();
+        let range = UserSlice::new(base + 4096 - 4, 8).check_writable().map_err(|errno| format!("check: {errno}"))?;
+        ensure!(range.copy_from(0, b"held").is_ok(), "a copy through a range just checked failed");
+        second.activate();
+        ensure!(range.copy_from(0, b"lost") == Err(EFAULT), "a copy went to another address space");
+        first.activate();
+        ensure!(range.copy_from(4, b"back").is_ok(), "the range failed back in its own address space");
+        first.lock().space().unmap(VirtAddr::new(base + 4096), 1, &mut || {}).map_err(|error| format!("{error:?}"))?;
+        ensure!(range.copy_from(0, b"gone") == Err(EFAULT), "a copy went through a range that lost a page");
+        ensure!(UserSlice::new(base, 8).check_writable().is_ok(), "the page still mapped is refused");
+        let mut read = [0u8; 4];
+        UserSlice::new(base + 4096 - 4, 4).read_into(&mut read).map_err(|errno| format!("read: {errno}"))?;
+        ensure!(&read == b"held", "the refused copies wrote: {read:?}");
+        Ok(())
+    })();
+    // The kernel's own table again, before either address space goes.
+    first.lock().space().deactivate();
+    second.lock().space().deactivate();
+    outcome
+}
+
 fn kernel_stack_frees_every_frame() -> TestResult {
     let new_stack = || KernelStack::new_for_user(trap::TrapFrame::new_user(0x40_0000, 0x7fff_0000_0000));
     let before = frame::free_count();
@@ -392,8 +429,8 @@ fn nmi_vector_counts_and_returns() -> TestResult {
 
 fn interrupt_stacks_have_guard_pages() -> TestResult {
     let cpus = (0..cpu::MAX_CPUS).filter(|&cpu| smp::is_online(cpu));
-    for (cpu, which) in cpus.flat_map(|cpu| crate::arch::x86_64::gdt::InterruptStack::ALL.map(|which| (cpu, which))) {
-        let top = crate::arch::x86_64::gdt::interrupt_stack_top(cpu, which);
+    for (cpu, which) in cpus.flat_map(|cpu| crate::arch::gdt::InterruptStack::ALL.map(|which| (cpu, which))) {
+        let top = crate::arch::gdt::interrupt_stack_top(cpu, which);
         ensure!(paging::kernel_translate(top - 8u64).is_some(), "{which:?} stack top {top:?} is not mapped");
         let guard = top - (kernel_stack::STACK_PAGES + 1) * 4096;
         ensure!(

@@ -7,7 +7,7 @@
 
 use spin::Mutex;
 
-use crate::arch::x86_64::cpu;
+use crate::arch::cpu;
 
 /// Bytes the ring retains.
 pub const RING_BYTES: usize = 64 * 1024;

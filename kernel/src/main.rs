@@ -16,7 +16,7 @@ mod entry {
     /// (with a guard page).
     pub static BOOTLOADER_CONFIG: BootloaderConfig = {
         let mut config = BootloaderConfig::new_default();
-        config.mappings.physical_memory = Some(Mapping::FixedAddress(mm::paging::PHYSICAL_MEMORY_OFFSET));
+        config.mappings.physical_memory = Some(Mapping::FixedAddress(mm::physical_map::PHYSICAL_MEMORY_OFFSET));
         config.mappings.kernel_base = Mapping::FixedAddress(abi::memory::KERNEL_IMAGE_BASE);
         config.mappings.dynamic_range_start = Some(mm::DYNAMIC_RANGE_START);
         config.mappings.dynamic_range_end = Some(mm::DYNAMIC_RANGE_END);

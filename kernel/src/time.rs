@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use futures_util::task::AtomicWaker;
 
-use crate::arch::x86_64::{apic, cpu, hpet, pit, smp};
+use crate::arch::{apic, cpu, hpet, pit, smp};
 use crate::task::executor::WaitUntil;
 
 /// Timer interrupts per second on each CPU (nominal).

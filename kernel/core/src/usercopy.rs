@@ -5,9 +5,15 @@
 //! read or write first checks, with checked arithmetic, that the whole range lies in the
 //! user half and that every page of it is mapped user-accessible (and writable, for writes)
 //! in the caller's address space, then copies inside a `stac`/`clac` window. A failed check
-//! is `EFAULT` and copies nothing: there is no partial copy, and since the kernel runs with
-//! interrupts masked and under the big kernel lock, nothing can unmap a page between the check
-//! and the copy.
+//! is `EFAULT` and copies nothing: there is no partial copy.
+//!
+//! A checked range ([`ReadableSlice`], [`WritableSlice`]) may be used for copies later in the
+//! same syscall, across preemption points, without walking the page tables again. It carries
+//! the [`MappingStamp`] of the address space it was checked in, and each copy first compares
+//! it with the active space's: a range used in another address space, or after a page of the
+//! space was unmapped or narrowed, copies nothing and is `EFAULT`. So no order of calls can
+//! make a copy reach memory that was not checked, and the ranges are neither `Copy` nor
+//! `Clone`.
 //!
 //! An empty range touches no memory, so its address is not checked at all: Rust's empty
 //! slices carry a dangling pointer (`0x1`), and `write(1, b"")` or a `spawn` with an empty
@@ -19,8 +25,9 @@ use core::mem::size_of;
 
 use abi::errno::EFAULT;
 
-use crate::arch::x86_64::cpu::with_user_access;
-use crate::mm::user_memory::with_active;
+use crate::arch::cpu::with_user_access;
+use crate::mm::address_space::MappingStamp;
+use crate::mm::user_memory::{active_stamp, with_active};
 
 /// Data that may be copied byte for byte to and from user memory.
 ///
@@ -63,12 +70,59 @@ const _: () = assert!(
         && size_of::<abi::backtrace::SymbolMapHeader>() == 24
 );
 
-/// Whether the caller may access `[address, address + len)` (writing too, if `write`); an
-/// empty range always. The copies go through the page table this CPU has loaded, so the
-/// check is made against that table's memory and no other.
+/// The stamp of the active address space if the caller may access `[address, address +
+/// len)` in it (writing too, if `write`), else `None`. The copies go through the page table
+/// this CPU has loaded, so the check is made against that table's memory and no other. An
+/// empty range is always accessible and touches no memory: its stamp is never compared.
 #[inline]
-fn accessible(address: u64, len: u64, write: bool) -> bool {
-    len == 0 || with_active(|memory| memory.space().check_user_access(address, len, write)).unwrap_or(false)
+fn accessible(address: u64, len: u64, write: bool) -> Option<MappingStamp> {
+    if len == 0 {
+        return Some(MappingStamp::NONE);
+    }
+    with_active(|memory| {
+        let space = memory.space();
+        space.check_user_access(address, len, write).then(|| space.mappings().stamp())
+    })
+    .flatten()
+}
+
+/// Whether copies through a range checked under `stamp` may go ahead: the active address
+/// space is the one it was checked in and nothing was taken away from it since.
+#[inline]
+fn still_accessible(stamp: MappingStamp) -> Result<(), i64> {
+    if active_stamp() == Some(stamp) { Ok(()) } else { Err(EFAULT) }
+}
+
+/// Copies `out.len()` bytes from user address `address` into `out`.
+///
+/// # Safety
+/// `[address, address + out.len())` must be mapped user-accessible and readable in the active
+/// address space, and stay so until this returns: checked by [`accessible`] in the same
+/// function with nothing in between that could take a page away, or compared by
+/// [`still_accessible`] just before. (The big kernel lock, held with interrupts masked, keeps
+/// every other CPU from changing a mapping meanwhile.)
+#[inline]
+unsafe fn copy_out_of_user(address: u64, out: &mut [u8]) {
+    if out.is_empty() {
+        return;
+    }
+    // SAFETY: the source is readable user memory (the caller's contract), `out` a distinct
+    // kernel buffer of the same length.
+    with_user_access(|| unsafe { core::ptr::copy_nonoverlapping(address as *const u8, out.as_mut_ptr(), out.len()) });
+}
+
+/// Copies `data` to user address `address`.
+///
+/// # Safety
+/// As for [`copy_out_of_user`], with the range writable.
+#[inline]
+unsafe fn copy_into_user(address: u64, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    // SAFETY: the target is writable user memory (the caller's contract), `data` kernel memory
+    // of the same length.
+    with_user_access(|| unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), address as *mut u8, data.len()) });
 }
 
 /// A byte range in the caller's memory.
@@ -96,12 +150,14 @@ impl UserSlice {
 
     /// Checks that the whole range is readable, or `EFAULT`.
     pub fn check_readable(&self) -> Result<ReadableSlice, i64> {
-        if accessible(self.address, self.len, false) { Ok(ReadableSlice(*self)) } else { Err(EFAULT) }
+        let stamp = accessible(self.address, self.len, false).ok_or(EFAULT)?;
+        Ok(ReadableSlice(Checked { range: *self, stamp }))
     }
 
     /// Checks that the whole range is writable, or `EFAULT`.
     pub fn check_writable(&self) -> Result<WritableSlice, i64> {
-        if accessible(self.address, self.len, true) { Ok(WritableSlice(*self)) } else { Err(EFAULT) }
+        let stamp = accessible(self.address, self.len, true).ok_or(EFAULT)?;
+        Ok(WritableSlice(Checked { range: *self, stamp }))
     }
 
     /// Copies the whole range into `out`, whose length must equal the range's.
@@ -109,7 +165,9 @@ impl UserSlice {
         if out.len() as u64 != self.len {
             return Err(EFAULT);
         }
-        self.check_readable()?.copy_to(0, out);
+        accessible(self.address, self.len, false).ok_or(EFAULT)?;
+        // SAFETY: checked readable just above.
+        unsafe { copy_out_of_user(self.address, out) };
         Ok(())
     }
 
@@ -117,77 +175,79 @@ impl UserSlice {
     /// the allocation is never sized by an unchecked user value; the range is checked before
     /// anything is allocated.
     pub fn read_to_vec(&self) -> Result<Vec<u8>, i64> {
-        let source = self.check_readable()?;
+        accessible(self.address, self.len, false).ok_or(EFAULT)?;
         let mut bytes = alloc::vec![0; self.len as usize];
-        source.copy_to(0, &mut bytes);
+        // SAFETY: checked readable just above; allocating kernel heap maps or unmaps no user
+        // page.
+        unsafe { copy_out_of_user(self.address, &mut bytes) };
         Ok(bytes)
     }
 }
 
-// A checked range stays valid until the syscall returns, across preemption points too: a
-// process's mappings change only through its own syscalls, the caller is inside one, and no
-// other process can change them. So copies through a checked range need no second walk of
-// the page tables.
+/// A range checked in the address space named by `stamp` (an empty range's is never
+/// compared: no copy touches it).
+#[derive(Debug)]
+struct Checked {
+    range: UserSlice,
+    stamp: MappingStamp,
+}
 
-/// A user range checked readable; made by [`UserSlice::check_readable`].
-#[derive(Clone, Copy, Debug)]
-pub struct ReadableSlice(UserSlice);
+impl Checked {
+    /// The address `len` bytes at `offset` start at, once they are known to lie inside the
+    /// range and the range still holds in the active address space. Reaching past the end is
+    /// a kernel bug and panics.
+    #[inline]
+    fn locate(&self, offset: u64, len: usize) -> Result<u64, i64> {
+        assert!(offset.checked_add(len as u64).is_some_and(|end| end <= self.range.len), "copy past a checked range");
+        if len > 0 {
+            still_accessible(self.stamp)?;
+        }
+        Ok(self.range.address + offset)
+    }
+}
+
+/// A user range checked readable, for copies later in the same syscall (see the module's
+/// text); made by [`UserSlice::check_readable`].
+#[derive(Debug)]
+pub struct ReadableSlice(Checked);
 
 impl ReadableSlice {
     /// Its length in bytes.
     pub fn len(&self) -> u64 {
-        self.0.len
+        self.0.range.len
     }
 
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.len == 0
+        self.0.range.len == 0
     }
 
-    /// Copies `out.len()` bytes from `offset` bytes into the range. Reaching past its end is
-    /// a kernel bug and panics.
-    pub fn copy_to(&self, offset: u64, out: &mut [u8]) {
-        assert!(offset.checked_add(out.len() as u64).is_some_and(|end| end <= self.0.len), "copy past a checked range");
-        if out.is_empty() {
-            return;
-        }
-        // SAFETY: the bytes lie inside a range checked mapped, user-accessible and readable
-        // in the active address space, which has not changed since (see above); `out` is a
-        // distinct kernel buffer of the same length.
-        with_user_access(|| unsafe {
-            core::ptr::copy_nonoverlapping((self.0.address + offset) as *const u8, out.as_mut_ptr(), out.len());
-        });
-    }
-
-    /// Reads a `T` from `offset` bytes into the range.
-    fn read_plain<T: Plain>(&self, offset: u64) -> T {
-        let mut value = core::mem::MaybeUninit::<T>::uninit();
-        // SAFETY: a `T` is `size_of::<T>()` initialisable bytes, all written by `copy_to`.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
-        self.copy_to(offset, bytes);
-        // SAFETY: every byte was written, and `T: Plain` is valid for any bytes.
-        unsafe { value.assume_init() }
+    /// Copies `out.len()` bytes from `offset` bytes into the range, or `EFAULT` (nothing
+    /// copied) if the range no longer holds. Reaching past its end is a kernel bug and
+    /// panics.
+    #[inline]
+    pub fn copy_to(&self, offset: u64, out: &mut [u8]) -> Result<(), i64> {
+        let address = self.0.locate(offset, out.len())?;
+        // SAFETY: inside the checked range, whose stamp was compared just now.
+        unsafe { copy_out_of_user(address, out) };
+        Ok(())
     }
 }
 
-/// A user range checked writable; made by [`UserSlice::check_writable`].
-#[derive(Clone, Copy, Debug)]
-pub struct WritableSlice(UserSlice);
+/// A user range checked writable, for copies later in the same syscall (see the module's
+/// text); made by [`UserSlice::check_writable`].
+#[derive(Debug)]
+pub struct WritableSlice(Checked);
 
 impl WritableSlice {
-    /// Copies `data` to `offset` bytes into the range. Reaching past its end is a kernel bug
-    /// and panics.
-    pub fn copy_from(&self, offset: u64, data: &[u8]) {
-        assert!(offset.checked_add(data.len() as u64).is_some_and(|end| end <= self.0.len), "copy past a checked range");
-        if data.is_empty() {
-            return;
-        }
-        // SAFETY: the bytes lie inside a range checked mapped, user-accessible and writable
-        // in the active address space, which has not changed since (see above); `data` is
-        // kernel memory of the same length.
-        with_user_access(|| unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), (self.0.address + offset) as *mut u8, data.len());
-        });
+    /// Copies `data` to `offset` bytes into the range, or `EFAULT` (nothing copied) if the
+    /// range no longer holds. Reaching past its end is a kernel bug and panics.
+    #[inline]
+    pub fn copy_from(&self, offset: u64, data: &[u8]) -> Result<(), i64> {
+        let address = self.0.locate(offset, data.len())?;
+        // SAFETY: inside the checked range, whose stamp was compared just now.
+        unsafe { copy_into_user(address, data) };
+        Ok(())
     }
 }
 
@@ -195,6 +255,20 @@ impl WritableSlice {
 fn bytes_of<T: Plain>(value: &T) -> &[u8] {
     // SAFETY: `T: Plain` has no padding, so all its `size_of::<T>()` bytes are initialised.
     unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// Reads a `T` at user address `address`.
+///
+/// # Safety
+/// As for [`copy_out_of_user`], for the `size_of::<T>()` bytes at `address`.
+unsafe fn read_plain<T: Plain>(address: u64) -> T {
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: a `T` is `size_of::<T>()` initialisable bytes.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+    // SAFETY: the caller's contract.
+    unsafe { copy_out_of_user(address, bytes) };
+    // SAFETY: every byte was written, and `T: Plain` is valid for any bytes.
+    unsafe { value.assume_init() }
 }
 
 /// A pointer to one `T` in the caller's memory.
@@ -215,23 +289,23 @@ impl<T: Plain> UserPtr<T> {
         self.address == 0
     }
 
-    fn bytes(&self) -> UserSlice {
-        UserSlice::new(self.address, size_of::<T>() as u64)
-    }
-
     /// Checks that the pointee is writable, or `EFAULT`.
     pub fn check_writable(&self) -> Result<(), i64> {
-        self.bytes().check_writable().map(|_| ())
+        accessible(self.address, size_of::<T>() as u64, true).map(|_| ()).ok_or(EFAULT)
     }
 
     /// Reads the value.
     pub fn read(&self) -> Result<T, i64> {
-        Ok(self.bytes().check_readable()?.read_plain(0))
+        accessible(self.address, size_of::<T>() as u64, false).ok_or(EFAULT)?;
+        // SAFETY: checked readable just above.
+        Ok(unsafe { read_plain(self.address) })
     }
 
     /// Writes `value`.
     pub fn write(&self, value: &T) -> Result<(), i64> {
-        self.bytes().check_writable()?.copy_from(0, bytes_of(value));
+        self.check_writable()?;
+        // SAFETY: checked writable just above.
+        unsafe { copy_into_user(self.address, bytes_of(value)) };
         Ok(())
     }
 }
@@ -243,16 +317,19 @@ pub fn read_array<T: Plain>(address: u64, count: u64, max: usize) -> Result<Vec<
         return Err(abi::errno::E2BIG);
     }
     let size = size_of::<T>() as u64;
-    let source = UserSlice::new(address, count.checked_mul(size).ok_or(EFAULT)?).check_readable()?;
-    Ok((0..count).map(|index| source.read_plain(index * size)).collect())
+    accessible(address, count.checked_mul(size).ok_or(EFAULT)?, false).ok_or(EFAULT)?;
+    // SAFETY: the whole array was checked readable just above; allocating kernel heap maps
+    // or unmaps no user page.
+    Ok((0..count).map(|index| unsafe { read_plain(address + index * size) }).collect())
 }
 
 /// Writes `values` to an array at `address`, checking the whole array first.
 pub fn write_array<T: Plain>(address: u64, values: &[T]) -> Result<(), i64> {
     let size = size_of::<T>() as u64;
-    let target = UserSlice::new(address, (values.len() as u64).checked_mul(size).ok_or(EFAULT)?).check_writable()?;
+    accessible(address, (values.len() as u64).checked_mul(size).ok_or(EFAULT)?, true).ok_or(EFAULT)?;
     for (index, value) in (0..).zip(values) {
-        target.copy_from(index * size, bytes_of(value));
+        // SAFETY: the whole array was checked writable just above.
+        unsafe { copy_into_user(address + index * size, bytes_of(value)) };
     }
     Ok(())
 }

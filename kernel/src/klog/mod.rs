@@ -15,7 +15,7 @@ use core::fmt::{self, Write};
 
 use bootloader_api::info::FrameBuffer;
 
-use crate::arch::x86_64::{cpu, serial};
+use crate::arch::{cpu, serial};
 
 pub use panic_screen::ScreenSize;
 

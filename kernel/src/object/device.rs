@@ -16,7 +16,7 @@ use abi::errno::{EBUSY, EINVAL, EPERM};
 use spin::Mutex;
 
 use super::LiveObject;
-use crate::arch::x86_64::{cpu, mask_line, unmask_line};
+use crate::arch::{cpu, mask_line, unmask_line};
 use crate::ipc::notification::Notification;
 use crate::mm::shared::SharedFrames;
 use crate::task::process::ProcessObject;

@@ -9,7 +9,7 @@ use abi::handle::rights;
 use super::handle::lookup;
 use super::usercopy::{UserPtr, UserSlice};
 use super::{Args, SyscallResult, require_heap_room};
-use crate::arch::x86_64::gdt::PortRange;
+use crate::arch::gdt::PortRange;
 use crate::object::Object;
 use crate::object::device::Irq;
 use crate::task::scheduler;
@@ -76,6 +76,6 @@ pub fn log_read(args: &Args) -> SyscallResult {
     copy.try_reserve_exact(wanted).map_err(|_| abi::errno::ENOMEM)?;
     copy.resize(wanted, 0);
     let count = crate::log_ring::read_newest(&mut copy);
-    target.copy_from(0, &copy[..count]);
+    target.copy_from(0, &copy[..count])?;
     Ok(count as u64)
 }

@@ -64,7 +64,8 @@ pub fn write(args: &Args) -> SyscallResult {
 }
 
 /// Hands the bytes of `source` to `sink` in steps of [`WRITE_CHUNK`], with preemption points
-/// between them. A process killed part-way gets the count written so far.
+/// between them. A process killed part-way, or whose range stopped holding (see `usercopy`),
+/// gets the count written so far.
 fn write_in_steps(source: ReadableSlice, mut sink: impl FnMut(&[u8])) -> u64 {
     let mut chunk = [0u8; WRITE_CHUNK as usize];
     let mut offset = 0;
@@ -73,7 +74,9 @@ fn write_in_steps(source: ReadableSlice, mut sink: impl FnMut(&[u8])) -> u64 {
             break;
         }
         let bytes = &mut chunk[..WRITE_CHUNK.min(source.len() - offset) as usize];
-        source.copy_to(offset, bytes);
+        if source.copy_to(offset, bytes).is_err() {
+            break;
+        }
         sink(bytes);
         offset += bytes.len() as u64;
     }
@@ -180,6 +183,14 @@ pub fn pipe_create(args: &Args) -> SyscallResult {
     let mut bytes = [0u8; 8];
     bytes[..4].copy_from_slice(&numbers[0].to_le_bytes());
     bytes[4..].copy_from_slice(&numbers[1].to_le_bytes());
-    out.copy_from(0, &bytes);
+    // The range was checked in this syscall and nothing unmaps it meanwhile, but a failed
+    // copy would still leave the ends in the table, unnamed: take them back.
+    if let Err(errno) = out.copy_from(0, &bytes) {
+        let mut table = me.handles.lock();
+        let taken = numbers.map(|number| table.remove(u64::from(number)).ok());
+        drop(table);
+        drop(taken);
+        return Err(errno);
+    }
     Ok(0)
 }

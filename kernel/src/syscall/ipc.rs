@@ -15,7 +15,7 @@ use abi::ipc::{BUFFER_MAX, COPY_HANDLE, HANDLES_MAX, IpcBuffers, LABEL_MAX, MINT
 use super::handle::{install, lookup, lookup_in};
 use super::usercopy::{UserPtr, UserSlice};
 use super::{Args, SyscallResult, require_heap_room};
-use crate::arch::x86_64::trap::TrapFrame;
+use crate::arch::trap::TrapFrame;
 use crate::ipc::endpoint::{Endpoint, EndpointRef};
 use crate::ipc::notification::Notification;
 use crate::ipc::state::{Destination, HandleInFlight, Outgoing, Received, UserBuffer};

@@ -24,12 +24,12 @@ pub fn sysinfo(args: &Args) -> SyscallResult {
         processes: scheduler::process_count() as u32,
         max_processes: scheduler::MAX_PROCESSES as u32,
         max_process_memory: MAX_PROCESS_FRAMES * frame::FRAME_SIZE,
-        protections: crate::arch::x86_64::cpu::protection_bits(),
+        protections: crate::arch::cpu::protection_bits(),
         timer_hz: crate::time::TIMER_HZ as u32,
-        longest_masked_ns: crate::time::cycles_to_ns(crate::arch::x86_64::cpu::longest_masked_cycles()),
+        longest_masked_ns: crate::time::cycles_to_ns(crate::arch::cpu::longest_masked_cycles()),
         kernel_objects: crate::object::live_objects(),
-        cpus: crate::arch::x86_64::smp::online_count() as u32,
-        current_cpu: crate::arch::x86_64::cpu::index() as u32,
+        cpus: crate::arch::smp::online_count() as u32,
+        current_cpu: crate::arch::cpu::index() as u32,
     };
     UserPtr::new(args[0]).write(&info)?;
     Ok(0)
@@ -40,5 +40,5 @@ pub fn shutdown(args: &Args) -> SyscallResult {
     lookup(args[0], rights::POWER, |object| matches!(object, Object::Power).then_some(()))?;
     let status = args[1] as i32;
     log::info!("shutdown requested by pid {} with status {status}", scheduler::current_pid());
-    crate::arch::x86_64::qemu::exit(status)
+    crate::arch::qemu::exit(status)
 }

@@ -5,7 +5,7 @@ use abi::errno::ENOSYS;
 use abi::syscall::*;
 
 use super::{Args, SyscallResult, device, handle, io, ipc, memory, process, system, time};
-use crate::arch::x86_64::trap::TrapFrame;
+use crate::arch::trap::TrapFrame;
 
 /// A syscall handler: most take the six argument registers; IPC's take the whole frame,
 /// since a message uses more registers both ways.

@@ -26,7 +26,7 @@ use conquer_once::spin::OnceCell;
 use crossbeam_queue::ArrayQueue;
 use spin::Mutex;
 
-use crate::arch::x86_64::cpu;
+use crate::arch::cpu;
 
 /// Most tasks that can be queued as ready at once.
 const READY_CAPACITY: usize = 256;

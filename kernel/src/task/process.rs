@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 
 use abi::{ExitInfo, NAME_MAX, ProcessInfo, ProcessState};
 
-use crate::arch::x86_64::trap::CpuFault;
+use crate::arch::trap::CpuFault;
 use crate::mm::kernel_stack::KernelStack;
 use crate::mm::user_memory::ProcessMemory;
 
@@ -102,7 +102,7 @@ pub struct Process {
     /// When it last started running (clock nanoseconds).
     pub running_since_ns: u64,
     /// The I/O ports it enabled (`ioports_enable`), open in the TSS while it runs.
-    pub io_ports: crate::arch::x86_64::gdt::PortRanges,
+    pub io_ports: crate::arch::gdt::PortRanges,
 }
 
 impl super::table::Keyed for Process {

@@ -52,10 +52,10 @@ use super::executor;
 use super::loader::{self, Image, LoadError};
 use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
 use super::table::SlotTable;
-use crate::arch::x86_64::cpu::{self, MAX_CPUS};
-use crate::arch::x86_64::kernel_lock::{self, Pause};
-use crate::arch::x86_64::{gdt, smp};
-use crate::arch::x86_64::trap::{CpuFault, TrapFrame};
+use crate::arch::cpu::{self, MAX_CPUS};
+use crate::arch::kernel_lock::{self, Pause};
+use crate::arch::{gdt, smp};
+use crate::arch::trap::{CpuFault, TrapFrame};
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::user_memory::{ProcessMemory, UserMemory};
@@ -383,7 +383,7 @@ impl Scheduler {
                 gdt::set_io_permissions(&Default::default());
                 cpu::set_current_pid(0);
                 // An idle CPU holds no process's address space, so only the CPU that runs a
-                // process can cache its translations (see `arch::x86_64::tlb`).
+                // process can cache its translations (see `arch::tlb`).
                 crate::mm::paging::activate_kernel_root();
                 Context::idle()
             }
@@ -872,7 +872,7 @@ pub fn exit_current(status: i32) -> ! {
     drop(object);
     if shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");
-        crate::arch::x86_64::qemu::exit(status);
+        crate::arch::qemu::exit(status);
     }
     reschedule();
     unreachable!("an exited process was resumed");

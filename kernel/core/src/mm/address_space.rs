@@ -31,7 +31,8 @@ use ::x86_64::structures::paging::{FrameAllocator, Mapper, Page, PageTable, Page
 use ::x86_64::{PhysAddr, VirtAddr};
 
 use super::frame::{FRAME_SIZE, Frame};
-use super::paging::{FIRST_KERNEL_ENTRY, kernel_root, mapper_for, phys_to_virt, points_to_table, table_at};
+use super::paging::{FIRST_KERNEL_ENTRY, kernel_root, mapper_for, points_to_table, table_at};
+use super::physical_map::phys_to_virt;
 
 /// Most frames one process may be charged for: its user pages (code, data, heap, stack,
 /// `mmap`) and its page tables together, 64 MiB.
@@ -149,7 +150,44 @@ pub struct AddressSpace {
     root: PhysFrame,
     /// Where its frames are charged: user pages and page tables, the root included.
     account: Arc<Account>,
+    /// Which address space this is and how often a mapping was taken away or narrowed.
+    mappings: Arc<MappingCount>,
 }
+
+/// Names an address space and a state of its mappings: a range checked accessible under one
+/// stamp stays accessible while the active space shows the same stamp, since every change
+/// that could take a page away (unmapping, narrowing rights, releasing) gives a new one and
+/// no two address spaces share a stamp. `usercopy` keeps it with each checked range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappingStamp {
+    space: u64,
+    removals: u64,
+}
+
+impl MappingStamp {
+    /// A stamp no address space shows (their numbers start at 1).
+    pub const NONE: Self = Self { space: 0, removals: 0 };
+}
+
+/// An address space's number and how often a page was taken from it, shared with its
+/// [`ProcessMemory`](super::user_memory::ProcessMemory) so that a copy can compare stamps
+/// without taking the memory's lock.
+#[derive(Debug)]
+pub struct MappingCount {
+    space: u64,
+    removals: AtomicU64,
+}
+
+impl MappingCount {
+    /// The current stamp.
+    #[inline]
+    pub fn stamp(&self) -> MappingStamp {
+        MappingStamp { space: self.space, removals: self.removals.load(Ordering::Acquire) }
+    }
+}
+
+/// The next address space's number (never reused, unlike the root's frame).
+static NEXT_SPACE: AtomicU64 = AtomicU64::new(1);
 
 /// The pages of a user range: checked to be page-aligned and inside the user half.
 fn user_pages(start: VirtAddr, pages: u64) -> Result<impl Iterator<Item = Page>, MemoryError> {
@@ -194,7 +232,20 @@ impl AddressSpace {
         for index in FIRST_KERNEL_ENTRY..512 {
             table[index] = kernel[index].clone();
         }
-        Ok(Self { root, account })
+        let space = NEXT_SPACE.fetch_add(1, Ordering::Relaxed);
+        let mappings = Arc::new(MappingCount { space, removals: AtomicU64::new(0) });
+        Ok(Self { root, account, mappings })
+    }
+
+    /// Its mapping count, whose stamp changes whenever a page may have been taken away.
+    pub fn mappings(&self) -> &Arc<MappingCount> {
+        &self.mappings
+    }
+
+    /// Records that a page may have been taken away or narrowed: ranges checked before no
+    /// longer count as checked.
+    fn mappings_removed(&mut self) {
+        self.mappings.removals.fetch_add(1, Ordering::Release);
     }
 
     /// The top-level table (to be activated while `self` lives; see `ProcessMemory`).
@@ -204,9 +255,9 @@ impl AddressSpace {
 
     /// Makes the kernel's own table the active one (before this address space goes away).
     pub fn deactivate(&self) {
-        if crate::arch::x86_64::paging::active_root() == self.root {
+        if crate::arch::paging::active_root() == self.root {
             // SAFETY: the kernel root maps the kernel half identically.
-            unsafe { crate::arch::x86_64::paging::switch_root(kernel_root()) };
+            unsafe { crate::arch::paging::switch_root(kernel_root()) };
         }
     }
 
@@ -347,6 +398,8 @@ impl AddressSpace {
             if done > 0 {
                 pause();
             }
+            // Each step, since a range may be checked during a pause.
+            self.mappings_removed();
             let step = (pages - done).min(PAGES_PER_STEP);
             let mut to_free = [None; PAGES_PER_STEP as usize];
             let mut cleared_any = false;
@@ -364,7 +417,7 @@ impl AddressSpace {
                 self.account.uncharge(1);
             }
             if cleared_any {
-                crate::arch::x86_64::tlb::shoot_down(Some(self.root), (first + done).start_address(), step);
+                crate::arch::tlb::shoot_down(Some(self.root), (first + done).start_address(), step);
             }
             for frame in to_free.into_iter().flatten() {
                 // SAFETY: the frame was mapped by `map_zeroed`, which handed it to this page
@@ -390,7 +443,7 @@ impl AddressSpace {
             // Paging-structure caches may still hold entries that lead to the freed tables;
             // `invlpg` drops all of them, whatever the address, on every CPU that has this
             // space loaded (only this process could use them meanwhile, and it is here).
-            crate::arch::x86_64::tlb::shoot_down(Some(self.root), start, 1);
+            crate::arch::tlb::shoot_down(Some(self.root), start, 1);
         }
     }
 
@@ -400,13 +453,14 @@ impl AddressSpace {
         if !self.range_mapped(start, pages) {
             return Err(MemoryError::NotMapped);
         }
+        self.mappings_removed();
         for page in range {
             let entry = self.leaf_entry(page).ok_or(MemoryError::NotMapped)?;
             let frame = PhysFrame::<Size4KiB>::containing_address(entry.addr());
             let borrowed = entry.flags() & BORROWED;
             entry.set_frame(frame, rights.flags() | borrowed);
         }
-        crate::arch::x86_64::tlb::shoot_down(Some(self.root), start, pages);
+        crate::arch::tlb::shoot_down(Some(self.root), start, pages);
         Ok(())
     }
 
@@ -571,7 +625,8 @@ impl AddressSpace {
     /// tearing a large address space down in steps; returns whether everything is gone. The
     /// address space must not be active.
     pub fn release_step(&mut self, budget: u64) -> bool {
-        assert_ne!(crate::arch::x86_64::paging::active_root(), self.root, "releasing the active address space");
+        assert_ne!(crate::arch::paging::active_root(), self.root, "releasing the active address space");
+        self.mappings_removed();
         let mut left = budget;
         let mut released = Released::default();
         // SAFETY: the root belongs to this address space and is not active, so only this

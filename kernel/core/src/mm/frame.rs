@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
-use super::paging::phys_to_virt;
+use super::physical_map::phys_to_virt;
 
 /// Size of a frame in bytes.
 pub const FRAME_SIZE: u64 = 4096;
@@ -186,7 +186,7 @@ pub(crate) fn init(regions: &MemoryRegions) {
 }
 
 fn with_frames<R>(f: impl FnOnce(&mut FrameAllocatorState) -> R) -> R {
-    crate::arch::x86_64::cpu::without_interrupts(|| {
+    crate::arch::cpu::without_interrupts(|| {
         f(FRAMES.lock().as_mut().expect("frame allocator used before mm::frame::init"))
     })
 }

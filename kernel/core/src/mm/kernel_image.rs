@@ -10,7 +10,7 @@ use ::x86_64::PhysAddr;
 use bootloader_api::BootInfo;
 use bootloader_api::info::MemoryRegionKind;
 
-use super::paging::phys_to_virt;
+use super::physical_map::phys_to_virt;
 
 /// The kernel's ELF file, or `None` if the boot information does not describe one that
 /// stays reserved.

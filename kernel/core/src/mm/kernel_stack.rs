@@ -36,11 +36,11 @@ use ::x86_64::VirtAddr;
 use ::x86_64::structures::paging::{Page, PageTableFlags};
 use spin::Mutex;
 
-use crate::arch::x86_64::context::{prepare_kernel_entry, prepare_kernel_stack, switch_context};
-use crate::arch::x86_64::cpu::{self, MAX_CPUS};
-use crate::arch::x86_64::gdt::{self, InterruptStack};
-use crate::arch::x86_64::kernel_lock;
-use crate::arch::x86_64::trap::TrapFrame;
+use crate::arch::context::{prepare_kernel_entry, prepare_kernel_stack, switch_context};
+use crate::arch::cpu::{self, MAX_CPUS};
+use crate::arch::gdt::{self, InterruptStack};
+use crate::arch::kernel_lock;
+use crate::arch::trap::TrapFrame;
 
 use super::frame::FRAME_SIZE;
 use super::paging::{map_kernel_page, unmap_kernel_page, unmap_kernel_pages};
@@ -217,6 +217,10 @@ pub(crate) fn init() {
         unsafe { unmap_kernel_page(page) }.expect("unmapping a page just mapped");
         address += table_span;
     }
+    // SAFETY: a CPU runs only on a stack slot in use, whose stack pages stay mapped until the
+    // stack is dropped, which waits until no CPU runs on it; `stack_bounds` gives exactly
+    // those pages of the slot holding the pointer.
+    unsafe { crate::arch::backtrace::set_stack_ranges(stack_bounds) };
 }
 
 /// The stack part (without the guard page) of the kernel-stack slot that holds `address`,

@@ -5,7 +5,7 @@
 //!
 //! | PML4 entry | start                   | what                                             |
 //! |------------|-------------------------|--------------------------------------------------|
-//! | 256        | `0xffff_8000_0000_0000` | all physical memory ([`paging::PHYSICAL_MEMORY_OFFSET`]) |
+//! | 256        | `0xffff_8000_0000_0000` | all physical memory ([`physical_map::PHYSICAL_MEMORY_OFFSET`]) |
 //! | 272..288   | `0xffff_8800_0000_0000` | the bootloader's dynamic range: kernel image, boot stack, boot info, framebuffer |
 //! | 288        | `0xffff_9000_0000_0000` | the kernel heap ([`HEAP_START`], [`HEAP_SIZE`])   |
 //! | 304        | `0xffff_9800_0000_0000` | kernel stacks with guard pages ([`kernel_stack`]) |
@@ -17,6 +17,7 @@ pub mod heap;
 pub mod kernel_image;
 pub mod kernel_stack;
 pub mod paging;
+pub mod physical_map;
 pub mod ramdisk;
 pub mod shared;
 pub mod user_memory;
@@ -54,7 +55,7 @@ pub fn heap_has_room() -> bool {
 pub fn heap_stats() -> heap::HeapStats {
     #[cfg(target_os = "none")]
     {
-        crate::arch::x86_64::cpu::without_interrupts(|| heap::HeapAllocator::stats(&*HEAP.lock()))
+        crate::arch::cpu::without_interrupts(|| heap::HeapAllocator::stats(&*HEAP.lock()))
     }
     #[cfg(not(target_os = "none"))]
     {

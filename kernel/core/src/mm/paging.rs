@@ -1,7 +1,7 @@
 //! Page tables: reaching them through the physical-memory map, the kernel's root table,
 //! and mapping helpers on top of the `x86_64` crate's `OffsetPageTable`.
 //!
-//! All physical memory is mapped at [`PHYSICAL_MEMORY_OFFSET`], so any frame (a page table
+//! All physical memory is mapped ([`super::physical_map`]), so any frame (a page table
 //! included) is reachable at `offset + physical address`. Every upper-half entry of the
 //! kernel's root table is filled at boot ([`share_upper_half`]), so later kernel mappings
 //! only add lower-level tables, which every process's root shares.
@@ -15,19 +15,12 @@ use ::x86_64::{PhysAddr, VirtAddr};
 use spin::Once;
 
 use super::frame::{Frame, GlobalFrames};
-
-/// Where physical address 0 appears in the kernel's address space.
-pub const PHYSICAL_MEMORY_OFFSET: u64 = abi::memory::PHYSICAL_MAP_OFFSET;
+use super::physical_map::{PHYSICAL_MEMORY_OFFSET, phys_to_virt};
 
 /// Index of the first upper-half (kernel) entry in a top-level table.
 pub const FIRST_KERNEL_ENTRY: usize = 256;
 
 static KERNEL_ROOT: Once<PhysFrame> = Once::new();
-
-/// The kernel's view of physical address `address`.
-pub fn phys_to_virt(address: PhysAddr) -> VirtAddr {
-    VirtAddr::new(PHYSICAL_MEMORY_OFFSET + address.as_u64())
-}
 
 /// The top-level table the kernel booted with. Every process's root copies its upper half.
 pub fn kernel_root() -> PhysFrame {
@@ -61,7 +54,7 @@ pub unsafe fn mapper_for(root: PhysFrame) -> OffsetPageTable<'static> {
 /// Only the first call does anything: a second one would empty the lower half of whatever
 /// table is active then (a process's), so it panics.
 pub(crate) fn init() {
-    let root = crate::arch::x86_64::paging::active_root();
+    let root = crate::arch::paging::active_root();
     assert!(KERNEL_ROOT.get().is_none(), "mm::paging::init called twice");
     KERNEL_ROOT.call_once(|| root);
     // SAFETY: `root` is the active, valid top-level table, and nothing else holds a
@@ -73,7 +66,7 @@ pub(crate) fn init() {
     share_upper_half(table);
     // Reloading CR3 drops the stale lower-half translations.
     // SAFETY: the same root, whose upper half is unchanged except for new empty tables.
-    unsafe { crate::arch::x86_64::paging::reload_root() };
+    unsafe { crate::arch::paging::reload_root() };
 }
 
 fn share_upper_half(table: &mut PageTable) {
@@ -89,7 +82,7 @@ fn share_upper_half(table: &mut PageTable) {
 /// Makes the kernel's own top-level table the active one (no process's lower half mapped).
 pub fn activate_kernel_root() {
     // SAFETY: the kernel root maps the kernel half, which every other root shares.
-    unsafe { crate::arch::x86_64::paging::switch_root(kernel_root()) };
+    unsafe { crate::arch::paging::switch_root(kernel_root()) };
 }
 
 /// Maps a fresh zeroed frame at `page` in the kernel half with `flags` (PRESENT is added).
@@ -152,7 +145,7 @@ pub unsafe fn unmap_kernel_pages(first: Page, count: u64) -> u64 {
     }
     let unmapped = frames.iter().flatten().count() as u64;
     if unmapped > 0 {
-        crate::arch::x86_64::tlb::shoot_down(None, first.start_address(), count);
+        crate::arch::tlb::shoot_down(None, first.start_address(), count);
     }
     for frame in frames.into_iter().flatten() {
         // SAFETY: the frame came from `map_kernel_page`, the caller guarantees nothing uses

@@ -18,7 +18,7 @@ use ::x86_64::structures::paging::PhysFrame;
 
 use super::address_space::{Account, AddressSpace, MemoryError};
 use super::frame::{FRAME_SIZE, Frame};
-use super::paging::phys_to_virt;
+use super::physical_map::phys_to_virt;
 
 /// Most pages in one shared-memory object (16 MiB).
 pub const MAX_SHARED_PAGES: u64 = 4096;

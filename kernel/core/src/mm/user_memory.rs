@@ -24,9 +24,9 @@ use ::x86_64::structures::paging::PhysFrame;
 use spin::{Mutex, MutexGuard};
 use abi::memory::{PAGE_SIZE, USER_END, USER_MMAP_BASE, USER_STACK_GUARD, USER_STACK_SIZE, USER_STACK_TOP};
 
-use super::address_space::{Account, AddressSpace, MemoryError, UserRights};
+use super::address_space::{Account, AddressSpace, MappingCount, MappingStamp, MemoryError, UserRights};
 use super::shared::SharedFrames;
-use crate::arch::x86_64::cpu::{self, MAX_CPUS};
+use crate::arch::cpu::{self, MAX_CPUS};
 
 /// Most bytes the heap may grow to (the per-process page limit applies as well).
 pub const HEAP_MAX: u64 = 256 * 1024 * 1024;
@@ -446,13 +446,16 @@ pub struct ProcessMemory {
     /// memory the process made is uncharged when its last holder, maybe another process,
     /// lets it go).
     account: Arc<Account>,
+    /// The address space's mapping count, read without the lock by [`active_stamp`].
+    mappings: Arc<MappingCount>,
 }
 
 impl ProcessMemory {
     /// Wraps a process's memory.
     pub fn new(memory: UserMemory) -> Self {
         let account = memory.space.account().clone();
-        Self { root: memory.space.root(), memory: Mutex::new(memory), account }
+        let mappings = memory.space.mappings().clone();
+        Self { root: memory.space.root(), memory: Mutex::new(memory), account, mappings }
     }
 
     /// Locks the memory. Only the owning process calls this.
@@ -469,7 +472,7 @@ impl ProcessMemory {
         // SAFETY: `root` is the top-level table of the address space inside `memory`, which
         // lives as long as `self`; its upper half is the kernel's, so the running kernel code
         // and stacks stay mapped across the switch.
-        unsafe { crate::arch::x86_64::paging::switch_root(self.root) };
+        unsafe { crate::arch::paging::switch_root(self.root) };
     }
 
     /// Bytes charged (pages, page tables, and shared memory it made that is still alive).
@@ -503,7 +506,18 @@ pub fn with_active<R>(f: impl FnOnce(&mut UserMemory) -> R) -> Option<R> {
     // naming it); it cannot be dropped while this runs, since it is dropped only by kernel code
     // under the big kernel lock, which this CPU holds, with interrupts masked.
     let memory = unsafe { pointer.as_ref() }?;
-    crate::arch::x86_64::paging::is_active_root(memory.root).then(|| f(&mut memory.lock()))
+    crate::arch::paging::is_active_root(memory.root).then(|| f(&mut memory.lock()))
+}
+
+/// The mapping stamp of the process memory this CPU has loaded (the root in CR3), read
+/// without its lock: what `usercopy` compares a checked range's stamp with before a copy.
+#[inline]
+pub fn active_stamp() -> Option<MappingStamp> {
+    let pointer = ACTIVE[cpu::index()].load(Ordering::Relaxed);
+    // SAFETY: as in `with_active`: a non-null entry points at a live `ProcessMemory`, which
+    // cannot be dropped while this CPU holds the big kernel lock.
+    let memory = unsafe { pointer.as_ref() }?;
+    crate::arch::paging::is_active_root(memory.root).then(|| memory.mappings.stamp())
 }
 
 /// The user stack's mapped range `[start, USER_STACK_TOP)`.

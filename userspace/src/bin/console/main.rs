@@ -314,11 +314,15 @@ impl Console {
                 let _ = reader.reply.send(&Message::new(0, [0; 4]));
                 continue;
             }
-            let Some(count) = self.discipline.take(&mut input[..wanted]) else { return };
+            let Some(count) = self.discipline.peek(&mut input[..wanted]) else { return };
             let reader = self.readers.pop_front().expect("a reader is waiting");
             let mut transfer = Transfer { send: &input[..count], ..Transfer::default() };
-            // A reader that was killed meanwhile does not get its input; nobody does.
-            let _ = reader.reply.send_with(&Message::new(count as u64, [0; 4]), &mut transfer);
+            // Input is let go of only when a reader got it: one killed while it waited (a
+            // shell ended by `svc restart fs`, say) leaves it for the next, who would
+            // otherwise lose the first key typed (in raw mode, one key is one read).
+            if reader.reply.send_with(&Message::new(count as u64, [0; 4]), &mut transfer).is_ok() {
+                self.discipline.consume(count);
+            }
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! The walk reads raw stack memory, so it reads only inside the stack that holds the stack
 //! pointer, whose range is known: the boot stack (as the bootloader reported it, see
-//! [`record_boot_stack`]) or the process kernel stack whose slot holds it
-//! ([`crate::mm::kernel_stack::stack_bounds`]). Either is mapped for as long as the CPU runs
+//! [`record_boot_stack`]) or the process kernel stack whose slot holds it (which `mm`, above
+//! this layer, tells through [`set_stack_ranges`]). Either is mapped for as long as the CPU runs
 //! on it. [`abi::backtrace::walk_frames`] checks every record against that range before it is
 //! read, so a corrupt chain ends the walk; on any other stack (an interrupt stack) nothing is
 //! walked. The walk takes no lock and allocates nothing, so a panic can use it.
@@ -22,8 +22,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use abi::backtrace::{Frame, walk_frames};
 use bootloader_api::BootInfo;
 
+use spin::Once;
+
 use super::trap::{TrapFrame, trap_dispatch_return_address};
-use crate::mm::kernel_stack;
 
 /// The boot stack's range, `start..end` (both 0 until [`record_boot_stack`]).
 static BOOT_STACK_START: AtomicU64 = AtomicU64::new(0);
@@ -36,13 +37,31 @@ pub fn record_boot_stack(boot_info: &BootInfo) {
     BOOT_STACK_END.store(start.saturating_add(boot_info.kernel_stack_len), Ordering::Relaxed);
 }
 
+/// The ranges of the other stacks the kernel runs on: given a stack pointer, the stack that
+/// holds it, if any (see [`set_stack_ranges`]).
+static STACK_RANGES: Once<StackRanges> = Once::new();
+
+/// Given a stack pointer, the range of the kernel stack that holds it.
+type StackRanges = fn(u64) -> Option<Range<u64>>;
+
+/// Tells the walk where the kernel's other stacks are: `ranges(stack_pointer)` is the stack
+/// that holds the pointer. Only the first call counts.
+///
+/// # Safety
+/// Whenever a CPU's stack pointer `sp` lies in `ranges(sp) = Some(range)`, the whole of
+/// `range` must be mapped and readable for as long as that CPU runs on it (the walk reads any
+/// word of it).
+pub(crate) unsafe fn set_stack_ranges(ranges: StackRanges) {
+    STACK_RANGES.call_once(|| ranges);
+}
+
 /// The range of the stack that holds `stack_pointer`, if it is one the walk knows.
 fn stack_holding(stack_pointer: u64) -> Option<Range<u64>> {
     let boot = BOOT_STACK_START.load(Ordering::Relaxed)..BOOT_STACK_END.load(Ordering::Relaxed);
     if boot.contains(&stack_pointer) {
         return Some(boot);
     }
-    kernel_stack::stack_bounds(stack_pointer)
+    STACK_RANGES.get().and_then(|ranges| ranges(stack_pointer))
 }
 
 /// Calls `visit` with the frames of the code that called this function, innermost first:
