@@ -1,5 +1,5 @@
 //! The short version of `make stress`, run by `make test`: `scripts/stress.sh` with the
-//! syscall fuzzer at three seeds, 50 000 calls each, at two CPUs and at four, without the
+//! syscall fuzzer at three seeds, 25 000 calls each, at two CPUs and at four, without the
 //! host busy loops and the usertests runs of the full version. Every run must end with the
 //! kernel intact (no panic, the fuzzer's last line), and the script's one summary line must
 //! count six passes.
@@ -19,7 +19,7 @@ fn fuzzing_three_seeds_at_two_and_four_cpus_leaves_the_kernel_intact() {
         .env("ENIGMA", env!("CARGO_BIN_EXE_enigma"))
         .env("SEEDS", SEEDS)
         .env("CPUS", CPUS)
-        .env("CALLS", "50000")
+        .env("CALLS", "25000")
         .env("USERTESTS_RUNS", "0")
         .env("HOGS", "0")
         .env("RUN_TIMEOUT", "600")
