@@ -1,8 +1,8 @@
 //! End-to-end tests of Enigma's interactive session: `init` keeping `sh` running (beside the
 //! name server and the file server it starts first), the example
 //! servers (`kvd`/`kv`, `upperd`/`upper`) answering from the shell, the shell's
-//! programs and built-ins, its line editing and history, Ctrl-C, background jobs, and shell
-//! restarts, typed on the serial console or on the keyboard through the QEMU monitor. Every
+//! programs and built-ins, its line editing and history, Ctrl-C, background jobs (which end
+//! with their shell's job), and shell restarts, typed on the serial console or on the keyboard through the QEMU monitor. Every
 //! test boots its own VM with the default first program (`init`, no `--init`).
 
 mod common;
@@ -368,6 +368,33 @@ fn init_starts_a_new_shell_after_exit_and_ctrl_d_and_the_shell_kills_only_its_jo
         run(&mut vm, "echo still here"),
         "echo still here\r\nstill here"
     );
+}
+
+#[test]
+fn a_dead_shells_background_job_is_ended_with_its_job() {
+    let mut vm = boot_to_prompt();
+    let first = number_after(&vm.output(), "Enigma shell, pid ");
+    let spin = number_after(&run(&mut vm, "spin &"), "[pid ");
+    // The console's restart takes the shell with it (its standard streams named the old
+    // console): the shell held the only handle to `spin`.
+    let start = vm.output_len();
+    vm.send("svc restart console\n");
+    vm.wait_for_after(start, &format!("init: sh (pid {first})"), STEP);
+    let banner = vm.wait_for_after(start, "Enigma shell, pid ", STEP);
+    let new_shell = banner.rfind("Enigma shell, pid ").expect("the banner was found");
+    vm.wait_for_after(new_shell, PROMPT, STEP);
+    // init killed the old shell's job before starting the new one; `spin` may still be on its
+    // way out (`ending`) at the first look.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let ps = run(&mut vm, "ps");
+        let rows = ps_rows(&ps);
+        assert!(rows.iter().any(|row| row.name == "sh"), "no shell in {ps:?}");
+        if !rows.iter().any(|row| row.pid == spin) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "spin (pid {spin}) outlived its shell's job: {ps:?}");
+    }
 }
 
 /// Runs `line` until its output no longer contains `not_yet` (a server started in the

@@ -39,6 +39,9 @@ pub enum Kind {
     DeviceMemory = 11,
     /// The kernel's log: `write` appends to it, `log_read` reads what it retains.
     Log = 12,
+    /// A job: processes start in it (`spawn`), jobs below it (`job_create`); `kill` ends
+    /// them all.
+    Job = 13,
 }
 
 impl Kind {
@@ -56,6 +59,7 @@ impl Kind {
             10 => Self::IoPorts,
             11 => Self::DeviceMemory,
             12 => Self::Log,
+            13 => Self::Job,
             _ => return None,
         })
     }
@@ -74,6 +78,7 @@ impl Kind {
             Self::IoPorts => "ioports",
             Self::DeviceMemory => "device memory",
             Self::Log => "log",
+            Self::Job => "job",
         }
     }
 }
@@ -102,12 +107,15 @@ pub mod rights {
     pub const SIGNAL: u32 = 1 << 8;
     /// Notification: `wait`. Process: `wait`. Irq: `irq_bind` and `irq_ack`.
     pub const WAIT: u32 = 1 << 9;
-    /// Process: `kill` (and so being made a console session's foreground process).
+    /// Process: `kill` (and so being made a console session's foreground process). Job:
+    /// `kill`, which ends everything in it.
     pub const KILL: u32 = 1 << 10;
     /// Power: `shutdown`.
     pub const POWER: u32 = 1 << 11;
+    /// Job: start processes in it (`spawn`) and make jobs below it (`job_create`).
+    pub const MANAGE: u32 = 1 << 12;
     /// Every right.
-    pub const ALL: u32 = (1 << 12) - 1;
+    pub const ALL: u32 = (1 << 13) - 1;
 }
 
 /// Packs a kind and rights as `handle_info` returns them.
@@ -126,7 +134,7 @@ mod tests {
 
     #[test]
     fn info_round_trips_every_kind() {
-        for kind in [Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe, Kind::Irq, Kind::IoPorts, Kind::DeviceMemory, Kind::Log] {
+        for kind in [Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe, Kind::Irq, Kind::IoPorts, Kind::DeviceMemory, Kind::Log, Kind::Job] {
             assert_eq!(split_info(info(kind, rights::SEND | rights::MINT)), (Some(kind), rights::SEND | rights::MINT));
             assert_eq!(Kind::from_u32(kind as u32), Some(kind));
         }

@@ -41,6 +41,8 @@ pub const ARGV_MAX: usize = 32;
 
 /// Most handles `spawn` gives a child.
 pub const SPAWN_HANDLES_MAX: usize = 16;
+/// Most jobs from the root job down to a job, both counted (`job_create` refuses deeper).
+pub const JOB_DEPTH_MAX: usize = 16;
 
 /// Most bytes of argument text (all of argv together) `spawn` accepts.
 pub const ARGV_BYTES_MAX: usize = 4096;
@@ -217,6 +219,9 @@ pub mod init_handles {
     pub const SPARE_IRQ: u64 = 11;
     /// COM2's ports (0x2f8..=0x2ff), if COM2 exists.
     pub const SPARE_PORTS: u64 = 12;
+    /// The root job, which init runs in (DUPLICATE, TRANSFER, KILL, MANAGE): every process
+    /// is in it or in a job below it.
+    pub const ROOT_JOB: u64 = 13;
 }
 
 /// `SysInfo::protections`: supervisor-mode execution prevention is on.

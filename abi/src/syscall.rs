@@ -98,10 +98,11 @@ syscalls! {
     /// arguments read from `argv` (at least argv\[0\], whose last path component names the
     /// process). The child's handles are copies of the caller's `handles` (an array of `u32`
     /// numbers, each needing DUPLICATE, at most [`crate::SPAWN_HANDLES_MAX`]), numbered from
-    /// 0; by convention 0, 1 and 2 are its standard input, output and error. `flags` must be
-    /// 0 (`EINVAL` otherwise). The caller gets a handle to the child with DUPLICATE, TRANSFER,
-    /// WAIT and KILL.
-    SPAWN = 10, "spawn", [Handle, InPtr, Count, InPtr, Count, Int];
+    /// 0; by convention 0, 1 and 2 are its standard input, output and error. `job` is the
+    /// job the child starts in: a job handle with MANAGE, or [`crate::handle::NO_HANDLE`] for
+    /// the caller's own job; `ESRCH` if that job was killed. The caller gets a handle to the
+    /// child with DUPLICATE, TRANSFER, WAIT and KILL.
+    SPAWN = 10, "spawn", [Handle, InPtr, Count, InPtr, Count, Handle];
     /// `wait(h, info_out, timeout) -> h`: waits until the process `h` names has ended (or
     /// any process the caller holds a handle with WAIT to, for `WAIT_ANY`), stores how it
     /// ended at `info_out` (a [`crate::ExitInfo`]) unless that is 0, closes the handle and
@@ -109,7 +110,9 @@ syscalls! {
     /// `ETIMEDOUT` as the timeout says.
     WAIT = 11, "wait", [Handle, OutPtr, Timeout];
     /// `kill(h) -> 0`: ends the process `h` names (KILL right); its status becomes
-    /// `status::KILLED`. `ESRCH` if it has already ended.
+    /// `status::KILLED`. `ESRCH` if it has already ended. On a job (KILL right): ends every
+    /// process in it and in the jobs below it, and no process or job starts in any of them
+    /// again; `ESRCH` if it was killed already. The first process is never ended.
     KILL = 12, "kill", [Handle];
     /// `sleep(ns) -> 0`: blocks for at least `ns` nanoseconds (rounded up to timer ticks).
     SLEEP = 13, "sleep", [Nanos];
@@ -192,6 +195,11 @@ syscalls! {
     /// `log_read(h, buf, len) -> bytes`: copies the newest `len` bytes (at most) of the
     /// kernel's log ring into `buf`, oldest first (READ right on a log handle).
     LOG_READ = 43, "log_read", [Handle, OutPtr, Len];
+    /// `job_create(parent) -> job handle`: a new job below `parent` (a job handle with
+    /// MANAGE, or [`crate::handle::NO_HANDLE`] for the caller's own job), with DUPLICATE,
+    /// TRANSFER, KILL and MANAGE. `ESRCH` if `parent` was killed; `ENOSPC` past
+    /// [`crate::JOB_DEPTH_MAX`] jobs from the root.
+    JOB_CREATE = 44, "job_create", [Handle];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -283,7 +283,7 @@ fn find_devices(framebuffer: Option<(u64, u64, abi::FramebufferInfo)>) -> Device
 /// Starts `/bin/init` from the ramdisk with the command line's words as its arguments after
 /// its own name (`init` runs the program they name instead of the shell), the kernel's log as
 /// handles 0 to 2, the power handle as 3, the ramdisk, read-only, as 4, and the device
-/// handles as `abi::init_handles` numbers them.
+/// handles and the root job (which it runs in) as `abi::init_handles` numbers them.
 fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, devices: Devices) {
     let mut words: Vec<&str> = command_line.split_whitespace().collect();
     if words.first() != Some(&INIT) {
@@ -308,7 +308,10 @@ fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, device
     for (number, handle) in devices {
         handles.insert_at(number as u32, handle);
     }
-    match task::scheduler::spawn(INIT, image, &words, 0, handles) {
+    let root_job = crate::object::job::Job::root();
+    let job_rights = abi::handle::rights::DUPLICATE | abi::handle::rights::TRANSFER | abi::handle::rights::KILL | abi::handle::rights::MANAGE;
+    handles.insert_at(abi::init_handles::ROOT_JOB as u32, crate::object::Handle::new(crate::object::Object::Job(root_job.clone()), job_rights));
+    match task::scheduler::spawn(INIT, image, &words, 0, root_job, handles) {
         Ok(process) => log::info!("started {INIT} as pid {} ({} KiB ramdisk)", process.pid, ramdisk.bytes.len() / 1024),
         Err(error) => {
             log::error!("cannot start {INIT}: {error:?}");

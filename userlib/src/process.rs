@@ -49,8 +49,13 @@ pub fn spawn(name: &str, args: &[&str]) -> sys::Result<Process> {
 /// Starts the program `name` (see [`program_path`]) with `args` and the child's `handles`,
 /// reading its image from the file system.
 pub fn spawn_child(name: &str, args: &[&str], handles: &[u32]) -> sys::Result<Child> {
+    spawn_child_in(None, name, args, handles)
+}
+
+/// [`spawn_child`] in `job` (a job handle with MANAGE; `None`: this program's own job).
+pub fn spawn_child_in(job: Option<u64>, name: &str, args: &[&str], handles: &[u32]) -> sys::Result<Child> {
     let (image, _) = crate::fs::load_image(&program_path(name))?;
-    sys::spawn(image.handle().raw(), args, handles, 0)
+    sys::spawn(image.handle().raw(), args, handles, job)
 }
 
 /// A process this program started (or was given a handle to), held by its process handle,

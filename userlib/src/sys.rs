@@ -183,11 +183,11 @@ pub struct Child {
 }
 
 /// `spawn`: starts the program whose ELF image is the memory object `image` with `args`
-/// (argv\[0\] first, at least that), and `flags` (0). The child's handles are copies of this
-/// program's `handles`, numbered from 0 (by convention standard input, output, error, then
-/// the name service and the current directory; `process::spawn` passes those and finds the
-/// image in the file system).
-pub fn spawn(image: u64, args: &[&str], handles: &[u32], flags: u64) -> Result<Child> {
+/// (argv\[0\] first, at least that), in `job` (a job handle with MANAGE; `None`: this
+/// program's own job). The child's handles are copies of this program's `handles`, numbered
+/// from 0 (by convention standard input, output, error, then the name service and the
+/// current directory; `process::spawn` passes those and finds the image in the file system).
+pub fn spawn(image: u64, args: &[&str], handles: &[u32], job: Option<u64>) -> Result<Child> {
     let mut argv = [UserStr::default(); abi::ARGV_MAX];
     if args.len() > argv.len() {
         return Err(Errno(abi::errno::E2BIG));
@@ -201,7 +201,7 @@ pub fn spawn(image: u64, args: &[&str], handles: &[u32], flags: u64) -> Result<C
         args.len() as u64,
         handles.as_ptr() as u64,
         handles.len() as u64,
-        flags,
+        job.unwrap_or(abi::handle::NO_HANDLE),
     ])?;
     let pid = process_pid(handle)?;
     Ok(Child { handle, pid })
@@ -239,9 +239,15 @@ pub fn kill(child: Child) -> Result<()> {
     kill_handle(child.handle)
 }
 
-/// `kill` through process handle `handle`.
+/// `kill` through handle `handle`: a process, or a job (everything in it and below it).
 pub fn kill_handle(handle: u64) -> Result<()> {
     call(KILL, [handle, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `job_create`: a new job below `parent` (a job handle with MANAGE; `None`: this program's
+/// own job), as a handle with DUPLICATE, TRANSFER, KILL and MANAGE.
+pub fn job_create(parent: Option<u64>) -> Result<u64> {
+    call(JOB_CREATE, [parent.unwrap_or(abi::handle::NO_HANDLE), 0, 0, 0, 0, 0])
 }
 
 /// `sleep`: blocks for at least `ns` nanoseconds.

@@ -11,6 +11,7 @@
 
 pub mod device;
 pub mod handles;
+pub mod job;
 pub mod memory;
 
 use alloc::sync::Arc;
@@ -25,6 +26,7 @@ use crate::ipc::pipe::PipeEnd;
 use crate::ipc::reply::Reply;
 use crate::task::process::ProcessObject;
 use device::{DeviceMemory, IoPorts, Irq};
+use job::Job;
 use memory::MemoryObject;
 
 static LIVE_OBJECTS: AtomicU64 = AtomicU64::new(0);
@@ -84,6 +86,8 @@ pub enum Object {
     DeviceMemory(Arc<DeviceMemory>),
     /// The kernel's log (there is one; it is not counted).
     Log,
+    /// A job.
+    Job(Arc<Job>),
 }
 
 impl Object {
@@ -102,6 +106,7 @@ impl Object {
             Self::IoPorts(ports) => Self::IoPorts(ports.clone()),
             Self::DeviceMemory(memory) => Self::DeviceMemory(memory.clone()),
             Self::Log => Self::Log,
+            Self::Job(job) => Self::Job(job.clone()),
         })
     }
 
@@ -119,6 +124,7 @@ impl Object {
             Self::IoPorts(_) => Kind::IoPorts,
             Self::DeviceMemory(_) => Kind::DeviceMemory,
             Self::Log => Kind::Log,
+            Self::Job(_) => Kind::Job,
         }
     }
 }

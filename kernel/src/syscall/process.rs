@@ -1,6 +1,8 @@
 //! Process syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`, `kill`,
-//! `process_pid`, `process_list`. A process is reached through a handle: `spawn` gives its
-//! caller one; `wait` and `kill` take one.
+//! `process_pid`, `process_list`, and jobs' `job_create`. A process is reached through a
+//! handle: `spawn` gives its caller one; `wait` and `kill` take one. A job (see
+//! `object::job`) is reached through a handle too, or as "the caller's own" for `spawn` and
+//! `job_create`, which can only put things below it.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -8,7 +10,7 @@ use alloc::vec::Vec;
 use alloc::sync::Arc;
 
 use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
-use abi::handle::rights;
+use abi::handle::{NO_HANDLE, rights};
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SPAWN_HANDLES_MAX, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_array};
@@ -16,6 +18,7 @@ use super::{Args, SyscallResult, require_heap_room};
 use super::handle::{install, lookup};
 use crate::ipc::Timeout;
 use crate::object::handles::HandleTable;
+use crate::object::job::Job;
 use crate::object::{Handle, Object};
 use crate::task::process::ProcessObject;
 use crate::task::scheduler::{self, KillError};
@@ -67,12 +70,11 @@ fn process_name(argv0: &str) -> &str {
 /// program in the memory object `image` (READ). `argv` holds at least argv\[0\], whose last
 /// path component names the process. The child's handle table holds copies of the caller's
 /// `handles` (an array of numbers, each needing DUPLICATE), numbered from 0 in that order;
-/// the caller gets a handle to the child. `flags` must be 0.
+/// the caller gets a handle to the child. `job` is a job handle with MANAGE, or `NO_HANDLE`
+/// for the caller's own job.
 pub fn spawn(args: &Args) -> SyscallResult {
     require_heap_room()?;
-    if args[5] != 0 {
-        return Err(EINVAL);
-    }
+    let job = job_or_own(args[5])?;
     let image = lookup(args[0], rights::READ, |object| match object {
         Object::Memory(memory) => Some(memory.frames().clone()),
         _ => None,
@@ -100,9 +102,32 @@ pub fn spawn(args: &Args) -> SyscallResult {
     }
     let name = process_name(borrowed[0]);
     let child =
-        scheduler::spawn(name, &*image, &borrowed, scheduler::current_pid(), handles).map_err(|error| error.errno())?;
+        scheduler::spawn(name, &*image, &borrowed, scheduler::current_pid(), job, handles).map_err(|error| error.errno())?;
     install(Handle::new(Object::Process(child), PROCESS_RIGHTS))
 }
+
+/// The job handle `number` names (with MANAGE), or the caller's own job for `NO_HANDLE`.
+fn job_or_own(number: u64) -> Result<Arc<Job>, i64> {
+    if number == NO_HANDLE {
+        return Ok(scheduler::current_job());
+    }
+    lookup(number, rights::MANAGE, |object| match object {
+        Object::Job(job) => Some(job.clone()),
+        _ => None,
+    })
+}
+
+/// `job_create(parent) -> job handle`: a new job below `parent` (MANAGE, or `NO_HANDLE` for
+/// the caller's own job).
+pub fn job_create(args: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let parent = job_or_own(args[0])?;
+    let job = Job::below(&parent)?;
+    install(Handle::new(Object::Job(job), JOB_RIGHTS))
+}
+
+/// What a new job's handle may do.
+const JOB_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::KILL | rights::MANAGE;
 
 /// The process a handle names, if it has `rights`.
 fn process(number: u64, rights: u32) -> Result<Arc<ProcessObject>, i64> {
@@ -170,10 +195,23 @@ pub fn wait(args: &Args) -> SyscallResult {
 }
 
 /// `kill(h) -> 0`: ends the process `h` names (KILL right); its status becomes
-/// `status::KILLED`. `ESRCH` if it has already ended.
+/// `status::KILLED`. `ESRCH` if it has already ended. A job handle (KILL right): ends every
+/// process in the job and below it; `ESRCH` if the job was killed already.
 pub fn kill(args: &Args) -> SyscallResult {
-    let target = process(args[0], rights::KILL)?;
-    scheduler::kill(target.pid).map(|()| 0).map_err(|error| match error {
+    enum Target {
+        Process(Arc<ProcessObject>),
+        Job(Arc<Job>),
+    }
+    let target = lookup(args[0], rights::KILL, |object| match object {
+        Object::Process(process) => Some(Target::Process(process.clone())),
+        Object::Job(job) => Some(Target::Job(job.clone())),
+        _ => None,
+    })?;
+    let killed = match target {
+        Target::Process(process) => scheduler::kill(process.pid),
+        Target::Job(job) => scheduler::kill_job(&job),
+    };
+    killed.map(|()| 0).map_err(|error| match error {
         KillError::NoSuchProcess => ESRCH,
         KillError::NotPermitted => EPERM,
     })

@@ -64,6 +64,7 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[IOPORTS_ENABLE as usize] = Arguments(device::ioports_enable);
     table[FRAMEBUFFER_INFO as usize] = Arguments(device::framebuffer_info);
     table[LOG_READ as usize] = Arguments(device::log_read);
+    table[JOB_CREATE as usize] = Arguments(process::job_create);
     table
 };
 

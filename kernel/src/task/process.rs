@@ -93,6 +93,8 @@ pub struct Process {
     pub killed: bool,
     /// Its handles and IPC state, shared with whoever holds a handle to it.
     pub object: Arc<ProcessObject>,
+    /// The job it runs in, for life.
+    pub job: Arc<crate::object::job::Job>,
     /// The CPU fault in ring 3 that is ending it, for `wait`.
     pub fault: Option<CpuFault>,
     /// The CPU it runs on, or last ran on.

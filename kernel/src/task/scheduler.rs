@@ -60,6 +60,7 @@ use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::user_memory::{ProcessMemory, UserMemory};
 use crate::object::handles::HandleTable;
+use crate::object::job::Job;
 
 pub use super::table::MAX_PROCESSES;
 /// How long a process may run before another ready process gets the CPU.
@@ -126,6 +127,8 @@ pub enum SpawnError {
     TooManyProcesses,
     /// The image could not be loaded.
     Load(LoadError),
+    /// The job it was to start in has been killed.
+    JobKilled,
 }
 
 impl SpawnError {
@@ -137,6 +140,7 @@ impl SpawnError {
             Self::Load(LoadError::Memory(error)) => error.errno(),
             Self::Load(LoadError::ArgumentsTooLong) => E2BIG,
             Self::Load(LoadError::Invalid(_)) => EINVAL,
+            Self::JobKilled => ESRCH,
         }
     }
 }
@@ -257,6 +261,20 @@ impl Scheduler {
         self.idle_cpus &= !(1 << idle);
         smp::send_reschedule(idle);
         true
+    }
+
+    /// Marks the process in `slot` killed and makes it run to its end: woken if blocked,
+    /// its CPU told if it runs.
+    fn kill_at(&mut self, slot: usize) {
+        let Some(process) = self.processes.at_mut(slot) else { return };
+        process.killed = true;
+        self.make_ready_at(slot);
+        if let Some(running_on) = (0..MAX_CPUS).find(|&cpu| self.cpus[cpu].current == Some(slot)) {
+            cpu::request_attention(running_on);
+            if running_on != cpu::index() {
+                smp::send_reschedule(running_on);
+            }
+        }
     }
 
     /// Makes the process in `slot` ready if it is blocked.
@@ -441,12 +459,13 @@ pub fn parent_pid() -> Pid {
 }
 
 /// Starts the program in `image`, called `name`, with `args` (argv\[0\] first) as a child
-/// of `parent`, with `handles` as its handle table; returns its object.
+/// of `parent` in `job`, with `handles` as its handle table; returns its object.
 pub fn spawn(
     name: &str,
     image: &(impl Image + ?Sized),
     args: &[&str],
     parent: Pid,
+    job: Arc<Job>,
     handles: HandleTable,
 ) -> Result<Arc<ProcessObject>, SpawnError> {
     if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
@@ -458,6 +477,11 @@ pub fn spawn(
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
     let mut handles = Some(handles);
     let spawned = with_scheduler(|scheduler| {
+        // Checked in the same hold of the lock as the entry into the table: a kill of the
+        // job marks it, then ends what the table holds of it, in one hold too.
+        if job.is_killed() {
+            return Err(SpawnError::JobKilled);
+        }
         // The table may have filled up while the program was loading.
         let slot = scheduler.processes.free_slot().ok_or(SpawnError::TooManyProcesses)?;
         let pid = scheduler.pids.allocate().ok_or(SpawnError::TooManyProcesses)?;
@@ -472,6 +496,7 @@ pub fn spawn(
             kernel_stack: Some(stack),
             killed: false,
             object: object.clone(),
+            job,
             fault: None,
             cpu: 0,
             cpu_time_ns: 0,
@@ -815,22 +840,37 @@ pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
 /// that CPU is interrupted, so it ends at once.
 pub fn kill(pid: Pid) -> Result<(), KillError> {
     with_scheduler(|scheduler| {
-        let is_first = scheduler.first_pid == Some(pid);
         let slot = scheduler.processes.slot_of(pid).ok_or(KillError::NoSuchProcess)?;
-        let process = scheduler.processes.at_mut(slot).ok_or(KillError::NoSuchProcess)?;
-        if is_first {
+        if scheduler.first_pid == Some(pid) {
             return Err(KillError::NotPermitted);
         }
-        process.killed = true;
-        scheduler.make_ready_at(slot);
-        if let Some(running_on) = (0..MAX_CPUS).find(|&cpu| scheduler.cpus[cpu].current == Some(slot)) {
-            cpu::request_attention(running_on);
-            if running_on != cpu::index() {
-                smp::send_reschedule(running_on);
+        scheduler.kill_at(slot);
+        Ok(())
+    })
+}
+
+/// Kills `job`: marks it killed (so nothing starts in it or below it again) and ends every
+/// process in it or below it but the first, in one hold of the scheduler's lock.
+/// `NoSuchProcess` if it was killed already.
+pub fn kill_job(job: &Job) -> Result<(), KillError> {
+    with_scheduler(|scheduler| {
+        if !job.mark_killed() {
+            return Err(KillError::NoSuchProcess);
+        }
+        let first = scheduler.first_pid;
+        for slot in 0..MAX_PROCESSES {
+            let member = scheduler.processes.at(slot).is_some_and(|process| Some(process.pid) != first && process.job.is_within(job));
+            if member {
+                scheduler.kill_at(slot);
             }
         }
         Ok(())
     })
+}
+
+/// The job the running process is in.
+pub fn current_job() -> Arc<Job> {
+    with_scheduler(|scheduler| scheduler.current_process().job.clone())
 }
 
 /// Frees a process's memory in steps, with preemption points between them. The process is

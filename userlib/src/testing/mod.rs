@@ -370,7 +370,12 @@ pub fn set_own_image(handle: u64) {
 
 /// Starts this program again with `args` (argv\[0\] first) and the child's `handles`.
 pub fn spawn_self(args: &[&str], handles: &[u32]) -> sys::Result<Child> {
-    sys::spawn(own_image()?, args, handles, 0)
+    spawn_self_in(None, args, handles)
+}
+
+/// [`spawn_self`] in `job` (a job handle with MANAGE; `None`: this program's own job).
+pub fn spawn_self_in(job: Option<u64>, args: &[&str], handles: &[u32]) -> sys::Result<Child> {
+    sys::spawn(own_image()?, args, handles, job)
 }
 
 /// Starts `PROGRAM --child ROLE EXTRA...` (a helper role or a child case) as a child of this

@@ -21,6 +21,11 @@
 //!   service's user session (3), the root directory in an fs session of its own (4), the
 //!   power handle (5) and the operator's handle to the supervisor, which may restart (6).
 //!
+//! Each runs in a job of its own below the root job (which init runs in, handle
+//! `ROOT_JOB`): when a service or the shell ends, init kills its job, so whatever it started
+//! and left running (a shell's background `spin &`) ends with it and no process is ever out
+//! of everyone's reach.
+//!
 //! Then it supervises them. It waits for any child's end with a timeout of
 //! [`SUPERVISION_TICK`], and between waits answers its supervisor endpoint without blocking
 //! (`userlib::supervisor`: list the services, restart one by killing it). Whenever a service ends
@@ -48,7 +53,7 @@ use abi::errno::{EAGAIN, EINVAL, ENOENT, EPERM, EPIPE, ETIMEDOUT};
 use abi::handle::NO_HANDLE;
 use abi::handle::rights;
 use abi::init_handles::{
-    FRAMEBUFFER, KEYBOARD_IRQ, LOG, POWER, PS2_PORTS, RAMDISK, SERIAL_IRQ, SERIAL_PORTS, SPARE_IRQ, SPARE_PORTS,
+    FRAMEBUFFER, KEYBOARD_IRQ, LOG, POWER, PS2_PORTS, RAMDISK, ROOT_JOB, SERIAL_IRQ, SERIAL_PORTS, SPARE_IRQ, SPARE_PORTS,
 };
 use tar_no_std::TarArchiveRef;
 use userlib::ipc::{Endpoint, Message, OwnedHandle, Request, SharedMemory, Transfer};
@@ -70,31 +75,56 @@ const SUPERVISION_TICK: Duration = Duration::from_millis(50);
 /// The badge of the console session init hands out.
 const SESSION_BADGE: u64 = 1;
 
-/// A supervised program.
+/// A supervised program, and the job it runs in: whatever it starts runs there too, and
+/// ends when it ends (killing the job ends them all), so nothing it left behind outlives it.
 struct Service {
     name: &'static str,
     running: Option<Child>,
+    job: Option<OwnedHandle>,
 }
 
 impl Service {
     const fn new(name: &'static str) -> Self {
-        Self { name, running: None }
+        Self { name, running: None, job: None }
     }
 
-    /// Forgets the process if `handle` was its handle; whether it was.
+    /// A new job below the root for the next start (the one before, if any, is let go of):
+    /// its handle, or `None` (then the program runs in init's own job, the root, where init
+    /// can still end it, but not apart from everything else).
+    fn fresh_job(&mut self) -> Option<u64> {
+        self.job = sys::job_create(Some(ROOT_JOB))
+            .inspect_err(|error| eprintln!("init: no job for {}: {error}", self.name))
+            .ok()
+            .map(OwnedHandle::from_raw);
+        self.job.as_ref().map(OwnedHandle::raw)
+    }
+
+    /// Forgets the process if `handle` was its handle, and ends what is left in its job;
+    /// whether it was.
     fn ended(&mut self, handle: u64, info: abi::ExitInfo) -> bool {
         if !self.running.is_some_and(|child| child.handle == handle) {
             return false;
         }
         let pid = self.running.take().map_or(0, |child| child.pid);
         println!("init: {} (pid {pid}) {}; starting it again", self.name, Ending(info));
+        if let Some(job) = self.job.take() {
+            // ESRCH if it was killed already (a restart); either way nothing is left in it.
+            let _ = sys::kill_handle(job.raw());
+        }
         true
     }
 
-    /// Kills the running process (its end is handled like any other).
+    /// Kills the running process and everything in its job (its end is handled like any
+    /// other).
     fn kill(&self) {
-        if let Some(child) = self.running {
-            let _ = sys::kill(child);
+        match (&self.job, self.running) {
+            (Some(job), Some(_)) => {
+                let _ = sys::kill_handle(job.raw());
+            }
+            (None, Some(child)) => {
+                let _ = sys::kill(child);
+            }
+            (_, None) => {}
         }
     }
 }
@@ -310,7 +340,8 @@ impl Supervisor {
         loop {
             let mut handles = self.session_handles().to_vec();
             handles.push(self.operator.handle().raw() as u32);
-            match userlib::process::spawn_child(self.shell.name, &[self.shell.name], &handles) {
+            let job = self.shell.fresh_job();
+            match userlib::process::spawn_child_in(job, self.shell.name, &[self.shell.name], &handles) {
                 Ok(child) => {
                     self.shell.running = Some(child);
                     return;
@@ -375,7 +406,8 @@ fn start_server(service: &mut Service, ramdisk: &[u8], extra: &[u64]) -> Endpoin
             for (slot, &number) in handles[4..].iter_mut().zip(extra) {
                 *slot = number as u32;
             }
-            let child = sys::spawn(image.handle().raw(), &[service.name], &handles[..4 + extra.len()], 0)
+            let job = service.fresh_job();
+            let child = sys::spawn(image.handle().raw(), &[service.name], &handles[..4 + extra.len()], job)
                 .map_err(|_| "spawn failed")?;
             Ok((child, endpoint))
         });

@@ -65,7 +65,7 @@ fn split(processes: u64, millions: u64) -> i32 {
     let start = sys::uptime_ns();
     let mut workers = alloc::vec::Vec::new();
     for _ in 0..processes {
-        match sys::spawn(image.handle().raw(), &["parallel", WORK_FLAG, &share_text], &[1, 2], 0) {
+        match sys::spawn(image.handle().raw(), &["parallel", WORK_FLAG, &share_text], &[1, 2], None) {
             Ok(worker) => workers.push(worker),
             Err(errno) => {
                 eprintln!("parallel: spawn: {errno}");

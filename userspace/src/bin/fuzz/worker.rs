@@ -53,7 +53,7 @@ use abi::memory::{PAGE_SIZE, PHYSICAL_MAP_OFFSET, USER_END, USER_STACK_SIZE, USE
 use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
     MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
-    RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
+    RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, JOB_CREATE, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
 };
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::ipc::{self, Endpoint};
@@ -478,6 +478,7 @@ impl Worker {
             IOPORTS_ENABLE => Kind::IoPorts,
             FRAMEBUFFER_INFO => Kind::DeviceMemory,
             LOG_READ => Kind::Log,
+            JOB_CREATE => Kind::Job,
             _ => return None,
         })
     }
@@ -728,13 +729,13 @@ impl Worker {
             6 => {
                 // A memory object that holds no program.
                 args[0] = self.meeting_places()[3] as u64;
-                args[5] = 0;
+                args[5] = NO_HANDLE;
                 return None;
             }
             _ => return None,
         };
         args[0] = IMAGE;
-        args[5] = 0;
+        args[5] = NO_HANDLE;
         // Every `fuzz` child gets the console, the board and the meeting places (one of them
         // sometimes replaced by another of the worker's handles); an exiting child sometimes
         // gets the list drawn at random instead, which is mostly refused.
@@ -927,7 +928,7 @@ impl Worker {
                 }
                 self.remember(result as u64);
             }
-            ENDPOINT_CREATE | ENDPOINT_MINT | HANDLE_DUPLICATE | NOTIFICATION_CREATE | MEMORY_CREATE if result >= 0 => {
+            ENDPOINT_CREATE | ENDPOINT_MINT | HANDLE_DUPLICATE | NOTIFICATION_CREATE | MEMORY_CREATE | JOB_CREATE if result >= 0 => {
                 self.remember(result as u64)
             }
             WAIT if result >= 0 => self.check_waited(index, waited_pid, args[1]),

@@ -441,7 +441,7 @@ pub fn user_str(text: &[u8]) -> UserStr {
 
 /// `spawn` with raw arguments.
 pub fn raw_spawn(argv: u64, argc: u64) -> i64 {
-    call(SPAWN, [own_image(), argv, argc, 0, 0, 0])
+    call(SPAWN, [own_image(), argv, argc, 0, 0, abi::handle::NO_HANDLE])
 }
 
 /// This program's image, as the harness keeps it (`NO_HANDLE` if it could not read it, which

@@ -399,7 +399,7 @@ fn spawn_handle_errors() -> Outcome {
     let free = crate::processes::free_handle_number().ok_or("no free handle number")? as u32;
     let argv = [user_str(b"usertests"), user_str(b"--child"), user_str(b"exit_with"), user_str(b"0")];
     let image = own_image();
-    let spawn_with = |handles: u64, count: u64| call(SPAWN, [image, argv.as_ptr() as u64, argv.len() as u64, handles, count, 0]);
+    let spawn_with = |handles: u64, count: u64| call(SPAWN, [image, argv.as_ptr() as u64, argv.len() as u64, handles, count, NO_HANDLE]);
     let too_many = [1u32; SPAWN_HANDLES_MAX + 1];
     for (handles, what, errno) in [
         (&[free][..], "a free handle number", EBADF),

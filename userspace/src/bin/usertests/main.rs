@@ -6,7 +6,8 @@
 //! and entry paths), [`pointers`] (bad pointers and lengths), [`registers`] (raw register
 //! state), [`privileged`] (privileged instructions), [`protection`] (memory protection),
 //! [`memory`] (`brk`, `mmap`, `munmap`, `mprotect`, exhaustion), [`processes`] (the
-//! process life cycle, through process handles), [`handles`] (handle numbers, kinds, rights,
+//! process life cycle, through process handles), [`jobs`] (killing a job ends everything
+//! in it), [`handles`] (handle numbers, kinds, rights,
 //! lifetimes), [`ipc`] (endpoints, messages, notifications, shared memory, and the
 //! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
@@ -37,6 +38,7 @@ mod files;
 mod handles;
 mod helpers;
 mod ipc;
+mod jobs;
 mod memory;
 mod numbers;
 mod pipes;
@@ -64,6 +66,7 @@ fn main() -> i32 {
         protection::CASES,
         memory::CASES,
         processes::CASES,
+        jobs::CASES,
         handles::CASES,
         ipc::CASES,
         files::CASES,

@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::vec;
 
 use abi::errno::{E2BIG, EBADF, EFAULT, EINVAL, EPERM};
+use abi::handle::NO_HANDLE;
 use abi::ipc::FOREVER;
 use abi::memory::USER_END;
 use abi::syscall::{PROCESS_LIST, READ, SPAWN, SYSINFO, WAIT, WRITE};
@@ -150,30 +151,31 @@ fn read_only_destinations_refused() -> Outcome {
     Ok(())
 }
 
-/// `spawn` refuses what is not a readable memory object holding a program, flags it does
-/// not know, no arguments at all, and a first argument that is not UTF-8.
+/// `spawn` refuses what is not a readable memory object holding a program, a job that is
+/// not one, no arguments at all, and a first argument that is not UTF-8.
 fn spawn_bad_image() -> Outcome {
     let processes = info()?.processes;
     let name = b"usertests";
     let argv = [user_str(name)];
-    let with = |image: u64, argc: u64, flags: u64| call(SPAWN, [image, argv.as_ptr() as u64, argc, 0, 0, flags]);
-    expect_errno("the console as the image", with(0, 1, 0), EBADF)?;
-    expect_errno("a free handle number as the image", with(HANDLE_FREE, 1, 0), EBADF)?;
+    let with = |image: u64, argc: u64, job: u64| call(SPAWN, [image, argv.as_ptr() as u64, argc, 0, 0, job]);
+    expect_errno("the console as the image", with(0, 1, NO_HANDLE), EBADF)?;
+    expect_errno("a free handle number as the image", with(HANDLE_FREE, 1, NO_HANDLE), EBADF)?;
     let unreadable = userlib::ipc::OwnedHandle::from_raw(
         userlib::ipc::duplicate(own_image(), abi::handle::rights::DUPLICATE).context("handle_duplicate")?,
     );
-    expect_errno("an image handle without READ", with(unreadable.raw(), 1, 0), EPERM)?;
+    expect_errno("an image handle without READ", with(unreadable.raw(), 1, NO_HANDLE), EPERM)?;
     let junk = userlib::ipc::SharedMemory::with_bytes(b"#!/bin/sh\nnot an ELF file\n").context("memory")?;
-    expect_errno("memory that holds no program", with(junk.handle().raw(), 1, 0), EINVAL)?;
-    for flags in [1, 1 << 63, u64::MAX] {
-        expect_errno(&format!("flags {flags:#x}"), with(own_image(), 1, flags), EINVAL)?;
+    expect_errno("memory that holds no program", with(junk.handle().raw(), 1, NO_HANDLE), EINVAL)?;
+    // The console (an endpoint), a free number, and numbers no table has.
+    for job in [0, HANDLE_FREE, 1 << 32, 1 << 63] {
+        expect_errno(&format!("job {job:#x}"), with(own_image(), 1, job), EBADF)?;
     }
-    expect_errno("no arguments at all", with(own_image(), 0, 0), EINVAL)?;
+    expect_errno("no arguments at all", with(own_image(), 0, NO_HANDLE), EINVAL)?;
     let bad_utf8 = b"user\xfftests";
     let argv = [user_str(bad_utf8)];
     expect_errno("a first argument that is not UTF-8", raw_spawn(argv.as_ptr() as u64, 1), EINVAL)?;
     for &(pointer, what) in BAD_POINTERS {
-        expect_errno_both(&format!("argv at {what}"), SPAWN, [own_image(), pointer, 1, 0, 0, 0], EFAULT)?;
+        expect_errno_both(&format!("argv at {what}"), SPAWN, [own_image(), pointer, 1, 0, 0, NO_HANDLE], EFAULT)?;
     }
     let after = info()?.processes;
     check!(after == processes, "failed spawns changed the process count from {processes} to {after}");
