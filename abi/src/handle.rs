@@ -2,12 +2,16 @@
 //! each handle carries.
 //!
 //! A process can use only the handles in its own table (at most [`HANDLE_MAX`]); a number
-//! from another process's table means nothing here. Every handle names one object and a set
+//! from another process's table means nothing here. A number is a slot index (below
+//! `HANDLE_MAX`) with the slot's generation above it, always below bit 31: closing a handle
+//! moves its slot to the next generation, so a closed handle's number names nothing
+//! (`EBADF`) rather than whatever was opened next. The handles a process starts with are
+//! numbered 0, 1, 2, ... (generation 0); `handle_list` lists the numbers held. Every handle names one object and a set
 //! of rights; an operation that needs a right the handle lacks fails with `EPERM`, and a
 //! number that names no handle (free, closed, out of range) or names an object of the wrong
 //! kind fails with `EBADF`. Duplicating a handle can only keep or drop rights, never add one.
 
-/// Most handles one process may hold; handle numbers are `0..HANDLE_MAX`.
+/// Most handles one process may hold (a power of two: the low bits of a number are its slot).
 pub const HANDLE_MAX: usize = 256;
 
 /// "No handle", where a syscall takes or returns an optional one.
@@ -19,7 +23,8 @@ pub const NO_HANDLE: u64 = u64::MAX;
 pub enum Kind {
     /// An IPC endpoint: `call` on it (with SEND), `recv` on it (with RECEIVE).
     Endpoint = 2,
-    /// The right to answer one `call`, made by `recv`; used up by `reply`.
+    /// The right to answer one `call`, made by `recv` with SEND and TRANSFER (it may be moved
+    /// to another process in a message, never copied); used up by `reply`.
     Reply = 3,
     /// A notification: a word of bits that `signal` sets and `wait` takes.
     Notification = 4,

@@ -200,6 +200,11 @@ syscalls! {
     /// TRANSFER, KILL and MANAGE. `ESRCH` if `parent` was killed; `ENOSPC` past
     /// [`crate::JOB_DEPTH_MAX`] jobs from the root.
     JOB_CREATE = 44, "job_create", [Handle];
+    /// `handle_list(buf, count) -> total`: writes the numbers of the caller's handles (`u32`,
+    /// in slot order) to `buf`, at most `count`, and returns how many it holds. All `count`
+    /// numbers of `buf` must be writable. (Numbers carry a generation, see `handle`: listing
+    /// is the way to find every handle, not trying `0..HANDLE_MAX`.)
+    HANDLE_LIST = 45, "handle_list", [OutPtr, Count];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -72,6 +72,13 @@ pub fn duplicate(handle: u64, rights: u32) -> Result<u64> {
     sys::call(HANDLE_DUPLICATE, [handle, u64::from(rights), 0, 0, 0, 0])
 }
 
+/// The numbers of every handle this program holds (`handle_list`), in slot order.
+pub fn held_handles() -> Result<alloc::vec::Vec<u64>> {
+    let mut numbers = [0u32; abi::handle::HANDLE_MAX];
+    let total = sys::call(abi::syscall::HANDLE_LIST, [numbers.as_mut_ptr() as u64, numbers.len() as u64, 0, 0, 0, 0])?;
+    Ok(numbers[..(total as usize).min(numbers.len())].iter().map(|&number| u64::from(number)).collect())
+}
+
 /// `handle_info`: the kind (`None` for one this library does not know) and the rights.
 pub fn handle_info(handle: u64) -> Result<(Option<Kind>, u32)> {
     sys::call(HANDLE_INFO, [handle, 0, 0, 0, 0, 0]).map(split_info)
@@ -330,6 +337,12 @@ impl Reply {
     /// The handle's number.
     pub fn raw(&self) -> u64 {
         self.0.raw()
+    }
+
+    /// The handle's number, no longer closed when this is dropped: for moving the reply to
+    /// another process in a message (replies carry TRANSFER), which answers in its place.
+    pub fn into_raw(self) -> u64 {
+        self.0.into_raw()
     }
 }
 

@@ -21,12 +21,12 @@ pub struct UserBuffer {
     pub len: u64,
 }
 
-/// A handle on its way to another process, with the slot it came from (`None` for a copy,
-/// whose original never left), so a failed delivery can put it back.
+/// A handle on its way to another process, with the number it had (`None` for a copy, whose
+/// original never left), so a failed delivery can put it back under that same number.
 #[derive(Debug)]
 pub struct HandleInFlight {
-    /// Where it came from in the sender's table, if it moved.
-    pub from_slot: Option<u32>,
+    /// Its number in the sender's table, if it moved.
+    pub from_number: Option<u32>,
     /// The handle.
     pub handle: Handle,
 }

@@ -53,7 +53,9 @@ pub fn deliver(
         received.handle_count += 1;
     }
     if let Some((caller, call)) = reply {
-        let handle = Handle::new(Object::Reply(Reply::new(caller.clone(), call)), rights::SEND);
+        // SEND to answer, TRANSFER to hand the answering on (to a worker, say): a reply can
+        // be moved, never copied (`Object::duplicate` refuses it whatever the rights say).
+        let handle = Handle::new(Object::Reply(Reply::new(caller.clone(), call)), rights::SEND | rights::TRANSFER);
         received.reply = Some(handles.insert(handle).unwrap_or_else(|_| unreachable!("room was checked")));
     }
     Ok(received)
@@ -75,8 +77,8 @@ pub fn restore_handles(owner: &ProcessObject, message: Outgoing) {
     let mut handles = owner.handles.lock();
     let mut copies: [Option<Handle>; abi::ipc::HANDLES_MAX] = Default::default();
     for (in_flight, copy) in message.handles.take_all().zip(&mut copies) {
-        match in_flight.from_slot {
-            Some(slot) => handles.insert_at(slot, in_flight.handle),
+        match in_flight.from_number {
+            Some(number) => handles.insert_at(number, in_flight.handle),
             None => *copy = Some(in_flight.handle),
         }
     }

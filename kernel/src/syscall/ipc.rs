@@ -137,10 +137,10 @@ fn outgoing(me: &ProcessObject, frame: &TrapFrame, buffers: Option<&IpcBuffers>,
                 handle.require(rights::TRANSFER)?;
                 handle.duplicate(rights::ALL)
             })
-            .map(|handle| HandleInFlight { from_slot: None, handle })
+            .map(|handle| HandleInFlight { from_number: None, handle })
         } else {
             table.get(number).and_then(|handle| handle.require(rights::TRANSFER)).and_then(|()| table.remove(number))
-                .map(|handle| HandleInFlight { from_slot: Some(number as u32), handle })
+                .map(|handle| HandleInFlight { from_number: Some(number as u32), handle })
         };
         match taken {
             Ok(in_flight) => message.handles.set(index, in_flight),

@@ -65,6 +65,7 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[FRAMEBUFFER_INFO as usize] = Arguments(device::framebuffer_info);
     table[LOG_READ as usize] = Arguments(device::log_read);
     table[JOB_CREATE as usize] = Arguments(process::job_create);
+    table[HANDLE_LIST as usize] = Arguments(handle::handle_list);
     table
 };
 

@@ -404,7 +404,9 @@ pub fn finish_within(child: Child, what: &str, limit: Duration) -> Result<ExitIn
 /// Kills every process this one still holds a handle to after a case, and waits for them;
 /// an error if there was one.
 fn reap_leftovers() -> Outcome {
-    let leftovers: Vec<u64> = (0..abi::handle::HANDLE_MAX as u64)
+    let held = crate::ipc::held_handles().map_err(|errno| format!("handle_list: {errno}"))?;
+    let leftovers: Vec<u64> = held
+        .into_iter()
         .filter(|&handle| matches!(crate::ipc::handle_info(handle), Ok((Some(abi::handle::Kind::Process), _))))
         .collect();
     if leftovers.is_empty() {

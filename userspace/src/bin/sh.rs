@@ -435,7 +435,9 @@ fn job_session() -> Option<fs::File> {
 
 /// Powers off through the power handle the shell was given, if it was.
 fn shutdown(status: i32) {
-    let power = (0..abi::handle::HANDLE_MAX as u64)
+    let power = userlib::ipc::held_handles()
+        .unwrap_or_default()
+        .into_iter()
         .find(|&handle| matches!(userlib::ipc::handle_info(handle), Ok((Some(abi::handle::Kind::Power), _))));
     match power {
         Some(power) => {

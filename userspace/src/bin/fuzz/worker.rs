@@ -840,7 +840,7 @@ impl Worker {
                 self.problem(index, format_args!("recv returned a message with label {label:#x} and no reply handle"))
             }
             Some(reply) if reply != NO_HANDLE => match ipc::handle_info(reply) {
-                Ok((Some(Kind::Reply), rights::SEND)) => arrived[HANDLES_MAX] = reply,
+                Ok((Some(Kind::Reply), granted)) if granted == rights::SEND | rights::TRANSFER => arrived[HANDLES_MAX] = reply,
                 other => self.problem(index, format_args!("recv's reply handle {reply} is {other:?}")),
             },
             _ => {}
@@ -969,7 +969,11 @@ impl Worker {
     /// Waits for every child the worker still holds a handle to (killing those still
     /// running after [`SWEEP_WAIT_NS`]) and checks how each ended.
     fn sweep(&mut self, index: u64) {
-        for number in 0..abi::handle::HANDLE_MAX as u64 {
+        let held = match ipc::held_handles() {
+            Ok(held) => held,
+            Err(errno) => return self.problem(index, format_args!("handle_list at the end failed: {errno}")),
+        };
+        for number in held {
             if !matches!(ipc::handle_info(number), Ok((Some(Kind::Process), granted)) if granted & rights::WAIT != 0) {
                 continue;
             }

@@ -364,6 +364,14 @@ pub fn expect_handle(what: &str, handle: u64, kind: Kind, rights: u32) -> Outcom
     Ok(())
 }
 
+/// Fails unless `result` is the error `errno`; `what` names the call.
+pub fn expect_errno_of<T: core::fmt::Debug>(what: &str, result: sys::Result<T>, errno: i64) -> Outcome {
+    match result {
+        Err(Errno(found)) if found == errno => Ok(()),
+        other => Err(format!("{what}: returned {other:?}, expected {}", abi::errno::name(errno))),
+    }
+}
+
 /// Fails unless handle number `handle` names nothing.
 pub fn expect_no_handle(what: &str, handle: u64) -> Outcome {
     let found = ipc::handle_info(handle);

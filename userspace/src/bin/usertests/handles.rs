@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use abi::errno::{E2BIG, EBADF, EFAULT, EINVAL, EMFILE, EPERM};
 use abi::handle::{HANDLE_MAX, Kind, NO_HANDLE, rights};
 use abi::syscall::{
-    CALL, ENDPOINT_BIND, ENDPOINT_MINT, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO, KILL, MEMORY_MAP, PROCESS_PID, READ,
+    CALL, ENDPOINT_BIND, ENDPOINT_MINT, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO, HANDLE_LIST, KILL, MEMORY_MAP, PROCESS_PID, READ,
     RECV, REPLY, REPLY_RECV, SIGNAL, SPAWN, WAIT, WAIT_NOTIFICATION, WRITE,
 };
 use abi::{PROT_READ, PROT_WRITE, SPAWN_HANDLES_MAX};
@@ -26,6 +26,8 @@ pub const CASES: &[Case] = userlib::cases![
     here handle_info_reports_kind_and_rights,
     here forged_handle_numbers_refused,
     here closed_handle_refused,
+    here a_closed_handles_number_is_not_given_again,
+    here handle_list_names_every_handle_held,
     here wrong_kind_refused,
     here missing_rights_refused,
     here duplicate_narrows_never_widens,
@@ -150,6 +152,53 @@ fn closed_handle_refused() -> Outcome {
     let closed = notification()?.handle().duplicate(rights::ALL).context("handle_duplicate")?.into_raw();
     ipc::close(closed).context("handle_close")?;
     expect_refused_everywhere("a closed notification handle", closed)
+}
+
+/// A closed handle's number names nothing afterwards, even when its slot is the next one
+/// used: 300 handles made and closed one after another get 300 different numbers, each below
+/// bit 31, and the old ones are `EBADF`.
+fn a_closed_handles_number_is_not_given_again() -> Outcome {
+    let mut seen: Vec<u64> = Vec::new();
+    for _ in 0..300 {
+        let made = notification()?;
+        let number = made.handle().raw();
+        check!(number < 1 << 31, "handle number {number:#x} reaches bit 31 (COPY_HANDLE's)");
+        check!(!seen.contains(&number), "number {number:#x} was given again after {} others", seen.len());
+        // Dropping it closes it.
+        drop(made);
+        seen.push(number);
+    }
+    let current = notification()?;
+    for &old in &seen {
+        expect_refused_everywhere(&format!("closed handle {old:#x}"), old)?;
+    }
+    check!(!seen.contains(&current.handle().raw()), "a live handle got a closed one's number");
+    Ok(())
+}
+
+/// `handle_list` names exactly the handles held, in slot order, whatever their numbers.
+fn handle_list_names_every_handle_held() -> Outcome {
+    let before = ipc::held_handles().context("handle_list")?;
+    check!(before.iter().all(|&number| ipc::handle_info(number).is_ok()), "listed numbers name nothing: {before:?}");
+    // A number of a later generation: made, closed, made again in the same slot.
+    let first = notification()?;
+    let slot = first.handle().raw();
+    drop(first);
+    let again = notification()?;
+    let made = [again.handle().raw(), endpoint()?.into_raw()];
+    let after = ipc::held_handles().context("handle_list")?;
+    for number in made {
+        check!(after.contains(&number), "handle {number:#x} is not listed: {after:?}");
+    }
+    check!(!after.contains(&slot), "the closed number {slot:#x} is still listed: {after:?}");
+    check!(after.len() == before.len() + 2, "{} handles listed, {} before and 2 made", after.len(), before.len());
+    let mut short = [0u32; 1];
+    let total = call(HANDLE_LIST, [short.as_mut_ptr() as u64, 1, 0, 0, 0, 0]);
+    check!(total == after.len() as i64, "handle_list into one slot returned {total}, not the total {}", after.len());
+    check!(u64::from(short[0]) == after[0], "the one slot got {:#x}, not the first handle {:#x}", short[0], after[0]);
+    expect_errno("handle_list into unmapped memory", call(HANDLE_LIST, [0x1000, 4, 0, 0, 0, 0]), EFAULT)?;
+    ipc::close(made[1]).context("handle_close")?;
+    Ok(())
 }
 
 fn wrong_kind_refused() -> Outcome {
@@ -277,7 +326,7 @@ fn handle_table_fills_with_emfile() -> Outcome {
     // file server's answer (a memory object) would be refused too, and the server, perhaps on
     // another CPU, drops that object whenever it gets to it.
     userlib::testing::own_image().context("own_image")?;
-    let used = (0..HANDLE_MAX as u64).filter(|&number| ipc::handle_info(number).is_ok()).count();
+    let used = ipc::held_handles().context("handle_list")?.len();
     let endpoint = endpoint()?;
     let mut copies = Vec::new();
     let refusal = loop {
@@ -448,13 +497,17 @@ fn spawn_without_handles_has_no_console() -> Outcome {
 /// `no_power`: calls `shutdown` on every handle number; exits 0 when each is refused with
 /// EBADF (it holds no power handle), else 1 (if it had one, the machine is off).
 fn helper_no_power(_: &[&str]) -> i32 {
-    let refused = (0..HANDLE_MAX as u64).all(|number| refused_shutdown(EntryPath::Syscall, number) == -EBADF);
+    let held = ipc::held_handles().unwrap_or_default();
+    let refused = held.into_iter().chain(0..HANDLE_MAX as u64).all(|number| refused_shutdown(EntryPath::Syscall, number) == -EBADF);
     if refused { 0 } else { 1 }
 }
 
 fn power_handle_only_for_the_first_process() -> Outcome {
-    let power: Vec<u64> =
-        (0..HANDLE_MAX as u64).filter(|&number| matches!(ipc::handle_info(number), Ok((Some(Kind::Power), _)))).collect();
+    let power: Vec<u64> = ipc::held_handles()
+        .context("handle_list")?
+        .into_iter()
+        .filter(|&number| matches!(ipc::handle_info(number), Ok((Some(Kind::Power), _))))
+        .collect();
     // init gives the power handle to the program it runs (this suite, or the shell) as 5.
     if !power.is_empty() {
         check!(power == [5], "this suite holds power handles {power:?}, expected [5]");

@@ -26,7 +26,7 @@ use abi::syscall::{
 };
 use abi::{PROT_EXEC, PROT_READ, PROT_WRITE};
 use userlib::check;
-use userlib::ipc::{self, Endpoint, IpcRegisters, Message, Notification, OwnedHandle, SharedMemory};
+use userlib::ipc::{self, Endpoint, IpcRegisters, Message, Notification, OwnedHandle, SharedMemory, Transfer};
 use userlib::sys::{self, Child, EntryPath, Errno};
 use userlib::testing::{Case, Context, Helper, Outcome};
 
@@ -59,6 +59,7 @@ pub const CASES: &[Case] = userlib::cases![
     here server_death_fails_queued_callers,
     here server_death_fails_the_call_it_took,
     here reply_twice_refused,
+    here a_reply_moved_to_another_process_answers_the_caller,
     here reply_to_a_killed_caller_is_epipe,
     here kill_process_blocked_in_call,
     here kill_process_blocked_in_recv,
@@ -97,6 +98,7 @@ pub const CASES: &[Case] = userlib::cases![
 pub const HELPERS: &[(&str, Helper)] = &[
     ("server", helper_server),
     ("receiver", helper_receiver),
+    ("answer_through", helper_answer_through),
     ("receive_then_exit", helper_receive_then_exit),
     ("loop_caller", helper_loop_caller),
     ("notification_waiter", helper_notification_waiter),
@@ -112,6 +114,8 @@ const MINTED_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SEND;
 /// Rights of a new notification's handle and of a new memory object's.
 const NOTIFICATION_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SIGNAL | rights::WAIT;
 const MEMORY_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::READ | rights::WRITE | rights::EXECUTE;
+/// Rights of a reply handle `recv` makes: it answers, and may be moved (never copied).
+const REPLY_RIGHTS: u32 = rights::SEND | rights::TRANSFER;
 
 // ---------------------------------------------------------------------------------------
 // The `server` role and its report.
@@ -767,7 +771,7 @@ fn reply_twice_refused() -> Outcome {
     let outcome: Outcome = (|| {
         let received = receive_call(&endpoint)?;
         check!(received.message.label == 4, "the call arrived with label {}", received.message.label);
-        expect_handle("a reply handle", received.reply, Kind::Reply, rights::SEND)?;
+        expect_handle("a reply handle", received.reply, Kind::Reply, REPLY_RIGHTS)?;
         ipc_ok("the first reply", reply_with(received.reply, &Message::new(5, [0; 4]), 0))?;
         expect_ipc_errno("a second reply", &reply_with(received.reply, &Message::new(6, [0; 4]), 0), EBADF)?;
         // reply_recv drops a reply that fails and receives anyway: nothing is waiting.
@@ -831,6 +835,52 @@ fn helper_receiver(args: &[&str]) -> i32 {
             600 + label as i32
         }
     }
+}
+
+/// `answer_through`: receives on its handle 3 a call carrying one handle, a reply to someone
+/// else's call, answers through it with label 42, then answers the call that brought it
+/// (label 0); exits 0, or [`errno_status`] of the first failure.
+fn helper_answer_through(_: &[&str]) -> i32 {
+    let endpoint = Endpoint::from_raw(3);
+    let request = endpoint.recv(&mut [], FOREVER);
+    endpoint.into_raw();
+    let Ok(request) = request else { return 1 };
+    let [moved] = request.arrived.handles() else { return 2 };
+    let answered = ipc(REPLY, u64::from(*moved), &Message::new(42, [0; 4]), 0, 0, 0);
+    if answered.result < 0 {
+        return errno_status(-answered.result);
+    }
+    match request.reply.map(|reply| reply.send(&Message::new(0, [0; 4]))) {
+        Some(Ok(())) => 0,
+        _ => 3,
+    }
+}
+
+/// A server hands the answering of a call to another process: the reply handle moves in a
+/// message (it cannot be copied), the other process answers through it, and the caller gets
+/// that answer; the server's number for it is gone.
+fn a_reply_moved_to_another_process_answers_the_caller() -> Outcome {
+    let objects = live_objects()?;
+    let (front, back) = (endpoint()?, endpoint()?);
+    let caller = spawn_with_handles("caller", &["7"], &[0, 1, 2, front.handle().raw() as u32])?;
+    let worker = spawn_with_handles("answer_through", &[], &[0, 1, 2, back.handle().raw() as u32])?;
+    let request = front.recv(&mut [], FOREVER).context("recv")?;
+    check!(request.message.label == 7, "the call came with label {}", request.message.label);
+    // The number alone from here: the kernel takes the handle out of this table when it moves.
+    let number = request.reply.ok_or("the call came without a reply handle")?.into_raw();
+    expect_handle("the reply handle", number, Kind::Reply, REPLY_RIGHTS)?;
+    expect_errno_of("a copy of the reply handle", ipc::duplicate(number, rights::SEND), EPERM)?;
+    let copied = back.call_with(&Message::new(1, [0; 4]), &mut Transfer { send_handles: &[number as u32 | COPY_HANDLE], ..Transfer::default() }, 0);
+    check!(copied.is_err(), "a message copying the reply handle went through: {copied:?}");
+    let (answer, _) = back
+        .call_with(&Message::new(1, [0; 4]), &mut Transfer { send_handles: &[number as u32], ..Transfer::default() }, FOREVER)
+        .context("the call that moves the reply")?;
+    check!(answer.label == 0, "the worker answered the moving call with label {}", answer.label);
+    expect_no_handle("the moved reply's old number", number)?;
+    expect_exit("the worker", finish_within(worker, "the worker")?, 0)?;
+    expect_exit("the caller, answered by the worker", finish_within(caller, "the caller")?, 42)?;
+    drop((front, back));
+    expect_objects_back(objects, "after the moved reply")
 }
 
 fn kill_process_blocked_in_recv() -> Outcome {
@@ -1179,7 +1229,7 @@ fn reply_recv_checks_the_endpoint_first() -> Outcome {
         ] {
             let refused = ipc(REPLY_RECV, received.reply, &Message::new(3, [0; 4]), 0, 0, target);
             expect_ipc_errno(&format!("reply_recv on {what}"), &refused, errno)?;
-            expect_handle(&format!("the reply handle after reply_recv on {what}"), received.reply, Kind::Reply, rights::SEND)?;
+            expect_handle(&format!("the reply handle after reply_recv on {what}"), received.reply, Kind::Reply, REPLY_RIGHTS)?;
         }
         let answered = ipc(REPLY_RECV, received.reply, &Message::new(3, [0; 4]), 0, 0, ep);
         expect_ipc_errno("reply_recv (the reply goes, then nothing to receive)", &answered, EAGAIN)?;
@@ -1244,7 +1294,7 @@ fn ipc_registers_preserved() -> Outcome {
         let (badge, label, reply) = (received.returned("rdi"), received.returned("rsi"), received.returned("r12"));
         check!(badge == Some(0) && label == Some(4), "recv returned badge {badge:?} and label {label:?}");
         let reply = reply.ok_or("no r12")?;
-        expect_handle("the reply handle recv returned in r12", reply, Kind::Reply, rights::SEND)?;
+        expect_handle("the reply handle recv returned in r12", reply, Kind::Reply, REPLY_RIGHTS)?;
         ipc_ok("the reply", reply_with(reply, &Message::new(5, [0; 4]), 0))?;
         Ok(())
     })();

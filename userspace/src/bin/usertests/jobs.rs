@@ -36,13 +36,6 @@ fn sleeper_in(job: &OwnedHandle) -> Result<Child, alloc::string::String> {
         .context("spawn into a job")
 }
 
-fn expect_errno_of<T: core::fmt::Debug>(what: &str, result: sys::Result<T>, errno: i64) -> Outcome {
-    match result {
-        Err(Errno(found)) if found == errno => Ok(()),
-        other => Err(format!("{what}: returned {other:?}, expected {}", abi::errno::name(errno))),
-    }
-}
-
 fn jobs_killing_a_job_ends_its_processes_and_the_jobs_below() -> Outcome {
     let objects = live_objects()?;
     let outer = job(None)?;

@@ -53,13 +53,6 @@ const SETTLE_NS: u64 = 2_000_000_000;
 const DEEP_LEVELS: usize = 300;
 const LONG_NAME_LEN: usize = fs::NAME_MAX;
 
-fn expect_errno_of<T: core::fmt::Debug>(what: &str, result: sys::Result<T>, errno: i64) -> Outcome {
-    match result {
-        Err(Errno(found)) if found == errno => Ok(()),
-        other => Err(format!("{what}: returned {other:?}, expected {}", abi::errno::name(errno))),
-    }
-}
-
 /// A call on `handle` (borrowed) with `label`, `words` and `bytes`, and room for a reply's
 /// bytes; the reply's label as a result, its words and what arrived.
 fn call_on(handle: u64, label: u64, words: [u64; 4], bytes: &[u8], room: Option<&mut [u8]>) -> sys::Result<(u64, Arrived)> {
