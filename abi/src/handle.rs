@@ -121,6 +121,10 @@ pub mod rights {
     pub const MANAGE: u32 = 1 << 12;
     /// Every right.
     pub const ALL: u32 = (1 << 13) - 1;
+    /// The rights of a reply handle `recv` makes: it answers, and may be moved (never copied).
+    pub const REPLY_HANDLE: u32 = SEND | TRANSFER;
+    /// The rights of a new job's handle (`job_create`, and init's root job).
+    pub const JOB_HANDLE: u32 = DUPLICATE | TRANSFER | KILL | MANAGE;
 }
 
 /// Packs a kind and rights as `handle_info` returns them.

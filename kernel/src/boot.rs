@@ -309,8 +309,8 @@ fn start_init(command_line: &str, ramdisk: Option<&mm::ramdisk::Ramdisk>, device
         handles.insert_at(number as u32, handle);
     }
     let root_job = crate::object::job::Job::root();
-    let job_rights = abi::handle::rights::DUPLICATE | abi::handle::rights::TRANSFER | abi::handle::rights::KILL | abi::handle::rights::MANAGE;
-    handles.insert_at(abi::init_handles::ROOT_JOB as u32, crate::object::Handle::new(crate::object::Object::Job(root_job.clone()), job_rights));
+    let root_job_handle = crate::object::Handle::new(crate::object::Object::Job(root_job.clone()), abi::handle::rights::JOB_HANDLE);
+    handles.insert_at(abi::init_handles::ROOT_JOB as u32, root_job_handle);
     match task::scheduler::spawn(INIT, image, &words, 0, root_job, handles) {
         Ok(process) => log::info!("started {INIT} as pid {} ({} KiB ramdisk)", process.pid, ramdisk.bytes.len() / 1024),
         Err(error) => {

@@ -323,6 +323,20 @@ pub fn read_array<T: Plain>(address: u64, count: u64, max: usize) -> Result<Vec<
     Ok((0..count).map(|index| unsafe { read_plain(address + index * size) }).collect())
 }
 
+/// Fills a user array of `count` `T`s at `address` with the first of `rows()` and returns how
+/// many rows there are: the shape of the listing syscalls. The whole array must be writable,
+/// however few rows there are, so a count the buffer cannot hold (or whose size overflows) is
+/// `EFAULT`; it is checked before `rows` runs.
+pub fn write_listing<T: Plain, Rows: AsRef<[T]>>(address: u64, count: u64, rows: impl FnOnce() -> Rows) -> Result<u64, i64> {
+    let bytes = count.checked_mul(size_of::<T>() as u64).ok_or(EFAULT)?;
+    UserSlice::new(address, bytes).check_writable()?;
+    let rows = rows();
+    let rows = rows.as_ref();
+    let fitting = count.min(rows.len() as u64) as usize;
+    write_array(address, &rows[..fitting])?;
+    Ok(rows.len() as u64)
+}
+
 /// Writes `values` to an array at `address`, checking the whole array first.
 pub fn write_array<T: Plain>(address: u64, values: &[T]) -> Result<(), i64> {
     let size = size_of::<T>() as u64;

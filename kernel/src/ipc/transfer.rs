@@ -55,7 +55,7 @@ pub fn deliver(
     if let Some((caller, call)) = reply {
         // SEND to answer, TRANSFER to hand the answering on (to a worker, say): a reply can
         // be moved, never copied (`Object::duplicate` refuses it whatever the rights say).
-        let handle = Handle::new(Object::Reply(Reply::new(caller.clone(), call)), rights::SEND | rights::TRANSFER);
+        let handle = Handle::new(Object::Reply(Reply::new(caller.clone(), call)), rights::REPLY_HANDLE);
         received.reply = Some(handles.insert(handle).unwrap_or_else(|_| unreachable!("room was checked")));
     }
     Ok(received)

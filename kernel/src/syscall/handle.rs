@@ -1,12 +1,9 @@
 //! Handle syscalls: `handle_close`, `handle_duplicate`, `handle_info`, and the lookups every
 //! other handler uses to turn a handle number into an object.
 
-use core::mem::size_of;
-
-use abi::errno::EFAULT;
 use abi::handle::{HANDLE_MAX, info};
 
-use super::usercopy::{UserSlice, write_array};
+use super::usercopy::write_listing;
 use super::{Args, SyscallResult, require_heap_room};
 use crate::object::{Handle, Object};
 use crate::task::process::ProcessObject;
@@ -69,19 +66,11 @@ pub fn handle_info(args: &Args) -> SyscallResult {
 /// order), at most `count` of them, and how many it holds. The whole buffer of `count`
 /// numbers must be writable, as for `process_list`.
 pub fn handle_list(args: &Args) -> SyscallResult {
-    let bytes = args[1].checked_mul(size_of::<u32>() as u64).ok_or(EFAULT)?;
-    UserSlice::new(args[0], bytes).check_writable()?;
     let mut numbers = [0u32; HANDLE_MAX];
-    let mut total = 0;
-    {
+    let total = {
         let object = scheduler::current_object();
         let table = object.handles.lock();
-        for (slot, number) in numbers.iter_mut().zip(table.numbers()) {
-            *slot = number;
-            total += 1;
-        }
-    }
-    let fitting = (args[1].min(total as u64)) as usize;
-    write_array(args[0], &numbers[..fitting])?;
-    Ok(total as u64)
+        numbers.iter_mut().zip(table.numbers()).map(|(slot, number)| *slot = number).count()
+    };
+    write_listing(args[0], args[1], || &numbers[..total])
 }

@@ -9,11 +9,11 @@ use alloc::vec::Vec;
 
 use alloc::sync::Arc;
 
-use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
+use abi::errno::{E2BIG, EAGAIN, ECHILD, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
 use abi::handle::{NO_HANDLE, rights};
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SPAWN_HANDLES_MAX, UserStr, WAIT_ANY};
 
-use super::usercopy::{UserPtr, UserSlice, read_array, write_array};
+use super::usercopy::{UserPtr, UserSlice, read_array, write_listing};
 use super::{Args, SyscallResult, require_heap_room};
 use super::handle::{install, lookup};
 use crate::ipc::Timeout;
@@ -123,11 +123,8 @@ pub fn job_create(args: &Args) -> SyscallResult {
     require_heap_room()?;
     let parent = job_or_own(args[0])?;
     let job = Job::below(&parent)?;
-    install(Handle::new(Object::Job(job), JOB_RIGHTS))
+    install(Handle::new(Object::Job(job), rights::JOB_HANDLE))
 }
-
-/// What a new job's handle may do.
-const JOB_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::KILL | rights::MANAGE;
 
 /// The process a handle names, if it has `rights`.
 fn process(number: u64, rights: u32) -> Result<Arc<ProcessObject>, i64> {
@@ -227,10 +224,5 @@ pub fn process_pid(args: &Args) -> SyscallResult {
 /// buffer cannot hold (or whose size overflows) is `EFAULT`, as for any other buffer.
 pub fn process_list(args: &Args) -> SyscallResult {
     require_heap_room()?;
-    let bytes = args[1].checked_mul(size_of::<ProcessInfo>() as u64).ok_or(EFAULT)?;
-    UserSlice::new(args[0], bytes).check_writable()?;
-    let rows = scheduler::process_list();
-    let fitting = (args[1].min(rows.len() as u64)) as usize;
-    write_array(args[0], &rows[..fitting])?;
-    Ok(rows.len() as u64)
+    write_listing::<ProcessInfo, _>(args[0], args[1], scheduler::process_list)
 }

@@ -117,15 +117,11 @@ impl Service {
     /// Kills the running process and everything in its job (its end is handled like any
     /// other).
     fn kill(&self) {
-        match (&self.job, self.running) {
-            (Some(job), Some(_)) => {
-                let _ = sys::kill_handle(job.raw());
-            }
-            (None, Some(child)) => {
-                let _ = sys::kill(child);
-            }
-            (_, None) => {}
-        }
+        let Some(child) = self.running else { return };
+        let _ = match &self.job {
+            Some(job) => sys::kill_handle(job.raw()),
+            None => sys::kill(child),
+        };
     }
 }
 

@@ -501,23 +501,26 @@ static ACTIVE: [AtomicPtr<ProcessMemory>; MAX_CPUS] = [const { AtomicPtr::new(co
 /// go through, so what it checks is what the CPU will use.
 #[inline]
 pub fn with_active<R>(f: impl FnOnce(&mut UserMemory) -> R) -> Option<R> {
+    with_active_memory(|memory| f(&mut memory.lock()))
+}
+
+/// Lends the process memory this CPU has loaded (the root in CR3), unlocked, to `f`; `None`
+/// while the CPU runs on any other table.
+#[inline]
+fn with_active_memory<R>(f: impl FnOnce(&ProcessMemory) -> R) -> Option<R> {
     let pointer = ACTIVE[cpu::index()].load(Ordering::Relaxed);
     // SAFETY: a non-null entry points at a live `ProcessMemory` (its drop clears the entries
     // naming it); it cannot be dropped while this runs, since it is dropped only by kernel code
     // under the big kernel lock, which this CPU holds, with interrupts masked.
     let memory = unsafe { pointer.as_ref() }?;
-    crate::arch::paging::is_active_root(memory.root).then(|| f(&mut memory.lock()))
+    crate::arch::paging::is_active_root(memory.root).then(|| f(memory))
 }
 
 /// The mapping stamp of the process memory this CPU has loaded (the root in CR3), read
 /// without its lock: what `usercopy` compares a checked range's stamp with before a copy.
 #[inline]
 pub fn active_stamp() -> Option<MappingStamp> {
-    let pointer = ACTIVE[cpu::index()].load(Ordering::Relaxed);
-    // SAFETY: as in `with_active`: a non-null entry points at a live `ProcessMemory`, which
-    // cannot be dropped while this CPU holds the big kernel lock.
-    let memory = unsafe { pointer.as_ref() }?;
-    crate::arch::paging::is_active_root(memory.root).then(|| memory.mappings.stamp())
+    with_active_memory(|memory| memory.mappings.stamp())
 }
 
 /// The user stack's mapped range `[start, USER_STACK_TOP)`.

@@ -310,7 +310,7 @@ impl Partner {
             self.problem(format_args!("recv returned a call with label {label:#x}"));
         }
         let reply = ipc::handle_info(received.reply);
-        if reply != Ok((Some(Kind::Reply), rights::SEND | rights::TRANSFER)) {
+        if reply != Ok((Some(Kind::Reply), rights::REPLY_HANDLE)) {
             self.problem(format_args!("recv's reply handle {} is {reply:?}", received.reply));
         }
     }

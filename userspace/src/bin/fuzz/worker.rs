@@ -840,7 +840,7 @@ impl Worker {
                 self.problem(index, format_args!("recv returned a message with label {label:#x} and no reply handle"))
             }
             Some(reply) if reply != NO_HANDLE => match ipc::handle_info(reply) {
-                Ok((Some(Kind::Reply), granted)) if granted == rights::SEND | rights::TRANSFER => arrived[HANDLES_MAX] = reply,
+                Ok((Some(Kind::Reply), rights::REPLY_HANDLE)) => arrived[HANDLES_MAX] = reply,
                 other => self.problem(index, format_args!("recv's reply handle {reply} is {other:?}")),
             },
             _ => {}

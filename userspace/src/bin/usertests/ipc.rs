@@ -114,8 +114,6 @@ const MINTED_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SEND;
 /// Rights of a new notification's handle and of a new memory object's.
 const NOTIFICATION_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SIGNAL | rights::WAIT;
 const MEMORY_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::READ | rights::WRITE | rights::EXECUTE;
-/// Rights of a reply handle `recv` makes: it answers, and may be moved (never copied).
-const REPLY_RIGHTS: u32 = rights::SEND | rights::TRANSFER;
 
 // ---------------------------------------------------------------------------------------
 // The `server` role and its report.
@@ -771,7 +769,7 @@ fn reply_twice_refused() -> Outcome {
     let outcome: Outcome = (|| {
         let received = receive_call(&endpoint)?;
         check!(received.message.label == 4, "the call arrived with label {}", received.message.label);
-        expect_handle("a reply handle", received.reply, Kind::Reply, REPLY_RIGHTS)?;
+        expect_handle("a reply handle", received.reply, Kind::Reply, rights::REPLY_HANDLE)?;
         ipc_ok("the first reply", reply_with(received.reply, &Message::new(5, [0; 4]), 0))?;
         expect_ipc_errno("a second reply", &reply_with(received.reply, &Message::new(6, [0; 4]), 0), EBADF)?;
         // reply_recv drops a reply that fails and receives anyway: nothing is waiting.
@@ -868,7 +866,7 @@ fn a_reply_moved_to_another_process_answers_the_caller() -> Outcome {
     check!(request.message.label == 7, "the call came with label {}", request.message.label);
     // The number alone from here: the kernel takes the handle out of this table when it moves.
     let number = request.reply.ok_or("the call came without a reply handle")?.into_raw();
-    expect_handle("the reply handle", number, Kind::Reply, REPLY_RIGHTS)?;
+    expect_handle("the reply handle", number, Kind::Reply, rights::REPLY_HANDLE)?;
     expect_errno_of("a copy of the reply handle", ipc::duplicate(number, rights::SEND), EPERM)?;
     let copied = back.call_with(&Message::new(1, [0; 4]), &mut Transfer { send_handles: &[number as u32 | COPY_HANDLE], ..Transfer::default() }, 0);
     check!(copied.is_err(), "a message copying the reply handle went through: {copied:?}");
@@ -1229,7 +1227,7 @@ fn reply_recv_checks_the_endpoint_first() -> Outcome {
         ] {
             let refused = ipc(REPLY_RECV, received.reply, &Message::new(3, [0; 4]), 0, 0, target);
             expect_ipc_errno(&format!("reply_recv on {what}"), &refused, errno)?;
-            expect_handle(&format!("the reply handle after reply_recv on {what}"), received.reply, Kind::Reply, REPLY_RIGHTS)?;
+            expect_handle(&format!("the reply handle after reply_recv on {what}"), received.reply, Kind::Reply, rights::REPLY_HANDLE)?;
         }
         let answered = ipc(REPLY_RECV, received.reply, &Message::new(3, [0; 4]), 0, 0, ep);
         expect_ipc_errno("reply_recv (the reply goes, then nothing to receive)", &answered, EAGAIN)?;
@@ -1294,7 +1292,7 @@ fn ipc_registers_preserved() -> Outcome {
         let (badge, label, reply) = (received.returned("rdi"), received.returned("rsi"), received.returned("r12"));
         check!(badge == Some(0) && label == Some(4), "recv returned badge {badge:?} and label {label:?}");
         let reply = reply.ok_or("no r12")?;
-        expect_handle("the reply handle recv returned in r12", reply, Kind::Reply, REPLY_RIGHTS)?;
+        expect_handle("the reply handle recv returned in r12", reply, Kind::Reply, rights::REPLY_HANDLE)?;
         ipc_ok("the reply", reply_with(reply, &Message::new(5, [0; 4]), 0))?;
         Ok(())
     })();

@@ -105,7 +105,7 @@ fn jobs_need_manage_to_start_and_kill_to_end() -> Outcome {
     let objects = live_objects()?;
     let whole = job(None)?;
     let all_but = |right: u32| {
-        userlib::ipc::duplicate(whole.raw(), (rights::DUPLICATE | rights::TRANSFER | rights::KILL | rights::MANAGE) & !right)
+        userlib::ipc::duplicate(whole.raw(), rights::JOB_HANDLE & !right)
             .map(OwnedHandle::from_raw)
             .context("handle_duplicate")
     };
