@@ -47,6 +47,8 @@ pub enum Kind {
     /// A job: processes start in it (`spawn`), jobs below it (`job_create`); `kill` ends
     /// them all.
     Job = 13,
+    /// A thread: `wait` for it to end, `kill` it (and nothing else of its process).
+    Thread = 14,
 }
 
 impl Kind {
@@ -65,6 +67,7 @@ impl Kind {
             11 => Self::DeviceMemory,
             12 => Self::Log,
             13 => Self::Job,
+            14 => Self::Thread,
             _ => return None,
         })
     }
@@ -84,6 +87,7 @@ impl Kind {
             Self::DeviceMemory => "device memory",
             Self::Log => "log",
             Self::Job => "job",
+            Self::Thread => "thread",
         }
     }
 }
@@ -110,10 +114,10 @@ pub mod rights {
     pub const MINT: u32 = 1 << 7;
     /// Notification: `signal`.
     pub const SIGNAL: u32 = 1 << 8;
-    /// Notification: `wait`. Process: `wait`. Irq: `irq_bind` and `irq_ack`.
+    /// Notification: `wait`. Process, thread: `wait`. Irq: `irq_bind` and `irq_ack`.
     pub const WAIT: u32 = 1 << 9;
-    /// Process: `kill` (and so being made a console session's foreground process). Job:
-    /// `kill`, which ends everything in it.
+    /// Process: `kill` (and so being made a console session's foreground process). Thread:
+    /// `kill`, which ends that thread only. Job: `kill`, which ends everything in it.
     pub const KILL: u32 = 1 << 10;
     /// Power: `shutdown`.
     pub const POWER: u32 = 1 << 11;
@@ -125,6 +129,10 @@ pub mod rights {
     pub const REPLY_HANDLE: u32 = SEND | TRANSFER;
     /// The rights of a new job's handle (`job_create`, and init's root job).
     pub const JOB_HANDLE: u32 = DUPLICATE | TRANSFER | KILL | MANAGE;
+    /// The rights of a new process's handle (`spawn`).
+    pub const PROCESS_HANDLE: u32 = DUPLICATE | TRANSFER | WAIT | KILL;
+    /// The rights of a new thread's handle (`thread_create`).
+    pub const THREAD_HANDLE: u32 = DUPLICATE | TRANSFER | WAIT | KILL;
 }
 
 /// Packs a kind and rights as `handle_info` returns them.
@@ -143,7 +151,7 @@ mod tests {
 
     #[test]
     fn info_round_trips_every_kind() {
-        for kind in [Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe, Kind::Irq, Kind::IoPorts, Kind::DeviceMemory, Kind::Log, Kind::Job] {
+        for kind in [Kind::Endpoint, Kind::Reply, Kind::Notification, Kind::Memory, Kind::Process, Kind::Power, Kind::Pipe, Kind::Irq, Kind::IoPorts, Kind::DeviceMemory, Kind::Log, Kind::Job, Kind::Thread] {
             assert_eq!(split_info(info(kind, rights::SEND | rights::MINT)), (Some(kind), rights::SEND | rights::MINT));
             assert_eq!(Kind::from_u32(kind as u32), Some(kind));
         }

@@ -47,6 +47,14 @@ pub const JOB_DEPTH_MAX: usize = 16;
 /// Most bytes of argument text (all of argv together) `spawn` accepts.
 pub const ARGV_BYTES_MAX: usize = 4096;
 
+/// Most processes at once (`spawn` fails with `EAGAIN` past it).
+pub const PROCESSES_MAX: usize = 64;
+/// Most threads at once, over every process (`spawn` and `thread_create` fail with
+/// `EAGAIN` past it).
+pub const THREADS_MAX: usize = 128;
+/// Most threads one process may have at once (`thread_create` fails with `EAGAIN` past it).
+pub const THREADS_PER_PROCESS_MAX: usize = 32;
+
 /// The state of a process as `process_list` reports it.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,8 +115,8 @@ pub struct ProcessInfo {
     pub cpu_time_ns: u64,
     /// The CPU it runs on, or last ran on (0 for one that never ran).
     pub cpu: u32,
-    /// Always 0 (keeps the row free of padding).
-    pub reserved: u32,
+    /// Its threads that have not ended yet.
+    pub threads: u32,
 }
 
 impl ProcessInfo {
@@ -122,7 +130,7 @@ impl ProcessInfo {
         memory_bytes: 0,
         cpu_time_ns: 0,
         cpu: 0,
-        reserved: 0,
+        threads: 0,
     };
 
     /// The name as text (lossy only if the kernel sent invalid UTF-8, which it never does).

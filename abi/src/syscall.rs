@@ -205,6 +205,29 @@ syscalls! {
     /// numbers of `buf` must be writable. (Numbers carry a generation, see `handle`: listing
     /// is the way to find every handle, not trying `0..HANDLE_MAX`.)
     HANDLE_LIST = 45, "handle_list", [OutPtr, Count];
+    /// `thread_create(entry, stack, arg) -> thread handle`: a new thread in the caller's
+    /// process that starts in ring 3 at `entry` with `rsp = stack` and `rdi = arg` (every
+    /// other register zero, clean floating-point state). The handle has DUPLICATE, TRANSFER,
+    /// WAIT and KILL. `EAGAIN` past [`crate::THREADS_PER_PROCESS_MAX`] threads in the process
+    /// or [`crate::THREADS_MAX`] in all; `EINVAL` for a non-canonical or kernel-half `entry`
+    /// or `stack` (the stack is not checked further: a bad one faults in the new thread).
+    THREAD_CREATE = 46, "thread_create", [Addr, Addr, Int];
+    /// `thread_exit(status) -> !`: ends the calling thread. The process ends with `status`
+    /// when its last thread ends this way.
+    THREAD_EXIT = 47, "thread_exit", [Int];
+    /// `futex_wait(address, expected, timeout) -> 0`: if the `u32` at `address` (4-byte
+    /// aligned, mapped readable) still holds `expected`, blocks until a `futex_wake` on the
+    /// same word wakes it, the timeout passes (`ETIMEDOUT`) or the thread is killed
+    /// (`EINTR`); else `EAGAIN` at once. The compare and the sleep are one step for
+    /// `futex_wake`: no wake-up is lost between them. Words in shared memory are the same
+    /// word in every process that maps it; other words are private to the process.
+    FUTEX_WAIT = 48, "futex_wait", [Addr, Int, Timeout];
+    /// `futex_wake(address, count) -> woken`: wakes up to `count` threads waiting on the word
+    /// at `address` (the same checks as `futex_wait`), oldest first.
+    FUTEX_WAKE = 49, "futex_wake", [Addr, Count];
+    /// `gettid() -> tid`: the calling thread's id (a process's first thread has the
+    /// process's id; ids are never reused).
+    GETTID = 50, "gettid", [];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

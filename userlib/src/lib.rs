@@ -22,8 +22,10 @@
 //! Beyond the syscalls it carries what several programs share: [`process`] (starting programs
 //! from files, the process table, the program list, how a process ended), [`fs`] (files and
 //! directories, the current directory), [`line_editor`] (interactive line input with
-//! history, as the shell reads commands), [`time`] (durations as programs take them) and
-//! [`testing`] (the harness test programs such as `usertests` are written on).
+//! history, as the shell reads commands), [`time`] (durations as programs take them),
+//! [`thread`] and [`sync`] (threads, and the futex-based `Mutex`, `Condvar` and `Once` they
+//! share data with) and [`testing`] (the harness test programs such as `usertests` are
+//! written on).
 //!
 //! Under `cargo test` on the host the crate builds with `std`, without the entry point, panic
 //! handler and allocator, so the pure logic (line editing, duration parsing, the test
@@ -45,8 +47,10 @@ pub mod names;
 pub mod process;
 mod rt;
 pub mod supervisor;
+pub mod sync;
 pub mod sys;
 pub mod testing;
+pub mod thread;
 pub mod time;
 
 pub use abi;

@@ -226,8 +226,8 @@ pub fn wait(child: Option<Child>) -> Result<(u64, ExitInfo)> {
     wait_handle(child.map_or(abi::WAIT_ANY as u64, |child| child.handle), abi::ipc::FOREVER)
 }
 
-/// `wait` on process handle `handle` (or `WAIT_ANY`) for at most `timeout` nanoseconds (0:
-/// only look; `EAGAIN` if nothing has ended).
+/// `wait` on process or thread handle `handle` (or `WAIT_ANY`: any process) for at most
+/// `timeout` nanoseconds (0: only look; `EAGAIN` if nothing has ended).
 pub fn wait_handle(handle: u64, timeout: u64) -> Result<(u64, ExitInfo)> {
     let mut info = ExitInfo::exited(0);
     let reaped = call(WAIT, [handle, &raw mut info as u64, timeout, 0, 0, 0])?;
@@ -239,7 +239,8 @@ pub fn kill(child: Child) -> Result<()> {
     kill_handle(child.handle)
 }
 
-/// `kill` through handle `handle`: a process, or a job (everything in it and below it).
+/// `kill` through handle `handle`: a process, a thread (only it), or a job (everything in it
+/// and below it).
 pub fn kill_handle(handle: u64) -> Result<()> {
     call(KILL, [handle, 0, 0, 0, 0, 0]).map(|_| ())
 }
@@ -248,6 +249,43 @@ pub fn kill_handle(handle: u64) -> Result<()> {
 /// own job), as a handle with DUPLICATE, TRANSFER, KILL and MANAGE.
 pub fn job_create(parent: Option<u64>) -> Result<u64> {
     call(JOB_CREATE, [parent.unwrap_or(abi::handle::NO_HANDLE), 0, 0, 0, 0, 0])
+}
+
+/// `thread_create`: a new thread of this process that starts in ring 3 at `entry` with
+/// `rsp = stack` and `rdi = arg`; returns its handle (DUPLICATE, TRANSFER, WAIT and KILL:
+/// [`wait_handle`] waits for it to end, [`kill_handle`] ends it). `entry` must never
+/// return: it ends with [`thread_exit`]. [`crate::thread::spawn`] is the safe way to start one.
+///
+/// # Safety
+/// `stack` must be the top of memory the new thread alone uses as its stack (16-byte
+/// aligned as at a call, so `stack - 8` holds the return address slot), for as long as it
+/// runs, and `entry` a function that may run with `arg` on such a stack.
+pub unsafe fn thread_create(entry: extern "C" fn(u64) -> !, stack: u64, arg: u64) -> Result<u64> {
+    call(THREAD_CREATE, [entry as usize as u64, stack, arg, 0, 0, 0])
+}
+
+/// `thread_exit`: ends the calling thread (the process too, with `status`, if it was the
+/// last).
+pub fn thread_exit(status: i32) -> ! {
+    let _ = call(THREAD_EXIT, [status as u64, 0, 0, 0, 0, 0]);
+    unreachable!("thread_exit returned")
+}
+
+/// `gettid`: the calling thread's id (the first thread's is the process id).
+pub fn gettid() -> Pid {
+    call(GETTID, [0; 6]).map_or(0, |tid| tid as Pid)
+}
+
+/// `futex_wait`: sleeps while the word `word` holds `expected`, until a [`futex_wake`] on it
+/// (`Ok`), the timeout in nanoseconds (`ETIMEDOUT`; `abi::ipc::FOREVER` for none), or a kill
+/// (`EINTR`); `EAGAIN` at once if the word differs.
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout: u64) -> Result<()> {
+    call(FUTEX_WAIT, [word.as_ptr() as u64, u64::from(expected), timeout, 0, 0, 0]).map(|_| ())
+}
+
+/// `futex_wake`: wakes up to `count` threads waiting on `word`; returns how many it woke.
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32, count: u64) -> Result<u64> {
+    call(FUTEX_WAKE, [word.as_ptr() as u64, count, 0, 0, 0, 0])
 }
 
 /// `sleep`: blocks for at least `ns` nanoseconds.

@@ -27,7 +27,7 @@ use abi::errno::EFAULT;
 
 use crate::arch::cpu::with_user_access;
 use crate::mm::address_space::MappingStamp;
-use crate::mm::user_memory::{active_stamp, with_active};
+use crate::mm::user_memory::{active_stamp, with_active_memory};
 
 /// Data that may be copied byte for byte to and from user memory.
 ///
@@ -79,11 +79,7 @@ fn accessible(address: u64, len: u64, write: bool) -> Option<MappingStamp> {
     if len == 0 {
         return Some(MappingStamp::NONE);
     }
-    with_active(|memory| {
-        let space = memory.space();
-        space.check_user_access(address, len, write).then(|| space.mappings().stamp())
-    })
-    .flatten()
+    with_active_memory(|memory| memory.check_user_access(address, len, write).then(|| memory.stamp())).flatten()
 }
 
 /// Whether copies through a range checked under `stamp` may go ahead: the active address

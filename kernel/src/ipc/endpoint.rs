@@ -22,7 +22,7 @@ use spin::Mutex;
 use super::notification::Notification;
 use super::state::{Phase, Received};
 use crate::object::LiveObject;
-use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 
 /// Room every queue of an endpoint has from its start. A queue that grows past it for a
 /// burst (many callers at once, many close notices) gives the extra back when it empties, so
@@ -51,9 +51,9 @@ fn settle<T>(queue: &mut VecDeque<T>) {
 #[derive(Debug)]
 struct Queues {
     /// Blocked in `call`, message not taken yet.
-    callers: VecDeque<Arc<ProcessObject>>,
+    callers: VecDeque<Arc<ThreadObject>>,
     /// Blocked in `recv`.
-    receivers: VecDeque<Arc<ProcessObject>>,
+    receivers: VecDeque<Arc<ThreadObject>>,
     /// Badges whose last handle was closed, not reported yet.
     closed: VecDeque<u64>,
     /// The notification whose bits `recv` also takes.
@@ -88,7 +88,7 @@ impl Endpoint {
     }
 
     /// Takes the first waiting receiver.
-    pub(super) fn pop_receiver(&self) -> Option<Arc<ProcessObject>> {
+    pub(super) fn pop_receiver(&self) -> Option<Arc<ThreadObject>> {
         let mut queues = self.queues.lock();
         let receiver = queues.receivers.pop_front();
         settle(&mut queues.receivers);
@@ -96,7 +96,7 @@ impl Endpoint {
     }
 
     /// Takes the first waiting caller.
-    pub(super) fn pop_caller(&self) -> Option<Arc<ProcessObject>> {
+    pub(super) fn pop_caller(&self) -> Option<Arc<ThreadObject>> {
         let mut queues = self.queues.lock();
         let caller = queues.callers.pop_front();
         settle(&mut queues.callers);
@@ -104,13 +104,13 @@ impl Endpoint {
     }
 
     /// Puts a caller whose message could not be delivered back at the front.
-    pub(super) fn requeue_caller(&self, caller: Arc<ProcessObject>) {
+    pub(super) fn requeue_caller(&self, caller: Arc<ThreadObject>) {
         self.queues.lock().callers.push_front(caller);
     }
 
     /// Queues a blocked caller: `EPIPE` (and nothing queued) if no receiver is left,
     /// `ENOMEM` if the queue cannot grow.
-    pub(super) fn queue_caller(&self, caller: Arc<ProcessObject>) -> Result<(), i64> {
+    pub(super) fn queue_caller(&self, caller: Arc<ThreadObject>) -> Result<(), i64> {
         let mut queues = self.queues.lock();
         if !self.has_receivers() {
             return Err(EPIPE);
@@ -121,7 +121,7 @@ impl Endpoint {
     }
 
     /// Queues a blocked receiver; `ENOMEM` if the queue cannot grow.
-    pub(super) fn queue_receiver(&self, receiver: Arc<ProcessObject>) -> Result<(), i64> {
+    pub(super) fn queue_receiver(&self, receiver: Arc<ThreadObject>) -> Result<(), i64> {
         let mut queues = self.queues.lock();
         room_for_one(&mut queues.receivers)?;
         queues.receivers.push_back(receiver);
@@ -129,16 +129,16 @@ impl Endpoint {
     }
 
     /// Puts a receiver that was taken off the queue but given nothing back at the front.
-    pub(super) fn requeue_receiver(&self, receiver: Arc<ProcessObject>) {
+    pub(super) fn requeue_receiver(&self, receiver: Arc<ThreadObject>) {
         self.queues.lock().receivers.push_front(receiver);
     }
 
-    /// Removes `process` from both queues (a blocked call or receive that ended without a
+    /// Removes `thread` from both queues (a blocked call or receive that ended without a
     /// partner: killed or timed out).
-    pub(super) fn forget(&self, process: &ProcessObject) {
+    pub(super) fn forget(&self, thread: &ThreadObject) {
         let mut queues = self.queues.lock();
-        queues.callers.retain(|queued| queued.pid != process.pid);
-        queues.receivers.retain(|queued| queued.pid != process.pid);
+        queues.callers.retain(|queued| queued.tid != thread.tid);
+        queues.receivers.retain(|queued| queued.tid != thread.tid);
         settle(&mut queues.callers);
         settle(&mut queues.receivers);
     }
@@ -180,7 +180,7 @@ impl Endpoint {
 
     /// The last receiving handle is gone: every queued caller fails, now and later.
     fn receivers_gone(&self) {
-        let callers: VecDeque<Arc<ProcessObject>> = core::mem::take(&mut self.queues.lock().callers);
+        let callers: VecDeque<Arc<ThreadObject>> = core::mem::take(&mut self.queues.lock().callers);
         for caller in callers {
             super::fail_call(&caller, EPIPE);
         }
@@ -190,7 +190,7 @@ impl Endpoint {
 /// Makes room for one more entry in `queue`. Growing it draws on the kernel heap, so like
 /// every allocation a process can cause it needs the heap's reserve intact (`ENOMEM`
 /// otherwise); a queue with room left costs nothing. Queues never hold more than
-/// `MAX_PROCESSES` entries, so this bounds them too.
+/// `MAX_THREADS` entries, so this bounds them too.
 pub(super) fn room_for_one<T>(queue: &mut VecDeque<T>) -> Result<(), i64> {
     if queue.len() < queue.capacity() {
         return Ok(());

@@ -1,4 +1,4 @@
-//! Synchronous IPC between processes: endpoints (`call`, `recv`, `reply`, `reply_recv`),
+//! Synchronous IPC between threads (of one process or of several): endpoints (`call`, `recv`, `reply`, `reply_recv`),
 //! reply capabilities, and notifications.
 //!
 //! **Rendezvous.** A message is delivered when a caller and a receiver meet: whichever
@@ -12,8 +12,8 @@
 //!
 //! **Failures.** A receiver whose handle table cannot take the message's handles fails with
 //! `EMFILE` and the message stays queued; a reply that cannot be delivered fails both sides
-//! with the same errno. A blocked process that is killed or whose timeout expires takes
-//! itself off every queue, gets its message's handles back, and returns `EINTR` or
+//! with the same errno. A blocked thread that is killed or whose timeout expires takes
+//! itself off every queue, gets its message's handles back (into its process's table), and returns `EINTR` or
 //! `ETIMEDOUT`; a server that replies to it later gets `EPIPE`.
 //!
 //! **Locks.** Handle tables, IPC states, endpoint queues and notification words each have
@@ -21,6 +21,7 @@
 //! (which is taken last) or another of their kind; wake-ups happen after they are released.
 
 pub mod endpoint;
+pub mod futex;
 pub mod notification;
 pub mod pipe;
 pub mod reply;
@@ -36,7 +37,7 @@ use endpoint::{Endpoint, EndpointRef};
 use notification::Notification;
 use reply::Reply;
 use state::{Destination, Outgoing, Phase, Received};
-use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 use crate::task::scheduler::{self, BlockOutcome, Handoff};
 
 pub use transfer::restore_handles;
@@ -72,23 +73,23 @@ impl Timeout {
     }
 }
 
-/// Hands `result` to a blocked process and wakes it.
-pub(crate) fn finish(process: &ProcessObject, result: Result<Received, i64>) {
-    drop(hand_over(process, result));
+/// Hands `result` to a blocked thread and wakes it.
+pub(crate) fn finish(thread: &ThreadObject, result: Result<Received, i64>) {
+    drop(hand_over(thread, result));
 }
 
-/// Hands `result` to a blocked process, which the returned handoff wakes (or runs next).
-fn hand_over(process: &ProcessObject, result: Result<Received, i64>) -> Handoff {
-    process.ipc.lock().result = Some(result);
-    process.ipc_ready.store(true, Ordering::Release);
-    Handoff::new(process)
+/// Hands `result` to a blocked thread, which the returned handoff wakes (or runs next).
+fn hand_over(thread: &ThreadObject, result: Result<Received, i64>) -> Handoff {
+    thread.ipc.lock().result = Some(result);
+    thread.ipc_ready.store(true, Ordering::Release);
+    Handoff::new(thread)
 }
 
-/// Fails a queued caller: its message's handles go back to it.
-fn fail_call(caller: &ProcessObject, errno: i64) {
+/// Fails a queued caller: its message's handles go back to its process.
+fn fail_call(caller: &ThreadObject, errno: i64) {
     let phase = core::mem::take(&mut caller.ipc.lock().phase);
     if let Phase::Calling { message, .. } = phase {
-        restore_handles(caller, message);
+        restore_handles(&caller.process, message);
     }
     finish(caller, Err(errno));
 }
@@ -98,10 +99,10 @@ fn fail_call(caller: &ProcessObject, errno: i64) {
 /// delivery, `cleanup` takes it off whatever queue it was on (with the phase it was in), and
 /// the errno says why.
 fn wait_for_partner(
-    me: &ProcessObject,
+    me: &ThreadObject,
     timeout: Timeout,
     handed: Option<Handoff>,
-    cleanup: impl FnOnce(&ProcessObject, Phase),
+    cleanup: impl FnOnce(&ThreadObject, Phase),
 ) -> Result<Received, i64> {
     let outcome = scheduler::block_for_ipc(&me.ipc_ready, timeout.deadline(), handed);
     let mut ipc = me.ipc.lock();
@@ -120,11 +121,11 @@ fn wait_for_partner(
 
 /// Takes what is left of an interrupted blocking operation off its queues, and gives a
 /// queued message's handles back.
-fn abandon(me: &ProcessObject, phase: Phase) {
+fn abandon(me: &ThreadObject, phase: Phase) {
     match phase {
         Phase::Calling { endpoint, message, .. } => {
             endpoint.forget(me);
-            restore_handles(me, message);
+            restore_handles(&me.process, message);
         }
         Phase::Receiving { endpoint, .. } => endpoint.forget(me),
         Phase::Waiting { notification } => notification.forget(me),
@@ -135,7 +136,7 @@ fn abandon(me: &ProcessObject, phase: Phase) {
 /// `call`: sends `message` through `target` and waits for the reply, which lands in
 /// `reply_into`.
 pub fn call(
-    me: &Arc<ProcessObject>,
+    me: &Arc<ThreadObject>,
     target: &EndpointRef,
     mut message: Outgoing,
     reply_into: Destination,
@@ -145,7 +146,7 @@ pub fn call(
     let call = reply::next_call();
     loop {
         if !endpoint.has_receivers() {
-            restore_handles(me, message);
+            restore_handles(&me.process, message);
             return Err(EPIPE);
         }
         let Some(receiver) = endpoint.pop_receiver() else { break };
@@ -155,7 +156,7 @@ pub fn call(
             _ => continue,
         };
         me.ipc.lock().phase = Phase::AwaitingReply { call, reply_into };
-        match transfer::deliver(me.pid, message, &receiver, into, target.badge(), Some((me, call))) {
+        match transfer::deliver(&me.process, message, &receiver.process, into, target.badge(), Some((me, call))) {
             Ok(received) => {
                 let handoff = hand_over(&receiver, Ok(received));
                 return wait_for_partner(me, timeout, Some(handoff), abandon);
@@ -169,7 +170,7 @@ pub fn call(
         }
     }
     if timeout == Timeout::Poll {
-        restore_handles(me, message);
+        restore_handles(&me.process, message);
         return Err(EAGAIN);
     }
     me.ipc.lock().phase = Phase::Calling { endpoint: endpoint.clone(), badge: target.badge(), message, reply_into, call };
@@ -185,7 +186,7 @@ pub fn call(
 /// or a call (whose reply handle the result names). If it has to wait, `handed` (a caller
 /// this process just replied to) gets the CPU first.
 pub fn recv(
-    me: &Arc<ProcessObject>,
+    me: &Arc<ThreadObject>,
     endpoint: &Arc<Endpoint>,
     into: Destination,
     timeout: Timeout,
@@ -215,7 +216,7 @@ pub fn recv(
             }
         };
         let Some((badge, message, call, reply_into)) = taken else { continue };
-        match transfer::deliver(caller.pid, message, me, into, badge, Some((&caller, call))) {
+        match transfer::deliver(&caller.process, message, &me.process, into, badge, Some((&caller, call))) {
             Ok(received) => return Ok(received),
             Err(undelivered) => {
                 // This receiver cannot take the message: it stays queued, first in line.
@@ -242,29 +243,29 @@ pub fn recv(
 /// `reply`: answers the call `reply` names with `message`, and hands the caller over (see
 /// [`Handoff`]). `EPIPE` if the caller no longer waits (the message's handles come back); if the
 /// reply cannot be delivered, both sides fail with the same errno.
-pub fn reply(me: &ProcessObject, reply: &Reply, message: Outgoing) -> Result<Handoff, i64> {
+pub fn reply(me: &ThreadObject, reply: &Reply, message: Outgoing) -> Result<Handoff, i64> {
     let (caller, reply_into) = match reply.take() {
         Ok(taken) => taken,
         Err(errno) => {
-            restore_handles(me, message);
+            restore_handles(&me.process, message);
             return Err(errno);
         }
     };
-    match transfer::deliver(me.pid, message, &caller, reply_into, 0, None) {
+    match transfer::deliver(&me.process, message, &caller.process, reply_into, 0, None) {
         Ok(received) => {
             let handoff = hand_over(&caller, Ok(received));
             Ok(handoff)
         }
         Err(undelivered) => {
             finish(&caller, Err(undelivered.errno));
-            restore_handles(me, undelivered.message);
+            restore_handles(&me.process, undelivered.message);
             Err(undelivered.errno)
         }
     }
 }
 
 /// `wait` on a notification: its bits, once any are set.
-pub fn wait(me: &Arc<ProcessObject>, notification: &Arc<Notification>, timeout: Timeout) -> Result<u64, i64> {
+pub fn wait(me: &Arc<ThreadObject>, notification: &Arc<Notification>, timeout: Timeout) -> Result<u64, i64> {
     let bits = notification.take_bits();
     if bits != 0 {
         return Ok(bits);

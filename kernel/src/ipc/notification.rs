@@ -16,13 +16,13 @@ use spin::Mutex;
 use super::endpoint::Endpoint;
 use super::state::{Phase, Received};
 use crate::object::LiveObject;
-use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 
 #[derive(Debug, Default)]
 struct Word {
     bits: u64,
     /// Blocked in `wait`.
-    waiters: VecDeque<Arc<ProcessObject>>,
+    waiters: VecDeque<Arc<ThreadObject>>,
     /// The endpoint whose receivers also take the bits.
     bound: Option<Weak<Endpoint>>,
 }
@@ -73,16 +73,16 @@ impl Notification {
     }
 
     /// Queues a blocked waiter; `ENOMEM` if the queue cannot grow.
-    pub(super) fn queue_waiter(&self, waiter: Arc<ProcessObject>) -> Result<(), i64> {
+    pub(super) fn queue_waiter(&self, waiter: Arc<ThreadObject>) -> Result<(), i64> {
         let mut word = self.word.lock();
         super::endpoint::room_for_one(&mut word.waiters)?;
         word.waiters.push_back(waiter);
         Ok(())
     }
 
-    /// Removes `process` from the waiters (its wait ended without bits: killed or timed out).
-    pub(super) fn forget(&self, process: &ProcessObject) {
-        self.word.lock().waiters.retain(|queued| queued.pid != process.pid);
+    /// Removes `thread` from the waiters (its wait ended without bits: killed or timed out).
+    pub(super) fn forget(&self, thread: &ThreadObject) {
+        self.word.lock().waiters.retain(|queued| queued.tid != thread.tid);
     }
 
     /// Binds this notification to `endpoint`, and delivers bits already set if a receiver

@@ -8,8 +8,8 @@
 //! error, if that was nothing); a `read` returns what is there, up to its length.
 //!
 //! A blocked reader or writer waits in the pipe's queue for its side and blocks through
-//! `scheduler::block_for_ipc` on its process's `ipc_ready` flag, which is how every IPC
-//! partner says "look again" (a process blocks in one thing at a time). Whoever changes
+//! `scheduler::block_for_ipc` on its thread's `ipc_ready` flag, which is how every IPC
+//! partner says "look again" (a thread blocks in one thing at a time). Whoever changes
 //! the pipe wakes the other side's queue. The pipe's lock is taken after a handle table's
 //! and before the scheduler's, like an endpoint's.
 
@@ -24,7 +24,7 @@ use spin::Mutex;
 
 use super::endpoint::room_for_one;
 use crate::object::LiveObject;
-use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 use crate::task::scheduler::{self, BlockOutcome};
 
 /// Which end of a pipe.
@@ -46,28 +46,28 @@ struct State {
     reader_open: bool,
     writer_open: bool,
     /// Processes blocked reading (the pipe was empty) and writing (it was full).
-    readers: VecDeque<Arc<ProcessObject>>,
-    writers: VecDeque<Arc<ProcessObject>>,
+    readers: VecDeque<Arc<ThreadObject>>,
+    writers: VecDeque<Arc<ThreadObject>>,
 }
 
 impl State {
-    fn waiting(&mut self, side: Side) -> &mut VecDeque<Arc<ProcessObject>> {
+    fn waiting(&mut self, side: Side) -> &mut VecDeque<Arc<ThreadObject>> {
         match side {
             Side::Read => &mut self.readers,
             Side::Write => &mut self.writers,
         }
     }
 
-    /// Wakes every process waiting on `side`. The scheduler's lock is taken inside this
-    /// lock, which the lock order allows; the popped processes are blocked, so the table
+    /// Wakes every thread waiting on `side`. The scheduler's lock is taken inside this
+    /// lock, which the lock order allows; the popped threads are blocked, so the table
     /// still holds each of them and dropping these references frees nothing.
     // Inlined into the read and write paths, as rustc did before those grew (without it
     // `pipe_pingpong` costs 7 % more).
     #[inline]
     fn wake(&mut self, side: Side) {
-        while let Some(process) = self.waiting(side).pop_front() {
-            process.ipc_ready.store(true, Ordering::Release);
-            scheduler::wake(&process);
+        while let Some(thread) = self.waiting(side).pop_front() {
+            thread.ipc_ready.store(true, Ordering::Release);
+            scheduler::wake(&thread);
         }
     }
 }
@@ -83,7 +83,7 @@ pub struct Pipe {
 enum Waited {
     /// Something changed: look again.
     Again,
-    /// The process was killed.
+    /// The thread was killed.
     Killed,
 }
 
@@ -106,7 +106,7 @@ impl Pipe {
     /// Queues `me` on `side`, releases the lock, and blocks until a change wakes it or it is
     /// killed (then it leaves the queue). `ENOMEM` if the queue cannot grow.
     #[inline]
-    fn wait(&self, mut state: spin::MutexGuard<'_, State>, me: &Arc<ProcessObject>, side: Side) -> Result<Waited, i64> {
+    fn wait(&self, mut state: spin::MutexGuard<'_, State>, me: &Arc<ThreadObject>, side: Side) -> Result<Waited, i64> {
         let queue = state.waiting(side);
         room_for_one(queue)?;
         queue.push_back(me.clone());
@@ -115,7 +115,7 @@ impl Pipe {
         let outcome = scheduler::block_for_ipc(&me.ipc_ready, None, None);
         me.ipc_ready.store(false, Ordering::Release);
         if outcome == BlockOutcome::Killed {
-            self.state.lock().waiting(side).retain(|queued| queued.pid != me.pid);
+            self.state.lock().waiting(side).retain(|queued| queued.tid != me.tid);
             return Ok(Waited::Killed);
         }
         Ok(Waited::Again)
@@ -127,7 +127,7 @@ impl Pipe {
     /// pipe).
     pub fn read(
         &self,
-        me: &Arc<ProcessObject>,
+        me: &Arc<ThreadObject>,
         wanted: usize,
         mut deliver: impl FnMut(usize, &[u8]) -> Result<(), i64>,
     ) -> Result<usize, i64> {
@@ -160,7 +160,7 @@ impl Pipe {
     /// reader), `EINTR` (killed while waiting) or `fetch`'s error if nothing was written.
     pub fn write(
         &self,
-        me: &Arc<ProcessObject>,
+        me: &Arc<ThreadObject>,
         total: usize,
         mut fetch: impl FnMut(usize, &mut [u8]) -> Result<(), i64>,
     ) -> Result<usize, i64> {

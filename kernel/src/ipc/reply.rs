@@ -12,7 +12,7 @@ use abi::errno::EPIPE;
 
 use super::state::{Destination, Phase};
 use crate::object::LiveObject;
-use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 
 /// Numbers calls, so a reply can only answer the call it was made for.
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
@@ -25,7 +25,7 @@ pub fn next_call() -> u64 {
 /// The right to answer one call.
 #[derive(Debug)]
 pub struct Reply {
-    caller: Arc<ProcessObject>,
+    caller: Arc<ThreadObject>,
     call: u64,
     used: AtomicBool,
     _live: LiveObject,
@@ -33,14 +33,14 @@ pub struct Reply {
 
 impl Reply {
     /// A reply to `caller`'s call number `call`.
-    pub fn new(caller: Arc<ProcessObject>, call: u64) -> Self {
+    pub fn new(caller: Arc<ThreadObject>, call: u64) -> Self {
         Self { caller, call, used: AtomicBool::new(false), _live: LiveObject::new() }
     }
 
     /// Uses the reply up: returns the caller and where its reply goes, if the caller still
     /// waits for this call (and stops waiting for anything else from it); `EPIPE` if not,
     /// or if the reply was used already.
-    pub fn take(&self) -> Result<(Arc<ProcessObject>, Destination), i64> {
+    pub fn take(&self) -> Result<(Arc<ThreadObject>, Destination), i64> {
         if self.used.swap(true, Ordering::AcqRel) {
             return Err(EPIPE);
         }

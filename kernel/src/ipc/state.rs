@@ -1,4 +1,4 @@
-//! What a process is doing in IPC, kept in its [`ProcessObject`](crate::task::process::ProcessObject):
+//! What a thread is doing in IPC, kept in its [`ThreadObject`](crate::task::thread::ThreadObject):
 //! the message it is sending while it waits (messages wait in their sender, never in the
 //! endpoint), where a message for it should go, and what a partner delivered to it.
 
@@ -91,7 +91,7 @@ pub struct Received {
     pub len: u64,
 }
 
-/// Where a process is in IPC.
+/// Where a thread is in IPC.
 #[derive(Debug, Default)]
 pub enum Phase {
     /// Not in IPC.
@@ -131,11 +131,13 @@ pub enum Phase {
     },
 }
 
-/// A process's IPC state.
+/// A thread's IPC state.
 #[derive(Debug, Default)]
 pub struct IpcState {
     /// What it is doing.
     pub phase: Phase,
     /// What a partner delivered while it was blocked: a message, or why the operation failed.
     pub result: Option<Result<Received, i64>>,
+    /// The futex word a wake took it off, until its `futex_wait` returns.
+    pub futex_woken: Option<super::futex::Word>,
 }

@@ -7,10 +7,11 @@ use abi::handle::rights;
 
 use super::reply::Reply;
 use super::state::{Destination, Outgoing, Received};
-use crate::mm::address_space::AddressSpace;
+use crate::mm::user_memory::ProcessMemory;
 use crate::object::{Handle, Object};
 use crate::task::process::{Pid, ProcessObject};
 use crate::task::scheduler;
+use crate::task::thread::ThreadObject;
 
 /// A message that could not be delivered, and why.
 #[derive(Debug)]
@@ -21,18 +22,18 @@ pub struct Undelivered {
     pub message: Outgoing,
 }
 
-/// Delivers `message` from process `sender` to `receiver`: copies its bytes into `into`
+/// Delivers `message` from process `sender` to process `receiver`: copies its bytes into `into`
 /// (truncated to its room; the full length is reported), installs its handles in the
 /// receiver's table, and for a call (`reply` names the caller and the call) a reply handle.
 /// Fails with `EMFILE` when the receiver's table has no room for all of them, leaving
 /// everything as it was.
 pub fn deliver(
-    sender: Pid,
+    sender: &ProcessObject,
     message: Outgoing,
     receiver: &ProcessObject,
     into: Destination,
     badge: u64,
-    reply: Option<(&Arc<ProcessObject>, u64)>,
+    reply: Option<(&Arc<ThreadObject>, u64)>,
 ) -> Result<Received, Undelivered> {
     let mut handles = receiver.handles.lock();
     let needed = message.handles.count() + usize::from(reply.is_some());
@@ -42,7 +43,7 @@ pub fn deliver(
     let len = message.buffer.map_or(0, |buffer| buffer.len);
     if let (Some(source), Some(target)) = (message.buffer, into.buffer) {
         let copied = source.len.min(target.len);
-        if copied > 0 && copy_bytes(sender, source.address, receiver.pid, target.address, copied).is_err() {
+        if copied > 0 && copy_bytes(sender.pid, source.address, receiver.pid, target.address, copied).is_err() {
             return Err(Undelivered { errno: EFAULT, message });
         }
     }
@@ -61,14 +62,13 @@ pub fn deliver(
     Ok(received)
 }
 
-/// Copies bytes between two processes' memories.
+/// Copies bytes between two processes' memories (or within one, between its threads),
+/// without their locks, which a thread of either may hold, paused in a long `mmap`.
 fn copy_bytes(sender: Pid, source: u64, receiver: Pid, target: u64, len: u64) -> Result<(), i64> {
     let (Some(from), Some(to)) = (scheduler::memory_of(sender), scheduler::memory_of(receiver)) else {
         return Err(EFAULT);
     };
-    let mut from = from.lock();
-    let mut to = to.lock();
-    AddressSpace::copy_between(from.space(), source, to.space(), target, len).map_err(|_| EFAULT)
+    ProcessMemory::copy_between(&from, source, &to, target, len).map_err(|_| EFAULT)
 }
 
 /// Puts the handles of an undelivered message back where they came from in `owner`'s table

@@ -25,6 +25,7 @@ use crate::ipc::notification::Notification;
 use crate::ipc::pipe::PipeEnd;
 use crate::ipc::reply::Reply;
 use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 use device::{DeviceMemory, IoPorts, Irq};
 use job::Job;
 use memory::MemoryObject;
@@ -88,6 +89,8 @@ pub enum Object {
     Log,
     /// A job.
     Job(Arc<Job>),
+    /// A thread.
+    Thread(Arc<ThreadObject>),
 }
 
 impl Object {
@@ -107,6 +110,7 @@ impl Object {
             Self::DeviceMemory(memory) => Self::DeviceMemory(memory.clone()),
             Self::Log => Self::Log,
             Self::Job(job) => Self::Job(job.clone()),
+            Self::Thread(thread) => Self::Thread(thread.clone()),
         })
     }
 
@@ -125,6 +129,7 @@ impl Object {
             Self::DeviceMemory(_) => Kind::DeviceMemory,
             Self::Log => Kind::Log,
             Self::Job(_) => Kind::Job,
+            Self::Thread(_) => Kind::Thread,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::ipc::state::{Destination, Outgoing, Received, UserBuffer};
 use crate::ipc::{self, Timeout};
 use crate::object::{Handle, Object};
 use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 use crate::task::scheduler;
 
 /// Bytes copied from user memory and written per step of a `write`. Between steps the process
@@ -49,9 +50,9 @@ fn stream(me: &ProcessObject, number: u64, right: u32) -> Result<Stream, i64> {
 /// calls to an endpoint (SEND). The whole range is checked first, so a bad tail fails
 /// before anything is written.
 pub fn write(args: &Args) -> SyscallResult {
-    let me = scheduler::current_object();
+    let me = scheduler::current_thread();
     let buffer = UserSlice::new(args[1], args[2]);
-    let target = stream(&me, args[0], rights::WRITE)?;
+    let target = stream(&me.process, args[0], rights::WRITE)?;
     let source = buffer.check_readable()?;
     match target {
         Stream::Log => Ok(write_in_steps(source, crate::klog::write_log)),
@@ -85,7 +86,7 @@ fn write_in_steps(source: ReadableSlice, mut sink: impl FnMut(&[u8])) -> u64 {
 
 /// Writes the `len` bytes at `address` as `stream::WRITE` calls of at most `BUFFER_MAX`
 /// bytes, until one is short or fails: the count written, or the first call's error.
-fn write_endpoint(me: &Arc<ProcessObject>, endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResult {
+fn write_endpoint(me: &Arc<ThreadObject>, endpoint: &EndpointRef, address: u64, len: u64) -> SyscallResult {
     let mut done = 0;
     while done < len {
         let chunk = (len - done).min(BUFFER_MAX);
@@ -113,11 +114,11 @@ fn write_endpoint(me: &Arc<ProcessObject>, endpoint: &EndpointRef, address: u64,
 
 /// One call of the stream protocol. Handles a server put in the reply are closed: the
 /// caller of `read` or `write` does not know they came, so they would only fill its table.
-fn stream_call(me: &Arc<ProcessObject>, endpoint: &EndpointRef, message: Outgoing, into: Destination) -> Result<Received, i64> {
+fn stream_call(me: &Arc<ThreadObject>, endpoint: &EndpointRef, message: Outgoing, into: Destination) -> Result<Received, i64> {
     let reply = ipc::call(me, endpoint, message, into, Timeout::Forever)?;
     if reply.handle_count > 0 {
         let mut stray: [Option<Handle>; abi::ipc::HANDLES_MAX] = Default::default();
-        let mut table = me.handles.lock();
+        let mut table = me.process.handles.lock();
         for (&number, slot) in reply.handles[..reply.handle_count as usize].iter().zip(&mut stray) {
             *slot = table.remove(u64::from(number)).ok();
         }
@@ -131,9 +132,9 @@ fn stream_call(me: &Arc<ProcessObject>, endpoint: &EndpointRef, message: Outgoin
 /// `read(h, buf, len) -> bytes`: from a pipe's read end (READ), or as a
 /// `stream::READ` call to an endpoint (SEND); 0 at the end of the stream.
 pub fn read(args: &Args) -> SyscallResult {
-    let me = scheduler::current_object();
+    let me = scheduler::current_thread();
     let buffer = UserSlice::new(args[1], args[2]);
-    let source = stream(&me, args[0], rights::READ)?;
+    let source = stream(&me.process, args[0], rights::READ)?;
     let target = buffer.check_writable()?;
     if buffer.is_empty() {
         return Ok(0);

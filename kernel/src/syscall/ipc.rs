@@ -25,6 +25,7 @@ use crate::mm::shared::SharedFrames;
 use crate::object::memory::MemoryObject;
 use crate::object::{Handle, Object};
 use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 use crate::task::scheduler::{self, Handoff, pause, with_current_memory};
 
 /// Rights of the handle `endpoint_create` returns.
@@ -196,15 +197,15 @@ fn write_received(frame: &mut TrapFrame, buffers_address: u64, received: &Receiv
 
 /// `call(endpoint, label, words..., buffers, timeout)`.
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
-    let me = scheduler::current_object();
-    let target = lookup_in(&me, frame.rdi, rights::SEND, |object| match object {
+    let me = scheduler::current_thread();
+    let target = lookup_in(&me.process, frame.rdi, rights::SEND, |object| match object {
         Object::Endpoint(endpoint) => Some(endpoint.clone()),
         _ => None,
     })?;
     let buffers_address = frame.r12;
     let buffers = read_buffers_to_update(buffers_address)?;
     let reply_into = destination(buffers.as_ref())?;
-    let message = outgoing(&me, frame, buffers.as_ref(), Sending::Call)?;
+    let message = outgoing(&me.process, frame, buffers.as_ref(), Sending::Call)?;
     let received = ipc::call(&me, &target, message, reply_into, Timeout::from_nanoseconds(frame.r13))?;
     write_received(frame, buffers_address, &received, Returned::Reply)?;
     Ok(0)
@@ -220,7 +221,7 @@ fn receiving_endpoint(me: &ProcessObject, number: u64) -> Result<Arc<Endpoint>, 
 
 /// The receiving half of `recv` and `reply_recv`, on `endpoint`; `handed` (a caller just
 /// replied to) runs first if this has to wait.
-fn receive(frame: &mut TrapFrame, me: &Arc<ProcessObject>, endpoint: &Arc<Endpoint>, handed: Option<Handoff>) -> SyscallResult {
+fn receive(frame: &mut TrapFrame, me: &Arc<ThreadObject>, endpoint: &Arc<Endpoint>, handed: Option<Handoff>) -> SyscallResult {
     let buffers_address = frame.r12;
     let buffers = read_buffers_to_update(buffers_address)?;
     let into = destination(buffers.as_ref())?;
@@ -231,38 +232,38 @@ fn receive(frame: &mut TrapFrame, me: &Arc<ProcessObject>, endpoint: &Arc<Endpoi
 
 /// `recv(endpoint, buffers, timeout)`.
 pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
-    let me = scheduler::current_object();
-    let endpoint = receiving_endpoint(&me, frame.rdi)?;
+    let me = scheduler::current_thread();
+    let endpoint = receiving_endpoint(&me.process, frame.rdi)?;
     receive(frame, &me, &endpoint, None)
 }
 
 /// The sending half of `reply` and `reply_recv`: hands the caller over.
 /// The sending half of `reply` and `reply_recv`: uses the reply handle up, whatever then
 /// happens (a malformed message fails its call with `EPIPE`), and hands the caller over.
-fn send_reply(frame: &TrapFrame, me: &ProcessObject) -> Result<Handoff, i64> {
+fn send_reply(frame: &TrapFrame, me: &ThreadObject) -> Result<Handoff, i64> {
     let reply = {
-        let mut table = me.handles.lock();
+        let mut table = me.process.handles.lock();
         table.lookup(frame.rdi, rights::SEND, |object| matches!(object, Object::Reply(_)).then_some(()))?;
         table.remove(frame.rdi)?
     };
     let Object::Reply(reply_object) = reply.object() else { unreachable!("checked to be a reply") };
     let buffers = read_buffers(frame.r12)?;
-    let message = outgoing(me, frame, buffers.as_ref(), Sending::Reply)?;
+    let message = outgoing(&me.process, frame, buffers.as_ref(), Sending::Reply)?;
     ipc::reply(me, reply_object, message)
 }
 
 /// `reply(reply, label, words..., buffers)`.
 pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
-    send_reply(frame, &scheduler::current_object()).map(|_| 0)
+    send_reply(frame, &scheduler::current_thread()).map(|_| 0)
 }
 
 /// `reply_recv(reply or NO_HANDLE, label, words..., buffers, timeout, endpoint)`: replies and
 /// receives. A reply that fails (its caller is gone, or the message is malformed) is
 /// dropped, and the server carries on receiving.
 pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
-    let me = scheduler::current_object();
+    let me = scheduler::current_thread();
     // Check the endpoint first, so a bad one does not use the reply up.
-    let endpoint = receiving_endpoint(&me, frame.r14)?;
+    let endpoint = receiving_endpoint(&me.process, frame.r14)?;
     let answered = if frame.rdi == NO_HANDLE { None } else { send_reply(frame, &me).ok() };
     receive(frame, &me, &endpoint, answered)
 }
@@ -293,7 +294,7 @@ pub fn wait(args: &Args) -> SyscallResult {
         Object::Notification(notification) => Some(notification.clone()),
         _ => None,
     })?;
-    let me = scheduler::current_object();
+    let me = scheduler::current_thread();
     ipc::wait(&me, &notification, Timeout::from_nanoseconds(args[1]))
 }
 

@@ -7,6 +7,7 @@
 pub use enigma_core::usercopy;
 
 mod device;
+mod futex;
 mod handle;
 mod io;
 mod ipc;

@@ -1,6 +1,7 @@
-//! Process syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`, `kill`,
-//! `process_pid`, `process_list`, and jobs' `job_create`. A process is reached through a
-//! handle: `spawn` gives its caller one; `wait` and `kill` take one. A job (see
+//! Process and thread syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`,
+//! `kill`, `process_pid`, `process_list`, `thread_create`, `thread_exit`, `gettid`, and jobs'
+//! `job_create`. A process or thread is reached through a handle: `spawn` and
+//! `thread_create` give their caller one; `wait` and `kill` take one. A job (see
 //! `object::job`) is reached through a handle too, or as "the caller's own" for `spawn` and
 //! `job_create`, which can only put things below it.
 
@@ -20,12 +21,43 @@ use crate::ipc::Timeout;
 use crate::object::handles::HandleTable;
 use crate::object::job::Job;
 use crate::object::{Handle, Object};
+use crate::arch::trap::TrapFrame;
 use crate::task::process::ProcessObject;
+use crate::task::thread::ThreadObject;
 use crate::task::scheduler::{self, KillError};
 
-/// `exit(status) -> !`.
+/// `exit(status) -> !`: ends the whole process, every thread of it.
 pub fn exit(args: &Args) -> SyscallResult {
     scheduler::exit_current(args[0] as i32)
+}
+
+/// `thread_exit(status) -> !`: ends the calling thread only (the process with it, if it was
+/// the last).
+pub fn thread_exit(args: &Args) -> SyscallResult {
+    scheduler::leave_current_thread(ExitInfo::exited(args[0] as i32))
+}
+
+/// `gettid() -> tid`.
+pub fn gettid(_: &Args) -> SyscallResult {
+    Ok(u64::from(scheduler::current_tid()))
+}
+
+/// `thread_create(entry, stack, arg) -> thread handle`: a thread of the caller's process that
+/// enters ring 3 at `entry` with `rsp = stack` and `rdi = arg`. Both addresses must be
+/// canonical user addresses (`EINVAL`); what is there is the thread's business (a bad one
+/// faults in it, which ends the process).
+pub fn thread_create(args: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let (entry, stack, arg) = (args[0], args[1], args[2]);
+    if !abi::memory::is_user_range(entry, 1) || !abi::memory::is_user_range(stack.saturating_sub(1), 1) {
+        return Err(EINVAL);
+    }
+    // Room for the handle first, so a started thread always gets one.
+    scheduler::current_object().handles.lock().require_room(1)?;
+    let mut frame = TrapFrame::new_user(entry, stack);
+    frame.rdi = arg;
+    let thread = scheduler::create_thread(frame).map_err(|error| error.errno())?;
+    install(Handle::new(Object::Thread(thread), rights::THREAD_HANDLE))
 }
 
 /// `getpid() -> pid`.
@@ -51,9 +83,6 @@ fn read_string(text: UserStr, max: usize, too_long: i64) -> Result<String, i64> 
     let bytes = UserSlice::new(text.ptr, text.len).read_to_vec()?;
     String::from_utf8(bytes).map_err(|_| EINVAL)
 }
-
-/// Rights of the process handle `spawn` returns.
-const PROCESS_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::WAIT | rights::KILL;
 
 /// The name a process started with `argv0` gets: its last path component, cut to
 /// `NAME_MAX` bytes (at a character boundary).
@@ -103,7 +132,7 @@ pub fn spawn(args: &Args) -> SyscallResult {
     let name = process_name(borrowed[0]);
     let child =
         scheduler::spawn(name, &*image, &borrowed, scheduler::current_pid(), job, handles).map_err(|error| error.errno())?;
-    install(Handle::new(Object::Process(child), PROCESS_RIGHTS))
+    install(Handle::new(Object::Process(child), rights::PROCESS_HANDLE))
 }
 
 /// The job handle `number` names (with MANAGE), or the caller's own job for `NO_HANDLE`.
@@ -134,10 +163,10 @@ fn process(number: u64, rights: u32) -> Result<Arc<ProcessObject>, i64> {
     })
 }
 
-/// `wait(h, info_out, timeout) -> h`: waits until the process `h` names has ended (with
-/// [`WAIT_ANY`], any process the caller holds a handle with WAIT to), stores how it ended at
-/// `info_out` (unless 0), closes the handle and returns its number. `ECHILD` if the caller
-/// holds no such handle at all.
+/// `wait(h, info_out, timeout) -> h`: waits until the process or thread `h` names has ended
+/// (with [`WAIT_ANY`], any process the caller holds a handle with WAIT to), stores how it
+/// ended at `info_out` (unless 0), closes the handle and returns its number. `ECHILD` if the
+/// caller holds no such handle at all.
 pub fn wait(args: &Args) -> SyscallResult {
     let info_out = UserPtr::<ExitInfo>::new(args[1]);
     if !info_out.is_null() {
@@ -162,11 +191,11 @@ pub fn wait(args: &Args) -> SyscallResult {
                 }
                 table.first_where(|handle| ended_info(handle).is_some()).map(|number| (u64::from(number), table.get(u64::from(number)).ok().and_then(ended_info)))
             } else {
-                let process = table.lookup(args[0], rights::WAIT, |object| match object {
-                    Object::Process(process) => Some(process.clone()),
+                let info = table.lookup(args[0], rights::WAIT, |object| match object {
+                    Object::Process(process) => Some(*process.exit.lock()),
+                    Object::Thread(thread) => Some(*thread.exit.lock()),
                     _ => None,
                 })?;
-                let info = *process.exit.lock();
                 info.map(|info| (args[0], Some(info)))
             }
         };
@@ -192,20 +221,24 @@ pub fn wait(args: &Args) -> SyscallResult {
 }
 
 /// `kill(h) -> 0`: ends the process `h` names (KILL right); its status becomes
-/// `status::KILLED`. `ESRCH` if it has already ended. A job handle (KILL right): ends every
-/// process in the job and below it; `ESRCH` if the job was killed already.
+/// `status::KILLED`. `ESRCH` if it has already ended. A thread handle (KILL): ends that
+/// thread. A job handle (KILL right): ends every process in the job and below it; `ESRCH` if
+/// the job was killed already.
 pub fn kill(args: &Args) -> SyscallResult {
     enum Target {
         Process(Arc<ProcessObject>),
+        Thread(Arc<ThreadObject>),
         Job(Arc<Job>),
     }
     let target = lookup(args[0], rights::KILL, |object| match object {
         Object::Process(process) => Some(Target::Process(process.clone())),
+        Object::Thread(thread) => Some(Target::Thread(thread.clone())),
         Object::Job(job) => Some(Target::Job(job.clone())),
         _ => None,
     })?;
     let killed = match target {
-        Target::Process(process) => scheduler::kill(process.pid),
+        Target::Process(process) => scheduler::kill(&process),
+        Target::Thread(thread) => scheduler::kill_thread(&thread),
         Target::Job(job) => scheduler::kill_job(&job),
     };
     killed.map(|()| 0).map_err(|error| match error {

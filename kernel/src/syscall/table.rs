@@ -4,7 +4,7 @@
 use abi::errno::ENOSYS;
 use abi::syscall::*;
 
-use super::{Args, SyscallResult, device, handle, io, ipc, memory, process, system, time};
+use super::{Args, SyscallResult, device, futex, handle, io, ipc, memory, process, system, time};
 use crate::arch::trap::TrapFrame;
 
 /// A syscall handler: most take the six argument registers; IPC's take the whole frame,
@@ -66,6 +66,11 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[LOG_READ as usize] = Arguments(device::log_read);
     table[JOB_CREATE as usize] = Arguments(process::job_create);
     table[HANDLE_LIST as usize] = Arguments(handle::handle_list);
+    table[THREAD_CREATE as usize] = Arguments(process::thread_create);
+    table[THREAD_EXIT as usize] = Arguments(process::thread_exit);
+    table[FUTEX_WAIT as usize] = Arguments(futex::futex_wait);
+    table[FUTEX_WAKE as usize] = Arguments(futex::futex_wake);
+    table[GETTID as usize] = Arguments(process::gettid);
     table
 };
 

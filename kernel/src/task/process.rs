@@ -1,4 +1,5 @@
-//! The process: what the kernel keeps for each running program.
+//! The process: what the kernel keeps for each running program, shared by its threads
+//! (`thread`).
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -6,7 +7,6 @@ use alloc::sync::Arc;
 use abi::{ExitInfo, NAME_MAX, ProcessInfo, ProcessState};
 
 use crate::arch::trap::CpuFault;
-use crate::mm::kernel_stack::KernelStack;
 use crate::mm::user_memory::ProcessMemory;
 
 /// A process id. Ids start at 1 and are never reused while the kernel runs.
@@ -39,71 +39,34 @@ impl PidAllocator {
     }
 }
 
-/// Why a process is off the run queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockReason {
-    /// In `wait`, until a process it holds a handle to ends, or until the clock reaches
-    /// `until_ns` (`u64::MAX`: no timeout).
-    WaitProcess {
-        /// Nanoseconds since boot to give up at.
-        until_ns: u64,
-    },
-    /// In `sleep`, until the clock reaches this time.
-    Sleep {
-        /// Nanoseconds since boot to wake at.
-        until_ns: u64,
-    },
-    /// In IPC (a call, a receive, a notification wait) until a partner delivers, or until
-    /// the clock reaches `until_ns` (`u64::MAX`: no timeout).
-    Ipc {
-        /// Nanoseconds since boot to give up at.
-        until_ns: u64,
-    },
-}
-
-/// The life cycle of a process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// In the run queue.
-    Ready,
-    /// On the CPU.
-    Running,
-    /// Off the run queue until an event.
-    Blocked(BlockReason),
-    /// Ended: its CPU is switching away for the last time (see `scheduler::Departed`).
-    Ending,
-}
-
-/// A process control block.
+/// A process control block: what its threads share.
 #[derive(Debug)]
 pub struct Process {
-    /// Its id.
+    /// Its id (also its first thread's).
     pub pid: Pid,
     /// Its parent's id (0 for the first process); kept as it was if the parent ends first.
     pub parent: Pid,
     /// The program's name.
     pub name: String,
-    /// Where it is in its life cycle.
-    pub state: State,
-    /// Its user memory; `None` once it has started exiting.
+    /// Its user memory; `None` once its last thread has started tearing it down.
     pub memory: Option<Arc<ProcessMemory>>,
-    /// Its kernel stack.
-    pub kernel_stack: Option<KernelStack>,
-    /// Set by `kill`: the process ends the next time it would return to ring 3.
-    pub killed: bool,
-    /// Its handles and IPC state, shared with whoever holds a handle to it.
+    /// Its handles, and how it ended, shared with whoever holds a handle to it.
     pub object: Arc<ProcessObject>,
     /// The job it runs in, for life.
     pub job: Arc<crate::object::job::Job>,
     /// The CPU fault in ring 3 that is ending it, for `wait`.
     pub fault: Option<CpuFault>,
-    /// The CPU it runs on, or last ran on.
+    /// Its threads that have not left yet (the last one to leave tears the process down).
+    pub threads: usize,
+    /// Set by `exit` or `kill` of the whole process: the status it ends with, whatever its
+    /// threads do meanwhile. No thread starts in it once this is set.
+    pub ending_with: Option<i32>,
+    /// CPU time of its threads that have left.
+    pub departed_cpu_time_ns: u64,
+    /// The CPU one of its threads ran on last.
     pub cpu: u32,
-    /// Time spent running, up to `running_since_ns` if it runs now.
-    pub cpu_time_ns: u64,
-    /// When it last started running (clock nanoseconds).
-    pub running_since_ns: u64,
-    /// The I/O ports it enabled (`ioports_enable`), open in the TSS while it runs.
+    /// The I/O ports it enabled (`ioports_enable`), open in the TSS while one of its threads
+    /// runs.
     pub io_ports: crate::arch::gdt::PortRanges,
 }
 
@@ -114,57 +77,47 @@ impl super::table::Keyed for Process {
 }
 
 impl Process {
-    /// Adds the time since it started running, up to `now_ns`, to its CPU time (it stops
-    /// running, or is charged anew).
-    pub fn charge_cpu_time(&mut self, now_ns: u64) {
-        self.cpu_time_ns = self.cpu_time_ns.saturating_add(now_ns.saturating_sub(self.running_since_ns));
-        self.running_since_ns = now_ns;
-    }
-
-    /// The process as `process_list` reports it at `now_ns`.
-    pub fn info(&self, now_ns: u64) -> ProcessInfo {
-        let state = match self.state {
-            State::Ready => ProcessState::Ready,
-            State::Running => ProcessState::Running,
-            State::Blocked(_) => ProcessState::Blocked,
-            State::Ending => ProcessState::Ending,
-        };
+    /// The process as `process_list` reports it before its threads are counted in: no
+    /// thread (so state Ending), the CPU time of departed threads.
+    pub fn info(&self) -> ProcessInfo {
         let mut name = [0u8; NAME_MAX];
         let length = self.name.len().min(NAME_MAX);
         name[..length].copy_from_slice(&self.name.as_bytes()[..length]);
         ProcessInfo {
             pid: self.pid,
             parent: self.parent,
-            state: state as u32,
+            state: ProcessState::Ending as u32,
             name_len: length as u32,
             name,
             memory_bytes: self.memory.as_ref().map_or(0, |memory| memory.charged_bytes()),
-            cpu_time_ns: match self.state {
-                State::Running => self.cpu_time_ns.saturating_add(now_ns.saturating_sub(self.running_since_ns)),
-                _ => self.cpu_time_ns,
-            },
+            cpu_time_ns: self.departed_cpu_time_ns,
             cpu: self.cpu,
-            reserved: 0,
+            threads: 0,
         }
     }
 
     /// How it ends with `status`: the status and the fault that killed it, if any.
     pub fn exit_info(&self, status: i32) -> ExitInfo {
-        match self.fault {
-            Some(fault) => ExitInfo {
-                status,
-                fault_vector: fault.vector as u32,
-                fault_address: fault.address.unwrap_or(0),
-                fault_ip: fault.instruction,
-                fault_error: fault.error_code,
-            },
-            None => ExitInfo::exited(status),
-        }
+        exit_info(status, self.fault)
     }
 }
 
-/// The part of a process that handles and other processes can hold on to: its identity, its
-/// handle table, its IPC state and, once it has ended, how. It outlives the process's run
+/// How a process or thread ends with `status`, after `fault` if a fault ended it.
+pub fn exit_info(status: i32, fault: Option<CpuFault>) -> ExitInfo {
+    match fault {
+        Some(fault) => ExitInfo {
+            status,
+            fault_vector: fault.vector as u32,
+            fault_address: fault.address.unwrap_or(0),
+            fault_ip: fault.instruction,
+            fault_error: fault.error_code,
+        },
+        None => ExitInfo::exited(status),
+    }
+}
+
+/// The part of a process that handles and threads can hold on to: its identity, its handle
+/// table and, once it has ended, how. It outlives the process's run
 /// while handles to it exist (a parent's handle, a caller awaiting a reply); its handles are
 /// closed when the process ends, and the process leaves the process table then (there are
 /// no zombies: whoever holds a handle can still learn how it ended).
@@ -178,11 +131,6 @@ pub struct ProcessObject {
     pub exit: spin::Mutex<Option<ExitInfo>>,
     /// Its handles.
     pub handles: spin::Mutex<crate::object::handles::HandleTable>,
-    /// What it is doing in IPC.
-    pub ipc: spin::Mutex<crate::ipc::state::IpcState>,
-    /// Set when a partner has put a result in `ipc` for it; the scheduler checks it (without
-    /// taking `ipc`'s lock) to decide whether the process may stay blocked.
-    pub ipc_ready: core::sync::atomic::AtomicBool,
     _live: crate::object::LiveObject,
 }
 
@@ -194,8 +142,6 @@ impl ProcessObject {
             slot,
             exit: spin::Mutex::new(None),
             handles: spin::Mutex::new(handles),
-            ipc: spin::Mutex::new(crate::ipc::state::IpcState::default()),
-            ipc_ready: core::sync::atomic::AtomicBool::new(false),
             _live: crate::object::LiveObject::new(),
         }
     }

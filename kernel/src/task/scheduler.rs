@@ -1,10 +1,12 @@
-//! The process table and the scheduler: preemptive round-robin over ready processes, on
-//! every CPU.
+//! The process and thread tables and the scheduler: preemptive round-robin over ready
+//! threads, on every CPU. A process is its memory, handles and job; what runs is a thread
+//! (`thread`), and a process has one or more. The slice, blocking and kill rules below
+//! speak of threads; "the process" of a thread is the one it belongs to.
 //!
-//! - **Run queue**: one queue of ready processes in FIFO order, shared by every CPU (the
+//! - **Run queue**: one queue of ready threads in FIFO order, shared by every CPU (the
 //!   big kernel lock serialises the scheduler anyway, so per-CPU queues would only add
-//!   stealing; see decision 47). A process runs on one CPU at a time: only a ready process
-//!   is chosen, and choosing it makes it running. A process runs for up to
+//!   stealing; see decision 47). A thread runs on one CPU at a time: only a ready thread
+//!   is chosen, and choosing it makes it running. A thread runs for up to
 //!   [`TIME_SLICE_NS`] (10 ms by the clock, which cannot lose time); its CPU's timer
 //!   interrupt checks the slice, and a process whose slice is used up goes to the back of
 //!   the queue on its way back to ring 3 (or at a preemption point of a long syscall).
@@ -24,14 +26,19 @@
 //!   sent a reschedule interrupt, which brings it into the kernel at once.
 //! - **CPU time**: each process accumulates the time it spent running, and remembers the
 //!   last CPU it ran on; `ps` shows both.
-//! - **Exit**: memory is freed in steps with preemption points between them (a process of
-//!   64 MiB takes tens of millions of instructions to free), then the handles are closed and
-//!   it is marked ending; right after its CPU switches away from it for the last time, it
-//!   leaves the table, the kernel stack it ran on is freed, and how it ended is recorded in
-//!   its object (which whoever holds a handle can `wait` for) and waiters are woken, all in
-//!   one hold of the big kernel lock, so that no CPU sees it gone or ended while its frames or
-//!   objects are still in use. There are no zombies and no reparenting. When the first
-//!   process exits, the machine shuts down with its status.
+//! - **Exit**: a thread leaves (`thread_exit`, or killed); `exit` and a kill of the process
+//!   mark the process ending with a status and kill every thread of it. The last thread to
+//!   leave tears the process down: its memory is freed in steps with preemption points
+//!   between them (a process of 64 MiB takes tens of millions of instructions to free), then
+//!   the handles are closed. A leaving thread is marked ending; right after its CPU switches
+//!   away from it for the last time, it leaves the table, the kernel stack it ran on is
+//!   freed, and how it ended is recorded in its object; when it was the last of its process
+//!   in the table and the process was torn down, the process leaves its table too and its
+//!   end is recorded in its object (which whoever holds a handle can `wait` for). Waiters
+//!   are woken, all in one hold of the big kernel lock, so that no CPU sees a thread or
+//!   process gone or ended while its frames or objects are still in use. There are no
+//!   zombies and no reparenting. When the first process exits, the machine shuts down with
+//!   its status.
 //!
 //! The kernel runs with interrupts masked (except in the idle loop's halt and at preemption
 //! points) and under the big kernel lock, so the scheduler lock is taken by one CPU at a
@@ -50,8 +57,9 @@ use spin::Mutex;
 
 use super::executor;
 use super::loader::{self, Image, LoadError};
-use super::process::{BlockReason, Pid, PidAllocator, Process, ProcessObject, State};
+use super::process::{Pid, PidAllocator, Process, ProcessObject, exit_info};
 use super::table::SlotTable;
+use super::thread::{BlockReason, State, Thread, ThreadObject, Tid};
 use crate::arch::cpu::{self, MAX_CPUS};
 use crate::arch::kernel_lock::{self, Pause};
 use crate::arch::{gdt, smp};
@@ -62,42 +70,51 @@ use crate::mm::user_memory::{ProcessMemory, UserMemory};
 use crate::object::handles::HandleTable;
 use crate::object::job::Job;
 
-pub use super::table::MAX_PROCESSES;
-/// How long a process may run before another ready process gets the CPU.
+pub use super::table::{MAX_PROCESSES, MAX_THREADS};
+/// How long a thread may run before another ready thread gets the CPU.
 pub const TIME_SLICE_NS: u64 = 10_000_000;
 
-/// Ready processes in round-robin order, by slot in the process table.
+/// Ready threads in round-robin order, by slot in the thread table.
 #[derive(Debug, Default)]
 pub struct RunQueue {
     queue: VecDeque<usize>,
-    /// Which slots are in `queue` (bit n: slot n), so a push needs no search.
-    queued: u64,
+    /// Which slots are in `queue` (bit n % 64 of word n / 64: slot n), so a push needs no
+    /// search.
+    queued: [u64; QUEUED_WORDS],
 }
 
-const _: () = assert!(MAX_PROCESSES <= u64::BITS as usize, "a run queue keeps one bit per process slot");
+/// Words of [`RunQueue::queued`]: one bit per thread slot.
+const QUEUED_WORDS: usize = MAX_THREADS.div_ceil(64);
+
+/// The word of [`RunQueue::queued`] that holds `slot`'s bit, and the bit.
+#[inline]
+fn queued_bit(slot: usize) -> (usize, u64) {
+    ((slot / 64) % QUEUED_WORDS, 1 << (slot % 64))
+}
 
 impl RunQueue {
-    /// Appends `slot` unless it is already queued. The queue's room for every process is
+    /// Appends `slot` unless it is already queued. The queue's room for every thread is
     /// taken once, on the first push, so it never allocates again (nor from the timer
     /// interrupt, which wakes sleepers), and the kernel heap's use comes back exactly after
     /// a busy moment.
     #[inline]
     pub fn push(&mut self, slot: usize) {
-        let bit = 1 << (slot % MAX_PROCESSES);
-        if self.queued & bit != 0 {
+        let (word, bit) = queued_bit(slot);
+        if self.queued[word] & bit != 0 {
             return;
         }
-        if self.queue.capacity() < MAX_PROCESSES {
-            self.queue.reserve_exact(MAX_PROCESSES);
+        if self.queue.capacity() < MAX_THREADS {
+            self.queue.reserve_exact(MAX_THREADS);
         }
-        self.queued |= bit;
+        self.queued[word] |= bit;
         self.queue.push_back(slot);
     }
 
     /// Takes the first queued slot that `is_ready` still accepts, dropping stale entries.
     pub fn pop_ready(&mut self, mut is_ready: impl FnMut(usize) -> bool) -> Option<usize> {
         while let Some(slot) = self.queue.pop_front() {
-            self.queued &= !(1 << (slot % MAX_PROCESSES));
+            let (word, bit) = queued_bit(slot);
+            self.queued[word] &= !bit;
             if is_ready(slot) {
                 return Some(slot);
             }
@@ -107,9 +124,9 @@ impl RunQueue {
 
     /// Takes `slot` out of the queue (it runs next, handed the CPU directly).
     pub fn remove(&mut self, slot: usize) {
-        let bit = 1 << (slot % MAX_PROCESSES);
-        if self.queued & bit != 0 {
-            self.queued &= !bit;
+        let (word, bit) = queued_bit(slot);
+        if self.queued[word] & bit != 0 {
+            self.queued[word] &= !bit;
             self.queue.retain(|&queued| queued != slot);
         }
     }
@@ -120,14 +137,16 @@ impl RunQueue {
     }
 }
 
-/// Why `spawn` failed.
+/// Why `spawn` or `thread_create` failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpawnError {
-    /// The process table (or the kernel-stack pool) is full, or every pid has been used.
+    /// The process or thread table (or the kernel-stack pool) is full, the process has
+    /// [`abi::THREADS_PER_PROCESS_MAX`] threads, or every id has been used.
     TooManyProcesses,
     /// The image could not be loaded.
     Load(LoadError),
-    /// The job it was to start in has been killed.
+    /// The job it was to start in has been killed, or the process the thread was to start
+    /// in is ending.
     JobKilled,
 }
 
@@ -148,7 +167,7 @@ impl SpawnError {
 /// Why `kill` failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KillError {
-    /// No live process has that pid.
+    /// The process or thread has ended.
     NoSuchProcess,
     /// Pid 1 cannot be killed.
     NotPermitted,
@@ -157,59 +176,80 @@ pub enum KillError {
 /// What the scheduler keeps for each CPU.
 #[derive(Debug)]
 struct CpuState {
-    /// The slot of the process this CPU runs.
+    /// The slot of the thread this CPU runs.
     current: Option<usize>,
-    /// A process that exited on this CPU, finished right after the switch away.
+    /// A thread that left on this CPU, finished right after the switch away.
     departed: Option<Departed>,
 }
 
-/// A process that has ended (state [`State::Ending`]) but still ran on its kernel stack when
+/// A thread that has left (state [`State::Ending`]) but still ran on its kernel stack when
 /// it did. Right after its CPU switched away, it leaves the table, its stack is freed, its end
-/// is recorded and waiters are woken, all in one hold of the big kernel lock: whoever learns
-/// that it ended, or sees it gone from the table (on any CPU), finds every frame and object it
-/// had back (see decision 50).
+/// is recorded, its process leaves too if this was its last thread and the process was torn
+/// down, and waiters are woken, all in one hold of the big kernel lock: whoever learns that
+/// it ended, or sees it gone from the table (on any CPU), finds every frame and object it had
+/// back (see decision 50).
 #[derive(Debug)]
 struct Departed {
     slot: usize,
-    pid: Pid,
-    status: i32,
+    tid: Tid,
+    /// How the thread ended.
+    ending: abi::ExitInfo,
 }
 
 impl Departed {
-    /// Takes the process out of the table, frees its stack, records its end and wakes every
-    /// process waiting for an end. Takes the scheduler lock itself, and drops the process's
-    /// parts outside it.
+    /// Takes the thread out of the table, frees its stack, records its end (and its
+    /// process's, once the process is torn down and this was the last of its threads in the
+    /// table) and wakes every thread waiting for an end. Takes the scheduler lock itself, and
+    /// drops the parts outside it.
     fn finish(self) {
-        let process = with_scheduler(|scheduler| {
-            let process = scheduler.processes.remove_at(self.slot).expect("an ending process is in the table");
-            assert_eq!((process.pid, process.state), (self.pid, State::Ending), "the slot of an ending process was reused");
-            process
+        let (thread, process) = with_scheduler(|scheduler| {
+            let thread = scheduler.threads.remove_at(self.slot).expect("an ending thread is in the table");
+            assert_eq!((thread.tid, thread.state), (self.tid, State::Ending), "the slot of an ending thread was reused");
+            let process_slot = thread.process_slot;
+            let process = scheduler.processes.at_mut(process_slot).expect("a thread's process is in the table");
+            process.departed_cpu_time_ns = process.departed_cpu_time_ns.saturating_add(thread.cpu_time_ns);
+            // Every thread has left, and none is in the table: the last to leave has torn the
+            // process down (it stays in the table until then).
+            let gone = process.threads == 0 && !scheduler.threads.iter().any(|other| other.process_slot == process_slot);
+            let process = gone.then(|| {
+                scheduler.processes.remove_at(process_slot).expect("the process was just found in the table")
+            });
+            (thread, process)
         });
-        let ending = process.exit_info(self.status);
-        let object = process.object.clone();
-        drop(process);
-        *object.exit.lock() = Some(ending);
+        let object = thread.object.clone();
+        drop(thread);
+        *object.exit.lock() = Some(self.ending);
+        drop(object);
+        if let Some(process) = process {
+            let ending = process.exit_info(process.ending_with.unwrap_or(abi::status::KILLED));
+            let object = process.object.clone();
+            drop(process);
+            *object.exit.lock() = Some(ending);
+        }
         with_scheduler(|scheduler| scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. })));
     }
 }
 
 struct Scheduler {
-    processes: SlotTable<Process>,
+    processes: SlotTable<Process, MAX_PROCESSES>,
+    threads: SlotTable<Thread, MAX_THREADS>,
     run_queue: RunQueue,
     cpus: [CpuState; MAX_CPUS],
     /// CPUs about to halt, or halted, in their idle loops that nobody has woken yet (bit n:
     /// CPU n).
     idle_cpus: u32,
-    pids: PidAllocator,
+    /// Ids for processes and threads, from one counter.
+    ids: PidAllocator,
     first_pid: Option<Pid>,
 }
 
 static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: SlotTable::new(),
-    run_queue: RunQueue { queue: VecDeque::new(), queued: 0 },
+    threads: SlotTable::new(),
+    run_queue: RunQueue { queue: VecDeque::new(), queued: [0; QUEUED_WORDS] },
     cpus: [const { CpuState { current: None, departed: None } }; MAX_CPUS],
     idle_cpus: 0,
-    pids: PidAllocator::new(),
+    ids: PidAllocator::new(),
     first_pid: None,
 });
 
@@ -217,17 +257,17 @@ static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
 /// scheduler lock, read without it by the timer interrupt.
 static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// When the time slice of the process each CPU runs began (clock nanoseconds). Written by
+/// When the time slice of the thread each CPU runs began (clock nanoseconds). Written by
 /// that CPU, read by its timer interrupt without a lock.
 static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Set when this CPU's timer woke a sleeper that no idle CPU took: the slice of the process
-/// this CPU runs ends now, so that a sleep is not stretched by another process's whole slice
+/// Set when this CPU's timer woke a sleeper that no idle CPU took: the slice of the thread
+/// this CPU runs ends now, so that a sleep is not stretched by another thread's whole slice
 /// (a flood of console output once made 10 ms sleeps take 36 ms). Cleared when the CPU next
-/// takes a process from the run queue.
+/// takes a thread from the run queue.
 static SLEEPER_WAITING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Set when a CPU's `departed` holds a process for [`after_switch`] to finish, so a switch
+/// Set when a CPU's `departed` holds a thread for [`after_switch`] to finish, so a switch
 /// with none does not take the lock again.
 static DEPARTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
@@ -239,17 +279,22 @@ fn with_scheduler<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
 }
 
 impl Scheduler {
-    /// The slot of the process this CPU runs.
+    /// The slot of the thread this CPU runs.
     fn current_slot(&self) -> Option<usize> {
         self.cpus[cpu::index()].current
     }
 
+    fn current_thread(&mut self) -> &mut Thread {
+        let slot = self.current_slot().expect("no current thread");
+        self.threads.at_mut(slot).expect("current thread missing from the table")
+    }
+
     fn current_process(&mut self) -> &mut Process {
-        let slot = self.current_slot().expect("no current process");
+        let slot = self.current_thread().process_slot;
         self.processes.at_mut(slot).expect("current process missing from the table")
     }
 
-    /// Queues the ready process in `slot`, and wakes a halted CPU (another one: this CPU
+    /// Queues the ready thread in `slot`, and wakes a halted CPU (another one: this CPU
     /// looks at the queue by itself) to run it; returns whether it woke one.
     fn push_ready(&mut self, slot: usize) -> bool {
         self.run_queue.push(slot);
@@ -263,11 +308,11 @@ impl Scheduler {
         true
     }
 
-    /// Marks the process in `slot` killed and makes it run to its end: woken if blocked,
-    /// its CPU told if it runs.
-    fn kill_at(&mut self, slot: usize) {
-        let Some(process) = self.processes.at_mut(slot) else { return };
-        process.killed = true;
+    /// Marks the thread in `slot` killed and makes it run to its end: woken if blocked, its
+    /// CPU told if it runs.
+    fn kill_thread_at(&mut self, slot: usize) {
+        let Some(thread) = self.threads.at_mut(slot) else { return };
+        thread.killed = true;
         self.make_ready_at(slot);
         if let Some(running_on) = (0..MAX_CPUS).find(|&cpu| self.cpus[cpu].current == Some(slot)) {
             cpu::request_attention(running_on);
@@ -277,24 +322,36 @@ impl Scheduler {
         }
     }
 
-    /// Makes the process in `slot` ready if it is blocked.
+    /// Marks the process in `process_slot` ending with `status` (unless it already is) and
+    /// kills every thread of it.
+    fn kill_process_at(&mut self, process_slot: usize, status: i32) {
+        let Some(process) = self.processes.at_mut(process_slot) else { return };
+        process.ending_with.get_or_insert(status);
+        for slot in 0..MAX_THREADS {
+            if self.threads.at(slot).is_some_and(|thread| thread.process_slot == process_slot) {
+                self.kill_thread_at(slot);
+            }
+        }
+    }
+
+    /// Makes the thread in `slot` ready if it is blocked.
     fn make_ready_at(&mut self, slot: usize) {
-        if let Some(process) = self.processes.at_mut(slot)
-            && matches!(process.state, State::Blocked(_))
+        if let Some(thread) = self.threads.at_mut(slot)
+            && matches!(thread.state, State::Blocked(_))
         {
-            process.state = State::Ready;
+            thread.state = State::Ready;
             self.push_ready(slot);
         }
     }
 
-    /// Makes every process blocked for a reason `matches` accepts ready.
+    /// Makes every thread blocked for a reason `matches` accepts ready.
     fn wake_all(&mut self, matches: impl Fn(BlockReason) -> bool) {
-        for slot in 0..MAX_PROCESSES {
-            if let Some(process) = self.processes.at_mut(slot)
-                && let State::Blocked(reason) = process.state
+        for slot in 0..MAX_THREADS {
+            if let Some(thread) = self.threads.at_mut(slot)
+                && let State::Blocked(reason) = thread.state
                 && matches(reason)
             {
-                process.state = State::Ready;
+                thread.state = State::Ready;
                 self.push_ready(slot);
             }
         }
@@ -309,14 +366,12 @@ impl Scheduler {
         }
         let mut next = u64::MAX;
         let mut sleeper_waits = false;
-        for slot in 0..MAX_PROCESSES {
-            let Some(process) = self.processes.at_mut(slot) else { continue };
-            if let State::Blocked(
-                BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns },
-            ) = process.state
-            {
+        for slot in 0..MAX_THREADS {
+            let Some(thread) = self.threads.at_mut(slot) else { continue };
+            if let State::Blocked(reason) = thread.state {
+                let until_ns = reason.until_ns();
                 if until_ns <= now_ns {
-                    process.state = State::Ready;
+                    thread.state = State::Ready;
                     sleeper_waits |= !self.push_ready(slot);
                 } else {
                     next = next.min(until_ns);
@@ -333,37 +388,38 @@ impl Scheduler {
         self.choose_next_preferring(None)
     }
 
-    /// [`choose_next`](Self::choose_next), but the process in slot `partner` runs next if it
+    /// [`choose_next`](Self::choose_next), but the thread in slot `partner` runs next if it
     /// is blocked (it was just handed a message, and becomes ready without a trip through the
-    /// run queue) or ready (taken out of the queue). The process this CPU ran until now is
+    /// run queue) or ready (taken out of the queue). The thread this CPU ran until now is
     /// charged the time since it started running.
     fn choose_next_preferring(&mut self, partner: Option<usize>) -> Option<Context> {
         let this_cpu = cpu::index();
         let now = crate::time::uptime_ns();
         let outgoing = self.cpus[this_cpu].current;
-        if let Some(process) = outgoing.and_then(|slot| self.processes.at_mut(slot)) {
-            process.charge_cpu_time(now);
-        }
+        let outgoing_process = outgoing.and_then(|slot| self.threads.at_mut(slot)).map(|thread| {
+            thread.charge_cpu_time(now);
+            thread.process_slot
+        });
         let partner = partner.filter(|&slot| {
-            self.processes.at(slot).is_some_and(|process| matches!(process.state, State::Blocked(_) | State::Ready))
+            self.threads.at(slot).is_some_and(|thread| matches!(thread.state, State::Blocked(_) | State::Ready))
         });
         let next = match partner {
             Some(slot) => {
-                if self.processes.at(slot).is_some_and(|process| process.state == State::Ready) {
+                if self.threads.at(slot).is_some_and(|thread| thread.state == State::Ready) {
                     self.run_queue.remove(slot);
                 }
                 // The partner runs on the rest of the caller's slice: a pair handing the CPU
                 // back and forth is charged as one, so its slice runs out and the queue is
-                // served (a fresh slice at each hand-off starved every other process).
+                // served (a fresh slice at each hand-off starved every other thread).
                 Some(slot)
             }
             None => {
                 // The sleepers ahead in the queue get their turn from here; a message handed
                 // to a partner (above) leaves them waiting for the next return to ring 3.
                 SLEEPER_WAITING[this_cpu].store(false, Ordering::Relaxed);
-                let processes = &self.processes;
+                let threads = &self.threads;
                 let popped =
-                    self.run_queue.pop_ready(|slot| processes.at(slot).is_some_and(|process| process.state == State::Ready));
+                    self.run_queue.pop_ready(|slot| threads.at(slot).is_some_and(|thread| thread.state == State::Ready));
                 if popped.is_some() {
                     SLICE_START_NS[this_cpu].store(now, Ordering::Relaxed);
                 }
@@ -372,27 +428,35 @@ impl Scheduler {
         };
         let to = match next {
             Some(slot) => {
-                let process = self.processes.at_mut(slot).expect("queued slot holds a process");
-                process.state = State::Running;
-                process.cpu = this_cpu as u32;
-                process.running_since_ns = now;
-                if process.killed {
+                let thread = self.threads.at_mut(slot).expect("queued slot holds a thread");
+                thread.state = State::Running;
+                thread.cpu = this_cpu as u32;
+                thread.running_since_ns = now;
+                if thread.killed {
                     cpu::request_attention(this_cpu);
                 }
                 if outgoing == Some(slot) {
                     return None;
                 }
-                let stack = process.kernel_stack.as_ref().expect("a ready process has a kernel stack");
-                match &process.memory {
-                    Some(memory) => memory.activate(),
-                    // An exiting process frees its memory with the kernel's own table active.
-                    None => crate::mm::paging::activate_kernel_root(),
-                }
+                let stack = thread.kernel_stack.as_ref().expect("a thread in the table has a kernel stack");
+                let process_slot = thread.process_slot;
                 stack.load_for_entries();
-                gdt::set_io_permissions(&process.io_ports);
-                cpu::set_current_pid(process.pid);
+                let context = stack.context();
+                let process = self.processes.at_mut(process_slot).expect("a thread's process is in the table");
+                process.cpu = this_cpu as u32;
+                // A sibling thread shares the address space and ports: no table switch.
+                if outgoing_process != Some(process_slot) {
+                    match &process.memory {
+                        Some(memory) => memory.activate(),
+                        // A process being torn down frees its memory with the kernel's own table
+                        // active.
+                        None => crate::mm::paging::activate_kernel_root(),
+                    }
+                    gdt::set_io_permissions(&process.io_ports);
+                    cpu::set_current_pid(process.pid);
+                }
                 self.cpus[this_cpu].current = Some(slot);
-                stack.context()
+                context
             }
             None if outgoing.is_none() => return None,
             None => {
@@ -406,8 +470,8 @@ impl Scheduler {
                 Context::idle()
             }
         };
-        // Another process's stack, or the idle context when a process ran: never the
-        // context running now (`switch_to` checks that too).
+        // Another thread's stack, or the idle context when a thread ran: never the context
+        // running now (`switch_to` checks that too).
         Some(to)
     }
 }
@@ -458,6 +522,11 @@ pub fn parent_pid() -> Pid {
     with_scheduler(|scheduler| scheduler.current_process().parent)
 }
 
+/// The id of the thread this CPU runs.
+pub fn current_tid() -> Tid {
+    with_scheduler(|scheduler| scheduler.current_thread().tid)
+}
+
 /// Starts the program in `image`, called `name`, with `args` (argv\[0\] first) as a child
 /// of `parent` in `job`, with `handles` as its handle table; returns its object.
 pub fn spawn(
@@ -468,7 +537,10 @@ pub fn spawn(
     job: Arc<Job>,
     handles: HandleTable,
 ) -> Result<Arc<ProcessObject>, SpawnError> {
-    if with_scheduler(|scheduler| scheduler.processes.len()) >= MAX_PROCESSES {
+    let full = with_scheduler(|scheduler| {
+        scheduler.processes.len() >= MAX_PROCESSES || scheduler.threads.len() >= MAX_THREADS
+    });
+    if full {
         return Err(SpawnError::TooManyProcesses);
     }
     let loaded = loader::load(image, args, &mut pause).map_err(SpawnError::Load)?;
@@ -476,49 +548,90 @@ pub fn spawn(
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
     let mut handles = Some(handles);
+    let mut stack = Some(stack);
     let spawned = with_scheduler(|scheduler| {
         // Checked in the same hold of the lock as the entry into the table: a kill of the
         // job marks it, then ends what the table holds of it, in one hold too.
         if job.is_killed() {
             return Err(SpawnError::JobKilled);
         }
-        // The table may have filled up while the program was loading.
+        // The tables may have filled up while the program was loading.
         let slot = scheduler.processes.free_slot().ok_or(SpawnError::TooManyProcesses)?;
-        let pid = scheduler.pids.allocate().ok_or(SpawnError::TooManyProcesses)?;
+        let thread_slot = scheduler.threads.free_slot().ok_or(SpawnError::TooManyProcesses)?;
+        let pid = scheduler.ids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         scheduler.first_pid.get_or_insert(pid);
         let object = Arc::new(ProcessObject::new(pid, slot, handles.take().unwrap_or_default()));
         let process = Process {
             pid,
             parent,
             name: String::from(name),
-            state: State::Ready,
             memory: Some(memory),
-            kernel_stack: Some(stack),
-            killed: false,
             object: object.clone(),
             job,
             fault: None,
+            threads: 1,
+            ending_with: None,
+            departed_cpu_time_ns: 0,
             cpu: 0,
-            cpu_time_ns: 0,
-            running_since_ns: 0,
             io_ports: Default::default(),
         };
         scheduler.processes.insert_at(slot, process);
-        scheduler.push_ready(slot);
+        let thread_object = Arc::new(ThreadObject::new(pid, thread_slot, object.clone()));
+        let stack = stack.take().expect("the stack is used once");
+        scheduler.threads.insert_at(thread_slot, Thread::new(thread_object, slot, stack));
+        scheduler.push_ready(thread_slot);
         Ok(object)
     });
-    // Handles of a child that could not start are closed outside the lock (closing one may
-    // wake another process).
+    // Handles and the stack of a child that could not start are dropped outside the lock
+    // (closing a handle may wake another thread).
     drop(handles);
+    drop(stack);
     spawned
 }
 
+/// Starts a thread in the running process that enters ring 3 with `frame`; returns its
+/// object. `JobKilled` once the process is ending.
+pub fn create_thread(frame: TrapFrame) -> Result<Arc<ThreadObject>, SpawnError> {
+    let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
+    let mut stack = Some(stack);
+    let created = with_scheduler(|scheduler| {
+        let process_slot = scheduler.current_thread().process_slot;
+        let process = scheduler.current_process();
+        if process.ending_with.is_some() {
+            return Err(SpawnError::JobKilled);
+        }
+        if process.threads >= abi::THREADS_PER_PROCESS_MAX {
+            return Err(SpawnError::TooManyProcesses);
+        }
+        let object = process.object.clone();
+        let slot = scheduler.threads.free_slot().ok_or(SpawnError::TooManyProcesses)?;
+        let tid = scheduler.ids.allocate().ok_or(SpawnError::TooManyProcesses)?;
+        let thread_object = Arc::new(ThreadObject::new(tid, slot, object));
+        let stack = stack.take().expect("the stack is used once");
+        scheduler.threads.insert_at(slot, Thread::new(thread_object.clone(), process_slot, stack));
+        scheduler.current_process().threads += 1;
+        scheduler.push_ready(slot);
+        Ok(thread_object)
+    });
+    drop(stack);
+    created
+}
+
 /// Runs `f` on the running process's memory. The scheduler lock is not held meanwhile, so
-/// `f` may pass preemption points (see [`pause`]).
+/// `f` may pass preemption points (see [`pause`]). The caller must hold no other lock: while
+/// a sibling thread holds the memory (paused in a long `mmap`, say), this gives the CPU and
+/// the big kernel lock away until the sibling is done with it (the sibling may wait in the
+/// run queue, or for the big kernel lock on another CPU).
 pub fn with_current_memory<R>(f: impl FnOnce(&mut UserMemory) -> R) -> R {
     let memory = with_scheduler(|scheduler| scheduler.current_process().memory.clone())
-        .expect("a running process has memory");
-    let mut locked = memory.lock();
+        .expect("a running thread's process has memory");
+    let mut locked = loop {
+        if let Some(locked) = memory.try_lock() {
+            break locked;
+        }
+        yield_now();
+        kernel_lock::release_for(Pause::TakePendingInterrupts);
+    };
     f(&mut locked)
 }
 
@@ -610,15 +723,15 @@ fn slice_used(cpu: usize, now_ns: u64) -> bool {
         || now_ns.saturating_sub(SLICE_START_NS[cpu].load(Ordering::Relaxed)) >= TIME_SLICE_NS
 }
 
-/// Runs on every way back to ring 3: decodes pending input, ends a killed process, and
+/// Runs on every way back to ring 3: decodes pending input, ends a killed thread, and
 /// gives up the CPU when the time slice is used up.
 pub fn before_user_return() {
     if let Err(Killed) = reschedule_if_needed() {
-        exit_current(abi::status::KILLED);
+        leave_current_thread(abi::ExitInfo::exited(abi::status::KILLED));
     }
 }
 
-/// The running process was killed.
+/// The running thread was killed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Killed;
 
@@ -641,12 +754,12 @@ fn reschedule_if_needed() -> Result<(), Killed> {
     attend()
 }
 
-/// The rare part of [`reschedule_if_needed`]: the process was killed or its slice is used up.
+/// The rare part of [`reschedule_if_needed`]: the thread was killed or its slice is used up.
 #[cold]
 #[inline(never)]
 fn attend() -> Result<(), Killed> {
     let now = crate::time::uptime_ns();
-    let killed = with_scheduler(|scheduler| scheduler.current_process().killed);
+    let killed = with_scheduler(|scheduler| scheduler.current_thread().killed);
     let slice_used = slice_used(cpu::index(), now);
     if killed {
         // Keep the request for the return to ring 3, which ends the process.
@@ -659,11 +772,11 @@ fn attend() -> Result<(), Killed> {
     Ok(())
 }
 
-/// Puts the running process at the back of the run queue and runs the next one.
+/// Puts the running thread at the back of the run queue and runs the next one.
 pub fn yield_now() {
     switch_to_chosen(with_scheduler(|scheduler| {
-        let slot = scheduler.current_slot().expect("yield with no current process");
-        scheduler.current_process().state = State::Ready;
+        let slot = scheduler.current_slot().expect("yield with no current thread");
+        scheduler.current_thread().state = State::Ready;
         scheduler.push_ready(slot);
         scheduler.choose_next()
     }));
@@ -689,7 +802,7 @@ fn block_unless_handing_to(
             let partner = partner.take().and_then(|handoff| handoff.claim(scheduler));
             let finished = if done() {
                 Some(Ok(None))
-            } else if scheduler.current_process().killed {
+            } else if scheduler.current_thread().killed {
                 Some(Err(Killed))
             } else {
                 None
@@ -700,9 +813,8 @@ fn block_unless_handing_to(
                 }
                 return result;
             }
-            scheduler.current_process().state = State::Blocked(reason);
-            let (BlockReason::Sleep { until_ns } | BlockReason::Ipc { until_ns } | BlockReason::WaitProcess { until_ns }) = reason;
-            NEXT_WAKE_NS.fetch_min(until_ns, Ordering::Relaxed);
+            scheduler.current_thread().state = State::Blocked(reason);
+            NEXT_WAKE_NS.fetch_min(reason.until_ns(), Ordering::Relaxed);
             Ok(Some(scheduler.choose_next_preferring(partner)))
         });
         match outcome? {
@@ -721,7 +833,8 @@ fn block_unless_handing_to(
 }
 
 /// Lets the running process use the ports of `range` from now on; `ENOSPC` when it has
-/// [`abi::IO_RANGES_MAX`] ranges already.
+/// [`abi::IO_RANGES_MAX`] ranges already. Its threads on other CPUs get them at their next
+/// switch.
 pub fn enable_io_ports(range: gdt::PortRange) -> Result<(), i64> {
     with_scheduler(|scheduler| {
         let ports = &mut scheduler.current_process().io_ports;
@@ -767,32 +880,32 @@ pub fn block_for_ipc(ready: &AtomicBool, deadline: Option<u64>, partner: Option<
     }
 }
 
-/// Makes a blocked process ready (a partner delivered to it).
-pub fn wake(process: &ProcessObject) {
-    drop(Handoff::new(process));
+/// Makes a blocked thread ready (a partner delivered to it).
+pub fn wake(thread: &ThreadObject) {
+    drop(Handoff::new(thread));
 }
 
-/// A blocked process that was just handed what it waited for. Given to [`block_for_ipc`], it
+/// A blocked thread that was just handed what it waited for. Given to [`block_for_ipc`], it
 /// runs next, without a trip through the run queue; dropped, it is made ready like any other
-/// woken process.
-#[must_use = "dropping a handoff just wakes the process"]
+/// woken thread.
+#[must_use = "dropping a handoff just wakes the thread"]
 #[derive(Debug)]
 pub struct Handoff {
     slot: usize,
-    pid: Pid,
+    tid: Tid,
     claimed: bool,
 }
 
 impl Handoff {
-    /// A handoff to `process`.
-    pub fn new(process: &ProcessObject) -> Self {
-        Self { slot: process.slot, pid: process.pid, claimed: false }
+    /// A handoff to `thread`.
+    pub fn new(thread: &ThreadObject) -> Self {
+        Self { slot: thread.slot, tid: thread.tid, claimed: false }
     }
 
-    /// The process's slot, if it is still in the table; the handoff is used up either way.
+    /// The thread's slot, if it is still in the table; the handoff is used up either way.
     fn claim(mut self, scheduler: &Scheduler) -> Option<usize> {
         self.claimed = true;
-        scheduler.processes.at(self.slot).is_some_and(|process| process.pid == self.pid).then_some(self.slot)
+        scheduler.threads.at(self.slot).is_some_and(|thread| thread.tid == self.tid).then_some(self.slot)
     }
 }
 
@@ -800,7 +913,7 @@ impl Drop for Handoff {
     fn drop(&mut self) {
         if !self.claimed {
             with_scheduler(|scheduler| {
-                if scheduler.processes.at(self.slot).is_some_and(|process| process.pid == self.pid) {
+                if scheduler.threads.at(self.slot).is_some_and(|thread| thread.tid == self.tid) {
                     scheduler.make_ready_at(self.slot);
                 }
             });
@@ -813,9 +926,14 @@ pub fn memory_of(pid: Pid) -> Option<Arc<ProcessMemory>> {
     with_scheduler(|scheduler| scheduler.processes.get(pid).and_then(|process| process.memory.clone()))
 }
 
-/// The running process's object (handles, IPC state).
+/// The running process's object (its handles).
 pub fn current_object() -> Arc<ProcessObject> {
     with_scheduler(|scheduler| scheduler.current_process().object.clone())
+}
+
+/// The running thread's object (its IPC state, and its process's).
+pub fn current_thread() -> Arc<ThreadObject> {
+    with_scheduler(|scheduler| scheduler.current_thread().object.clone())
 }
 
 /// Sleeps for at least `ns` nanoseconds (woken by the first timer interrupt after that).
@@ -824,8 +942,8 @@ pub fn sleep_ns(ns: u64) -> Result<(), Killed> {
     block_unless(BlockReason::Sleep { until_ns }, || crate::time::uptime_ns() >= until_ns)
 }
 
-/// Blocks the running process until some process ends (every waiter is woken by every
-/// end and looks again), the clock reaches `deadline` (`None`: never), or it is killed.
+/// Blocks the running thread until some thread or process ends (every waiter is woken by
+/// every end and looks again), the clock reaches `deadline` (`None`: never), or it is killed.
 pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
     let until_ns = deadline.unwrap_or(u64::MAX);
     let mut blocked_once = false;
@@ -836,15 +954,31 @@ pub fn wait_for_an_exit(deadline: Option<u64>) -> Result<(), Killed> {
     })
 }
 
-/// Marks `pid` killed; it ends before it next returns to ring 3. If it runs on another CPU,
-/// that CPU is interrupted, so it ends at once.
-pub fn kill(pid: Pid) -> Result<(), KillError> {
+/// Kills the process `process` names: every thread of it ends before it next returns to
+/// ring 3 (one running on another CPU is interrupted, so it ends at once), and the process
+/// ends with `status::KILLED` unless an `exit` came first.
+pub fn kill(process: &ProcessObject) -> Result<(), KillError> {
     with_scheduler(|scheduler| {
-        let slot = scheduler.processes.slot_of(pid).ok_or(KillError::NoSuchProcess)?;
-        if scheduler.first_pid == Some(pid) {
+        let alive = scheduler.processes.at(process.slot).is_some_and(|entry| entry.pid == process.pid);
+        if !alive {
+            return Err(KillError::NoSuchProcess);
+        }
+        if scheduler.first_pid == Some(process.pid) {
             return Err(KillError::NotPermitted);
         }
-        scheduler.kill_at(slot);
+        scheduler.kill_process_at(process.slot, abi::status::KILLED);
+        Ok(())
+    })
+}
+
+/// Kills the thread `thread` names (only it: its process goes on while it has others).
+pub fn kill_thread(thread: &ThreadObject) -> Result<(), KillError> {
+    with_scheduler(|scheduler| {
+        let alive = scheduler.threads.at(thread.slot).is_some_and(|entry| entry.tid == thread.tid && entry.state != State::Ending);
+        if !alive {
+            return Err(KillError::NoSuchProcess);
+        }
+        scheduler.kill_thread_at(thread.slot);
         Ok(())
     })
 }
@@ -861,7 +995,7 @@ pub fn kill_job(job: &Job) -> Result<(), KillError> {
         for slot in 0..MAX_PROCESSES {
             let member = scheduler.processes.at(slot).is_some_and(|process| Some(process.pid) != first && process.job.is_within(job));
             if member {
-                scheduler.kill_at(slot);
+                scheduler.kill_process_at(slot, abi::status::KILLED);
             }
         }
         Ok(())
@@ -873,8 +1007,8 @@ pub fn current_job() -> Arc<Job> {
     with_scheduler(|scheduler| scheduler.current_process().job.clone())
 }
 
-/// Frees a process's memory in steps, with preemption points between them. The process is
-/// still current and runnable meanwhile (with the kernel's own table active).
+/// Frees a process's memory in steps, with preemption points between them. Its last thread
+/// is still current and runnable meanwhile (with the kernel's own table active).
 fn release_memory(memory: Arc<ProcessMemory>) {
     {
         let mut locked = memory.lock();
@@ -885,61 +1019,119 @@ fn release_memory(memory: Arc<ProcessMemory>) {
     drop(memory);
 }
 
-/// Ends the running process with `status`: frees its memory, closes its handles, and
-/// switches away for the last time; then (see [`Departed`]) it leaves the process table, its
-/// end is recorded in its object (for whoever holds a handle to it), and every process
-/// waiting for an end is woken.
+/// Ends the running process with `status` (`exit`): it is marked ending with that status,
+/// every other thread of it is killed, and this one leaves (see [`leave_current_thread`]).
 pub fn exit_current(status: i32) -> ! {
-    let pid = current_pid();
-    let (memory, object) =
-        with_scheduler(|scheduler| (scheduler.current_process().memory.take(), scheduler.current_process().object.clone()));
-    if let Some(memory) = memory {
-        release_memory(memory);
-    }
-    // Dropped outside every lock: closing a handle may wake other processes.
-    let handles = object.handles.lock().take_all();
-    drop(handles);
-    crate::object::device::forget_process(&object);
-    let shut_down = with_scheduler(|scheduler| {
-        let this_cpu = cpu::index();
-        let slot = scheduler.current_slot().expect("an exiting process is current");
-        scheduler.current_process().state = State::Ending;
-        let earlier = scheduler.cpus[this_cpu].departed.replace(Departed { slot, pid, status });
-        assert!(earlier.is_none(), "a departed process was not finished after its switch");
-        DEPARTED[this_cpu].store(true, Ordering::Release);
-        scheduler.first_pid == Some(pid)
+    with_scheduler(|scheduler| {
+        let process_slot = scheduler.current_thread().process_slot;
+        scheduler.kill_process_at(process_slot, status);
     });
-    drop(object);
-    if shut_down {
+    leave_current_thread(abi::ExitInfo::exited(status));
+}
+
+/// Ends the running thread, which ends with `ending` (`thread_exit`, or killed). The last
+/// thread of a process to leave tears it down: frees its memory, closes its handles and ends
+/// the process with the status it was marked ending with (by `exit` or a kill), else with
+/// this thread's. Then it switches away for the last time; right after (see [`Departed`]) it
+/// leaves the thread table, its end is recorded in its object, its process leaves its table
+/// if it was the last thread there, and every thread waiting for an end is woken.
+pub fn leave_current_thread(ending: abi::ExitInfo) -> ! {
+    let tid = current_tid();
+    let last = with_scheduler(|scheduler| {
+        let process = scheduler.current_process();
+        process.threads -= 1;
+        (process.threads == 0).then(|| (process.memory.take(), process.object.clone(), process.pid))
+    });
+    let mut shut_down = None;
+    if let Some((memory, object, pid)) = last {
+        if let Some(memory) = memory {
+            release_memory(memory);
+        }
+        // Dropped outside every lock: closing a handle may wake other threads.
+        let handles = object.handles.lock().take_all();
+        drop(handles);
+        crate::object::device::forget_process(&object);
+        let (status, first) = with_scheduler(|scheduler| {
+            (*scheduler.current_process().ending_with.get_or_insert(ending.status), scheduler.first_pid == Some(pid))
+        });
+        if first {
+            shut_down = Some((pid, status));
+        }
+    }
+    with_scheduler(|scheduler| {
+        let this_cpu = cpu::index();
+        let slot = scheduler.current_slot().expect("a leaving thread is current");
+        scheduler.current_thread().state = State::Ending;
+        let earlier = scheduler.cpus[this_cpu].departed.replace(Departed { slot, tid, ending });
+        assert!(earlier.is_none(), "a departed thread was not finished after its switch");
+        DEPARTED[this_cpu].store(true, Ordering::Release);
+    });
+    if let Some((pid, status)) = shut_down {
         log::info!("first process (pid {pid}) exited with status {status}; shutting down");
         crate::arch::qemu::exit(status);
     }
     reschedule();
-    unreachable!("an exited process was resumed");
+    unreachable!("a thread that left was resumed");
 }
 
-/// Ends the running process after a CPU fault in ring 3, saying why on the console.
+/// Ends the running process after a CPU fault in ring 3 in one of its threads, saying why on
+/// the console.
 pub fn kill_current_for_fault(fault: &CpuFault) -> ! {
     let pid = current_pid();
     // In a block of its own: `exit_current` never returns, so the copy of the name must be
     // dropped before it (each fault used to leak it).
     {
-        let name = with_scheduler(|scheduler| {
+        let (name, tid) = with_scheduler(|scheduler| {
+            let tid = scheduler.current_thread().tid;
             let process = scheduler.current_process();
             process.fault = Some(*fault);
-            process.name.clone()
+            (process.name.clone(), tid)
         });
-        crate::println!("pid {pid} ({name}) killed: {fault}");
+        if tid == pid {
+            crate::println!("pid {pid} ({name}) killed: {fault}");
+        } else {
+            crate::println!("pid {pid} ({name}) killed by thread {tid}: {fault}");
+        }
     }
     crate::backtrace::print_user_backtrace(fault, &mut pause);
-    exit_current(abi::status::FAULT);
+    with_scheduler(|scheduler| {
+        let process_slot = scheduler.current_thread().process_slot;
+        scheduler.kill_process_at(process_slot, abi::status::FAULT);
+    });
+    leave_current_thread(exit_info(abi::status::FAULT, Some(*fault)));
 }
 
-/// A row for every process, in pid order.
+/// A row for every process, in pid order, with its threads counted in: how many have not
+/// ended, their CPU time, and its state (running if one runs, else ready if one is, else
+/// blocked; ending once all have left).
 pub fn process_list() -> Vec<ProcessInfo> {
+    use abi::ProcessState;
     let now = crate::time::uptime_ns();
     with_scheduler(|scheduler| {
-        let mut rows: Vec<ProcessInfo> = scheduler.processes.iter().map(|process| process.info(now)).collect();
+        let mut rows: Vec<(usize, ProcessInfo)> = (0..MAX_PROCESSES)
+            .filter_map(|slot| scheduler.processes.at(slot).map(|process| (slot, process.info())))
+            .collect();
+        // The busiest thread's state, as (rank, state): running over ready over blocked.
+        let mut busiest = [(0u8, ProcessState::Ending); MAX_PROCESSES];
+        for thread in scheduler.threads.iter() {
+            let Some((_, row)) = rows.iter_mut().find(|(slot, _)| *slot == thread.process_slot) else { continue };
+            row.cpu_time_ns = row.cpu_time_ns.saturating_add(thread.cpu_time_at(now));
+            let listed = match thread.state {
+                State::Running => (3, ProcessState::Running),
+                State::Ready => (2, ProcessState::Ready),
+                State::Blocked(_) => (1, ProcessState::Blocked),
+                State::Ending => continue,
+            };
+            row.threads += 1;
+            let best = &mut busiest[thread.process_slot];
+            if listed.0 > best.0 {
+                *best = listed;
+            }
+        }
+        let mut rows: Vec<ProcessInfo> = rows
+            .into_iter()
+            .map(|(slot, row)| ProcessInfo { state: busiest[slot].1 as u32, ..row })
+            .collect();
         rows.sort_unstable_by_key(|row| row.pid);
         rows
     })

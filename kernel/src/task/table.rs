@@ -1,28 +1,30 @@
-//! The process table: a fixed number of slots, each empty or holding one process for its
-//! whole life. The scheduler finds the running process, and a process object finds its own
-//! entry, by slot in constant time; a lookup by pid walks the slots (at most
-//! [`MAX_PROCESSES`]). The slots are allocated once, at the first insertion, so the table's
+//! The process and thread tables: a fixed number of slots, each empty or holding one process
+//! (or thread) for its whole life. The scheduler finds the running thread, and a process or
+//! thread object finds its own entry, by slot in constant time; a lookup by id walks the
+//! slots (at most `N`). The slots are allocated once, at the first insertion, so a table's
 //! heap use never changes after that.
 
 use alloc::vec::Vec;
 
-/// Most processes in the table.
-pub const MAX_PROCESSES: usize = 64;
+/// Most processes at once.
+pub const MAX_PROCESSES: usize = abi::PROCESSES_MAX;
+/// Most threads at once, over all processes.
+pub const MAX_THREADS: usize = abi::THREADS_MAX;
 
-/// What the table stores: something with a key (a process and its pid).
+/// What a table stores: something with a key (a process and its pid, a thread and its id).
 pub trait Keyed {
     /// The key: unique among the entries.
     fn key(&self) -> u32;
 }
 
-/// Entries in fixed slots.
+/// Up to `N` entries in fixed slots.
 #[derive(Debug)]
-pub struct SlotTable<T> {
+pub struct SlotTable<T, const N: usize> {
     slots: Vec<Option<T>>,
     len: usize,
 }
 
-impl<T: Keyed> SlotTable<T> {
+impl<T: Keyed, const N: usize> SlotTable<T, N> {
     /// An empty table (its slots are allocated at the first insertion).
     pub const fn new() -> Self {
         Self { slots: Vec::new(), len: 0 }
@@ -41,7 +43,7 @@ impl<T: Keyed> SlotTable<T> {
     /// A free slot, if any.
     pub fn free_slot(&mut self) -> Option<usize> {
         if self.slots.is_empty() {
-            self.slots.resize_with(MAX_PROCESSES, || None);
+            self.slots.resize_with(N, || None);
         }
         self.slots.iter().position(Option::is_none)
     }
@@ -50,7 +52,7 @@ impl<T: Keyed> SlotTable<T> {
     /// free.
     pub fn insert_at(&mut self, slot: usize, entry: T) {
         let place = &mut self.slots[slot];
-        assert!(place.is_none(), "process slot {slot} is taken");
+        assert!(place.is_none(), "table slot {slot} is taken");
         *place = Some(entry);
         self.len += 1;
     }
@@ -99,7 +101,7 @@ impl<T: Keyed> SlotTable<T> {
     }
 }
 
-impl<T: Keyed> Default for SlotTable<T> {
+impl<T: Keyed, const N: usize> Default for SlotTable<T, N> {
     fn default() -> Self {
         Self::new()
     }
@@ -120,7 +122,7 @@ mod tests {
 
     #[test]
     fn slots_are_reused_and_keys_found() {
-        let mut table = SlotTable::new();
+        let mut table = SlotTable::<Entry, 4>::new();
         let first = table.free_slot().unwrap();
         table.insert_at(first, Entry(10));
         let second = table.free_slot().unwrap();
@@ -137,7 +139,7 @@ mod tests {
 
     #[test]
     fn the_table_fills_up() {
-        let mut table = SlotTable::new();
+        let mut table = SlotTable::<Entry, MAX_PROCESSES>::new();
         for key in 0..MAX_PROCESSES as u32 {
             let slot = table.free_slot().unwrap();
             table.insert_at(slot, Entry(key));

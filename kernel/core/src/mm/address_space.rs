@@ -483,45 +483,10 @@ impl AddressSpace {
 
     /// Whether all of `[start, start + len)` is user memory, mapped, and writable too when
     /// `write` is set. The arithmetic is checked, so a huge `len` is simply refused.
-    pub fn check_user_access(&mut self, start: u64, len: u64, write: bool) -> bool {
-        if !abi::memory::is_user_range(start, len) {
-            return false;
-        }
-        if len == 0 {
-            return true;
-        }
-        let needed = if write {
-            PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE | PageTableFlags::WRITABLE
-        } else {
-            PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE
-        };
-        let mut page = start & !(FRAME_SIZE - 1);
-        let last = start + len - 1;
-        while page <= last {
-            if !self.leaf_flags(page).is_some_and(|flags| flags.contains(needed)) {
-                return false;
-            }
-            page += FRAME_SIZE;
-        }
-        true
-    }
-
-    /// The flags of the last-level entry for the user address `address`, read straight
-    /// from the tables (the hot path of every user copy's check); `None` where a level
-    /// above it is missing or maps a huge page.
-    fn leaf_flags(&self, address: u64) -> Option<PageTableFlags> {
-        let mut frame = self.root;
-        for shift in [39, 30, 21] {
-            // SAFETY: `frame` is this address space's root or one of its tables, reached
-            // through the physical-memory map; the reference is only read, and only here.
-            let entry = &unsafe { table_at(frame) }[((address >> shift) & 511) as usize];
-            if !points_to_table(entry) {
-                return None;
-            }
-            frame = PhysFrame::containing_address(entry.addr());
-        }
-        // SAFETY: as above, for the last-level table.
-        Some(unsafe { table_at(frame) }[((address >> 12) & 511) as usize].flags())
+    pub fn check_user_access(&self, start: u64, len: u64, write: bool) -> bool {
+        // SAFETY: `self` is alive, so its root is, and borrowing it rules out a change to its
+        // tables meanwhile.
+        unsafe { user_range_accessible(self.root, start, len, write) }
     }
 
     /// The physical address behind the mapped user address `address`.
@@ -572,47 +537,6 @@ impl AddressSpace {
                 core::ptr::copy(
                     phys_to_virt(source + done).as_ptr::<u8>(),
                     phys_to_virt(physical).as_mut_ptr::<u8>(),
-                    chunk as usize,
-                );
-            }
-            done += chunk;
-        }
-        Ok(())
-    }
-
-    /// Copies `len` bytes from `source_address` in `source` to `target_address` in `target`,
-    /// through the physical-memory map (neither needs to be active). The source range must be
-    /// mapped user memory and the target range mapped writable user memory, else
-    /// `NotMapped` (after copying whatever came before the bad page). The two ranges may be
-    /// the same frames (shared memory mapped by both), so the copy tolerates overlap.
-    pub fn copy_between(
-        source: &mut AddressSpace,
-        source_address: u64,
-        target: &mut AddressSpace,
-        target_address: u64,
-        len: u64,
-    ) -> Result<(), MemoryError> {
-        if !abi::memory::is_user_range(source_address, len) || !abi::memory::is_user_range(target_address, len) {
-            return Err(MemoryError::BadRange);
-        }
-        let mut done = 0;
-        while done < len {
-            let (from, to) = (VirtAddr::new(source_address + done), VirtAddr::new(target_address + done));
-            let writable = target.page_flags(to).is_some_and(|flags| flags.contains(PageTableFlags::WRITABLE));
-            let (Some(from_physical), Some(to_physical)) = (source.physical(from), target.physical(to)) else {
-                return Err(MemoryError::NotMapped);
-            };
-            if !writable {
-                return Err(MemoryError::NotMapped);
-            }
-            let chunk = (FRAME_SIZE - from.as_u64() % FRAME_SIZE).min(FRAME_SIZE - to.as_u64() % FRAME_SIZE).min(len - done);
-            // SAFETY: both ranges lie inside one user frame each (checked mapped above, the
-            // target writable), reached through the physical-memory map; `copy` allows the
-            // two to be the same memory.
-            unsafe {
-                core::ptr::copy(
-                    phys_to_virt(from_physical).as_ptr::<u8>(),
-                    phys_to_virt(to_physical).as_mut_ptr::<u8>(),
                     chunk as usize,
                 );
             }
@@ -731,4 +655,125 @@ fn release_tree(table: &mut PageTable, level: u8, budget: &mut u64, released: &m
         drop(unsafe { Frame::from_raw(frame) });
     }
     true
+}
+
+/// Whether all of `[start, start + len)` is user memory, mapped under `root`, and writable
+/// too when `write` is set. The arithmetic is checked, so a huge `len` is simply refused.
+///
+/// # Safety
+/// As for [`read_user_leaf`].
+pub(super) unsafe fn user_range_accessible(root: PhysFrame, start: u64, len: u64, write: bool) -> bool {
+    if !abi::memory::is_user_range(start, len) {
+        return false;
+    }
+    if len == 0 {
+        return true;
+    }
+    let needed = if write {
+        PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE | PageTableFlags::WRITABLE
+    } else {
+        PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE
+    };
+    let mut page = start & !(FRAME_SIZE - 1);
+    let last = start + len - 1;
+    while page <= last {
+        // SAFETY: passed on from the caller.
+        if !unsafe { read_user_leaf(root, page) }.is_some_and(|(flags, _)| flags.contains(needed)) {
+            return false;
+        }
+        page += FRAME_SIZE;
+    }
+    true
+}
+
+/// The last-level entry for the user address `address` under `root`, read straight from the
+/// tables with plain loads (the hot path of every user copy's check): its flags and frame.
+/// `None` where a level above it is missing or maps a huge page. No reference into a table is
+/// made, so a reference the address space's owner keeps to one (suspended at a preemption
+/// point in a long `mmap`) is not aliased.
+///
+/// # Safety
+/// `root` must be the top-level table of a live address space whose tables nothing changes
+/// meanwhile: the caller borrows the `AddressSpace`, or holds the big kernel lock (tables
+/// change only under it, and are whole between the steps of a long operation, where its
+/// owner lets the lock go).
+unsafe fn read_user_leaf(root: PhysFrame, address: u64) -> Option<(PageTableFlags, PhysAddr)> {
+    let mut frame = root;
+    for shift in [39, 30, 21, 12] {
+        let index = ((address >> shift) & 511) as usize;
+        // SAFETY: `frame` is the root or one of its tables (the caller's promise, and each
+        // level's entry leads to the next), reached through the physical-memory map; the
+        // index is below 512, inside the table.
+        let raw = unsafe { phys_to_virt(frame.start_address()).as_ptr::<u64>().add(index).read_volatile() };
+        let flags = PageTableFlags::from_bits_truncate(raw);
+        let next = PhysAddr::new_truncate(raw & ENTRY_ADDRESS_MASK);
+        if shift == 12 {
+            return Some((flags, next));
+        }
+        if !flags.contains(PageTableFlags::PRESENT) || flags.contains(PageTableFlags::HUGE_PAGE) {
+            return None;
+        }
+        frame = PhysFrame::containing_address(next);
+    }
+    None
+}
+
+/// The bits of a page-table entry that hold the frame's address.
+const ENTRY_ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// The physical address behind the mapped user address `address` under `root`, if mapped
+/// user-accessible (writable too, if `write`).
+///
+/// # Safety
+/// As for [`read_user_leaf`].
+unsafe fn user_physical(root: PhysFrame, address: u64, write: bool) -> Option<PhysAddr> {
+    // SAFETY: passed on from the caller.
+    let (flags, frame) = unsafe { read_user_leaf(root, address) }?;
+    let needed = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+    let needed = if write { needed | PageTableFlags::WRITABLE } else { needed };
+    flags.contains(needed).then(|| frame + address % FRAME_SIZE)
+}
+
+/// Copies `len` bytes from `source_address` under `source` to `target_address` under
+/// `target`, through the physical-memory map (neither needs to be active; they may be the
+/// same address space). The source range must be mapped user memory and the target range
+/// mapped writable user memory, else `NotMapped` (after copying whatever came before the
+/// bad page). The two ranges may be the same frames (shared memory mapped by both), so the
+/// copy tolerates overlap.
+///
+/// # Safety
+/// As for [`read_user_leaf`], for both roots.
+pub(super) unsafe fn copy_between_roots(
+    source: PhysFrame,
+    source_address: u64,
+    target: PhysFrame,
+    target_address: u64,
+    len: u64,
+) -> Result<(), MemoryError> {
+    if !abi::memory::is_user_range(source_address, len) || !abi::memory::is_user_range(target_address, len) {
+        return Err(MemoryError::BadRange);
+    }
+    let mut done = 0;
+    while done < len {
+        let (from, to) = (source_address + done, target_address + done);
+        // SAFETY: passed on from the caller.
+        let (Some(from_physical), Some(to_physical)) =
+            (unsafe { user_physical(source, from, false) }, unsafe { user_physical(target, to, true) })
+        else {
+            return Err(MemoryError::NotMapped);
+        };
+        let chunk = (FRAME_SIZE - from % FRAME_SIZE).min(FRAME_SIZE - to % FRAME_SIZE).min(len - done);
+        // SAFETY: both ranges lie inside one user frame each (mapped, the target writable,
+        // and owned by their address spaces while the tables say so), reached through the
+        // physical-memory map; `copy` allows the two to be the same memory.
+        unsafe {
+            core::ptr::copy(
+                phys_to_virt(from_physical).as_ptr::<u8>(),
+                phys_to_virt(to_physical).as_mut_ptr::<u8>(),
+                chunk as usize,
+            );
+        }
+        done += chunk;
+    }
+    Ok(())
 }

@@ -51,9 +51,9 @@ pub const KERNEL_STACKS_START: u64 = 0xffff_9800_0000_0000;
 pub const STACK_PAGES: u64 = 8;
 /// Pages per slot: the guard page and the stack.
 const SLOT_PAGES: u64 = STACK_PAGES + 1;
-/// Most kernel stacks at once: processes, those waiting to be freed, and every CPU's idle
+/// Most kernel stacks at once: threads (at most `abi::THREADS_MAX`), and every CPU's idle
 /// and interrupt stacks.
-pub const MAX_STACKS: usize = 128;
+pub const MAX_STACKS: usize = abi::THREADS_MAX + 64;
 
 static SLOTS_IN_USE: Mutex<[bool; MAX_STACKS]> = Mutex::new([false; MAX_STACKS]);
 

@@ -27,6 +27,7 @@ use abi::memory::{PAGE_SIZE, USER_END, USER_MMAP_BASE, USER_STACK_GUARD, USER_ST
 use super::address_space::{Account, AddressSpace, MappingCount, MappingStamp, MemoryError, UserRights};
 use super::shared::SharedFrames;
 use crate::arch::cpu::{self, MAX_CPUS};
+use crate::arch::kernel_lock;
 
 /// Most bytes the heap may grow to (the per-process page limit applies as well).
 pub const HEAP_MAX: u64 = 256 * 1024 * 1024;
@@ -285,6 +286,17 @@ impl UserMemory {
         self.space.account().charged() * PAGE_SIZE
     }
 
+    /// The shared-memory object mapped at `address`, and the byte offset of `address` in it;
+    /// `None` where the memory is the process's own (or nothing). What names a futex word
+    /// that several processes share.
+    pub fn shared_object_at(&self, address: u64) -> Option<(Arc<SharedFrames>, u64)> {
+        let region = self.mmaps.regions.iter().find(|region| (region.start..region.end).contains(&address))?;
+        match &region.backing {
+            Backing::Shared { frames, first_page } => Some((frames.clone(), first_page * PAGE_SIZE + (address - region.start))),
+            Backing::Anonymous => None,
+        }
+    }
+
     /// `brk`: moves the heap end to `requested` (rounded up to a page) and returns it; 0
     /// only asks for the current end.
     pub fn brk(&mut self, requested: u64, pause: &mut dyn FnMut()) -> Result<u64, MemoryError> {
@@ -458,14 +470,15 @@ impl ProcessMemory {
         Self { root: memory.space.root(), memory: Mutex::new(memory), account, mappings }
     }
 
-    /// Locks the memory. Only the owning process calls this.
+    /// Locks the memory (its process's threads do; one may wait here while a sibling holds it
+    /// at a preemption point, so callers that must not wait use [`try_lock`](Self::try_lock)).
     pub fn lock(&self) -> MutexGuard<'_, UserMemory> {
         self.memory.lock()
     }
 
     /// Makes this memory the active address space, without taking the lock (its owner may
     /// hold it, suspended at a preemption point), and records it as this CPU's for
-    /// [`with_active`].
+    /// [`with_active_memory`].
     #[inline]
     pub fn activate(&self) {
         ACTIVE[cpu::index()].store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
@@ -478,6 +491,45 @@ impl ProcessMemory {
     /// Bytes charged (pages, page tables, and shared memory it made that is still alive).
     pub fn charged_bytes(&self) -> u64 {
         self.account.charged() * PAGE_SIZE
+    }
+
+    /// The mapping stamp of its address space now (see `MappingStamp`).
+    pub fn stamp(&self) -> MappingStamp {
+        self.mappings.stamp()
+    }
+
+    /// Locks the memory unless another holds it (a sibling thread paused in a long `mmap`).
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, UserMemory>> {
+        self.memory.try_lock()
+    }
+
+    /// Whether all of `[start, start + len)` is user memory, mapped (writable too, if
+    /// `write`), read from the tables without the lock, which a sibling thread may hold,
+    /// suspended at a preemption point. Needs the big kernel lock (panics without it): the
+    /// tables change only under it.
+    pub fn check_user_access(&self, start: u64, len: u64, write: bool) -> bool {
+        assert!(kernel_lock::is_held_here(), "reading user page tables without the big kernel lock");
+        // SAFETY: `root` lives as long as `self`; this CPU holds the big kernel lock (checked
+        // above), under which alone the tables change.
+        unsafe { super::address_space::user_range_accessible(self.root, start, len, write) }
+    }
+
+    /// Copies `len` bytes from `source_address` in `source` to `target_address` in `target`
+    /// (which may be the same memory: two threads of one process) through the physical-memory
+    /// map, without either lock (see [`check_user_access`](Self::check_user_access)): the
+    /// source must be mapped user memory and the target mapped writable, else `NotMapped`.
+    /// Needs the big kernel lock (panics without it).
+    pub fn copy_between(
+        source: &ProcessMemory,
+        source_address: u64,
+        target: &ProcessMemory,
+        target_address: u64,
+        len: u64,
+    ) -> Result<(), MemoryError> {
+        assert!(kernel_lock::is_held_here(), "copying between user memories without the big kernel lock");
+        // SAFETY: both roots live as long as their `ProcessMemory`s; this CPU holds the big
+        // kernel lock (checked above), under which alone the tables change.
+        unsafe { super::address_space::copy_between_roots(source.root, source_address, target.root, target_address, len) }
     }
 }
 
@@ -496,18 +548,11 @@ impl Drop for ProcessMemory {
 /// have been loaded since).
 static ACTIVE: [AtomicPtr<ProcessMemory>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
-/// Lends the process memory this CPU has loaded (the root in CR3), locked, to `f`; `None`
+/// Lends the process memory this CPU has loaded (the root in CR3), unlocked, to `f`; `None`
 /// while the CPU runs on any other table. This is how `usercopy` finds the memory its copies
 /// go through, so what it checks is what the CPU will use.
 #[inline]
-pub fn with_active<R>(f: impl FnOnce(&mut UserMemory) -> R) -> Option<R> {
-    with_active_memory(|memory| f(&mut memory.lock()))
-}
-
-/// Lends the process memory this CPU has loaded (the root in CR3), unlocked, to `f`; `None`
-/// while the CPU runs on any other table.
-#[inline]
-fn with_active_memory<R>(f: impl FnOnce(&ProcessMemory) -> R) -> Option<R> {
+pub fn with_active_memory<R>(f: impl FnOnce(&ProcessMemory) -> R) -> Option<R> {
     let pointer = ACTIVE[cpu::index()].load(Ordering::Relaxed);
     // SAFETY: a non-null entry points at a live `ProcessMemory` (its drop clears the entries
     // naming it); it cannot be dropped while this runs, since it is dropped only by kernel code
@@ -520,7 +565,7 @@ fn with_active_memory<R>(f: impl FnOnce(&ProcessMemory) -> R) -> Option<R> {
 /// without its lock: what `usercopy` compares a checked range's stamp with before a copy.
 #[inline]
 pub fn active_stamp() -> Option<MappingStamp> {
-    with_active_memory(|memory| memory.mappings.stamp())
+    with_active_memory(ProcessMemory::stamp)
 }
 
 /// The user stack's mapped range `[start, USER_STACK_TOP)`.

@@ -51,6 +51,7 @@ mod scheduling;
 mod services;
 mod smp;
 mod streams;
+mod threads;
 
 use userlib::testing::Suite;
 
@@ -74,6 +75,7 @@ fn main() -> i32 {
         streams::CASES,
         devices::CASES,
         smp::CASES,
+        threads::CASES,
         scheduling::CASES,
         services::CASES,
     ]

@@ -51,6 +51,13 @@ struct Tickets {
 
 static LOCK: Tickets = Tickets { next: AtomicU32::new(0), now_serving: AtomicU32::new(0), sleepers: AtomicU32::new(0) };
 
+/// Whether this CPU holds the lock (what code that reads structures only the lock guards
+/// checks first).
+#[inline]
+pub fn is_held_here() -> bool {
+    cpu::holds_kernel_lock()
+}
+
 /// Takes the lock. This CPU must not hold it already; interrupts must be masked.
 #[inline]
 pub fn acquire() {
