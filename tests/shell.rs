@@ -71,6 +71,7 @@ struct Row {
     parent: u32,
     state: String,
     cpu: u32,
+    threads: u32,
     name: String,
 }
 
@@ -83,11 +84,12 @@ fn ps_rows(output: &str) -> Vec<Row> {
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [pid, parent, state, _memory, "KiB", cpu, time, name] = fields[..] else {
+            let [pid, parent, state, _memory, "KiB", cpu, threads, time, name] = fields[..] else {
                 return None;
             };
             time.strip_suffix('s')?.parse::<f64>().ok()?;
             Some(Row {
+                threads: threads.parse().ok()?,
                 pid: pid.parse().ok()?,
                 parent: parent.parse().ok()?,
                 state: state.to_owned(),
@@ -144,6 +146,8 @@ fn serial_session_runs_programs_and_builtins_then_shutdown_exits_0() {
     );
     // The launcher's default machine has two CPUs, numbered 0 and 1.
     assert!(rows.iter().all(|row| row.cpu < 2), "{ps:?}");
+    // Every program here is single-threaded.
+    assert!(rows.iter().all(|row| row.threads == 1), "{ps:?}");
     assert_eq!(
         rows.len(),
         5,
@@ -441,12 +445,13 @@ fn the_example_servers_answer_their_clients_from_the_shell() {
     assert_eq!(shout, "upper \"hello, server\"\r\nHELLO, SERVER");
 
     let ps = run(&mut vm, "ps");
-    for (pid, name) in [(kvd, "kvd"), (upperd, "upperd")] {
+    // upperd serves from four threads on one endpoint (all blocked in `recv`).
+    for (pid, name, threads) in [(kvd, "kvd", 1), (upperd, "upperd", 4)] {
         let row = ps_rows(&ps).into_iter().find(|row| row.pid == pid);
         let row = row.unwrap_or_else(|| panic!("{name} (pid {pid}) missing: {ps:?}"));
         assert_eq!(
-            (row.parent, row.name.as_str(), row.state.as_str()),
-            (shell, name, "blocked"),
+            (row.parent, row.name.as_str(), row.state.as_str(), row.threads),
+            (shell, name, "blocked", threads),
             "{ps:?}"
         );
     }

@@ -138,13 +138,13 @@ pub fn programs() -> sys::Result<Vec<String>> {
 }
 
 /// Formats rows of the process table as `ps` shows them: a header line, then one line per
-/// process (pid, parent, state, memory charged in KiB, the CPU it runs or last ran on, the
-/// CPU time it has used in seconds, name).
+/// process (pid, parent, state, memory charged in KiB, the CPU it runs or last ran on, its
+/// threads, the CPU time they have used in seconds, name).
 pub struct Table<'a>(pub &'a [ProcessInfo]);
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:>5} {:>6}  {:<8} {:>8}  {:>3} {:>9}  NAME", "PID", "PARENT", "STATE", "MEMORY", "CPU", "TIME")?;
+        writeln!(f, "{:>5} {:>6}  {:<8} {:>8}  {:>3} {:>3} {:>9}  NAME", "PID", "PARENT", "STATE", "MEMORY", "CPU", "THR", "TIME")?;
         for row in self.0 {
             let state = ProcessState::from_u32(row.state).map_or("?", ProcessState::label);
             let memory = alloc::format!("{} KiB", row.memory_bytes / 1024);
@@ -152,12 +152,13 @@ impl fmt::Display for Table<'_> {
             let time = alloc::format!("{}.{:03}s", millis / 1000, millis % 1000);
             writeln!(
                 f,
-                "{:>5} {:>6}  {:<8} {:>8}  {:>3} {:>9}  {}",
+                "{:>5} {:>6}  {:<8} {:>8}  {:>3} {:>3} {:>9}  {}",
                 row.pid,
                 row.parent,
                 state,
                 memory,
                 row.cpu,
+                row.threads,
                 time,
                 row.name()
             )?;
@@ -204,6 +205,7 @@ mod tests {
         name: &str,
         memory_bytes: u64,
         cpu: u32,
+        threads: u32,
         cpu_time_ns: u64,
     ) -> ProcessInfo {
         let mut info = ProcessInfo::EMPTY;
@@ -214,6 +216,7 @@ mod tests {
         info.name_len = name.len() as u32;
         info.memory_bytes = memory_bytes;
         info.cpu = cpu;
+        info.threads = threads;
         info.cpu_time_ns = cpu_time_ns;
         info
     }
@@ -221,17 +224,17 @@ mod tests {
     #[test]
     fn table_has_a_header_and_one_aligned_line_per_process() {
         let rows = [
-            row(1, 0, ProcessState::Blocked, "init", 90 * 1024, 0, 12_345_678),
-            row(12, 1, ProcessState::Running, "sh", 1 << 20, 3, 61_002_000_000),
+            row(1, 0, ProcessState::Blocked, "init", 90 * 1024, 0, 1, 12_345_678),
+            row(12, 1, ProcessState::Running, "sh", 1 << 20, 3, 12, 61_002_000_000),
         ];
         let text = Table(&rows).to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
             [
-                "  PID PARENT  STATE      MEMORY  CPU      TIME  NAME",
-                "    1      0  blocked    90 KiB    0    0.012s  init",
-                "   12      1  running  1024 KiB    3   61.002s  sh"
+                "  PID PARENT  STATE      MEMORY  CPU THR      TIME  NAME",
+                "    1      0  blocked    90 KiB    0   1    0.012s  init",
+                "   12      1  running  1024 KiB    3  12   61.002s  sh"
             ]
         );
     }

@@ -19,7 +19,8 @@
 //! meant for one waiter is never spent on a thread that is not coming back.
 //!
 //! Each thread waits on one word at most, so the waiters fit a fixed table of `MAX_THREADS`
-//! places (no kernel heap at all), and a number given at queueing keeps them in order.
+//! places (no kernel heap at all), kept packed at its front in the order they came: a wake
+//! looks at the waiters there are, oldest first, and nothing else.
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -67,33 +68,32 @@ impl Word {
 struct Waiter {
     word: Word,
     thread: Arc<ThreadObject>,
-    /// When it was queued: lower is older.
-    queued: u64,
 }
 
-/// Every waiting thread, in no order, and the next queueing number.
+/// Every waiting thread, oldest first, in `places[..count]`.
 struct Waiters {
     places: [Option<Waiter>; MAX_THREADS],
-    next: u64,
+    count: usize,
 }
 
 impl Waiters {
-    /// Takes the waiter of thread `tid` out, if it is queued.
-    fn take_thread(&mut self, tid: u32) -> Option<Waiter> {
-        self.places.iter_mut().find(|place| place.as_ref().is_some_and(|waiter| waiter.thread.tid == tid))?.take()
+    /// Queues `waiter` last. There is room: each thread in the table waits at most once.
+    fn push(&mut self, waiter: Waiter) {
+        assert!(self.count < MAX_THREADS, "more futex waiters than threads");
+        self.places[self.count] = Some(waiter);
+        self.count += 1;
     }
 
-    /// Takes the oldest waiter of `word` out, if any.
-    fn take_oldest(&mut self, word: &Word) -> Option<Waiter> {
-        self.places
-            .iter_mut()
-            .filter(|place| place.as_ref().is_some_and(|waiter| waiter.word.is(word)))
-            .min_by_key(|place| place.as_ref().map_or(u64::MAX, |waiter| waiter.queued))?
-            .take()
+    /// Takes out the first waiter `matches` accepts, keeping the others in order.
+    fn take_first(&mut self, matches: impl Fn(&Waiter) -> bool) -> Option<Waiter> {
+        let index = self.places[..self.count].iter().position(|place| place.as_ref().is_some_and(&matches))?;
+        self.places[index..self.count].rotate_left(1);
+        self.count -= 1;
+        self.places[self.count].take()
     }
 }
 
-static WAITERS: Mutex<Waiters> = Mutex::new(Waiters { places: [const { None }; MAX_THREADS], next: 0 });
+static WAITERS: Mutex<Waiters> = Mutex::new(Waiters { places: [const { None }; MAX_THREADS], count: 0 });
 
 /// `futex_wait`: unless the `u32` at `address` (the word `word` names, in the caller's
 /// memory) differs from `expected` (`EAGAIN`), sleeps until a wake, the timeout
@@ -108,18 +108,14 @@ pub fn wait(me: &Arc<ThreadObject>, word: Word, address: u64, expected: u32, tim
         if timeout == Timeout::Poll {
             return Err(ETIMEDOUT);
         }
-        let queued = waiters.next;
-        waiters.next += 1;
-        // A place is free: each thread in the table has at most one, and this one none yet.
-        let place = waiters.places.iter_mut().find(|place| place.is_none()).expect("a futex place per thread");
         me.ipc_ready.store(false, Ordering::Release);
-        *place = Some(Waiter { word, thread: me.clone(), queued });
+        waiters.push(Waiter { word, thread: me.clone() });
     }
     let outcome = scheduler::block_for_ipc(&me.ipc_ready, timeout.deadline(), None);
     let result = match outcome {
         BlockOutcome::Ready => Ok(()),
         BlockOutcome::Killed | BlockOutcome::TimedOut => {
-            let still_queued = WAITERS.lock().take_thread(me.tid);
+            let still_queued = WAITERS.lock().take_first(|waiter| waiter.thread.tid == me.tid);
             if still_queued.is_none() {
                 // A wake took it off the queue already: pass that wake on.
                 let woken_from = me.ipc.lock().futex_woken.take();
@@ -141,7 +137,7 @@ pub fn wake(word: &Word, count: u64) -> u64 {
     let mut woken = 0;
     let mut waiters = WAITERS.lock();
     while woken < count {
-        let Some(waiter) = waiters.take_oldest(word) else { break };
+        let Some(waiter) = waiters.take_first(|waiter| waiter.word.is(word)) else { break };
         waiter.thread.ipc.lock().futex_woken = Some(waiter.word);
         waiter.thread.ipc_ready.store(true, Ordering::Release);
         // The scheduler's lock comes after this one in the lock order.

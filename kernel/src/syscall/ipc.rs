@@ -290,11 +290,11 @@ pub fn signal(args: &Args) -> SyscallResult {
 
 /// `wait(notification, timeout) -> bits`. Needs WAIT.
 pub fn wait(args: &Args) -> SyscallResult {
-    let notification = lookup(args[0], rights::WAIT, |object| match object {
+    let me = scheduler::current_thread();
+    let notification = lookup_in(&me.process, args[0], rights::WAIT, |object| match object {
         Object::Notification(notification) => Some(notification.clone()),
         _ => None,
     })?;
-    let me = scheduler::current_thread();
     ipc::wait(&me, &notification, Timeout::from_nanoseconds(args[1]))
 }
 

@@ -178,6 +178,8 @@ pub enum KillError {
 struct CpuState {
     /// The slot of the thread this CPU runs.
     current: Option<usize>,
+    /// The slot of that thread's process (meaningless while `current` is `None`).
+    current_process: usize,
     /// A thread that left on this CPU, finished right after the switch away.
     departed: Option<Departed>,
 }
@@ -247,7 +249,7 @@ static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: SlotTable::new(),
     threads: SlotTable::new(),
     run_queue: RunQueue { queue: VecDeque::new(), queued: [0; QUEUED_WORDS] },
-    cpus: [const { CpuState { current: None, departed: None } }; MAX_CPUS],
+    cpus: [const { CpuState { current: None, current_process: 0, departed: None } }; MAX_CPUS],
     idle_cpus: 0,
     ids: PidAllocator::new(),
     first_pid: None,
@@ -290,8 +292,9 @@ impl Scheduler {
     }
 
     fn current_process(&mut self) -> &mut Process {
-        let slot = self.current_thread().process_slot;
-        self.processes.at_mut(slot).expect("current process missing from the table")
+        let state = &self.cpus[cpu::index()];
+        assert!(state.current.is_some(), "no current thread");
+        self.processes.at_mut(state.current_process).expect("current process missing from the table")
     }
 
     /// Queues the ready thread in `slot`, and wakes a halted CPU (another one: this CPU
@@ -396,10 +399,10 @@ impl Scheduler {
         let this_cpu = cpu::index();
         let now = crate::time::uptime_ns();
         let outgoing = self.cpus[this_cpu].current;
-        let outgoing_process = outgoing.and_then(|slot| self.threads.at_mut(slot)).map(|thread| {
+        let outgoing_process = outgoing.map(|_| self.cpus[this_cpu].current_process);
+        if let Some(thread) = outgoing.and_then(|slot| self.threads.at_mut(slot)) {
             thread.charge_cpu_time(now);
-            thread.process_slot
-        });
+        }
         let partner = partner.filter(|&slot| {
             self.threads.at(slot).is_some_and(|thread| matches!(thread.state, State::Blocked(_) | State::Ready))
         });
@@ -456,6 +459,7 @@ impl Scheduler {
                     cpu::set_current_pid(process.pid);
                 }
                 self.cpus[this_cpu].current = Some(slot);
+                self.cpus[this_cpu].current_process = process_slot;
                 context
             }
             None if outgoing.is_none() => return None,
@@ -759,15 +763,15 @@ fn reschedule_if_needed() -> Result<(), Killed> {
 #[inline(never)]
 fn attend() -> Result<(), Killed> {
     let now = crate::time::uptime_ns();
-    let killed = with_scheduler(|scheduler| scheduler.current_thread().killed);
-    let slice_used = slice_used(cpu::index(), now);
-    if killed {
-        // Keep the request for the return to ring 3, which ends the process.
+    // A killed thread too gives the CPU up when its slice is over: the last thread of a
+    // process frees its memory at preemption points, however it came to end.
+    if slice_used(cpu::index(), now) {
+        yield_now();
+    }
+    if with_scheduler(|scheduler| scheduler.current_thread().killed) {
+        // Keep the request for the return to ring 3, which ends the thread.
         cpu::request_attention(cpu::index());
         return Err(Killed);
-    }
-    if slice_used {
-        yield_now();
     }
     Ok(())
 }

@@ -1,10 +1,8 @@
 //! The process and thread tables: a fixed number of slots, each empty or holding one process
 //! (or thread) for its whole life. The scheduler finds the running thread, and a process or
 //! thread object finds its own entry, by slot in constant time; a lookup by id walks the
-//! slots (at most `N`). The slots are allocated once, at the first insertion, so a table's
-//! heap use never changes after that.
-
-use alloc::vec::Vec;
+//! slots (at most `N`). The slots are a fixed array inside the table (in the scheduler's
+//! static), so a table takes no kernel heap and a lookup is an index.
 
 /// Most processes at once.
 pub const MAX_PROCESSES: usize = abi::PROCESSES_MAX;
@@ -20,14 +18,14 @@ pub trait Keyed {
 /// Up to `N` entries in fixed slots.
 #[derive(Debug)]
 pub struct SlotTable<T, const N: usize> {
-    slots: Vec<Option<T>>,
+    slots: [Option<T>; N],
     len: usize,
 }
 
 impl<T: Keyed, const N: usize> SlotTable<T, N> {
-    /// An empty table (its slots are allocated at the first insertion).
+    /// An empty table.
     pub const fn new() -> Self {
-        Self { slots: Vec::new(), len: 0 }
+        Self { slots: [const { None }; N], len: 0 }
     }
 
     /// How many entries there are.
@@ -42,9 +40,6 @@ impl<T: Keyed, const N: usize> SlotTable<T, N> {
 
     /// A free slot, if any.
     pub fn free_slot(&mut self) -> Option<usize> {
-        if self.slots.is_empty() {
-            self.slots.resize_with(N, || None);
-        }
         self.slots.iter().position(Option::is_none)
     }
 

@@ -6,6 +6,10 @@
 //!
 //! - `null_syscall`, `null_int80`: `getpid` through `syscall` and `int 0x80` (100k each);
 //! - `yield_switch`: one `yield` that switches to another process (ping-pong with a child);
+//! - `thread_switch`: one `yield` that switches to another thread of the same process (no
+//!   address-space switch);
+//! - `futex_pingpong`: a round trip between two threads of one process, each waking the
+//!   other with `futex_wake` and sleeping in `futex_wait`;
 //! - `spawn_wait`: starting a program that exits at once (`bench --exit`, from its image in
 //!   memory), and reaping it;
 //! - `spawn_file_wait`: the same for `/bin/true` read from the file system each time
@@ -40,6 +44,7 @@
 extern crate alloc;
 
 use core::hint::black_box;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use abi::handle::NO_HANDLE;
 use abi::ipc::{FOREVER, IpcBuffers};
@@ -47,7 +52,7 @@ use userlib::ipc::{Endpoint, Message, Notification, OwnedHandle, Transfer, raw_i
 use userlib::sys::{self, EntryPath};
 use userlib::testing::spawn_self;
 use userlib::device::{read_port, write_port};
-use userlib::{args, fs, println, process, timestamp};
+use userlib::{args, fs, println, process, thread, timestamp};
 
 userlib::main!(main);
 
@@ -180,6 +185,54 @@ fn pong() -> i32 {
         }
     }
     0
+}
+
+/// `thread_switch`: instructions per `yield` from one thread to another of the same process.
+fn thread_switch() -> Option<u64> {
+    let partner = thread::spawn(|| {
+        for _ in 0..YIELD_ROUNDS {
+            sys::yield_now();
+        }
+    })
+    .ok()?;
+    // Both threads yield YIELD_ROUNDS times, so each round here is two switches.
+    let per_round = cycles_per_round(YIELD_ROUNDS, sys::yield_now);
+    partner.join().ok()?;
+    Some(per_round / 2)
+}
+
+/// `futex_pingpong`: instructions per round trip between two threads of one process, each
+/// publishing a round number in its word and waking the other.
+fn futex_pingpong() -> Option<u64> {
+    static PING: AtomicU32 = AtomicU32::new(0);
+    static PONG: AtomicU32 = AtomicU32::new(0);
+    /// Sleeps until `word` holds `round`.
+    fn await_round(word: &AtomicU32, round: u32) {
+        loop {
+            let seen = word.load(Ordering::Acquire);
+            if seen == round {
+                return;
+            }
+            let _ = sys::futex_wait(word, seen, FOREVER);
+        }
+    }
+    let partner = thread::spawn(|| {
+        for round in 1..=IPC_ROUNDS as u32 {
+            await_round(&PING, round);
+            PONG.store(round, Ordering::Release);
+            let _ = sys::futex_wake(&PONG, 1);
+        }
+    })
+    .ok()?;
+    let mut round = 0;
+    let cycles = cycles_per_round(IPC_ROUNDS, || {
+        round += 1;
+        PING.store(round, Ordering::Release);
+        let _ = sys::futex_wake(&PING, 1);
+        await_round(&PONG, round);
+    });
+    partner.join().ok()?;
+    Some(cycles)
 }
 
 /// `pipe_pingpong`: instructions per round trip of one byte over two pipes to a partner
@@ -349,6 +402,15 @@ fn main() -> i32 {
     let per_round = cycles_per_round(YIELD_ROUNDS, sys::yield_now);
     let _ = sys::wait(Some(partner));
     println!("bench: yield_switch {}", per_round / 2);
+    for (name, figure) in [("thread_switch", thread_switch()), ("futex_pingpong", futex_pingpong())] {
+        match figure {
+            Some(figure) => println!("bench: {name} {figure}"),
+            None => {
+                println!("bench: {name} failed");
+                return 1;
+            }
+        }
+    }
 
     let mut failures = 0;
     let spawn_wait = cycles_per_round(SPAWN_ROUNDS, || match spawn_self(&["bench", "--exit"], &[]) {
