@@ -204,8 +204,7 @@ mod tests {
         state: ProcessState,
         name: &str,
         memory_bytes: u64,
-        cpu: u32,
-        threads: u32,
+        (cpu, threads): (u32, u32),
         cpu_time_ns: u64,
     ) -> ProcessInfo {
         let mut info = ProcessInfo::EMPTY;
@@ -224,8 +223,8 @@ mod tests {
     #[test]
     fn table_has_a_header_and_one_aligned_line_per_process() {
         let rows = [
-            row(1, 0, ProcessState::Blocked, "init", 90 * 1024, 0, 1, 12_345_678),
-            row(12, 1, ProcessState::Running, "sh", 1 << 20, 3, 12, 61_002_000_000),
+            row(1, 0, ProcessState::Blocked, "init", 90 * 1024, (0, 1), 12_345_678),
+            row(12, 1, ProcessState::Running, "sh", 1 << 20, (3, 12), 61_002_000_000),
         ];
         let text = Table(&rows).to_string();
         let lines: Vec<&str> = text.lines().collect();
