@@ -21,7 +21,8 @@
 //!
 //! Beyond the syscalls it carries what several programs share: [`process`] (starting programs
 //! from files, the process table, the program list, how a process ended), [`fs`] (files and
-//! directories, the current directory), [`line_editor`] (interactive line input with
+//! directories, the current directory), [`float`] (`f64` arithmetic in SSE registers),
+//! [`line_editor`] (interactive line input with
 //! history, as the shell reads commands), [`time`] (durations as programs take them) and
 //! [`testing`] (the harness test programs such as `usertests` are written on).
 //!
@@ -37,6 +38,7 @@ mod backtrace;
 #[cfg(not(test))]
 mod heap;
 pub mod device;
+pub mod float;
 pub mod fs;
 pub mod io;
 pub mod ipc;

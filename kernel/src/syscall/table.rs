@@ -4,7 +4,7 @@
 use abi::errno::ENOSYS;
 use abi::syscall::*;
 
-use super::{Args, SyscallResult, device, handle, io, ipc, memory, process, system, time};
+use super::{Args, SyscallResult, device, handle, io, ipc, memory, process, system, time, tls};
 use crate::arch::trap::TrapFrame;
 
 /// A syscall handler: most take the six argument registers; IPC's take the whole frame,
@@ -66,6 +66,8 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[LOG_READ as usize] = Arguments(device::log_read);
     table[JOB_CREATE as usize] = Arguments(process::job_create);
     table[HANDLE_LIST as usize] = Arguments(handle::handle_list);
+    table[TLS_SET as usize] = Arguments(tls::tls_set);
+    table[TLS_GET as usize] = Arguments(tls::tls_get);
     table
 };
 
