@@ -109,6 +109,20 @@ impl F64 {
     }
 }
 
+/// Whether this program may use AVX: CPUID has AVX and OSXSAVE, and XCR0 (which the kernel
+/// sets) enables the SSE and AVX state. Without it an AVX instruction is `#UD`.
+pub fn avx_usable() -> bool {
+    let features = core::arch::x86_64::__cpuid(1).ecx;
+    if features & (1 << 27) == 0 || features & (1 << 28) == 0 {
+        return false;
+    }
+    let (enabled, _high): (u32, u32);
+    // SAFETY: `xgetbv` with ECX 0 reads XCR0; CPUID says CR4.OSXSAVE is on, so it does not
+    // fault in ring 3.
+    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") enabled, out("edx") _high, options(nomem, nostack, preserves_flags)) };
+    enabled & 0b110 == 0b110
+}
+
 impl From<f64> for F64 {
     fn from(value: f64) -> Self {
         Self(value)
