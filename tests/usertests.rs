@@ -20,7 +20,10 @@ const SINGLE_CASE_LIMIT: Duration = common::BOOT_LIMIT;
 const HEAP_CASE_LIMIT: Duration = common::BOOT_LIMIT;
 /// The cases `usertests` runs, the leak check included. Change it with the cases (in
 /// `userspace/src/bin/usertests/`), so that a case that stops running fails here.
-const CASES: u32 = 328;
+const CASES: u32 = 354;
+/// The one case QEMU's TCG cannot run, and so the suite skips: TCG sets MXCSR's flags for an
+/// unmasked SIMD exception but never raises #XM.
+const SKIPPED: &str = "SKIP unmasked_simd_exception_ends_the_process: needs raises_simd_exceptions";
 
 /// The counts of a `N passed, M failed` line.
 fn summary(line: &str) -> Option<(u32, u32)> {
@@ -41,7 +44,9 @@ fn suite_passes_with(cpus: &str) {
     assert!(failures.is_empty(), "failing cases with {cpus} CPUs:\n{}\n\nfull output:\n{output}", failures.join("\n"));
     let (passed, failed) = final_summary(&output);
     assert_eq!(failed, 0, "output:\n{output}");
-    assert_eq!(passed, CASES, "cases passed; output:\n{output}");
+    let skipped: Vec<&str> = output.lines().filter(|line| line.starts_with("SKIP ")).collect();
+    assert_eq!(skipped, [SKIPPED], "cases skipped; output:\n{output}");
+    assert_eq!(passed + 1, CASES, "cases passed; output:\n{output}");
     let last_case = output.lines().rev().find(|line| line.starts_with("PASS ") || line.starts_with("FAIL "));
     assert_eq!(last_case, Some("PASS leak"), "the leak check did not run last; output:\n{output}");
     assert_eq!(status, 0, "output:\n{output}");

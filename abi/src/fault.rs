@@ -11,10 +11,15 @@ pub const DIVIDE_ERROR: u32 = 0;
 pub const DEBUG: u32 = 1;
 /// `#BP`: `int3`.
 pub const BREAKPOINT: u32 = 3;
-/// `#UD`: an instruction the CPU does not run here (`ud2`, x87/MMX with CR0.EM set).
+/// `#UD`: an instruction the CPU does not run here (`ud2`, AVX where XCR0 does not enable it).
 pub const INVALID_OPCODE: u32 = 6;
-/// `#NM`: x87/MMX/SSE state unavailable.
+/// `#NM`: x87/MMX/SSE state unavailable (never raised now that every process has its own).
 pub const DEVICE_NOT_AVAILABLE: u32 = 7;
+/// `#MF`: an unmasked x87 floating-point exception (reported at the next x87 instruction
+/// that waits).
+pub const X87_FLOATING_POINT: u32 = 16;
+/// `#XM`: an unmasked SIMD floating-point exception (MXCSR).
+pub const SIMD_FLOATING_POINT: u32 = 19;
 /// `#SS`: a stack-segment fault.
 pub const STACK_SEGMENT: u32 = 12;
 /// `#GP`: a general protection fault (privileged instructions, non-canonical addresses,

@@ -315,6 +315,18 @@ pub mod keys {
     pub const ESCAPE: u8 = 0x1b;
 }
 
+/// The base registers `tls_set` and `tls_get` name (their `which`), for thread-local
+/// storage: each context keeps its own, loaded whenever it runs.
+pub mod tls {
+    /// FS: `mov rax, fs:[0]` reads the word at the FS base.
+    pub const FS: u64 = 0;
+    /// GS, as ring 3 sees it.
+    pub const GS: u64 = 1;
+    /// The first address that is not a valid base: a base must be a canonical lower-half
+    /// address (`EINVAL` otherwise), as every user address is.
+    pub const BASE_END: u64 = crate::memory::USER_END;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

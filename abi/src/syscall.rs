@@ -228,6 +228,16 @@ syscalls! {
     /// `gettid() -> tid`: the calling thread's id (a process's first thread has the
     /// process's id; ids are never reused).
     GETTID = 50, "gettid", [];
+    /// `tls_set(which, address) -> 0`: makes `address` the caller's FS base (`which` =
+    /// [`crate::tls::FS`]) or GS base ([`crate::tls::GS`]), from now on and after every
+    /// switch (the kernel keeps it per kernel context and loads it whenever the caller runs).
+    /// `EINVAL` for another `which`, or an address at or past [`crate::tls::BASE_END`] (a
+    /// kernel-half or non-canonical one). A segment load in ring 3 (`mov fs, ax`) sets that
+    /// base to 0 until the next switch loads this value again.
+    TLS_SET = 51, "tls_set", [Int, Addr];
+    /// `tls_get(which) -> address`: the base `tls_set` last set (0 at first); `EINVAL` for a
+    /// `which` other than [`crate::tls::FS`] and [`crate::tls::GS`].
+    TLS_GET = 52, "tls_get", [Int];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

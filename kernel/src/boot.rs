@@ -20,7 +20,7 @@ use bootloader_api::BootInfo;
 use crate::arch::hooks::{self, KernelHooks};
 use crate::arch::trap::{CpuFault, TrapFrame};
 use crate::arch::smp::{self, StartupParameters};
-use crate::arch::{acpi, cpu, fw_cfg, gdt, hpet, irq, kernel_lock, ps2, qemu, serial, syscall_entry, trap};
+use crate::arch::{acpi, cpu, fw_cfg, gdt, hpet, irq, kernel_lock, ps2, qemu, serial, syscall_entry, trap, user_state};
 use crate::mm::kernel_stack;
 use crate::{backtrace, klog, ktest, mm, object, println, syscall, task, time};
 
@@ -76,6 +76,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         on_off(protections.smep),
         on_off(protections.smap),
         on_off(protections.umip)
+    );
+    log::info!(
+        "user registers: x87, SSE{}, saved with {} at every switch",
+        if user_state::avx_enabled() { ", AVX" } else { "" },
+        user_state::save_method()
     );
 
     let offset = boot_info.physical_memory_offset.into_option();

@@ -21,11 +21,11 @@
 //!
 //! Beyond the syscalls it carries what several programs share: [`process`] (starting programs
 //! from files, the process table, the program list, how a process ended), [`fs`] (files and
-//! directories, the current directory), [`line_editor`] (interactive line input with
-//! history, as the shell reads commands), [`time`] (durations as programs take them),
-//! [`thread`] and [`sync`] (threads, and the futex-based `Mutex`, `Condvar` and `Once` they
-//! share data with) and [`testing`] (the harness test programs such as `usertests` are
-//! written on).
+//! directories, the current directory), [`float`] (`f64` arithmetic in SSE registers),
+//! [`line_editor`] (interactive line input with history, as the shell reads commands),
+//! [`time`] (durations as programs take them), [`thread`] and [`sync`] (threads, and the
+//! futex-based `Mutex`, `Condvar` and `Once` they share data with) and [`testing`] (the
+//! harness test programs such as `usertests` are written on).
 //!
 //! Under `cargo test` on the host the crate builds with `std`, without the entry point, panic
 //! handler and allocator, so the pure logic (line editing, duration parsing, the test
@@ -39,6 +39,7 @@ mod backtrace;
 #[cfg(not(test))]
 mod heap;
 pub mod device;
+pub mod float;
 pub mod fs;
 pub mod io;
 pub mod ipc;

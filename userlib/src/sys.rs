@@ -381,3 +381,14 @@ pub fn framebuffer_info(memory: u64) -> Result<abi::FramebufferInfo> {
 pub fn log_read(log: u64, buffer: &mut [u8]) -> Result<usize> {
     call(LOG_READ, [log, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0, 0]).map(|count| count as usize)
 }
+
+/// `tls_set`: makes `address` this program's FS base (`which` = `abi::tls::FS`) or GS base
+/// (`abi::tls::GS`), kept across switches; `EINVAL` for a kernel-half or non-canonical one.
+pub fn tls_set(which: u64, address: u64) -> Result<()> {
+    call(TLS_SET, [which, address, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// `tls_get`: the base `tls_set` last gave `which` (0 at first).
+pub fn tls_get(which: u64) -> Result<u64> {
+    call(TLS_GET, [which, 0, 0, 0, 0, 0])
+}

@@ -16,6 +16,7 @@ mod process;
 mod system;
 mod table;
 mod time;
+mod tls;
 
 pub use table::dispatch_frame;
 

@@ -4,7 +4,7 @@
 use abi::errno::ENOSYS;
 use abi::syscall::*;
 
-use super::{Args, SyscallResult, device, futex, handle, io, ipc, memory, process, system, time};
+use super::{Args, SyscallResult, device, futex, handle, io, ipc, memory, process, system, time, tls};
 use crate::arch::trap::TrapFrame;
 
 /// A syscall handler: most take the six argument registers; IPC's take the whole frame,
@@ -71,6 +71,8 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[FUTEX_WAIT as usize] = Arguments(futex::futex_wait);
     table[FUTEX_WAKE as usize] = Arguments(futex::futex_wake);
     table[GETTID as usize] = Arguments(process::gettid);
+    table[TLS_SET as usize] = Arguments(tls::tls_set);
+    table[TLS_GET as usize] = Arguments(tls::tls_get);
     table
 };
 

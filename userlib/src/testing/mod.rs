@@ -1,7 +1,9 @@
 //! A test harness for Enigma programs: a test binary lists its cases, and [`Suite::main`]
 //! runs them, prints `PASS name` or `FAIL name: why` for each and ends with
 //! `N passed, M failed`; its exit status is 0 only when nothing failed. Names on the command
-//! line run just those cases, in that order.
+//! line run just those cases, in that order. A case that needs what a machine may lack
+//! ([`Case::only_if`]) is reported `SKIP name: needs ...` there, and counted on a line of
+//! its own, `K skipped`, before the last.
 //!
 //! ```ignore
 //! use userlib::testing::{Case, Outcome, Suite};
@@ -83,10 +85,13 @@ macro_rules! check {
 /// Declares cases by kind and function, each named after its function:
 /// `cases![here a, child b, fault c => expected_c]` is
 /// `&[Case::here("a", a), Case::child("b", b), Case::fault("c", c, expected_c)]`.
+/// `child d if has_e` runs `d` only where `has_e()` (a `fn() -> bool`) holds, and reports it
+/// skipped elsewhere (see [`Case::only_if`]).
 #[macro_export]
 macro_rules! cases {
-    ($($kind:ident $body:ident $(=> $expected:expr)?),* $(,)?) => {
-        &[$($crate::testing::Case::$kind(stringify!($body), $body $(, $expected)?)),*]
+    ($($kind:ident $body:ident $(if $requirement:ident)? $(=> $expected:expr)?),* $(,)?) => {
+        &[$($crate::testing::Case::$kind(stringify!($body), $body $(, $expected)?)
+            $(.only_if(stringify!($requirement), $requirement))?),*]
     };
 }
 
@@ -125,26 +130,43 @@ pub struct Case {
     /// Its name, as `PASS`/`FAIL` lines show it and the command line selects it.
     pub name: &'static str,
     kind: Kind,
+    /// What the machine must have for the case to run: a name for the report, and the check.
+    requirement: Option<Requirement>,
 }
+
+/// What a case needs of the machine: its name, for the report, and the check.
+type Requirement = (&'static str, fn() -> bool);
 
 impl Case {
     /// A case whose body runs in the suite's own process: the fastest kind, for cases that
     /// cannot fault or hang.
     pub const fn here(name: &'static str, body: fn() -> Outcome) -> Self {
-        Self { name, kind: Kind::Here(body) }
+        Self { name, kind: Kind::Here(body), requirement: None }
     }
 
     /// A case whose body runs in a child, which must exit 0: a fault or a hang fails only
     /// this case, and whatever the body does to its memory goes with the child.
     pub const fn child(name: &'static str, body: fn() -> Outcome) -> Self {
-        Self { name, kind: Kind::Child(body) }
+        Self { name, kind: Kind::Child(body), requirement: None }
     }
 
     /// A case whose body runs in a child that must die of the fault `expected` describes
     /// (computed in the suite's process, which runs the same program image, so it may name
     /// addresses in it).
     pub const fn fault(name: &'static str, body: fn() -> Outcome, expected: fn() -> Expected) -> Self {
-        Self { name, kind: Kind::Fault(body, expected) }
+        Self { name, kind: Kind::Fault(body, expected), requirement: None }
+    }
+
+    /// Runs the case only where `holds()` (checked in the suite's process before the case
+    /// starts): elsewhere it is reported as `SKIP name: needs REQUIREMENT` and counted as
+    /// skipped, neither passed nor failed. For what a machine may lack (a CPU feature).
+    pub const fn only_if(self, requirement: &'static str, holds: fn() -> bool) -> Self {
+        Self { requirement: Some((requirement, holds)), ..self }
+    }
+
+    /// Why the case cannot run here, if it cannot.
+    fn missing(&self) -> Option<&'static str> {
+        self.requirement.and_then(|(name, holds)| (!holds()).then_some(name))
     }
 }
 
@@ -205,6 +227,11 @@ impl<'a> Suite<'a> {
         }
         let baseline = selection.leak.then(Resources::baseline);
         for case in &selection.cases {
+            if let Some(requirement) = case.missing() {
+                report.skipped += 1;
+                crate::println!("{}", skip_line(case.name, requirement));
+                continue;
+            }
             let outcome = self.run_case(case);
             let cleanup = reap_leftovers();
             report.record(case.name, &outcome.and(cleanup));
@@ -212,6 +239,9 @@ impl<'a> Suite<'a> {
         if let Some(baseline) = baseline {
             let outcome = baseline.and_then(|before| Resources::measure()?.compare_with(&before));
             report.record(LEAK_CASE, &outcome);
+        }
+        if report.skipped > 0 {
+            crate::println!("{} skipped", report.skipped);
         }
         crate::println!("{}", summary_line(report.passed, report.failed));
         if report.failed == 0 { 0 } else { 1 }
@@ -268,6 +298,7 @@ impl<'a> Suite<'a> {
 struct Report {
     passed: usize,
     failed: usize,
+    skipped: usize,
 }
 
 impl Report {
@@ -288,7 +319,13 @@ pub fn result_line(name: &str, outcome: &Outcome) -> String {
     }
 }
 
-/// The last line of a run: `N passed, M failed`.
+/// A skipped case's report line.
+pub fn skip_line(name: &str, requirement: &str) -> String {
+    format!("SKIP {name}: needs {requirement}")
+}
+
+/// The last line of a run: `N passed, M failed` (skipped cases, if any, are counted on the
+/// line before it, `K skipped`).
 pub fn summary_line(passed: usize, failed: usize) -> String {
     format!("{passed} passed, {failed} failed")
 }
@@ -523,10 +560,21 @@ mod tests {
     }
 
     #[test]
+    fn a_case_with_a_requirement_that_fails_is_missing_it() {
+        fn body() -> Outcome {
+            Ok(())
+        }
+        assert_eq!(Case::child("a", body).only_if("never", || false).missing(), Some("never"));
+        assert_eq!(Case::child("a", body).only_if("always", || true).missing(), None);
+        assert_eq!(Case::child("a", body).missing(), None);
+    }
+
+    #[test]
     fn report_lines() {
         assert_eq!(result_line("x", &Ok(())), "PASS x");
         assert_eq!(result_line("x", &Err("why".to_string())), "FAIL x: why");
         assert_eq!(summary_line(164, 0), "164 passed, 0 failed");
+        assert_eq!(skip_line("x", "has_avx"), "SKIP x: needs has_avx");
         assert_eq!(summary_line(2, 1), "2 passed, 1 failed");
     }
 

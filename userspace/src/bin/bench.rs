@@ -10,6 +10,9 @@
 //!   address-space switch);
 //! - `futex_pingpong`: a round trip between two threads of one process, each waking the
 //!   other with `futex_wake` and sleeping in `futex_wait`;
+//! - `yield_switch_fpu`: the same with both processes' x87, SSE and (where the CPU has it)
+//!   AVX registers holding values and changed before every `yield`, so that every switch
+//!   saves and loads them in full (less the instruction or two that change them);
 //! - `spawn_wait`: starting a program that exits at once (`bench --exit`, from its image in
 //!   memory), and reaping it;
 //! - `spawn_file_wait`: the same for `/bin/true` read from the file system each time
@@ -79,6 +82,29 @@ const OUT2: u8 = 0x08;
 const BIG_FILE: &str = "/tmp/bench-1m";
 const BIG_FILE_BYTES: usize = 1024 * 1024;
 const READ_BYTES: usize = 4096;
+
+/// Gives the x87 stack, xmm0-1 and (with `avx`) ymm2-3 values other than their initial ones,
+/// so that a save has them to store.
+fn fill_vector_registers(avx: bool) {
+    // SAFETY: writes the x87 stack and xmm0/xmm1, which this soft-float program keeps nothing
+    // in; all exceptions stay masked.
+    unsafe { core::arch::asm!("fld1", "fldpi", "pcmpeqd xmm1, xmm1", "movapd xmm0, xmm1", options(nomem, nostack)) };
+    if avx {
+        // SAFETY: as above, ymm2 and ymm3; the caller checked AVX is usable.
+        unsafe { core::arch::asm!("vcmpeqpd ymm3, ymm3, ymm3", "vmovapd ymm2, ymm3", options(nomem, nostack)) };
+    }
+}
+
+/// Changes the registers [`fill_vector_registers`] filled, so that `xsaveopt` finds them
+/// modified.
+fn change_vector_registers(avx: bool) {
+    // SAFETY: as in `fill_vector_registers`.
+    unsafe { core::arch::asm!("fadd st(0), st(1)", "paddq xmm0, xmm1", options(nomem, nostack)) };
+    if avx {
+        // SAFETY: as in `fill_vector_registers`.
+        unsafe { core::arch::asm!("vpermilpd ymm2, ymm2, 5", options(nomem, nostack)) };
+    }
+}
 
 /// Cycles per round of `operation`, minus an empty loop's cycles per round.
 fn cycles_per_round(rounds: u64, mut operation: impl FnMut()) -> u64 {
@@ -380,6 +406,15 @@ fn main() -> i32 {
             }
             return 0;
         }
+        Some("--yield-fpu") => {
+            let avx = userlib::float::avx_usable();
+            fill_vector_registers(avx);
+            for _ in 0..YIELD_ROUNDS {
+                change_vector_registers(avx);
+                sys::yield_now();
+            }
+            return 0;
+        }
         Some("--serve") => serve(false),
         Some("--serve-4k") => serve(true),
         Some("--notified") => notified(),
@@ -411,6 +446,19 @@ fn main() -> i32 {
             }
         }
     }
+
+    let Ok(partner) = spawn_self(&["bench", "--yield-fpu"], &[]) else {
+        println!("bench: cannot spawn the yield partner");
+        return 1;
+    };
+    let avx = userlib::float::avx_usable();
+    fill_vector_registers(avx);
+    let per_round = cycles_per_round(YIELD_ROUNDS, || {
+        change_vector_registers(avx);
+        sys::yield_now();
+    });
+    let _ = sys::wait(Some(partner));
+    println!("bench: yield_switch_fpu {}", per_round / 2);
 
     let mut failures = 0;
     let spawn_wait = cycles_per_round(SPAWN_ROUNDS, || match spawn_self(&["bench", "--exit"], &[]) {

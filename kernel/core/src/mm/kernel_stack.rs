@@ -6,7 +6,8 @@
 //! fault cannot be pushed on the same stack, it becomes a double fault on the dedicated
 //! interrupt stack, which reports it.
 //!
-//! Each slot has a saved stack pointer, and so does every CPU's idle context (the boot stack
+//! Each slot has a saved stack pointer and a saved register state (x87/SSE/AVX and the FS
+//! and GS bases, [`UserState`]), and so does every CPU's idle context (the boot stack
 //! for CPU 0, a stack of this region for the others). A [`Context`] names one of them.
 //! [`switch_to`] suspends the context this CPU runs (which it tracks itself, per CPU, so no
 //! caller can name the wrong one) and resumes another; it checks that the target is a live
@@ -41,6 +42,7 @@ use crate::arch::cpu::{self, MAX_CPUS};
 use crate::arch::gdt::{self, InterruptStack};
 use crate::arch::kernel_lock;
 use crate::arch::trap::TrapFrame;
+use crate::arch::user_state::{Base, NotUserAddress, UserState};
 
 use super::frame::FRAME_SIZE;
 use super::paging::{map_kernel_page, unmap_kernel_page, unmap_kernel_pages};
@@ -57,9 +59,22 @@ pub const MAX_STACKS: usize = abi::THREADS_MAX + 64;
 
 static SLOTS_IN_USE: Mutex<[bool; MAX_STACKS]> = Mutex::new([false; MAX_STACKS]);
 
-/// Saved stack pointers: one per slot, then every CPU's idle context's. Zero means "running,
-/// or no saved state".
-static SAVED_STACK_POINTERS: [AtomicU64; MAX_STACKS + MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_STACKS + MAX_CPUS];
+/// What a context leaves behind when it stops running: its stack pointer (zero means
+/// "running, or no saved state") and its registers beyond the stack (x87/SSE/AVX and the FS
+/// and GS bases). One per slot, then every CPU's idle context's; together so that a switch
+/// finds both from one address.
+struct Suspended {
+    /// Written as the leaving CPU's last touch of the context (see "Freeing a stack").
+    stack_pointer: AtomicU64,
+    /// Reset when a stack is made, so nothing of a slot's previous owner survives. An idle
+    /// context's only holds whatever the last process left in the registers, which the idle
+    /// loop never takes to ring 3 (it has one anyway, so that a switch saves and loads
+    /// without looking at what it switches between).
+    registers: UserState,
+}
+
+static SUSPENDED: [Suspended; MAX_STACKS + MAX_CPUS] =
+    [const { Suspended { stack_pointer: AtomicU64::new(0), registers: UserState::new() } }; MAX_STACKS + MAX_CPUS];
 
 /// A suspended (or running) flow of control in the kernel: a process's kernel stack, or the
 /// stack a CPU's idle loop runs on. Made only from a live [`KernelStack`] or as this CPU's
@@ -91,7 +106,11 @@ impl Context {
     }
 
     fn saved(self) -> &'static AtomicU64 {
-        &SAVED_STACK_POINTERS[self.encode()]
+        &SUSPENDED[self.encode()].stack_pointer
+    }
+
+    fn user_state(self) -> &'static UserState {
+        &SUSPENDED[self.encode()].registers
     }
 
     fn encode(self) -> usize {
@@ -172,9 +191,11 @@ pub fn switch_to(to: Context) {
     // that nothing runs on (its saved value was non-zero, and is zero now that it runs
     // again). `from` is the context this CPU runs, tracked here, so its save slot is the
     // right one.
+    // The same holds for the two contexts' register states: `from`'s is this CPU's to save
+    // (it runs `from`), and `to`'s was saved, or reset by `new`, before its stack pointer was.
     // SAFETY: as above; `from.saved()` is a static, valid for the write; interrupts are
     // masked (checked above).
-    unsafe { switch_context(from.saved().as_ptr(), target) };
+    unsafe { switch_context(to.user_state(), from.user_state(), from.saved().as_ptr(), target) };
     finish_switch();
 }
 
@@ -185,6 +206,18 @@ pub fn switch_to(to: Context) {
 pub fn finish_switch() {
     LEAVING[cpu::index()].store(NO_CONTEXT, Ordering::Release);
     kernel_lock::acquire();
+}
+
+/// The `which` base of the context this CPU runs (what `set_user_base` last made it, or 0).
+pub fn user_base(which: Base) -> u64 {
+    running().user_state().base(which)
+}
+
+/// Makes `address` the `which` base of the context this CPU runs, from now on and after
+/// every switch back to it; refused for anything but a lower-half address (see
+/// [`crate::arch::user_state`]).
+pub fn set_user_base(which: Base, address: u64) -> Result<(), NotUserAddress> {
+    running().user_state().set_base_of_running(which, address)
 }
 
 /// Which kernel stack's guard page holds `address`, if any: a fault there is that stack
@@ -270,6 +303,10 @@ impl KernelStack {
             slots[slot] = true;
             slot
         };
+        // SAFETY: the slot was free, so no CPU runs its context or switches to it, and the
+        // last switch out of it finished saving before its stack was freed (see "Freeing a
+        // stack"); it is not a context anyone can name until `new` returns.
+        unsafe { SUSPENDED[slot].registers.reset() };
         for page in stack_pages(slot) {
             if map_kernel_page(page, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).is_err() {
                 // SAFETY: the slot was taken above for this stack, whose pages nothing has

@@ -2,30 +2,82 @@
 //!
 //! Every process has its own kernel stack. A process that stops running (preempted by the
 //! timer, blocked in a syscall, or exiting) calls [`switch_context`] somewhere inside the
-//! kernel; the callee-saved registers and the return address stay on its stack, and its
-//! stack pointer is saved. Switching back resumes it inside that same call. A new process's
+//! kernel; the callee-saved registers and the return address stay on its stack, its
+//! x87/SSE/AVX registers go to its [`UserState`], and its stack pointer is saved. Switching back resumes it inside that same call. A new process's
 //! stack is prepared by [`prepare_kernel_stack`] so that its first switch "returns" into
 //! [`super::trap::trap_return`] and from there to ring 3.
 
 use core::arch::naked_asm;
 
 use super::trap::{TrapFrame, trap_return};
+use super::user_state::{
+    FS_BASE_MSR, FS_BASE_OFFSET, GS_BASE_OFFSET, KERNEL_GS_BASE_MSR, SAVE_METHOD, SAVE_XSAVE, SAVE_XSAVEOPT, UserState,
+};
 
-/// Saves the callee-saved registers on the current stack, stores the stack pointer at
-/// `save_stack_pointer`, loads `next_stack_pointer` and restores the registers saved there.
+/// Saves the callee-saved registers on the current stack and the leaving context's
+/// x87/SSE/AVX registers at `leaving`, loads the entering context's from `entering`, stores
+/// the stack pointer at `save_stack_pointer` (the last touch of the leaving context's stack
+/// and state), loads `next_stack_pointer`, loads the entering context's FS and user GS bases
+/// into `IA32_FS_BASE` and `IA32_KERNEL_GS_BASE`, and restores the registers saved on the
+/// new stack.
+///
+/// The save is `xsaveopt` where the CPU has it: it may skip what did not change since the
+/// last `xrstor` on this CPU, if that `xrstor` was from the same area, which is right
+/// because the leaving context was entered through this function, with an `xrstor` from its
+/// own area, and nothing restores from another area while it runs. The requested-feature
+/// mask is EDX:EAX with EAX all ones: `user_state::enable` sets no XCR0 bit past 31, so
+/// whatever EDX holds, every component XCR0 enables is saved and loaded.
 ///
 /// # Safety
 /// `save_stack_pointer` must be valid for a write, and `next_stack_pointer` must be a value
 /// an earlier `switch_context` saved (or [`prepare_kernel_stack`] returned) for a stack that
-/// is still mapped and not in use. Interrupts must be masked.
+/// is still mapped and not in use. `leaving` must be the state of the context this CPU runs
+/// and `entering` that of the context `next_stack_pointer` belongs to, which no other CPU
+/// uses, and which was reset or saved into since it last ran. Interrupts must be masked.
 #[unsafe(naked)]
-pub unsafe extern "C" fn switch_context(save_stack_pointer: *mut u64, next_stack_pointer: u64) {
+pub unsafe extern "C" fn switch_context(
+    entering: *const UserState,
+    leaving: *const UserState,
+    save_stack_pointer: *mut u64,
+    next_stack_pointer: u64,
+) {
     naked_asm!(
         "push rbp", "push rbx", "push r12", "push r13", "push r14", "push r15",
-        "mov [rdi], rsp",
-        "mov rsp, rsi",
+        "mov eax, -1",
+        "cmp byte ptr [rip + {method}], {xsaveopt}",
+        "jne 3f",
+        "xsaveopt64 [rsi]",
+        "xrstor64 [rdi]",
+        "2:",
+        "mov [rdx], rsp",
+        "mov rsp, rcx",
+        "mov ecx, {fs_base_msr}",
+        "mov eax, [rdi + {fs_base}]",
+        "mov edx, [rdi + {fs_base} + 4]",
+        "wrmsr",
+        "mov ecx, {gs_base_msr}",
+        "mov eax, [rdi + {gs_base}]",
+        "mov edx, [rdi + {gs_base} + 4]",
+        "wrmsr",
         "pop r15", "pop r14", "pop r13", "pop r12", "pop rbx", "pop rbp",
         "ret",
+        "3:",
+        "cmp byte ptr [rip + {method}], {xsave}",
+        "jne 4f",
+        "xsave64 [rsi]",
+        "xrstor64 [rdi]",
+        "jmp 2b",
+        "4:",
+        "fxsave64 [rsi]",
+        "fxrstor64 [rdi]",
+        "jmp 2b",
+        method = sym SAVE_METHOD,
+        xsaveopt = const SAVE_XSAVEOPT,
+        xsave = const SAVE_XSAVE,
+        fs_base_msr = const FS_BASE_MSR,
+        gs_base_msr = const KERNEL_GS_BASE_MSR,
+        fs_base = const FS_BASE_OFFSET,
+        gs_base = const GS_BASE_OFFSET,
     );
 }
 

@@ -60,8 +60,8 @@ impl Protections {
 
 static PROTECTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Turns on every protection the CPU offers, and turns the FPU off for ring 3, and returns
-/// what is on. The bootloader hands over with only PAE (and NX for its own mappings) set, so
+/// Turns on every protection the CPU offers, and the x87, SSE and AVX registers for ring 3
+/// (see [`super::user_state`]), and returns what is on. The bootloader hands over with only PAE (and NX for its own mappings) set, so
 /// nothing else can be assumed.
 pub fn enable_protections() -> Protections {
     let max_leaf = __cpuid(0).eax;
@@ -80,12 +80,8 @@ pub fn enable_protections() -> Protections {
     // SAFETY: write protection makes ring 0 honour read-only pages; the kernel never writes
     // through a read-only mapping on purpose.
     unsafe { Cr0::update(|flags| flags.insert(Cr0Flags::WRITE_PROTECT)) };
-    // The kernel keeps no FPU state per process (it is built soft-float and never saves or
-    // restores x87/MMX/SSE registers), so ring 3 gets no FPU either: with CR0.EM set, x87
-    // instructions raise #NM and MMX instructions #UD (SSE is off already, CR4.OSFXSR being
-    // clear), so no process can read the registers another one left behind.
-    // SAFETY: the kernel never executes x87, MMX or SSE instructions.
-    unsafe { Cr0::update(|flags| flags.insert(Cr0Flags::EMULATE_COPROCESSOR)) };
+    // Ring 3's x87, SSE and AVX registers, which every switch saves and restores.
+    super::user_state::enable();
     let mut cr4 = Cr4Flags::empty();
     if smep {
         cr4 |= Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION;

@@ -14,7 +14,8 @@
 //! - [`trap`]: the trap frame, one entry stub per vector, the IDT and the dispatcher.
 //! - [`syscall_entry`]: the `syscall` instruction's MSRs and its entry stub.
 //! - [`hooks`]: what the layers above install to answer syscalls, faults and interrupts.
-//! - [`context`]: kernel-stack switching between processes.
+//! - [`context`]: kernel-stack switching between processes, with [`user_state`] (the x87,
+//!   SSE and AVX registers and the FS and GS bases each context keeps).
 //! - [`paging`]: CR3, TLB and the boot page table.
 //! - [`backtrace`]: walking the frame-pointer chain of the current kernel stack.
 //! - Devices: [`serial`] (COM1), [`pic`] (8259 pair), [`pit`] (a polled delay), [`hpet`] (the clock),
@@ -42,6 +43,7 @@ pub mod smp;
 pub mod syscall_entry;
 pub mod tlb;
 pub mod trap;
+pub mod user_state;
 
 /// The interrupt controller's per-line masking, which device drivers' `Irq` objects use (see
 /// [`irq`]).
