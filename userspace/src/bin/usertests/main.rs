@@ -91,6 +91,7 @@ fn main() -> i32 {
         scheduling::HELPERS,
         smp::HELPERS,
         services::HELPERS,
+        threads::HELPERS,
     ]
     .concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
