@@ -156,7 +156,7 @@ static SLOT_BUSY: [AtomicU32; THREAD_SLOTS] = [const { AtomicU32::new(0) }; THRE
 /// yields (`arg`: its slot in the low 3 bits, a seed above), then it frees its slot and ends.
 extern "C" fn fuzz_thread(arg: u64) -> ! {
     let slot = (arg % THREAD_SLOTS as u64) as usize;
-    let mut rng = Rng::for_call(arg, 0x7472_6561_64);
+    let mut rng = Rng::for_call(arg, 0x74_7265_6164);
     for _ in 0..1 + rng.below(16) {
         let word = &FUTEX_WORDS[rng.below(4) as usize];
         match rng.below(5) {
