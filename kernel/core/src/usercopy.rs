@@ -10,8 +10,10 @@
 //! A checked range ([`ReadableSlice`], [`WritableSlice`]) may be used for copies later in the
 //! same syscall, across preemption points, without walking the page tables again. It carries
 //! the [`MappingStamp`] of the address space it was checked in, and each copy first compares
-//! it with the active space's: a range used in another address space, or after a page of the
-//! space was unmapped or narrowed, copies nothing and is `EFAULT`. So no order of calls can
+//! it with the active space's: a range used in another address space copies nothing and is
+//! `EFAULT`; after a page of the space was unmapped or narrowed (by a sibling thread, perhaps
+//! far from the range) the whole range is checked again, and only if it no longer holds is
+//! the copy `EFAULT`. So no order of calls can
 //! make a copy reach memory that was not checked, and the ranges are neither `Copy` nor
 //! `Clone`.
 //!
@@ -20,6 +22,7 @@
 //! argument must not fail because of it.
 
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::marker::PhantomData;
 use core::mem::size_of;
 
@@ -147,13 +150,13 @@ impl UserSlice {
     /// Checks that the whole range is readable, or `EFAULT`.
     pub fn check_readable(&self) -> Result<ReadableSlice, i64> {
         let stamp = accessible(self.address, self.len, false).ok_or(EFAULT)?;
-        Ok(ReadableSlice(Checked { range: *self, stamp }))
+        Ok(ReadableSlice(Checked { range: *self, stamp: Cell::new(stamp), write: false }))
     }
 
     /// Checks that the whole range is writable, or `EFAULT`.
     pub fn check_writable(&self) -> Result<WritableSlice, i64> {
         let stamp = accessible(self.address, self.len, true).ok_or(EFAULT)?;
-        Ok(WritableSlice(Checked { range: *self, stamp }))
+        Ok(WritableSlice(Checked { range: *self, stamp: Cell::new(stamp), write: true }))
     }
 
     /// Copies the whole range into `out`, whose length must equal the range's.
@@ -185,7 +188,10 @@ impl UserSlice {
 #[derive(Debug)]
 struct Checked {
     range: UserSlice,
-    stamp: MappingStamp,
+    /// The stamp the range was last found accessible under.
+    stamp: Cell<MappingStamp>,
+    /// Whether it was checked writable.
+    write: bool,
 }
 
 impl Checked {
@@ -195,8 +201,19 @@ impl Checked {
     #[inline]
     fn locate(&self, offset: u64, len: usize) -> Result<u64, i64> {
         assert!(offset.checked_add(len as u64).is_some_and(|end| end <= self.range.len), "copy past a checked range");
-        if len > 0 {
-            still_accessible(self.stamp)?;
+        if len > 0 && still_accessible(self.stamp.get()).is_err() {
+            // Another address space is active: never copy there.
+            let checked = self.stamp.get();
+            if !active_stamp().is_some_and(|now| now.same_space(checked)) {
+                return Err(EFAULT);
+            }
+            // The same space, but a page was taken from it since the check: a sibling thread
+            // (paused in a long syscall, or running while this one was blocked between two
+            // pieces of a copy) unmapped or narrowed something, maybe far from this range.
+            // Check the whole range again rather than fail a copy through memory that is still
+            // there; `EFAULT` only if it is not.
+            let stamp = accessible(self.range.address, self.range.len, self.write).ok_or(EFAULT)?;
+            self.stamp.set(stamp);
         }
         Ok(self.range.address + offset)
     }

@@ -15,7 +15,8 @@
 //! makes the thread ready, so a wake between the queueing and the block is seen too.
 //!
 //! **Leaving early.** A waiter killed or timed out takes itself off the queue. If a wake took
-//! it off first, that wake is passed on to the next waiter of the word, so that a wake
+//! it off first (a waiter woken and killed before it returned counts as killed), that wake is
+//! passed on to the next waiter of the word, so that a wake
 //! meant for one waiter is never spent on a thread that is not coming back.
 //!
 //! Each thread waits on one word at most, so the waiters fit a fixed table of `MAX_THREADS`
@@ -111,7 +112,12 @@ pub fn wait(me: &Arc<ThreadObject>, word: Word, address: u64, expected: u32, tim
         me.ipc_ready.store(false, Ordering::Release);
         waiters.push(Waiter { word, thread: me.clone() });
     }
-    let outcome = scheduler::block_for_ipc(&me.ipc_ready, timeout.deadline(), None);
+    let mut outcome = scheduler::block_for_ipc(&me.ipc_ready, timeout.deadline(), None);
+    if outcome == BlockOutcome::Ready && scheduler::current_thread_killed() {
+        // Woken, but killed before it could return: it will never run the code the wake was
+        // for, so the wake is passed on like a killed waiter's (see "Leaving early").
+        outcome = BlockOutcome::Killed;
+    }
     let result = match outcome {
         BlockOutcome::Ready => Ok(()),
         BlockOutcome::Killed | BlockOutcome::TimedOut => {

@@ -6,6 +6,7 @@ use abi::errno::EINVAL;
 use super::{Args, SyscallResult};
 use crate::ipc::Timeout;
 use crate::ipc::futex::{self, Word};
+use crate::syscall::usercopy::UserPtr;
 use crate::task::scheduler::{self, with_current_memory};
 
 /// The futex word at `address` in the caller's memory: `EINVAL` unless it is a 4-byte
@@ -30,5 +31,8 @@ pub fn futex_wait(args: &Args) -> SyscallResult {
 
 /// `futex_wake(address, count) -> woken`.
 pub fn futex_wake(args: &Args) -> SyscallResult {
-    Ok(futex::wake(&word_at(args[0])?, args[1]))
+    let word = word_at(args[0])?;
+    // The same checks as `futex_wait`: the word must be readable (`EFAULT`).
+    UserPtr::<u32>::new(args[0]).read()?;
+    Ok(futex::wake(&word, args[1]))
 }

@@ -935,6 +935,11 @@ pub fn current_object() -> Arc<ProcessObject> {
     with_scheduler(|scheduler| scheduler.current_process().object.clone())
 }
 
+/// Whether the running thread has been killed (it ends on its way back to ring 3).
+pub fn current_thread_killed() -> bool {
+    with_scheduler(|scheduler| scheduler.current_thread().killed)
+}
+
 /// The running thread's object (its IPC state, and its process's).
 pub fn current_thread() -> Arc<ThreadObject> {
     with_scheduler(|scheduler| scheduler.current_thread().object.clone())

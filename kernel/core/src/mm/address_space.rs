@@ -167,6 +167,11 @@ pub struct MappingStamp {
 impl MappingStamp {
     /// A stamp no address space shows (their numbers start at 1).
     pub const NONE: Self = Self { space: 0, removals: 0 };
+
+    /// Whether `other` names the same address space (perhaps after mappings were taken away).
+    pub fn same_space(self, other: Self) -> bool {
+        self.space == other.space && self.space != 0
+    }
 }
 
 /// An address space's number and how often a page was taken from it, shared with its

@@ -54,7 +54,9 @@ use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
     MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
     RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, JOB_CREATE, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
+    THREAD_CREATE, THREAD_EXIT, FUTEX_WAIT, FUTEX_WAKE,
 };
+use core::sync::atomic::{AtomicU32, Ordering};
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::ipc::{self, Endpoint};
 use userlib::println;
@@ -135,6 +137,58 @@ const FIRST_FREE: u64 = 8;
 const POOL: usize = 48;
 /// How long the worker waits at the end for a child it still holds before killing it.
 const SWEEP_WAIT_NS: u64 = 200 * MS;
+
+/// Threads the worker may run at once besides its own, each on a stack of its own.
+const THREAD_SLOTS: usize = 8;
+/// Bytes of each thread's stack.
+const THREAD_STACK: u64 = 4 * PAGE;
+/// Where the threads' stacks are mapped (nothing else the worker maps goes there).
+const THREAD_STACKS: u64 = 0x3800_0000_0000;
+/// Futex words the worker and its threads wait on and wake.
+static FUTEX_WORDS: [AtomicU32; 4] = [const { AtomicU32::new(0) }; 4];
+/// Whether a thread runs on each stack: set by the worker before it starts one there, cleared
+/// by the thread in the same instructions as its `thread_exit` (so it is off the stack by
+/// then). A thread killed (the worker's random `kill`s reach threads too) never clears it, and
+/// its stack is not used again.
+static SLOT_BUSY: [AtomicU32; THREAD_SLOTS] = [const { AtomicU32::new(0) }; THREAD_SLOTS];
+
+/// What a fuzz thread runs: random futex waits and wakes on [`FUTEX_WORDS`], short sleeps and
+/// yields (`arg`: its slot in the low 3 bits, a seed above), then it frees its slot and ends.
+extern "C" fn fuzz_thread(arg: u64) -> ! {
+    let slot = (arg % THREAD_SLOTS as u64) as usize;
+    let mut rng = Rng::for_call(arg, 0x74_7265_6164);
+    for _ in 0..1 + rng.below(16) {
+        let word = &FUTEX_WORDS[rng.below(4) as usize];
+        match rng.below(5) {
+            0 => {
+                let expected = if rng.below(4) == 0 { rng.next() as u32 } else { word.load(Ordering::Relaxed) };
+                let _ = sys::futex_wait(word, expected, rng.below(2 * MS));
+            }
+            1 => {
+                let _ = sys::futex_wake(word, rng.pick(&[0, 1, 2, u64::MAX]));
+            }
+            2 => {
+                word.fetch_add(1, Ordering::Relaxed);
+                let _ = sys::futex_wake(word, 1);
+            }
+            3 => {
+                let _ = sys::sleep_ns(rng.below(MS / 4));
+            }
+            _ => sys::yield_now(),
+        }
+    }
+    // SAFETY: clears the slot's flag and ends the thread, touching no stack in between.
+    unsafe {
+        core::arch::asm!(
+            "mov dword ptr [{flag}], 0",
+            "syscall",
+            flag = in(reg) SLOT_BUSY[slot].as_ptr(),
+            in("rax") THREAD_EXIT,
+            in("rdi") 0u64,
+            options(noreturn, nostack),
+        )
+    }
+}
 
 /// Bytes the kernel reads: random, filled once by each worker.
 static mut INPUT: [u8; BUFFER] = [0; BUFFER];
@@ -224,6 +278,10 @@ impl Worker {
         if let Ok(base) = sys::mmap(EDGE_BASE, 2 * PAGE, PROT_READ | PROT_WRITE) {
             // SAFETY: the second page was just mapped, and nothing uses it.
             let _ = unsafe { sys::munmap(base + PAGE, PAGE) };
+        }
+        if sys::mmap(THREAD_STACKS, THREAD_SLOTS as u64 * THREAD_STACK, PROT_READ | PROT_WRITE) != Ok(THREAD_STACKS) {
+            // No stacks: no thread ever starts (every slot stays busy).
+            SLOT_BUSY.iter().for_each(|busy| busy.store(1, Ordering::Relaxed));
         }
         let heap = sys::heap_end() as u64;
         let mut worker = Self {
@@ -339,7 +397,7 @@ impl Worker {
         } else {
             let syscall = loop {
                 let syscall = rng.pick(SYSCALLS);
-                if syscall.number != EXIT {
+                if syscall.number != EXIT && syscall.number != THREAD_EXIT {
                     break syscall;
                 }
             };
@@ -468,6 +526,7 @@ impl Worker {
         Some(match number {
             WRITE | READ => Kind::Pipe,
             WAIT | KILL | PROCESS_PID => Kind::Process,
+            HANDLE_INFO => Kind::Thread,
             ENDPOINT_MINT | ENDPOINT_BIND | CALL | RECV | REPLY_RECV => Kind::Endpoint,
             REPLY => Kind::Reply,
             SIGNAL | WAIT_NOTIFICATION => Kind::Notification,
@@ -659,6 +718,13 @@ impl Worker {
                 8 => rng.pick(&KERNEL_ADDRESSES),
                 _ => rng.next(),
             },
+            FUTEX_WAIT | FUTEX_WAKE => match rng.below(10) {
+                0..=5 => FUTEX_WORDS[rng.below(4) as usize].as_ptr() as u64,
+                6 => FUTEX_WORDS[rng.below(4) as usize].as_ptr() as u64 + 1 + rng.below(3),
+                7 => self.scratch[rng.below(self.scratch.len() as u64) as usize].0 + 4 * rng.below(1024),
+                8 => self.invalid_or_reserved_address(rng),
+                _ => rng.next(),
+            },
             MMAP | MEMORY_MAP => match rng.below(10) {
                 0..=4 => 0,
                 5 | 6 => SCRATCH_BASE + rng.below(4096) * PAGE,
@@ -705,6 +771,34 @@ impl Worker {
             // is never copied or mapped, so nothing but the partners writes it.
             HANDLE_CLOSE if PROTECTED.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
             HANDLE_DUPLICATE | MEMORY_MAP if PRIVATE.contains(&args[0]) => args[0] = FIRST_FREE + rng.below(256 - FIRST_FREE),
+            // A thread that starts at a random address or on a random stack would fault and
+            // take the worker with it: a new thread runs `fuzz_thread` on a free stack, or the
+            // call carries an address the kernel must refuse (`EINVAL`).
+            THREAD_CREATE => match rng.below(4) {
+                0 => args[0] = rng.pick(&KERNEL_ADDRESSES),
+                1 => {
+                    args[0] = fuzz_thread as extern "C" fn(u64) -> ! as usize as u64;
+                    args[1] = rng.pick(&[0x0000_8000_0000_1000, 0xdead_beef_0000_0000, 0xffff_9000_0000_0000]);
+                }
+                _ => match SLOT_BUSY.iter().position(|busy| busy.load(Ordering::Acquire) == 0) {
+                    Some(slot) => {
+                        SLOT_BUSY[slot].store(1, Ordering::Release);
+                        args[0] = fuzz_thread as extern "C" fn(u64) -> ! as usize as u64;
+                        args[1] = THREAD_STACKS + (slot as u64 + 1) * THREAD_STACK - 8;
+                        args[2] = (rng.next() & !7) | slot as u64;
+                    }
+                    None => args[0] = 0xdead_beef_0000_0000,
+                },
+            },
+            // A wait for ever on a word nobody changes would block the worker for good.
+            FUTEX_WAIT if args[2] > 2 * MS || args[2] == abi::ipc::FOREVER => args[2] = rng.below(2 * MS),
+            // Neither `munmap` nor `mprotect` may touch the threads' stacks.
+            MUNMAP | MPROTECT if args[0] < THREAD_STACKS + THREAD_SLOTS as u64 * THREAD_STACK
+                && args[0].saturating_add(args[1]) > THREAD_STACKS =>
+            {
+                args[0] = SCRATCH_BASE + rng.below(4096) * PAGE;
+                args[1] = args[1].min(THREAD_STACKS - args[0]);
+            }
             _ => {}
         }
     }
@@ -930,6 +1024,20 @@ impl Worker {
             }
             ENDPOINT_CREATE | ENDPOINT_MINT | HANDLE_DUPLICATE | NOTIFICATION_CREATE | MEMORY_CREATE | JOB_CREATE if result >= 0 => {
                 self.remember(result as u64)
+            }
+            THREAD_CREATE if result >= 0 => match ipc::handle_info(result as u64) {
+                Ok((Some(Kind::Thread), granted)) if granted == rights::THREAD_HANDLE => self.remember(result as u64),
+                other => self.problem(index, format_args!("thread_create's handle {result} is {other:?}")),
+            },
+            THREAD_CREATE if args[0] != fuzz_thread as extern "C" fn(u64) -> ! as usize as u64 || args[1] > USER_END => {
+                if result != -abi::errno::EINVAL {
+                    self.problem(index, format_args!("thread_create at {:#x} with stack {:#x} returned {result}, not EINVAL", args[0], args[1]));
+                }
+            }
+            // A thread that could not start leaves its stack free.
+            THREAD_CREATE => SLOT_BUSY[(args[2] % THREAD_SLOTS as u64) as usize].store(0, Ordering::Release),
+            FUTEX_WAKE if result > 0 && args[1] < result as u64 => {
+                self.problem(index, format_args!("futex_wake({}) woke {result}", args[1]))
             }
             WAIT if result >= 0 => self.check_waited(index, waited_pid, args[1]),
             _ => {}

@@ -95,6 +95,7 @@ fn main() -> i32 {
         smp::HELPERS,
         fpu::HELPERS,
         services::HELPERS,
+        threads::HELPERS,
     ]
     .concat();
     Suite::new(&cases).helpers(&helpers).time_limit(common::CHILD_LIMIT).leak_check().main()
