@@ -202,20 +202,28 @@ impl Checked {
     fn locate(&self, offset: u64, len: usize) -> Result<u64, i64> {
         assert!(offset.checked_add(len as u64).is_some_and(|end| end <= self.range.len), "copy past a checked range");
         if len > 0 && still_accessible(self.stamp.get()).is_err() {
-            // Another address space is active: never copy there.
-            let checked = self.stamp.get();
-            if !active_stamp().is_some_and(|now| now.same_space(checked)) {
-                return Err(EFAULT);
-            }
-            // The same space, but a page was taken from it since the check: a sibling thread
-            // (paused in a long syscall, or running while this one was blocked between two
-            // pieces of a copy) unmapped or narrowed something, maybe far from this range.
-            // Check the whole range again rather than fail a copy through memory that is still
-            // there; `EFAULT` only if it is not.
-            let stamp = accessible(self.range.address, self.range.len, self.write).ok_or(EFAULT)?;
-            self.stamp.set(stamp);
+            self.check_again()?;
         }
         Ok(self.range.address + offset)
+    }
+
+    /// The rare part of [`locate`](Self::locate): the range's stamp no longer matches.
+    #[cold]
+    #[inline(never)]
+    fn check_again(&self) -> Result<(), i64> {
+        // Another address space is active: never copy there.
+        let checked = self.stamp.get();
+        if !active_stamp().is_some_and(|now| now.same_space(checked)) {
+            return Err(EFAULT);
+        }
+        // The same space, but a page was taken from it since the check: a sibling thread
+        // (paused in a long syscall, or running while this one was blocked between two
+        // pieces of a copy) unmapped or narrowed something, maybe far from this range.
+        // Check the whole range again rather than fail a copy through memory that is still
+        // there; `EFAULT` only if it is not.
+        let stamp = accessible(self.range.address, self.range.len, self.write).ok_or(EFAULT)?;
+        self.stamp.set(stamp);
+        Ok(())
     }
 }
 
