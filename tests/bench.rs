@@ -107,6 +107,9 @@ fn no_bench_figure_grows_over_its_baseline_and_the_kernel_keeps_its_latency_boun
     assert!(figures["console_write_4k"] > 4096.0, "{output}");
     // Copying 4 KiB each way costs more than registers alone.
     assert!(figures["ipc_call_4k"] > figures["ipc_call"], "{output}");
+    // A switch between two threads of one process changes no page table or I/O bitmap, so it
+    // costs less than one between processes.
+    assert!(figures["thread_switch"] < figures["yield_switch"], "{output}");
     let longest = figures["longest_masked_ns"];
     assert!(longest <= 1_000_000.0, "the kernel kept interrupts masked for {longest} ns (over 1 ms):\n{output}");
 }
