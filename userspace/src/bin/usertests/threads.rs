@@ -1307,6 +1307,24 @@ impl Drop for SharedWords {
 }
 
 /// Runs `body` with `waiters`, killing and reaping whatever is left of them afterwards.
+impl SharedWords {
+    /// A waiter on each of words 0, 1, ... in that order, with the timeouts given; none left
+    /// behind if one cannot start.
+    fn waiters(&self, timeouts: &[&str]) -> Result<Vec<Child>, String> {
+        let mut waiters = Vec::new();
+        for (index, timeout) in (0..).zip(timeouts) {
+            match self.waiter(index, timeout) {
+                Ok(waiter) => waiters.push(waiter),
+                Err(why) => {
+                    with_waiters(&waiters, || Ok(()))?;
+                    return Err(why);
+                }
+            }
+        }
+        Ok(waiters)
+    }
+}
+
 fn with_waiters(waiters: &[Child], body: impl FnOnce() -> Outcome) -> Outcome {
     let outcome = body();
     for &waiter in waiters {
@@ -1362,13 +1380,7 @@ fn threads_futex_private_words_are_private_to_their_process() -> Outcome {
 
 fn threads_futex_wake_wakes_at_most_the_count_and_says_how_many() -> Outcome {
     let shared = SharedWords::new()?;
-    let mut waiters = Vec::new();
-    for index in 0..3 {
-        match shared.waiter(index, "forever") {
-            Ok(waiter) => waiters.push(waiter),
-            Err(why) => return with_waiters(&waiters, || Err(why)),
-        }
-    }
+    let waiters = shared.waiters(&["forever"; 3])?;
     with_waiters(&waiters.clone(), || {
         let first = shared.wake(2)?;
         check!(first == 2, "wake(2) with three waiters woke {first}");
@@ -1386,13 +1398,7 @@ fn threads_futex_wake_wakes_at_most_the_count_and_says_how_many() -> Outcome {
 
 fn threads_futex_wakes_the_oldest_waiter_first() -> Outcome {
     let shared = SharedWords::new()?;
-    let mut waiters = Vec::new();
-    for index in 0..4 {
-        match shared.waiter(index, "forever") {
-            Ok(waiter) => waiters.push(waiter),
-            Err(why) => return with_waiters(&waiters, || Err(why)),
-        }
-    }
+    let waiters = shared.waiters(&["forever"; 4])?;
     with_waiters(&waiters.clone(), || {
         for (index, &waiter) in waiters.iter().enumerate() {
             let woken = shared.wake(1)?;
@@ -1407,11 +1413,7 @@ fn threads_futex_wakes_the_oldest_waiter_first() -> Outcome {
 
 fn threads_futex_a_killed_waiter_leaves_the_queue() -> Outcome {
     let shared = SharedWords::new()?;
-    let first = shared.waiter(0, "forever")?;
-    let second = match shared.waiter(1, "forever") {
-        Ok(second) => second,
-        Err(why) => return with_waiters(&[first], || Err(why)),
-    };
+    let [first, second] = shared.waiters(&["forever", "forever"])?[..] else { unreachable!("two waiters were asked for") };
     with_waiters(&[first, second], || {
         sys::kill(first).context("kill of the oldest waiter")?;
         expect_exit("the killed waiter", wait_for(first)?, KILLED)?;
@@ -1425,11 +1427,7 @@ fn threads_futex_a_killed_waiter_leaves_the_queue() -> Outcome {
 
 fn threads_futex_a_timed_out_waiter_leaves_the_queue() -> Outcome {
     let shared = SharedWords::new()?;
-    let first = shared.waiter(0, "100")?;
-    let second = match shared.waiter(1, "forever") {
-        Ok(second) => second,
-        Err(why) => return with_waiters(&[first], || Err(why)),
-    };
+    let [first, second] = shared.waiters(&["100", "forever"])?[..] else { unreachable!("two waiters were asked for") };
     with_waiters(&[first, second], || {
         expect_exit("the waiter with a timeout", finish_within(first, "futex_waiter 0")?, 3)?;
         let woken = shared.wake(1)?;
