@@ -20,7 +20,7 @@ const SINGLE_CASE_LIMIT: Duration = common::BOOT_LIMIT;
 const HEAP_CASE_LIMIT: Duration = common::BOOT_LIMIT;
 /// The cases `usertests` runs, the leak check included. Change it with the cases (in
 /// `userspace/src/bin/usertests/`), so that a case that stops running fails here.
-const CASES: u32 = 328;
+const CASES: u32 = 355;
 
 /// The counts of a `N passed, M failed` line.
 fn summary(line: &str) -> Option<(u32, u32)> {

@@ -228,6 +228,13 @@ syscalls! {
     /// `gettid() -> tid`: the calling thread's id (a process's first thread has the
     /// process's id; ids are never reused).
     GETTID = 50, "gettid", [];
+    /// `exception_endpoint_set(target, endpoint) -> 0`: faults of `target` (a process or
+    /// thread handle with DEBUG) in ring 3 go to `endpoint` (a handle with SEND) as messages
+    /// from then on, instead of ending the process; [`crate::handle::NO_HANDLE`] clears it. A
+    /// faulting thread `call`s its own endpoint if it has one, else its process's; it waits
+    /// for the handler's answer and resumes or ends as that says (see [`crate::exception`]).
+    /// `EBADF` for a bad handle, `EPERM` without DEBUG or SEND.
+    EXCEPTION_ENDPOINT_SET = 53, "exception_endpoint_set", [Handle, Handle];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

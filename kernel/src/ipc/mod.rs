@@ -31,12 +31,13 @@ mod transfer;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use abi::errno::{EAGAIN, EINTR, EPIPE, ETIMEDOUT};
+use abi::errno::{EAGAIN, EFAULT, EINTR, EPIPE, ETIMEDOUT};
 
 use endpoint::{Endpoint, EndpointRef};
 use notification::Notification;
 use reply::Reply;
-use state::{Destination, Outgoing, Phase, Received};
+use state::{Bytes, Destination, KERNEL_BYTES_MAX, KernelBytes, Outgoing, Phase, Received, Room};
+use crate::syscall::usercopy::UserSlice;
 use crate::task::thread::ThreadObject;
 use crate::task::scheduler::{self, BlockOutcome, Handoff};
 
@@ -251,8 +252,29 @@ pub fn reply(me: &ThreadObject, reply: &Reply, message: Outgoing) -> Result<Hand
             return Err(errno);
         }
     };
-    match transfer::deliver(&me.process, message, &caller.process, reply_into, 0, None) {
+    // The reply to a call the kernel made for the caller (a fault) goes to the caller's IPC
+    // state. Its bytes come from this thread's own memory (it runs this syscall): read now,
+    // stored once the reply is delivered.
+    let mut into = reply_into;
+    let mut kernel_bytes = None;
+    if reply_into.buffer == Some(Room::Kernel) {
+        into = Destination::default();
+        if let Some(Bytes::User(source)) = message.buffer {
+            let mut bytes = KernelBytes::default();
+            let len = (source.len as usize).min(KERNEL_BYTES_MAX);
+            if UserSlice::new(source.address, len as u64).read_into(&mut bytes.0[..len]).is_err() {
+                finish(&caller, Err(EFAULT));
+                restore_handles(&me.process, message);
+                return Err(EFAULT);
+            }
+            kernel_bytes = Some(bytes);
+        }
+    }
+    match transfer::deliver(&me.process, message, &caller.process, into, 0, None) {
         Ok(received) => {
+            if let Some(bytes) = kernel_bytes {
+                caller.ipc.lock().kernel_bytes = bytes;
+            }
             let handoff = hand_over(&caller, Ok(received));
             Ok(handoff)
         }

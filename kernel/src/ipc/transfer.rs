@@ -6,7 +6,7 @@ use abi::errno::EFAULT;
 use abi::handle::rights;
 
 use super::reply::Reply;
-use super::state::{Destination, Outgoing, Received};
+use super::state::{Bytes, Destination, Outgoing, Received, Room};
 use crate::mm::user_memory::ProcessMemory;
 use crate::object::{Handle, Object};
 use crate::task::process::{Pid, ProcessObject};
@@ -35,15 +35,30 @@ pub fn deliver(
     badge: u64,
     reply: Option<(&Arc<ThreadObject>, u64)>,
 ) -> Result<Received, Undelivered> {
+    // Bytes the kernel sends for a thread (a fault) wait in the calling thread's IPC state;
+    // copied out before the receiver's table is locked (no two such locks nest).
+    let kernel_bytes = match (message.buffer, reply) {
+        (Some(Bytes::Kernel { .. }), Some((caller, _))) => Some(caller.ipc.lock().kernel_bytes),
+        _ => None,
+    };
     let mut handles = receiver.handles.lock();
     let needed = message.handles.count() + usize::from(reply.is_some());
     if let Err(errno) = handles.require_room(needed) {
         return Err(Undelivered { errno, message });
     }
-    let len = message.buffer.map_or(0, |buffer| buffer.len);
-    if let (Some(source), Some(target)) = (message.buffer, into.buffer) {
-        let copied = source.len.min(target.len);
-        if copied > 0 && copy_bytes(sender.pid, source.address, receiver.pid, target.address, copied).is_err() {
+    let len = message.buffer.map_or(0, Bytes::len);
+    // A kernel room is filled by `ipc::reply` (the only place one arrives), not here.
+    if let (Some(source), Some(Room::User(target))) = (message.buffer, into.buffer) {
+        let copied = source.len().min(target.len);
+        let copy = || match source {
+            Bytes::User(source) => copy_bytes(sender.pid, source.address, receiver.pid, target.address, copied),
+            Bytes::Kernel { .. } => {
+                let bytes = kernel_bytes.as_ref().map_or(&[][..], |bytes| &bytes.0[..]);
+                let copied = (copied as usize).min(bytes.len());
+                write_bytes(receiver.pid, target.address, &bytes[..copied])
+            }
+        };
+        if copied > 0 && copy().is_err() {
             return Err(Undelivered { errno: EFAULT, message });
         }
     }
@@ -69,6 +84,15 @@ fn copy_bytes(sender: Pid, source: u64, receiver: Pid, target: u64, len: u64) ->
         return Err(EFAULT);
     };
     ProcessMemory::copy_between(&from, source, &to, target, len).map_err(|_| EFAULT)
+}
+
+/// Copies kernel bytes into a process's memory, without its lock.
+fn write_bytes(receiver: Pid, target: u64, bytes: &[u8]) -> Result<(), i64> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let to = scheduler::memory_of(receiver).ok_or(EFAULT)?;
+    to.write_bytes(target, bytes).map_err(|_| EFAULT)
 }
 
 /// Puts the handles of an undelivered message back where they came from in `owner`'s table

@@ -71,6 +71,7 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[FUTEX_WAIT as usize] = Arguments(futex::futex_wait);
     table[FUTEX_WAKE as usize] = Arguments(futex::futex_wake);
     table[GETTID as usize] = Arguments(process::gettid);
+    table[EXCEPTION_ENDPOINT_SET as usize] = Arguments(process::exception_endpoint_set);
     table
 };
 

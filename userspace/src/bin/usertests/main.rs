@@ -12,7 +12,8 @@
 //! hostile cases of each), [`files`] (the `fs` server and its handles), [`pipes`] (kernel
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
 //! server), [`devices`] (device capabilities and the kernel's log), [`smp`] (processes
-//! running at once on several CPUs), [`scheduling`] (fair turns for every ready process)
+//! running at once on several CPUs), [`threads`] (threads and futexes), [`exceptions`]
+//! (faults as messages to an exception endpoint), [`scheduling`] (fair turns for every ready process)
 //! and [`services`] (who may do what with the servers `init` starts). [`helpers`] holds the
 //! helper roles multi-process cases start (the subjects from `handles` on keep their own),
 //! and [`common`] what the cases share.
@@ -34,6 +35,7 @@ mod dirty;
 mod common;
 mod console;
 mod devices;
+mod exceptions;
 mod files;
 mod handles;
 mod helpers;
@@ -76,6 +78,7 @@ fn main() -> i32 {
         devices::CASES,
         smp::CASES,
         threads::CASES,
+        exceptions::CASES,
         scheduling::CASES,
         services::CASES,
     ]
@@ -90,6 +93,7 @@ fn main() -> i32 {
         devices::HELPERS,
         scheduling::HELPERS,
         smp::HELPERS,
+        exceptions::HELPERS,
         services::HELPERS,
     ]
     .concat();
