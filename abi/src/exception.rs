@@ -101,8 +101,8 @@ impl Registers {
     /// The bytes a message carries (little-endian fields in order).
     pub fn to_bytes(&self) -> [u8; REGISTERS_SIZE] {
         let mut bytes = [0; REGISTERS_SIZE];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip(self.to_words()) {
-            chunk.copy_from_slice(&word.to_le_bytes());
+        for (chunk, word) in bytes.as_chunks_mut::<8>().0.iter_mut().zip(self.to_words()) {
+            *chunk = word.to_le_bytes();
         }
         bytes
     }
@@ -113,8 +113,8 @@ impl Registers {
             return None;
         }
         let mut words = [0; REGISTERS_WORDS];
-        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-            *word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        for (word, chunk) in words.iter_mut().zip(bytes.as_chunks::<8>().0) {
+            *word = u64::from_le_bytes(*chunk);
         }
         Some(Self::from_words(words))
     }

@@ -101,7 +101,7 @@ syscalls! {
     /// 0; by convention 0, 1 and 2 are its standard input, output and error. `job` is the
     /// job the child starts in: a job handle with MANAGE, or [`crate::handle::NO_HANDLE`] for
     /// the caller's own job; `ESRCH` if that job was killed. The caller gets a handle to the
-    /// child with DUPLICATE, TRANSFER, WAIT and KILL.
+    /// child with DUPLICATE, TRANSFER, WAIT, KILL and DEBUG.
     SPAWN = 10, "spawn", [Handle, InPtr, Count, InPtr, Count, Handle];
     /// `wait(h, info_out, timeout) -> h`: waits until the process `h` names has ended (or
     /// any process the caller holds a handle with WAIT to, for `WAIT_ANY`), stores how it
@@ -208,7 +208,7 @@ syscalls! {
     /// `thread_create(entry, stack, arg) -> thread handle`: a new thread in the caller's
     /// process that starts in ring 3 at `entry` with `rsp = stack` and `rdi = arg` (every
     /// other register zero, clean floating-point state). The handle has DUPLICATE, TRANSFER,
-    /// WAIT and KILL. `EAGAIN` past [`crate::THREADS_PER_PROCESS_MAX`] threads in the process
+    /// WAIT, KILL and DEBUG. `EAGAIN` past [`crate::THREADS_PER_PROCESS_MAX`] threads in the process
     /// or [`crate::THREADS_MAX`] in all; `EINVAL` for a non-canonical or kernel-half `entry`
     /// or `stack` (the stack is not checked further: a bad one faults in the new thread).
     THREAD_CREATE = 46, "thread_create", [Addr, Addr, Int];

@@ -198,6 +198,7 @@ mod tests {
 
     use super::*;
 
+    #[allow(clippy::too_many_arguments)]
     fn row(
         pid: u32,
         parent: u32,

@@ -42,6 +42,11 @@ impl Bytes {
             Self::Kernel { len } => len,
         }
     }
+
+    /// Whether there are none.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Where received bytes go.
