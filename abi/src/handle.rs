@@ -30,7 +30,7 @@ pub enum Kind {
     Notification = 4,
     /// Pages that several processes can map.
     Memory = 5,
-    /// A process: `wait` for it, `kill` it.
+    /// A process: `wait` for it, `kill` it, set its exception endpoint.
     Process = 6,
     /// The authority to power the machine off.
     Power = 7,
@@ -47,7 +47,8 @@ pub enum Kind {
     /// A job: processes start in it (`spawn`), jobs below it (`job_create`); `kill` ends
     /// them all.
     Job = 13,
-    /// A thread: `wait` for it to end, `kill` it (and nothing else of its process).
+    /// A thread: `wait` for it to end, `kill` it (and nothing else of its process), set its
+    /// exception endpoint.
     Thread = 14,
 }
 
@@ -123,16 +124,19 @@ pub mod rights {
     pub const POWER: u32 = 1 << 11;
     /// Job: start processes in it (`spawn`) and make jobs below it (`job_create`).
     pub const MANAGE: u32 = 1 << 12;
+    /// Process, thread: set its exception endpoint (`exception_endpoint_set`; later, read and
+    /// write its memory and registers).
+    pub const DEBUG: u32 = 1 << 13;
     /// Every right.
-    pub const ALL: u32 = (1 << 13) - 1;
+    pub const ALL: u32 = (1 << 14) - 1;
     /// The rights of a reply handle `recv` makes: it answers, and may be moved (never copied).
     pub const REPLY_HANDLE: u32 = SEND | TRANSFER;
     /// The rights of a new job's handle (`job_create`, and init's root job).
     pub const JOB_HANDLE: u32 = DUPLICATE | TRANSFER | KILL | MANAGE;
     /// The rights of a new process's handle (`spawn`).
-    pub const PROCESS_HANDLE: u32 = DUPLICATE | TRANSFER | WAIT | KILL;
+    pub const PROCESS_HANDLE: u32 = DUPLICATE | TRANSFER | WAIT | KILL | DEBUG;
     /// The rights of a new thread's handle (`thread_create`).
-    pub const THREAD_HANDLE: u32 = DUPLICATE | TRANSFER | WAIT | KILL;
+    pub const THREAD_HANDLE: u32 = DUPLICATE | TRANSFER | WAIT | KILL | DEBUG;
 }
 
 /// Packs a kind and rights as `handle_info` returns them.

@@ -14,6 +14,7 @@
 
 pub mod backtrace;
 pub mod errno;
+pub mod exception;
 pub mod fault;
 pub mod handle;
 pub mod ipc;

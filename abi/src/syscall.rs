@@ -101,7 +101,7 @@ syscalls! {
     /// 0; by convention 0, 1 and 2 are its standard input, output and error. `job` is the
     /// job the child starts in: a job handle with MANAGE, or [`crate::handle::NO_HANDLE`] for
     /// the caller's own job; `ESRCH` if that job was killed. The caller gets a handle to the
-    /// child with DUPLICATE, TRANSFER, WAIT and KILL.
+    /// child with DUPLICATE, TRANSFER, WAIT, KILL and DEBUG.
     SPAWN = 10, "spawn", [Handle, InPtr, Count, InPtr, Count, Handle];
     /// `wait(h, info_out, timeout) -> h`: waits until the process `h` names has ended (or
     /// any process the caller holds a handle with WAIT to, for `WAIT_ANY`), stores how it
@@ -208,7 +208,7 @@ syscalls! {
     /// `thread_create(entry, stack, arg) -> thread handle`: a new thread in the caller's
     /// process that starts in ring 3 at `entry` with `rsp = stack` and `rdi = arg` (every
     /// other register zero, clean floating-point state). The handle has DUPLICATE, TRANSFER,
-    /// WAIT and KILL. `EAGAIN` past [`crate::THREADS_PER_PROCESS_MAX`] threads in the process
+    /// WAIT, KILL and DEBUG. `EAGAIN` past [`crate::THREADS_PER_PROCESS_MAX`] threads in the process
     /// or [`crate::THREADS_MAX`] in all; `EINVAL` for a non-canonical or kernel-half `entry`
     /// or `stack` (the stack is not checked further: a bad one faults in the new thread).
     THREAD_CREATE = 46, "thread_create", [Addr, Addr, Int];
@@ -238,6 +238,13 @@ syscalls! {
     /// `tls_get(which) -> address`: the base `tls_set` last set (0 at first); `EINVAL` for a
     /// `which` other than [`crate::tls::FS`] and [`crate::tls::GS`].
     TLS_GET = 52, "tls_get", [Int];
+    /// `exception_endpoint_set(target, endpoint) -> 0`: faults of `target` (a process or
+    /// thread handle with DEBUG) in ring 3 go to `endpoint` (a handle with SEND) as messages
+    /// from then on, instead of ending the process; [`crate::handle::NO_HANDLE`] clears it. A
+    /// faulting thread `call`s its own endpoint if it has one, else its process's; it waits
+    /// for the handler's answer and resumes or ends as that says (see [`crate::exception`]).
+    /// `EBADF` for a bad handle, `EPERM` without DEBUG or SEND.
+    EXCEPTION_ENDPOINT_SET = 53, "exception_endpoint_set", [Handle, Handle];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

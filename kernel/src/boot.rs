@@ -39,6 +39,7 @@ const FIRST_PROGRAM_FAILED: i32 = 127;
 static HOOKS: KernelHooks = KernelHooks {
     syscall: syscall::dispatch_frame,
     user_fault: task::kill_current_for_fault,
+    user_exception: task::exception::user_exception,
     before_user_return: task::before_user_return,
     device_interrupt,
     timer_tick,

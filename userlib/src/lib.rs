@@ -39,6 +39,7 @@ mod backtrace;
 #[cfg(not(test))]
 mod heap;
 pub mod device;
+pub mod exception;
 pub mod float;
 pub mod fs;
 pub mod io;

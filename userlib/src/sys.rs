@@ -271,6 +271,13 @@ pub fn thread_exit(status: i32) -> ! {
     unreachable!("thread_exit returned")
 }
 
+/// `exception_endpoint_set`: faults of the process or thread `target` (a handle with DEBUG)
+/// go to the endpoint `endpoint` (a handle with SEND) as messages; `None` clears it (see
+/// [`crate::exception`]).
+pub fn exception_endpoint_set(target: u64, endpoint: Option<u64>) -> Result<()> {
+    call(EXCEPTION_ENDPOINT_SET, [target, endpoint.unwrap_or(abi::handle::NO_HANDLE), 0, 0, 0, 0]).map(|_| ())
+}
+
 /// `gettid`: the calling thread's id (the first thread's is the process id).
 pub fn gettid() -> Pid {
     call(GETTID, [0; 6]).map_or(0, |tid| tid as Pid)

@@ -31,12 +31,13 @@ mod transfer;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use abi::errno::{EAGAIN, EINTR, EPIPE, ETIMEDOUT};
+use abi::errno::{EAGAIN, EFAULT, EINTR, EPIPE, ETIMEDOUT};
 
 use endpoint::{Endpoint, EndpointRef};
 use notification::Notification;
 use reply::Reply;
-use state::{Destination, Outgoing, Phase, Received};
+use state::{Bytes, Destination, KERNEL_BYTES_MAX, KernelBytes, Outgoing, Phase, Received, Room};
+use crate::syscall::usercopy::UserSlice;
 use crate::task::thread::ThreadObject;
 use crate::task::scheduler::{self, BlockOutcome, Handoff};
 
@@ -251,6 +252,9 @@ pub fn reply(me: &ThreadObject, reply: &Reply, message: Outgoing) -> Result<Hand
             return Err(errno);
         }
     };
+    if reply_into.buffer == Some(Room::Kernel) {
+        return reply_to_kernel_room(me, &caller, message);
+    }
     match transfer::deliver(&me.process, message, &caller.process, reply_into, 0, None) {
         Ok(received) => {
             let handoff = hand_over(&caller, Ok(received));
@@ -258,6 +262,38 @@ pub fn reply(me: &ThreadObject, reply: &Reply, message: Outgoing) -> Result<Hand
         }
         Err(undelivered) => {
             finish(&caller, Err(undelivered.errno));
+            restore_handles(&me.process, undelivered.message);
+            Err(undelivered.errno)
+        }
+    }
+}
+
+/// [`reply`] to a call the kernel made for `caller` (a fault): the reply's bytes go to the
+/// caller's IPC state. They come from this thread's own memory (it runs this syscall): read
+/// first, stored once the rest is delivered.
+#[cold]
+#[inline(never)]
+fn reply_to_kernel_room(me: &ThreadObject, caller: &ThreadObject, message: Outgoing) -> Result<Handoff, i64> {
+    let mut bytes = None;
+    if let Some(Bytes::User(source)) = message.buffer {
+        let mut read = KernelBytes::default();
+        let len = (source.len as usize).min(KERNEL_BYTES_MAX);
+        if UserSlice::new(source.address, len as u64).read_into(&mut read.0[..len]).is_err() {
+            finish(caller, Err(EFAULT));
+            restore_handles(&me.process, message);
+            return Err(EFAULT);
+        }
+        bytes = Some(read);
+    }
+    match transfer::deliver(&me.process, message, &caller.process, Destination::default(), 0, None) {
+        Ok(received) => {
+            if let Some(bytes) = bytes {
+                caller.ipc.lock().kernel_bytes = bytes;
+            }
+            Ok(hand_over(caller, Ok(received)))
+        }
+        Err(undelivered) => {
+            finish(caller, Err(undelivered.errno));
             restore_handles(&me.process, undelivered.message);
             Err(undelivered.errno)
         }

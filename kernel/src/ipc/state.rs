@@ -21,6 +21,58 @@ pub struct UserBuffer {
     pub len: u64,
 }
 
+/// Where a message's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bytes {
+    /// In the sender's memory.
+    User(UserBuffer),
+    /// The first `len` of the sending thread's [`IpcState::kernel_bytes`] (at most
+    /// [`KERNEL_BYTES_MAX`]): a call the kernel makes on the thread's behalf (a fault).
+    Kernel {
+        /// How many.
+        len: u64,
+    },
+}
+
+impl Bytes {
+    /// How many bytes there are.
+    pub fn len(self) -> u64 {
+        match self {
+            Self::User(buffer) => buffer.len,
+            Self::Kernel { len } => len,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where received bytes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// The receiving process's memory.
+    User(UserBuffer),
+    /// The receiving thread's [`IpcState::kernel_bytes`], up to [`KERNEL_BYTES_MAX`]: the reply
+    /// to a call the kernel made on its behalf.
+    Kernel,
+}
+
+/// Most bytes the kernel sends or takes on a thread's behalf: an exception's registers.
+pub const KERNEL_BYTES_MAX: usize = abi::exception::REGISTERS_SIZE;
+
+/// Bytes the kernel sends or takes on a thread's behalf, kept in its IPC state (no
+/// allocation).
+#[derive(Clone, Copy, Debug)]
+pub struct KernelBytes(pub [u8; KERNEL_BYTES_MAX]);
+
+impl Default for KernelBytes {
+    fn default() -> Self {
+        Self([0; KERNEL_BYTES_MAX])
+    }
+}
+
 /// A handle on its way to another process, with the number it had (`None` for a copy, whose
 /// original never left), so a failed delivery can put it back under that same number.
 #[derive(Debug)]
@@ -59,8 +111,8 @@ pub struct Outgoing {
     pub label: u64,
     /// The words.
     pub words: [u64; WORDS],
-    /// Bytes in the sender's memory.
-    pub buffer: Option<UserBuffer>,
+    /// Its bytes, if any.
+    pub buffer: Option<Bytes>,
     /// Handles that go with it.
     pub handles: HandlesInFlight,
 }
@@ -69,7 +121,7 @@ pub struct Outgoing {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Destination {
     /// Room for the bytes, if any.
-    pub buffer: Option<UserBuffer>,
+    pub buffer: Option<Room>,
 }
 
 /// A message as its receiver gets it.
@@ -140,4 +192,7 @@ pub struct IpcState {
     pub result: Option<Result<Received, i64>>,
     /// The futex word a wake took it off, until its `futex_wait` returns.
     pub futex_woken: Option<super::futex::Word>,
+    /// The bytes of a call the kernel makes on its behalf ([`Bytes::Kernel`]), then the
+    /// reply's ([`Room::Kernel`]).
+    pub kernel_bytes: KernelBytes,
 }

@@ -6,7 +6,7 @@ use abi::errno::EFAULT;
 use abi::handle::rights;
 
 use super::reply::Reply;
-use super::state::{Destination, Outgoing, Received};
+use super::state::{Bytes, Destination, Outgoing, Received, Room};
 use crate::mm::user_memory::ProcessMemory;
 use crate::object::{Handle, Object};
 use crate::task::process::{Pid, ProcessObject};
@@ -40,10 +40,16 @@ pub fn deliver(
     if let Err(errno) = handles.require_room(needed) {
         return Err(Undelivered { errno, message });
     }
-    let len = message.buffer.map_or(0, |buffer| buffer.len);
-    if let (Some(source), Some(target)) = (message.buffer, into.buffer) {
-        let copied = source.len.min(target.len);
-        if copied > 0 && copy_bytes(sender.pid, source.address, receiver.pid, target.address, copied).is_err() {
+    let len = message.buffer.map_or(0, Bytes::len);
+    // A kernel room is filled by `ipc::reply` (the only place one arrives), not here.
+    if let (Some(source), Some(Room::User(target))) = (message.buffer, into.buffer) {
+        let copied = source.len().min(target.len);
+        let copy = || match (source, reply) {
+            (Bytes::User(source), _) => copy_bytes(sender.pid, source.address, receiver.pid, target.address, copied),
+            (Bytes::Kernel { .. }, Some((caller, _))) => write_kernel_bytes(caller, receiver.pid, target.address, copied),
+            (Bytes::Kernel { .. }, None) => Err(EFAULT),
+        };
+        if copied > 0 && copy().is_err() {
             return Err(Undelivered { errno: EFAULT, message });
         }
     }
@@ -69,6 +75,21 @@ fn copy_bytes(sender: Pid, source: u64, receiver: Pid, target: u64, len: u64) ->
         return Err(EFAULT);
     };
     ProcessMemory::copy_between(&from, source, &to, target, len).map_err(|_| EFAULT)
+}
+
+/// Copies the first `len` of the bytes the kernel sends for `caller` (a fault's registers,
+/// in its IPC state) into process `receiver`'s memory at `target`, without its lock. Out of
+/// line: the usual message's bytes are the sender's own.
+#[cold]
+#[inline(never)]
+fn write_kernel_bytes(caller: &ThreadObject, receiver: Pid, target: u64, len: u64) -> Result<(), i64> {
+    let bytes = caller.ipc.lock().kernel_bytes;
+    let len = (len as usize).min(bytes.0.len());
+    if len == 0 {
+        return Ok(());
+    }
+    let to = scheduler::memory_of(receiver).ok_or(EFAULT)?;
+    to.write_bytes(target, &bytes.0[..len]).map_err(|_| EFAULT)
 }
 
 /// Puts the handles of an undelivered message back where they came from in `owner`'s table

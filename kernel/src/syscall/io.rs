@@ -13,7 +13,7 @@ use super::usercopy::{ReadableSlice, UserSlice};
 use super::{Args, SyscallResult, require_heap_room};
 use crate::ipc::endpoint::EndpointRef;
 use crate::ipc::pipe::{Pipe, PipeEnd};
-use crate::ipc::state::{Destination, Outgoing, Received, UserBuffer};
+use crate::ipc::state::{Bytes, Destination, Outgoing, Received, Room, UserBuffer};
 use crate::ipc::{self, Timeout};
 use crate::object::{Handle, Object};
 use crate::task::process::ProcessObject;
@@ -93,7 +93,7 @@ fn write_endpoint(me: &Arc<ThreadObject>, endpoint: &EndpointRef, address: u64, 
         let message = Outgoing {
             label: stream::WRITE,
             words: [chunk, 0, 0, 0],
-            buffer: Some(UserBuffer { address: address + done, len: chunk }),
+            buffer: Some(Bytes::User(UserBuffer { address: address + done, len: chunk })),
             ..Outgoing::default()
         };
         let written = stream_call(me, endpoint, message, Destination::default())
@@ -147,7 +147,7 @@ pub fn read(args: &Args) -> SyscallResult {
         }
         Stream::Endpoint(endpoint) => {
             let room = buffer.len().min(BUFFER_MAX);
-            let into = Destination { buffer: Some(UserBuffer { address: args[1], len: room }) };
+            let into = Destination { buffer: Some(Room::User(UserBuffer { address: args[1], len: room })) };
             loop {
                 let message = Outgoing { label: stream::READ, words: [room, 0, 0, 0], ..Outgoing::default() };
                 let reply = stream_call(&me, &endpoint, message, into)?;

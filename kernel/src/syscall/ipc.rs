@@ -18,7 +18,7 @@ use super::{Args, SyscallResult, require_heap_room};
 use crate::arch::trap::TrapFrame;
 use crate::ipc::endpoint::{Endpoint, EndpointRef};
 use crate::ipc::notification::Notification;
-use crate::ipc::state::{Destination, HandleInFlight, Outgoing, Received, UserBuffer};
+use crate::ipc::state::{Bytes, Destination, HandleInFlight, Outgoing, Received, Room, UserBuffer};
 use crate::ipc::{self, Timeout};
 use crate::mm::address_space::UserRights;
 use crate::mm::shared::SharedFrames;
@@ -120,7 +120,7 @@ fn outgoing(me: &ProcessObject, frame: &TrapFrame, buffers: Option<&IpcBuffers>,
     }
     if buffers.send_len > 0 {
         UserSlice::new(buffers.send_ptr, buffers.send_len).check_readable()?;
-        message.buffer = Some(UserBuffer { address: buffers.send_ptr, len: buffers.send_len });
+        message.buffer = Some(Bytes::User(UserBuffer { address: buffers.send_ptr, len: buffers.send_len }));
     }
     let count = buffers.send_handle_count as usize;
     if count > HANDLES_MAX {
@@ -163,7 +163,7 @@ fn destination(buffers: Option<&IpcBuffers>) -> Result<Destination, i64> {
     }
     let room = buffers.recv_capacity.min(BUFFER_MAX);
     UserSlice::new(buffers.recv_ptr, room).check_writable()?;
-    Ok(Destination { buffer: Some(UserBuffer { address: buffers.recv_ptr, len: room }) })
+    Ok(Destination { buffer: Some(Room::User(UserBuffer { address: buffers.recv_ptr, len: room })) })
 }
 
 /// Which registers a received message is written to.

@@ -1,6 +1,6 @@
 //! Process and thread syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`,
-//! `kill`, `process_pid`, `process_list`, `thread_create`, `thread_exit`, `gettid`, and jobs'
-//! `job_create`. A process or thread is reached through a handle: `spawn` and
+//! `kill`, `process_pid`, `process_list`, `thread_create`, `thread_exit`, `gettid`,
+//! `exception_endpoint_set`, and jobs' `job_create`. A process or thread is reached through a handle: `spawn` and
 //! `thread_create` give their caller one; `wait` and `kill` take one. A job (see
 //! `object::job`) is reached through a handle too, or as "the caller's own" for `spawn` and
 //! `job_create`, which can only put things below it.
@@ -245,6 +245,40 @@ pub fn kill(args: &Args) -> SyscallResult {
         KillError::NoSuchProcess => ESRCH,
         KillError::NotPermitted => EPERM,
     })
+}
+
+/// `exception_endpoint_set(target, endpoint) -> 0`: where faults of the process or thread
+/// `target` names (DEBUG right) go as messages (see `task::exception`): the endpoint
+/// `endpoint` names (SEND right: the kernel calls it), or nowhere for `NO_HANDLE`. `ESRCH` if
+/// the target has ended.
+pub fn exception_endpoint_set(args: &Args) -> SyscallResult {
+    enum Target {
+        Process(Arc<ProcessObject>),
+        Thread(Arc<ThreadObject>),
+    }
+    let target = lookup(args[0], rights::DEBUG, |object| match object {
+        Object::Process(process) => Some(Target::Process(process.clone())),
+        Object::Thread(thread) => Some(Target::Thread(thread.clone())),
+        _ => None,
+    })?;
+    let endpoint = match args[1] {
+        NO_HANDLE => None,
+        number => Some(lookup(number, rights::SEND, |object| match object {
+            Object::Endpoint(endpoint) => Some(endpoint.clone()),
+            _ => None,
+        })?),
+    };
+    let (ended, slot) = match &target {
+        Target::Process(process) => (process.exit.lock().is_some(), &process.exception_endpoint),
+        Target::Thread(thread) => (thread.exit.lock().is_some(), &thread.exception_endpoint),
+    };
+    if ended {
+        return Err(ESRCH);
+    }
+    let earlier = core::mem::replace(&mut *slot.lock(), endpoint);
+    // Dropped outside the lock: the last reference to a minted handle reports its close.
+    drop(earlier);
+    Ok(0)
 }
 
 /// `process_pid(h) -> pid`: the id of the process `h` names.

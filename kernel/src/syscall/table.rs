@@ -73,6 +73,7 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[GETTID as usize] = Arguments(process::gettid);
     table[TLS_SET as usize] = Arguments(tls::tls_set);
     table[TLS_GET as usize] = Arguments(tls::tls_get);
+    table[EXCEPTION_ENDPOINT_SET as usize] = Arguments(process::exception_endpoint_set);
     table
 };
 

@@ -1,5 +1,6 @@
 //! Tasks: user processes and their threads (the tables and the scheduler, futexes, the ELF
 //! loader) and the kernel's own async tasks (the executor).
+pub mod exception;
 pub mod executor;
 pub mod loader;
 pub mod process;

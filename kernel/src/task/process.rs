@@ -131,6 +131,9 @@ pub struct ProcessObject {
     pub exit: spin::Mutex<Option<ExitInfo>>,
     /// Its handles.
     pub handles: spin::Mutex<crate::object::handles::HandleTable>,
+    /// Where its faults in ring 3 go as messages (`exception_endpoint_set`; a thread's own
+    /// comes before its process's); taken when its end is recorded.
+    pub exception_endpoint: spin::Mutex<Option<Arc<crate::ipc::endpoint::EndpointRef>>>,
     _live: crate::object::LiveObject,
 }
 
@@ -141,6 +144,7 @@ impl ProcessObject {
             pid,
             slot,
             exit: spin::Mutex::new(None),
+            exception_endpoint: spin::Mutex::new(None),
             handles: spin::Mutex::new(handles),
             _live: crate::object::LiveObject::new(),
         }

@@ -221,12 +221,18 @@ impl Departed {
         let object = thread.object.clone();
         drop(thread);
         *object.exit.lock() = Some(self.ending);
+        // No exception endpoint is set on an ended thread or process (the syscall refuses),
+        // so none outlives it in a handle to it.
+        let endpoint = object.exception_endpoint.lock().take();
+        drop(endpoint);
         drop(object);
         if let Some(process) = process {
             let ending = process.exit_info(process.ending_with.unwrap_or(abi::status::KILLED));
             let object = process.object.clone();
             drop(process);
             *object.exit.lock() = Some(ending);
+            let endpoint = object.exception_endpoint.lock().take();
+            drop(endpoint);
         }
         with_scheduler(|scheduler| scheduler.wake_all(|reason| matches!(reason, BlockReason::WaitProcess { .. })));
     }

@@ -140,6 +140,9 @@ pub struct ThreadObject {
     /// futex); the scheduler checks it (without taking `ipc`'s lock) to decide whether the
     /// thread may stay blocked.
     pub ipc_ready: AtomicBool,
+    /// Where its faults in ring 3 go as messages (`exception_endpoint_set`; a thread's own
+    /// comes before its process's); taken when its end is recorded.
+    pub exception_endpoint: spin::Mutex<Option<Arc<crate::ipc::endpoint::EndpointRef>>>,
     _live: crate::object::LiveObject,
 }
 
@@ -151,6 +154,7 @@ impl ThreadObject {
             slot,
             process,
             exit: spin::Mutex::new(None),
+            exception_endpoint: spin::Mutex::new(None),
             ipc: spin::Mutex::new(crate::ipc::state::IpcState::default()),
             ipc_ready: AtomicBool::new(false),
             _live: crate::object::LiveObject::new(),

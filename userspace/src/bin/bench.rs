@@ -24,6 +24,9 @@
 //! - `ipc_call`: a register-only `call` to a server in another process, which answers with
 //!   `reply_recv`: a whole round trip;
 //! - `ipc_call_4k`: the same with 4 KiB of bytes each way;
+//! - `fault_roundtrip`: a child's `ud2` delivered to this process's exception endpoint as a
+//!   message (with the child's registers), and the handler's answer (`reply_recv` with the
+//!   registers, RIP past the `ud2`) resuming it: one fault → handler → resume round;
 //! - `notify_wait`: one `signal` that wakes a process blocked in `wait_notification` (a
 //!   ping-pong of two notifications, halved);
 //! - `irq_to_driver`: from the `out` that makes a device interrupt to its driver running in
@@ -64,6 +67,7 @@ const YIELD_ROUNDS: u64 = 10_000;
 const SPAWN_ROUNDS: u64 = 50;
 const MAP_ROUNDS: u64 = 2_000;
 const IPC_ROUNDS: u64 = 10_000;
+const FAULT_ROUNDS: u64 = 10_000;
 const PIPE_ROUNDS: u64 = 10_000;
 const IRQ_ROUNDS: u64 = 1_000;
 const CONSOLE_ROUNDS: u64 = 20;
@@ -323,6 +327,48 @@ fn ipc_round_trip(copy: bool) -> Option<u64> {
     (failures == 0).then_some(cycles)
 }
 
+/// The child of `fault_roundtrip`: calls its handle 0 once (the go signal, once its exception
+/// endpoint is set), then runs `ud2` for ever, each resumed past by the handler.
+fn faulter() -> ! {
+    let _ = Endpoint::from_raw(0).call(&Message::default());
+    // SAFETY: each `ud2` goes to the exception handler, which resumes the loop past it (or
+    // kills the process); no memory is touched.
+    unsafe { core::arch::asm!("2:", "ud2", "jmp 2b", options(noreturn, nomem, nostack)) }
+}
+
+/// `fault_roundtrip`: instructions per fault → handler → resume round.
+fn fault_roundtrip() -> Option<u64> {
+    use userlib::exception::{self, Exception};
+    let endpoint = Endpoint::create().ok()?;
+    let child = spawn_self(&["bench", "--faulter"], &[endpoint.handle().raw() as u32]).ok()?;
+    let mut room = [0u8; exception::ROOM];
+    let started = (|| {
+        exception::set(child.handle, Some(&endpoint)).ok()?;
+        endpoint.recv(&mut [], FOREVER).ok()?.reply?.send(&Message::default()).ok()?;
+        endpoint.recv(&mut room, FOREVER).ok()
+    })();
+    let mut pending = started;
+    let mut failures = 0;
+    let cycles = cycles_per_round(FAULT_ROUNDS, || {
+        let Some(request) = pending.take() else {
+            failures += 1;
+            return;
+        };
+        let Some(fault) = Exception::decode(&request, &room) else {
+            failures += 1;
+            return;
+        };
+        let registers = abi::exception::Registers { rip: fault.registers.rip + 2, ..fault.registers };
+        let bytes = registers.to_bytes();
+        let answer = Message::new(exception::RESUME, [0; 4]);
+        let mut transfer = Transfer { send: &bytes, receive: Some(&mut room), ..Transfer::default() };
+        pending = endpoint.reply_recv(request.reply, &answer, &mut transfer, FOREVER).ok();
+    });
+    let _ = sys::kill(child);
+    let _ = sys::wait(Some(child));
+    (failures == 0).then_some(cycles)
+}
+
 /// `notify_wait`: instructions from a `signal` to the waiter running, halved from a
 /// ping-pong.
 fn notify_wait() -> Option<u64> {
@@ -419,6 +465,7 @@ fn main() -> i32 {
         Some("--serve-4k") => serve(true),
         Some("--notified") => notified(),
         Some("--pong") => return pong(),
+        Some("--faulter") => faulter(),
         _ => {}
     }
     // Read before anything is measured: `spawn_wait` starts `bench` from it.
@@ -490,6 +537,7 @@ fn main() -> i32 {
     for (name, figure) in [
         ("ipc_call", ipc_round_trip(false)),
         ("ipc_call_4k", ipc_round_trip(true)),
+        ("fault_roundtrip", fault_roundtrip()),
         ("notify_wait", notify_wait()),
         ("pipe_pingpong", pipe_pingpong()),
         ("irq_to_driver", irq_to_driver()),

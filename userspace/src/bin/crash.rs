@@ -1,9 +1,11 @@
-//! `crash fault|panic|wild-frame`: fails on purpose, to show what the kernel and userlib
-//! print when a program goes wrong. `fault` writes to the program's own code, which is
+//! `crash fault|panic|wild-frame|breakpoint`: fails on purpose, to show what the kernel and
+//! userlib print when a program goes wrong. `fault` writes to the program's own code, which is
 //! mapped read-only, and the kernel ends it with a page fault; `panic` panics. Either way a
 //! backtrace names the function that failed (`write_to_own_code`, `panic_on_purpose`) and
 //! its callers. `wild-frame` points its frame pointer into the kernel half and then faults:
-//! the kernel's report must name the faulting function and stop there.
+//! the kernel's report must name the faulting function and stop there. `breakpoint` runs
+//! `int3` three times, saying so after each, then exits 0: alone it dies of the first; under
+//! `catch` (which resumes breakpoints) it runs to the end.
 #![no_std]
 #![no_main]
 
@@ -15,8 +17,15 @@ fn main() -> i32 {
     match args().get(1).copied() {
         Some(how @ ("fault" | "panic")) => fail(how),
         Some("wild-frame") => fault_with_wild_frame_pointer(),
+        Some("breakpoint") => {
+            for round in 1..=3 {
+                breakpoint();
+                userlib::println!("crash: past breakpoint {round}");
+            }
+            0
+        }
         _ => {
-            eprintln!("usage: crash fault|panic|wild-frame");
+            eprintln!("usage: crash fault|panic|wild-frame|breakpoint");
             2
         }
     }
@@ -38,6 +47,12 @@ fn write_to_own_code() -> i32 {
     // execute only, so the write faults and the kernel ends the process before it happens.
     unsafe { code.write_volatile(0xcc) };
     0
+}
+
+#[inline(never)]
+fn breakpoint() {
+    // SAFETY: `int3` only traps; a handler resumes right after it (or the process ends).
+    unsafe { core::arch::asm!("int3", options(nomem, nostack)) };
 }
 
 #[inline(never)]

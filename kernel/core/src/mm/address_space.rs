@@ -739,6 +739,41 @@ unsafe fn user_physical(root: PhysFrame, address: u64, write: bool) -> Option<Ph
     flags.contains(needed).then(|| frame + address % FRAME_SIZE)
 }
 
+/// Copies `bytes` (kernel memory) to `target_address` under `target` (which need not be
+/// active), through the physical-memory map. The range must be mapped writable user memory,
+/// else `NotMapped` (after copying whatever came before the bad page).
+///
+/// # Safety
+/// As for [`read_user_leaf`], for `target`.
+pub(super) unsafe fn copy_into_root(target: PhysFrame, target_address: u64, bytes: &[u8]) -> Result<(), MemoryError> {
+    let len = bytes.len() as u64;
+    if !abi::memory::is_user_range(target_address, len) {
+        return Err(MemoryError::BadRange);
+    }
+    let mut done = 0;
+    while done < len {
+        let to = target_address + done;
+        // SAFETY: passed on from the caller.
+        let Some(to_physical) = (unsafe { user_physical(target, to, true) }) else {
+            return Err(MemoryError::NotMapped);
+        };
+        let chunk = (FRAME_SIZE - to % FRAME_SIZE).min(len - done);
+        // SAFETY: the target range lies inside one mapped, writable user frame (owned by its
+        // address space while the tables say so), reached through the physical-memory map;
+        // the source is a kernel slice of at least `done + chunk` bytes, which no user frame
+        // overlaps.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr().add(done as usize),
+                phys_to_virt(to_physical).as_mut_ptr::<u8>(),
+                chunk as usize,
+            );
+        }
+        done += chunk;
+    }
+    Ok(())
+}
+
 /// Copies `len` bytes from `source_address` under `source` to `target_address` under
 /// `target`, through the physical-memory map (neither needs to be active; they may be the
 /// same address space). The source range must be mapped user memory and the target range

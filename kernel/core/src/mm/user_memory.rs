@@ -531,6 +531,17 @@ impl ProcessMemory {
         // kernel lock (checked above), under which alone the tables change.
         unsafe { super::address_space::copy_between_roots(source.root, source_address, target.root, target_address, len) }
     }
+
+    /// Copies `bytes` from the kernel to `target_address` in `self` (active or not), through the
+    /// physical-memory map, without its lock (see [`check_user_access`](Self::check_user_access)):
+    /// the range must be mapped writable user memory, else `NotMapped`. Needs the big kernel
+    /// lock (panics without it).
+    pub fn write_bytes(&self, target_address: u64, bytes: &[u8]) -> Result<(), MemoryError> {
+        assert!(kernel_lock::is_held_here(), "writing user memory without the big kernel lock");
+        // SAFETY: the root lives as long as `self`; this CPU holds the big kernel lock (checked
+        // above), under which alone the tables change.
+        unsafe { super::address_space::copy_into_root(self.root, target_address, bytes) }
+    }
 }
 
 impl Drop for ProcessMemory {

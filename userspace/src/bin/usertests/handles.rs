@@ -54,7 +54,7 @@ const SESSION_RIGHTS: u32 = SHARED | rights::SEND;
 const ENDPOINT_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SEND | rights::RECEIVE | rights::MINT;
 const NOTIFICATION_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::SIGNAL | rights::WAIT;
 const MEMORY_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::READ | rights::WRITE | rights::EXECUTE;
-const PROCESS_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::WAIT | rights::KILL;
+const PROCESS_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::WAIT | rights::KILL | rights::DEBUG;
 const POWER_RIGHTS: u32 = rights::DUPLICATE | rights::TRANSFER | rights::POWER;
 
 fn notification() -> Result<Notification, String> {

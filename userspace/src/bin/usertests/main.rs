@@ -13,7 +13,8 @@
 //! pipes, as streams between processes), [`streams`] (`read` and `write` forwarded to a
 //! server), [`devices`] (device capabilities and the kernel's log), [`smp`] (processes
 //! running at once on several CPUs), [`fpu`] (x87, SSE and AVX registers and the FS and GS
-//! bases, per process), [`scheduling`] (fair turns for every ready process)
+//! bases, per thread), [`threads`] (threads and futexes), [`exceptions`] (faults as messages
+//! to an exception endpoint), [`scheduling`] (fair turns for every ready process)
 //! and [`services`] (who may do what with the servers `init` starts). [`helpers`] holds the
 //! helper roles multi-process cases start (the subjects from `handles` on keep their own),
 //! and [`common`] what the cases share.
@@ -35,6 +36,7 @@ mod dirty;
 mod common;
 mod console;
 mod devices;
+mod exceptions;
 mod files;
 mod fpu;
 mod handles;
@@ -79,6 +81,7 @@ fn main() -> i32 {
         smp::CASES,
         threads::CASES,
         fpu::CASES,
+        exceptions::CASES,
         scheduling::CASES,
         services::CASES,
     ]
@@ -94,6 +97,7 @@ fn main() -> i32 {
         scheduling::HELPERS,
         smp::HELPERS,
         fpu::HELPERS,
+        exceptions::HELPERS,
         services::HELPERS,
         threads::HELPERS,
     ]

@@ -19,6 +19,10 @@ pub struct KernelHooks {
     pub syscall: fn(&mut TrapFrame),
     /// Ends the running process after a CPU fault in ring 3.
     pub user_fault: fn(&CpuFault) -> !,
+    /// A CPU exception in ring 3, with the faulting thread's frame: the kernel delivers it (to
+    /// an exception endpoint) or ends the process. Returns when the thread may go on, with the
+    /// frame as the thread resumes (a handler may have changed its registers).
+    pub user_exception: fn(&CpuFault, &mut TrapFrame),
     /// Runs on every way back to ring 3, after the syscall or interrupt was handled.
     pub before_user_return: fn(),
     /// An interrupt on this ISA line fired (line 0: this CPU's timer, when `timer_tick`
@@ -47,6 +51,10 @@ fn early_user_fault(_: &CpuFault) -> ! {
     early_halt()
 }
 
+fn early_user_exception(_: &CpuFault, _: &mut TrapFrame) {
+    early_halt()
+}
+
 fn early_interrupt(_: u8) {}
 
 fn early_timer_tick() -> bool {
@@ -67,6 +75,7 @@ fn early_halt() -> ! {
 static EARLY_HOOKS: KernelHooks = KernelHooks {
     syscall: early_syscall,
     user_fault: early_user_fault,
+    user_exception: early_user_exception,
     before_user_return: early_noop,
     device_interrupt: early_interrupt,
     timer_tick: early_timer_tick,

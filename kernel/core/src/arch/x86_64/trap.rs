@@ -8,8 +8,9 @@
 //!
 //! Entries from ring 3 run `swapgs` (so `GS` always points at the per-CPU block inside the
 //! kernel) and `clac` when SMAP is on (ring 3 can set RFLAGS.AC, and an interrupt gate does
-//! not clear it). Only vector 0x80 may be raised from ring 3 with `int`; every other gate has
-//! DPL 0, so `int n` from user code is a general protection fault.
+//! not clear it). Only vectors 0x80 (syscalls) and 3 (`int3`, a breakpoint) may be raised from
+//! ring 3 with `int`; every other gate has DPL 0, so `int n` from user code is a general
+//! protection fault.
 //!
 //! Four vectors can arrive where neither the stack nor `GS` can be trusted, and so run on
 //! interrupt stacks of their own (the TSS's IST, see [`super::gdt`]): NMI, double fault and
@@ -523,7 +524,9 @@ pub fn init() {
                     other => idt[other].set_handler_addr(address),
                 }
             };
-            if u64::from(vector) == SYSCALL_VECTOR {
+            // `int3` (and `int 3`) from ring 3 is a breakpoint, which an exception handler
+            // may catch and resume, not a gate fault.
+            if u64::from(vector) == SYSCALL_VECTOR || u64::from(vector) == BREAKPOINT_VECTOR {
                 options.set_privilege_level(PrivilegeLevel::Ring3);
             }
         }
@@ -598,7 +601,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         // Every exception from ring 3 is the process's doing (double faults and machine checks
         // never come here).
-        0..=31 if from_user => (hooks.user_fault)(&CpuFault::from_frame(frame)),
+        0..=31 if from_user => (hooks.user_exception)(&CpuFault::from_frame(frame), frame),
         0..=31 => kernel_exception(frame),
         vector @ 32..=47 => super::irq::handle_line((vector - u64::from(IRQ_BASE)) as u8),
         // Counted and acknowledged above, without the lock.
