@@ -245,6 +245,16 @@ syscalls! {
     /// for the handler's answer and resumes or ends as that says (see [`crate::exception`]).
     /// `EBADF` for a bad handle, `EPERM` without DEBUG or SEND.
     EXCEPTION_ENDPOINT_SET = 53, "exception_endpoint_set", [Handle, Handle];
+    /// `process_read(h, address, buf, len) -> 0`: copies `len` bytes at `address` in the
+    /// memory of the process `h` names (DEBUG right) into `buf`. `EFAULT` unless the whole
+    /// source is mapped there and the whole of `buf` is writable here; `E2BIG` past
+    /// [`crate::ipc::BUFFER_MAX`] bytes; `ESRCH` once the process has ended.
+    PROCESS_READ = 54, "process_read", [Handle, Addr, OutPtr, Len];
+    /// `process_write(h, address, buf, len) -> 0`: copies `len` bytes from `buf` to `address`
+    /// in the memory of the process `h` names (DEBUG right), which must be mapped writable
+    /// for that process (`EFAULT` otherwise: read-only text stays read-only); the other
+    /// errors as for `process_read`.
+    PROCESS_WRITE = 55, "process_write", [Handle, Addr, InPtr, Len];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -295,6 +295,18 @@ pub fn futex_wake(word: &core::sync::atomic::AtomicU32, count: u64) -> Result<u6
     call(FUTEX_WAKE, [word.as_ptr() as u64, count, 0, 0, 0, 0])
 }
 
+/// `process_read`: fills `buffer` from `address` in the memory of the process `process`
+/// names (a handle with DEBUG).
+pub fn process_read(process: u64, address: u64, buffer: &mut [u8]) -> Result<()> {
+    call(PROCESS_READ, [process, address, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0]).map(|_| ())
+}
+
+/// `process_write`: copies `bytes` to `address` in the memory of the process `process` names
+/// (a handle with DEBUG), where that process may write.
+pub fn process_write(process: u64, address: u64, bytes: &[u8]) -> Result<()> {
+    call(PROCESS_WRITE, [process, address, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0]).map(|_| ())
+}
+
 /// `sleep`: blocks for at least `ns` nanoseconds.
 pub fn sleep_ns(ns: u64) -> Result<()> {
     call(SLEEP, [ns, 0, 0, 0, 0, 0]).map(|_| ())

@@ -1,7 +1,8 @@
 //! Process and thread syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`,
 //! `kill`, `process_pid`, `process_list`, `thread_create`, `thread_exit`, `gettid`,
-//! `exception_endpoint_set`, and jobs' `job_create`. A process or thread is reached through a handle: `spawn` and
-//! `thread_create` give their caller one; `wait` and `kill` take one. A job (see
+//! `exception_endpoint_set`, `process_read`, `process_write`, and jobs' `job_create`. A
+//! process or thread is reached through a handle: `spawn` and `thread_create` give their
+//! caller one; `wait` and `kill` take one. A job (see
 //! `object::job`) is reached through a handle too, or as "the caller's own" for `spawn` and
 //! `job_create`, which can only put things below it.
 
@@ -10,7 +11,7 @@ use alloc::vec::Vec;
 
 use alloc::sync::Arc;
 
-use abi::errno::{E2BIG, EAGAIN, ECHILD, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
+use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
 use abi::handle::{NO_HANDLE, rights};
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SPAWN_HANDLES_MAX, UserStr, WAIT_ANY};
 
@@ -18,6 +19,7 @@ use super::usercopy::{UserPtr, UserSlice, read_array, write_listing};
 use super::{Args, SyscallResult, require_heap_room};
 use super::handle::{install, lookup};
 use crate::ipc::Timeout;
+use crate::mm::user_memory::ProcessMemory;
 use crate::object::handles::HandleTable;
 use crate::object::job::Job;
 use crate::object::{Handle, Object};
@@ -279,6 +281,31 @@ pub fn exception_endpoint_set(args: &Args) -> SyscallResult {
     // Dropped outside the lock: the last reference to a minted handle reports its close.
     drop(earlier);
     Ok(0)
+}
+
+/// The memories of the process `h` names (DEBUG) and of the caller, for `process_read` and
+/// `process_write`, after the length check.
+fn debugged_memory(number: u64, len: u64) -> Result<(Arc<ProcessMemory>, Arc<ProcessMemory>), i64> {
+    if len > abi::ipc::BUFFER_MAX {
+        return Err(E2BIG);
+    }
+    let target = process(number, rights::DEBUG)?;
+    let theirs = scheduler::memory_of(target.pid).ok_or(ESRCH)?;
+    let mine = scheduler::memory_of(scheduler::current_pid()).ok_or(ESRCH)?;
+    Ok((theirs, mine))
+}
+
+/// `process_read(h, address, buf, len) -> 0`: bytes of another process's memory (DEBUG).
+pub fn process_read(args: &Args) -> SyscallResult {
+    let (theirs, mine) = debugged_memory(args[0], args[3])?;
+    ProcessMemory::copy_between(&theirs, args[1], &mine, args[2], args[3]).map(|()| 0).map_err(|_| EFAULT)
+}
+
+/// `process_write(h, address, buf, len) -> 0`: bytes into another process's writable memory
+/// (DEBUG).
+pub fn process_write(args: &Args) -> SyscallResult {
+    let (theirs, mine) = debugged_memory(args[0], args[3])?;
+    ProcessMemory::copy_between(&mine, args[2], &theirs, args[1], args[3]).map(|()| 0).map_err(|_| EFAULT)
 }
 
 /// `process_pid(h) -> pid`: the id of the process `h` names.

@@ -74,6 +74,8 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[TLS_SET as usize] = Arguments(tls::tls_set);
     table[TLS_GET as usize] = Arguments(tls::tls_get);
     table[EXCEPTION_ENDPOINT_SET as usize] = Arguments(process::exception_endpoint_set);
+    table[PROCESS_READ as usize] = Arguments(process::process_read);
+    table[PROCESS_WRITE as usize] = Arguments(process::process_write);
     table
 };
 

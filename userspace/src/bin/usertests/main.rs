@@ -14,7 +14,8 @@
 //! server), [`devices`] (device capabilities and the kernel's log), [`smp`] (processes
 //! running at once on several CPUs), [`fpu`] (x87, SSE and AVX registers and the FS and GS
 //! bases, per thread), [`threads`] (threads and futexes), [`exceptions`] (faults as messages
-//! to an exception endpoint), [`scheduling`] (fair turns for every ready process)
+//! to an exception endpoint), [`debugging`] (another process's memory by handle),
+//! [`scheduling`] (fair turns for every ready process)
 //! and [`services`] (who may do what with the servers `init` starts). [`helpers`] holds the
 //! helper roles multi-process cases start (the subjects from `handles` on keep their own),
 //! and [`common`] what the cases share.
@@ -35,6 +36,7 @@ mod dirty;
 
 mod common;
 mod console;
+mod debugging;
 mod devices;
 mod exceptions;
 mod files;
@@ -82,6 +84,7 @@ fn main() -> i32 {
         threads::CASES,
         fpu::CASES,
         exceptions::CASES,
+        debugging::CASES,
         scheduling::CASES,
         services::CASES,
     ]
@@ -98,6 +101,7 @@ fn main() -> i32 {
         smp::HELPERS,
         fpu::HELPERS,
         exceptions::HELPERS,
+        debugging::HELPERS,
         services::HELPERS,
         threads::HELPERS,
     ]
