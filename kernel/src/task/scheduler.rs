@@ -178,8 +178,6 @@ pub enum KillError {
 struct CpuState {
     /// The slot of the thread this CPU runs.
     current: Option<usize>,
-    /// The slot of that thread's process (meaningless while `current` is `None`).
-    current_process: usize,
     /// A thread that left on this CPU, finished right after the switch away.
     departed: Option<Departed>,
 }
@@ -255,7 +253,7 @@ static SCHEDULER: Mutex<Scheduler> = Mutex::new(Scheduler {
     processes: SlotTable::new(),
     threads: SlotTable::new(),
     run_queue: RunQueue { queue: VecDeque::new(), queued: [0; QUEUED_WORDS] },
-    cpus: [const { CpuState { current: None, current_process: 0, departed: None } }; MAX_CPUS],
+    cpus: [const { CpuState { current: None, departed: None } }; MAX_CPUS],
     idle_cpus: 0,
     ids: PidAllocator::new(),
     first_pid: None,
@@ -298,9 +296,8 @@ impl Scheduler {
     }
 
     fn current_process(&mut self) -> &mut Process {
-        let state = &self.cpus[cpu::index()];
-        assert!(state.current.is_some(), "no current thread");
-        self.processes.at_mut(state.current_process).expect("current process missing from the table")
+        let slot = self.current_thread().process_slot;
+        self.processes.at_mut(slot).expect("current process missing from the table")
     }
 
     /// Queues the ready thread in `slot`, and wakes a halted CPU (another one: this CPU
@@ -405,10 +402,10 @@ impl Scheduler {
         let this_cpu = cpu::index();
         let now = crate::time::uptime_ns();
         let outgoing = self.cpus[this_cpu].current;
-        let outgoing_process = outgoing.map(|_| self.cpus[this_cpu].current_process);
-        if let Some(thread) = outgoing.and_then(|slot| self.threads.at_mut(slot)) {
+        let outgoing_process = outgoing.and_then(|slot| self.threads.at_mut(slot)).map(|thread| {
             thread.charge_cpu_time(now);
-        }
+            thread.process_slot
+        });
         let partner = partner.filter(|&slot| {
             self.threads.at(slot).is_some_and(|thread| matches!(thread.state, State::Blocked(_) | State::Ready))
         });
@@ -465,7 +462,6 @@ impl Scheduler {
                     cpu::set_current_pid(process.pid);
                 }
                 self.cpus[this_cpu].current = Some(slot);
-                self.cpus[this_cpu].current_process = process_slot;
                 context
             }
             None if outgoing.is_none() => return None,

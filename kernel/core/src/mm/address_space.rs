@@ -758,10 +758,9 @@ pub(super) unsafe fn copy_into_root(target: PhysFrame, target_address: u64, byte
             return Err(MemoryError::NotMapped);
         };
         let chunk = (FRAME_SIZE - to % FRAME_SIZE).min(len - done);
-        // SAFETY: the target range lies inside one mapped, writable user frame (owned by its
-        // address space while the tables say so), reached through the physical-memory map;
-        // the source is a kernel slice of at least `done + chunk` bytes, which no user frame
-        // overlaps.
+        // SAFETY: the target lies in one mapped, writable user frame of its space, reached
+        // through the physical-memory map; the source, `done + chunk` bytes of a kernel slice,
+        // overlaps no user frame.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 bytes.as_ptr().add(done as usize),
