@@ -1,6 +1,7 @@
 //! End-to-end runs of the ring-3 test suite through the launcher: `usertests` must pass
 //! every one of its [`CASES`] cases (the leak check last) with one CPU and with four, one
-//! fault case must pass when run alone by name, and the kernel's heap must survive a full
+//! fault case must pass when run alone by name, the floating-point cases must pass on a CPU
+//! without XSAVE and AVX (the `fxsave` fallback), and the kernel's heap must survive a full
 //! process table of region hogs with 4 GiB. (The syscall fuzzer runs in `tests/stress.rs`.)
 //!
 //! The tests here run side by side like any others: no case judges speed by the host's
@@ -68,6 +69,35 @@ fn usertests_runs_a_fault_case_by_name() {
     assert!(output.lines().any(|line| line == "PASS write_to_text"), "output:\n{output}");
     assert!(output.contains("(usertests) killed: page fault"), "the child was not killed by a page fault:\n{output}");
     assert_eq!(final_summary(&output), (1, 0), "output:\n{output}");
+    assert_eq!(status, 0, "output:\n{output}");
+}
+
+/// The floating-point cases that need no AVX, the leak check last.
+const FXSAVE_CASES: &[&str] = &[
+    "registers_kept_across_preemption",
+    "registers_kept_across_a_blocking_ipc_call",
+    "registers_kept_across_a_sleep",
+    "registers_kept_across_migration",
+    "a_new_process_starts_with_clean_registers",
+    "sse_arithmetic_is_exact",
+    "unmasked_x87_exception_ends_the_process",
+    "fs_and_gs_bases_are_per_process",
+    "avx_kept_across_preemption",
+    "leak",
+];
+
+#[test]
+fn registers_are_kept_with_fxsave_on_a_cpu_without_xsave_and_avx() {
+    let init = format!("usertests {}", FXSAVE_CASES.join(" "));
+    let (status, output) =
+        run(&["--smp", "2", "--init", &init, "--timeout", "290", "--", "-cpu", "max,-xsave,-avx"], "", SINGLE_CASE_LIMIT);
+    assert!(output.contains("user registers: x87, SSE, saved with fxsave at every switch"), "output:\n{output}");
+    // The AVX case is asked for, and skipped: CPUID has no AVX without XSAVE.
+    assert!(output.lines().any(|line| line == "SKIP avx_kept_across_preemption: needs has_avx"), "output:\n{output}");
+    for case in FXSAVE_CASES.iter().filter(|case| !case.starts_with("avx")) {
+        assert!(output.lines().any(|line| line == format!("PASS {case}")), "{case} did not pass:\n{output}");
+    }
+    assert_eq!(final_summary(&output), (FXSAVE_CASES.len() as u32 - 1, 0), "output:\n{output}");
     assert_eq!(status, 0, "output:\n{output}");
 }
 
