@@ -61,6 +61,9 @@ unsafe impl Plain for abi::ExitInfo {}
 unsafe impl Plain for abi::ipc::IpcBuffers {}
 // SAFETY: as for the integers above.
 unsafe impl Plain for u32 {}
+// SAFETY: `repr(C)`: twenty u64 fields, no padding (the size is checked in `abi`), any bits
+// valid (the kernel sanitises what it uses).
+unsafe impl Plain for abi::exception::Registers {}
 // SAFETY: `repr(C)`: three u64 fields, no padding, any bits valid (readers check it).
 unsafe impl Plain for abi::backtrace::SymbolMapHeader {}
 // SAFETY: five `u32`s, `repr(C)`, no padding.
