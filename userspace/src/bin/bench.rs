@@ -27,6 +27,9 @@
 //! - `fault_roundtrip`: a child's `ud2` delivered to this process's exception endpoint as a
 //!   message (with the child's registers), and the handler's answer (`reply_recv` with the
 //!   registers, RIP past the `ud2`) resuming it: one fault → handler → resume round;
+//! - `cow_copy_64`: a copy-on-write copy (`process_copy`) of a child with 64 pages it has
+//!   written, whose thread writes a word to each of the 64 pages (each write breaks the
+//!   sharing: a fault and a page copied) and exits, and the wait for it;
 //! - `notify_wait`: one `signal` that wakes a process blocked in `wait_notification` (a
 //!   ping-pong of two notifications, halved);
 //! - `irq_to_driver`: from the `out` that makes a device interrupt to its driver running in
@@ -68,6 +71,12 @@ const SPAWN_ROUNDS: u64 = 50;
 const MAP_ROUNDS: u64 = 2_000;
 const IPC_ROUNDS: u64 = 10_000;
 const FAULT_ROUNDS: u64 = 10_000;
+const COPY_ROUNDS: u64 = 50;
+/// Where the source of `cow_copy_64` keeps its written pages and the copies' stack.
+const COW_DATA: u64 = 0x6000_0000_0000;
+const COW_PAGES: u64 = 64;
+const COW_STACK: u64 = 0x6100_0000_0000;
+const COW_STACK_BYTES: u64 = 4 * 4096;
 const PIPE_ROUNDS: u64 = 10_000;
 const IRQ_ROUNDS: u64 = 1_000;
 const CONSOLE_ROUNDS: u64 = 20;
@@ -369,6 +378,56 @@ fn fault_roundtrip() -> Option<u64> {
     (failures == 0).then_some(cycles)
 }
 
+/// The source of `cow_copy_64`: writes its pages, maps a stack for its copies, calls its
+/// handle 0 once (ready), then sleeps until killed.
+fn cow_source() -> ! {
+    let mapped = sys::mmap(COW_DATA, COW_PAGES * 4096, abi::PROT_READ | abi::PROT_WRITE) == Ok(COW_DATA)
+        && sys::mmap(COW_STACK, COW_STACK_BYTES, abi::PROT_READ | abi::PROT_WRITE) == Ok(COW_STACK);
+    if mapped {
+        for page in 0..COW_PAGES {
+            // SAFETY: the pages were just mapped writable for this process alone.
+            unsafe { core::ptr::write_volatile((COW_DATA + page * 4096) as *mut u64, page) };
+        }
+        let _ = Endpoint::from_raw(0).call(&Message::default());
+    }
+    loop {
+        let _ = sys::sleep_ms(1000);
+    }
+}
+
+/// Where a copy of `cow_source` starts: writes a word to each of the pages, then exits.
+extern "C" fn cow_copy_writes() -> ! {
+    for page in 0..COW_PAGES {
+        // SAFETY: the copy has the source's pages, mapped writable for it.
+        unsafe { core::ptr::write_volatile((COW_DATA + page * 4096 + 8) as *mut u64, page) };
+    }
+    sys::exit(0)
+}
+
+/// `cow_copy_64`: instructions per copy of a 64-page process, the copy's first write to
+/// each page, its exit and the wait for it.
+fn cow_copy_64() -> Option<u64> {
+    let endpoint = Endpoint::create().ok()?;
+    let source = spawn_self(&["bench", "--cow-source"], &[endpoint.handle().raw() as u32]).ok()?;
+    // The call comes once its pages are written; its reply handle is dropped unanswered.
+    let ready = endpoint.recv(&mut [], FOREVER).is_ok();
+    let registers = abi::exception::Registers {
+        rip: cow_copy_writes as *const () as u64,
+        // As a `call` would leave it: 8 below a 16-byte boundary.
+        rsp: COW_STACK + COW_STACK_BYTES - 8,
+        rflags: 0x202,
+        ..abi::exception::Registers::default()
+    };
+    let mut failures = u32::from(!ready);
+    let cycles = cycles_per_round(COPY_ROUNDS, || match sys::process_copy(source.handle, &registers, None) {
+        Ok(copy) => failures += u32::from(!sys::wait(Some(copy)).is_ok_and(|(_, info)| info.status == 0)),
+        Err(_) => failures += 1,
+    });
+    let _ = sys::kill(source);
+    let _ = sys::wait(Some(source));
+    (failures == 0).then_some(cycles)
+}
+
 /// `notify_wait`: instructions from a `signal` to the waiter running, halved from a
 /// ping-pong.
 fn notify_wait() -> Option<u64> {
@@ -466,6 +525,7 @@ fn main() -> i32 {
         Some("--notified") => notified(),
         Some("--pong") => return pong(),
         Some("--faulter") => faulter(),
+        Some("--cow-source") => cow_source(),
         _ => {}
     }
     // Read before anything is measured: `spawn_wait` starts `bench` from it.
@@ -538,6 +598,7 @@ fn main() -> i32 {
         ("ipc_call", ipc_round_trip(false)),
         ("ipc_call_4k", ipc_round_trip(true)),
         ("fault_roundtrip", fault_roundtrip()),
+        ("cow_copy_64", cow_copy_64()),
         ("notify_wait", notify_wait()),
         ("pipe_pingpong", pipe_pingpong()),
         ("irq_to_driver", irq_to_driver()),
