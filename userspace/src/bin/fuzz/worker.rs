@@ -854,7 +854,10 @@ impl Worker {
                     1 => rng.pick(&KERNEL_ADDRESSES),
                     _ => copy_entry(),
                 };
-                let registers = Registers { rip, rsp: USER_STACK_TOP - 64, rflags: rng.next(), rax: rng.next(), ..Registers::default() };
+                // Any RFLAGS but TF, which would end the copy with a debug trap after its
+                // first instruction (the kernel keeps TF: a debugger single-steps with it).
+                let rflags = rng.next() & !abi::exception::RFLAGS_TF;
+                let registers = Registers { rip, rsp: USER_STACK_TOP - 64, rflags, rax: rng.next(), ..Registers::default() };
                 // SAFETY: only the worker's main thread uses `COPY_REGISTERS`, and only here
                 // and in the call that reads it.
                 unsafe { COPY_REGISTERS = registers };
