@@ -59,8 +59,13 @@ const BORROWED: PageTableFlags = PageTableFlags::BIT_9;
 /// was shared by a copy-on-write copy: a write gets a private frame first.
 pub const COPY_ON_WRITE: PageTableFlags = PageTableFlags::BIT_10;
 
+/// Pages one [`AddressSpace::share_step`] shares: each is a table walk and a mapping in the
+/// copy (tables made for it are zeroed too), so 16 of them keep a step, with its shootdown,
+/// within about 50,000 instructions (`bench`'s `longest_masked_ns`; 64 took 191,000).
+const SHARED_PAGES_PER_STEP: usize = 16;
+
 /// Most table entries one [`AddressSpace::share_step`] looks at, besides the pages it shares.
-const ENTRIES_PER_STEP: u64 = 4096;
+const ENTRIES_PER_STEP: u64 = 1024;
 
 /// Frames charged to one process: shared by its address space and the memory objects it
 /// created, which may outlive it (their charge goes when they go).
@@ -574,7 +579,7 @@ impl AddressSpace {
     }
 
     /// One step of making `copy` (a new address space) a copy-on-write copy of this one: from
-    /// the user address `*cursor` on, shares up to [`PAGES_PER_STEP`] mapped pages (looking at
+    /// the user address `*cursor` on, shares up to [`SHARED_PAGES_PER_STEP`] mapped pages (looking at
     /// no more than [`ENTRIES_PER_STEP`] entries) and moves `*cursor` past them; returns
     /// whether the whole lower half is done. Own pages this space may write become read-only
     /// and [`COPY_ON_WRITE`] in both; borrowed ones (shared memory, device memory) are mapped
@@ -591,8 +596,7 @@ impl AddressSpace {
     /// read-only until written, which nobody can tell).
     pub fn share_step(&mut self, copy: &mut AddressSpace, cursor: &mut u64) -> Result<bool, MemoryError> {
         let step_start = *cursor;
-        let mut shared: [Option<(Page, PhysFrame, PageTableFlags)>; PAGES_PER_STEP as usize] =
-            [None; PAGES_PER_STEP as usize];
+        let mut shared: [Option<(Page, PhysFrame, PageTableFlags)>; SHARED_PAGES_PER_STEP] = [None; SHARED_PAGES_PER_STEP];
         let mut entries = ENTRIES_PER_STEP;
         let mut narrowed = false;
         let mut done = false;
@@ -831,25 +835,34 @@ unsafe fn break_copy_on_write(root: PhysFrame, address: u64) -> Result<(), Memor
 /// # Safety
 /// As for [`read_user_leaf`].
 unsafe fn next_user_leaf(root: PhysFrame, cursor: &mut u64, entries: &mut u64) -> Option<*mut u64> {
-    'search: while *cursor < abi::memory::USER_END && *entries > 0 {
+    'search: while *cursor < abi::memory::USER_END {
         let mut frame = root;
         for shift in [39, 30, 21, 12] {
-            *entries -= 1;
-            let index = ((*cursor >> shift) & 511) as usize;
-            // SAFETY: `frame` is the root or one of its tables (each level's entry leads to the
-            // next), reached through the physical-memory map; the index is below 512.
-            let pointer = unsafe { phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().add(index) };
-            // SAFETY: as above.
-            let raw = unsafe { pointer.read_volatile() };
-            if raw & PageTableFlags::PRESENT.bits() == 0 {
-                let span = 1u64 << shift;
+            let span = 1u64 << shift;
+            loop {
+                // Out of entries, perhaps half-way down: the next step starts from the root.
+                *entries = entries.checked_sub(1)?;
+                let index = ((*cursor >> shift) & 511) as usize;
+                // SAFETY: `frame` is the root or one of its tables (each level's entry leads
+                // to the next), reached through the physical-memory map; the index is below
+                // 512.
+                let pointer = unsafe { phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().add(index) };
+                // SAFETY: as above.
+                let raw = unsafe { pointer.read_volatile() };
+                if raw & PageTableFlags::PRESENT.bits() != 0 {
+                    if shift == 12 {
+                        return Some(pointer);
+                    }
+                    frame = PhysFrame::containing_address(PhysAddr::new(raw & ENTRY_ADDRESS_MASK));
+                    break;
+                }
+                // Nothing under this entry: on to the next one in the same table, or, past
+                // the table's last, from the root again.
                 *cursor = (*cursor & !(span - 1)) + span;
-                continue 'search;
+                if index == 511 || *cursor >= abi::memory::USER_END {
+                    continue 'search;
+                }
             }
-            if shift == 12 {
-                return Some(pointer);
-            }
-            frame = PhysFrame::containing_address(PhysAddr::new(raw & ENTRY_ADDRESS_MASK));
         }
     }
     None

@@ -227,9 +227,11 @@ pub(super) fn is_shared(frame: PhysFrame) -> bool {
 /// # Safety
 /// As for [`Frame::from_raw`], for this owner: it no longer maps or uses the frame.
 pub(super) unsafe fn release_owned(frame: PhysFrame) -> Option<Frame> {
-    let shared = extra_owners(frame)
-        .try_update(Ordering::AcqRel, Ordering::Acquire, |extra| extra.checked_sub(1))
-        .is_ok();
+    let owners = extra_owners(frame);
+    // The common case, a frame of one owner, with a load alone: only an owner adds owners,
+    // and this one is letting go.
+    let shared = owners.load(Ordering::Acquire) != 0
+        && owners.try_update(Ordering::AcqRel, Ordering::Acquire, |extra| extra.checked_sub(1)).is_ok();
     // SAFETY: the last owner lets go, and by the caller's promise it no longer uses the frame.
     (!shared).then(|| unsafe { Frame::from_raw(frame) })
 }
