@@ -793,6 +793,10 @@ pub(super) unsafe fn user_range_accessible(root: PhysFrame, start: u64, len: u64
 ///
 /// # Safety
 /// As for [`read_user_leaf`]; the caller holds the big kernel lock (a table entry changes).
+// Out of line, so that the checks of every user copy, which almost never get here, stay as
+// short as they were.
+#[cold]
+#[inline(never)]
 unsafe fn break_copy_on_write(root: PhysFrame, address: u64) -> Result<(), MemoryError> {
     // SAFETY: passed on from the caller.
     let entry = unsafe { user_leaf_pointer(root, address) }.ok_or(MemoryError::NotMapped)?;
