@@ -3,8 +3,10 @@
 //!
 //! A [`UserSlice`] or [`UserPtr`] is just an address and a length until it is used. Every
 //! read or write first checks, with checked arithmetic, that the whole range lies in the
-//! user half and that every page of it is mapped user-accessible (and writable, for writes)
-//! in the caller's address space, then copies inside a `stac`/`clac` window. A failed check
+//! user half and that every page of it is mapped user-accessible (and writable, for writes:
+//! a copy-on-write page is made the process's own by the check, so the kernel's write never
+//! fails for the sharing) in the caller's address space, then copies inside a `stac`/`clac`
+//! window. A failed check
 //! is `EFAULT` and copies nothing: there is no partial copy.
 //!
 //! A checked range ([`ReadableSlice`], [`WritableSlice`]) may be used for copies later in the

@@ -36,6 +36,7 @@ pub const CASES: &[Case] = userlib::cases![
     here cow_source_thread_writes_during_copies_are_kept,
     here cow_copy_killed_while_the_source_runs,
     here cow_source_ending_while_the_copy_runs,
+    here cow_mprotect_back_to_writable_keeps_a_shared_page_shared,
 ];
 
 pub const HELPERS: &[(&str, Helper)] = &[("cow_source", helper_cow_source)];
@@ -65,6 +66,7 @@ const SOURCE_CHECK: u64 = 3;
 const SOURCE_PIPE: u64 = 4;
 const SOURCE_START_WRITER: u64 = 5;
 const SOURCE_STOP_WRITER: u64 = 6;
+const SOURCE_PROTECT_REWRITE: u64 = 7;
 
 /// What a copy does (its `rdi`); it exits 0 when all is well.
 const COPY_CHECK: u64 = 1;
@@ -205,6 +207,19 @@ fn helper_cow_source(args: &[&str]) -> i32 {
                 0
             }
             SOURCE_CHECK => verify(pages, SOURCE_TAG),
+            SOURCE_PROTECT_REWRITE => {
+                // SAFETY: the data pages are this helper's own, and nothing writes them while
+                // they are read-only.
+                let protected = unsafe {
+                    sys::mprotect(DATA, pages * PAGE, abi::PROT_READ).is_ok() && sys::mprotect(DATA, pages * PAGE, RW).is_ok()
+                };
+                if protected {
+                    fill(pages, REWRITE_TAG);
+                    0
+                } else {
+                    1
+                }
+            }
             SOURCE_PIPE => pipe_into_page(pages - 1),
             SOURCE_START_WRITER => match userlib::thread::spawn(move || writer(pages)) {
                 Ok(handle) => {
@@ -605,4 +620,24 @@ fn cow_source_ending_while_the_copy_runs() -> Outcome {
     waited?;
     source_ended?;
     expect_exit("the copy looking at its memory after the source ended", ended?, 0)
+}
+
+fn cow_mprotect_back_to_writable_keeps_a_shared_page_shared() -> Outcome {
+    let source = Source::start(8)?;
+    let copy = source.copy(COPY_WAIT)?;
+    let outcome = (|| {
+        source.wait_for_copy_state()?;
+        // Read-only, then writable again, then written: the write must not reach the copy.
+        check!(source.command(SOURCE_PROTECT_REWRITE)? == 0, "the source's mprotect or rewrite failed");
+        let copy_word = source.read_word(copy.handle, 3, 5)?;
+        check!(copy_word == pattern(SOURCE_TAG, 3, 5), "the source's write after mprotect reached the copy ({copy_word:#x})");
+        let source_word = source.read_word(source.child.handle, 3, 5)?;
+        check!(source_word == pattern(REWRITE_TAG, 3, 5), "the source's page shows {source_word:#x}, not its write");
+        Ok(())
+    })();
+    let _ = sys::kill(copy);
+    let ended = finish_within(copy, "the copy");
+    source.finish()?;
+    outcome?;
+    expect_exit("the copy, killed", ended?, KILLED)
 }
