@@ -613,6 +613,8 @@ pub fn copy_process(source: &ProcessObject, frame: TrapFrame, job: Arc<Job>) -> 
         SpawnError::JobKilled => CopyError::Ended,
         _ => CopyError::TooManyProcesses,
     })?;
+    // Before the copy's thread can run: no CPU enters ring 3 for it before this CPU lets the
+    // big kernel lock go, which it keeps from the table entry to here.
     let endpoint = source.exception_endpoint.lock().clone();
     *object.exception_endpoint.lock() = endpoint;
     Ok(object)
