@@ -255,6 +255,18 @@ syscalls! {
     /// for that process (`EFAULT` otherwise: read-only text stays read-only); the other
     /// errors as for `process_read`.
     PROCESS_WRITE = 55, "process_write", [Handle, Addr, InPtr, Len];
+    /// `process_copy(source, registers, job) -> process handle`: a new process whose memory
+    /// is a copy-on-write copy of the memory of the process `source` names (DEBUG right):
+    /// every page it has, shared until either side writes it (then the writer gets its own);
+    /// shared and device memory stay shared. Its one thread starts in ring 3 with the
+    /// [`crate::exception::Registers`] at `registers` (sanitised as a fault handler's answer
+    /// is; clean floating-point state, FS and GS bases 0). Its handle table is empty; it has
+    /// the source's exception endpoint, if any. `job` as for `spawn`. The handle has
+    /// DUPLICATE, TRANSFER, WAIT, KILL and DEBUG. `EBADF`/`EPERM` for the handles, `ESRCH`
+    /// if the source has ended, `EFAULT` for a bad `registers`, `EINVAL` for a RIP or RSP
+    /// that is not a user address, `ENOMEM` without memory for the copy, `EAGAIN` at the
+    /// process or thread limit.
+    PROCESS_COPY = 56, "process_copy", [Handle, InPtr, Handle];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -307,6 +307,23 @@ pub fn process_write(process: u64, address: u64, bytes: &[u8]) -> Result<()> {
     call(PROCESS_WRITE, [process, address, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0]).map(|_| ())
 }
 
+/// `process_copy`: a new process whose memory is a copy-on-write copy of the memory of the
+/// process `source` names (a handle with DEBUG), with an empty handle table and one thread
+/// that starts with `registers`, in `job` (a job handle with MANAGE; `None`: this program's
+/// own job). A fork: the registers are usually the source thread's, with `rax = 0`.
+pub fn process_copy(source: u64, registers: &abi::exception::Registers, job: Option<u64>) -> Result<Child> {
+    let handle = call(PROCESS_COPY, [
+        source,
+        core::ptr::from_ref(registers) as u64,
+        job.unwrap_or(abi::handle::NO_HANDLE),
+        0,
+        0,
+        0,
+    ])?;
+    let pid = process_pid(handle)?;
+    Ok(Child { handle, pid })
+}
+
 /// `sleep`: blocks for at least `ns` nanoseconds.
 pub fn sleep_ns(ns: u64) -> Result<()> {
     call(SLEEP, [ns, 0, 0, 0, 0, 0]).map(|_| ())

@@ -3,8 +3,10 @@
 //!
 //! A [`UserSlice`] or [`UserPtr`] is just an address and a length until it is used. Every
 //! read or write first checks, with checked arithmetic, that the whole range lies in the
-//! user half and that every page of it is mapped user-accessible (and writable, for writes)
-//! in the caller's address space, then copies inside a `stac`/`clac` window. A failed check
+//! user half and that every page of it is mapped user-accessible (and writable, for writes:
+//! a copy-on-write page is made the process's own by the check, so the kernel's write never
+//! fails for the sharing) in the caller's address space, then copies inside a `stac`/`clac`
+//! window. A failed check
 //! is `EFAULT` and copies nothing: there is no partial copy.
 //!
 //! A checked range ([`ReadableSlice`], [`WritableSlice`]) may be used for copies later in the
@@ -61,6 +63,9 @@ unsafe impl Plain for abi::ExitInfo {}
 unsafe impl Plain for abi::ipc::IpcBuffers {}
 // SAFETY: as for the integers above.
 unsafe impl Plain for u32 {}
+// SAFETY: `repr(C)`: twenty u64 fields, no padding (the size is checked in `abi`), any bits
+// valid (the kernel sanitises what it uses).
+unsafe impl Plain for abi::exception::Registers {}
 // SAFETY: `repr(C)`: three u64 fields, no padding, any bits valid (readers check it).
 unsafe impl Plain for abi::backtrace::SymbolMapHeader {}
 // SAFETY: five `u32`s, `repr(C)`, no padding.

@@ -1,6 +1,7 @@
 //! Process and thread syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`,
 //! `kill`, `process_pid`, `process_list`, `thread_create`, `thread_exit`, `gettid`,
-//! `exception_endpoint_set`, `process_read`, `process_write`, and jobs' `job_create`. A
+//! `exception_endpoint_set`, `process_read`, `process_write`, `process_copy`, and jobs'
+//! `job_create`. A
 //! process or thread is reached through a handle: `spawn` and `thread_create` give their
 //! caller one; `wait` and `kill` take one. A job (see
 //! `object::job`) is reached through a handle too, or as "the caller's own" for `spawn` and
@@ -13,6 +14,7 @@ use alloc::sync::Arc;
 
 use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
 use abi::handle::{NO_HANDLE, rights};
+use abi::exception::Registers;
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SPAWN_HANDLES_MAX, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_listing};
@@ -319,4 +321,21 @@ pub fn process_pid(args: &Args) -> SyscallResult {
 pub fn process_list(args: &Args) -> SyscallResult {
     require_heap_room()?;
     write_listing::<ProcessInfo, _>(args[0], args[1], scheduler::process_list)
+}
+
+/// `process_copy(source, registers, job) -> process handle`: a copy-on-write copy of the
+/// process `source` names (DEBUG), with an empty handle table, whose one thread starts with
+/// `registers` (sanitised as a fault handler's answer is; `EINVAL` if they cannot be), in
+/// `job` (MANAGE, or `NO_HANDLE` for the caller's own).
+pub fn process_copy(args: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let source = process(args[0], rights::DEBUG)?;
+    let registers = UserPtr::<Registers>::new(args[1]).read()?;
+    let job = job_or_own(args[2])?;
+    let mut frame = TrapFrame::new_user(0, 0);
+    crate::task::exception::apply_sanitised(&registers, &mut frame).map_err(|_| EINVAL)?;
+    // Room for the handle first, so a started copy always gets one.
+    scheduler::current_object().handles.lock().require_room(1)?;
+    let copy = scheduler::copy_process(&source, frame, job).map_err(|error| error.errno())?;
+    install(Handle::new(Object::Process(copy), rights::PROCESS_HANDLE))
 }

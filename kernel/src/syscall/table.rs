@@ -76,6 +76,7 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[EXCEPTION_ENDPOINT_SET as usize] = Arguments(process::exception_endpoint_set);
     table[PROCESS_READ as usize] = Arguments(process::process_read);
     table[PROCESS_WRITE as usize] = Arguments(process::process_write);
+    table[PROCESS_COPY as usize] = Arguments(process::process_copy);
     table
 };
 

@@ -11,8 +11,10 @@
 
 use abi::errno::EINTR;
 use abi::exception::{BadRegisters, REGISTERS_SIZE, Registers};
+use x86_64::structures::idt::PageFaultErrorCode;
 
 use super::scheduler;
+use crate::mm::user_memory::with_active_memory;
 use crate::arch::trap::{CpuFault, TrapFrame};
 use crate::ipc::state::{Bytes, Destination, Outgoing, Room};
 use crate::ipc::{self, Timeout};
@@ -35,6 +37,9 @@ enum Refused {
 /// exception endpoint and returns when the thread may resume (with `frame` as the handler
 /// set it), or ends the process.
 pub fn user_exception(fault: &CpuFault, frame: &mut TrapFrame) {
+    if is_copy_on_write_fault(fault) {
+        return;
+    }
     // Everything `deliver` held is dropped by now: ending the process never returns.
     if let Outcome::Kill(refused) = deliver(fault, frame) {
         if let Some(refused) = refused {
@@ -53,6 +58,17 @@ pub fn user_exception(fault: &CpuFault, frame: &mut TrapFrame) {
         }
         scheduler::kill_current_for_fault(fault);
     }
+}
+
+/// Whether `fault` was a write to a copy-on-write page of the running process, now made
+/// writable (see `ProcessMemory::resolve_write_fault`): the thread runs the write again. A
+/// write that finds no free frame for its copy is an ordinary fault.
+fn is_copy_on_write_fault(fault: &CpuFault) -> bool {
+    let write_to_present = PageFaultErrorCode::PROTECTION_VIOLATION | PageFaultErrorCode::CAUSED_BY_WRITE;
+    let Some(address) = fault.address else { return false };
+    fault.vector == u64::from(abi::fault::PAGE_FAULT)
+        && PageFaultErrorCode::from_bits_truncate(fault.error_code).contains(write_to_present)
+        && with_active_memory(|memory| memory.resolve_write_fault(address)).unwrap_or(false)
 }
 
 /// The thread's registers as a fault message carries them.
@@ -79,6 +95,13 @@ fn registers_of(frame: &TrapFrame) -> Registers {
         flags: 0,
         reserved: 0,
     }
+}
+
+/// Sanitises `registers` (see `Registers::sanitised`) and puts them into `frame`, or says why
+/// they cannot be used: a fault handler's answer, and the first thread of a `process_copy`.
+pub fn apply_sanitised(registers: &Registers, frame: &mut TrapFrame) -> Result<(), BadRegisters> {
+    apply(&registers.sanitised()?, frame);
+    Ok(())
 }
 
 /// Puts sanitised registers into the frame the thread resumes with (segments stay ring 3's).
@@ -133,11 +156,8 @@ fn deliver(fault: &CpuFault, frame: &mut TrapFrame) -> Outcome {
         len if len == REGISTERS_SIZE as u64 => {
             let bytes = me.ipc.lock().kernel_bytes;
             let registers = Registers::from_bytes(&bytes.0).unwrap_or_else(|| registers_of(frame));
-            match registers.sanitised() {
-                Ok(registers) => {
-                    apply(&registers, frame);
-                    Outcome::Resume
-                }
+            match apply_sanitised(&registers, frame) {
+                Ok(()) => Outcome::Resume,
                 Err(bad) => Outcome::Kill(Some(Refused::Registers(bad))),
             }
         }

@@ -64,7 +64,7 @@ use crate::arch::cpu::{self, MAX_CPUS};
 use crate::arch::kernel_lock::{self, Pause};
 use crate::arch::{gdt, smp};
 use crate::arch::trap::{CpuFault, TrapFrame};
-use crate::mm::address_space::PAGES_PER_STEP;
+use crate::mm::address_space::{MemoryError, PAGES_PER_STEP};
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::user_memory::{ProcessMemory, UserMemory};
 use crate::object::handles::HandleTable;
@@ -553,8 +553,86 @@ pub fn spawn(
     let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
+    enter_process(name, memory, stack, parent, job, handles)
+}
+
+/// Why `process_copy` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyError {
+    /// The process or thread table (or the kernel-stack pool) is full.
+    TooManyProcesses,
+    /// The source has ended or is ending, or the job was killed.
+    Ended,
+    /// No memory (frames, or the copy's limit).
+    Memory(MemoryError),
+}
+
+impl CopyError {
+    /// The errno `process_copy` returns.
+    pub fn errno(self) -> i64 {
+        match self {
+            Self::TooManyProcesses => abi::errno::EAGAIN,
+            Self::Ended => abi::errno::ESRCH,
+            Self::Memory(error) => error.errno(),
+        }
+    }
+}
+
+/// Starts a copy of the process `source` names, as a child of the running process in `job`:
+/// its memory a copy-on-write copy of the source's (see `UserMemory::copy_on_write`), an empty
+/// handle table, the source's exception endpoint, and one thread that enters ring 3 with
+/// `frame`. Returns its object.
+pub fn copy_process(source: &ProcessObject, frame: TrapFrame, job: Arc<Job>) -> Result<Arc<ProcessObject>, CopyError> {
+    let source_now = || {
+        with_scheduler(|scheduler| {
+            let process = scheduler.processes.at(source.slot).filter(|process| process.pid == source.pid)?;
+            let memory = process.memory.clone().filter(|_| process.ending_with.is_none())?;
+            Some((memory, process.name.clone()))
+        })
+    };
+    let full = with_scheduler(|scheduler| {
+        scheduler.processes.len() >= MAX_PROCESSES || scheduler.threads.len() >= MAX_THREADS
+    });
+    if full {
+        return Err(CopyError::TooManyProcesses);
+    }
+    let (memory, name) = source_now().ok_or(CopyError::Ended)?;
+    let stack = KernelStack::new_for_user(frame).ok_or(CopyError::TooManyProcesses)?;
+    let copied = {
+        let mut locked = lock_memory(&memory);
+        // Its last thread may have begun tearing it down while this one waited for the lock.
+        if !source_now().is_some_and(|(now, _)| Arc::ptr_eq(&now, &memory)) {
+            return Err(CopyError::Ended);
+        }
+        locked.copy_on_write(&mut pause).map_err(CopyError::Memory)?
+    };
+    drop(memory);
+    let copy = Arc::new(ProcessMemory::new(copied));
+    let handles = HandleTable::new().map_err(|_| CopyError::Memory(MemoryError::OutOfMemory))?;
+    let object = enter_process(&name, copy, stack, current_pid(), job, handles).map_err(|error| match error {
+        SpawnError::JobKilled => CopyError::Ended,
+        _ => CopyError::TooManyProcesses,
+    })?;
+    // Before the copy's thread can run: no CPU enters ring 3 for it before this CPU lets the
+    // big kernel lock go, which it keeps from the table entry to here.
+    let endpoint = source.exception_endpoint.lock().clone();
+    *object.exception_endpoint.lock() = endpoint;
+    Ok(object)
+}
+
+/// Puts a new process with `memory` and one thread on `stack` into the tables, ready to run;
+/// returns its object. On failure its handles and stack are dropped outside the lock.
+fn enter_process(
+    name: &str,
+    memory: Arc<ProcessMemory>,
+    stack: KernelStack,
+    parent: Pid,
+    job: Arc<Job>,
+    handles: HandleTable,
+) -> Result<Arc<ProcessObject>, SpawnError> {
     let mut handles = Some(handles);
     let mut stack = Some(stack);
+    let mut memory = Some(memory);
     let spawned = with_scheduler(|scheduler| {
         // Checked in the same hold of the lock as the entry into the table: a kill of the
         // job marks it, then ends what the table holds of it, in one hold too.
@@ -571,7 +649,7 @@ pub fn spawn(
             pid,
             parent,
             name: String::from(name),
-            memory: Some(memory),
+            memory: memory.take(),
             object: object.clone(),
             job,
             fault: None,
@@ -588,10 +666,13 @@ pub fn spawn(
         scheduler.push_ready(thread_slot);
         Ok(object)
     });
-    // Handles and the stack of a child that could not start are dropped outside the lock
-    // (closing a handle may wake another thread).
+    // Handles, the stack and the memory of a child that could not start are dropped outside
+    // the lock (closing a handle may wake another thread; memory is freed in steps).
     drop(handles);
     drop(stack);
+    if let Some(memory) = memory {
+        release_memory(memory);
+    }
     spawned
 }
 
@@ -631,14 +712,19 @@ pub fn create_thread(frame: TrapFrame) -> Result<Arc<ThreadObject>, SpawnError> 
 pub fn with_current_memory<R>(f: impl FnOnce(&mut UserMemory) -> R) -> R {
     let memory = with_scheduler(|scheduler| scheduler.current_process().memory.clone())
         .expect("a running thread's process has memory");
-    let mut locked = loop {
+    f(&mut lock_memory(&memory))
+}
+
+/// Locks a process's memory, giving the CPU and the big kernel lock away while another
+/// holds it (a thread paused in a long `mmap`, or a `process_copy` of it).
+fn lock_memory(memory: &ProcessMemory) -> spin::MutexGuard<'_, UserMemory> {
+    loop {
         if let Some(locked) = memory.try_lock() {
             break locked;
         }
         yield_now();
         kernel_lock::release_for(Pause::TakePendingInterrupts);
-    };
-    f(&mut locked)
+    }
 }
 
 /// What long memory operations call between steps: a preemption point whose "killed"
@@ -1022,7 +1108,8 @@ pub fn current_job() -> Arc<Job> {
 /// is still current and runnable meanwhile (with the kernel's own table active).
 fn release_memory(memory: Arc<ProcessMemory>) {
     {
-        let mut locked = memory.lock();
+        // A `process_copy` of this process may hold the lock, paused between its steps.
+        let mut locked = lock_memory(&memory);
         while !locked.release_step(PAGES_PER_STEP) {
             pause();
         }

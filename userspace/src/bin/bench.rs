@@ -27,6 +27,9 @@
 //! - `fault_roundtrip`: a child's `ud2` delivered to this process's exception endpoint as a
 //!   message (with the child's registers), and the handler's answer (`reply_recv` with the
 //!   registers, RIP past the `ud2`) resuming it: one fault → handler → resume round;
+//! - `cow_copy_64`: a copy-on-write copy (`process_copy`) of a child with 64 pages it has
+//!   written, whose thread writes a word to each of the 64 pages (each write breaks the
+//!   sharing: a fault and a page copied) and exits, and the wait for it;
 //! - `notify_wait`: one `signal` that wakes a process blocked in `wait_notification` (a
 //!   ping-pong of two notifications, halved);
 //! - `irq_to_driver`: from the `out` that makes a device interrupt to its driver running in
@@ -41,7 +44,8 @@
 //!   server (forwarded as a stream call; the server sends it to COM1 and draws it);
 //! - `longest_masked_ns`: the longest stretch the kernel ran with interrupts masked (from
 //!   `sysinfo`), after the operations above and a few long ones: a 32 MiB `mmap`/`munmap`, a
-//!   spawn of the largest program, a `write` of 256 newlines to the console, a fault storm
+//!   spawn of the largest program, a copy-on-write copy of a process with 32 MiB written, a
+//!   `write` of 256 newlines to the console, a fault storm
 //!   (12 children of the largest program killed by a page fault, each fault reported with a
 //!   named backtrace) and a spawn and exit storm (12 of them started, then all reaped).
 #![no_std]
@@ -68,6 +72,14 @@ const SPAWN_ROUNDS: u64 = 50;
 const MAP_ROUNDS: u64 = 2_000;
 const IPC_ROUNDS: u64 = 10_000;
 const FAULT_ROUNDS: u64 = 10_000;
+const COPY_ROUNDS: u64 = 50;
+/// Where the source of `cow_copy_64` keeps its written pages and the copies' stack.
+const COW_DATA: u64 = 0x6000_0000_0000;
+const COW_PAGES: u64 = 64;
+/// The pages of the source of the long copy in [`long_operations`] (32 MiB).
+const COW_BIG_PAGES: u64 = 8192;
+const COW_STACK: u64 = 0x6100_0000_0000;
+const COW_STACK_BYTES: u64 = 4 * 4096;
 const PIPE_ROUNDS: u64 = 10_000;
 const IRQ_ROUNDS: u64 = 1_000;
 const CONSOLE_ROUNDS: u64 = 20;
@@ -146,6 +158,14 @@ fn long_operations() -> u32 {
     match process::spawn_child("usertests", &["usertests", "--child", "exit_with", "0"], &[1, 2]) {
         Ok(child) => failures += u32::from(sys::wait(Some(child)).is_err()),
         Err(_) => failures += 1,
+    }
+    match start_cow_source(true) {
+        Some(source) => {
+            failures += u32::from(!copy_and_wait(source));
+            let _ = sys::kill(source);
+            let _ = sys::wait(Some(source));
+        }
+        None => failures += 1,
     }
     failures += u32::from(sys::write(1, &[b'\n'; 256]).is_err());
     // A fault storm: each child's report names its frames from the largest symbol table.
@@ -369,6 +389,75 @@ fn fault_roundtrip() -> Option<u64> {
     (failures == 0).then_some(cycles)
 }
 
+/// The source of `cow_copy_64` (and, with more `pages`, of the long copy): writes its pages,
+/// maps a stack for its copies, calls its handle 0 once (ready), then sleeps until killed.
+fn cow_source(pages: u64) -> ! {
+    let mapped = sys::mmap(COW_DATA, pages * 4096, abi::PROT_READ | abi::PROT_WRITE) == Ok(COW_DATA)
+        && sys::mmap(COW_STACK, COW_STACK_BYTES, abi::PROT_READ | abi::PROT_WRITE) == Ok(COW_STACK);
+    if mapped {
+        for page in 0..pages {
+            // SAFETY: the pages were just mapped writable for this process alone.
+            unsafe { core::ptr::write_volatile((COW_DATA + page * 4096) as *mut u64, page) };
+        }
+        let _ = Endpoint::from_raw(0).call(&Message::default());
+    }
+    loop {
+        let _ = sys::sleep_ms(1000);
+    }
+}
+
+/// Where a copy of `cow_source` starts: writes a word to each of the pages, then exits.
+extern "C" fn cow_copy_writes() -> ! {
+    for page in 0..COW_PAGES {
+        // SAFETY: the copy has the source's pages, mapped writable for it.
+        unsafe { core::ptr::write_volatile((COW_DATA + page * 4096 + 8) as *mut u64, page) };
+    }
+    sys::exit(0)
+}
+
+/// The registers a copy of `cow_source` starts with: at [`cow_copy_writes`].
+fn cow_copy_registers() -> abi::exception::Registers {
+    abi::exception::Registers {
+        rip: cow_copy_writes as *const () as u64,
+        // As a `call` would leave it: 8 below a 16-byte boundary.
+        rsp: COW_STACK + COW_STACK_BYTES - 8,
+        rflags: 0x202,
+        ..abi::exception::Registers::default()
+    }
+}
+
+/// Starts `bench --cow-source` (`big`: `--cow-source-big`) and returns it once its pages
+/// are written.
+fn start_cow_source(big: bool) -> Option<sys::Child> {
+    let endpoint = Endpoint::create().ok()?;
+    let role = if big { "--cow-source-big" } else { "--cow-source" };
+    let source = spawn_self(&["bench", role], &[endpoint.handle().raw() as u32]).ok()?;
+    // The call comes once its pages are written; its reply handle is dropped unanswered.
+    if endpoint.recv(&mut [], FOREVER).is_ok() {
+        return Some(source);
+    }
+    let _ = sys::kill(source);
+    let _ = sys::wait(Some(source));
+    None
+}
+
+/// Copies `source` once and waits for the copy; whether it exited 0.
+fn copy_and_wait(source: sys::Child) -> bool {
+    sys::process_copy(source.handle, &cow_copy_registers(), None)
+        .is_ok_and(|copy| sys::wait(Some(copy)).is_ok_and(|(_, info)| info.status == 0))
+}
+
+/// `cow_copy_64`: instructions per copy of a 64-page process, the copy's first write to
+/// each page, its exit and the wait for it.
+fn cow_copy_64() -> Option<u64> {
+    let source = start_cow_source(false)?;
+    let mut failures = 0;
+    let cycles = cycles_per_round(COPY_ROUNDS, || failures += u32::from(!copy_and_wait(source)));
+    let _ = sys::kill(source);
+    let _ = sys::wait(Some(source));
+    (failures == 0).then_some(cycles)
+}
+
 /// `notify_wait`: instructions from a `signal` to the waiter running, halved from a
 /// ping-pong.
 fn notify_wait() -> Option<u64> {
@@ -466,6 +555,8 @@ fn main() -> i32 {
         Some("--notified") => notified(),
         Some("--pong") => return pong(),
         Some("--faulter") => faulter(),
+        Some("--cow-source") => cow_source(COW_PAGES),
+        Some("--cow-source-big") => cow_source(COW_BIG_PAGES),
         _ => {}
     }
     // Read before anything is measured: `spawn_wait` starts `bench` from it.
@@ -538,6 +629,7 @@ fn main() -> i32 {
         ("ipc_call", ipc_round_trip(false)),
         ("ipc_call_4k", ipc_round_trip(true)),
         ("fault_roundtrip", fault_roundtrip()),
+        ("cow_copy_64", cow_copy_64()),
         ("notify_wait", notify_wait()),
         ("pipe_pingpong", pipe_pingpong()),
         ("irq_to_driver", irq_to_driver()),

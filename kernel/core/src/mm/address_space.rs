@@ -17,6 +17,16 @@
 //! in the page-table entry): unmapping them frees nothing, since the frames belong to the
 //! memory object, which outlives the mapping.
 //!
+//! **Copy-on-write.** [`AddressSpace::share_step`] makes another address space a copy of
+//! this one without copying a byte: every page of its own is shared (one more owner in
+//! `frame`'s counts), and one it may write becomes read-only in both, marked
+//! [`COPY_ON_WRITE`]. The first write to such a page, from ring 3 (a page fault) or from the
+//! kernel (a user copy's check of a writable range), gives the writer a private copy, or the
+//! page itself back writable if no other space owns it any more
+//! ([`ProcessMemory::resolve_write_fault`](super::user_memory::ProcessMemory::resolve_write_fault)).
+//! Each address space is charged for every page it maps, shared or not, as for shared
+//! memory: the copy pays for what it would own after writing everywhere.
+//!
 //! **Failure leaves no trace.** A mapping that fails part-way unmaps what it mapped and frees
 //! the page tables it made, so the address space is exactly as it was.
 //!
@@ -44,6 +54,18 @@ pub const PAGES_PER_STEP: u64 = 64;
 
 /// Marks a page this address space maps but does not own: unmapping it frees nothing.
 const BORROWED: PageTableFlags = PageTableFlags::BIT_9;
+
+/// Marks a page that is writable for its process but mapped read-only, because its frame
+/// was shared by a copy-on-write copy: a write gets a private frame first.
+pub const COPY_ON_WRITE: PageTableFlags = PageTableFlags::BIT_10;
+
+/// Pages one [`AddressSpace::share_step`] shares: each is a table walk and a mapping in the
+/// copy (tables made for it are zeroed too), so 16 of them keep a step, with its shootdown,
+/// within about 50,000 instructions (`bench`'s `longest_masked_ns`; 64 took 191,000).
+const SHARED_PAGES_PER_STEP: usize = 16;
+
+/// Most table entries one [`AddressSpace::share_step`] looks at, besides the pages it shares.
+const ENTRIES_PER_STEP: u64 = 1024;
 
 /// Frames charged to one process: shared by its address space and the memory objects it
 /// created, which may outlive it (their charge goes when they go).
@@ -425,9 +447,10 @@ impl AddressSpace {
                 crate::arch::tlb::shoot_down(Some(self.root), (first + done).start_address(), step);
             }
             for frame in to_free.into_iter().flatten() {
-                // SAFETY: the frame was mapped by `map_zeroed`, which handed it to this page
-                // table; its only mapping was just removed and no CPU caches it any more.
-                drop(unsafe { Frame::from_raw(frame) });
+                // SAFETY: the frame was mapped by `map_zeroed` (or shared by a copy), which
+                // handed it to this page table; its mapping here was just removed and no CPU
+                // caches it any more. Another address space may still own it.
+                drop(unsafe { super::frame::release_owned(frame) });
             }
             done += step;
         }
@@ -463,7 +486,12 @@ impl AddressSpace {
             let entry = self.leaf_entry(page).ok_or(MemoryError::NotMapped)?;
             let frame = PhysFrame::<Size4KiB>::containing_address(entry.addr());
             let borrowed = entry.flags() & BORROWED;
-            entry.set_frame(frame, rights.flags() | borrowed);
+            let mut flags = rights.flags() | borrowed;
+            // A frame another address space still owns stays read-only until written.
+            if borrowed.is_empty() && flags.contains(PageTableFlags::WRITABLE) && super::frame::is_shared(frame) {
+                flags = (flags - PageTableFlags::WRITABLE) | COPY_ON_WRITE;
+            }
+            entry.set_frame(frame, flags);
         }
         crate::arch::tlb::shoot_down(Some(self.root), start, pages);
         Ok(())
@@ -488,9 +516,9 @@ impl AddressSpace {
 
     /// Whether all of `[start, start + len)` is user memory, mapped, and writable too when
     /// `write` is set. The arithmetic is checked, so a huge `len` is simply refused.
-    pub fn check_user_access(&self, start: u64, len: u64, write: bool) -> bool {
-        // SAFETY: `self` is alive, so its root is, and borrowing it rules out a change to its
-        // tables meanwhile.
+    pub fn check_user_access(&mut self, start: u64, len: u64, write: bool) -> bool {
+        // SAFETY: `self` is alive, so its root is, and borrowing it mutably rules out any other
+        // change to its tables meanwhile.
         unsafe { user_range_accessible(self.root, start, len, write) }
     }
 
@@ -548,6 +576,65 @@ impl AddressSpace {
             done += chunk;
         }
         Ok(())
+    }
+
+    /// One step of making `copy` (a new address space) a copy-on-write copy of this one: from
+    /// the user address `*cursor` on, shares up to [`SHARED_PAGES_PER_STEP`] mapped pages (looking at
+    /// no more than [`ENTRIES_PER_STEP`] entries) and moves `*cursor` past them; returns
+    /// whether the whole lower half is done. Own pages this space may write become read-only
+    /// and [`COPY_ON_WRITE`] in both; borrowed ones (shared memory, device memory) are mapped
+    /// borrowed in `copy` too, with the same rights, and stay shared.
+    ///
+    /// The order keeps a write by this space's threads on other CPUs: the step's entries are
+    /// write-protected first, then every CPU that may cache them forgets them, and only then
+    /// does `copy` map the frames. A write that lands before the shootdown is in the frame
+    /// both will share (it happened before the copy); after it, a write faults, and the fault
+    /// waits for the big kernel lock, which the caller holds until the step is done.
+    ///
+    /// On an error (`copy`'s limit, or no frame for a table) `copy` maps what it was given so
+    /// far, and dropping it gives that back; this space is left correct (some of its pages
+    /// read-only until written, which nobody can tell).
+    pub fn share_step(&mut self, copy: &mut AddressSpace, cursor: &mut u64) -> Result<bool, MemoryError> {
+        let step_start = *cursor;
+        let mut shared: [Option<(Page, PhysFrame, PageTableFlags)>; SHARED_PAGES_PER_STEP] = [None; SHARED_PAGES_PER_STEP];
+        let mut entries = ENTRIES_PER_STEP;
+        let mut narrowed = false;
+        let mut done = false;
+        for slot in &mut shared {
+            // SAFETY: the root is this address space's; `&mut self` and the big kernel lock
+            // (held by every caller that changes tables) keep its tables from changing.
+            let Some(entry) = (unsafe { next_user_leaf(self.root, cursor, &mut entries) }) else {
+                done = *cursor >= abi::memory::USER_END;
+                break;
+            };
+            // SAFETY: `next_user_leaf` returned a pointer to a present level-1 entry of this
+            // space, inside its table.
+            let raw = unsafe { entry.read_volatile() };
+            let frame = PhysFrame::containing_address(PhysAddr::new(raw & ENTRY_ADDRESS_MASK));
+            let mut flags = PageTableFlags::from_bits_truncate(raw) - PageTableFlags::ACCESSED - PageTableFlags::DIRTY;
+            if !flags.contains(BORROWED) && flags.intersects(PageTableFlags::WRITABLE | COPY_ON_WRITE) {
+                narrowed |= flags.contains(PageTableFlags::WRITABLE);
+                flags = (flags - PageTableFlags::WRITABLE) | COPY_ON_WRITE;
+                // SAFETY: as above; the entry keeps its frame and loses only the right to write.
+                unsafe { entry.write_volatile(frame.start_address().as_u64() | flags.bits()) };
+            }
+            *slot = Some((Page::containing_address(VirtAddr::new(*cursor)), frame, flags));
+            *cursor += FRAME_SIZE;
+        }
+        if narrowed {
+            // Checked writable ranges of this space's threads must look again (and break the
+            // sharing) before they copy.
+            self.mappings_removed();
+            let pages = (*cursor - step_start) / FRAME_SIZE;
+            crate::arch::tlb::shoot_down(Some(self.root), VirtAddr::new(step_start), pages);
+        }
+        for (page, frame, flags) in shared.into_iter().flatten() {
+            copy.map_one(page, frame, flags)?;
+            if !flags.contains(BORROWED) {
+                super::frame::share(frame);
+            }
+        }
+        Ok(done)
     }
 
     /// Frees up to `budget` pages (and the tables they leave empty) of the lower half, for
@@ -655,15 +742,17 @@ fn release_tree(table: &mut PageTable, level: u8, budget: &mut u64, released: &m
         }
         entry.set_unused();
         // SAFETY: the frame (a user page or a page table) belonged to this address space and
-        // its only entry was just cleared; the address space is not active, so no stale
-        // translation can be used.
-        drop(unsafe { Frame::from_raw(frame) });
+        // its only entry here was just cleared; the address space is not active, so no stale
+        // translation can be used. A user page may have other owners (copy-on-write), which
+        // keep it; a table never has.
+        drop(unsafe { super::frame::release_owned(frame) });
     }
     true
 }
 
 /// Whether all of `[start, start + len)` is user memory, mapped under `root`, and writable
-/// too when `write` is set. The arithmetic is checked, so a huge `len` is simply refused.
+/// too when `write` is set (a copy-on-write page in it is broken: it becomes the process's
+/// own and writable). The arithmetic is checked, so a huge `len` is simply refused.
 ///
 /// # Safety
 /// As for [`read_user_leaf`].
@@ -683,12 +772,127 @@ pub(super) unsafe fn user_range_accessible(root: PhysFrame, start: u64, len: u64
     let last = start + len - 1;
     while page <= last {
         // SAFETY: passed on from the caller.
-        if !unsafe { read_user_leaf(root, page) }.is_some_and(|(flags, _)| flags.contains(needed)) {
+        let Some((flags, _)) = (unsafe { read_user_leaf(root, page) }) else { return false };
+        let ready = flags.contains(needed)
+            // SAFETY: passed on from the caller.
+            || write && flags.contains(COPY_ON_WRITE) && unsafe { break_copy_on_write(root, page) }.is_ok();
+        if !ready {
             return false;
         }
         page += FRAME_SIZE;
     }
     true
+}
+
+/// Makes the copy-on-write page at the user address `address` under `root` writable: a
+/// private copy of its frame if another address space still owns that, else the page itself
+/// (the other owners have let it go). `Ok` if the page is writable now (perhaps already, a
+/// sibling thread having broken it first), `NotMapped` if it is not a mapped copy-on-write
+/// page, `OutOfMemory` if no frame is free for the copy. The page's charge does not change:
+/// it was charged to this space when it was shared.
+///
+/// # Safety
+/// As for [`read_user_leaf`]; the caller holds the big kernel lock (a table entry changes).
+// Out of line, so that the checks of every user copy, which almost never get here, stay as
+// short as they were.
+#[cold]
+#[inline(never)]
+unsafe fn break_copy_on_write(root: PhysFrame, address: u64) -> Result<(), MemoryError> {
+    // SAFETY: passed on from the caller.
+    let entry = unsafe { user_leaf_pointer(root, address) }.ok_or(MemoryError::NotMapped)?;
+    // SAFETY: a level-1 entry of a live table, inside the table.
+    let raw = unsafe { entry.read_volatile() };
+    let flags = PageTableFlags::from_bits_truncate(raw);
+    let user_page = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+    if flags.contains(user_page | PageTableFlags::WRITABLE) {
+        return Ok(());
+    }
+    if !flags.contains(user_page | COPY_ON_WRITE) {
+        return Err(MemoryError::NotMapped);
+    }
+    let old = PhysFrame::containing_address(PhysAddr::new(raw & ENTRY_ADDRESS_MASK));
+    let writable = ((flags - COPY_ON_WRITE) | PageTableFlags::WRITABLE).bits();
+    let page = VirtAddr::new(address & !(FRAME_SIZE - 1));
+    if super::frame::is_shared(old) {
+        let private = Frame::allocate_copy_of(old).ok_or(MemoryError::OutOfMemory)?.into_raw();
+        // SAFETY: as above; the entry now owns the private frame.
+        unsafe { entry.write_volatile(private.start_address().as_u64() | writable) };
+        // No CPU may keep reading the shared frame through this space: the other owner may
+        // free it once this one lets it go.
+        crate::arch::tlb::shoot_down(Some(root), page, 1);
+        // SAFETY: this space's entry no longer names the frame and no CPU caches it.
+        drop(unsafe { super::frame::release_owned(old) });
+    } else {
+        // SAFETY: as above; the frame is this space's alone, only its right to write changes.
+        unsafe { entry.write_volatile((raw & ENTRY_ADDRESS_MASK) | writable) };
+        // A stale read-only translation elsewhere would only fault once more.
+        crate::arch::tlb::shoot_down(Some(root), page, 1);
+    }
+    Ok(())
+}
+
+/// The next mapped user page at or after `*cursor` (a page address) under `root`, moving
+/// `*cursor` to it: a pointer to its level-1 entry. Empty tables are skipped whole. `None`
+/// when nothing is mapped from `*cursor` to the end of the user half (`*cursor` then at or
+/// past it), or when `*entries` entries were looked at first (`*cursor` is where to go on).
+///
+/// # Safety
+/// As for [`read_user_leaf`].
+unsafe fn next_user_leaf(root: PhysFrame, cursor: &mut u64, entries: &mut u64) -> Option<*mut u64> {
+    'search: while *cursor < abi::memory::USER_END {
+        let mut frame = root;
+        for shift in [39, 30, 21, 12] {
+            let span = 1u64 << shift;
+            loop {
+                // Out of entries, perhaps half-way down: the next step starts from the root.
+                *entries = entries.checked_sub(1)?;
+                let index = ((*cursor >> shift) & 511) as usize;
+                // SAFETY: `frame` is the root or one of its tables (each level's entry leads
+                // to the next), reached through the physical-memory map; the index is below
+                // 512.
+                let pointer = unsafe { phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().add(index) };
+                // SAFETY: as above.
+                let raw = unsafe { pointer.read_volatile() };
+                if raw & PageTableFlags::PRESENT.bits() != 0 {
+                    if shift == 12 {
+                        return Some(pointer);
+                    }
+                    frame = PhysFrame::containing_address(PhysAddr::new(raw & ENTRY_ADDRESS_MASK));
+                    break;
+                }
+                // Nothing under this entry: on to the next one in the same table, or, past
+                // the table's last, from the root again.
+                *cursor = (*cursor & !(span - 1)) + span;
+                if index == 511 || *cursor >= abi::memory::USER_END {
+                    continue 'search;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A pointer to the level-1 entry for the user address `address` under `root`, if the
+/// tables above it exist (and none maps a huge page).
+///
+/// # Safety
+/// As for [`read_user_leaf`].
+unsafe fn user_leaf_pointer(root: PhysFrame, address: u64) -> Option<*mut u64> {
+    let mut frame = root;
+    for shift in [39, 30, 21] {
+        let index = ((address >> shift) & 511) as usize;
+        // SAFETY: `frame` is the root or one of its tables, reached through the
+        // physical-memory map; the index is below 512.
+        let raw = unsafe { phys_to_virt(frame.start_address()).as_ptr::<u64>().add(index).read_volatile() };
+        let flags = PageTableFlags::from_bits_truncate(raw);
+        if !flags.contains(PageTableFlags::PRESENT) || flags.contains(PageTableFlags::HUGE_PAGE) {
+            return None;
+        }
+        frame = PhysFrame::containing_address(PhysAddr::new(raw & ENTRY_ADDRESS_MASK));
+    }
+    let index = ((address >> 12) & 511) as usize;
+    // SAFETY: a level-1 table of the space; the index is below 512.
+    Some(unsafe { phys_to_virt(frame.start_address()).as_mut_ptr::<u64>().add(index) })
 }
 
 /// The last-level entry for the user address `address` under `root`, read straight from the
@@ -735,8 +939,18 @@ unsafe fn user_physical(root: PhysFrame, address: u64, write: bool) -> Option<Ph
     // SAFETY: passed on from the caller.
     let (flags, frame) = unsafe { read_user_leaf(root, address) }?;
     let needed = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
-    let needed = if write { needed | PageTableFlags::WRITABLE } else { needed };
-    flags.contains(needed).then(|| frame + address % FRAME_SIZE)
+    if !write {
+        return flags.contains(needed).then(|| frame + address % FRAME_SIZE);
+    }
+    if flags.contains(needed | PageTableFlags::WRITABLE) {
+        return Some(frame + address % FRAME_SIZE);
+    }
+    // A copy-on-write page: written by the kernel for its process, it gets its own frame.
+    // SAFETY: passed on from the caller.
+    unsafe { break_copy_on_write(root, address) }.ok()?;
+    // SAFETY: passed on from the caller.
+    let (_, frame) = unsafe { read_user_leaf(root, address) }?;
+    Some(frame + address % FRAME_SIZE)
 }
 
 /// Copies `bytes` (kernel memory) to `target_address` under `target` (which need not be

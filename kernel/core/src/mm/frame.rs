@@ -7,13 +7,19 @@
 //!
 //! [`FrameBitmap`] is pure bookkeeping over a word slice and is unit-tested on the host; the
 //! global allocator around it is set up by [`init`].
+//!
+//! **Copy-on-write owners.** A frame of a process's own memory may be owned by several
+//! address spaces at once after a copy-on-write copy (decision 71). Next to the bitmap lives
+//! one counter per frame of its *extra* owners (0 for a frame with one owner, the usual case,
+//! so nothing else ever looks at it): [`share`] adds one, [`release_owned`] takes one away and
+//! hands the frame back only when its last owner lets it go, so it is freed exactly once.
 
 use ::x86_64::PhysAddr;
 use ::x86_64::structures::paging::{FrameAllocator, FrameDeallocator, PhysFrame, Size4KiB};
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
-use spin::Mutex;
+use spin::{Mutex, Once};
 
 use super::physical_map::phys_to_virt;
 
@@ -167,22 +173,67 @@ pub(crate) fn init(regions: &MemoryRegions) {
     };
     let frames = usable().map(|(_, end)| end / FRAME_SIZE).max().unwrap_or(0) as usize;
     let bitmap_bytes = (FrameBitmap::words_needed(frames) * 8) as u64;
+    let owners_bytes = (frames * core::mem::size_of::<AtomicU16>()) as u64;
+    let storage_bytes = bitmap_bytes + owners_bytes;
     let (storage_start, _) = usable()
-        .find(|(start, end)| end - start >= bitmap_bytes)
-        .expect("no usable memory region can hold the frame bitmap");
+        .find(|(start, end)| end - start >= storage_bytes)
+        .expect("no usable memory region can hold the frame bitmap and owner counts");
     let storage = phys_to_virt(PhysAddr::new(storage_start)).as_mut_ptr::<u64>();
     // SAFETY: the range is usable RAM from the memory map, mapped through the physical-memory
     // offset, not used by anything else, and reserved in the bitmap right below so it is
     // never handed out; the slice lives for the rest of the kernel's life.
     let words = unsafe { core::slice::from_raw_parts_mut(storage, FrameBitmap::words_needed(frames)) };
     let mut bitmap = FrameBitmap::new_all_used(words, frames);
+    let owners_start = phys_to_virt(PhysAddr::new(storage_start + bitmap_bytes)).as_mut_ptr::<AtomicU16>();
+    // SAFETY: the counters follow the bitmap in the same reserved range (8-byte aligned, so
+    // aligned for `AtomicU16`); zeroing them first makes every bit pattern a valid counter.
+    let owners = unsafe {
+        core::ptr::write_bytes(owners_start.cast::<u8>(), 0, owners_bytes as usize);
+        core::slice::from_raw_parts(owners_start.cast_const(), frames)
+    };
+    EXTRA_OWNERS.call_once(|| owners);
     for (start, end) in usable() {
         bitmap.add_free_range((start / FRAME_SIZE) as usize, (end / FRAME_SIZE) as usize);
     }
     let storage_first = (storage_start / FRAME_SIZE) as usize;
-    bitmap.reserve_range(storage_first, storage_first + (bitmap_bytes.div_ceil(FRAME_SIZE)) as usize);
+    bitmap.reserve_range(storage_first, storage_first + (storage_bytes.div_ceil(FRAME_SIZE)) as usize);
     let total = bitmap.free_count();
     *FRAMES.lock() = Some(FrameAllocatorState { bitmap, total });
+}
+
+/// Per frame, how many address spaces own it besides the first (copy-on-write sharing).
+static EXTRA_OWNERS: Once<&'static [AtomicU16]> = Once::new();
+
+fn extra_owners(frame: PhysFrame) -> &'static AtomicU16 {
+    let index = (frame.start_address().as_u64() / FRAME_SIZE) as usize;
+    &EXTRA_OWNERS.get().expect("frame owners used before mm::frame::init")[index]
+}
+
+/// Records one more owner of `frame`, a frame a page table owns (from [`Frame::into_raw`]):
+/// each owner gives it back through [`release_owned`], and only the last one frees it.
+pub(super) fn share(frame: PhysFrame) {
+    let before = extra_owners(frame).fetch_add(1, Ordering::AcqRel);
+    assert!(before < u16::MAX, "{frame:?} has too many owners");
+}
+
+/// Whether `frame` (owned by a page table) has more than one owner.
+pub(super) fn is_shared(frame: PhysFrame) -> bool {
+    extra_owners(frame).load(Ordering::Acquire) != 0
+}
+
+/// Gives up one owner's claim on `frame`: the frame itself if that was its last owner (to be
+/// dropped, which frees it), else `None` and the others keep it.
+///
+/// # Safety
+/// As for [`Frame::from_raw`], for this owner: it no longer maps or uses the frame.
+pub(super) unsafe fn release_owned(frame: PhysFrame) -> Option<Frame> {
+    let owners = extra_owners(frame);
+    // The common case, a frame of one owner, with a load alone: only an owner adds owners,
+    // and this one is letting go.
+    let shared = owners.load(Ordering::Acquire) != 0
+        && owners.try_update(Ordering::AcqRel, Ordering::Acquire, |extra| extra.checked_sub(1)).is_ok();
+    // SAFETY: the last owner lets go, and by the caller's promise it no longer uses the frame.
+    (!shared).then(|| unsafe { Frame::from_raw(frame) })
 }
 
 fn with_frames<R>(f: impl FnOnce(&mut FrameAllocatorState) -> R) -> R {
@@ -206,6 +257,24 @@ impl Frame {
         // SAFETY: the frame was free, so nothing else refers to it; the physical-memory map
         // covers it, and a frame is exactly one page long.
         unsafe { core::ptr::write_bytes(phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(), 0, FRAME_SIZE as usize) };
+        Some(Self(frame))
+    }
+
+    /// Takes a free frame and fills it with a copy of `source`'s bytes (breaking a
+    /// copy-on-write sharing: the bytes would be overwritten at once, so no zeroing first).
+    pub fn allocate_copy_of(source: PhysFrame) -> Option<Self> {
+        let index = with_frames(|state| state.bitmap.allocate())?;
+        let frame = PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE));
+        // SAFETY: the new frame was free, so nothing else refers to it; `source` is a frame
+        // the caller owns a share of (alive for this copy); both are one page long and reached
+        // through the physical-memory map, and they differ.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(source.start_address()).as_ptr::<u8>(),
+                phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(),
+                FRAME_SIZE as usize,
+            );
+        }
         Some(Self(frame))
     }
 

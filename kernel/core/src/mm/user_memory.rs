@@ -435,6 +435,22 @@ impl UserMemory {
         Ok(())
     }
 
+    /// A copy-on-write copy of this memory, for a new process (`process_copy`): a new address
+    /// space, charged to a new account, sharing every page with this one (see
+    /// `AddressSpace::share_step`), with the same heap and regions (a shared-memory region
+    /// keeps its object alive in the copy too). Calls `pause` between steps.
+    pub fn copy_on_write(&mut self, pause: &mut dyn FnMut()) -> Result<UserMemory, MemoryError> {
+        let mut mmaps = RegionSet::default();
+        mmaps.regions.try_reserve_exact(self.mmaps.regions.len()).map_err(|_| MemoryError::OutOfMemory)?;
+        mmaps.regions.extend(self.mmaps.regions.iter().cloned());
+        let mut space = AddressSpace::new()?;
+        let mut cursor = 0;
+        while !self.space.share_step(&mut space, &mut cursor)? {
+            pause();
+        }
+        Ok(UserMemory { space, heap_start: self.heap_start, heap_end: self.heap_end, mmaps })
+    }
+
     /// Frees up to `budget` pages of this memory (and the tables they leave empty), for
     /// tearing a process down in steps; returns whether everything is gone.
     pub fn release_step(&mut self, budget: u64) -> bool {
@@ -506,12 +522,27 @@ impl ProcessMemory {
     /// Whether all of `[start, start + len)` is user memory, mapped (writable too, if
     /// `write`), read from the tables without the lock, which a sibling thread may hold,
     /// suspended at a preemption point. Needs the big kernel lock (panics without it): the
-    /// tables change only under it.
+    /// tables change only under it. A copy-on-write page in a range checked for writing is
+    /// broken here (the process gets its own frame), so the kernel's write into it, like the
+    /// process's own, never fails for the sharing.
     pub fn check_user_access(&self, start: u64, len: u64, write: bool) -> bool {
         assert!(kernel_lock::is_held_here(), "reading user page tables without the big kernel lock");
         // SAFETY: `root` lives as long as `self`; this CPU holds the big kernel lock (checked
         // above), under which alone the tables change.
         unsafe { super::address_space::user_range_accessible(self.root, start, len, write) }
+    }
+
+    /// Answers a write fault of one of its threads at `address`: if the page is copy-on-write,
+    /// it is made writable (a private copy of the frame, unless no other address space owns
+    /// it any more) and the thread may run the instruction again. Also true if the page is
+    /// writable already (a sibling thread broke it first, or a stale translation faulted).
+    /// False for any other fault, or when no frame is free for the copy. Needs the big kernel
+    /// lock (panics without it), not the memory's lock, which a sibling may hold.
+    pub fn resolve_write_fault(&self, address: u64) -> bool {
+        assert!(kernel_lock::is_held_here(), "changing user page tables without the big kernel lock");
+        // SAFETY: `root` lives as long as `self`; this CPU holds the big kernel lock (checked
+        // above), under which alone the tables change.
+        unsafe { super::address_space::user_range_accessible(self.root, address, 1, true) }
     }
 
     /// Copies `len` bytes from `source_address` in `source` to `target_address` in `target`

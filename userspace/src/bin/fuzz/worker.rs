@@ -13,6 +13,12 @@
 //! beyond the table, some calls enter through `int 0x80`, and some load junk into every
 //! other register, the stack pointer included (the IPC calls always do).
 //!
+//! `process_copy` copies one of the worker's children (a partner or a one-shot child, both
+//! `fuzz`) copy-on-write, starting the copy's thread at [`copy_exits`], which exits at once
+//! without touching memory; or it carries registers the kernel must refuse (a kernel RIP:
+//! `EINVAL`) or a kernel pointer (`EFAULT`). The copies are kept, killed and waited for
+//! like the worker's other children.
+//!
 //! Spawns that succeed start `fuzz --exit N` (exits N a millisecond later) or, mostly, an
 //! IPC [`partner`](crate::partner), given the worker's meeting places (two endpoints, a
 //! notification, shared memory) and sometimes another of its handles, so the partners serve
@@ -54,8 +60,9 @@ use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
     MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
     RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, JOB_CREATE, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
-    THREAD_CREATE, THREAD_EXIT, FUTEX_WAIT, FUTEX_WAKE,
+    THREAD_CREATE, THREAD_EXIT, FUTEX_WAIT, FUTEX_WAKE, PROCESS_COPY,
 };
+use abi::exception::Registers;
 use core::sync::atomic::{AtomicU32, Ordering};
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
 use userlib::ipc::{self, Endpoint};
@@ -188,6 +195,52 @@ extern "C" fn fuzz_thread(arg: u64) -> ! {
             options(noreturn, nostack),
         )
     }
+}
+
+/// The status a copy made by `process_copy` exits with.
+const COPY_STATUS: i32 = 57;
+
+/// Where a copy's thread starts: exits with [`COPY_STATUS`], touching no memory (the stack
+/// pointer it is given points nowhere in particular).
+#[unsafe(naked)]
+extern "C" fn copy_exits() -> ! {
+    core::arch::naked_asm!(
+        "mov edi, {status}",
+        "mov eax, {exit}",
+        "syscall",
+        "ud2",
+        status = const COPY_STATUS,
+        exit = const EXIT,
+    )
+}
+
+/// The registers the next `process_copy` passes (set in `make_safe`).
+static mut COPY_REGISTERS: Registers = Registers {
+    rip: 0,
+    rsp: 0,
+    rflags: 0,
+    rax: 0,
+    rbx: 0,
+    rcx: 0,
+    rdx: 0,
+    rsi: 0,
+    rdi: 0,
+    rbp: 0,
+    r8: 0,
+    r9: 0,
+    r10: 0,
+    r11: 0,
+    r12: 0,
+    r13: 0,
+    r14: 0,
+    r15: 0,
+    flags: 0,
+    reserved: 0,
+};
+
+/// Where a good copy starts.
+fn copy_entry() -> u64 {
+    copy_exits as *const () as u64
 }
 
 /// Bytes the kernel reads: random, filled once by each worker.
@@ -525,7 +578,7 @@ impl Worker {
         use abi::syscall::*;
         Some(match number {
             WRITE | READ => Kind::Pipe,
-            WAIT | KILL | PROCESS_PID => Kind::Process,
+            WAIT | KILL | PROCESS_PID | PROCESS_COPY => Kind::Process,
             HANDLE_INFO => Kind::Thread,
             ENDPOINT_MINT | ENDPOINT_BIND | CALL | RECV | REPLY_RECV => Kind::Endpoint,
             REPLY => Kind::Reply,
@@ -790,6 +843,29 @@ impl Worker {
                     None => args[0] = 0xdead_beef_0000_0000,
                 },
             },
+            // A copy that starts anywhere but `copy_exits` could fault or spin: its registers
+            // start it there, or must be refused (a kernel RIP, a kernel pointer).
+            PROCESS_COPY => {
+                let rip = match rng.below(8) {
+                    0 => {
+                        args[1] = rng.pick(&KERNEL_ADDRESSES);
+                        return;
+                    }
+                    1 => rng.pick(&KERNEL_ADDRESSES),
+                    _ => copy_entry(),
+                };
+                // Any RFLAGS but TF, which would end the copy with a debug trap after its
+                // first instruction (the kernel keeps TF: a debugger single-steps with it).
+                let rflags = rng.next() & !abi::exception::RFLAGS_TF;
+                let registers = Registers { rip, rsp: USER_STACK_TOP - 64, rflags, rax: rng.next(), ..Registers::default() };
+                // SAFETY: only the worker's main thread uses `COPY_REGISTERS`, and only here
+                // and in the call that reads it.
+                unsafe { COPY_REGISTERS = registers };
+                args[1] = (&raw const COPY_REGISTERS) as u64;
+                if rng.below(4) != 0 {
+                    args[2] = NO_HANDLE;
+                }
+            }
             // A wait for ever on a word nobody changes would block the worker for good.
             FUTEX_WAIT if args[2] > 2 * MS || args[2] == abi::ipc::FOREVER => args[2] = rng.below(2 * MS),
             // Neither `munmap` nor `mprotect` may touch the threads' stacks.
@@ -1038,6 +1114,18 @@ impl Worker {
             THREAD_CREATE => SLOT_BUSY[(args[2] % THREAD_SLOTS as u64) as usize].store(0, Ordering::Release),
             FUTEX_WAKE if result > 0 && args[1] < result as u64 => {
                 self.problem(index, format_args!("futex_wake({}) woke {result}", args[1]))
+            }
+            PROCESS_COPY if result >= 0 => {
+                // SAFETY: as in `make_safe`; the call has returned.
+                let rip = unsafe { COPY_REGISTERS.rip };
+                if args[1] != (&raw const COPY_REGISTERS) as u64 || rip != copy_entry() {
+                    self.problem(index, format_args!("process_copy with registers at {:#x} (rip {rip:#x}) worked", args[1]));
+                }
+                if let Ok(pid) = sys::process_pid(result as u64) {
+                    self.children[self.children_next] = (pid, COPY_STATUS);
+                    self.children_next = (self.children_next + 1) % self.children.len();
+                }
+                self.remember(result as u64);
             }
             WAIT if result >= 0 => self.check_waited(index, waited_pid, args[1]),
             _ => {}

@@ -36,6 +36,7 @@ mod dirty;
 
 mod common;
 mod console;
+mod cow;
 mod debugging;
 mod devices;
 mod exceptions;
@@ -85,6 +86,7 @@ fn main() -> i32 {
         fpu::CASES,
         exceptions::CASES,
         debugging::CASES,
+        cow::CASES,
         scheduling::CASES,
         services::CASES,
     ]
@@ -102,6 +104,7 @@ fn main() -> i32 {
         fpu::HELPERS,
         exceptions::HELPERS,
         debugging::HELPERS,
+        cow::HELPERS,
         services::HELPERS,
         threads::HELPERS,
     ]
