@@ -37,6 +37,7 @@ pub const CASES: &[Case] = userlib::cases![
     here cow_copy_killed_while_the_source_runs,
     here cow_source_ending_while_the_copy_runs,
     here cow_mprotect_back_to_writable_keeps_a_shared_page_shared,
+    here cow_a_copy_of_a_copy_sees_the_source_and_frees_every_frame,
 ];
 
 pub const HELPERS: &[(&str, Helper)] = &[("cow_source", helper_cow_source)];
@@ -509,6 +510,43 @@ fn cow_frames_are_freed_exactly() -> Outcome {
         sys::kill(copy).context("kill of the copy")?;
         expect_exit("the copy, killed", finish_within(copy, "the copy")?, KILLED)?;
         // The source writes its pages, shared with nobody now: no frame is taken.
+        check!(source.command(SOURCE_REWRITE)? == 0, "the source could not rewrite its pages");
+        let after = system_frames()?;
+        check!(after == before, "{before} frames before the copies, {after} after");
+        Ok(())
+    })();
+    source.finish()?;
+    outcome
+}
+
+fn cow_a_copy_of_a_copy_sees_the_source_and_frees_every_frame() -> Outcome {
+    let source = Source::start(16)?;
+    let before = system_frames()?;
+    let outcome = (|| {
+        let first = source.copy(COPY_WAIT)?;
+        let copies_of_the_copy = (|| {
+            source.wait_for_copy_state()?;
+            // Every data page has three owners while this runs: the source and both copies.
+            let copy_of_copy = |job| {
+                sys::process_copy(first.handle, &copy_registers(job, source.pages), None).context("process_copy of a copy")
+            };
+            let checker = copy_of_copy(COPY_CHECK)?;
+            expect_exit("the copy of the copy checking", finish_within(checker, "the copy of the copy")?, 0)?;
+            let saw = source.words[COPY_SAW].load(Ordering::Acquire);
+            check!(saw == COPY_SAW_VALUE, "the copy of the copy did not see the source's memory ({saw:#x})");
+            let writer = copy_of_copy(COPY_WRITE_ALL)?;
+            expect_exit("the copy of the copy writing every page", finish_within(writer, "the copy of the copy")?, 0)?;
+            // Its writes were its own: the first copy still holds the source's words.
+            let word = source.read_word(first.handle, source.pages - 1, 5)?;
+            check!(word == pattern(SOURCE_TAG, source.pages - 1, 5), "the first copy's word became {word:#x}");
+            Ok(())
+        })();
+        let _ = sys::kill(first);
+        let ended = finish_within(first, "the first copy");
+        copies_of_the_copy?;
+        expect_exit("the first copy, killed", ended?, KILLED)?;
+        check!(source.command(SOURCE_CHECK)? == 0, "the source's pages changed under its copies");
+        // Shared with nobody now: rewriting takes no frame.
         check!(source.command(SOURCE_REWRITE)? == 0, "the source could not rewrite its pages");
         let after = system_frames()?;
         check!(after == before, "{before} frames before the copies, {after} after");
