@@ -64,6 +64,7 @@ use crate::arch::cpu::{self, MAX_CPUS};
 use crate::arch::kernel_lock::{self, Pause};
 use crate::arch::{gdt, smp};
 use crate::arch::trap::{CpuFault, TrapFrame};
+use crate::arch::user_state::Base;
 use crate::mm::address_space::PAGES_PER_STEP;
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::user_memory::{ProcessMemory, UserMemory};
@@ -273,6 +274,10 @@ static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX
 /// takes a thread from the run queue.
 static SLEEPER_WAITING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
+/// Whether the process each CPU runs is in syscall mode (`Process::syscalls_as_messages`),
+/// set at the switch that enters it; the syscall hook reads it without a lock.
+static SYSCALL_MODE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
 /// Set when a CPU's `departed` holds a thread for [`after_switch`] to finish, so a switch
 /// with none does not take the lock again.
 static DEPARTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -460,6 +465,7 @@ impl Scheduler {
                     }
                     gdt::set_io_permissions(&process.io_ports);
                     cpu::set_current_pid(process.pid);
+                    SYSCALL_MODE[this_cpu].store(process.syscalls_as_messages, Ordering::Relaxed);
                 }
                 self.cpus[this_cpu].current = Some(slot);
                 context
@@ -470,6 +476,7 @@ impl Scheduler {
                 kernel_stack::load_none_for_entries();
                 gdt::set_io_permissions(&Default::default());
                 cpu::set_current_pid(0);
+                SYSCALL_MODE[this_cpu].store(false, Ordering::Relaxed);
                 // An idle CPU holds no process's address space, so only the CPU that runs a
                 // process can cache its translations (see `arch::tlb`).
                 crate::mm::paging::activate_kernel_root();
@@ -523,6 +530,12 @@ pub fn current_pid() -> Pid {
     cpu::current_pid()
 }
 
+/// Whether the running process makes its system calls as messages (decision 72).
+#[inline]
+pub fn syscalls_as_messages() -> bool {
+    SYSCALL_MODE[cpu::index()].load(Ordering::Relaxed)
+}
+
 /// The parent of the running process.
 pub fn parent_pid() -> Pid {
     with_scheduler(|scheduler| scheduler.current_process().parent)
@@ -553,6 +566,11 @@ pub fn spawn(
     let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
+    // Taken before the scheduler's lock (the last in the lock order); no preemption point
+    // lies between here and the entry into the table.
+    let exception = job.exception_for_new_process();
+    let syscalls_as_messages = exception.as_ref().is_some_and(|exception| exception.syscalls);
+    let mut exception_endpoint = exception.map(|exception| exception.endpoint);
     let mut handles = Some(handles);
     let mut stack = Some(stack);
     let spawned = with_scheduler(|scheduler| {
@@ -567,6 +585,7 @@ pub fn spawn(
         let pid = scheduler.ids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         scheduler.first_pid.get_or_insert(pid);
         let object = Arc::new(ProcessObject::new(pid, slot, handles.take().unwrap_or_default()));
+        *object.exception_endpoint.lock() = exception_endpoint.take();
         let process = Process {
             pid,
             parent,
@@ -579,6 +598,7 @@ pub fn spawn(
             ending_with: None,
             departed_cpu_time_ns: 0,
             cpu: 0,
+            syscalls_as_messages,
             io_ports: Default::default(),
         };
         scheduler.processes.insert_at(slot, process);
@@ -588,39 +608,64 @@ pub fn spawn(
         scheduler.push_ready(thread_slot);
         Ok(object)
     });
-    // Handles and the stack of a child that could not start are dropped outside the lock
-    // (closing a handle may wake another thread).
+    // Handles, the stack and the endpoint of a child that could not start are dropped
+    // outside the lock (closing a handle may wake another thread).
     drop(handles);
     drop(stack);
+    drop(exception_endpoint);
     spawned
 }
 
-/// Starts a thread in the running process that enters ring 3 with `frame`; returns its
-/// object. `JobKilled` once the process is ending.
-pub fn create_thread(frame: TrapFrame) -> Result<Arc<ThreadObject>, SpawnError> {
+/// Starts a thread in `process` (the caller's or another) that enters ring 3 with `frame`
+/// and the FS and GS bases `fs_base` and `gs_base` (lower-half addresses: callers sanitise
+/// them, see `exception::start_thread`); returns its object. `JobKilled` once the process is
+/// ending (or has ended).
+pub fn start_thread(process: &ProcessObject, frame: TrapFrame, fs_base: u64, gs_base: u64) -> Result<Arc<ThreadObject>, SpawnError> {
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
+    // Nothing runs on the new stack yet, so its bases are set before its first switch in.
+    let bases = stack.set_user_base(Base::Fs, fs_base).and(stack.set_user_base(Base::Gs, gs_base));
+    assert!(bases.is_ok(), "a thread started with a base that was not sanitised");
     let mut stack = Some(stack);
     let created = with_scheduler(|scheduler| {
-        let process_slot = scheduler.current_thread().process_slot;
-        let process = scheduler.current_process();
-        if process.ending_with.is_some() {
+        let process_slot = process.slot;
+        let entry = scheduler.processes.at_mut(process_slot).filter(|entry| entry.pid == process.pid).ok_or(SpawnError::JobKilled)?;
+        if entry.ending_with.is_some() {
             return Err(SpawnError::JobKilled);
         }
-        if process.threads >= abi::THREADS_PER_PROCESS_MAX {
+        if entry.threads >= abi::THREADS_PER_PROCESS_MAX {
             return Err(SpawnError::TooManyProcesses);
         }
-        let object = process.object.clone();
+        let object = entry.object.clone();
         let slot = scheduler.threads.free_slot().ok_or(SpawnError::TooManyProcesses)?;
         let tid = scheduler.ids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         let thread_object = Arc::new(ThreadObject::new(tid, slot, object));
         let stack = stack.take().expect("the stack is used once");
         scheduler.threads.insert_at(slot, Thread::new(thread_object.clone(), process_slot, stack));
-        scheduler.current_process().threads += 1;
+        if let Some(entry) = scheduler.processes.at_mut(process_slot) {
+            entry.threads += 1;
+        }
         scheduler.push_ready(slot);
         Ok(thread_object)
     });
     drop(stack);
     created
+}
+
+/// The first thread of `process` (its id is the process's), while it is in the table.
+pub fn first_thread_of(process: &ProcessObject) -> Option<Arc<ThreadObject>> {
+    with_scheduler(|scheduler| {
+        scheduler.threads.iter().find(|thread| thread.tid == process.pid && thread.process_slot == process.slot).map(|thread| thread.object.clone())
+    })
+}
+
+/// Runs `f` on the kernel stack of the thread `thread` names, under the scheduler's lock
+/// (with the big kernel lock held, as every syscall does: see
+/// `KernelStack::read_saved_area`); `None` once the thread has left the table.
+pub fn with_thread_stack<R>(thread: &ThreadObject, f: impl FnOnce(&KernelStack) -> R) -> Option<R> {
+    with_scheduler(|scheduler| {
+        let entry = scheduler.threads.at(thread.slot).filter(|entry| entry.tid == thread.tid && entry.state != State::Ending)?;
+        entry.kernel_stack.as_ref().map(f)
+    })
 }
 
 /// Runs `f` on the running process's memory. The scheduler lock is not held meanwhile, so
@@ -998,7 +1043,7 @@ pub fn kill_thread(thread: &ThreadObject) -> Result<(), KillError> {
 /// process in it or below it but the first, in one hold of the scheduler's lock.
 /// `NoSuchProcess` if it was killed already.
 pub fn kill_job(job: &Job) -> Result<(), KillError> {
-    with_scheduler(|scheduler| {
+    let killed = with_scheduler(|scheduler| {
         if !job.mark_killed() {
             return Err(KillError::NoSuchProcess);
         }
@@ -1010,7 +1055,10 @@ pub fn kill_job(job: &Job) -> Result<(), KillError> {
             }
         }
         Ok(())
-    })
+    });
+    // Outside the lock: dropping an endpoint's last reference may report its close.
+    drop(job.take_exception());
+    killed
 }
 
 /// The job the running process is in.
