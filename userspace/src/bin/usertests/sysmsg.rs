@@ -1,13 +1,13 @@
 //! System calls as messages, thread state by handle and threads started in another process
 //! (decision 72). The children in syscall mode are tiny ELF programs made here from
-//! position-independent routines of this program (copied between two labels), so that every
+//! position-independent routines of this program (copied between two labels,
+//! `process::spawn_code`), so that every
 //! instruction they run is known: none of them makes an Enigma system call that the suite
 //! would have to answer first. They are spawned into a job whose exception endpoint was set
 //! with `SYSCALLS`, and the suite is their handler.
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::arch::global_asm;
 
 use abi::errno::{E2BIG, EBUSY, EINVAL, EPERM, ESRCH};
@@ -18,7 +18,7 @@ use abi::status::{FAULT, KILLED};
 use abi::ExitInfo;
 use userlib::check;
 use userlib::exception::{self, Exception, Syscall};
-use userlib::ipc::{Endpoint, Reply, SharedMemory};
+use userlib::ipc::{Endpoint, Reply};
 use userlib::process::Ending;
 use userlib::sys::{self, Child};
 use userlib::testing::{Case, Context, Helper, Outcome};
@@ -111,42 +111,11 @@ global_asm!(
 /// program).
 static FS_WORD: u64 = 3;
 
-/// Where the tiny programs are loaded, and where their code starts in the file.
-const LOAD_ADDRESS: u64 = 0x40_0000;
-const CODE_OFFSET: usize = 0x80;
-
 /// The bytes between two labels of this program.
 fn code_between(start: u64, end: u64) -> &'static [u8] {
     // SAFETY: both labels lie in this program's text, `start` before `end`, which stays
     // mapped readable for the program's life.
     unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) }
-}
-
-/// A minimal static ELF executable: one read-execute segment holding the whole file at
-/// `LOAD_ADDRESS`, `code` at `CODE_OFFSET`, the entry at its first byte.
-fn tiny_elf(code: &[u8]) -> Vec<u8> {
-    let mut image = alloc::vec![0u8; CODE_OFFSET + code.len()];
-    let size = image.len() as u64;
-    let put = |image: &mut Vec<u8>, at: usize, bytes: &[u8]| image[at..at + bytes.len()].copy_from_slice(bytes);
-    put(&mut image, 0, b"\x7fELF\x02\x01\x01");
-    put(&mut image, 16, &2u16.to_le_bytes()); // ET_EXEC
-    put(&mut image, 18, &0x3eu16.to_le_bytes()); // x86_64
-    put(&mut image, 20, &1u32.to_le_bytes());
-    put(&mut image, 24, &(LOAD_ADDRESS + CODE_OFFSET as u64).to_le_bytes());
-    put(&mut image, 32, &64u64.to_le_bytes()); // program headers right after this header
-    put(&mut image, 52, &64u16.to_le_bytes());
-    put(&mut image, 54, &56u16.to_le_bytes());
-    put(&mut image, 56, &1u16.to_le_bytes());
-    put(&mut image, 64, &1u32.to_le_bytes()); // PT_LOAD
-    put(&mut image, 68, &5u32.to_le_bytes()); // R+X
-    put(&mut image, 72, &0u64.to_le_bytes());
-    put(&mut image, 80, &LOAD_ADDRESS.to_le_bytes());
-    put(&mut image, 88, &LOAD_ADDRESS.to_le_bytes());
-    put(&mut image, 96, &size.to_le_bytes());
-    put(&mut image, 104, &size.to_le_bytes());
-    put(&mut image, 112, &0x1000u64.to_le_bytes());
-    put(&mut image, CODE_OFFSET, code);
-    image
 }
 
 /// Which tiny program a child runs.
@@ -183,14 +152,7 @@ impl ModeJob {
 
     /// Spawns `program` into `job` (this one's, or one below it).
     fn spawn_into(&self, job: u64, program: Program) -> Result<Child, String> {
-        let image = tiny_elf(program.code());
-        let memory = SharedMemory::create(1).context("memory_create")?;
-        let address = memory.map(0, abi::PROT_READ | abi::PROT_WRITE).context("memory_map")?;
-        // SAFETY: one page was just mapped writable at `address`, and nothing else uses it.
-        unsafe { core::slice::from_raw_parts_mut(address as *mut u8, image.len()) }.copy_from_slice(&image);
-        // SAFETY: the copy above was the page's only use here.
-        unsafe { sys::munmap(address, abi::memory::PAGE_SIZE) }.context("munmap")?;
-        sys::spawn(memory.handle().raw(), &["sysmsg-tiny"], &[], Some(job)).context("spawn into the syscall-mode job")
+        userlib::process::spawn_code(program.code(), "sysmsg-tiny", Some(job)).context("spawn into the syscall-mode job")
     }
 
     fn spawn(&self, program: Program) -> Result<Child, String> {
