@@ -115,6 +115,9 @@ pub fn is_user_address(address: u64) -> bool {
 }
 
 impl Registers {
+    /// Every register zero (`Default` in a `const`).
+    pub const ZERO: Self = Self::from_words([0; REGISTERS_WORDS]);
+
     /// The fields in order.
     pub fn to_words(&self) -> [u64; REGISTERS_WORDS] {
         [
@@ -125,7 +128,7 @@ impl Registers {
     }
 
     /// Registers from their fields in order.
-    pub fn from_words(words: [u64; REGISTERS_WORDS]) -> Self {
+    pub const fn from_words(words: [u64; REGISTERS_WORDS]) -> Self {
         let [rip, rsp, rflags, rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15, fs_base, gs_base, flags, reserved] =
             words;
         Self { rip, rsp, rflags, rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15, fs_base, gs_base, flags, reserved }

@@ -274,10 +274,6 @@ static SLICE_START_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX
 /// takes a thread from the run queue.
 static SLEEPER_WAITING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Whether the process each CPU runs is in syscall mode (`Process::syscalls_as_messages`),
-/// set at the switch that enters it; the syscall hook reads it without a lock.
-static SYSCALL_MODE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-
 /// Set when a CPU's `departed` holds a thread for [`after_switch`] to finish, so a switch
 /// with none does not take the lock again.
 static DEPARTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -465,7 +461,7 @@ impl Scheduler {
                     }
                     gdt::set_io_permissions(&process.io_ports);
                     cpu::set_current_pid(process.pid);
-                    SYSCALL_MODE[this_cpu].store(process.syscalls_as_messages, Ordering::Relaxed);
+                    cpu::set_syscalls_as_messages(process.syscalls_as_messages);
                 }
                 self.cpus[this_cpu].current = Some(slot);
                 context
@@ -476,7 +472,7 @@ impl Scheduler {
                 kernel_stack::load_none_for_entries();
                 gdt::set_io_permissions(&Default::default());
                 cpu::set_current_pid(0);
-                SYSCALL_MODE[this_cpu].store(false, Ordering::Relaxed);
+                cpu::set_syscalls_as_messages(false);
                 // An idle CPU holds no process's address space, so only the CPU that runs a
                 // process can cache its translations (see `arch::tlb`).
                 crate::mm::paging::activate_kernel_root();
@@ -530,10 +526,11 @@ pub fn current_pid() -> Pid {
     cpu::current_pid()
 }
 
-/// Whether the running process makes its system calls as messages (decision 72).
+/// Whether the running process makes its system calls as messages (decision 72): set in the
+/// per-CPU block at the switch that enters a process (its mode never changes), one load.
 #[inline]
 pub fn syscalls_as_messages() -> bool {
-    SYSCALL_MODE[cpu::index()].load(Ordering::Relaxed)
+    cpu::syscalls_as_messages()
 }
 
 /// The parent of the running process.

@@ -54,10 +54,14 @@ use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
     MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
     RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, JOB_CREATE, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
-    THREAD_CREATE, THREAD_EXIT, FUTEX_WAIT, FUTEX_WAKE,
+    THREAD_CREATE, THREAD_EXIT, FUTEX_WAIT, FUTEX_WAKE, THREAD_START, EXCEPTION_ENDPOINT_SET,
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
+
+/// Registers `thread_start` must refuse: a kernel-half rip.
+static REFUSED_REGISTERS: abi::exception::Registers =
+    abi::exception::Registers { rip: 0xffff_8000_0000_0000, ..abi::exception::Registers::ZERO };
 use userlib::ipc::{self, Endpoint};
 use userlib::println;
 use userlib::process::Ending;
@@ -96,11 +100,11 @@ const KERNEL_ADDRESSES: [u64; 6] = [
 ];
 /// Every errno the kernel may return, or a server answer through the kernel's stream
 /// calls (`fs` answers `read` and `write` on its handles).
-pub const KNOWN_ERRNOS: [i64; 26] = {
+pub const KNOWN_ERRNOS: [i64; 27] = {
     use abi::errno::*;
     [
         EPERM, ENOENT, ESRCH, EINTR, EIO, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EEXIST, EXDEV, ENOTDIR, EISDIR,
-        EINVAL, EMFILE, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ETIMEDOUT,
+        EINVAL, EMFILE, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ETIMEDOUT, EBUSY,
     ]
 };
 
@@ -790,6 +794,19 @@ impl Worker {
                     None => args[0] = 0xdead_beef_0000_0000,
                 },
             },
+            // A thread started in a child at a random address would fault and end the child
+            // with a fault, which no child may: the registers are refused ones (a kernel-half
+            // rip: `EINVAL`) or unreadable (`EFAULT`).
+            THREAD_START => {
+                args[1] = match rng.below(2) {
+                    0 => &raw const REFUSED_REGISTERS as u64,
+                    _ => rng.pick(&KERNEL_ADDRESSES),
+                }
+            }
+            // A child in syscall mode would send its every system call to an endpoint the
+            // partners serve with answers that may resume it with garbage (and end it with a
+            // fault): the mode is never asked for (other flags are, and are refused).
+            EXCEPTION_ENDPOINT_SET => args[2] &= !abi::exception::SYSCALLS,
             // A wait for ever on a word nobody changes would block the worker for good.
             FUTEX_WAIT if args[2] > 2 * MS || args[2] == abi::ipc::FOREVER => args[2] = rng.below(2 * MS),
             // Neither `munmap` nor `mprotect` may touch the threads' stacks.
