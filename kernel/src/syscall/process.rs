@@ -27,7 +27,7 @@ use crate::object::job::{Job, JobException};
 use crate::object::{Handle, Object};
 use crate::arch::trap::TrapFrame;
 use crate::task::process::ProcessObject;
-use crate::task::thread::ThreadObject;
+use crate::task::thread::{Stopped, ThreadObject};
 use crate::task::scheduler::{self, KillError};
 
 /// `exit(status) -> !`: ends the whole process, every thread of it.
@@ -335,7 +335,7 @@ fn stopped_registers(thread: &ThreadObject) -> Result<Registers, i64> {
     if thread.exit.lock().is_some() {
         return Err(ESRCH);
     }
-    (*thread.stopped.lock()).ok_or(EBUSY)
+    thread.stopped.lock().map(|stopped| stopped.registers).ok_or(EBUSY)
 }
 
 /// `thread_state_read(thread, which, buf, len) -> size`: a stopped thread's registers or
@@ -381,7 +381,7 @@ pub fn thread_state_write(args: &Args) -> SyscallResult {
             // Still the same stop: the thread took nothing meanwhile (no preemption point lies
             // between, but its answer may have been delivered on another CPU).
             match slot.as_mut() {
-                Some(kept) => *kept = Registers { flags: stopped.flags, ..registers },
+                Some(kept) => *kept = Stopped { registers: Registers { flags: stopped.flags, ..registers }, written: true },
                 None => return Err(EBUSY),
             }
         }

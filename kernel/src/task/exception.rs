@@ -26,7 +26,7 @@ use abi::exception::{BadRegisters, IN_SYSCALL, REGISTERS_SIZE, Registers, VIA_IN
 
 use super::process::ProcessObject;
 use super::scheduler;
-use super::thread::ThreadObject;
+use super::thread::{Stopped, ThreadObject};
 use crate::arch::trap::{CpuFault, SYSCALL_VECTOR, TrapFrame};
 use crate::arch::user_state::Base;
 use crate::ipc::state::{Bytes, Destination, Outgoing, Room};
@@ -144,12 +144,17 @@ fn fill_frame(registers: &Registers, frame: &mut TrapFrame) {
     frame.r15 = registers.r15;
 }
 
-/// Gives the running thread sanitised registers: its frame and its FS and GS bases.
-fn apply(registers: &Registers, frame: &mut TrapFrame) {
+/// Gives the running thread sanitised registers: its frame and, where they differ from
+/// `stopped_with`'s, its FS and GS bases.
+fn apply(registers: &Registers, stopped_with: &Registers, frame: &mut TrapFrame) {
     fill_frame(registers, frame);
     // Sanitised: both bases are lower-half addresses, which cannot be refused.
-    let _ = kernel_stack::set_user_base(Base::Fs, registers.fs_base);
-    let _ = kernel_stack::set_user_base(Base::Gs, registers.gs_base);
+    if registers.fs_base != stopped_with.fs_base {
+        let _ = kernel_stack::set_user_base(Base::Fs, registers.fs_base);
+    }
+    if registers.gs_base != stopped_with.gs_base {
+        let _ = kernel_stack::set_user_base(Base::Gs, registers.gs_base);
+    }
 }
 
 /// Calls the thread's exception endpoint, if it has one, with `label` and `words` (the
@@ -161,7 +166,7 @@ fn deliver(label: u64, words: [u64; 3], flags: u64, frame: &mut TrapFrame) -> Ou
     let Some(endpoint) = endpoint else { return Outcome::Kill(None) };
     let registers = registers_of(frame, flags);
     me.ipc.lock().kernel_bytes.0 = registers.to_bytes();
-    *me.stopped.lock() = Some(registers);
+    *me.stopped.lock() = Some(Stopped { registers, written: false });
     let [first, second, third] = words;
     let message = Outgoing {
         label,
@@ -172,9 +177,9 @@ fn deliver(label: u64, words: [u64; 3], flags: u64, frame: &mut TrapFrame) -> Ou
     let reply_into = Destination { buffer: Some(Room::Kernel) };
     let answer = ipc::call(&me, &endpoint, message, reply_into, Timeout::Forever);
     drop(endpoint);
-    // No longer stopped: what `thread_state_write` left counts from here on only if the
-    // answer asks for it.
-    let written = me.stopped.lock().take().filter(|written| *written != registers);
+    // No longer stopped: what `thread_state_write` left counts only if the answer carries no
+    // registers.
+    let written = me.stopped.lock().take().filter(|stopped| stopped.written).map(|stopped| stopped.registers);
     let received = match answer {
         // Killed while it waited: the way back to ring 3 ends it.
         Err(EINTR) => return Outcome::Resume,
@@ -195,7 +200,7 @@ fn deliver(label: u64, words: [u64; 3], flags: u64, frame: &mut TrapFrame) -> Ou
     };
     if let Some(chosen) = chosen {
         match chosen.sanitised() {
-            Ok(chosen) => apply(&chosen, frame),
+            Ok(chosen) => apply(&chosen, &registers, frame),
             Err(bad) => return Outcome::Kill(Some(Refused::Registers(bad))),
         }
     }

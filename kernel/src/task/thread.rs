@@ -146,8 +146,18 @@ pub struct ThreadObject {
     /// Its registers while it is stopped (waiting for the answer to its fault or syscall
     /// message, `task::exception`), which `thread_state_read` reads and `thread_state_write`
     /// replaces (sanitised); `None` otherwise.
-    pub stopped: spin::Mutex<Option<abi::exception::Registers>>,
+    pub stopped: spin::Mutex<Option<Stopped>>,
     _live: crate::object::LiveObject,
+}
+
+/// A stopped thread's registers (see [`ThreadObject::stopped`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Stopped {
+    /// As it stopped, or as `thread_state_write` left them.
+    pub registers: abi::exception::Registers,
+    /// Whether `thread_state_write` replaced them (the thread resumes with them then, unless
+    /// the answer carries registers of its own).
+    pub written: bool,
 }
 
 impl ThreadObject {
