@@ -39,6 +39,7 @@ pub const CASES: &[Case] = userlib::cases![
     here sysmsg_thread_state_needs_a_stopped_thread_and_debug,
     here sysmsg_thread_start_runs_chosen_registers_in_a_child,
     here sysmsg_thread_start_needs_debug_and_a_live_process,
+    here sysmsg_a_thread_started_in_a_syscall_mode_child_is_in_the_mode,
 ];
 
 pub const HELPERS: &[(&str, Helper)] = &[("sysmsg_idle", helper_idle), ("sysmsg_handler", helper_handler)];
@@ -476,4 +477,32 @@ fn sysmsg_thread_start_needs_debug_and_a_live_process() -> Outcome {
     let _ = userlib::ipc::close(kept);
     outcome?;
     expect_errno_of("an ended process", after, ESRCH)
+}
+
+fn sysmsg_a_thread_started_in_a_syscall_mode_child_is_in_the_mode() -> Outcome {
+    let mode = ModeJob::new()?;
+    let child = mode.spawn(Program::Exit)?;
+    let outcome = (|| {
+        // The first thread stops in its `exit`; a second one (what `clone` makes) runs the
+        // same code from the entry with a stack and an FS base of the handler's choosing.
+        let (first, first_reply) = mode.next_syscall()?;
+        let entry = userlib::process::CODE_LOAD_ADDRESS + userlib::process::CODE_OFFSET as u64;
+        let chosen = Registers { rip: entry, rsp: 0x7000_0000, fs_base: 0x6000, ..Registers::default() };
+        let thread = sys::thread_start(child.handle, &chosen).context("thread_start")?;
+        let second = mode.next_syscall();
+        let mut bytes = [0u8; REGISTERS_SIZE];
+        let state = sys::thread_state_read(thread, STATE_REGISTERS, &mut bytes);
+        let _ = userlib::ipc::close(thread);
+        let (second, second_reply) = second?;
+        state.context("thread_state_read through the new thread's handle")?;
+        exception::kill(second_reply).context("reply KILL")?;
+        drop(first_reply);
+        check!(second.number == abi::syscall::EXIT && second.tid != first.tid, "second syscall {} from thread {}", second.number, second.tid);
+        check!(second.registers.rsp == 0x7000_0000 && second.registers.fs_base == 0x6000, "the new thread's rsp {:#x}, FS base {:#x}", second.registers.rsp, second.registers.fs_base);
+        check!(Registers::from_bytes(&bytes) == Some(second.registers), "its state read through its handle differs from its message's");
+        Ok(())
+    })();
+    let info = finish_within(child, "the syscall-mode child")?;
+    outcome?;
+    expect_killed("the child answered KILL", info)
 }
