@@ -269,8 +269,9 @@ syscalls! {
     /// (waiting for the answer to its fault or syscall message) into `buf`, through a thread
     /// handle with DEBUG (or a process handle with DEBUG: its first thread, whose id is the
     /// process's), and returns its size. `len` 0 copies nothing and returns the size;
-    /// a `len` below it is `E2BIG`. `EBUSY` unless the thread is stopped (running, blocked
-    /// elsewhere, or already answered and on its way back), `ESRCH` once it has ended,
+    /// a `len` below it is `E2BIG`. `EBUSY` unless the thread is stopped: from its message
+    /// until it runs again after the answer (the FPU area also while a CPU is switching to
+    /// it); a thread running, or blocked in anything else, is not. `ESRCH` once it has ended,
     /// `EINVAL` for another `which`, `EPERM` without DEBUG.
     THREAD_STATE_READ = 57, "thread_state_read", [Handle, Int, OutPtr, Len];
     /// `thread_state_write(thread, which, buf, len) -> 0`: replaces that state of a stopped
