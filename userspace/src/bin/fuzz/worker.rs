@@ -20,7 +20,9 @@
 //!
 //! One call in [`FS_ONE_IN`] is instead a request to the `fs` server, or a short session
 //! with a file it opens there ([`files`]): fs must answer each with a count or an errno,
-//! hand over handles only where the protocol says, and still describe `/` at the end.
+//! hand over handles only where the protocol says, and still describe `/` at the end. One in
+//! [`STOP_ONE_IN`] of the rest is a round with a tiny child of the worker's own whose faults
+//! or system calls come to the worker as messages ([`stops`]).
 //!
 //! The worker keeps itself able to report: its console sessions 0-2, the image (3), the
 //! root directory (4), the problem board (shared memory at handle 5, where partners count
@@ -58,10 +60,6 @@ use abi::syscall::{
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 use abi::{ExitInfo, PROT_EXEC, PROT_READ, PROT_WRITE, ProcessInfo, SysInfo, UserStr};
-
-/// Registers `thread_start` must refuse: a kernel-half rip.
-static REFUSED_REGISTERS: abi::exception::Registers =
-    abi::exception::Registers { rip: 0xffff_8000_0000_0000, ..abi::exception::Registers::ZERO };
 use userlib::ipc::{self, Endpoint};
 use userlib::println;
 use userlib::process::Ending;
@@ -71,9 +69,16 @@ use crate::dirty::Call;
 use crate::{Decimal, MAX_REPORTED, MS, RISKY_ONE_IN, Risky, Rng};
 
 mod files;
+mod stops;
 
 /// One call in this many (of those not risky) is a request to `fs` ([`files`]).
 const FS_ONE_IN: u64 = 12;
+/// One call in this many (of those not risky or for `fs`) is a round with a child of its own
+/// whose faults or system calls the worker handles ([`stops`]).
+const STOP_ONE_IN: u64 = 64;
+/// Registers `thread_start` must refuse: a kernel-half rip.
+static REFUSED_REGISTERS: abi::exception::Registers =
+    abi::exception::Registers { rip: 0xffff_8000_0000_0000, ..abi::exception::Registers::ZERO };
 
 const PAGE: u64 = PAGE_SIZE;
 /// Spawned `fuzz --exit N` children get an N below this, and partners exit 0, so a status
@@ -325,6 +330,8 @@ impl Worker {
                 self.risky(index, risky, &mut rng);
             } else if rng.below(FS_ONE_IN) == 0 {
                 self.fs_request(index, &mut rng);
+            } else if rng.below(STOP_ONE_IN) == 0 {
+                self.stop_round(index, &mut rng);
             } else {
                 let planned = self.plan(&mut rng);
                 self.make(index, &planned);
