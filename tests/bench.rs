@@ -88,6 +88,7 @@ fn no_bench_figure_grows_over_its_baseline_and_the_kernel_keeps_its_latency_boun
         "ipc_call",
         "ipc_call_4k",
         "notify_wait",
+        "syscall_message",
         "spawn_file_wait",
         "pipe_pingpong",
         "file_read_1m",

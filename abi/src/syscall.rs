@@ -238,13 +238,21 @@ syscalls! {
     /// `tls_get(which) -> address`: the base `tls_set` last set (0 at first); `EINVAL` for a
     /// `which` other than [`crate::tls::FS`] and [`crate::tls::GS`].
     TLS_GET = 52, "tls_get", [Int];
-    /// `exception_endpoint_set(target, endpoint) -> 0`: faults of `target` (a process or
-    /// thread handle with DEBUG) in ring 3 go to `endpoint` (a handle with SEND) as messages
-    /// from then on, instead of ending the process; [`crate::handle::NO_HANDLE`] clears it. A
-    /// faulting thread `call`s its own endpoint if it has one, else its process's; it waits
-    /// for the handler's answer and resumes or ends as that says (see [`crate::exception`]).
-    /// `EBADF` for a bad handle, `EPERM` without DEBUG or SEND.
-    EXCEPTION_ENDPOINT_SET = 53, "exception_endpoint_set", [Handle, Handle];
+    /// `exception_endpoint_set(target, endpoint, flags) -> 0`: faults of `target` (a process
+    /// or thread handle with DEBUG) in ring 3 go to `endpoint` (a handle with SEND) as
+    /// messages from then on, instead of ending the process; [`crate::handle::NO_HANDLE`]
+    /// clears it. A faulting thread `call`s its own endpoint if it has one, else its
+    /// process's; it waits for the handler's answer and resumes or ends as that says (see
+    /// [`crate::exception`]). `target` may also be a job handle with MANAGE: every process
+    /// spawned into that job (or a job below it without one of its own) from then on starts
+    /// with that endpoint as its process endpoint, and with `flags` =
+    /// [`crate::exception::SYSCALLS`], in syscall mode: each of its `syscall` and `int 0x80`
+    /// instructions is a [`crate::exception::SYSCALL`] message to the endpoint, from its first
+    /// instruction on (the mode is fixed at birth; nothing runs outside it). `EINVAL` for
+    /// SYSCALLS on a process or thread target, for SYSCALLS without an endpoint, or for an
+    /// unknown flag; `EBADF` for a bad handle, `EPERM` without DEBUG (MANAGE for a job) or
+    /// SEND; `ESRCH` for an ended process or thread, or a killed job.
+    EXCEPTION_ENDPOINT_SET = 53, "exception_endpoint_set", [Handle, Handle, Int];
     /// `process_read(h, address, buf, len) -> 0`: copies `len` bytes at `address` in the
     /// memory of the process `h` names (DEBUG right) into `buf`. `EFAULT` unless the whole
     /// source is mapped there and the whole of `buf` is writable here; `E2BIG` past
@@ -260,13 +268,40 @@ syscalls! {
     /// every page it has, shared until either side writes it (then the writer gets its own);
     /// shared and device memory stay shared. Its one thread starts in ring 3 with the
     /// [`crate::exception::Registers`] at `registers` (sanitised as a fault handler's answer
-    /// is; clean floating-point state, FS and GS bases 0). Its handle table is empty; it has
-    /// the source's exception endpoint, if any. `job` as for `spawn`. The handle has
+    /// is; clean floating-point state, the FS and GS bases they carry). Its handle table is
+    /// empty; it has the source's exception endpoint, if any, and its syscall mode. `job` as for `spawn`. The handle has
     /// DUPLICATE, TRANSFER, WAIT, KILL and DEBUG. `EBADF`/`EPERM` for the handles, `ESRCH`
     /// if the source has ended, `EFAULT` for a bad `registers`, `EINVAL` for a RIP or RSP
     /// that is not a user address, `ENOMEM` without memory for the copy, `EAGAIN` at the
     /// process or thread limit.
     PROCESS_COPY = 56, "process_copy", [Handle, InPtr, Handle];
+    /// `thread_state_read(thread, which, buf, len) -> bytes`: copies the state `which` names
+    /// ([`crate::exception::STATE_REGISTERS`]: a [`crate::exception::Registers`];
+    /// [`crate::exception::STATE_FPU`]: the x87/SSE/AVX save area) of a *stopped* thread
+    /// (waiting for the answer to its fault or syscall message) into `buf`, through a thread
+    /// handle with DEBUG (or a process handle with DEBUG: its first thread, whose id is the
+    /// process's), and returns its size. `len` 0 copies nothing and returns the size;
+    /// a `len` below it is `E2BIG`. `EBUSY` unless the thread is stopped: from its message
+    /// until it runs again after the answer (the FPU area also while a CPU is switching to
+    /// it); a thread running, or blocked in anything else, is not. `ESRCH` once it has ended,
+    /// `EINVAL` for another `which`, `EPERM` without DEBUG.
+    THREAD_STATE_READ = 57, "thread_state_read", [Handle, Int, OutPtr, Len];
+    /// `thread_state_write(thread, which, buf, len) -> 0`: replaces that state of a stopped
+    /// thread; `len` must be its size exactly (`EINVAL`). Registers are checked as a RESUME's
+    /// are (user RIP/RSP, bases below `tls::BASE_END`: `EINVAL`; RFLAGS masked) and take
+    /// effect when the thread resumes (a RESUME without registers keeps them; one with
+    /// registers replaces them). The FPU area is refused (`EINVAL`) if MXCSR sets a bit the
+    /// CPU does not support or the XSAVE header names a component not enabled, uses the
+    /// compacted format or has a reserved byte set, so `xrstor` cannot fault. Other errors as
+    /// `thread_state_read`.
+    THREAD_STATE_WRITE = 58, "thread_state_write", [Handle, Int, InPtr, Len];
+    /// `thread_start(process, registers) -> thread handle`: a new thread in the process
+    /// `process` names (DEBUG right; may be another process) that enters ring 3 with every
+    /// register from the [`crate::exception::Registers`] at `registers` (checked as a
+    /// RESUME's are: `EINVAL`), FS and GS bases included, and clean floating-point state. The
+    /// handle has the rights `thread_create` gives. `ESRCH` once the process is ending; the
+    /// limits and `EAGAIN` as `thread_create`.
+    THREAD_START = 59, "thread_start", [Handle, InPtr];
 }
 
 /// Size of the kernel's dispatch table. Numbers at or above it return `-ENOSYS`.

@@ -5,6 +5,9 @@
 //! with [`resume`] (optionally with changed registers) or [`kill`]. See `abi::exception` for
 //! the message format.
 //!
+//! A personality server puts a job in syscall mode with [`set_job`] (`SYSCALLS`), spawns its
+//! program there, and answers each [`Syscall`] with [`resume`] (rax = the result).
+//!
 //! ```ignore
 //! let endpoint = Endpoint::create()?;
 //! exception::set(child.handle, Some(&endpoint))?;
@@ -22,7 +25,7 @@ use abi::exception::{REGISTERS_SIZE, Registers};
 use crate::ipc::{Endpoint, Message, Reply, Request, Transfer};
 use crate::sys::{self, Result};
 
-pub use abi::exception::{FAULT, KILL, RESUME};
+pub use abi::exception::{FAULT, IN_SYSCALL, KILL, RESUME, SYSCALL, SYSCALLS, VIA_INT80};
 
 /// Room a handler receives a fault message into: its registers.
 pub const ROOM: usize = REGISTERS_SIZE;
@@ -30,7 +33,45 @@ pub const ROOM: usize = REGISTERS_SIZE;
 /// Sends the faults of the process or thread `target` (a handle with DEBUG) to `endpoint`;
 /// `None` clears it, and its faults end it again.
 pub fn set(target: u64, endpoint: Option<&Endpoint>) -> Result<()> {
-    sys::exception_endpoint_set(target, endpoint.map(|endpoint| endpoint.handle().raw()))
+    sys::exception_endpoint_set(target, endpoint.map(|endpoint| endpoint.handle().raw()), 0)
+}
+
+/// What processes spawned into the job `job` (a handle with MANAGE) from now on start with:
+/// `endpoint` as their exception endpoint, and with `flags` = [`SYSCALLS`] every system call
+/// of theirs a [`Syscall`] message to it.
+pub fn set_job(job: u64, endpoint: Option<&Endpoint>, flags: u64) -> Result<()> {
+    sys::exception_endpoint_set(job, endpoint.map(|endpoint| endpoint.handle().raw()), flags)
+}
+
+/// A system call of a process in syscall mode, as its handler receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syscall {
+    /// Its number (rax).
+    pub number: u64,
+    /// [`IN_SYSCALL`], with [`VIA_INT80`] for `int 0x80`.
+    pub flags: u64,
+    /// The calling thread.
+    pub tid: u32,
+    /// Its registers (rip after the instruction; the arguments in rdi, rsi, rdx, r10, r8, r9).
+    pub registers: Registers,
+}
+
+impl Syscall {
+    /// Decodes a syscall message (`None` for any other).
+    pub fn decode(request: &Request, room: &[u8]) -> Option<Self> {
+        if request.message.label != SYSCALL || request.arrived.len != REGISTERS_SIZE {
+            return None;
+        }
+        let registers = Registers::from_bytes(room.get(..REGISTERS_SIZE)?)?;
+        let [number, flags, _, tid] = request.message.words;
+        Some(Self { number, flags, tid: tid as u32, registers })
+    }
+
+    /// The six arguments, in order.
+    pub fn args(&self) -> [u64; 6] {
+        let r = &self.registers;
+        [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+    }
 }
 
 /// A fault, as a handler receives it.

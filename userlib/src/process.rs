@@ -1,5 +1,6 @@
 //! Processes as programs see them: [`Process`], a started program held by its handle, and
-//! starting one from a file ([`spawn`], [`program_path`]); a whole snapshot of the process
+//! starting one from a file ([`spawn`], [`program_path`]) or from a few bytes of
+//! position-independent code ([`spawn_code`]); a whole snapshot of the process
 //! table, the list of programs in `/bin`, a `ps`-style table, and how a process ended in
 //! words.
 
@@ -11,6 +12,61 @@ use core::fmt;
 use abi::{ExitInfo, ProcessInfo, ProcessState};
 
 use crate::sys::{self, Child};
+
+/// Where [`code_image`] loads its code: the first user page, at [`CODE_OFFSET`] into it.
+pub const CODE_LOAD_ADDRESS: u64 = abi::memory::USER_START;
+/// Where the code starts in a [`code_image`]: past the ELF header and its program header.
+pub const CODE_OFFSET: usize = 0x80;
+
+/// A minimal static ELF executable: one read-execute segment holding the whole file at
+/// [`CODE_LOAD_ADDRESS`], `code` (position-independent; it may not write itself) at
+/// [`CODE_OFFSET`], the entry at its first byte. For programs whose every instruction must
+/// be known: no runtime runs before `code`.
+pub fn code_image(code: &[u8]) -> Vec<u8> {
+    let mut image = vec![0u8; CODE_OFFSET + code.len()];
+    let size = image.len() as u64;
+    let fields: [(usize, &[u8]); 17] = [
+        (0, b"\x7fELF\x02\x01\x01"),
+        (16, &2u16.to_le_bytes()),    // ET_EXEC
+        (18, &0x3eu16.to_le_bytes()), // x86_64
+        (20, &1u32.to_le_bytes()),
+        (24, &(CODE_LOAD_ADDRESS + CODE_OFFSET as u64).to_le_bytes()),
+        (32, &64u64.to_le_bytes()), // the program header right after this one
+        (52, &64u16.to_le_bytes()),
+        (54, &56u16.to_le_bytes()),
+        (56, &1u16.to_le_bytes()),
+        (64, &1u32.to_le_bytes()), // PT_LOAD
+        (68, &5u32.to_le_bytes()), // read, execute
+        (72, &0u64.to_le_bytes()),
+        (80, &CODE_LOAD_ADDRESS.to_le_bytes()),
+        (88, &CODE_LOAD_ADDRESS.to_le_bytes()),
+        (96, &size.to_le_bytes()),
+        (104, &size.to_le_bytes()),
+        (112, &0x1000u64.to_le_bytes()),
+    ];
+    for (at, bytes) in fields {
+        image[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    image[CODE_OFFSET..].copy_from_slice(code);
+    image
+}
+
+/// Starts [`code_image`]`(code)` as a process named `name` in `job` (`None`: this program's
+/// own), with no handles; at most a page of image.
+pub fn spawn_code(code: &[u8], name: &str, job: Option<u64>) -> sys::Result<Child> {
+    let image = code_image(code);
+    if image.len() as u64 > abi::memory::PAGE_SIZE {
+        return Err(sys::Errno(abi::errno::E2BIG));
+    }
+    let memory = crate::ipc::SharedMemory::create(1)?;
+    let address = memory.map(0, abi::PROT_READ | abi::PROT_WRITE)?;
+    // SAFETY: a page was just mapped writable at `address`, used by nothing else, and the
+    // image fits it.
+    unsafe { core::slice::from_raw_parts_mut(address as *mut u8, image.len()) }.copy_from_slice(&image);
+    // SAFETY: the copy above was the mapping's only use.
+    unsafe { sys::munmap(address, abi::memory::PAGE_SIZE) }?;
+    sys::spawn(memory.handle().raw(), &[name], &[], job)
+}
 
 /// Where programs are: a program named without a `/` is looked up here.
 pub const PROGRAM_DIRECTORY: &str = "/bin";

@@ -272,10 +272,31 @@ pub fn thread_exit(status: i32) -> ! {
 }
 
 /// `exception_endpoint_set`: faults of the process or thread `target` (a handle with DEBUG)
-/// go to the endpoint `endpoint` (a handle with SEND) as messages; `None` clears it (see
-/// [`crate::exception`]).
-pub fn exception_endpoint_set(target: u64, endpoint: Option<u64>) -> Result<()> {
-    call(EXCEPTION_ENDPOINT_SET, [target, endpoint.unwrap_or(abi::handle::NO_HANDLE), 0, 0, 0, 0]).map(|_| ())
+/// go to the endpoint `endpoint` (a handle with SEND) as messages; `None` clears it. On a job
+/// (MANAGE): what processes spawned into it start with, and with `flags` =
+/// `abi::exception::SYSCALLS` their system calls are messages too (see [`crate::exception`]).
+pub fn exception_endpoint_set(target: u64, endpoint: Option<u64>, flags: u64) -> Result<()> {
+    call(EXCEPTION_ENDPOINT_SET, [target, endpoint.unwrap_or(abi::handle::NO_HANDLE), flags, 0, 0, 0]).map(|_| ())
+}
+
+/// `thread_state_read`: copies the state `which` (`abi::exception::STATE_REGISTERS` or
+/// `STATE_FPU`) of the stopped thread `thread` (a handle with DEBUG) into `buffer`; returns
+/// its size (an empty `buffer` asks for the size only).
+pub fn thread_state_read(thread: u64, which: u64, buffer: &mut [u8]) -> Result<usize> {
+    call(THREAD_STATE_READ, [thread, which, buffer.as_mut_ptr() as u64, buffer.len() as u64, 0, 0]).map(|size| size as usize)
+}
+
+/// `thread_state_write`: replaces the state `which` of the stopped thread `thread` with
+/// `bytes` (exactly its size).
+pub fn thread_state_write(thread: u64, which: u64, bytes: &[u8]) -> Result<()> {
+    call(THREAD_STATE_WRITE, [thread, which, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0]).map(|_| ())
+}
+
+/// `thread_start`: a new thread in the process `process` names (a handle with DEBUG) that
+/// starts with `registers`; returns the thread handle's number.
+pub fn thread_start(process: u64, registers: &abi::exception::Registers) -> Result<u64> {
+    let bytes = registers.to_bytes();
+    call(THREAD_START, [process, bytes.as_ptr() as u64, 0, 0, 0, 0])
 }
 
 /// `gettid`: the calling thread's id (the first thread's is the process id).

@@ -16,6 +16,8 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::ipc::endpoint::EndpointRef;
+
 use abi::errno::{ENOSPC, ESRCH};
 
 use super::LiveObject;
@@ -27,13 +29,26 @@ pub struct Job {
     /// Jobs from the root to this one, both counted.
     depth: usize,
     killed: AtomicBool,
+    /// What processes spawned into it (or below it, unless a nearer job has its own) start
+    /// with: an exception endpoint, and whether their system calls are messages to it
+    /// (`exception_endpoint_set` on the job; decision 72). Taken when the job is killed.
+    exception: spin::Mutex<Option<JobException>>,
     _live: LiveObject,
+}
+
+/// A job's exception endpoint and mode, for the processes spawned into it.
+#[derive(Clone, Debug)]
+pub struct JobException {
+    /// The endpoint their faults (and system calls, in syscall mode) go to.
+    pub endpoint: Arc<EndpointRef>,
+    /// Whether they start in syscall mode.
+    pub syscalls: bool,
 }
 
 impl Job {
     /// The root job (made once, at boot, for init).
     pub fn root() -> Arc<Self> {
-        Arc::new(Self { parent: None, depth: 1, killed: AtomicBool::new(false), _live: LiveObject::new() })
+        Arc::new(Self { parent: None, depth: 1, killed: AtomicBool::new(false), exception: spin::Mutex::new(None), _live: LiveObject::new() })
     }
 
     /// A new job below `parent`: `ESRCH` if `parent` or a job above it was killed, `ENOSPC`
@@ -45,7 +60,13 @@ impl Job {
         if parent.depth >= abi::JOB_DEPTH_MAX {
             return Err(ENOSPC);
         }
-        Ok(Arc::new(Self { parent: Some(parent.clone()), depth: parent.depth + 1, killed: AtomicBool::new(false), _live: LiveObject::new() }))
+        Ok(Arc::new(Self {
+            parent: Some(parent.clone()),
+            depth: parent.depth + 1,
+            killed: AtomicBool::new(false),
+            exception: spin::Mutex::new(None),
+            _live: LiveObject::new(),
+        }))
     }
 
     /// This job and the ones above it, nearest first.
@@ -66,5 +87,26 @@ impl Job {
     /// Marks the job killed; `false` if it was already.
     pub fn mark_killed(&self) -> bool {
         !self.killed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes the job's exception setting (a killed job starts nothing again), to be dropped
+    /// outside the caller's locks.
+    pub fn take_exception(&self) -> Option<JobException> {
+        self.exception.lock().take()
+    }
+
+    /// Sets (or with `None` clears) what processes spawned into this job start with; returns
+    /// what was set before, to be dropped outside the caller's locks. `ESRCH` once the job
+    /// (or one above it) was killed.
+    pub fn set_exception(&self, exception: Option<JobException>) -> Result<Option<JobException>, i64> {
+        if self.is_killed() {
+            return Err(ESRCH);
+        }
+        Ok(core::mem::replace(&mut *self.exception.lock(), exception))
+    }
+
+    /// What a process spawned into this job starts with: the nearest setting up its lineage.
+    pub fn exception_for_new_process(&self) -> Option<JobException> {
+        self.lineage().find_map(|job| job.exception.lock().clone())
     }
 }

@@ -1,7 +1,7 @@
 //! Process and thread syscalls: `exit`, `getpid`, `getppid`, `yield`, `spawn`, `wait`,
 //! `kill`, `process_pid`, `process_list`, `thread_create`, `thread_exit`, `gettid`,
-//! `exception_endpoint_set`, `process_read`, `process_write`, `process_copy`, and jobs'
-//! `job_create`. A
+//! `exception_endpoint_set`, `process_read`, `process_write`, `process_copy`,
+//! `thread_state_read`, `thread_state_write`, `thread_start`, and jobs' `job_create`. A
 //! process or thread is reached through a handle: `spawn` and `thread_create` give their
 //! caller one; `wait` and `kill` take one. A job (see
 //! `object::job`) is reached through a handle too, or as "the caller's own" for `spawn` and
@@ -12,9 +12,9 @@ use alloc::vec::Vec;
 
 use alloc::sync::Arc;
 
-use abi::errno::{E2BIG, EAGAIN, ECHILD, EFAULT, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
+use abi::errno::{E2BIG, EAGAIN, EBADF, EBUSY, ECHILD, EFAULT, EINTR, EINVAL, EPERM, ESRCH, ETIMEDOUT};
+use abi::exception::{REGISTERS_SIZE, Registers, STATE_FPU, STATE_REGISTERS};
 use abi::handle::{NO_HANDLE, rights};
-use abi::exception::Registers;
 use abi::{ARGV_BYTES_MAX, ARGV_MAX, ExitInfo, NAME_MAX, ProcessInfo, SPAWN_HANDLES_MAX, UserStr, WAIT_ANY};
 
 use super::usercopy::{UserPtr, UserSlice, read_array, write_listing};
@@ -23,11 +23,11 @@ use super::handle::{install, lookup};
 use crate::ipc::Timeout;
 use crate::mm::user_memory::ProcessMemory;
 use crate::object::handles::HandleTable;
-use crate::object::job::Job;
+use crate::object::job::{Job, JobException};
 use crate::object::{Handle, Object};
 use crate::arch::trap::TrapFrame;
 use crate::task::process::ProcessObject;
-use crate::task::thread::ThreadObject;
+use crate::task::thread::{Stopped, ThreadObject};
 use crate::task::scheduler::{self, KillError};
 
 /// `exit(status) -> !`: ends the whole process, every thread of it.
@@ -60,7 +60,7 @@ pub fn thread_create(args: &Args) -> SyscallResult {
     scheduler::current_object().handles.lock().require_room(1)?;
     let mut frame = TrapFrame::new_user(entry, stack);
     frame.rdi = arg;
-    let thread = scheduler::create_thread(frame).map_err(|error| error.errno())?;
+    let thread = scheduler::start_thread(&scheduler::current_object(), frame, 0, 0).map_err(|error| error.errno())?;
     install(Handle::new(Object::Thread(thread), rights::THREAD_HANDLE))
 }
 
@@ -251,20 +251,36 @@ pub fn kill(args: &Args) -> SyscallResult {
     })
 }
 
-/// `exception_endpoint_set(target, endpoint) -> 0`: where faults of the process or thread
-/// `target` names (DEBUG right) go as messages (see `task::exception`): the endpoint
-/// `endpoint` names (SEND right: the kernel calls it), or nowhere for `NO_HANDLE`. `ESRCH` if
-/// the target has ended.
+/// `exception_endpoint_set(target, endpoint, flags) -> 0`: where faults of the process or
+/// thread `target` names (DEBUG right) go as messages (see `task::exception`): the endpoint
+/// `endpoint` names (SEND right: the kernel calls it), or nowhere for `NO_HANDLE`. On a job
+/// (MANAGE right): what processes spawned into it from now on start with, and with
+/// `exception::SYSCALLS` their system calls go there too (decision 72). `ESRCH` if the target
+/// has ended (or the job was killed); `EINVAL` for SYSCALLS on a process or thread, without
+/// an endpoint, or an unknown flag.
 pub fn exception_endpoint_set(args: &Args) -> SyscallResult {
     enum Target {
         Process(Arc<ProcessObject>),
         Thread(Arc<ThreadObject>),
+        Job(Arc<Job>),
     }
-    let target = lookup(args[0], rights::DEBUG, |object| match object {
-        Object::Process(process) => Some(Target::Process(process.clone())),
-        Object::Thread(thread) => Some(Target::Thread(thread.clone())),
-        _ => None,
-    })?;
+    let flags = args[2];
+    if flags & !abi::exception::SYSCALLS != 0 {
+        return Err(EINVAL);
+    }
+    let target = {
+        let me = scheduler::current_object();
+        let table = me.handles.lock();
+        let handle = table.get(args[0])?;
+        let (target, needed) = match handle.object() {
+            Object::Process(process) => (Target::Process(process.clone()), rights::DEBUG),
+            Object::Thread(thread) => (Target::Thread(thread.clone()), rights::DEBUG),
+            Object::Job(job) => (Target::Job(job.clone()), rights::MANAGE),
+            _ => return Err(EBADF),
+        };
+        handle.require(needed)?;
+        target
+    };
     let endpoint = match args[1] {
         NO_HANDLE => None,
         number => Some(lookup(number, rights::SEND, |object| match object {
@@ -272,17 +288,134 @@ pub fn exception_endpoint_set(args: &Args) -> SyscallResult {
             _ => None,
         })?),
     };
+    let syscalls = flags & abi::exception::SYSCALLS != 0;
+    if syscalls && (endpoint.is_none() || !matches!(target, Target::Job(_))) {
+        return Err(EINVAL);
+    }
     let (ended, slot) = match &target {
         Target::Process(process) => (process.exit.lock().is_some(), &process.exception_endpoint),
         Target::Thread(thread) => (thread.exit.lock().is_some(), &thread.exception_endpoint),
+        Target::Job(job) => {
+            let setting = endpoint.map(|endpoint| JobException { endpoint, syscalls });
+            // Dropped outside the lock: the last reference to a minted handle reports its close.
+            drop(job.set_exception(setting)?);
+            return Ok(0);
+        }
     };
     if ended {
         return Err(ESRCH);
     }
     let earlier = core::mem::replace(&mut *slot.lock(), endpoint);
-    // Dropped outside the lock: the last reference to a minted handle reports its close.
+    // Dropped outside the lock, as above.
     drop(earlier);
     Ok(0)
+}
+
+/// The thread a handle with DEBUG names: a thread handle's, or a process handle's first
+/// thread (whose id is the process's; `ESRCH` once it has ended).
+fn debugged_thread(number: u64) -> Result<Arc<ThreadObject>, i64> {
+    enum Target {
+        Process(Arc<ProcessObject>),
+        Thread(Arc<ThreadObject>),
+    }
+    let target = lookup(number, rights::DEBUG, |object| match object {
+        Object::Process(process) => Some(Target::Process(process.clone())),
+        Object::Thread(thread) => Some(Target::Thread(thread.clone())),
+        _ => None,
+    })?;
+    match target {
+        Target::Thread(thread) => Ok(thread),
+        Target::Process(process) => scheduler::first_thread_of(&process).ok_or(ESRCH),
+    }
+}
+
+/// The registers of a stopped thread: `ESRCH` once it has ended, `EBUSY` unless it is
+/// stopped.
+fn stopped_registers(thread: &ThreadObject) -> Result<Registers, i64> {
+    if thread.exit.lock().is_some() {
+        return Err(ESRCH);
+    }
+    thread.stopped.lock().map(|stopped| stopped.registers).ok_or(EBUSY)
+}
+
+/// `thread_state_read(thread, which, buf, len) -> size`: a stopped thread's registers or
+/// floating-point save area (DEBUG); `len` 0 asks for the size only.
+pub fn thread_state_read(args: &Args) -> SyscallResult {
+    let thread = debugged_thread(args[0])?;
+    let size = state_size(args[1])?;
+    let (buffer, len) = (args[2], args[3]);
+    stopped_registers(&thread)?;
+    if len == 0 {
+        return Ok(size as u64);
+    }
+    if len < size as u64 {
+        return Err(E2BIG);
+    }
+    let bytes = match args[1] {
+        STATE_REGISTERS => stopped_registers(&thread)?.to_bytes().to_vec(),
+        _ => {
+            let mut area = alloc::vec![0; size];
+            scheduler::with_thread_stack(&thread, |stack| stack.read_saved_area(&mut area)).ok_or(ESRCH)?.map_err(|_| EBUSY)?;
+            area
+        }
+    };
+    UserSlice::new(buffer, size as u64).check_writable()?.copy_from(0, &bytes)?;
+    Ok(size as u64)
+}
+
+/// `thread_state_write(thread, which, buf, len) -> 0`: replaces a stopped thread's registers
+/// (sanitised as a RESUME's) or floating-point save area (checked so that restoring it cannot
+/// fault); `len` must be the size exactly.
+pub fn thread_state_write(args: &Args) -> SyscallResult {
+    let thread = debugged_thread(args[0])?;
+    let size = state_size(args[1])?;
+    if args[3] != size as u64 {
+        return Err(EINVAL);
+    }
+    let bytes = UserSlice::new(args[2], args[3]).read_to_vec()?;
+    let stopped = stopped_registers(&thread)?;
+    match args[1] {
+        STATE_REGISTERS => {
+            let registers = Registers::from_bytes(&bytes).ok_or(EINVAL)?.sanitised().map_err(|_| EINVAL)?;
+            let mut slot = thread.stopped.lock();
+            // Still the same stop: the thread took nothing meanwhile (no preemption point lies
+            // between, but its answer may have been delivered on another CPU).
+            match slot.as_mut() {
+                Some(kept) => *kept = Stopped { registers: Registers { flags: stopped.flags, ..registers }, written: true },
+                None => return Err(EBUSY),
+            }
+        }
+        _ => {
+            scheduler::with_thread_stack(&thread, |stack| stack.write_saved_area(&bytes))
+                .ok_or(ESRCH)?
+                .map_err(|_| EBUSY)?
+                .map_err(|_| EINVAL)?;
+        }
+    }
+    Ok(0)
+}
+
+/// The size of the state `which` names.
+fn state_size(which: u64) -> Result<usize, i64> {
+    match which {
+        STATE_REGISTERS => Ok(REGISTERS_SIZE),
+        STATE_FPU => Ok(crate::arch::user_state::area_size()),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `thread_start(process, registers) -> thread handle`: a thread in the process `process`
+/// names (DEBUG) that starts with the registers at `registers` (sanitised: `EINVAL`).
+pub fn thread_start(args: &Args) -> SyscallResult {
+    require_heap_room()?;
+    let target = process(args[0], rights::DEBUG)?;
+    let mut bytes = [0u8; REGISTERS_SIZE];
+    UserSlice::new(args[1], REGISTERS_SIZE as u64).read_into(&mut bytes)?;
+    let registers = Registers::from_bytes(&bytes).ok_or(EINVAL)?;
+    // Room for the handle first, so a started thread always gets one.
+    scheduler::current_object().handles.lock().require_room(1)?;
+    let thread = crate::task::exception::start_thread(&target, &registers).map_err(|error| error.errno())?;
+    install(Handle::new(Object::Thread(thread), rights::THREAD_HANDLE))
 }
 
 /// The memories of the process `h` names (DEBUG) and of the caller, for `process_read` and
@@ -332,10 +465,9 @@ pub fn process_copy(args: &Args) -> SyscallResult {
     let source = process(args[0], rights::DEBUG)?;
     let registers = UserPtr::<Registers>::new(args[1]).read()?;
     let job = job_or_own(args[2])?;
-    let mut frame = TrapFrame::new_user(0, 0);
-    crate::task::exception::apply_sanitised(&registers, &mut frame).map_err(|_| EINVAL)?;
+    let (frame, fs_base, gs_base) = crate::task::exception::entry_state(&registers).map_err(|_| EINVAL)?;
     // Room for the handle first, so a started copy always gets one.
     scheduler::current_object().handles.lock().require_room(1)?;
-    let copy = scheduler::copy_process(&source, frame, job).map_err(|error| error.errno())?;
+    let copy = scheduler::copy_process(&source, frame, fs_base, gs_base, job).map_err(|error| error.errno())?;
     install(Handle::new(Object::Process(copy), rights::PROCESS_HANDLE))
 }

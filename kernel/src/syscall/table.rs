@@ -77,12 +77,20 @@ static TABLE: [Handler; TABLE_SIZE] = {
     table[PROCESS_READ as usize] = Arguments(process::process_read);
     table[PROCESS_WRITE as usize] = Arguments(process::process_write);
     table[PROCESS_COPY as usize] = Arguments(process::process_copy);
+    table[THREAD_STATE_READ as usize] = Arguments(process::thread_state_read);
+    table[THREAD_STATE_WRITE as usize] = Arguments(process::thread_state_write);
+    table[THREAD_START as usize] = Arguments(process::thread_start);
     table
 };
 
 /// Runs the syscall a trap frame holds and stores the result in it: the kernel's syscall
-/// hook.
+/// hook. A process in syscall mode sends it to its exception endpoint instead.
 pub fn dispatch_frame(frame: &mut TrapFrame) {
+    if crate::task::scheduler::syscalls_as_messages() {
+        // Decision 72: not the Enigma table's, but a message to the process's handler.
+        crate::task::exception::user_syscall(frame);
+        return;
+    }
     let (number, args) = frame.syscall_request();
     let handler = usize::try_from(number).ok().and_then(|index| TABLE.get(index)).copied().unwrap_or(Arguments(unassigned));
     let result = match handler {

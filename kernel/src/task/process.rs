@@ -65,6 +65,9 @@ pub struct Process {
     pub departed_cpu_time_ns: u64,
     /// The CPU one of its threads ran on last.
     pub cpu: u32,
+    /// Whether its system calls are messages to its exception endpoint (decision 72): fixed
+    /// when it is spawned, from its job.
+    pub syscalls_as_messages: bool,
     /// The I/O ports it enabled (`ioports_enable`), open in the TSS while one of its threads
     /// runs.
     pub io_ports: crate::arch::gdt::PortRanges,

@@ -64,11 +64,12 @@ use crate::arch::cpu::{self, MAX_CPUS};
 use crate::arch::kernel_lock::{self, Pause};
 use crate::arch::{gdt, smp};
 use crate::arch::trap::{CpuFault, TrapFrame};
+use crate::arch::user_state::Base;
 use crate::mm::address_space::{MemoryError, PAGES_PER_STEP};
 use crate::mm::kernel_stack::{self, Context, KernelStack};
 use crate::mm::user_memory::{ProcessMemory, UserMemory};
 use crate::object::handles::HandleTable;
-use crate::object::job::Job;
+use crate::object::job::{Job, JobException};
 
 pub use super::table::{MAX_PROCESSES, MAX_THREADS};
 /// How long a thread may run before another ready thread gets the CPU.
@@ -460,6 +461,7 @@ impl Scheduler {
                     }
                     gdt::set_io_permissions(&process.io_ports);
                     cpu::set_current_pid(process.pid);
+                    cpu::set_syscalls_as_messages(process.syscalls_as_messages);
                 }
                 self.cpus[this_cpu].current = Some(slot);
                 context
@@ -470,6 +472,7 @@ impl Scheduler {
                 kernel_stack::load_none_for_entries();
                 gdt::set_io_permissions(&Default::default());
                 cpu::set_current_pid(0);
+                cpu::set_syscalls_as_messages(false);
                 // An idle CPU holds no process's address space, so only the CPU that runs a
                 // process can cache its translations (see `arch::tlb`).
                 crate::mm::paging::activate_kernel_root();
@@ -523,6 +526,13 @@ pub fn current_pid() -> Pid {
     cpu::current_pid()
 }
 
+/// Whether the running process makes its system calls as messages (decision 72): set in the
+/// per-CPU block at the switch that enters a process (its mode never changes), one load.
+#[inline]
+pub fn syscalls_as_messages() -> bool {
+    cpu::syscalls_as_messages()
+}
+
 /// The parent of the running process.
 pub fn parent_pid() -> Pid {
     with_scheduler(|scheduler| scheduler.current_process().parent)
@@ -553,7 +563,10 @@ pub fn spawn(
     let frame = TrapFrame::new_user(loaded.entry, loaded.stack_pointer);
     let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
     let memory = Arc::new(ProcessMemory::new(loaded.memory));
-    enter_process(name, memory, stack, parent, job, handles)
+    // Taken before the scheduler's lock (the last in the lock order); no preemption point
+    // lies between here and the entry into the table.
+    let exception = job.exception_for_new_process();
+    enter_process(name, memory, stack, parent, job, handles, exception)
 }
 
 /// Why `process_copy` failed.
@@ -580,14 +593,21 @@ impl CopyError {
 
 /// Starts a copy of the process `source` names, as a child of the running process in `job`:
 /// its memory a copy-on-write copy of the source's (see `UserMemory::copy_on_write`), an empty
-/// handle table, the source's exception endpoint, and one thread that enters ring 3 with
-/// `frame`. Returns its object.
-pub fn copy_process(source: &ProcessObject, frame: TrapFrame, job: Arc<Job>) -> Result<Arc<ProcessObject>, CopyError> {
+/// handle table, the source's exception endpoint and syscall mode, and one thread that enters
+/// ring 3 with `frame` and the FS and GS bases `fs_base` and `gs_base` (sanitised by the
+/// caller). Returns its object.
+pub fn copy_process(
+    source: &ProcessObject,
+    frame: TrapFrame,
+    fs_base: u64,
+    gs_base: u64,
+    job: Arc<Job>,
+) -> Result<Arc<ProcessObject>, CopyError> {
     let source_now = || {
         with_scheduler(|scheduler| {
             let process = scheduler.processes.at(source.slot).filter(|process| process.pid == source.pid)?;
             let memory = process.memory.clone().filter(|_| process.ending_with.is_none())?;
-            Some((memory, process.name.clone()))
+            Some((memory, process.name.clone(), process.syscalls_as_messages))
         })
     };
     let full = with_scheduler(|scheduler| {
@@ -596,12 +616,12 @@ pub fn copy_process(source: &ProcessObject, frame: TrapFrame, job: Arc<Job>) -> 
     if full {
         return Err(CopyError::TooManyProcesses);
     }
-    let (memory, name) = source_now().ok_or(CopyError::Ended)?;
-    let stack = KernelStack::new_for_user(frame).ok_or(CopyError::TooManyProcesses)?;
+    let (memory, name, syscalls) = source_now().ok_or(CopyError::Ended)?;
+    let stack = new_user_stack(frame, fs_base, gs_base).ok_or(CopyError::TooManyProcesses)?;
     let copied = {
         let mut locked = lock_memory(&memory);
         // Its last thread may have begun tearing it down while this one waited for the lock.
-        if !source_now().is_some_and(|(now, _)| Arc::ptr_eq(&now, &memory)) {
+        if !source_now().is_some_and(|(now, _, _)| Arc::ptr_eq(&now, &memory)) {
             return Err(CopyError::Ended);
         }
         locked.copy_on_write(&mut pause).map_err(CopyError::Memory)?
@@ -609,19 +629,16 @@ pub fn copy_process(source: &ProcessObject, frame: TrapFrame, job: Arc<Job>) -> 
     drop(memory);
     let copy = Arc::new(ProcessMemory::new(copied));
     let handles = HandleTable::new().map_err(|_| CopyError::Memory(MemoryError::OutOfMemory))?;
-    let object = enter_process(&name, copy, stack, current_pid(), job, handles).map_err(|error| match error {
+    let exception = source.exception_endpoint.lock().clone().map(|endpoint| JobException { endpoint, syscalls });
+    enter_process(&name, copy, stack, current_pid(), job, handles, exception).map_err(|error| match error {
         SpawnError::JobKilled => CopyError::Ended,
         _ => CopyError::TooManyProcesses,
-    })?;
-    // Before the copy's thread can run: no CPU enters ring 3 for it before this CPU lets the
-    // big kernel lock go, which it keeps from the table entry to here.
-    let endpoint = source.exception_endpoint.lock().clone();
-    *object.exception_endpoint.lock() = endpoint;
-    Ok(object)
+    })
 }
 
-/// Puts a new process with `memory` and one thread on `stack` into the tables, ready to run;
-/// returns its object. On failure its handles and stack are dropped outside the lock.
+/// Puts a new process with `memory` and one thread on `stack` into the tables, ready to run,
+/// with `exception`'s endpoint and syscall mode from its first instruction; returns its
+/// object. On failure its handles, stack, memory and endpoint are dropped outside the lock.
 fn enter_process(
     name: &str,
     memory: Arc<ProcessMemory>,
@@ -629,7 +646,10 @@ fn enter_process(
     parent: Pid,
     job: Arc<Job>,
     handles: HandleTable,
+    exception: Option<JobException>,
 ) -> Result<Arc<ProcessObject>, SpawnError> {
+    let syscalls_as_messages = exception.as_ref().is_some_and(|exception| exception.syscalls);
+    let mut exception_endpoint = exception.map(|exception| exception.endpoint);
     let mut handles = Some(handles);
     let mut stack = Some(stack);
     let mut memory = Some(memory);
@@ -645,6 +665,7 @@ fn enter_process(
         let pid = scheduler.ids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         scheduler.first_pid.get_or_insert(pid);
         let object = Arc::new(ProcessObject::new(pid, slot, handles.take().unwrap_or_default()));
+        *object.exception_endpoint.lock() = exception_endpoint.take();
         let process = Process {
             pid,
             parent,
@@ -657,6 +678,7 @@ fn enter_process(
             ending_with: None,
             departed_cpu_time_ns: 0,
             cpu: 0,
+            syscalls_as_messages,
             io_ports: Default::default(),
         };
         scheduler.processes.insert_at(slot, process);
@@ -666,42 +688,76 @@ fn enter_process(
         scheduler.push_ready(thread_slot);
         Ok(object)
     });
-    // Handles, the stack and the memory of a child that could not start are dropped outside
-    // the lock (closing a handle may wake another thread; memory is freed in steps).
+    // Handles, the stack, the memory and the endpoint of a child that could not start are
+    // dropped outside the lock (closing a handle may wake another thread; memory is freed in
+    // steps).
     drop(handles);
     drop(stack);
+    drop(exception_endpoint);
     if let Some(memory) = memory {
         release_memory(memory);
     }
     spawned
 }
 
-/// Starts a thread in the running process that enters ring 3 with `frame`; returns its
-/// object. `JobKilled` once the process is ending.
-pub fn create_thread(frame: TrapFrame) -> Result<Arc<ThreadObject>, SpawnError> {
-    let stack = KernelStack::new_for_user(frame).ok_or(SpawnError::TooManyProcesses)?;
+/// A kernel stack for a new thread that enters ring 3 with `frame` and the FS and GS bases
+/// `fs_base` and `gs_base` (lower-half addresses: callers sanitise them); `None` when every
+/// stack is in use.
+fn new_user_stack(frame: TrapFrame, fs_base: u64, gs_base: u64) -> Option<KernelStack> {
+    let stack = KernelStack::new_for_user(frame)?;
+    // Nothing runs on the new stack yet, so its bases are set before its first switch in.
+    let bases = stack.set_user_base(Base::Fs, fs_base).and(stack.set_user_base(Base::Gs, gs_base));
+    assert!(bases.is_ok(), "a thread started with a base that was not sanitised");
+    Some(stack)
+}
+
+/// Starts a thread in `process` (the caller's or another) that enters ring 3 with `frame`
+/// and the FS and GS bases `fs_base` and `gs_base` (lower-half addresses: callers sanitise
+/// them, see `exception::start_thread`); returns its object. `JobKilled` once the process is
+/// ending (or has ended).
+pub fn start_thread(process: &ProcessObject, frame: TrapFrame, fs_base: u64, gs_base: u64) -> Result<Arc<ThreadObject>, SpawnError> {
+    let stack = new_user_stack(frame, fs_base, gs_base).ok_or(SpawnError::TooManyProcesses)?;
     let mut stack = Some(stack);
     let created = with_scheduler(|scheduler| {
-        let process_slot = scheduler.current_thread().process_slot;
-        let process = scheduler.current_process();
-        if process.ending_with.is_some() {
+        let process_slot = process.slot;
+        let entry = scheduler.processes.at_mut(process_slot).filter(|entry| entry.pid == process.pid).ok_or(SpawnError::JobKilled)?;
+        if entry.ending_with.is_some() {
             return Err(SpawnError::JobKilled);
         }
-        if process.threads >= abi::THREADS_PER_PROCESS_MAX {
+        if entry.threads >= abi::THREADS_PER_PROCESS_MAX {
             return Err(SpawnError::TooManyProcesses);
         }
-        let object = process.object.clone();
+        let object = entry.object.clone();
         let slot = scheduler.threads.free_slot().ok_or(SpawnError::TooManyProcesses)?;
         let tid = scheduler.ids.allocate().ok_or(SpawnError::TooManyProcesses)?;
         let thread_object = Arc::new(ThreadObject::new(tid, slot, object));
         let stack = stack.take().expect("the stack is used once");
         scheduler.threads.insert_at(slot, Thread::new(thread_object.clone(), process_slot, stack));
-        scheduler.current_process().threads += 1;
+        if let Some(entry) = scheduler.processes.at_mut(process_slot) {
+            entry.threads += 1;
+        }
         scheduler.push_ready(slot);
         Ok(thread_object)
     });
     drop(stack);
     created
+}
+
+/// The first thread of `process` (its id is the process's), while it is in the table.
+pub fn first_thread_of(process: &ProcessObject) -> Option<Arc<ThreadObject>> {
+    with_scheduler(|scheduler| {
+        scheduler.threads.iter().find(|thread| thread.tid == process.pid && thread.process_slot == process.slot).map(|thread| thread.object.clone())
+    })
+}
+
+/// Runs `f` on the kernel stack of the thread `thread` names, under the scheduler's lock
+/// (with the big kernel lock held, as every syscall does: see
+/// `KernelStack::read_saved_area`); `None` once the thread has left the table.
+pub fn with_thread_stack<R>(thread: &ThreadObject, f: impl FnOnce(&KernelStack) -> R) -> Option<R> {
+    with_scheduler(|scheduler| {
+        let entry = scheduler.threads.at(thread.slot).filter(|entry| entry.tid == thread.tid && entry.state != State::Ending)?;
+        entry.kernel_stack.as_ref().map(f)
+    })
 }
 
 /// Runs `f` on the running process's memory. The scheduler lock is not held meanwhile, so
@@ -1084,7 +1140,7 @@ pub fn kill_thread(thread: &ThreadObject) -> Result<(), KillError> {
 /// process in it or below it but the first, in one hold of the scheduler's lock.
 /// `NoSuchProcess` if it was killed already.
 pub fn kill_job(job: &Job) -> Result<(), KillError> {
-    with_scheduler(|scheduler| {
+    let killed = with_scheduler(|scheduler| {
         if !job.mark_killed() {
             return Err(KillError::NoSuchProcess);
         }
@@ -1096,7 +1152,10 @@ pub fn kill_job(job: &Job) -> Result<(), KillError> {
             }
         }
         Ok(())
-    })
+    });
+    // Outside the lock: dropping an endpoint's last reference may report its close.
+    drop(job.take_exception());
+    killed
 }
 
 /// The job the running process is in.

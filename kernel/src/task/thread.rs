@@ -143,7 +143,21 @@ pub struct ThreadObject {
     /// Where its faults in ring 3 go as messages (`exception_endpoint_set`; a thread's own
     /// comes before its process's); taken when its end is recorded.
     pub exception_endpoint: spin::Mutex<Option<Arc<crate::ipc::endpoint::EndpointRef>>>,
+    /// Its registers while it is stopped (waiting for the answer to its fault or syscall
+    /// message, `task::exception`), which `thread_state_read` reads and `thread_state_write`
+    /// replaces (sanitised); `None` otherwise.
+    pub stopped: spin::Mutex<Option<Stopped>>,
     _live: crate::object::LiveObject,
+}
+
+/// A stopped thread's registers (see [`ThreadObject::stopped`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Stopped {
+    /// As it stopped, or as `thread_state_write` left them.
+    pub registers: abi::exception::Registers,
+    /// Whether `thread_state_write` replaced them (the thread resumes with them then, unless
+    /// the answer carries registers of its own).
+    pub written: bool,
 }
 
 impl ThreadObject {
@@ -155,6 +169,7 @@ impl ThreadObject {
             process,
             exit: spin::Mutex::new(None),
             exception_endpoint: spin::Mutex::new(None),
+            stopped: spin::Mutex::new(None),
             ipc: spin::Mutex::new(crate::ipc::state::IpcState::default()),
             ipc_ready: AtomicBool::new(false),
             _live: crate::object::LiveObject::new(),

@@ -30,6 +30,10 @@
 //! - `cow_copy_64`: a copy-on-write copy (`process_copy`) of a child with 64 pages it has
 //!   written, whose thread writes a word to each of the 64 pages (each write breaks the
 //!   sharing: a fault and a page copied) and exits, and the wait for it;
+//! - `syscall_message`: a `syscall` of a child in syscall mode (decision 72; a tiny program
+//!   that loops on `syscall` 1000) delivered to this process's endpoint as a message, and the
+//!   answer (`reply_recv` with the registers, rax = the result) resuming it: one syscall →
+//!   handler → resume round;
 //! - `notify_wait`: one `signal` that wakes a process blocked in `wait_notification` (a
 //!   ping-pong of two notifications, halved);
 //! - `irq_to_driver`: from the `out` that makes a device interrupt to its driver running in
@@ -458,6 +462,40 @@ fn cow_copy_64() -> Option<u64> {
     (failures == 0).then_some(cycles)
 }
 
+/// The child of `syscall_message`: `mov eax, 1000; syscall; jmp` back, for ever.
+const SYSCALL_LOOP: [u8; 9] = [0xb8, 0xe8, 0x03, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7];
+
+/// `syscall_message`: instructions per syscall → handler → resume round of a process in
+/// syscall mode.
+fn syscall_message() -> Option<u64> {
+    use userlib::exception::{self, Syscall};
+    let endpoint = Endpoint::create().ok()?;
+    let job = OwnedHandle::from_raw(sys::job_create(None).ok()?);
+    exception::set_job(job.raw(), Some(&endpoint), exception::SYSCALLS).ok()?;
+    let child = process::spawn_code(&SYSCALL_LOOP, "syscall-loop", Some(job.raw())).ok()?;
+    let mut room = [0u8; exception::ROOM];
+    let mut pending = endpoint.recv(&mut room, FOREVER).ok();
+    let mut failures = 0;
+    let cycles = cycles_per_round(FAULT_ROUNDS, || {
+        let Some(request) = pending.take() else {
+            failures += 1;
+            return;
+        };
+        let Some(call) = Syscall::decode(&request, &room) else {
+            failures += 1;
+            return;
+        };
+        let registers = abi::exception::Registers { rax: call.number + 1, ..call.registers };
+        let bytes = registers.to_bytes();
+        let answer = Message::new(exception::RESUME, [0; 4]);
+        let mut transfer = Transfer { send: &bytes, receive: Some(&mut room), ..Transfer::default() };
+        pending = endpoint.reply_recv(request.reply, &answer, &mut transfer, FOREVER).ok();
+    });
+    let _ = sys::kill(child);
+    let _ = sys::wait(Some(child));
+    (failures == 0).then_some(cycles)
+}
+
 /// `notify_wait`: instructions from a `signal` to the waiter running, halved from a
 /// ping-pong.
 fn notify_wait() -> Option<u64> {
@@ -630,6 +668,7 @@ fn main() -> i32 {
         ("ipc_call_4k", ipc_round_trip(true)),
         ("fault_roundtrip", fault_roundtrip()),
         ("cow_copy_64", cow_copy_64()),
+        ("syscall_message", syscall_message()),
         ("notify_wait", notify_wait()),
         ("pipe_pingpong", pipe_pingpong()),
         ("irq_to_driver", irq_to_driver()),

@@ -4,8 +4,8 @@
 //! left RIP past it), any other fault kills PROG, as it would have died without a handler.
 //! Ends with how PROG ended, and with its status.
 //!
-//! A fault in PROG's very first instructions, before `catch` has set the endpoint (right
-//! after `spawn` returns), ends PROG as usual: there is no suspended spawn yet.
+//! PROG is spawned into a job of its own whose exception endpoint is set first (decision 72),
+//! so even a fault at its first instruction arrives here.
 #![no_std]
 #![no_main]
 
@@ -36,18 +36,25 @@ fn main() -> i32 {
         eprintln!("catch: cannot create an endpoint");
         return 1;
     };
+    let Ok(job) = sys::job_create(None) else {
+        eprintln!("catch: cannot create a job");
+        return 1;
+    };
+    if let Err(errno) = exception::set_job(job, Some(&endpoint), 0) {
+        eprintln!("catch: cannot set the job's exception endpoint: {errno:?}");
+        return 1;
+    }
     let argv: Vec<&str> = arguments[1..].to_vec();
-    let child = match process::spawn_child(program, &argv, &process::standard_handles()) {
+    let child = process::spawn_child_in(Some(job), program, &argv, &process::standard_handles());
+    // Only PROG was to start with this endpoint.
+    let _ = userlib::ipc::close(job);
+    let child = match child {
         Ok(child) => child,
         Err(errno) => {
             eprintln!("catch: cannot start {program}: {errno:?}");
             return 1;
         }
     };
-    if let Err(errno) = exception::set(child.handle, Some(&endpoint)) {
-        eprintln!("catch: cannot set the exception endpoint of pid {}: {errno:?}", child.pid);
-        let _ = sys::kill(child);
-    }
     // A thread waits for PROG's end and says so on the same endpoint, so one `recv` hears
     // both faults and the end.
     let Ok(announcer) = endpoint.mint(ENDED, false) else {

@@ -42,7 +42,7 @@ use crate::arch::cpu::{self, MAX_CPUS};
 use crate::arch::gdt::{self, InterruptStack};
 use crate::arch::kernel_lock;
 use crate::arch::trap::TrapFrame;
-use crate::arch::user_state::{Base, NotUserAddress, UserState};
+use crate::arch::user_state::{BadArea, Base, NotUserAddress, UserState};
 
 use super::frame::FRAME_SIZE;
 use super::paging::{map_kernel_page, unmap_kernel_page, unmap_kernel_pages};
@@ -387,7 +387,53 @@ pub fn load_none_for_entries() {
     unsafe { cpu::set_kernel_stack(slot_base(0) + FRAME_SIZE) };
 }
 
+/// The refusal to touch the saved registers of a context that runs, or is being switched to
+/// or from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotSuspended;
+
 impl KernelStack {
+    /// The `which` base of this stack's context, as its last switch out (or `tls_set`, or
+    /// [`KernelStack::set_user_base`]) left it.
+    pub fn user_base(&self, which: Base) -> u64 {
+        self.context().user_state().base(which)
+    }
+
+    /// Makes `address` the `which` base of this stack's context, which its next switch in
+    /// loads (for a context that does not run: a new one, or a stopped thread's); refused for
+    /// anything but a lower-half address.
+    pub fn set_user_base(&self, which: Base, address: u64) -> Result<(), NotUserAddress> {
+        self.context().user_state().set_base_of_suspended(which, address)
+    }
+
+    /// Runs `f` on the saved register state of this stack's context if the context is
+    /// suspended: its state is saved (the saved stack pointer, a leaving CPU's last write,
+    /// is there) and no switch to it has begun. A switch to it begins only under the big
+    /// kernel lock, which the caller must hold (checked), by taking that saved pointer, so
+    /// none can begin before `f` returns.
+    fn with_suspended<R>(&self, f: impl FnOnce(&UserState) -> R) -> Result<R, NotSuspended> {
+        assert!(kernel_lock::is_held_here(), "a context's saved registers touched without the big kernel lock");
+        if self.context().saved().load(Ordering::Acquire) == 0 {
+            return Err(NotSuspended);
+        }
+        Ok(f(self.context().user_state()))
+    }
+
+    /// Copies the x87/SSE/AVX save area of this stack's suspended context into `out`
+    /// (`user_state::area_size` bytes of it).
+    pub fn read_saved_area(&self, out: &mut [u8]) -> Result<(), NotSuspended> {
+        // SAFETY: `with_suspended` runs the read only while no CPU saves into or restores
+        // from the area.
+        self.with_suspended(|state| unsafe { state.read_area(out) })
+    }
+
+    /// Replaces the x87/SSE/AVX save area of this stack's suspended context with `bytes`,
+    /// checked so that restoring it cannot fault.
+    pub fn write_saved_area(&self, bytes: &[u8]) -> Result<Result<(), BadArea>, NotSuspended> {
+        // SAFETY: as in `read_saved_area`.
+        self.with_suspended(|state| unsafe { state.write_area(bytes) })
+    }
+
     /// Makes this stack the one this CPU enters on from ring 3 (the TSS's `RSP0` and the
     /// `syscall` path's per-CPU slot), for the process about to run on it.
     #[inline]

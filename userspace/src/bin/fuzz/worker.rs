@@ -26,7 +26,9 @@
 //!
 //! One call in [`FS_ONE_IN`] is instead a request to the `fs` server, or a short session
 //! with a file it opens there ([`files`]): fs must answer each with a count or an errno,
-//! hand over handles only where the protocol says, and still describe `/` at the end.
+//! hand over handles only where the protocol says, and still describe `/` at the end. One in
+//! [`STOP_ONE_IN`] of the rest is a round with a tiny child of the worker's own whose faults
+//! or system calls come to the worker as messages ([`stops`]).
 //!
 //! The worker keeps itself able to report: its console sessions 0-2, the image (3), the
 //! root directory (4), the problem board (shared memory at handle 5, where partners count
@@ -60,7 +62,7 @@ use abi::syscall::{
     Arg, BRK, CALL, ENDPOINT_CREATE, ENDPOINT_MINT, EXIT, GETPID, GETPPID, HANDLE_CLOSE, HANDLE_DUPLICATE, HANDLE_INFO,
     MEMORY_CREATE, MEMORY_MAP, MMAP, MPROTECT, MUNMAP, NOTIFICATION_CREATE, PROCESS_LIST, READ,
     RECV, REPLY, REPLY_RECV, SHUTDOWN, IRQ_BIND, IRQ_ACK, IOPORTS_ENABLE, FRAMEBUFFER_INFO, JOB_CREATE, LOG_READ, SLEEP, SPAWN, SYSCALLS, SYSINFO, TABLE_SIZE, UPTIME, WAIT, WRITE,
-    THREAD_CREATE, THREAD_EXIT, FUTEX_WAIT, FUTEX_WAKE, PROCESS_COPY,
+    THREAD_CREATE, THREAD_EXIT, FUTEX_WAIT, FUTEX_WAKE, PROCESS_COPY, THREAD_START, EXCEPTION_ENDPOINT_SET,
 };
 use abi::exception::Registers;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -74,9 +76,16 @@ use crate::dirty::Call;
 use crate::{Decimal, MAX_REPORTED, MS, RISKY_ONE_IN, Risky, Rng};
 
 mod files;
+mod stops;
 
 /// One call in this many (of those not risky) is a request to `fs` ([`files`]).
 const FS_ONE_IN: u64 = 12;
+/// One call in this many (of those not risky or for `fs`) is a round with a child of its own
+/// whose faults or system calls the worker handles ([`stops`]).
+const STOP_ONE_IN: u64 = 64;
+/// Registers `thread_start` must refuse: a kernel-half rip.
+static REFUSED_REGISTERS: abi::exception::Registers =
+    abi::exception::Registers { rip: 0xffff_8000_0000_0000, ..abi::exception::Registers::ZERO };
 
 const PAGE: u64 = PAGE_SIZE;
 /// Spawned `fuzz --exit N` children get an N below this, and partners exit 0, so a status
@@ -103,11 +112,11 @@ const KERNEL_ADDRESSES: [u64; 6] = [
 ];
 /// Every errno the kernel may return, or a server answer through the kernel's stream
 /// calls (`fs` answers `read` and `write` on its handles).
-pub const KNOWN_ERRNOS: [i64; 26] = {
+pub const KNOWN_ERRNOS: [i64; 27] = {
     use abi::errno::*;
     [
         EPERM, ENOENT, ESRCH, EINTR, EIO, E2BIG, EBADF, ECHILD, EAGAIN, ENOMEM, EFAULT, EEXIST, EXDEV, ENOTDIR, EISDIR,
-        EINVAL, EMFILE, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ETIMEDOUT,
+        EINVAL, EMFILE, EFBIG, ENOSPC, ESPIPE, EROFS, EPIPE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ETIMEDOUT, EBUSY,
     ]
 };
 
@@ -215,28 +224,7 @@ extern "C" fn copy_exits() -> ! {
 }
 
 /// The registers the next `process_copy` passes (set in `make_safe`).
-static mut COPY_REGISTERS: Registers = Registers {
-    rip: 0,
-    rsp: 0,
-    rflags: 0,
-    rax: 0,
-    rbx: 0,
-    rcx: 0,
-    rdx: 0,
-    rsi: 0,
-    rdi: 0,
-    rbp: 0,
-    r8: 0,
-    r9: 0,
-    r10: 0,
-    r11: 0,
-    r12: 0,
-    r13: 0,
-    r14: 0,
-    r15: 0,
-    flags: 0,
-    reserved: 0,
-};
+static mut COPY_REGISTERS: Registers = Registers::ZERO;
 
 /// Where a good copy starts.
 fn copy_entry() -> u64 {
@@ -374,6 +362,8 @@ impl Worker {
                 self.risky(index, risky, &mut rng);
             } else if rng.below(FS_ONE_IN) == 0 {
                 self.fs_request(index, &mut rng);
+            } else if rng.below(STOP_ONE_IN) == 0 {
+                self.stop_round(index, &mut rng);
             } else {
                 let planned = self.plan(&mut rng);
                 self.make(index, &planned);
@@ -866,6 +856,19 @@ impl Worker {
                     args[2] = NO_HANDLE;
                 }
             }
+            // A thread started in a child at a random address would fault and end the child
+            // with a fault, which no child may: the registers are refused ones (a kernel-half
+            // rip: `EINVAL`) or unreadable (`EFAULT`).
+            THREAD_START => {
+                args[1] = match rng.below(2) {
+                    0 => &raw const REFUSED_REGISTERS as u64,
+                    _ => rng.pick(&KERNEL_ADDRESSES),
+                }
+            }
+            // A child in syscall mode would send its every system call to an endpoint the
+            // partners serve with answers that may resume it with garbage (and end it with a
+            // fault): the mode is never asked for (other flags are, and are refused).
+            EXCEPTION_ENDPOINT_SET => args[2] &= !abi::exception::SYSCALLS,
             // A wait for ever on a word nobody changes would block the worker for good.
             FUTEX_WAIT if args[2] > 2 * MS || args[2] == abi::ipc::FOREVER => args[2] = rng.below(2 * MS),
             // Neither `munmap` nor `mprotect` may touch the threads' stacks.

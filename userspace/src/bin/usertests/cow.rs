@@ -281,6 +281,9 @@ fn copy_registers(job: u64, pages: u64) -> Registers {
         r13: other(13),
         r14: other(14),
         r15: other(15),
+        // The FS base a fork's child keeps (its thread-local storage): the data pages.
+        fs_base: DATA,
+        gs_base: 0,
         flags: 0,
         reserved: 0,
     }
@@ -300,7 +303,8 @@ fn run_copy(saved: &[u64; SAVED_REGISTERS]) -> i32 {
         expected.r11, expected.r12, expected.r13, expected.r14, expected.r15,
     ];
     let saved_at = core::ptr::from_ref(saved) as u64;
-    if given != wanted || saved_at != COPY_STACK_TOP - SAVED_REGISTERS as u64 * 8 {
+    let bases = (sys::tls_get(abi::tls::FS), sys::tls_get(abi::tls::GS));
+    if given != wanted || saved_at != COPY_STACK_TOP - SAVED_REGISTERS as u64 * 8 || bases != (Ok(expected.fs_base), Ok(0)) {
         return BAD_REGISTERS;
     }
     let pages = rsi;

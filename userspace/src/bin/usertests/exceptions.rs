@@ -275,7 +275,7 @@ fn exceptions_setting_needs_debug_on_the_target() -> Outcome {
     let target = OwnedHandleOf::new(ipc_duplicate(started.child.handle, rights::ALL & !rights::DEBUG)?);
     expect_errno_of("setting through a process handle without DEBUG", exception::set(target.0, Some(&handler)), EPERM)?;
     expect_errno_of("setting through an endpoint handle as the target", exception::set(handler.handle().raw(), Some(&handler)), EBADF)?;
-    expect_errno_of("setting through a closed handle", sys::exception_endpoint_set(0x7fff_0000, None), EBADF)?;
+    expect_errno_of("setting through a closed handle", sys::exception_endpoint_set(0x7fff_0000, None, 0), EBADF)?;
     kill_and_reap(&[started.child])
 }
 
@@ -284,9 +284,9 @@ fn exceptions_setting_needs_an_endpoint_with_send() -> Outcome {
     let started = start("ud2")?;
     let receive_only = OwnedHandleOf::new(ipc_duplicate(handler.handle().raw(), rights::RECEIVE | rights::DUPLICATE)?);
     let target = started.child.handle;
-    expect_errno_of("an endpoint handle without SEND", sys::exception_endpoint_set(target, Some(receive_only.0)), EPERM)?;
-    expect_errno_of("a process handle as the endpoint", sys::exception_endpoint_set(target, Some(target)), EBADF)?;
-    expect_errno_of("a closed endpoint handle", sys::exception_endpoint_set(target, Some(0x7fff_0000)), EBADF)?;
+    expect_errno_of("an endpoint handle without SEND", sys::exception_endpoint_set(target, Some(receive_only.0), 0), EPERM)?;
+    expect_errno_of("a process handle as the endpoint", sys::exception_endpoint_set(target, Some(target), 0), EBADF)?;
+    expect_errno_of("a closed endpoint handle", sys::exception_endpoint_set(target, Some(0x7fff_0000), 0), EBADF)?;
     kill_and_reap(&[started.child])?;
     // An ended target: nothing is kept for it.
     let started = start("ud2")?;

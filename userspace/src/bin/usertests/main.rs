@@ -14,7 +14,8 @@
 //! server), [`devices`] (device capabilities and the kernel's log), [`smp`] (processes
 //! running at once on several CPUs), [`fpu`] (x87, SSE and AVX registers and the FS and GS
 //! bases, per thread), [`threads`] (threads and futexes), [`exceptions`] (faults as messages
-//! to an exception endpoint), [`debugging`] (another process's memory by handle),
+//! to an exception endpoint), [`debugging`] (another process's memory by handle), [`sysmsg`]
+//! (system calls as messages, thread state, threads started in another process),
 //! [`scheduling`] (fair turns for every ready process)
 //! and [`services`] (who may do what with the servers `init` starts). [`helpers`] holds the
 //! helper roles multi-process cases start (the subjects from `handles` on keep their own),
@@ -58,6 +59,7 @@ mod scheduling;
 mod services;
 mod smp;
 mod streams;
+mod sysmsg;
 mod threads;
 
 use userlib::testing::Suite;
@@ -87,6 +89,7 @@ fn main() -> i32 {
         exceptions::CASES,
         debugging::CASES,
         cow::CASES,
+        sysmsg::CASES,
         scheduling::CASES,
         services::CASES,
     ]
@@ -105,6 +108,7 @@ fn main() -> i32 {
         exceptions::HELPERS,
         debugging::HELPERS,
         cow::HELPERS,
+        sysmsg::HELPERS,
         services::HELPERS,
         threads::HELPERS,
     ]

@@ -136,6 +136,9 @@ pub(super) struct PerCpu {
     attention: AtomicBool,
     /// Whether this CPU holds the big kernel lock (see [`super::kernel_lock`]).
     holds_kernel_lock: AtomicBool,
+    /// Whether the process this CPU runs makes its system calls as messages, see
+    /// [`syscalls_as_messages`].
+    syscall_mode: AtomicBool,
 }
 
 /// Byte offset of `PerCpu::kernel_stack_top`.
@@ -156,6 +159,8 @@ const PER_CPU_CURRENT_PID: usize = 36;
 const PER_CPU_ATTENTION: usize = 48;
 /// Byte offset of `PerCpu::holds_kernel_lock`.
 const PER_CPU_HOLDS_KERNEL_LOCK: usize = 49;
+/// Byte offset of `PerCpu::syscall_mode`.
+const PER_CPU_SYSCALL_MODE: usize = 50;
 
 static PER_CPU: [PerCpu; MAX_CPUS] = [const {
     PerCpu {
@@ -169,6 +174,7 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const {
         timer_interrupts: AtomicU64::new(0),
         attention: AtomicBool::new(false),
         holds_kernel_lock: AtomicBool::new(false),
+        syscall_mode: AtomicBool::new(false),
     }
 }; MAX_CPUS];
 
@@ -182,6 +188,7 @@ const _: () = assert!(
         && core::mem::offset_of!(PerCpu, current_pid) == PER_CPU_CURRENT_PID
         && core::mem::offset_of!(PerCpu, attention) == PER_CPU_ATTENTION
         && core::mem::offset_of!(PerCpu, holds_kernel_lock) == PER_CPU_HOLDS_KERNEL_LOCK
+        && core::mem::offset_of!(PerCpu, syscall_mode) == PER_CPU_SYSCALL_MODE
 );
 
 /// Points `GS` at CPU `index`'s block. The kernel runs with this `GS` base from now on; user
@@ -300,6 +307,40 @@ pub fn set_current_pid(pid: u32) {
             options(nostack, preserves_flags)
         )
     };
+}
+
+/// Records whether the process this CPU now runs makes its system calls as messages (the
+/// scheduler sets it with [`set_current_pid`]; false: none runs).
+#[inline]
+pub fn set_syscalls_as_messages(on: bool) {
+    // SAFETY: inside the kernel `GS` always points at this CPU's block, whose `syscall_mode`
+    // field is at this offset; only this CPU writes it.
+    unsafe {
+        asm!(
+            "mov byte ptr gs:[{offset}], {on}",
+            on = in(reg_byte) u8::from(on),
+            offset = const PER_CPU_SYSCALL_MODE,
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// Whether the process this CPU runs makes its system calls as messages: one load, on every
+/// system call.
+#[inline]
+pub fn syscalls_as_messages() -> bool {
+    let on: u8;
+    // SAFETY: inside the kernel `GS` always points at this CPU's block, whose `syscall_mode`
+    // field is at this offset.
+    unsafe {
+        asm!(
+            "mov {on}, byte ptr gs:[{offset}]",
+            on = out(reg_byte) on,
+            offset = const PER_CPU_SYSCALL_MODE,
+            options(nostack, preserves_flags, readonly)
+        )
+    };
+    on != 0
 }
 
 /// Asks the process CPU `cpu` runs to look at its state (its time slice is used up, or it

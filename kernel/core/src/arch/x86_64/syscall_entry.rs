@@ -10,9 +10,13 @@
 //! per-CPU block and loads the process's kernel stack from it, then builds the same
 //! [`TrapFrame`] an `int 0x80` would, so both paths share one dispatcher and one table.
 //!
-//! The way out is `sysretq` only when the return address is canonical. `sysretq` with a
-//! non-canonical RCX faults in ring 0 on the user's stack on Intel CPUs, so such a return goes
-//! through `iretq` instead, whose fault is taken on the kernel stack and ends the process.
+//! The way out is `sysretq` only when it restores exactly the frame: RCX must equal RIP and
+//! R11 RFLAGS (what `sysretq` loads them from), and the return address must be canonical.
+//! Ordinary syscalls leave both pairs as `syscall` made them; a handler of a syscall
+//! delivered as a message (decision 72) may set any of them, and such a return goes through
+//! `iretq`, which restores every register. `sysretq` with a non-canonical RCX faults in ring 0
+//! on the user's stack on Intel CPUs, so that return goes through `iretq` too, whose fault is
+//! taken on the kernel stack and ends the process.
 
 use core::arch::naked_asm;
 
@@ -70,12 +74,14 @@ unsafe extern "C" fn syscall_entry() {
         pop_general_registers!(),
         "add rsp, 16",
         // Now at the interrupt frame: RIP, CS, RFLAGS, RSP, SS.
-        "mov rcx, [rsp]",
+        "cmp rcx, [rsp]",
+        "jne {via_iretq}",
+        "cmp r11, [rsp + 16]",
+        "jne {via_iretq}",
         "shl rcx, 16",
         "sar rcx, 16",
         "cmp rcx, [rsp]",
         "jne {via_iretq}",
-        "mov r11, [rsp + 16]",
         "mov rsp, [rsp + 24]",
         "swapgs",
         "sysretq",

@@ -50,6 +50,18 @@ pub(super) static SAVE_METHOD: AtomicU8 = AtomicU8::new(SAVE_FXSAVE);
 static SAVE_METHOD_CHOSEN: AtomicBool = AtomicBool::new(false);
 /// Whether XCR0 includes AVX.
 static AVX_ENABLED: AtomicBool = AtomicBool::new(false);
+/// Bytes of the save area the CPU uses with the enabled components (CPUID 0xd's for XCR0,
+/// or `fxsave`'s 512): what `thread_state_read` copies.
+static AREA_SIZE: AtomicU64 = AtomicU64::new(FXSAVE_AREA_BYTES as u64);
+/// `fxsave`'s area, the legacy region of an `xsave` one.
+const FXSAVE_AREA_BYTES: usize = 512;
+/// Byte offsets of the `xsave` header's fields: XSTATE_BV, then XCOMP_BV and reserved
+/// bytes up to the end of the header, which must be zero in the standard format.
+const XSTATE_BV_OFFSET: usize = 512;
+const HEADER_END: usize = 576;
+/// MXCSR_MASK in the legacy region: the MXCSR bits the CPU supports (0 means 0xffbf).
+const MXCSR_MASK_OFFSET: usize = 28;
+const DEFAULT_MXCSR_MASK: u32 = 0xffbf;
 
 /// `IA32_FS_BASE`.
 pub(super) const FS_BASE_MSR: u32 = 0xc000_0100;
@@ -99,6 +111,7 @@ pub(super) fn enable() {
         unsafe { XCr0::write(components) };
         let size = __cpuid_count(0xd, 0).ebx as usize;
         assert!(size <= SAVE_AREA_BYTES, "the XSAVE area is {size} bytes, more than the {SAVE_AREA_BYTES} kept per context");
+        AREA_SIZE.store(size as u64, Ordering::Relaxed);
         if __cpuid_count(0xd, 1).eax & 1 != 0 { SAVE_XSAVEOPT } else { SAVE_XSAVE }
     } else {
         SAVE_FXSAVE
@@ -124,6 +137,23 @@ pub fn save_method() -> &'static str {
 /// Whether ring 3 may use AVX (XCR0 includes it).
 pub fn avx_enabled() -> bool {
     AVX_ENABLED.load(Ordering::Relaxed)
+}
+
+/// Bytes of a context's x87/SSE/AVX state as [`UserState::read_area`] copies it.
+pub fn area_size() -> usize {
+    AREA_SIZE.load(Ordering::Relaxed) as usize
+}
+
+/// Why [`UserState::write_area`] refused an area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadArea {
+    /// Not [`area_size`] bytes.
+    Length,
+    /// MXCSR sets a bit the CPU does not support (`fxrstor`/`xrstor` would fault).
+    Mxcsr,
+    /// The `xsave` header names a component XCR0 lacks, asks for the compacted format, or
+    /// has a reserved byte set (`xrstor` would fault).
+    Header,
 }
 
 /// Which base register.
@@ -203,6 +233,66 @@ impl UserState {
             Base::Fs => self.fs_base.load(Ordering::Relaxed),
             Base::Gs => self.gs_base.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records `address` as the `which` base of a context that does not run; the switch that
+    /// next enters it loads it. Refused past the lower half, as in `set_base_of_running`.
+    pub(crate) fn set_base_of_suspended(&self, which: Base, address: u64) -> Result<(), NotUserAddress> {
+        if address >= abi::tls::BASE_END {
+            return Err(NotUserAddress);
+        }
+        match which {
+            Base::Fs => self.fs_base.store(address, Ordering::Relaxed),
+            Base::Gs => self.gs_base.store(address, Ordering::Relaxed),
+        }
+        Ok(())
+    }
+
+    /// Copies the first [`area_size`] bytes of the save area into `out` (which must be that
+    /// long).
+    ///
+    /// # Safety
+    /// As for [`UserState::reset`]: no CPU saves into or restores from this state meanwhile.
+    pub(crate) unsafe fn read_area(&self, out: &mut [u8]) {
+        let size = area_size();
+        // SAFETY: the caller guarantees nothing writes the area meanwhile; `size` is at most
+        // `SAVE_AREA_BYTES` (checked in `enable`).
+        let area = unsafe { &*self.registers.get() };
+        out[..size].copy_from_slice(&area[..size]);
+    }
+
+    /// Replaces the save area with `bytes` (exactly [`area_size`] of them) after checking
+    /// that restoring it cannot fault: MXCSR sets only supported bits and, with XSAVE, the
+    /// header names only enabled components in the standard format with its reserved bytes
+    /// zero. The area is left as it was when refused.
+    ///
+    /// # Safety
+    /// As for [`UserState::reset`]: no CPU saves into or restores from this state meanwhile.
+    pub(crate) unsafe fn write_area(&self, bytes: &[u8]) -> Result<(), BadArea> {
+        let size = area_size();
+        if bytes.len() != size {
+            return Err(BadArea::Length);
+        }
+        // SAFETY: the caller guarantees nothing else touches the area meanwhile.
+        let area = unsafe { &mut *self.registers.get() };
+        let word = |bytes: &[u8], offset: usize| u32::from_le_bytes([bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3]]);
+        // The CPU wrote the supported bits when it saved this area.
+        let mask = match word(area, MXCSR_MASK_OFFSET) {
+            0 => DEFAULT_MXCSR_MASK,
+            mask => mask,
+        };
+        if word(bytes, MXCSR_OFFSET) & !mask != 0 {
+            return Err(BadArea::Mxcsr);
+        }
+        if SAVE_METHOD.load(Ordering::Relaxed) != SAVE_FXSAVE {
+            let enabled = if avx_enabled() { 0b111 } else { 0b11 };
+            let xstate_bv = u64::from_le_bytes(bytes[XSTATE_BV_OFFSET..XSTATE_BV_OFFSET + 8].try_into().map_err(|_| BadArea::Header)?);
+            if xstate_bv & !enabled != 0 || bytes[XSTATE_BV_OFFSET + 8..HEADER_END].iter().any(|&byte| byte != 0) {
+                return Err(BadArea::Header);
+            }
+        }
+        area[..size].copy_from_slice(bytes);
+        Ok(())
     }
 
     /// Records `address` as the `which` base and loads it into this CPU's register, for the
