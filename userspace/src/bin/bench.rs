@@ -60,6 +60,7 @@ extern crate alloc;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use abi::exception::Registers;
 use abi::handle::NO_HANDLE;
 use abi::ipc::{FOREVER, IpcBuffers};
 use userlib::ipc::{Endpoint, Message, Notification, OwnedHandle, Transfer, raw_ipc};
@@ -371,25 +372,41 @@ fn fault_roundtrip() -> Option<u64> {
         endpoint.recv(&mut [], FOREVER).ok()?.reply?.send(&Message::default()).ok()?;
         endpoint.recv(&mut room, FOREVER).ok()
     })();
-    let mut pending = started;
+    // Past the two-byte `ud2`.
+    let cycles = resume_rounds(&endpoint, &mut room, started, |request, room| {
+        Exception::decode(request, room).map(|fault| Registers { rip: fault.registers.rip + 2, ..fault.registers })
+    });
+    let _ = sys::kill(child);
+    let _ = sys::wait(Some(child));
+    cycles
+}
+
+/// Instructions per round of a handler answering a stopped child on `endpoint`: the request
+/// pending (the first one received into `room` already) answered RESUME with the registers
+/// `resumed` makes of it, and the next one received, [`FAULT_ROUNDS`] times. `None` if a
+/// round had no request or `resumed` none.
+fn resume_rounds(
+    endpoint: &Endpoint,
+    room: &mut [u8; userlib::exception::ROOM],
+    first: Option<userlib::ipc::Request>,
+    mut resumed: impl FnMut(&userlib::ipc::Request, &[u8]) -> Option<Registers>,
+) -> Option<u64> {
+    let mut pending = first;
     let mut failures = 0;
     let cycles = cycles_per_round(FAULT_ROUNDS, || {
         let Some(request) = pending.take() else {
             failures += 1;
             return;
         };
-        let Some(fault) = Exception::decode(&request, &room) else {
+        let Some(registers) = resumed(&request, &room[..]) else {
             failures += 1;
             return;
         };
-        let registers = abi::exception::Registers { rip: fault.registers.rip + 2, ..fault.registers };
         let bytes = registers.to_bytes();
-        let answer = Message::new(exception::RESUME, [0; 4]);
-        let mut transfer = Transfer { send: &bytes, receive: Some(&mut room), ..Transfer::default() };
+        let answer = Message::new(userlib::exception::RESUME, [0; 4]);
+        let mut transfer = Transfer { send: &bytes, receive: Some(&mut room[..]), ..Transfer::default() };
         pending = endpoint.reply_recv(request.reply, &answer, &mut transfer, FOREVER).ok();
     });
-    let _ = sys::kill(child);
-    let _ = sys::wait(Some(child));
     (failures == 0).then_some(cycles)
 }
 
@@ -420,13 +437,13 @@ extern "C" fn cow_copy_writes() -> ! {
 }
 
 /// The registers a copy of `cow_source` starts with: at [`cow_copy_writes`].
-fn cow_copy_registers() -> abi::exception::Registers {
-    abi::exception::Registers {
+fn cow_copy_registers() -> Registers {
+    Registers {
         rip: cow_copy_writes as *const () as u64,
         // As a `call` would leave it: 8 below a 16-byte boundary.
         rsp: COW_STACK + COW_STACK_BYTES - 8,
         rflags: 0x202,
-        ..abi::exception::Registers::default()
+        ..Registers::default()
     }
 }
 
@@ -474,26 +491,14 @@ fn syscall_message() -> Option<u64> {
     exception::set_job(job.raw(), Some(&endpoint), exception::SYSCALLS).ok()?;
     let child = process::spawn_code(&SYSCALL_LOOP, "syscall-loop", Some(job.raw())).ok()?;
     let mut room = [0u8; exception::ROOM];
-    let mut pending = endpoint.recv(&mut room, FOREVER).ok();
-    let mut failures = 0;
-    let cycles = cycles_per_round(FAULT_ROUNDS, || {
-        let Some(request) = pending.take() else {
-            failures += 1;
-            return;
-        };
-        let Some(call) = Syscall::decode(&request, &room) else {
-            failures += 1;
-            return;
-        };
-        let registers = abi::exception::Registers { rax: call.number + 1, ..call.registers };
-        let bytes = registers.to_bytes();
-        let answer = Message::new(exception::RESUME, [0; 4]);
-        let mut transfer = Transfer { send: &bytes, receive: Some(&mut room), ..Transfer::default() };
-        pending = endpoint.reply_recv(request.reply, &answer, &mut transfer, FOREVER).ok();
+    let first = endpoint.recv(&mut room, FOREVER).ok();
+    // The result: the number plus one.
+    let cycles = resume_rounds(&endpoint, &mut room, first, |request, room| {
+        Syscall::decode(request, room).map(|call| Registers { rax: call.number + 1, ..call.registers })
     });
     let _ = sys::kill(child);
     let _ = sys::wait(Some(child));
-    (failures == 0).then_some(cycles)
+    cycles
 }
 
 /// `notify_wait`: instructions from a `signal` to the waiter running, halved from a
