@@ -269,8 +269,9 @@ syscalls! {
     /// shared and device memory stay shared. Its one thread starts in ring 3 with the
     /// [`crate::exception::Registers`] at `registers` (sanitised as a fault handler's answer
     /// is; clean floating-point state, the FS and GS bases they carry). Its handle table is
-    /// empty; it has the source's exception endpoint, if any, and its syscall mode. `job` as for `spawn`. The handle has
-    /// DUPLICATE, TRANSFER, WAIT, KILL and DEBUG. `EBADF`/`EPERM` for the handles, `ESRCH`
+    /// empty; it has the source's exception endpoint, if any, and its syscall mode. `job` as
+    /// for `spawn`. The handle has DUPLICATE, TRANSFER, WAIT, KILL and DEBUG.
+    /// `EBADF`/`EPERM` for the handles, `ESRCH`
     /// if the source has ended, `EFAULT` for a bad `registers`, `EINVAL` for a RIP or RSP
     /// that is not a user address, `ENOMEM` without memory for the copy, `EAGAIN` at the
     /// process or thread limit.
