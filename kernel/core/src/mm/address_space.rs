@@ -741,10 +741,9 @@ fn release_tree(table: &mut PageTable, level: u8, budget: &mut u64, released: &m
             released.tables += 1;
         }
         entry.set_unused();
-        // SAFETY: the frame (a user page or a page table) belonged to this address space and
-        // its only entry here was just cleared; the address space is not active, so no stale
-        // translation can be used. A user page may have other owners (copy-on-write), which
-        // keep it; a table never has.
+        // A user page may have other owners (copy-on-write), which keep it; a table never has.
+        // SAFETY: the frame belonged to this address space and its entry here was just
+        // cleared; the space is not active, so no stale translation can be used.
         drop(unsafe { super::frame::release_owned(frame) });
     }
     true
